@@ -1,0 +1,1 @@
+// Replaced by image codec shims.

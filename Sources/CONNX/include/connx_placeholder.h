@@ -1,0 +1,1 @@
+// Replaced by the generated ONNX protobuf-c code.

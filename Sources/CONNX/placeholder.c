@@ -1,0 +1,1 @@
+int connx_placeholder(void) { return 0; }

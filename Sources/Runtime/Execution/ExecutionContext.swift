@@ -1,0 +1,34 @@
+import Dispatch
+import CBLAS
+import GraphIR
+
+/// Per-session settings the kernels see: how many threads they may use.
+public final class ExecutionContext: @unchecked Sendable {
+    /// Intra-op threads for our own loops and for OpenBLAS.
+    public let threads: Int
+
+    public init(threads: Int? = nil) {
+        let n = max(1, threads ?? ExecutionContext.coreCount)
+        self.threads = n
+        openblas_set_num_threads(Int32(n))
+    }
+
+    public static var coreCount: Int { max(1, Int(openblas_get_num_procs())) }
+
+    /// Runs `body(chunkStart, chunkEnd)` over `0..<count` split into at most `threads` chunks.
+    /// Small jobs (below `minimumPerChunk` items per chunk) stay on the calling thread.
+    @inline(__always)
+    public func parallelFor(_ count: Int, minimumPerChunk: Int = 1, _ body: (Int, Int) -> Void) {
+        if count <= 0 { return }
+        let chunks = min(threads, max(1, count / max(1, minimumPerChunk)))
+        if chunks == 1 { body(0, count); return }
+        let per = (count + chunks - 1) / chunks
+        withoutActuallyEscaping(body) { body in
+            DispatchQueue.concurrentPerform(iterations: chunks) { c in
+                let start = c * per
+                let end = min(count, start + per)
+                if start < end { body(start, end) }
+            }
+        }
+    }
+}

@@ -1,0 +1,3 @@
+import GraphIR
+import Runtime
+print("segformer")
