@@ -275,7 +275,19 @@ final class ONNXTests: XCTestCase {
             }
             XCTAssertGreaterThan(refused, 0, name)
             XCTAssertGreaterThan(loaded, 0, name)
+            // Truncations are refused, except the few cuts that fall exactly between the trailing
+            // top-level fields (opset_import, metadata_props), which leave a smaller valid model.
+            var survivors = 0
+            for n in 0..<original.count {
+                if (try? ONNXImporter.load(bytes: Array(original.prefix(n)), baseDirectory: nil)) != nil { survivors += 1 }
+            }
+            XCTAssertLessThanOrEqual(survivors, 3, name)
         }
+    }
+
+    func testSparseInitializersAreUnsupported() {
+        guard let e = error({ try ONNXImporter.load(contentsOf: fixture("sparse.onnx")) }) else { return XCTFail() }
+        XCTAssertTrue(e.isUnsupported && e.description.contains("sparse"), "\(e)")
     }
 
     func testDeepNestingIsRefused() {

@@ -14,7 +14,8 @@ public enum ONNXExporter {
 
     /// The model serialized; with `externalDataFile`, every initializer of at least
     /// `externalDataThreshold` bytes goes to the returned `externalData` bytes instead, referenced by
-    /// that (relative) location. Offsets are aligned to 64 bytes.
+    /// that (relative) location (except integer tensors under 1 KiB, see `tensor`). Offsets are
+    /// aligned to 64 bytes.
     public static func serialize(_ model: Model, externalDataFile: String?,
                                  externalDataThreshold: Int = 1024) throws -> (model: [UInt8], externalData: [UInt8]) {
         let arena = Arena()
@@ -243,7 +244,11 @@ public enum ONNXExporter {
         guard t.storage.byteCount >= byteCount else {
             throw SegFormerError.invalid("tensor '\(name)': storage holds \(t.storage.byteCount) bytes, shape \(t.shape) needs \(byteCount)")
         }
-        if var ext = external, byteCount >= ext.threshold, byteCount > 0 {
+        // Small integer tensors stay inline whatever the threshold: they are usually shapes, axes or
+        // indices that onnxruntime's shape inference must read at load time, and it cannot read them
+        // from external data.
+        let shapeLike = t.dataType.isInteger && byteCount < 1024
+        if var ext = external, byteCount >= ext.threshold, byteCount > 0, !shapeLike {
             let padding = (64 - ext.data.count % 64) % 64
             ext.data.append(contentsOf: repeatElement(0, count: padding))
             let offset = ext.data.count
