@@ -329,7 +329,9 @@ enum Convolution {
     // MARK: GEMM-based conv
 
     /// Elements of the im2col buffer we allow per tile (16 MB of float32).
-    static let columnBudget = 4 << 20
+    nonisolated(unsafe) static var columnBudget = 4 << 20
+    /// Narrowest tile of output positions (narrower tiles make the GEMM inefficient).
+    nonisolated(unsafe) static var minimumTile = 256
 
     static func gemmConv<T: BinaryFloatingPoint>(_: T.Type, _ px: UnsafePointer<T>, _ pw: UnsafePointer<T>, _ pb: UnsafePointer<T>?,
                                                  _ py: UnsafeMutablePointer<T>, _ s: ConvShape, _ context: ExecutionContext) throws {
@@ -355,7 +357,7 @@ enum Convolution {
         }
         let tile: Int
         if g.rank == 2 {
-            tile = rows * outSpatial <= columnBudget ? outSpatial : min(outSpatial, max(256, columnBudget / rows))
+            tile = rows * outSpatial <= columnBudget ? outSpatial : min(outSpatial, max(minimumTile, columnBudget / rows))
         } else {
             tile = outSpatial   // the generic N-D im2col works on whole images
             guard rows.multipliedReportingOverflow(by: outSpatial).partialValue < (1 << 31) else {
