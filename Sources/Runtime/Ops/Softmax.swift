@@ -82,11 +82,12 @@ enum SoftmaxKernels {
                     let shift = m == -.infinity ? 0 : m
                     let total = NormOpsSupport.expShiftSum(s, d, n, shift: shift)
                     if log {
-                        let lse = Float(Foundation.log(total)) + shift
+                        // (x - max) - log Σ: subtracting max first keeps precision for large x
+                        let ls = Float(Foundation.log(total))
                         var i = 0
-                        let l8 = SIMD8<Float>(repeating: lse)
-                        while i + 8 <= n { NormOpsSupport.store8(NormOpsSupport.load8(s + i) - l8, d + i); i += 8 }
-                        while i < n { d[i] = s[i] - lse; i += 1 }
+                        let m8 = SIMD8<Float>(repeating: shift), l8 = SIMD8<Float>(repeating: ls)
+                        while i + 8 <= n { NormOpsSupport.store8((NormOpsSupport.load8(s + i) - m8) - l8, d + i); i += 8 }
+                        while i < n { d[i] = (s[i] - shift) - ls; i += 1 }
                     } else {
                         let inv = Float(1.0 / total)
                         var i = 0
@@ -124,10 +125,12 @@ enum SoftmaxKernels {
                 }
                 for j in 0..<inner where maxv[j].isNaN || maxv[j] == .infinity { sum[j] = .nan }
                 if log {
-                    for j in 0..<inner { maxv[j] = Float(Foundation.log(sum[j])) + maxv[j] }
+                    let ls = UnsafeMutablePointer<Float>.allocate(capacity: inner)
+                    defer { ls.deallocate() }
+                    for j in 0..<inner { ls[j] = Float(Foundation.log(sum[j])) }
                     for k in 0..<n {
                         let row = s + k * inner, out = d + k * inner
-                        for j in 0..<inner { out[j] = row[j] - maxv[j] }
+                        for j in 0..<inner { out[j] = (row[j] - maxv[j]) - ls[j] }
                     }
                 } else {
                     for j in 0..<inner { maxv[j] = Float(1.0 / sum[j]) }
@@ -154,8 +157,8 @@ enum SoftmaxKernels {
                 var total = 0.0
                 for k in 0..<n { total += Foundation.exp(src[base + k * inner] - m) }
                 if log {
-                    let lse = Foundation.log(total) + m
-                    for k in 0..<n { dst[base + k * inner] = src[base + k * inner] - lse }
+                    let ls = Foundation.log(total)
+                    for k in 0..<n { dst[base + k * inner] = (src[base + k * inner] - m) - ls }
                 } else {
                     for k in 0..<n { dst[base + k * inner] = Foundation.exp(src[base + k * inner] - m) / total }
                 }
