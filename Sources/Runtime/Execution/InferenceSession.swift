@@ -211,19 +211,25 @@ public final class InferenceSession {
             runSteps[lastUse[s]].release.append(s)
         }
         plan.steps = runSteps
+        // Folded values the plan must hold: those the remaining steps read, and folded outputs.
+        var neededLater = outputSlots
+        for step in runSteps { for s in step.inputs where s >= 0 { neededLater.insert(s) } }
         plan.foldedNodeCount = all.count - runSteps.count
 
-        // Execute this first run in full order; folded values are kept, the rest are released per
-        // the liveness above (static values that later steps read stay alive anyway).
-        var stepOf: [Int: Int] = [:]
-        for (k, step) in runSteps.enumerated() { stepOf[step.nodeIndex] = k }
-        for step in all {
-            if let k = stepOf[step.nodeIndex] {
-                try execute(runSteps[k], &slots)
-            } else {
-                try execute(step, &slots)
-                for s in step.outputs where s >= 0 { plan.foldedValues[s] = slots[s] }
-            }
+        // Execute this first run in full order, with its own liveness (the folded steps read
+        // activations too, e.g. Shape). Folded values are kept in the plan.
+        var firstRun = all
+        var firstLastUse = [Int](repeating: -1, count: count)
+        for (k, step) in firstRun.enumerated() {
+            for s in step.inputs where s >= 0 { firstLastUse[s] = k }
+            for s in step.outputs where s >= 0 && firstLastUse[s] < k { firstLastUse[s] = k }
+        }
+        for s in 0..<count where firstLastUse[s] >= 0 && !outputSlots.contains(s) && !staticValue[s] {
+            firstRun[firstLastUse[s]].release.append(s)
+        }
+        for step in firstRun {
+            try execute(step, &slots)
+            for s in step.outputs where s >= 0 && staticValue[s] && neededLater.contains(s) { plan.foldedValues[s] = slots[s] }
         }
         return plan
     }
