@@ -32,6 +32,12 @@ public final class InferenceSession {
     private let initializerSlots: [(Int, Tensor)]
     private let lock = NSLock()
 
+    /// When true, `run` accumulates wall time per op type into `profile` (for `bench --profile`).
+    public var profiling = false
+    /// Op type → (calls, total milliseconds), accumulated while `profiling` is on.
+    public private(set) var profile: [String: (calls: Int, milliseconds: Double)] = [:]
+    public func resetProfile() { profile = [:] }
+
     /// Ops whose results must never be cached as constants.
     static let nondeterministicOps: Set<String> = ["RandomNormal", "RandomUniform", "RandomNormalLike",
                                                    "RandomUniformLike", "Multinomial", "Bernoulli", "Dropout"]
@@ -151,8 +157,14 @@ public final class InferenceSession {
     private func execute(_ step: Step, _ slots: inout [Tensor?]) throws {
         let inputs: [Tensor?] = step.inputs.map { $0 < 0 ? nil : slots[$0] }
         let outputs: [Tensor]
+        let started = profiling ? Benchmark.now() : 0
         do {
             outputs = try step.kernel.run(inputs, context)
+            if profiling {
+                let op = graph.nodes[step.nodeIndex].opType
+                let previous = profile[op] ?? (0, 0)
+                profile[op] = (previous.calls + 1, previous.milliseconds + Benchmark.now() - started)
+            }
         } catch let e as SegFormerError {
             let shapes = inputs.map { $0.map { "\($0.dataType)\($0.shape)" } ?? "∅" }.joined(separator: ", ")
             throw e.prefixed("\(graph.nodes[step.nodeIndex].label) with inputs (\(shapes))")
