@@ -288,3 +288,49 @@ final class ElementwiseTests: XCTestCase {
         XCTAssertEqual(try infer("Add", [x, nil]), [nil])
     }
 }
+
+/// Timings of the hot float32 kernels; run with EW_PERF=1 in release:
+/// `EW_PERF=1 swift test -c release -Xswiftc -enable-testing --filter ElementwisePerf`
+final class ElementwisePerfTests: XCTestCase {
+    func testHotKernelTimings() throws {
+        guard ProcessInfo.processInfo.environment["EW_PERF"] != nil else { throw XCTSkip("set EW_PERF=1") }
+        let ctx = ExecutionContext(threads: 2)
+        let n = 16384 * 128
+        let big = Tensor((0..<n).map { Float($0 % 1000) * 0.004 - 2 }, shape: [1, 16384, 128])
+        let big2 = Tensor((0..<n).map { Float($0 % 777) * 0.003 + 0.5 }, shape: [1, 16384, 128])
+        let bias = Tensor((0..<128).map { Float($0) * 0.01 }, shape: [128])
+        let nchw = big.reshaped([1, 128, 128, 128])
+        let chan = Tensor((0..<128).map { Float($0) * 0.01 + 1 }, shape: [1, 128, 1, 1])
+        let rowmean = Tensor((0..<16384).map { Float($0) * 0.001 }, shape: [1, 16384, 1])
+        let half = Tensor(scalar: Float(0.5))
+        func time(_ name: String, _ body: () throws -> Void) rethrows {
+            try body()
+            var best = Double.infinity
+            for _ in 0..<7 {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                try body()
+                best = Swift.min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+            }
+            print(String(format: "%-34@ %7.3f ms  (%.2f ns/elem)", name as NSString, best, best * 1e6 / Double(n)))
+        }
+        func op(_ o: String, _ i: [Tensor?], _ a: [String: Attribute] = [:], opset: Int = 17) throws {
+            _ = try SingleOp.run(o, inputs: i, attributes: a, opset: opset, context: ctx)
+        }
+        try time("Add same shape 2M") { try op("Add", [big, big2]) }
+        try time("Add [1,N,C]+[C] 2M") { try op("Add", [big, bias]) }
+        try time("Mul [1,C,H,W]*[1,C,1,1] 2M") { try op("Mul", [nchw, chan]) }
+        try time("Sub [1,N,C]-[1,N,1] 2M") { try op("Sub", [big, rowmean]) }
+        try time("Mul by scalar 2M") { try op("Mul", [big, half]) }
+        try time("Div same shape 2M") { try op("Div", [big, big2]) }
+        try time("Pow x^2 2M") { try op("Pow", [big, Tensor(scalar: Float(2))]) }
+        try time("Sqrt 2M") { try op("Sqrt", [big2]) }
+        try time("Erf 2M") { try op("Erf", [big]) }
+        try time("Gelu 2M") { try op("Gelu", [big], opset: 20) }
+        try time("Relu 2M") { try op("Relu", [big]) }
+        try time("Sigmoid 2M") { try op("Sigmoid", [big]) }
+        try time("Tanh 2M") { try op("Tanh", [big]) }
+        try time("Exp 2M") { try op("Exp", [big]) }
+        try time("Cast f32->f16 2M") { try op("Cast", [big], ["to": .int(10)]) }
+        try time("Where 2M") { try op("Where", [Tensor([true, false], shape: [2, 1, 1]).reshaped([2, 1, 1]), big.reshaped([2, 8192, 128]), half]) }
+    }
+}
