@@ -155,6 +155,21 @@ final class ElementwiseTests: XCTestCase {
         XCTAssertEqual(try run("Pow", [Tensor([Int64(3)], shape: [1]), Tensor([Int64(40)], shape: [1])], opset: 15).toArray(Int64.self), [Int64.max])   // 3^40 saturates
     }
 
+    func testUnaryEdgeValues() throws {
+        let s = try run("Sqrt", [Tensor([Float(4), -1, -0.0, 0, .infinity, .nan, 2], shape: [7])]).toArray(Float.self)
+        XCTAssertEqual(s[0], 2); XCTAssertTrue(s[1].isNaN); XCTAssertEqual(s[2].sign, .minus); XCTAssertEqual(s[3], 0)
+        XCTAssertEqual(s[4], .infinity); XCTAssertTrue(s[5].isNaN); XCTAssertEqual(s[6], Float(2).squareRoot())
+        let r = try run("Relu", [Tensor([Float(-1), .nan, 3], shape: [3])]).toArray(Float.self)
+        XCTAssertEqual(r[0], 0); XCTAssertTrue(r[1].isNaN); XCTAssertEqual(r[2], 3)
+        let sg = try run("Sigmoid", [Tensor([Float(-100), 0, 100], shape: [3])]).toArray(Float.self)
+        XCTAssertEqual(sg[1], 0.5); XCTAssertEqual(sg[2], 1); XCTAssertLessThan(sg[0], 1e-40)
+        XCTAssertEqual(try run("IsInf", [Tensor([Float.infinity, -.infinity, 1, .nan], shape: [4])], ["detect_negative": .int(0)]).toArray(Bool.self), [true, false, false, false])
+        XCTAssertEqual(try run("IsNaN", [Tensor([Double.nan, 1], shape: [2])]).toArray(Bool.self), [true, false])
+        let h = try run("Exp", [Tensor([Float16(0), 1], shape: [2])]).toArray(Float16.self)
+        XCTAssertEqual(h, [1, Float16(Float(M_E))])
+        XCTAssertEqual(try run("Sign", [Tensor([Int32(-7), 0, 9], shape: [3])]).toArray(Int32.self), [-1, 0, 1])
+    }
+
     func testClipVariants() throws {
         let x = Tensor([Int8(-100), -3, 0, 5, 120], shape: [5])
         XCTAssertEqual(try run("Clip", [x, Tensor(scalar: Int8(-5)), Tensor(scalar: Int8(6))], opset: 13).toArray(Int8.self), [-5, -3, 0, 5, 6])
