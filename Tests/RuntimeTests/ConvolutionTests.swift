@@ -94,6 +94,8 @@ final class ConvolutionTests: XCTestCase {
     func testDepthwise() throws {
         try check(x: [1, 8, 9, 10], w: [8, 1, 3, 3], group: 8, pads: [1, 1, 1, 1])            // MixFFN
         try check(x: [2, 4, 9, 10], w: [8, 1, 3, 3], group: 4, strides: [2, 2], pads: [1, 0, 2, 1])  // multiplier 2
+        try check(x: [1, 4, 6, 5], w: [4, 1, 3, 3], group: 4, dilations: [1, 2], pads: [0, 3, 1, 0])    // 3-wide edges
+        try check(x: [1, 2, 4, 2], w: [2, 1, 3, 3], group: 2, pads: [1, 1, 1, 1])                       // narrower than kernel
         try check(x: [1, 3, 11, 12], w: [3, 1, 5, 5], bias: false, group: 3, dilations: [2, 2], pads: [3, 3, 3, 3], threads: 2)
     }
 
@@ -166,5 +168,79 @@ final class ConvolutionTests: XCTestCase {
                        [.known(1), .known(32), .known(128), .known(128)])
         XCTAssertEqual(try infer([.known(1), .known(3), .symbol("H"), .known(9)], [2, 3, 3, 3], ["auto_pad": .string("SAME_UPPER")]),
                        [.known(1), .known(2), .symbol("H"), .known(9)])
+    }
+}
+
+/// GFLOP/s of the conv and MatMul paths on SegFormer-b0's shapes at 512×512. Skipped unless
+/// NNOPS_BENCH=1; run in release:
+///   NNOPS_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter NNOpsBenchmark
+final class NNOpsBenchmark: XCTestCase {
+    func time(_ body: () throws -> Void) rethrows -> Double {
+        try body()   // warm-up (buffer pool, OpenBLAS threads)
+        var best = Double.infinity
+        for _ in 0..<5 {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try body()
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        return best
+    }
+
+    func testSegFormerShapes() throws {
+        try XCTSkipUnless(ProcessInfo.processInfo.environment["NNOPS_BENCH"] != nil, "set NNOPS_BENCH=1 to run")
+        let threads = Int(ProcessInfo.processInfo.environment["NNOPS_THREADS"] ?? "") ?? 2
+        let ctx = ExecutionContext(threads: threads)
+        // (label, input shape, weight shape, group, stride, pad)
+        let convs: [(String, [Int], [Int], Int, Int, Int)] = [
+            ("patch1 7x7 s4 3→32", [1, 3, 512, 512], [32, 3, 7, 7], 1, 4, 3),
+            ("sr1 k8 s8 32→32", [1, 32, 128, 128], [32, 32, 8, 8], 1, 8, 0),
+            ("dw1 3x3 128ch @128²", [1, 128, 128, 128], [128, 1, 3, 3], 128, 1, 1),
+            ("patch2 3x3 s2 32→64", [1, 32, 128, 128], [64, 32, 3, 3], 1, 2, 1),
+            ("sr2 k4 s4 64→64", [1, 64, 64, 64], [64, 64, 4, 4], 1, 4, 0),
+            ("dw2 3x3 256ch @64²", [1, 256, 64, 64], [256, 1, 3, 3], 256, 1, 1),
+            ("patch3 3x3 s2 64→160", [1, 64, 64, 64], [160, 64, 3, 3], 1, 2, 1),
+            ("sr3 k2 s2 160→160", [1, 160, 32, 32], [160, 160, 2, 2], 1, 2, 0),
+            ("dw3 3x3 640ch @32²", [1, 640, 32, 32], [640, 1, 3, 3], 640, 1, 1),
+            ("patch4 3x3 s2 160→256", [1, 160, 32, 32], [256, 160, 3, 3], 1, 2, 1),
+            ("dw4 3x3 1024ch @16²", [1, 1024, 16, 16], [1024, 1, 3, 3], 1024, 1, 1),
+            ("fuse 1x1 1024→256 @128²", [1, 1024, 128, 128], [256, 1024, 1, 1], 1, 1, 0),
+            ("classifier 1x1 256→150 @128²", [1, 256, 128, 128], [150, 256, 1, 1], 1, 1, 0),
+        ]
+        var report = "threads \(threads)\n"
+        for (label, xs, ws, group, s, p) in convs {
+            let x = NNTest.tensor(xs, seed: 1), w = NNTest.tensor(ws, seed: 2), b = NNTest.tensor([ws[0]], seed: 3)
+            let attrs: [String: Attribute] = ["group": .int(group), "strides": .ints([s, s]), "pads": .ints([p, p, p, p])]
+            let node = Node(name: label, opType: "Conv", inputs: ["x", "w", "b"], outputs: ["y"], attributes: attrs)
+            let kernel = try Convolution.convKernel(node)
+            var out: [Int] = []
+            let t = try time { out = try kernel.run([x, w, b], ctx)[0].shape }
+            let flop = 2.0 * Double(out.reduce(1, *)) * Double(ws[1] * ws[2] * ws[3])
+            report += "\(label): \(String(format: "%.3f ms, %.1f GFLOP/s", t * 1e3, flop / t / 1e9))\n"
+        }
+        // The BLAS ceiling under the same conditions: raw sgemm of the 1×1 convs' shapes.
+        for (m, n, k) in [(256, 16384, 1024), (150, 16384, 256), (2048, 2048, 2048)] {
+            let a = NNTest.tensor([m, k], seed: 1), b = NNTest.tensor([k, n], seed: 2)
+            let c = Tensor(uninitialized: .float, shape: [m, n])
+            let t = time { BLAS.sgemm(m: m, n: n, k: k, a: a.pointer(Float.self), lda: k, b: b.pointer(Float.self), ldb: n,
+                                      c: c.pointer(Float.self), ldc: n) }
+            report += "raw sgemm \(m)×\(n)×\(k): \(String(format: "%.3f ms, %.1f GFLOP/s", t * 1e3, 2.0 * Double(m * n * k) / t / 1e9))\n"
+        }
+        let matmuls: [(String, [Int], [Int])] = [
+            ("mlp1 [16384,32]x[32,128]", [1, 16384, 32], [32, 128]),
+            ("attn1 QK [16384,32]x[32,256]", [1, 1, 16384, 32], [1, 1, 32, 256]),
+            ("attn2 QK 2 heads [4096,32]x[32,256]", [1, 2, 4096, 32], [1, 2, 32, 256]),
+            ("attn4 QK 8 heads [256,32]x[32,256]", [1, 8, 256, 32], [1, 8, 32, 256]),
+            ("mlp4 [256,256]x[256,1024]", [1, 256, 256], [256, 1024]),
+            ("head linear_c1 [16384,32]x[32,256]", [1, 16384, 32], [32, 256]),
+        ]
+        for (label, sa, sb) in matmuls {
+            let a = NNTest.tensor(sa, seed: 1), b = NNTest.tensor(sb, seed: 2)
+            let kernel = LinearAlgebra.matMulKernel(Node(name: label, opType: "MatMul", inputs: ["a", "b"], outputs: ["y"]))
+            var out: [Int] = []
+            let t = try time { out = try kernel.run([a, b], ctx)[0].shape }
+            let flop = 2.0 * Double(out.reduce(1, *)) * Double(sa.last!)
+            report += "\(label): \(String(format: "%.3f ms, %.1f GFLOP/s", t * 1e3, flop / t / 1e9))\n"
+        }
+        print(report)
     }
 }

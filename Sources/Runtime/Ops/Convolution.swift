@@ -299,6 +299,28 @@ enum Convolution {
                         let ih = oh * SH - PH + kh * DH
                         if ih < 0 || ih >= H { continue }
                         let srow = src + ih * W
+                        if SW == 1 && KW == 3 {
+                            // The 3-wide row (MixFFN's 3×3): all three taps in one pass over the
+                            // interior, where every tap is inside the input; taps one by one at the edges.
+                            let w0 = wk[kh * 3], w1 = wk[kh * 3 + 1], w2 = wk[kh * 3 + 2]
+                            let b0 = -PW, b1 = DW - PW, b2 = 2 * DW - PW
+                            let r0 = validRange(base: b0, stride: 1, size: W, count: OW)
+                            let r2 = validRange(base: b2, stride: 1, size: W, count: OW)
+                            let lo = max(r0.0, r2.0), hi = max(lo, min(r0.1, r2.1))
+                            let s0 = srow + b0, s1 = srow + b1, s2 = srow + b2
+                            for ow in lo..<hi { drow[ow] += w0 * s0[ow] + w1 * s1[ow] + w2 * s2[ow] }
+                            var ow = 0
+                            while ow < OW {
+                                if ow == lo { ow = hi; if ow >= OW { break } }
+                                var acc = drow[ow]
+                                if ow + b0 >= 0 && ow + b0 < W { acc += w0 * s0[ow] }
+                                if ow + b1 >= 0 && ow + b1 < W { acc += w1 * s1[ow] }
+                                if ow + b2 >= 0 && ow + b2 < W { acc += w2 * s2[ow] }
+                                drow[ow] = acc
+                                ow += 1
+                            }
+                            continue
+                        }
                         for kw in 0..<KW {
                             let wv = wk[kh * KW + kw]
                             let base = kw * DW - PW
