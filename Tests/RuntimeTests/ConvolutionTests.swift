@@ -171,6 +171,85 @@ final class ConvolutionTests: XCTestCase {
     }
 }
 
+final class ConvTransposeTests: XCTestCase {
+    /// Scatter form of the definition: every input element adds x·w to the outputs its taps reach.
+    static func reference(_ x: Tensor, _ w: Tensor, _ b: Tensor?, group: Int, strides: [Int], dilations: [Int],
+                          padBegin: [Int], out: [Int]) throws -> [Double] {
+        let xv = try x.doubles(), wv = try w.doubles(), bv = try b?.doubles()
+        let n = x.shape[0], c = x.shape[1], mg = w.shape[1], m = mg * group, r = x.rank - 2
+        let inS = Array(x.shape.dropFirst(2)), k = Array(w.shape.dropFirst(2))
+        let inCount = inS.reduce(1, *), taps = k.reduce(1, *), outCount = out.reduce(1, *), cg = c / group
+        var y = [Double](repeating: 0, count: n * m * outCount)
+        for img in 0..<n { for oc in 0..<m { for p in 0..<outCount { y[(img * m + oc) * outCount + p] = bv?[oc] ?? 0 } } }
+        for img in 0..<n { for ci in 0..<c { for i in 0..<inCount { for t in 0..<taps { for j in 0..<mg {
+            var ri = i, rt = t, off = 0, mul = 1, inside = true
+            for d in stride(from: r - 1, through: 0, by: -1) {
+                let ii = ri % inS[d], kk = rt % k[d]
+                ri /= inS[d]; rt /= k[d]
+                let o = ii * strides[d] - padBegin[d] + kk * dilations[d]
+                if o < 0 || o >= out[d] { inside = false }
+                off += o * mul; mul *= out[d]
+            }
+            if inside {
+                let oc = (ci / cg) * mg + j
+                y[(img * m + oc) * outCount + off] += xv[(img * c + ci) * inCount + i] * wv[(ci * mg + j) * taps + t]
+            }
+        } } } } }
+        return y
+    }
+
+    func testByHand() throws {
+        let x = Tensor((0..<9).map { Float($0) }, shape: [1, 1, 3, 3])
+        let w = Tensor([Float](repeating: 1, count: 18), shape: [1, 2, 3, 3])
+        let y = try SingleOp.run("ConvTranspose", inputs: [x, w])[0]
+        let plane: [Float] = [0, 1, 3, 3, 2, 3, 8, 15, 12, 7, 9, 21, 36, 27, 15, 9, 20, 33, 24, 13, 6, 13, 21, 15, 8]
+        XCTAssertEqual(y.shape, [1, 2, 5, 5])
+        XCTAssertEqual(y.toArray(Float.self), plane + plane)
+    }
+
+    func check(x xs: [Int], w ws: [Int], group: Int = 1, strides: [Int]? = nil, dilations: [Int]? = nil, pads: [Int]? = nil,
+               extra: [String: Attribute] = [:], expectPadBegin: [Int]? = nil, expectOut: [Int],
+               file: StaticString = #filePath, line: UInt = #line) throws {
+        let r = xs.count - 2
+        let x = NNTest.tensor(xs, seed: 51), w = NNTest.tensor(ws, seed: 52), b = NNTest.tensor([ws[1] * group], seed: 53)
+        var attrs = extra
+        attrs["group"] = .int(group)
+        if let strides { attrs["strides"] = .ints(strides) }
+        if let dilations { attrs["dilations"] = .ints(dilations) }
+        if let pads { attrs["pads"] = .ints(pads) }
+        let y = try SingleOp.run("ConvTranspose", inputs: [x, w, b], attributes: attrs, context: ExecutionContext(threads: 2))[0]
+        let e = try Self.reference(x, w, b, group: group, strides: strides ?? Array(repeating: 1, count: r),
+                                   dilations: dilations ?? Array(repeating: 1, count: r),
+                                   padBegin: expectPadBegin ?? pads.map { Array($0.prefix(r)) } ?? Array(repeating: 0, count: r),
+                                   out: expectOut)
+        try NNTest.assertClose(y, e, shape: [xs[0], ws[1] * group] + expectOut, file: file, line: line)
+    }
+
+    func testVariants() throws {
+        // out = s(in−1) + dk − pads (+ output_padding)
+        try check(x: [2, 4, 5, 6], w: [4, 3, 3, 3], strides: [2, 2], pads: [1, 1, 1, 1], expectOut: [9, 11])
+        try check(x: [1, 4, 5, 6], w: [4, 2, 3, 2], group: 2, strides: [2, 3], dilations: [2, 1], pads: [0, 1, 2, 0],
+                  expectOut: [11, 16])
+        try check(x: [1, 3, 4, 4], w: [3, 2, 2, 2], strides: [2, 2], extra: ["output_padding": .ints([1, 0])], expectOut: [9, 8])
+        try check(x: [1, 2, 4, 4], w: [2, 2, 3, 3], strides: [2, 2], extra: ["output_shape": .ints([8, 7])],
+                  expectPadBegin: [1, 1], expectOut: [8, 7])   // full 9: totals 1 and 2, extra at the start
+        try check(x: [1, 2, 4, 4], w: [2, 2, 3, 3], strides: [2, 2], extra: ["auto_pad": .string("SAME_UPPER")],
+                  expectPadBegin: [0, 0], expectOut: [8, 8])   // total 1, extra at the end
+        try check(x: [1, 2, 9], w: [2, 3, 4], strides: [3], pads: [1, 2], expectOut: [25])
+        try check(x: [1, 2, 3, 4, 3], w: [2, 2, 2, 3, 2], strides: [2, 1, 2], pads: [0, 1, 1, 1, 0, 0], expectOut: [5, 5, 5])
+    }
+
+    func testErrorsAndShapeRule() throws {
+        XCTAssertThrowsError(try SingleOp.run("ConvTranspose", inputs: [NNTest.tensor([1, 3, 4, 4], seed: 1), NNTest.tensor([2, 2, 3, 3], seed: 2)]))
+        let node = Node(name: "ct", opType: "ConvTranspose", inputs: ["x", "w"], outputs: ["y"],
+                        attributes: ["strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1]), "output_padding": .ints([1, 1])])
+        let t = try OpRegistry.schema(domain: "", opType: "ConvTranspose")!.inferTypes!(
+            TypeInferenceContext(node: node, opset: 17, inputTypes: [TensorType(.float, known: [1, 8, 16, 16]),
+                                                                     TensorType(.float, known: [8, 4, 3, 3])], constantInputs: []))
+        XCTAssertEqual(t[0]?.knownShape, [1, 4, 32, 32])
+    }
+}
+
 /// GFLOP/s of the conv and MatMul paths on SegFormer-b0's shapes at 512×512. Skipped unless
 /// NNOPS_BENCH=1; run in release:
 ///   NNOPS_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter NNOpsBenchmark
