@@ -40,7 +40,8 @@ struct Bench: ParsableCommand {
                 print("time per op type (per run):")
                 for (op, p) in session.profile.sorted(by: { $0.value.milliseconds > $1.value.milliseconds }) {
                     let perRun = p.milliseconds / Double(iterations)
-                    print(String(format: "  %-24@ %8.2f ms  %5.1f%%  %4d calls", op as NSString, perRun, 100 * p.milliseconds / max(total, 1e-9), p.calls / iterations))
+                    let name = op.padding(toLength: max(op.count, 22), withPad: " ", startingAt: 0)
+                    print("  " + name + String(format: " %8.2f ms  %5.1f%%  %4d calls", perRun, 100 * p.milliseconds / max(total, 1e-9), p.calls / iterations))
                 }
             }
             print(result)
