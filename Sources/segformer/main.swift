@@ -1,3 +1,34 @@
+import ArgumentParser
+import Foundation
 import GraphIR
 import Runtime
-print("segformer")
+
+/// The `segformer` tool: a thin layer over the GraphIR, Runtime and Training modules.
+struct SegFormerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "segformer",
+        abstract: "Import, run, check and benchmark SegFormer ONNX models on the CPU.",
+        subcommands: [Inspect.self, Run.self, TestModel.self, Bench.self])
+}
+
+/// Runs a command body, turning library errors into one clear line on stderr and a non-zero exit.
+/// Exit codes: 1 invalid input or failed check, 2 usage, 3 unsupported model feature, 4 I/O.
+func reportingErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let e as SegFormerError {
+        FileHandle.standardError.write(Data("error: \(e)\n".utf8))
+        switch e {
+        case .unsupported: throw ExitCode(3)
+        case .io: throw ExitCode(4)
+        case .invalid: throw ExitCode(1)
+        }
+    }
+}
+
+func printErr(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+
+/// Whether stdout is a terminal (progress bars) or a pipe/file (plain lines).
+var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
+
+SegFormerCommand.main()

@@ -1,6 +1,461 @@
 import GraphIR
 
+// Conv (N-D, groups, pads/auto_pad, strides, dilations, optional bias).
+// float32/float64 paths, chosen once per call from the geometry:
+//  * 1×1, stride 1, no padding: one GEMM per image and group on the input as it is (no im2col);
+//  * one input channel per group (depthwise, SegFormer's MixFFN 3×3): a direct kernel, parallel
+//    over output channels;
+//  * everything else 2-D: im2col over a tile of output positions (parallel over im2col rows)
+//    followed by one GEMM per tile and group. Non-overlapping convs (kernel == stride, the
+//    spatial-reduction convs) take this path too: their im2col is a pure re-layout.
+//  * 1-D is run as 2-D with height 1; 3-D and higher use a generic N-D im2col.
+// float16/bfloat16 are computed in float32.
+
 extension OpRegistry {
-    /// Schemas of this family (filled in by the family's implementation).
-    static let convolutionOps: [OpSchema] = []
+    static let convolutionOps: [OpSchema] = [
+        OpSchema("Conv", opsets: 1...23, inputs: 2...3,
+                 inferTypes: { try Convolution.inferConv($0) },
+                 makeKernel: { node, _ in try Convolution.convKernel(node) }),
+    ]
+}
+
+/// Spatial window attributes shared by Conv and the pools.
+struct WindowAttributes {
+    var autoPad: String
+    var kernelShape: [Int]?
+    var strides: [Int]?
+    var dilations: [Int]?
+    var pads: [Int]?
+
+    init(_ node: Node) throws {
+        autoPad = try node.string("auto_pad", default: "NOTSET")
+        guard ["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"].contains(autoPad) else {
+            throw SegFormerError.invalid("\(node.label): unknown auto_pad '\(autoPad)'")
+        }
+        kernelShape = try node.ints("kernel_shape")
+        strides = try node.ints("strides")
+        dilations = try node.ints("dilations")
+        pads = try node.ints("pads")
+        if let s = strides, s.contains(where: { $0 < 1 }) { throw SegFormerError.invalid("\(node.label): strides must be ≥ 1, got \(s)") }
+        if let d = dilations, d.contains(where: { $0 < 1 }) { throw SegFormerError.invalid("\(node.label): dilations must be ≥ 1, got \(d)") }
+        if let p = pads, p.contains(where: { $0 < 0 }) { throw SegFormerError.invalid("\(node.label): pads must be ≥ 0, got \(p)") }
+        if let k = kernelShape, k.contains(where: { $0 < 1 }) { throw SegFormerError.invalid("\(node.label): kernel_shape must be ≥ 1, got \(k)") }
+    }
+
+    /// Strides, dilations and pads for `rank` spatial dims, defaults filled in, lengths checked.
+    func resolved(rank: Int, _ label: String) throws -> (strides: [Int], dilations: [Int], pads: [Int]) {
+        let s = strides ?? [Int](repeating: 1, count: rank)
+        let d = dilations ?? [Int](repeating: 1, count: rank)
+        let p = pads ?? [Int](repeating: 0, count: 2 * rank)
+        guard s.count == rank, d.count == rank, p.count == 2 * rank else {
+            throw SegFormerError.invalid("\(label): for \(rank) spatial dims expected \(rank) strides, \(rank) dilations and \(2 * rank) pads, got strides \(s), dilations \(d), pads \(p)")
+        }
+        return (s, d, p)
+    }
+}
+
+/// The concrete geometry of a sliding-window op over `rank` spatial dimensions.
+struct WindowGeometry {
+    var input: [Int]
+    var kernel: [Int]
+    var strides: [Int]
+    var dilations: [Int]
+    var padBegin: [Int]
+    var padEnd: [Int]
+    var output: [Int]
+
+    var rank: Int { input.count }
+
+    /// Resolves pads (auto_pad) and output sizes. `ceilMode` is the pools' ceil_mode (a last window
+    /// that would start inside the end padding is dropped, as PyTorch and the ONNX reference do).
+    init(input: [Int], kernel: [Int], attributes a: WindowAttributes, ceilMode: Bool = false, _ label: String) throws {
+        let rank = input.count
+        let (s, d, p) = try a.resolved(rank: rank, label)
+        guard kernel.count == rank else {
+            throw SegFormerError.invalid("\(label): kernel has \(kernel.count) spatial dims, input has \(rank) (\(input))")
+        }
+        self.input = input; self.kernel = kernel; strides = s; dilations = d
+        padBegin = []; padEnd = []; output = []
+        for i in 0..<rank {
+            let dk = (kernel[i] - 1) * d[i] + 1
+            var pb = p[i], pe = p[i + rank], out: Int
+            switch a.autoPad {
+            case "SAME_UPPER", "SAME_LOWER":
+                out = (input[i] + s[i] - 1) / s[i]
+                let total = max(0, (out - 1) * s[i] + dk - input[i])
+                pb = a.autoPad == "SAME_UPPER" ? total / 2 : total - total / 2
+                pe = total - pb
+            case "VALID":
+                pb = 0; pe = 0
+                out = input[i] >= dk ? (input[i] - dk) / s[i] + 1 : 0
+            default:
+                let span = input[i] + pb + pe - dk
+                if span < 0 { out = 0 } else if ceilMode {
+                    out = (span + s[i] - 1) / s[i] + 1
+                    if (out - 1) * s[i] >= input[i] + pb { out -= 1 }
+                } else { out = span / s[i] + 1 }
+            }
+            guard out >= 1 else {
+                throw SegFormerError.invalid("\(label): input spatial size \(input) with kernel \(kernel), strides \(s), dilations \(d), pads \(p) (auto_pad \(a.autoPad)) gives an empty output")
+            }
+            padBegin.append(pb); padEnd.append(pe); output.append(out)
+        }
+        var total = 1
+        for v in output {
+            let (r, o) = total.multipliedReportingOverflow(by: v)
+            guard !o, r < (1 << 34) else {
+                throw SegFormerError.invalid("\(label): output spatial size \(output) is absurd (pads \(p))")
+            }
+            total = r
+        }
+    }
+
+    /// The 1-D geometry seen as 2-D with a height-1 leading dimension.
+    var lifted2D: WindowGeometry {
+        var g = self
+        g.input = [1] + input; g.kernel = [1] + kernel; g.strides = [1] + strides; g.dilations = [1] + dilations
+        g.padBegin = [0] + padBegin; g.padEnd = [0] + padEnd; g.output = [1] + output
+        return g
+    }
+
+    /// The same computation symbolically (for shape inference); nil entries of `kernel` are unknown.
+    static func symbolicOutput(input: [Dim], kernel: [Int?], attributes a: WindowAttributes, ceilMode: Bool = false,
+                               _ label: String) throws -> [Dim] {
+        let rank = input.count
+        guard kernel.count == rank else {
+            throw SegFormerError.invalid("\(label): kernel has \(kernel.count) spatial dims, input has \(rank)")
+        }
+        let (s, d, p) = try a.resolved(rank: rank, label)
+        var out: [Dim] = []
+        for i in 0..<rank {
+            guard let k = kernel[i] else { out.append(.symbol("\(label)_out\(i)")); return out + (i + 1..<rank).map { .symbol("\(label)_out\($0)") } }
+            if let v = input[i].value {
+                let g = try WindowGeometry(input: [v], kernel: [k],
+                                           attributes: a.slice(i, rank: rank), ceilMode: ceilMode, label)
+                out.append(.known(g.output[0]))
+                continue
+            }
+            let name = input[i].description
+            let dk = (k - 1) * d[i] + 1
+            switch a.autoPad {
+            case "SAME_UPPER", "SAME_LOWER":
+                out.append(s[i] == 1 ? input[i] : .symbol("ceil(\(name)/\(s[i]))"))
+            case "VALID":
+                out.append(s[i] == 1 && dk == 1 ? input[i] : .symbol("ceil((\(name)-\(dk - 1))/\(s[i]))"))
+            default:
+                let extra = p[i] + p[i + rank] - dk
+                if s[i] == 1 && extra == -1 { out.append(input[i]); continue }
+                let expr = extra == 0 ? name : extra > 0 ? "\(name)+\(extra)" : "\(name)-\(-extra)"
+                out.append(.symbol("\(ceilMode ? "ceil" : "floor")((\(expr))/\(s[i]))+1"))
+            }
+        }
+        return out
+    }
+}
+
+extension WindowAttributes {
+    /// The attributes of spatial dimension `i` alone (for computing one dimension at a time).
+    func slice(_ i: Int, rank: Int) -> WindowAttributes {
+        var a = self
+        a.kernelShape = kernelShape.map { [$0[i]] }
+        a.strides = strides.map { [$0[i]] }
+        a.dilations = dilations.map { [$0[i]] }
+        a.pads = pads.map { [$0[i], $0[i + rank]] }
+        return a
+    }
+}
+
+enum Convolution {
+    // MARK: shape rule
+
+    static func inferConv(_ ctx: TypeInferenceContext) throws -> [TensorType?] {
+        guard let tx = ctx.type(0) else { return [nil] }
+        guard let xs = tx.shape else { return [TensorType(tx.dataType, nil)] }
+        let label = ctx.node.label
+        guard xs.count >= 3 else { throw SegFormerError.invalid("\(label): Conv input must have rank ≥ 3, got \(tx)") }
+        let attrs = try WindowAttributes(ctx.node)
+        let ws = ctx.type(1)?.shape
+        if let ws, ws.count != xs.count {
+            throw SegFormerError.invalid("\(label): Conv weight rank \(ws.count) differs from input rank \(xs.count)")
+        }
+        let rank = xs.count - 2
+        var kernel: [Int?] = attrs.kernelShape ?? (ws.map { $0.dropFirst(2).map(\.value) } ?? [Int?](repeating: nil, count: rank))
+        if kernel.count != rank { kernel = [Int?](repeating: nil, count: rank) }
+        let m: Dim = ws?[0] ?? .symbol("\(label)_M")
+        let spatial = try WindowGeometry.symbolicOutput(input: Array(xs.dropFirst(2)), kernel: kernel, attributes: attrs, label)
+        return [TensorType(tx.dataType, [xs[0], m] + spatial)]
+    }
+
+    // MARK: kernel
+
+    static func convKernel(_ node: Node) throws -> Kernel {
+        let label = node.label
+        let attrs = try WindowAttributes(node)
+        let group = try node.int("group", default: 1)
+        guard group >= 1 else { throw SegFormerError.invalid("\(label): group must be ≥ 1, got \(group)") }
+        return ClosureKernel { inputs, context in
+            let x = try inputs.required(0, "X"), w = try inputs.required(1, "W")
+            let b = inputs.optional(2)
+            return [try conv(x, w, b, attrs, group, label, context)]
+        }
+    }
+
+    /// Validated sizes of one Conv call.
+    struct ConvShape {
+        var n: Int, c: Int, m: Int, group: Int
+        var geometry: WindowGeometry
+        var cPerGroup: Int { c / group }
+        var mPerGroup: Int { m / group }
+    }
+
+    static func conv(_ x: Tensor, _ w: Tensor, _ b: Tensor?, _ attrs: WindowAttributes, _ group: Int,
+                     _ label: String, _ context: ExecutionContext) throws -> Tensor {
+        guard x.dataType == w.dataType, b == nil || b!.dataType == x.dataType else {
+            throw SegFormerError.invalid("\(label): Conv inputs have different types X \(x.dataType), W \(w.dataType)\(b.map { ", B \($0.dataType)" } ?? "")")
+        }
+        guard x.rank >= 3 else { throw SegFormerError.invalid("\(label): Conv input X must have rank ≥ 3, got shape \(x.shape)") }
+        guard w.rank == x.rank else {
+            throw SegFormerError.invalid("\(label): Conv weight W \(w.shape) must have the rank of X \(x.shape)")
+        }
+        let n = x.shape[0], c = x.shape[1], m = w.shape[0]
+        guard c == w.shape[1] * group else {
+            throw SegFormerError.invalid("\(label): Conv input X \(x.shape) has \(c) channels but W \(w.shape) with group \(group) expects \(w.shape[1] * group)")
+        }
+        guard m % group == 0 else {
+            throw SegFormerError.invalid("\(label): Conv weight W \(w.shape): \(m) output channels are not divisible by group \(group)")
+        }
+        if let b, b.shape != [m] {
+            throw SegFormerError.invalid("\(label): Conv bias B must have shape [\(m)] for W \(w.shape), got \(b.shape)")
+        }
+        let kernel = Array(w.shape.dropFirst(2))
+        if let ks = attrs.kernelShape, ks != kernel {
+            throw SegFormerError.invalid("\(label): Conv kernel_shape \(ks) differs from the weight's spatial shape \(w.shape)")
+        }
+        let geometry = try WindowGeometry(input: Array(x.shape.dropFirst(2)), kernel: kernel, attributes: attrs, label)
+        let s = ConvShape(n: n, c: c, m: m, group: group, geometry: geometry)
+        let outShape = [n, m] + geometry.output
+        switch x.dataType {
+        case .float: return try run(Float.self, x, w, b, s, outShape, context)
+        case .double: return try run(Double.self, x, w, b, s, outShape, context)
+        case .float16, .bfloat16:
+            let y = try run(Float.self, BLAS.toFloat32(x), BLAS.toFloat32(w), b.map { BLAS.toFloat32($0) }, s, outShape, context)
+            return BLAS.fromFloat32(y, to: x.dataType)
+        default:
+            throw SegFormerError.unsupported("\(label): Conv of \(x.dataType) tensors")
+        }
+    }
+
+    static func run<T: BinaryFloatingPoint>(_: T.Type, _ x: Tensor, _ w: Tensor, _ b: Tensor?, _ s0: ConvShape,
+                                            _ outShape: [Int], _ context: ExecutionContext) throws -> Tensor {
+        let y = Tensor(uninitialized: x.dataType, shape: outShape)
+        if y.count == 0 { return y }
+        var s = s0
+        if s.geometry.rank == 1 { s.geometry = s.geometry.lifted2D }
+        let px = x.pointer(T.self), pw = w.pointer(T.self), py = y.pointer(T.self)
+        let pb = b.map { UnsafePointer($0.pointer(T.self)) }
+        let g = s.geometry
+        if x.count == 0 || w.count == 0 {
+            // No input channels (or no kernel taps): the output is just the bias.
+            fillBias(py, pb, n: s.n, m: s.m, spatial: g.output.reduce(1, *))
+            return y
+        }
+        if g.rank == 2 && s.cPerGroup == 1 {
+            depthwise2D(px, pw, pb, py, s, context)
+            return y
+        }
+        try gemmConv(T.self, px, pw, pb, py, s, context)
+        return y
+    }
+
+    static func fillBias<T: BinaryFloatingPoint>(_ py: UnsafeMutablePointer<T>, _ pb: UnsafePointer<T>?, n: Int, m: Int, spatial: Int) {
+        for i in 0..<(n * m) {
+            let v = pb?[i % m] ?? 0
+            let row = py + i * spatial
+            for j in 0..<spatial { row[j] = v }
+        }
+    }
+
+    // MARK: depthwise (one input channel per group), direct
+
+    static func depthwise2D<T: BinaryFloatingPoint>(_ px: UnsafePointer<T>, _ pw: UnsafePointer<T>, _ pb: UnsafePointer<T>?,
+                                                    _ py: UnsafeMutablePointer<T>, _ s: ConvShape, _ context: ExecutionContext) {
+        let g = s.geometry
+        let (H, W) = (g.input[0], g.input[1]), (KH, KW) = (g.kernel[0], g.kernel[1])
+        let (OH, OW) = (g.output[0], g.output[1]), (SH, SW) = (g.strides[0], g.strides[1])
+        let (DH, DW) = (g.dilations[0], g.dilations[1]), (PH, PW) = (g.padBegin[0], g.padBegin[1])
+        let m = s.m, mPerGroup = s.mPerGroup, c = s.c
+        let work = OH * OW * KH * KW
+        context.parallelFor(s.n * m, minimumPerChunk: max(1, 32768 / max(1, work))) { start, end in
+            for idx in start..<end {
+                let img = idx / m, oc = idx % m
+                let src = px + (img * c + oc / mPerGroup) * H * W
+                let wk = pw + oc * KH * KW
+                let dst = py + idx * OH * OW
+                let bias = pb?[oc] ?? 0
+                for j in 0..<(OH * OW) { dst[j] = bias }
+                for oh in 0..<OH {
+                    let drow = dst + oh * OW
+                    for kh in 0..<KH {
+                        let ih = oh * SH - PH + kh * DH
+                        if ih < 0 || ih >= H { continue }
+                        let srow = src + ih * W
+                        for kw in 0..<KW {
+                            let wv = wk[kh * KW + kw]
+                            let base = kw * DW - PW
+                            let (lo, hi) = validRange(base: base, stride: SW, size: W, count: OW)
+                            if lo >= hi { continue }
+                            if SW == 1 {
+                                let sp = srow + base
+                                for ow in lo..<hi { drow[ow] += wv * sp[ow] }
+                            } else {
+                                for ow in lo..<hi { drow[ow] += wv * srow[ow * SW + base] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Output positions `o` in 0..<count whose input coordinate `o·stride + base` lies in 0..<size.
+    @inline(__always)
+    static func validRange(base: Int, stride: Int, size: Int, count: Int) -> (Int, Int) {
+        let lo = base >= 0 ? 0 : (-base + stride - 1) / stride
+        let last = size - 1 - base
+        let hi = last < 0 ? 0 : min(count, last / stride + 1)
+        return (min(lo, hi), hi)
+    }
+
+    // MARK: GEMM-based conv
+
+    /// Elements of the im2col buffer we allow per tile (16 MB of float32).
+    nonisolated(unsafe) static var columnBudget = 4 << 20
+    /// Narrowest tile of output positions (narrower tiles make the GEMM inefficient).
+    nonisolated(unsafe) static var minimumTile = 256
+
+    static func gemmConv<T: BinaryFloatingPoint>(_: T.Type, _ px: UnsafePointer<T>, _ pw: UnsafePointer<T>, _ pb: UnsafePointer<T>?,
+                                                 _ py: UnsafeMutablePointer<T>, _ s: ConvShape, _ context: ExecutionContext) throws {
+        let g = s.geometry
+        let inSpatial = g.input.reduce(1, *), outSpatial = g.output.reduce(1, *), taps = g.kernel.reduce(1, *)
+        let cg = s.cPerGroup, mg = s.mPerGroup
+        let rows = cg * taps
+        let pointwise = taps == 1 && g.strides.allSatisfy { $0 == 1 } && g.padBegin.allSatisfy { $0 == 0 }
+            && g.padEnd.allSatisfy { $0 == 0 }
+        try BLAS.checkSizes(mg, outSpatial, rows, rows, outSpatial, outSpatial)
+        // Bias first, so each GEMM accumulates onto it (beta 1).
+        if pb != nil { fillBias(py, pb, n: s.n, m: s.m, spatial: outSpatial) }
+        let beta: Double = pb == nil ? 0 : 1
+        if pointwise {
+            for img in 0..<s.n {
+                for grp in 0..<s.group {
+                    BLAS.gemm(T.self, m: mg, n: outSpatial, k: cg, a: pw + grp * mg * cg, lda: cg,
+                              b: px + (img * s.c + grp * cg) * inSpatial, ldb: inSpatial, beta: beta,
+                              c: py + (img * s.m + grp * mg) * outSpatial, ldc: outSpatial)
+                }
+            }
+            return
+        }
+        let tile: Int
+        if g.rank == 2 {
+            tile = rows * outSpatial <= columnBudget ? outSpatial : min(outSpatial, max(minimumTile, columnBudget / rows))
+        } else {
+            tile = outSpatial   // the generic N-D im2col works on whole images
+            guard rows.multipliedReportingOverflow(by: outSpatial).partialValue < (1 << 31) else {
+                throw SegFormerError.unsupported("Conv: im2col buffer of \(rows)×\(outSpatial) is too large for the generic N-D path")
+            }
+        }
+        let colTensor = Tensor(uninitialized: T.self == Double.self ? .double : .float, shape: [rows * tile])
+        let col = colTensor.pointer(T.self)
+        for img in 0..<s.n {
+            for grp in 0..<s.group {
+                let xg = px + (img * s.c + grp * cg) * inSpatial
+                let wg = pw + grp * mg * rows
+                let yg = py + (img * s.m + grp * mg) * outSpatial
+                var p0 = 0
+                while p0 < outSpatial {
+                    let p1 = min(outSpatial, p0 + tile)
+                    if g.rank == 2 {
+                        im2col2D(xg, col, g, channels: cg, p0: p0, p1: p1, context)
+                    } else {
+                        im2colND(xg, col, g, channels: cg, context)
+                    }
+                    BLAS.gemm(T.self, m: mg, n: p1 - p0, k: rows, a: wg, lda: rows, b: col, ldb: p1 - p0,
+                              beta: beta, c: yg + p0, ldc: outSpatial)
+                    p0 = p1
+                }
+            }
+        }
+    }
+
+    /// col[r, p - p0] = x[c, oh·sh − ph + kh·dh, ow·sw − pw + kw·dw] (0 outside), r = (c, kh, kw),
+    /// for flat output positions p = oh·OW + ow in p0..<p1. Parallel over rows.
+    static func im2col2D<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ col: UnsafeMutablePointer<T>, _ g: WindowGeometry,
+                                                 channels: Int, p0: Int, p1: Int, _ context: ExecutionContext) {
+        let (H, W) = (g.input[0], g.input[1]), (KH, KW) = (g.kernel[0], g.kernel[1])
+        let OW = g.output[1], (SH, SW) = (g.strides[0], g.strides[1])
+        let (DH, DW) = (g.dilations[0], g.dilations[1]), (PH, PW) = (g.padBegin[0], g.padBegin[1])
+        let width = p1 - p0
+        let rows = channels * KH * KW
+        context.parallelFor(rows, minimumPerChunk: max(1, 65536 / max(1, width))) { r0, r1 in
+            for r in r0..<r1 {
+                let cc = r / (KH * KW), kh = (r / KW) % KH, kw = r % KW
+                let src = x + cc * H * W
+                let dst = col + r * width - p0
+                let base = kw * DW - PW
+                let (vlo, vhi) = validRange(base: base, stride: SW, size: W, count: OW)
+                var p = p0
+                while p < p1 {
+                    let oh = p / OW, ow0 = p - oh * OW
+                    let ow1 = min(OW, ow0 + (p1 - p))
+                    let rowStart = p - ow0
+                    let ih = oh * SH - PH + kh * DH
+                    if ih < 0 || ih >= H {
+                        for ow in ow0..<ow1 { dst[rowStart + ow] = 0 }
+                    } else {
+                        let srow = src + ih * W + base
+                        let lo = max(ow0, min(vlo, ow1)), hi = max(lo, min(vhi, ow1))
+                        for ow in ow0..<lo { dst[rowStart + ow] = 0 }
+                        if SW == 1 {
+                            for ow in lo..<hi { dst[rowStart + ow] = srow[ow] }
+                        } else {
+                            for ow in lo..<hi { dst[rowStart + ow] = srow[ow * SW] }
+                        }
+                        for ow in hi..<ow1 { dst[rowStart + ow] = 0 }
+                    }
+                    p = rowStart + ow1
+                }
+            }
+        }
+    }
+
+    /// Generic N-D im2col over whole images: col[r, p] with r = (c, kernel offset), p = output position.
+    static func im2colND<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ col: UnsafeMutablePointer<T>, _ g: WindowGeometry,
+                                                 channels: Int, _ context: ExecutionContext) {
+        let rank = g.rank
+        let taps = g.kernel.reduce(1, *), outSpatial = g.output.reduce(1, *), inSpatial = g.input.reduce(1, *)
+        var inStrides = [Int](repeating: 1, count: rank)
+        for i in stride(from: rank - 2, through: 0, by: -1) { inStrides[i] = inStrides[i + 1] * g.input[i + 1] }
+        context.parallelFor(channels * taps, minimumPerChunk: max(1, 65536 / max(1, outSpatial))) { r0, r1 in
+            var koff = [Int](repeating: 0, count: rank), o = [Int](repeating: 0, count: rank)
+            for r in r0..<r1 {
+                let cc = r / taps
+                var t = r % taps
+                for i in stride(from: rank - 1, through: 0, by: -1) { koff[i] = t % g.kernel[i]; t /= g.kernel[i] }
+                let src = x + cc * inSpatial
+                let dst = col + r * outSpatial
+                for i in 0..<rank { o[i] = 0 }
+                for p in 0..<outSpatial {
+                    var offset = 0, inside = true
+                    for i in 0..<rank {
+                        let v = o[i] * g.strides[i] - g.padBegin[i] + koff[i] * g.dilations[i]
+                        if v < 0 || v >= g.input[i] { inside = false; break }
+                        offset += v * inStrides[i]
+                    }
+                    dst[p] = inside ? src[offset] : 0
+                    var d = rank - 1
+                    while d >= 0 { o[d] += 1; if o[d] < g.output[d] { break }; o[d] = 0; d -= 1 }
+                }
+            }
+        }
+    }
 }

@@ -1,6 +1,324 @@
 import GraphIR
 
+// MatMul (numpy semantics) and Gemm. float32/float64 go through OpenBLAS; float16/bfloat16 are
+// computed in float32; integer types use a plain loop with wrapping arithmetic (ONNX integer
+// MatMul overflows silently, like numpy).
+
 extension OpRegistry {
-    /// Schemas of this family (filled in by the family's implementation).
-    static let linearAlgebraOps: [OpSchema] = []
+    static let linearAlgebraOps: [OpSchema] = [
+        OpSchema("MatMul", opsets: 1...23, inputs: 2...2,
+                 inferTypes: { try LinearAlgebra.inferMatMul($0) },
+                 makeKernel: { node, _ in LinearAlgebra.matMulKernel(node) }),
+        OpSchema("Gemm", opsets: 1...23, inputs: 2...3,
+                 inferTypes: { try LinearAlgebra.inferGemm($0) },
+                 makeKernel: { node, opset in try LinearAlgebra.gemmKernel(node, opset: opset) }),
+    ]
+}
+
+enum LinearAlgebra {
+    // MARK: symbolic shapes
+
+    /// numpy broadcasting of one dimension pair; two different symbols give a derived symbol.
+    static func broadcast(_ a: Dim, _ b: Dim, _ what: () -> String) throws -> Dim {
+        if a == b { return a }
+        switch (a, b) {
+        case (.known(1), _): return b
+        case (_, .known(1)): return a
+        case (.known(let x), .known(let y)):
+            throw SegFormerError.invalid("\(what()): dimensions \(x) and \(y) do not broadcast")
+        case (.known, .symbol): return a
+        case (.symbol, .known): return b
+        case (.symbol(let x), .symbol(let y)): return .symbol("max(\(x),\(y))")
+        }
+    }
+
+    static func broadcast(_ a: [Dim], _ b: [Dim], _ what: () -> String) throws -> [Dim] {
+        let r = max(a.count, b.count)
+        var out: [Dim] = []
+        for i in 0..<r {
+            let da = i < r - a.count ? Dim.known(1) : a[i - (r - a.count)]
+            let db = i < r - b.count ? Dim.known(1) : b[i - (r - b.count)]
+            out.append(try broadcast(da, db, what))
+        }
+        return out
+    }
+
+    static func inferMatMul(_ ctx: TypeInferenceContext) throws -> [TensorType?] {
+        guard let ta = ctx.type(0) else { return [nil] }
+        guard let sa0 = ta.shape, let sb0 = ctx.type(1)?.shape else { return [TensorType(ta.dataType, nil)] }
+        let label = ctx.node.label
+        guard !sa0.isEmpty, !sb0.isEmpty else {
+            throw SegFormerError.invalid("\(label): MatMul inputs must have rank ≥ 1, got ranks \(sa0.count) and \(sb0.count)")
+        }
+        let sa = sa0.count == 1 ? [.known(1)] + sa0 : sa0
+        let sb = sb0.count == 1 ? sb0 + [.known(1)] : sb0
+        let ka = sa[sa.count - 1], kb = sb[sb.count - 2]
+        if let x = ka.value, let y = kb.value, x != y {
+            throw SegFormerError.invalid("\(label): MatMul inner dimensions differ: \(sa0) × \(sb0)")
+        }
+        var out = try broadcast(Array(sa.dropLast(2)), Array(sb.dropLast(2))) { "\(label): MatMul batch dimensions of \(sa0) × \(sb0)" }
+        if sa0.count > 1 { out.append(sa[sa.count - 2]) }
+        if sb0.count > 1 { out.append(sb[sb.count - 1]) }
+        return [TensorType(ta.dataType, out)]
+    }
+
+    static func inferGemm(_ ctx: TypeInferenceContext) throws -> [TensorType?] {
+        guard let ta = ctx.type(0) else { return [nil] }
+        guard let sa = ta.shape, let sb = ctx.type(1)?.shape else { return [TensorType(ta.dataType, nil)] }
+        let label = ctx.node.label
+        guard sa.count == 2, sb.count == 2 else {
+            throw SegFormerError.invalid("\(label): Gemm inputs A and B must be 2-D, got \(sa) and \(sb)")
+        }
+        let transA = try ctx.node.int("transA", default: 0) != 0
+        let transB = try ctx.node.int("transB", default: 0) != 0
+        let m = transA ? sa[1] : sa[0], ka = transA ? sa[0] : sa[1]
+        let kb = transB ? sb[1] : sb[0], n = transB ? sb[0] : sb[1]
+        if let x = ka.value, let y = kb.value, x != y {
+            throw SegFormerError.invalid("\(label): Gemm inner dimensions differ: A \(sa) (transA \(transA)), B \(sb) (transB \(transB))")
+        }
+        return [TensorType(ta.dataType, [m, n])]
+    }
+
+    // MARK: MatMul
+
+    /// How a MatMul maps onto GEMMs: output shape, matrix sizes and, per batch, the offsets of the
+    /// A and B matrices (in matrices, i.e. multiples of m·k and k·n).
+    struct MatMulPlan {
+        var outShape: [Int]
+        var m = 0, k = 0, n = 0
+        var batch = 1
+        var aIndex: [Int] = []
+        var bIndex: [Int] = []
+        /// B is one shared matrix and A's batches are contiguous: fold the batch into M.
+        var foldIntoM = false
+    }
+
+    static func plan(_ a0: [Int], _ b0: [Int], _ label: String) throws -> MatMulPlan {
+        guard !a0.isEmpty, !b0.isEmpty else {
+            throw SegFormerError.invalid("\(label): MatMul inputs must have rank ≥ 1, got shapes \(a0) and \(b0)")
+        }
+        let a = a0.count == 1 ? [1] + a0 : a0
+        let b = b0.count == 1 ? b0 + [1] : b0
+        let m = a[a.count - 2], k = a[a.count - 1], kb = b[b.count - 2], n = b[b.count - 1]
+        guard k == kb else {
+            throw SegFormerError.invalid("\(label): MatMul inner dimensions differ: \(a0) × \(b0)")
+        }
+        let ab = Array(a.dropLast(2)), bb = Array(b.dropLast(2))
+        let r = max(ab.count, bb.count)
+        let pa = [Int](repeating: 1, count: r - ab.count) + ab
+        let pb = [Int](repeating: 1, count: r - bb.count) + bb
+        var batchShape: [Int] = []
+        for i in 0..<r {
+            guard pa[i] == pb[i] || pa[i] == 1 || pb[i] == 1 else {
+                throw SegFormerError.invalid("\(label): MatMul batch dimensions do not broadcast: \(a0) × \(b0)")
+            }
+            batchShape.append(pa[i] == 1 ? pb[i] : pa[i])
+        }
+        var out = batchShape
+        if a0.count > 1 { out.append(m) }
+        if b0.count > 1 { out.append(n) }
+        var p = MatMulPlan(outShape: out)
+        p.m = m; p.k = k; p.n = n
+        p.batch = batchShape.reduce(1, *)
+        let bBatch = pb.reduce(1, *), aBatch = pa.reduce(1, *)
+        if bBatch == 1 && aBatch == p.batch {
+            p.foldIntoM = true
+            return p
+        }
+        // Per-batch matrix offsets through broadcasting (row-major strides over the batch dims).
+        var sa = [Int](repeating: 0, count: r), sb = [Int](repeating: 0, count: r)
+        var accA = 1, accB = 1
+        for i in stride(from: r - 1, through: 0, by: -1) {
+            sa[i] = pa[i] == 1 ? 0 : accA; accA *= pa[i]
+            sb[i] = pb[i] == 1 ? 0 : accB; accB *= pb[i]
+        }
+        p.aIndex.reserveCapacity(p.batch); p.bIndex.reserveCapacity(p.batch)
+        var idx = [Int](repeating: 0, count: r)
+        for _ in 0..<p.batch {
+            var oa = 0, ob = 0
+            for i in 0..<r { oa += idx[i] * sa[i]; ob += idx[i] * sb[i] }
+            p.aIndex.append(oa); p.bIndex.append(ob)
+            var d = r - 1
+            while d >= 0 { idx[d] += 1; if idx[d] < batchShape[d] { break }; idx[d] = 0; d -= 1 }
+        }
+        return p
+    }
+
+    static func matMulKernel(_ node: Node) -> Kernel {
+        let label = node.label
+        return ClosureKernel { inputs, _ in
+            let a = try inputs.required(0, "A"), b = try inputs.required(1, "B")
+            guard a.dataType == b.dataType else {
+                throw SegFormerError.invalid("\(label): MatMul inputs have different types \(a.dataType) and \(b.dataType)")
+            }
+            return [try matMul(a, b, label)]
+        }
+    }
+
+    static func matMul(_ a: Tensor, _ b: Tensor, _ label: String) throws -> Tensor {
+        let p = try plan(a.shape, b.shape, label)
+        switch a.dataType {
+        case .float: return try matMulBLAS(Float.self, a, b, p)
+        case .double: return try matMulBLAS(Double.self, a, b, p)
+        case .float16, .bfloat16:
+            let out = try matMulBLAS(Float.self, BLAS.toFloat32(a), BLAS.toFloat32(b), p)
+            return BLAS.fromFloat32(out, to: a.dataType)
+        case .int32: return matMulLoop(Int32.self, a, b, p)
+        case .int64: return matMulLoop(Int64.self, a, b, p)
+        case .uint32: return matMulLoop(UInt32.self, a, b, p)
+        case .uint64: return matMulLoop(UInt64.self, a, b, p)
+        case .int8: return matMulLoop(Int8.self, a, b, p)
+        case .uint8: return matMulLoop(UInt8.self, a, b, p)
+        case .int16: return matMulLoop(Int16.self, a, b, p)
+        case .uint16: return matMulLoop(UInt16.self, a, b, p)
+        default:
+            throw SegFormerError.unsupported("\(label): MatMul of \(a.dataType) tensors")
+        }
+    }
+
+    static func matMulBLAS<T>(_: T.Type, _ a: Tensor, _ b: Tensor, _ p: MatMulPlan) throws -> Tensor {
+        let out = Tensor(uninitialized: a.dataType, shape: p.outShape)
+        let pa = a.pointer(T.self), pb = b.pointer(T.self), pc = out.pointer(T.self)
+        let (m, k, n) = (p.m, p.k, p.n)
+        if p.foldIntoM {
+            try BLAS.checkSizes(p.batch * m, n, k, k, n, n)
+            BLAS.gemm(T.self, m: p.batch * m, n: n, k: k, a: pa, lda: k, b: pb, ldb: n, c: pc, ldc: n)
+            return out
+        }
+        try BLAS.checkSizes(m, n, k, k, n, n)
+        for i in 0..<p.batch {
+            BLAS.gemm(T.self, m: m, n: n, k: k, a: pa + p.aIndex[i] * m * k, lda: k,
+                      b: pb + p.bIndex[i] * k * n, ldb: n, c: pc + i * m * n, ldc: n)
+        }
+        return out
+    }
+
+    static func matMulLoop<T: FixedWidthInteger>(_: T.Type, _ a: Tensor, _ b: Tensor, _ p: MatMulPlan) -> Tensor {
+        let out = Tensor(uninitialized: a.dataType, shape: p.outShape)
+        let pa = a.pointer(T.self), pb = b.pointer(T.self), pc = out.pointer(T.self)
+        let (m, k, n) = (p.m, p.k, p.n)
+        let batches = p.foldIntoM ? 1 : p.batch
+        let rows = p.foldIntoM ? p.batch * m : m
+        for bi in 0..<batches {
+            let A = pa + (p.foldIntoM ? 0 : p.aIndex[bi] * m * k)
+            let B = pb + (p.foldIntoM ? 0 : p.bIndex[bi] * k * n)
+            let C = pc + bi * m * n
+            integerGemm(rows, n, k, A, k, 1, B, n, 1, C)
+        }
+        return out
+    }
+
+    /// C[i,j] = Σ A[i,l]·B[l,j] with explicit element strides (so transposes are free), wrapping.
+    @inline(__always)
+    static func integerGemm<T: FixedWidthInteger>(_ m: Int, _ n: Int, _ k: Int,
+                                                 _ A: UnsafePointer<T>, _ aRow: Int, _ aCol: Int,
+                                                 _ B: UnsafePointer<T>, _ bRow: Int, _ bCol: Int,
+                                                 _ C: UnsafeMutablePointer<T>) {
+        for i in 0..<m {
+            let c = C + i * n
+            for j in 0..<n { c[j] = 0 }
+            for l in 0..<k {
+                let av = A[i * aRow + l * aCol]
+                if av == 0 { continue }
+                let brow = B + l * bRow
+                for j in 0..<n { c[j] = c[j] &+ av &* brow[j * bCol] }
+            }
+        }
+    }
+
+    // MARK: Gemm
+
+    static func gemmKernel(_ node: Node, opset: Int) throws -> Kernel {
+        let label = node.label
+        let alpha = Double(try node.float("alpha", default: 1))
+        let beta = Double(try node.float("beta", default: 1))
+        let transA = try node.int("transA", default: 0) != 0
+        let transB = try node.int("transB", default: 0) != 0
+        // Opsets < 7 had a `broadcast` attribute; broadcasting C always is a superset of both modes.
+        return ClosureKernel { inputs, _ in
+            let a = try inputs.required(0, "A"), b = try inputs.required(1, "B")
+            let c = inputs.optional(2)
+            guard a.dataType == b.dataType, c == nil || c!.dataType == a.dataType else {
+                throw SegFormerError.invalid("\(label): Gemm inputs have different types \(a.dataType), \(b.dataType)\(c.map { ", \($0.dataType)" } ?? "")")
+            }
+            guard a.rank == 2, b.rank == 2 else {
+                throw SegFormerError.invalid("\(label): Gemm inputs A and B must be 2-D, got \(a.shape) and \(b.shape)")
+            }
+            let m = transA ? a.shape[1] : a.shape[0], k = transA ? a.shape[0] : a.shape[1]
+            let kb = transB ? b.shape[1] : b.shape[0], n = transB ? b.shape[0] : b.shape[1]
+            guard k == kb else {
+                throw SegFormerError.invalid("\(label): Gemm inner dimensions differ: A \(a.shape) (transA \(transA)), B \(b.shape) (transB \(transB))")
+            }
+            // C broadcasts unidirectionally to [M, N]: strides 0 along its size-1 / missing dims.
+            var cRow = 0, cCol = 0
+            if let c {
+                guard c.rank <= 2 else {
+                    throw SegFormerError.invalid("\(label): Gemm C must have rank ≤ 2, got \(c.shape)")
+                }
+                let cs = [Int](repeating: 1, count: 2 - c.rank) + c.shape
+                guard (cs[0] == m || cs[0] == 1), (cs[1] == n || cs[1] == 1) else {
+                    throw SegFormerError.invalid("\(label): Gemm C of shape \(c.shape) does not broadcast to [\(m), \(n)]")
+                }
+                cRow = cs[0] == 1 ? 0 : cs[1]
+                cCol = cs[1] == 1 ? 0 : 1
+            }
+            let useC = c != nil && beta != 0
+            switch a.dataType {
+            case .float:
+                return [try gemmBLAS(Float.self, a, b, useC ? c : nil, m, n, k, transA, transB, alpha, beta, cRow, cCol)]
+            case .double:
+                return [try gemmBLAS(Double.self, a, b, useC ? c : nil, m, n, k, transA, transB, alpha, beta, cRow, cCol)]
+            case .float16, .bfloat16:
+                let y = try gemmBLAS(Float.self, BLAS.toFloat32(a), BLAS.toFloat32(b), useC ? BLAS.toFloat32(c!) : nil,
+                                     m, n, k, transA, transB, alpha, beta, cRow, cCol)
+                return [BLAS.fromFloat32(y, to: a.dataType)]
+            case .int32: return [gemmLoop(Int32.self, a, b, useC ? c : nil, m, n, k, transA, transB, alpha, beta, cRow, cCol)]
+            case .int64: return [gemmLoop(Int64.self, a, b, useC ? c : nil, m, n, k, transA, transB, alpha, beta, cRow, cCol)]
+            case .uint32: return [gemmLoop(UInt32.self, a, b, useC ? c : nil, m, n, k, transA, transB, alpha, beta, cRow, cCol)]
+            case .uint64: return [gemmLoop(UInt64.self, a, b, useC ? c : nil, m, n, k, transA, transB, alpha, beta, cRow, cCol)]
+            default:
+                throw SegFormerError.unsupported("\(label): Gemm of \(a.dataType) tensors")
+            }
+        }
+    }
+
+    static func gemmBLAS<T: BinaryFloatingPoint>(_: T.Type, _ a: Tensor, _ b: Tensor, _ c: Tensor?,
+                                                 _ m: Int, _ n: Int, _ k: Int, _ transA: Bool, _ transB: Bool,
+                                                 _ alpha: Double, _ beta: Double, _ cRow: Int, _ cCol: Int) throws -> Tensor {
+        let y = Tensor(uninitialized: a.dataType, shape: [m, n])
+        let py = y.pointer(T.self)
+        if let c {
+            // Y = beta·C first, then the GEMM accumulates into it.
+            let pc = c.pointer(T.self), bt = T(beta)
+            for i in 0..<m {
+                let row = py + i * n, src = pc + i * cRow
+                if cCol == 0 { let v = bt * src[0]; for j in 0..<n { row[j] = v } } else { for j in 0..<n { row[j] = bt * src[j] } }
+            }
+        }
+        try BLAS.checkSizes(m, n, k, a.shape[1], b.shape[1], n)
+        BLAS.gemm(T.self, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                  a: a.pointer(T.self), lda: a.shape[1], b: b.pointer(T.self), ldb: b.shape[1],
+                  beta: c == nil ? 0 : 1, c: py, ldc: n)
+        return y
+    }
+
+    static func gemmLoop<T: FixedWidthInteger>(_: T.Type, _ a: Tensor, _ b: Tensor, _ c: Tensor?,
+                                               _ m: Int, _ n: Int, _ k: Int, _ transA: Bool, _ transB: Bool,
+                                               _ alpha: Double, _ beta: Double, _ cRow: Int, _ cCol: Int) -> Tensor {
+        let y = Tensor(uninitialized: a.dataType, shape: [m, n])
+        let py = y.pointer(T.self)
+        let lda = a.shape[1], ldb = b.shape[1]
+        integerGemm(m, n, k, a.pointer(T.self), transA ? 1 : lda, transA ? lda : 1,
+                    b.pointer(T.self), transB ? 1 : ldb, transB ? ldb : 1, py)
+        let al = T(truncatingIfNeeded: Int64(alpha)), bt = T(truncatingIfNeeded: Int64(beta))
+        let pc = c?.pointer(T.self)
+        for i in 0..<m {
+            for j in 0..<n {
+                var v = py[i * n + j] &* al
+                if let pc { v = v &+ bt &* pc[i * cRow + j * cCol] }
+                py[i * n + j] = v
+            }
+        }
+        return y
+    }
 }

@@ -1,6 +1,296 @@
+import Foundation
 import GraphIR
 
+// LayerNormalization (opset 17), BatchNormalization (inference; training_mode at 14+),
+// GroupNormalization (18: per-group scale/bias, 21: per-channel).
+// Statistics accumulate in Double; the normalised values are computed in the input's precision
+// (float16 / bfloat16 via float32).
+
 extension OpRegistry {
-    /// Schemas of this family (filled in by the family's implementation).
-    static let normalizationOps: [OpSchema] = []
+    static let normalizationOps: [OpSchema] = [
+        OpSchema("LayerNormalization", opsets: 17...28, inputs: 2...3, outputs: 1...3,
+                 inferTypes: { ctx in
+                     guard let t = ctx.type(0) else { return [nil, nil, nil] }
+                     let stat = Normalization.statType(t.dataType)
+                     guard let shape = t.shape else { return [t, TensorType(stat, nil), TensorType(stat, nil)] }
+                     let axis = try NormOpsSupport.axis(try ctx.node.int("axis", default: -1), rank: shape.count, ctx.node.label)
+                     let statShape = Array(shape[..<axis]) + [Dim](repeating: .known(1), count: shape.count - axis)
+                     return [t, TensorType(stat, statShape), TensorType(stat, statShape)]
+                 },
+                 makeKernel: { node, _ in
+                     let axisAttr = try node.int("axis", default: -1)
+                     let eps = Double(try node.float("epsilon", default: 1e-5))
+                     let stash = try node.int("stash_type", default: 1)
+                     guard stash == 1 || stash == 11 else {
+                         throw SegFormerError.unsupported("\(node.label): stash_type \(stash)")
+                     }
+                     let label = node.label, outCount = node.outputs.count
+                     return ClosureKernel { inputs, context in
+                         try Normalization.layerNorm(inputs, axis: axisAttr, epsilon: eps, outputs: outCount,
+                                                     label: label, context: context)
+                     }
+                 }),
+        OpSchema("BatchNormalization", opsets: 1...28, inputs: 5...5, outputs: 1...5,
+                 inferTypes: { ctx in
+                     guard let t = ctx.type(0) else { return [nil] }
+                     let c: Dim? = (t.shape?.count ?? 0) >= 2 ? t.shape![1] : nil
+                     let stat = TensorType(t.dataType, c.map { [$0] })
+                     return [t] + [TensorType?](repeating: stat, count: ctx.node.outputs.count - 1)
+                 },
+                 makeKernel: { node, opset in
+                     let eps = Double(try node.float("epsilon", default: 1e-5))
+                     let momentum = Double(try node.float("momentum", default: 0.9))
+                     let training = try opset >= 14 && node.int("training_mode", default: 0) != 0
+                     if opset < 9, try node.int("spatial", default: 1) == 0 {
+                         throw SegFormerError.unsupported("\(node.label): spatial = 0")
+                     }
+                     let outs = node.outputs.filter { !$0.isEmpty }.count
+                     if !training && outs > 1 {
+                         throw SegFormerError.unsupported("\(node.label): training-mode outputs at opset \(opset) (only training_mode=1 at opset ≥ 14)")
+                     }
+                     if training && node.outputs.count > 3 {
+                         throw SegFormerError.invalid("\(node.label): at most 3 outputs in training mode")
+                     }
+                     let label = node.label, outCount = node.outputs.count
+                     return ClosureKernel { inputs, context in
+                         try Normalization.batchNorm(inputs, epsilon: eps, momentum: momentum, training: training,
+                                                     outputs: outCount, label: label, context: context)
+                     }
+                 }),
+        OpSchema("GroupNormalization", opsets: 18...28, inputs: 3...3,
+                 inferTypes: { ctx in [ctx.type(0)] },
+                 makeKernel: { node, opset in
+                     let eps = Double(try node.float("epsilon", default: 1e-5))
+                     guard let groups = try node.int("num_groups"), groups > 0 else {
+                         throw SegFormerError.invalid("\(node.label): num_groups must be a positive int")
+                     }
+                     let label = node.label
+                     return ClosureKernel { inputs, context in
+                         [try Normalization.groupNorm(inputs, groups: groups, epsilon: eps, perChannel: opset >= 21,
+                                                      label: label, context: context)]
+                     }
+                 }),
+    ]
+}
+
+enum Normalization {
+    /// Element type of LayerNorm's Mean / InvStdDev outputs.
+    static func statType(_ t: DataType) -> DataType { t == .double ? .double : .float }
+
+    /// `t` broadcast (numpy rules, right-aligned) to `target`, as Double values; nil if impossible.
+    static func expand(_ t: Tensor, to target: [Int]) throws -> [Double]? {
+        let v = try t.doubles()
+        if t.shape == target { return v }
+        if t.rank > target.count { 
+            // leading size-1 dims are harmless
+            guard t.shape.prefix(t.rank - target.count).allSatisfy({ $0 == 1 }) else { return nil }
+            return try expand(t.reshaped(Array(t.shape.suffix(target.count))), to: target)
+        }
+        let shape = [Int](repeating: 1, count: target.count - t.rank) + t.shape
+        for (a, b) in zip(shape, target) where a != b && a != 1 { return nil }
+        var strides = [Int](repeating: 0, count: shape.count)
+        var s = 1
+        for i in stride(from: shape.count - 1, through: 0, by: -1) {
+            strides[i] = shape[i] == 1 ? 0 : s
+            s *= shape[i]
+        }
+        let n = Tensor.elementCount(target)
+        var out = [Double](repeating: 0, count: n)
+        var idx = [Int](repeating: 0, count: target.count)
+        for i in 0..<n {
+            var off = 0
+            for d in 0..<target.count { off += idx[d] * strides[d] }
+            out[i] = v[off]
+            var d = target.count - 1
+            while d >= 0 { idx[d] += 1; if idx[d] < target[d] { break }; idx[d] = 0; d -= 1 }
+        }
+        return out
+    }
+
+    // MARK: LayerNormalization
+
+    static func layerNorm(_ inputs: [Tensor?], axis axisAttr: Int, epsilon: Double, outputs: Int, label: String,
+                          context: ExecutionContext) throws -> [Tensor] {
+        let x0 = try inputs.required(0), scaleT = try inputs.required(1, "Scale")
+        let biasT = inputs.optional(2)
+        guard x0.dataType.isFloatingPoint else { throw SegFormerError.unsupported("\(label): element type \(x0.dataType)") }
+        let shape = x0.shape
+        let axis = try NormOpsSupport.axis(axisAttr, rank: shape.count, label)
+        let normShape = Array(shape[axis...])
+        let outer = NormOpsSupport.product(shape, 0..<axis), n = Tensor.elementCount(normShape)
+        guard let scale = try expand(scaleT, to: normShape) else {
+            throw SegFormerError.invalid("\(label): Scale of shape \(scaleT.shape) does not broadcast to \(normShape)")
+        }
+        var bias: [Double]? = nil
+        if let biasT {
+            guard let b = try expand(biasT, to: normShape) else {
+                throw SegFormerError.invalid("\(label): B of shape \(biasT.shape) does not broadcast to \(normShape)")
+            }
+            bias = b
+        }
+        let statShape = Array(shape[..<axis]) + [Int](repeating: 1, count: shape.count - axis)
+        let x = x0.dataType == .double ? x0 : NormOpsSupport.widenToFloat(x0)
+        let st = statType(x0.dataType)
+        let meanT = Tensor(uninitialized: st, shape: statShape), invT = Tensor(uninitialized: st, shape: statShape)
+        let y: Tensor
+        if x.dataType == .double {
+            y = Tensor(uninitialized: .double, shape: shape)
+            layerNormRows(x.pointer(Double.self), y.pointer(Double.self), meanT.pointer(Double.self), invT.pointer(Double.self),
+                          outer, n, scale.map { $0 }, bias, epsilon, context)
+        } else {
+            y = Tensor(uninitialized: .float, shape: shape)
+            layerNormRows(x.pointer(Float.self), y.pointer(Float.self), meanT.pointer(Float.self), invT.pointer(Float.self),
+                          outer, n, scale.map { Float($0) }, bias.map { $0.map { Float($0) } }, epsilon, context)
+        }
+        let all = [NormOpsSupport.narrow(y, to: x0.dataType), meanT, invT]
+        return Array(all.prefix(outputs))
+    }
+
+    static func layerNormRows<T: BinaryFloatingPoint>(_ x: UnsafeMutablePointer<T>, _ y: UnsafeMutablePointer<T>,
+                                                      _ meanOut: UnsafeMutablePointer<T>, _ invOut: UnsafeMutablePointer<T>,
+                                                      _ rows: Int, _ n: Int, _ scale: [T], _ bias: [T]?, _ eps: Double,
+                                                      _ context: ExecutionContext) {
+        if n == 0 {
+            for r in 0..<rows { meanOut[r] = .nan; invOut[r] = .nan }
+            return
+        }
+        scale.withUnsafeBufferPointer { w in
+            let b = bias ?? [T](repeating: 0, count: n)
+            b.withUnsafeBufferPointer { b in
+                context.parallelFor(rows, minimumPerChunk: max(1, 8192 / n)) { start, end in
+                    for r in start..<end {
+                        let s = x + r * n, d = y + r * n
+                        let mean: Double
+                        if T.self == Float.self {
+                            mean = NormOpsSupport.rowSum(UnsafeRawPointer(s).assumingMemoryBound(to: Float.self), n) / Double(n)
+                        } else {
+                            var a0 = 0.0, a1 = 0.0
+                            var i = 0
+                            while i + 2 <= n { a0 += Double(s[i]); a1 += Double(s[i + 1]); i += 2 }
+                            if i < n { a0 += Double(s[i]) }
+                            mean = (a0 + a1) / Double(n)
+                        }
+                        var v0 = 0.0, v1 = 0.0, v2 = 0.0, v3 = 0.0
+                        var i = 0
+                        while i + 4 <= n {
+                            let e0 = Double(s[i]) - mean, e1 = Double(s[i + 1]) - mean
+                            let e2 = Double(s[i + 2]) - mean, e3 = Double(s[i + 3]) - mean
+                            v0 += e0 * e0; v1 += e1 * e1; v2 += e2 * e2; v3 += e3 * e3
+                            i += 4
+                        }
+                        while i < n { let e = Double(s[i]) - mean; v0 += e * e; i += 1 }
+                        let variance = (v0 + v1 + v2 + v3) / Double(n)
+                        let inv = 1 / (variance + eps).squareRoot()
+                        meanOut[r] = T(mean); invOut[r] = T(inv)
+                        let m = T(mean), iv = T(inv)
+                        for k in 0..<n { d[k] = (s[k] - m) * iv * w[k] + b[k] }
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: BatchNormalization
+
+    static func batchNorm(_ inputs: [Tensor?], epsilon: Double, momentum: Double, training: Bool, outputs: Int,
+                          label: String, context: ExecutionContext) throws -> [Tensor] {
+        let x0 = try inputs.required(0)
+        guard x0.dataType.isFloatingPoint else { throw SegFormerError.unsupported("\(label): element type \(x0.dataType)") }
+        guard x0.rank >= 2 else { throw SegFormerError.invalid("\(label): input of shape \(x0.shape) needs rank ≥ 2") }
+        let shape = x0.shape
+        let n = shape[0], c = shape[1], spatial = NormOpsSupport.product(shape, 2..<shape.count)
+        var params: [[Double]] = []
+        for (i, what) in ["scale", "B", "input_mean", "input_var"].enumerated() {
+            let t = try inputs.required(i + 1, what)
+            guard t.count == c else { throw SegFormerError.invalid("\(label): \(what) has \(t.count) elements for \(c) channels") }
+            params.append(try NormOpsSupport.doubles(t, label))
+        }
+        let (scale, bias, runMean, runVar) = (params[0], params[1], params[2], params[3])
+        var mean = runMean, variance = runVar
+        let x = x0.dataType == .double ? x0 : NormOpsSupport.widenToFloat(x0)
+        if training {
+            // batch statistics over N and the spatial axes (population variance)
+            let xs = try x.doubles()
+            let count = Double(n * spatial)
+            for ch in 0..<c {
+                var s = 0.0
+                for b in 0..<n { let base = (b * c + ch) * spatial; for k in 0..<spatial { s += xs[base + k] } }
+                let m = s / count
+                var v = 0.0
+                for b in 0..<n { let base = (b * c + ch) * spatial; for k in 0..<spatial { let e = xs[base + k] - m; v += e * e } }
+                mean[ch] = m
+                variance[ch] = v / count
+            }
+        }
+        let a = (0..<c).map { scale[$0] / (variance[$0] + epsilon).squareRoot() }
+        func apply<T: BinaryFloatingPoint>(_: T.Type) -> Tensor {
+            let y = Tensor(uninitialized: x.dataType, shape: shape)
+            let s = x.pointer(T.self), d = y.pointer(T.self)
+            context.parallelFor(n * c, minimumPerChunk: max(1, 16384 / max(spatial, 1))) { start, end in
+                for p in start..<end {
+                    let ch = p % c
+                    let m = T(mean[ch]), k = T(a[ch]), b = T(bias[ch])
+                    let src = s + p * spatial, dst = d + p * spatial
+                    for i in 0..<spatial { dst[i] = (src[i] - m) * k + b }
+                }
+            }
+            return y
+        }
+        let y = NormOpsSupport.narrow(x.dataType == .double ? apply(Double.self) : apply(Float.self), to: x0.dataType)
+        if !training { return [y] }
+        func stat(_ v: [Double]) -> Tensor {
+            switch x0.dataType {
+            case .double: return Tensor(v, shape: [c])
+            case .float16: return Tensor(v.map { Float16(Float($0)) }, shape: [c])
+            case .bfloat16: return Tensor(v.map { BFloat16(Float($0)) }, shape: [c])
+            default: return Tensor(v.map { Float($0) }, shape: [c])
+            }
+        }
+        let newMean = (0..<c).map { runMean[$0] * momentum + mean[$0] * (1 - momentum) }
+        let newVar = (0..<c).map { runVar[$0] * momentum + variance[$0] * (1 - momentum) }
+        return Array([y, stat(newMean), stat(newVar)].prefix(outputs))
+    }
+
+    // MARK: GroupNormalization
+
+    static func groupNorm(_ inputs: [Tensor?], groups: Int, epsilon: Double, perChannel: Bool, label: String,
+                          context: ExecutionContext) throws -> Tensor {
+        let x0 = try inputs.required(0)
+        guard x0.dataType.isFloatingPoint else { throw SegFormerError.unsupported("\(label): element type \(x0.dataType)") }
+        guard x0.rank >= 2 else { throw SegFormerError.invalid("\(label): input of shape \(x0.shape) needs rank ≥ 2") }
+        let shape = x0.shape
+        let n = shape[0], c = shape[1], spatial = NormOpsSupport.product(shape, 2..<shape.count)
+        guard c % groups == 0 else { throw SegFormerError.invalid("\(label): \(c) channels not divisible into \(groups) groups") }
+        let scale = try NormOpsSupport.doubles(try inputs.required(1, "scale"), label)
+        let bias = try NormOpsSupport.doubles(try inputs.required(2, "bias"), label)
+        let want = perChannel ? c : groups
+        guard scale.count == want, bias.count == want else {
+            throw SegFormerError.invalid("\(label): scale/bias need \(want) elements, have \(scale.count)/\(bias.count)")
+        }
+        let x = x0.dataType == .double ? x0 : NormOpsSupport.widenToFloat(x0)
+        let per = c / groups, len = per * spatial
+        func run<T: BinaryFloatingPoint>(_: T.Type) -> Tensor {
+            let y = Tensor(uninitialized: x.dataType, shape: shape)
+            let s = x.pointer(T.self), d = y.pointer(T.self)
+            context.parallelFor(n * groups, minimumPerChunk: 1) { start, end in
+                for p in start..<end {
+                    let src = s + p * len, dst = d + p * len
+                    var sum = 0.0
+                    for i in 0..<len { sum += Double(src[i]) }
+                    let m = len > 0 ? sum / Double(len) : 0
+                    var v = 0.0
+                    for i in 0..<len { let e = Double(src[i]) - m; v += e * e }
+                    let inv = 1 / (v / Double(max(len, 1)) + epsilon).squareRoot()
+                    let g = p % groups
+                    for ci in 0..<per {
+                        let ch = g * per + ci
+                        let k = T(inv * scale[perChannel ? ch : g]), b = T(bias[perChannel ? ch : g]), mm = T(m)
+                        for i in 0..<spatial { dst[ci * spatial + i] = (src[ci * spatial + i] - mm) * k + b }
+                    }
+                }
+            }
+            return y
+        }
+        return NormOpsSupport.narrow(x.dataType == .double ? run(Double.self) : run(Float.self), to: x0.dataType)
+    }
 }

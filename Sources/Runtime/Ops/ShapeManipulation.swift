@@ -1,6 +1,358 @@
+import Foundation
 import GraphIR
 
+/// Shape and data-movement ops. The views (Reshape, Flatten, Squeeze, Unsqueeze, Identity, inference
+/// Dropout) return the input's storage under a new shape; the copying ops live in Transpose.swift,
+/// SliceConcat.swift, Gather.swift and Generators.swift and move bytes by element size, so they work for
+/// every element type.
 extension OpRegistry {
-    /// Schemas of this family (filled in by the family's implementation).
-    static let shapeManipulationOps: [OpSchema] = []
+    static let shapeManipulationOps: [OpSchema] = [
+        shapeSchema, sizeSchema, reshapeSchema, flattenSchema, squeezeSchema, unsqueezeSchema,
+        identitySchema, dropoutSchema,
+        transposeSchema, depthToSpaceSchema, spaceToDepthSchema,
+        concatSchema, splitSchema, sliceSchema, expandSchema, tileSchema, padSchema,
+        gatherSchema,
+        constantSchema, constantOfShapeSchema, rangeSchema,
+    ]
+
+    /// Opsets whose semantics these ops implement: versions after 13 only added element types (which
+    /// the byte-moving kernels handle alike), and the conformance cases were written at up to 28.
+    static let movementOpsets: ClosedRange<Int> = 11...28
+
+    // MARK: Shape, Size
+
+    static let shapeSchema = OpSchema("Shape", opsets: movementOpsets, inputs: 1...1, inferTypes: { ctx in
+        guard let t = ctx.type(0), let shape = t.shape else { return [nil] }
+        let (s, e) = try shapeRange(ctx.node, ctx.opset, rank: shape.count)
+        return [TensorType(.int64, known: [e - s])]
+    }, makeKernel: { node, opset in
+        ClosureKernel { inputs, _ in
+            let x = try inputs.required(0)
+            let (s, e) = try shapeRange(node, opset, rank: x.rank)
+            return [Tensor(x.shape[s..<e].map { Int64($0) }, shape: [e - s])]
+        }
+    })
+
+    /// Shape's start/end (opset 15+), clamped to [0, rank].
+    static func shapeRange(_ node: Node, _ opset: Int, rank: Int) throws -> (Int, Int) {
+        guard opset >= 15 else { return (0, rank) }
+        func clamp(_ v: Int) -> Int { min(max(v < 0 ? v + rank : v, 0), rank) }
+        let s = clamp(try node.int("start", default: 0))
+        let e = clamp(try node.int("end", default: rank))
+        return (s, max(s, e))
+    }
+
+    static let sizeSchema = OpSchema("Size", opsets: movementOpsets, inputs: 1...1, inferTypes: { _ in
+        [TensorType(.int64, known: [])]
+    }, makeKernel: { _, _ in
+        ClosureKernel { inputs, _ in [Tensor(scalar: Int64(try inputs.required(0).count))] }
+    })
+
+    // MARK: Reshape
+
+    static let reshapeSchema = OpSchema("Reshape", opsets: movementOpsets, inputs: 2...2, shapeInputs: [1],
+                                        inferTypes: { ctx in
+        guard let t = ctx.type(0) else { return [nil] }
+        guard let c = ctx.constant(1) else { return [TensorType(t.dataType, nil)] }
+        let allowZero = ctx.opset >= 14 ? try ctx.node.int("allowzero", default: 0) != 0 : false
+        return [TensorType(t.dataType, try reshapeDims(t.shape, try c.integers(), allowZero: allowZero, ctx.node.label))]
+    }, makeKernel: { node, opset in
+        let allowZero = opset >= 14 ? try node.int("allowzero", default: 0) != 0 : false
+        return ClosureKernel { inputs, _ in
+            let x = try inputs.required(0)
+            let requested = try inputs.required(1, "shape").integers()
+            let shape = try reshapeShape(x.shape, requested, allowZero: allowZero, node.label)
+            return [x.reshaped(shape)]
+        }
+    })
+
+    /// The concrete output shape of Reshape (0 copies the input dim unless allowzero, -1 is inferred).
+    static func reshapeShape(_ input: [Int], _ requested: [Int], allowZero: Bool, _ label: String) throws -> [Int] {
+        func fail(_ why: String) -> SegFormerError {
+            .invalid("\(label): cannot reshape \(input) to \(requested): \(why)")
+        }
+        var out = requested
+        var inferred: Int? = nil
+        for (i, v) in requested.enumerated() {
+            if v == -1 {
+                guard inferred == nil else { throw fail("more than one -1") }
+                inferred = i
+            } else if v == 0 && !allowZero {
+                guard i < input.count else { throw fail("0 at position \(i) copies a dimension the input lacks") }
+                out[i] = input[i]
+            } else if v < 0 {
+                throw fail("negative dimension \(v)")
+            }
+        }
+        if allowZero && inferred != nil && requested.contains(0) { throw fail("allowzero with both 0 and -1") }
+        let total = Tensor.elementCount(input)
+        if let i = inferred {
+            var rest = 1
+            for (k, v) in out.enumerated() where k != i {
+                let (m, o) = rest.multipliedReportingOverflow(by: v)
+                guard !o else { throw fail("shape overflows") }
+                rest = m
+            }
+            guard rest != 0, total % rest == 0 else { throw fail("\(total) elements do not divide into the given dimensions") }
+            out[i] = total / rest
+        }
+        var n = 1
+        for v in out {
+            let (m, o) = n.multipliedReportingOverflow(by: v)
+            guard !o else { throw fail("shape overflows") }
+            n = m
+        }
+        guard n == total else { throw fail("element counts differ (\(total) vs \(n))") }
+        return out
+    }
+
+    /// The symbolic output shape of Reshape with a constant shape input.
+    static func reshapeDims(_ input: [Dim]?, _ requested: [Int], allowZero: Bool, _ label: String) throws -> [Dim]? {
+        if let known = input.flatMap({ TensorType(.float, $0).knownShape }) {
+            return Movement.dims(try reshapeShape(known, requested, allowZero: allowZero, label))
+        }
+        var out: [Dim?] = []
+        var inferred: Int? = nil
+        for (i, v) in requested.enumerated() {
+            if v == -1 { inferred = i; out.append(nil) }
+            else if v == 0 && !allowZero {
+                guard let input, i < input.count else { return input == nil ? nil : [] }
+                out.append(input[i])
+            } else { out.append(.known(v)) }
+        }
+        if let i = inferred {
+            // Cancel the known output factors against the input's: what is left is the -1 dim.
+            guard let input else { return nil }
+            var knownIn = 1
+            var symbolsIn: [String] = []
+            for d in input { if let v = d.value { knownIn *= v } else if case .symbol(let s) = d { symbolsIn.append(s) } }
+            var knownOut = 1
+            var ok = true
+            for (k, d) in out.enumerated() where k != i {
+                guard let d else { continue }
+                if let v = d.value { knownOut *= v }
+                else if case .symbol(let s) = d, let j = symbolsIn.firstIndex(of: s) { symbolsIn.remove(at: j) }
+                else { ok = false }
+            }
+            if ok, knownOut != 0, knownIn % knownOut == 0 {
+                out[i] = Movement.product([Dim.known(knownIn / knownOut)] + symbolsIn.map { Dim.symbol($0) })
+            } else {
+                out[i] = .symbol("\(label)#\(i)")
+            }
+        }
+        return out.map { $0! }
+    }
+
+    // MARK: Flatten
+
+    static let flattenSchema = OpSchema("Flatten", opsets: movementOpsets, inputs: 1...1, inferTypes: { ctx in
+        guard let t = ctx.type(0) else { return [nil] }
+        guard let shape = t.shape else { return [TensorType(t.dataType, [.symbol("\(ctx.node.label)#0"), .symbol("\(ctx.node.label)#1")])] }
+        let a = try flattenAxis(ctx.node, rank: shape.count)
+        return [TensorType(t.dataType, [Movement.product(shape[..<a]), Movement.product(shape[a...])])]
+    }, makeKernel: { node, _ in
+        ClosureKernel { inputs, _ in
+            let x = try inputs.required(0)
+            let a = try flattenAxis(node, rank: x.rank)
+            return [x.reshaped([Tensor.elementCount(Array(x.shape[..<a])), Tensor.elementCount(Array(x.shape[a...]))])]
+        }
+    })
+
+    static func flattenAxis(_ node: Node, rank: Int) throws -> Int {
+        let a = try node.int("axis", default: 1)
+        guard a >= -rank && a <= rank else {
+            throw SegFormerError.invalid("\(node.label): axis \(a) is out of range for rank \(rank)")
+        }
+        return a < 0 ? a + rank : a
+    }
+
+    // MARK: Squeeze, Unsqueeze
+
+    /// Squeeze/Unsqueeze axes: the attribute up to opset 12, the optional second input from 13.
+    static func axesAttributeOrInput(_ node: Node, _ opset: Int, _ inputs: [Tensor?]) throws -> [Int]? {
+        if opset <= 12 { return try node.ints("axes") }
+        return try inputs.optional(1)?.integers()
+    }
+
+    static let squeezeSchema = OpSchema("Squeeze", opsets: movementOpsets, inputs: 1...2, shapeInputs: [1],
+                                        inferTypes: { ctx in
+        guard let t = ctx.type(0) else { return [nil] }
+        let axes: [Int]?
+        if ctx.opset <= 12 { axes = try ctx.node.ints("axes") }
+        else if ctx.node.input(1) == nil { axes = nil }
+        else if let c = ctx.constant(1) { axes = try c.integers() }
+        else { return [TensorType(t.dataType, nil)] }
+        guard let shape = t.shape else { return [TensorType(t.dataType, nil)] }
+        if let axes {
+            let norm = Set(try Movement.axes(axes, rank: shape.count, ctx.node.label))
+            return [TensorType(t.dataType, shape.enumerated().filter { !norm.contains($0.offset) }.map(\.element))]
+        }
+        // No axes: drop every dim known to be 1; a symbolic dim makes the rank unknown.
+        if shape.contains(where: { $0.value == nil }) { return [TensorType(t.dataType, nil)] }
+        return [TensorType(t.dataType, shape.filter { $0.value != 1 })]
+    }, makeKernel: { node, opset in
+        ClosureKernel { inputs, _ in
+            let x = try inputs.required(0)
+            let axes = try axesAttributeOrInput(node, opset, inputs)
+            var out: [Int] = []
+            if let axes {
+                let norm = Set(try Movement.axes(axes, rank: x.rank, node.label))
+                for (i, d) in x.shape.enumerated() {
+                    if norm.contains(i) {
+                        guard d == 1 else {
+                            throw SegFormerError.invalid("\(node.label): cannot squeeze axis \(i) of size \(d) (input shape \(x.shape))")
+                        }
+                    } else { out.append(d) }
+                }
+            } else {
+                out = x.shape.filter { $0 != 1 }
+            }
+            return [x.reshaped(out)]
+        }
+    })
+
+    static let unsqueezeSchema = OpSchema("Unsqueeze", opsets: movementOpsets, inputs: 1...2, shapeInputs: [1],
+                                          inferTypes: { ctx in
+        guard let t = ctx.type(0) else { return [nil] }
+        let axes: [Int]
+        if ctx.opset <= 12 { axes = try ctx.node.ints("axes") ?? [] }
+        else if let c = ctx.constant(1) { axes = try c.integers() }
+        else { return [TensorType(t.dataType, nil)] }
+        guard let shape = t.shape else { return [TensorType(t.dataType, nil)] }
+        return [TensorType(t.dataType, try unsqueezed(shape, axes, one: .known(1), ctx.node.label))]
+    }, makeKernel: { node, opset in
+        ClosureKernel { inputs, _ in
+            let x = try inputs.required(0)
+            guard let axes = try axesAttributeOrInput(node, opset, inputs) else {
+                throw SegFormerError.invalid("\(node.label): Unsqueeze needs axes")
+            }
+            return [x.reshaped(try unsqueezed(x.shape, axes, one: 1, node.label))]
+        }
+    })
+
+    static func unsqueezed<D>(_ shape: [D], _ axes: [Int], one: D, _ label: String) throws -> [D] {
+        let rank = shape.count + axes.count
+        let norm = Set(try Movement.axes(axes, rank: rank, label))
+        var out: [D] = []
+        var next = 0
+        for i in 0..<rank {
+            if norm.contains(i) { out.append(one) } else { out.append(shape[next]); next += 1 }
+        }
+        return out
+    }
+
+    // MARK: Identity, Dropout
+
+    static let identitySchema = OpSchema("Identity", opsets: movementOpsets, inputs: 1...1, inferTypes: { ctx in
+        [ctx.type(0)]
+    }, makeKernel: { _, _ in
+        ClosureKernel { inputs, _ in [try inputs.required(0)] }
+    })
+
+    static let dropoutSchema = OpSchema("Dropout", opsets: movementOpsets, inputs: 1...3, outputs: 1...2,
+                                        inferTypes: { ctx in
+        guard let t = ctx.type(0) else { return [nil, nil] }
+        return [t, TensorType(.bool, t.shape)]
+    }, makeKernel: { node, opset in
+        let seed = try node.int("seed")
+        let attributeRatio = try node.float("ratio", default: 0.5)
+        let wantsMask = node.outputs.count > 1 && !node.outputs[1].isEmpty
+        return ClosureKernel { inputs, _ in
+            let x = try inputs.required(0)
+            var training = false
+            var ratio = Double(attributeRatio)
+            if opset >= 12 {
+                if let r = inputs.optional(1) {
+                    let v = try r.doubles()
+                    guard v.count == 1 else { throw SegFormerError.invalid("\(node.label): ratio must be a scalar, has shape \(r.shape)") }
+                    ratio = v[0]
+                } else { ratio = 0.5 }
+                if let t = inputs.optional(2) { training = try Movement.scalarInt(t, "training_mode", node.label) != 0 }
+            }
+            if !training || ratio == 0 {
+                // Inference (or nothing dropped): the output is the input itself.
+                var outs = [x]
+                if wantsMask {
+                    let mask = Tensor(uninitialized: .bool, shape: x.shape)
+                    if mask.count > 0 { memset(mask.storage.pointer, 1, mask.count) }
+                    outs.append(mask)
+                }
+                return outs
+            }
+            guard ratio > 0 && ratio < 1 else {
+                throw SegFormerError.invalid("\(node.label): dropout ratio \(ratio) must be in [0, 1)")
+            }
+            return try trainingDropout(x, ratio: ratio, seed: seed, wantsMask: wantsMask, node.label)
+        }
+    })
+
+    /// Training-mode dropout. Keeps element i when u_i ≥ ratio, u_i the i-th double of numpy's legacy
+    /// `RandomState(seed).uniform` stream (MT19937), which is how ONNX's reference draws the mask; kept
+    /// elements are scaled by 1/(1-ratio) computed in the tensor's precision.
+    static func trainingDropout(_ x: Tensor, ratio: Double, seed: Int?, wantsMask: Bool, _ label: String) throws -> [Tensor] {
+        var rng = MT19937(seed: UInt32(truncatingIfNeeded: seed ?? Int(UInt32.random(in: 0...UInt32.max))))
+        let n = x.count
+        let mask = Tensor(uninitialized: .bool, shape: x.shape)
+        let m = mask.pointer(Bool.self)
+        for i in 0..<n { m[i] = rng.nextDouble() >= ratio }
+        let y = Tensor(uninitialized: x.dataType, shape: x.shape)
+        func apply<T: BinaryFloatingPoint>(_: T.Type) {
+            let s = x.pointer(T.self), d = y.pointer(T.self)
+            let scale = T(1) / (T(1) - T(Float(ratio)))
+            for i in 0..<n { d[i] = m[i] ? s[i] * scale : s[i] * 0 }
+        }
+        switch x.dataType {
+        case .float: apply(Float.self)
+        case .double:
+            let s = x.pointer(Double.self), d = y.pointer(Double.self)
+            let scale = 1 / (1 - ratio)
+            for i in 0..<n { d[i] = m[i] ? s[i] * scale : s[i] * 0 }
+        case .float16: apply(Float16.self)
+        case .bfloat16:
+            let s = x.pointer(BFloat16.self), d = y.pointer(BFloat16.self)
+            let scale = 1 / (1 - Float(ratio))
+            for i in 0..<n { d[i] = BFloat16(m[i] ? s[i].float * scale : s[i].float * 0) }
+        default:
+            throw SegFormerError.unsupported("\(label): training-mode dropout of \(x.dataType) tensors")
+        }
+        return wantsMask ? [y, mask] : [y]
+    }
+}
+
+/// The Mersenne Twister with numpy's legacy integer seeding and 53-bit doubles, so seeded dropout
+/// masks match ONNX's numpy reference.
+struct MT19937 {
+    private var state = [UInt32](repeating: 0, count: 624)
+    private var index = 624
+
+    init(seed: UInt32) {
+        state[0] = seed
+        for i in 1..<624 {
+            state[i] = 1812433253 &* (state[i - 1] ^ (state[i - 1] >> 30)) &+ UInt32(i)
+        }
+    }
+
+    mutating func next() -> UInt32 {
+        if index >= 624 {
+            for i in 0..<624 {
+                let y = (state[i] & 0x8000_0000) | (state[(i + 1) % 624] & 0x7FFF_FFFF)
+                var v = state[(i + 397) % 624] ^ (y >> 1)
+                if y & 1 != 0 { v ^= 0x9908_B0DF }
+                state[i] = v
+            }
+            index = 0
+        }
+        var y = state[index]
+        index += 1
+        y ^= y >> 11
+        y ^= (y << 7) & 0x9D2C_5680
+        y ^= (y << 15) & 0xEFC6_0000
+        y ^= y >> 18
+        return y
+    }
+
+    mutating func nextDouble() -> Double {
+        let a = Double(next() >> 5), b = Double(next() >> 6)
+        return (a * 67108864.0 + b) / 9007199254740992.0
+    }
 }

@@ -1,1 +1,0 @@
-int connx_placeholder(void) { return 0; }

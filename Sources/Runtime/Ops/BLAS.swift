@@ -1,0 +1,98 @@
+import CBLAS
+import GraphIR
+
+/// Thin row-major GEMM wrappers over OpenBLAS: C = alpha·op(A)·op(B) + beta·C with
+/// op(A) m×k, op(B) k×n, C m×n. They handle the degenerate sizes OpenBLAS dislikes (zero
+/// dimensions, leading dimensions of 0) and check that every size fits OpenBLAS's 32-bit ints.
+/// OpenBLAS runs its own threads (count set by `ExecutionContext`); call these from one thread.
+enum BLAS {
+    /// Largest dimension / leading dimension OpenBLAS's `blasint` (int32) can take.
+    static let maxDimension = Int(Int32.max)
+
+    static func checkSizes(_ m: Int, _ n: Int, _ k: Int, _ lda: Int, _ ldb: Int, _ ldc: Int) throws {
+        for v in [m, n, k, lda, ldb, ldc] where v > maxDimension || v < 0 {
+            throw SegFormerError.unsupported("GEMM size \(m)×\(k)×\(n) exceeds the 32-bit BLAS interface")
+        }
+    }
+
+    /// Scales C by beta (what a GEMM with k == 0 computes).
+    @inline(__always)
+    static func scale<T: BinaryFloatingPoint>(_ c: UnsafeMutablePointer<T>, m: Int, n: Int, ldc: Int, beta: T) {
+        for i in 0..<m {
+            let row = c + i * ldc
+            if beta == 0 { for j in 0..<n { row[j] = 0 } } else if beta != 1 { for j in 0..<n { row[j] *= beta } }
+        }
+    }
+
+    static func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                      alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                      b: UnsafePointer<Float>, ldb: Int,
+                      beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if m == 0 || n == 0 { return }
+        if k == 0 || alpha == 0 { scale(c, m: m, n: n, ldc: ldc, beta: beta); return }
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(max(1, lda)), b, Int32(max(1, ldb)),
+                    beta, c, Int32(max(1, ldc)))
+    }
+
+    static func dgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                      alpha: Double = 1, a: UnsafePointer<Double>, lda: Int,
+                      b: UnsafePointer<Double>, ldb: Int,
+                      beta: Double = 0, c: UnsafeMutablePointer<Double>, ldc: Int) {
+        if m == 0 || n == 0 { return }
+        if k == 0 || alpha == 0 { scale(c, m: m, n: n, ldc: ldc, beta: beta); return }
+        cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(max(1, lda)), b, Int32(max(1, ldb)),
+                    beta, c, Int32(max(1, ldc)))
+    }
+
+    /// The GEMM for an element type that BLAS covers (Float, Double), dispatched once per call.
+    @inline(__always)
+    static func gemm<T>(_: T.Type, transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                        alpha: Double = 1, a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,
+                        beta: Double = 0, c: UnsafeMutablePointer<T>, ldc: Int) {
+        if T.self == Float.self {
+            sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: Float(alpha),
+                  a: UnsafeRawPointer(a).assumingMemoryBound(to: Float.self), lda: lda,
+                  b: UnsafeRawPointer(b).assumingMemoryBound(to: Float.self), ldb: ldb, beta: Float(beta),
+                  c: UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self), ldc: ldc)
+        } else if T.self == Double.self {
+            dgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                  a: UnsafeRawPointer(a).assumingMemoryBound(to: Double.self), lda: lda,
+                  b: UnsafeRawPointer(b).assumingMemoryBound(to: Double.self), ldb: ldb, beta: beta,
+                  c: UnsafeMutableRawPointer(c).assumingMemoryBound(to: Double.self), ldc: ldc)
+        } else {
+            preconditionFailure("BLAS.gemm: \(T.self) is not a BLAS type")
+        }
+    }
+}
+
+/// Half-precision element types are computed in float32 and rounded back: converts between a
+/// tensor of float16/bfloat16 and a float32 tensor of the same shape.
+extension BLAS {
+    static func toFloat32(_ t: Tensor) -> Tensor {
+        let out = Tensor(uninitialized: .float, shape: t.shape)
+        let dst = out.pointer(Float.self)
+        let n = t.count
+        switch t.dataType {
+        case .float16: let src = t.pointer(Float16.self); for i in 0..<n { dst[i] = Float(src[i]) }
+        case .bfloat16: let src = t.pointer(BFloat16.self); for i in 0..<n { dst[i] = src[i].float }
+        default: preconditionFailure("BLAS.toFloat32: \(t.dataType)")
+        }
+        return out
+    }
+
+    static func fromFloat32(_ t: Tensor, to type: DataType) -> Tensor {
+        let out = Tensor(uninitialized: type, shape: t.shape)
+        let src = t.pointer(Float.self)
+        let n = t.count
+        switch type {
+        case .float16: let dst = out.pointer(Float16.self); for i in 0..<n { dst[i] = Float16(src[i]) }
+        case .bfloat16: let dst = out.pointer(BFloat16.self); for i in 0..<n { dst[i] = BFloat16(src[i]) }
+        default: preconditionFailure("BLAS.fromFloat32: \(type)")
+        }
+        return out
+    }
+
+    static func isHalf(_ t: DataType) -> Bool { t == .float16 || t == .bfloat16 }
+}

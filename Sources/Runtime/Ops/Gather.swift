@@ -1,0 +1,74 @@
+import Foundation
+import GraphIR
+
+/// Gather: picks slices of `data` along `axis` by (possibly negative) indices of any rank.
+extension OpRegistry {
+    static let gatherSchema = OpSchema("Gather", opsets: movementOpsets, inputs: 2...2, inferTypes: { ctx in
+        guard let t = ctx.type(0) else { return [nil] }
+        guard let data = t.shape, let idx = ctx.type(1)?.shape else { return [TensorType(t.dataType, nil)] }
+        let axis = try Movement.axis(try ctx.node.int("axis", default: 0), rank: data.count, ctx.node.label)
+        return [TensorType(t.dataType, Array(data[..<axis]) + idx + Array(data[(axis + 1)...]))]
+    }, makeKernel: { node, _ in
+        let axisAttr = try node.int("axis", default: 0)
+        return ClosureKernel { inputs, context in
+            let x = try inputs.required(0)
+            let indices = try inputs.required(1, "indices")
+            let axis = try Movement.axis(axisAttr, rank: x.rank, node.label)
+            let n = x.shape[axis]
+            // Normalise the indices once (they are few: a row list, or shape arithmetic).
+            var idx = try indices.integers()
+            for (j, v) in idx.enumerated() {
+                guard v >= -n && v < n else {
+                    throw SegFormerError.invalid("\(node.label): index \(v) is out of range for axis \(axis) of size \(n) (data shape \(x.shape))")
+                }
+                if v < 0 { idx[j] = v + n }
+            }
+            let outShape = Array(x.shape[..<axis]) + indices.shape + Array(x.shape[(axis + 1)...])
+            var out = Tensor(uninitialized: x.dataType, shape: outShape)
+            if out.count == 0 { return [out] }
+            let outer = Tensor.elementCount(Array(x.shape[..<axis]))
+            let inner = Tensor.elementCount(Array(x.shape[(axis + 1)...]))
+            let m = idx.count
+            if x.dataType == .string {
+                var strings = [String]()
+                strings.reserveCapacity(out.count)
+                for o in 0..<outer { for j in idx { strings += x.strings[((o * n + j) * inner)..<((o * n + j + 1) * inner)] } }
+                out.strings = strings
+                return [out]
+            }
+            let es = try Movement.elementSize(x.dataType)
+            let src = UnsafeRawPointer(x.storage.pointer), dst = out.storage.pointer
+            func small<T>(_: T.Type) {
+                let s = src.assumingMemoryBound(to: T.self), d = dst.assumingMemoryBound(to: T.self)
+                var w = 0
+                for o in 0..<outer {
+                    for j in idx {
+                        let base = (o * n + j) * inner
+                        for i in 0..<inner { d[w + i] = s[base + i] }
+                        w += inner
+                    }
+                }
+            }
+            let rowBytes = inner * es
+            if rowBytes <= 32 && out.count <= 1 << 16 {
+                switch es {
+                case 1: small(UInt8.self)
+                case 2: small(UInt16.self)
+                case 4: small(UInt32.self)
+                default: small(UInt64.self)
+                }
+                return [out]
+            }
+            // Row copies, parallel over (outer, index) pairs.
+            context.parallelFor(outer * m, minimumPerChunk: max(1, 65536 / max(rowBytes, 1))) { s, e in
+                idx.withUnsafeBufferPointer { ip in
+                    for r in s..<e {
+                        let o = r / m, j = ip[r % m]
+                        memcpy(dst + r * rowBytes, src + (o * n + j) * rowBytes, rowBytes)
+                    }
+                }
+            }
+            return [out]
+        }
+    })
+}

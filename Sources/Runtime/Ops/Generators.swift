@@ -1,0 +1,171 @@
+import Foundation
+import GraphIR
+
+/// Ops that make tensors from attributes or scalars: Constant, ConstantOfShape, Range.
+extension OpRegistry {
+    // MARK: Constant
+
+    static let constantSchema = OpSchema("Constant", opsets: movementOpsets, inputs: 0...0, inferTypes: { ctx in
+        let t = try constantValue(ctx.node)
+        return [TensorType(t.dataType, known: t.shape)]
+    }, makeKernel: { node, _ in
+        let t = try constantValue(node)
+        return ClosureKernel { _, _ in [t] }
+    })
+
+    /// The one value attribute of a Constant node as a tensor.
+    static func constantValue(_ node: Node) throws -> Tensor {
+        let keys = ["value", "sparse_value", "value_float", "value_floats", "value_int", "value_ints",
+                    "value_string", "value_strings"].filter { node.attributes[$0] != nil }
+        guard keys.count == 1, let key = keys.first else {
+            throw SegFormerError.invalid("\(node.label): Constant needs exactly one value attribute, has \(keys)")
+        }
+        switch key {
+        case "value": return try node.tensor("value")!
+        case "sparse_value": throw SegFormerError.unsupported("\(node.label): Constant with sparse_value")
+        case "value_float": return Tensor(scalar: try node.float("value_float")!)
+        case "value_floats":
+            let v = try node.floats("value_floats")!
+            return Tensor(v, shape: [v.count])
+        case "value_int": return Tensor(scalar: Int64(try node.int("value_int")!))
+        case "value_ints":
+            let v = try node.ints("value_ints")!.map { Int64($0) }
+            return Tensor(v, shape: [v.count])
+        case "value_string": return Tensor(strings: [try node.string("value_string")!], shape: [])
+        default:
+            switch node.attributes["value_strings"]! {
+            case .strings(let v): return Tensor(strings: v, shape: [v.count])
+            case .string(let v): return Tensor(strings: [v], shape: [1])
+            case let a: throw SegFormerError.invalid("\(node.label): attribute 'value_strings' must be strings, got \(a.kindName)")
+            }
+        }
+    }
+
+    // MARK: ConstantOfShape
+
+    static let constantOfShapeSchema = OpSchema("ConstantOfShape", opsets: movementOpsets, inputs: 1...1,
+                                                shapeInputs: [0], inferTypes: { ctx in
+        let value = try fillValue(ctx.node)
+        guard let c = ctx.constant(0) else {
+            let rank = ctx.type(0)?.knownShape?.first
+            return [TensorType(value.dataType, rank.map { r in (0..<r).map { .symbol("\(ctx.node.label)#\($0)") } })]
+        }
+        return [TensorType(value.dataType, known: try c.integers())]
+    }, makeKernel: { node, _ in
+        let value = try fillValue(node)
+        return ClosureKernel { inputs, context in
+            let shapeTensor = try inputs.required(0, "shape")
+            guard shapeTensor.rank <= 1 else {
+                throw SegFormerError.invalid("\(node.label): shape input must be 1-D, has shape \(shapeTensor.shape)")
+            }
+            let shape = try shapeTensor.integers()
+            try Movement.checkShape(shape, node.label)
+            return [try filled(value, shape: shape, context)]
+        }
+    })
+
+    /// ConstantOfShape's `value`: a one-element tensor, float 0 by default.
+    static func fillValue(_ node: Node) throws -> Tensor {
+        guard let v = try node.tensor("value") else { return Tensor([Float(0)], shape: [1]) }
+        guard v.count == 1 else { throw SegFormerError.invalid("\(node.label): value must hold one element, has shape \(v.shape)") }
+        return v
+    }
+
+    /// A tensor of `shape` with every element equal to the single element of `value`.
+    static func filled(_ value: Tensor, shape: [Int], _ context: ExecutionContext) throws -> Tensor {
+        var out = Tensor(uninitialized: value.dataType, shape: shape)
+        let n = out.count
+        if n == 0 { return out }
+        if value.dataType == .string { out.strings = Array(repeating: value.strings[0], count: n); return out }
+        let es = try Movement.elementSize(value.dataType)
+        let src = UnsafeRawPointer(value.storage.pointer)
+        func fill<T>(_: T.Type) {
+            let v = src.load(as: T.self)
+            let d = out.pointer(T.self)
+            context.parallelFor(n, minimumPerChunk: 1 << 16) { s, e in for i in s..<e { d[i] = v } }
+        }
+        switch es {
+        case 1: fill(UInt8.self)
+        case 2: fill(UInt16.self)
+        case 4: fill(UInt32.self)
+        default: fill(UInt64.self)
+        }
+        return out
+    }
+
+    // MARK: Range
+
+    static let rangeSchema = OpSchema("Range", opsets: movementOpsets, inputs: 3...3, shapeInputs: [0, 1, 2],
+                                      inferTypes: { ctx in
+        guard let t = ctx.type(0) else { return [nil] }
+        if let s = ctx.constant(0), let l = ctx.constant(1), let d = ctx.constant(2) {
+            return [TensorType(t.dataType, known: [try range(s, l, d, ctx.node.label).count])]
+        }
+        return [TensorType(t.dataType, [.symbol("\(ctx.node.label)#0")])]
+    }, makeKernel: { node, _ in
+        ClosureKernel { inputs, _ in
+            [try range(try inputs.required(0, "start"), try inputs.required(1, "limit"),
+                       try inputs.required(2, "delta"), node.label)]
+        }
+    })
+
+    /// output[i] = start + i·delta for i < max(ceil((limit − start)/delta), 0), in the inputs' type.
+    static func range(_ start: Tensor, _ limit: Tensor, _ delta: Tensor, _ label: String) throws -> Tensor {
+        let type = start.dataType
+        guard limit.dataType == type, delta.dataType == type else {
+            throw SegFormerError.invalid("\(label): start, limit and delta differ in type (\(type), \(limit.dataType), \(delta.dataType))")
+        }
+        guard start.count == 1, limit.count == 1, delta.count == 1 else {
+            throw SegFormerError.invalid("\(label): start, limit and delta must be scalars (shapes \(start.shape), \(limit.shape), \(delta.shape))")
+        }
+        if type.isInteger {
+            let s = try start.integers()[0], l = try limit.integers()[0], d = try delta.integers()[0]
+            guard d != 0 else { throw SegFormerError.invalid("\(label): delta is 0") }
+            let span = l - s   // shape values: no overflow in practice; clamp via Double check below
+            var n = span / d
+            if span % d != 0 && (span > 0) == (d > 0) { n += 1 }
+            n = max(n, 0)
+            guard n <= Movement.maxElements else { throw SegFormerError.invalid("\(label): range of \(n) elements is too large") }
+            let out = Tensor(uninitialized: type, shape: [n])
+            func fill<T: FixedWidthInteger>(_: T.Type) {
+                let p = out.pointer(T.self)
+                for i in 0..<n { p[i] = T(truncatingIfNeeded: s + i * d) }
+            }
+            switch type {
+            case .int8: fill(Int8.self)
+            case .int16: fill(Int16.self)
+            case .int32: fill(Int32.self)
+            case .int64: fill(Int64.self)
+            case .uint8: fill(UInt8.self)
+            case .uint16: fill(UInt16.self)
+            case .uint32: fill(UInt32.self)
+            default: fill(UInt64.self)
+            }
+            return out
+        }
+        guard type.isFloatingPoint else { throw SegFormerError.unsupported("\(label): Range of \(type)") }
+        let s = try start.doubles()[0], l = try limit.doubles()[0], d = try delta.doubles()[0]
+        guard d != 0, s.isFinite, l.isFinite, d.isFinite else {
+            throw SegFormerError.invalid("\(label): Range start \(s), limit \(l), delta \(d) are not finite / delta is 0")
+        }
+        let count = max(((l - s) / d).rounded(.up), 0)
+        guard count <= Double(Movement.maxElements) else { throw SegFormerError.invalid("\(label): range of \(count) elements is too large") }
+        let n = Int(count)
+        let out = Tensor(uninitialized: type, shape: [n])
+        switch type {
+        case .float:
+            let p = out.pointer(Float.self), fs = Float(s), fd = Float(d)
+            for i in 0..<n { p[i] = fs + Float(i) * fd }
+        case .double:
+            let p = out.pointer(Double.self)
+            for i in 0..<n { p[i] = s + Double(i) * d }
+        case .float16:
+            let p = out.pointer(Float16.self), fs = Float16(s), fd = Float16(d)
+            for i in 0..<n { p[i] = fs + Float16(i) * fd }
+        default:
+            let p = out.pointer(BFloat16.self), fs = Float(s), fd = Float(d)
+            for i in 0..<n { p[i] = BFloat16(fs + Float(i) * fd) }
+        }
+        return out
+    }
+}

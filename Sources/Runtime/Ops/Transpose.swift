@@ -1,0 +1,94 @@
+import GraphIR
+
+/// Transpose and the block rearrangements DepthToSpace / SpaceToDepth, which are a reshape, a
+/// transpose and a reshape: all three become one strided copy (see StridedCopy.swift).
+extension OpRegistry {
+    static let transposeSchema = OpSchema("Transpose", opsets: movementOpsets, inputs: 1...1, inferTypes: { ctx in
+        guard let t = ctx.type(0) else { return [nil] }
+        guard let shape = t.shape else { return [TensorType(t.dataType, nil)] }
+        let perm = try transposePerm(ctx.node, rank: shape.count)
+        return [TensorType(t.dataType, perm.map { shape[$0] })]
+    }, makeKernel: { node, _ in
+        ClosureKernel { inputs, context in
+            let x = try inputs.required(0)
+            let perm = try transposePerm(node, rank: x.rank)
+            return [try permuted(x, shape: x.shape, perm: perm, context)]
+        }
+    })
+
+    /// `perm` (default: reversed axes), checked to be a permutation of 0..<rank.
+    static func transposePerm(_ node: Node, rank: Int) throws -> [Int] {
+        guard let perm = try node.ints("perm") else { return Array((0..<rank).reversed()) }
+        guard perm.count == rank, Set(perm) == Set(0..<rank) else {
+            throw SegFormerError.invalid("\(node.label): perm \(perm) is not a permutation of the \(rank) input axes")
+        }
+        return perm
+    }
+
+    /// Transposes `x` seen with the (same element count) shape `shape` by `perm`.
+    static func permuted(_ x: Tensor, shape: [Int], perm: [Int], _ context: ExecutionContext) throws -> Tensor {
+        let inStrides = Movement.strides(shape)
+        if perm == Array(0..<perm.count) { return x.reshaped(shape) }   // identity: a view
+        return try StridedCopy.materialize(x, offset: 0, shape: perm.map { shape[$0] },
+                                           strides: perm.map { inStrides[$0] }, context: context)
+    }
+
+    // MARK: DepthToSpace / SpaceToDepth
+
+    static let depthToSpaceSchema = OpSchema("DepthToSpace", opsets: movementOpsets, inputs: 1...1, inferTypes: { ctx in
+        guard let t = ctx.type(0) else { return [nil] }
+        guard let s = t.shape, s.count == 4 else { return [TensorType(t.dataType, nil)] }
+        let b = try blockSize(ctx.node)
+        func mul(_ d: Dim) -> Dim { d.value.map { .known($0 * b) } ?? Movement.product([.known(b), d]) }
+        let c: Dim = s[1].value.map { .known($0 / (b * b)) } ?? .symbol("\(ctx.node.label)#1")
+        return [TensorType(t.dataType, [s[0], c, mul(s[2]), mul(s[3])])]
+    }, makeKernel: { node, _ in
+        let b = try blockSize(node)
+        let mode = try node.string("mode", default: "DCR")
+        guard mode == "DCR" || mode == "CRD" else {
+            throw SegFormerError.invalid("\(node.label): mode must be DCR or CRD, got \(mode)")
+        }
+        return ClosureKernel { inputs, context in
+            let x = try inputs.required(0)
+            guard x.rank == 4, x.shape[1] % (b * b) == 0 else {
+                throw SegFormerError.invalid("\(node.label): input shape \(x.shape) must be [N, C, H, W] with C divisible by \(b * b)")
+            }
+            let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+            let cc = c / (b * b)
+            let y: Tensor
+            if mode == "DCR" {
+                y = try permuted(x, shape: [n, b, b, cc, h, w], perm: [0, 3, 4, 1, 5, 2], context)
+            } else {
+                y = try permuted(x, shape: [n, cc, b, b, h, w], perm: [0, 1, 4, 2, 5, 3], context)
+            }
+            return [y.reshaped([n, cc, h * b, w * b])]
+        }
+    })
+
+    static let spaceToDepthSchema = OpSchema("SpaceToDepth", opsets: movementOpsets, inputs: 1...1, inferTypes: { ctx in
+        guard let t = ctx.type(0) else { return [nil] }
+        guard let s = t.shape, s.count == 4 else { return [TensorType(t.dataType, nil)] }
+        let b = try blockSize(ctx.node)
+        func div(_ d: Dim, _ i: Int) -> Dim { d.value.map { .known($0 / b) } ?? .symbol("\(ctx.node.label)#\(i)") }
+        let c: Dim = s[1].value.map { .known($0 * b * b) } ?? Movement.product([.known(b * b), s[1]])
+        return [TensorType(t.dataType, [s[0], c, div(s[2], 2), div(s[3], 3)])]
+    }, makeKernel: { node, _ in
+        let b = try blockSize(node)
+        return ClosureKernel { inputs, context in
+            let x = try inputs.required(0)
+            guard x.rank == 4, x.shape[2] % b == 0, x.shape[3] % b == 0 else {
+                throw SegFormerError.invalid("\(node.label): input shape \(x.shape) must be [N, C, H, W] with H and W divisible by \(b)")
+            }
+            let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+            let y = try permuted(x, shape: [n, c, h / b, b, w / b, b], perm: [0, 3, 5, 1, 2, 4], context)
+            return [y.reshaped([n, c * b * b, h / b, w / b])]
+        }
+    })
+
+    static func blockSize(_ node: Node) throws -> Int {
+        guard let b = try node.int("blocksize"), b > 0 else {
+            throw SegFormerError.invalid("\(node.label): blocksize must be a positive int")
+        }
+        return b
+    }
+}

@@ -1,0 +1,53 @@
+import ArgumentParser
+import Foundation
+import GraphIR
+import Runtime
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time a model's forward pass on random inputs: median and min latency, peak memory.")
+
+    @Argument(help: "The .onnx model file.") var model: String
+    @Option(help: "Batch size bound to the first symbolic dimension.") var batch: Int = 1
+    @Option(help: "Input height for symbolic spatial dimensions.") var height: Int = 512
+    @Option(help: "Input width for symbolic spatial dimensions.") var width: Int = 512
+    @Option(help: "Timed iterations.") var iterations: Int = 10
+    @Option(help: "Untimed warm-up iterations.") var warmup: Int = 2
+    @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+
+    func run() throws {
+        try reportingErrors {
+            guard iterations > 0, batch > 0, height > 0, width > 0 else {
+                throw SegFormerError.invalid("--iterations, --batch, --height and --width must be positive")
+            }
+            let m = try ONNXImporter.load(contentsOf: model)
+            let session = try InferenceSession(model: m, options: SessionOptions(threads: threads))
+            var feeds: [String: Tensor] = [:]
+            for info in session.inputs {
+                let shape = try concreteShape(info, batch: batch, height: height, width: width)
+                feeds[info.name] = try Benchmark.randomTensor(info.type.dataType, shape: shape)
+                print("input \(info.name): \(info.type.dataType) \(shape)")
+            }
+            print("threads \(session.context.threads), warm-up \(warmup), iterations \(iterations)")
+            let result = try Benchmark.measure(warmup: warmup, iterations: iterations) {
+                _ = try session.run(feeds)
+            }
+            print(result)
+        }
+    }
+}
+
+/// Binds a declared input shape: symbolic dims become batch (axis 0), height (axis rank-2), width
+/// (axis rank-1); known dims stay.
+func concreteShape(_ info: ValueInfo, batch: Int, height: Int, width: Int) throws -> [Int] {
+    guard let dims = info.type.shape else {
+        throw SegFormerError.invalid("input '\(info.name)' has no declared shape; cannot invent one")
+    }
+    return dims.enumerated().map { axis, d in
+        if let v = d.value { return v }
+        if axis == 0 { return batch }
+        if axis == dims.count - 2 { return height }
+        if axis == dims.count - 1 { return width }
+        return 1
+    }
+}

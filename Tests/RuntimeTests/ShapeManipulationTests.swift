@@ -1,0 +1,221 @@
+import Foundation
+import XCTest
+import GraphIR
+@testable import Runtime
+
+final class ShapeManipulationTests: XCTestCase {
+    // MARK: conformance fixture (scripts/fixtures/shape_conformance.py)
+
+    /// Runs every case packed from the ONNX backend tests (plus numpy-made extras) node by node.
+    func testConformanceFixture() throws {
+        guard let url = Bundle.module.url(forResource: "Fixtures/shape_conformance", withExtension: "json") else {
+            throw XCTSkip("fixture missing")
+        }
+        let cases = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [[String: Any]]
+        XCTAssertGreaterThan(cases.count, 150)
+        var failures: [String] = []
+        var ran = 0
+        for c in cases {
+            ran += 1
+            let name = c["name"] as! String
+            do {
+                try runCase(c)
+            } catch let e as SegFormerError where e.isUnsupported && name.contains("sparse") {
+                continue
+            } catch {
+                failures.append("\(name): \(error)")
+            }
+        }
+        XCTAssertEqual(ran, cases.count)
+        XCTAssertTrue(failures.isEmpty, "\(failures.count) of \(cases.count) cases failed:\n" + failures.joined(separator: "\n"))
+    }
+
+    private func runCase(_ c: [String: Any]) throws {
+        let opset = c["opset"] as! Int
+        var values: [String: Tensor] = [:]
+        for (k, v) in c["initializers"] as! [String: Any] { values[k] = tensor(v) }
+        for (k, v) in c["inputs"] as! [String: Any] { values[k] = tensor(v) }
+        for n in c["nodes"] as! [[String: Any]] {
+            let ins = (n["inputs"] as! [String]).map { $0.isEmpty ? nil : values[$0] }
+            let outs = n["outputs"] as! [String]
+            var attrs: [String: Attribute] = [:]
+            for (k, v) in n["attributes"] as! [String: [String: Any]] { attrs[k] = try attribute(v) }
+            let results = try SingleOp.run(n["op"] as! String, inputs: ins, attributes: attrs,
+                                           outputCount: outs.count, opset: opset)
+            for (o, r) in zip(outs, results) where !o.isEmpty { values[o] = r }
+        }
+        for (k, v) in c["outputs"] as! [String: Any] {
+            let want = tensor(v)
+            guard let got = values[k] else { throw SegFormerError.invalid("no output \(k)") }
+            if !got.bitwiseEqual(want) {
+                throw SegFormerError.invalid("output \(k): got \(got) \(preview(got)), want \(want) \(preview(want))")
+            }
+        }
+    }
+
+    private func preview(_ t: Tensor) -> String {
+        if t.dataType == .string { return "\(t.strings.prefix(8))" }
+        return "\(((try? t.doubles()) ?? []).prefix(8))"
+    }
+
+    private func tensor(_ any: Any) -> Tensor {
+        let j = any as! [String: Any]
+        let type = DataType(rawValue: Int32(j["dtype"] as! Int))!
+        let shape = j["shape"] as! [Int]
+        if type == .string { return Tensor(strings: j["strings"] as! [String], shape: shape) }
+        let bytes = Data(base64Encoded: j["data"] as! String)!
+        let t = Tensor(uninitialized: type, shape: shape)
+        precondition(bytes.count == t.byteCount)
+        bytes.withUnsafeBytes { if t.byteCount > 0 { t.storage.pointer.copyMemory(from: $0.baseAddress!, byteCount: t.byteCount) } }
+        return t
+    }
+
+    private func attribute(_ j: [String: Any]) throws -> Attribute {
+        switch j["kind"] as! String {
+        case "int": return .int(j["value"] as! Int)
+        case "float": return .float(Float((j["value"] as! NSNumber).doubleValue))
+        case "ints": return .ints(j["value"] as! [Int])
+        case "floats": return .floats((j["value"] as! [NSNumber]).map { Float($0.doubleValue) })
+        case "string": return .string(j["value"] as! String)
+        case "strings": return .strings(j["value"] as! [String])
+        case "tensor": return .tensor(tensor(j["value"]!))
+        case let k: throw SegFormerError.unsupported("attribute kind \(k)")
+        }
+    }
+
+    // MARK: views share storage
+
+    func testViewsShareStorage() throws {
+        let x = Tensor((0..<24).map { Float($0) }, shape: [2, 3, 4])
+        func same(_ op: String, _ inputs: [Tensor?], _ attrs: [String: Attribute] = [:], opset: Int = 17) throws {
+            let y = try SingleOp.run(op, inputs: inputs, attributes: attrs, opset: opset)[0]
+            XCTAssertTrue(y.storage === x.storage, "\(op) copied")
+        }
+        try same("Reshape", [x, Tensor([Int64(4), -1], shape: [2])])
+        try same("Flatten", [x], ["axis": .int(2)])
+        try same("Unsqueeze", [x, Tensor([Int64(0)], shape: [1])])
+        try same("Squeeze", [x.reshaped([1, 2, 3, 4]), Tensor([Int64(0)], shape: [1])])
+        try same("Identity", [x])
+        try same("Dropout", [x])
+    }
+
+    func testReshapeRulesAndErrors() throws {
+        let x = Tensor((0..<24).map { Int32($0) }, shape: [2, 3, 4])
+        func reshape(_ s: [Int64], allowZero: Int = 0) throws -> [Int] {
+            try SingleOp.run("Reshape", inputs: [x, Tensor(s, shape: [s.count])], attributes: ["allowzero": .int(allowZero)])[0].shape
+        }
+        XCTAssertEqual(try reshape([0, -1]), [2, 12])
+        XCTAssertEqual(try reshape([-1]), [24])
+        XCTAssertThrowsError(try reshape([5, -1])) { e in
+            XCTAssertTrue("\(e)".contains("[2, 3, 4]") && "\(e)".contains("[5, -1]"), "\(e)")
+        }
+        XCTAssertThrowsError(try reshape([-1, -1]))
+        XCTAssertThrowsError(try reshape([0, 0, 0, 0]))
+        XCTAssertThrowsError(try reshape([0, -1], allowZero: 1))
+    }
+
+    // MARK: Transpose against a naive reference, large enough for the tiled and threaded paths
+
+    func testTransposeLargeMatchesNaive() throws {
+        let ctx = ExecutionContext(threads: 2)
+        for (shape, perm) in [([1, 300, 40], [0, 2, 1]), ([1, 40, 300], [0, 2, 1]), ([2, 50, 3, 16], [0, 2, 1, 3]),
+                              ([3, 20, 30, 5], [0, 3, 1, 2]), ([2, 3, 64, 65], [0, 1, 3, 2])] {
+            let n = shape.reduce(1, *)
+            let x = Tensor((0..<n).map { Float($0) }, shape: shape)
+            let y = try SingleOp.run("Transpose", inputs: [x], attributes: ["perm": .ints(perm)], context: ctx)[0]
+            let outShape = perm.map { shape[$0] }
+            XCTAssertEqual(y.shape, outShape)
+            let inStrides = Movement.strides(shape)
+            let yp = y.pointer(Float.self)
+            var mismatches = 0
+            var idx = [Int](repeating: 0, count: shape.count)
+            for i in 0..<n {
+                var src = 0
+                for k in 0..<perm.count { src += idx[k] * inStrides[perm[k]] }
+                if yp[i] != Float(src) { mismatches += 1 }
+                var k = idx.count - 1
+                while k >= 0 { idx[k] += 1; if idx[k] < outShape[k] { break }; idx[k] = 0; k -= 1 }
+            }
+            XCTAssertEqual(mismatches, 0, "\(shape) perm \(perm)")
+        }
+    }
+
+    func testConcatSliceGatherLargeThreaded() throws {
+        let ctx = ExecutionContext(threads: 2)
+        let a = Tensor((0..<(64 * 3000)).map { Float($0) }, shape: [64, 3000])
+        let b = Tensor((0..<(64 * 1000)).map { -Float($0) }, shape: [64, 1000])
+        let c = try SingleOp.run("Concat", inputs: [a, b], attributes: ["axis": .int(1)], context: ctx)[0]
+        XCTAssertEqual(c.shape, [64, 4000])
+        let cp = c.pointer(Float.self)
+        XCTAssertEqual(cp[4000 * 5 + 2999], Float(5 * 3000 + 2999))
+        XCTAssertEqual(cp[4000 * 63 + 3001], -Float(63 * 1000 + 1))
+        let s = try SingleOp.run("Slice", inputs: [c, Tensor([Int64(10), 2990], shape: [2]), Tensor([Int64(60), 3010], shape: [2])],
+                                 context: ctx)[0]
+        XCTAssertEqual(s.shape, [50, 20])
+        XCTAssertEqual(s.pointer(Float.self)[0], Float(10 * 3000 + 2990))
+        XCTAssertEqual(s.pointer(Float.self)[19], -Float(10 * 1000 + 9))
+        let g = try SingleOp.run("Gather", inputs: [a, Tensor([Int64(63), -64, 7], shape: [3])], context: ctx)[0]
+        XCTAssertEqual(g.shape, [3, 3000])
+        XCTAssertEqual(g.pointer(Float.self)[0], Float(63 * 3000))
+        XCTAssertEqual(g.pointer(Float.self)[3000], 0)
+        XCTAssertEqual(g.pointer(Float.self)[6001], Float(7 * 3000 + 1))
+    }
+
+    // MARK: errors and type rules
+
+    func testBadInputsThrow() {
+        let x = Tensor([Float](repeating: 1, count: 6), shape: [2, 3])
+        XCTAssertThrowsError(try SingleOp.run("Gather", inputs: [x, Tensor([Int64(2)], shape: [1])]))
+        XCTAssertThrowsError(try SingleOp.run("Transpose", inputs: [x], attributes: ["perm": .ints([0, 0])]))
+        XCTAssertThrowsError(try SingleOp.run("Squeeze", inputs: [x, Tensor([Int64(1)], shape: [1])]))
+        XCTAssertThrowsError(try SingleOp.run("Expand", inputs: [x, Tensor([Int64(4), 3], shape: [2])]))
+        XCTAssertThrowsError(try SingleOp.run("ConstantOfShape", inputs: [Tensor([Int64(1 << 40), 1 << 40], shape: [2])]))
+        XCTAssertThrowsError(try SingleOp.run("Slice", inputs: [x, Tensor([Int64(0)], shape: [1]), Tensor([Int64(1)], shape: [1]),
+                                                                Tensor([Int64(0)], shape: [1]), Tensor([Int64(0)], shape: [1])]))
+        XCTAssertThrowsError(try SingleOp.run("Split", inputs: [x], attributes: ["axis": .int(1)], outputCount: 2, opset: 13))
+        XCTAssertThrowsError(try SingleOp.run("Constant", inputs: [], attributes: [:]))
+        XCTAssertThrowsError(try SingleOp.run("Range", inputs: [Tensor(scalar: Int64(0)), Tensor(scalar: Int64(5)), Tensor(scalar: Int64(0))]))
+    }
+
+    func testSymbolicTypeRules() throws {
+        func infer(_ op: String, _ types: [TensorType?], _ consts: [Tensor?] = [], _ attrs: [String: Attribute] = [:],
+                   outputs: Int = 1, opset: Int = 17) throws -> [TensorType?] {
+            let node = Node(name: "n", opType: op, inputs: types.indices.map { "i\($0)" }, outputs: (0..<outputs).map { "o\($0)" },
+                            attributes: attrs)
+            let ctx = TypeInferenceContext(node: node, opset: opset, inputTypes: types,
+                                           constantInputs: consts + Array(repeating: nil, count: max(0, types.count - consts.count)))
+            return try OpRegistry.schema(domain: "", opType: op)!.inferTypes!(ctx)
+        }
+        let b = Dim.symbol("batch")
+        let x = TensorType(.float, [b, .known(16384), .known(32)])
+        XCTAssertEqual(try infer("Transpose", [x], [], ["perm": .ints([0, 2, 1])])[0]?.shape, [b, .known(32), .known(16384)])
+        XCTAssertEqual(try infer("Shape", [x])[0], TensorType(.int64, known: [3]))
+        XCTAssertEqual(try infer("Flatten", [x], [], ["axis": .int(2)])[0]?.shape, [.symbol("16384*batch"), .known(32)])
+        XCTAssertEqual(try infer("Reshape", [x, TensorType(.int64, known: [4])], [nil, Tensor([Int64(0), 128, 128, -1], shape: [4])])[0]?.shape,
+                       [b, .known(128), .known(128), .known(32)])
+        XCTAssertEqual(try infer("Unsqueeze", [x, TensorType(.int64, known: [1])], [nil, Tensor([Int64(-1)], shape: [1])])[0]?.shape,
+                       [b, .known(16384), .known(32), .known(1)])
+        XCTAssertEqual(try infer("Concat", [x, x], [], ["axis": .int(2)])[0]?.shape, [b, .known(16384), .known(64)])
+        XCTAssertEqual(try infer("Gather", [x, TensorType(.int64, known: [])], [], ["axis": .int(1)])[0]?.shape, [b, .known(32)])
+        XCTAssertEqual(try infer("Slice", [x, nil, nil, nil], [nil, Tensor([Int64(2)], shape: [1]), Tensor([Int64(Int64.max)], shape: [1]),
+                                                              Tensor([Int64(-1)], shape: [1])])[0]?.shape, [b, .known(16384), .known(30)])
+        XCTAssertEqual(try infer("Split", [x], [], ["axis": .int(2), "num_outputs": .int(3)], outputs: 3, opset: 18).map { $0?.shape?[2] },
+                       [.known(11), .known(11), .known(10)])
+        let shapeSchema = OpRegistry.schema(domain: "", opType: "Reshape")!
+        XCTAssertEqual(shapeSchema.shapeInputs, [1])
+        XCTAssertEqual(OpRegistry.schema(domain: "", opType: "Slice")!.shapeInputs, [1, 2, 3, 4])
+    }
+
+    func testDropoutTrainingIsSeededAndScaled() throws {
+        let x = Tensor([Float](repeating: 2, count: 1000), shape: [10, 100])
+        let r = try SingleOp.run("Dropout", inputs: [x, Tensor(scalar: Float(0.25)), Tensor(scalar: true)],
+                                 attributes: ["seed": .int(3)], outputCount: 2)
+        let y = r[0].toArray(Float.self), m = r[1].toArray(Bool.self)
+        for i in 0..<1000 { XCTAssertEqual(y[i], m[i] ? Float(2) / 0.75 : 0) }
+        let kept = m.filter { $0 }.count
+        XCTAssertTrue(kept > 650 && kept < 850, "\(kept)")
+        let again = try SingleOp.run("Dropout", inputs: [x, Tensor(scalar: Float(0.25)), Tensor(scalar: true)],
+                                     attributes: ["seed": .int(3)], outputCount: 2)
+        XCTAssertTrue(again[1].bitwiseEqual(r[1]))
+    }
+}
