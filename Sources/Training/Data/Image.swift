@@ -46,7 +46,7 @@ public struct Image: Equatable, Sendable {
     struct DecodeFailure: Error { let message: String }
 
     /// Decodes JPEG or PNG bytes.
-    /// Errors read "corrupt or unsupported image: <libjpeg/libpng reason>" (file readers prefix the path).
+    /// Errors read "corrupt or unsupported image: <libjpeg/libpng reason>" (`init(contentsOf:)` adds the path before the reason).
     public static func decode<Bytes: ContiguousBytes>(bytes: Bytes, mode: DecodeMode = .rgb) throws -> Image {
         switch decodeResult(bytes, mode: mode) {
         case .success(let image): return image

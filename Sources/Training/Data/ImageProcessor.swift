@@ -49,11 +49,11 @@ public struct SegformerImageProcessor: Sendable {
         }
         func bool(_ key: String) throws -> Bool? {
             guard let v = obj[key], !(v is NSNull) else { return nil }
-            if let b = v as? Bool { return b }
+            if let n = v as? NSNumber, isJSONBool(n) { return n.boolValue }
             throw SegFormerError.invalid("preprocessor config: \"\(key)\" must be true or false")
         }
         func number(_ v: Any, _ key: String) throws -> Double {
-            if let n = v as? NSNumber, !(v is Bool) { return n.doubleValue }
+            if let n = v as? NSNumber, !isJSONBool(n) { return n.doubleValue }
             throw SegFormerError.invalid("preprocessor config: \"\(key)\" must be a number")
         }
         func int(_ v: Any, _ key: String) throws -> Int {
@@ -110,6 +110,9 @@ public struct SegformerImageProcessor: Sendable {
             throw SegFormerError.invalid("preprocessor config: image_std must not contain 0")
         }
     }
+
+    /// JSON true/false arrive as NSNumber; they are the ones with objCType "c" (on Linux and Darwin).
+    private func isJSONBool(_ n: NSNumber) -> Bool { String(cString: n.objCType) == "c" }
 
     public init(preprocessorConfigPath path: String) throws {
         let data: Data

@@ -5,13 +5,15 @@ import GraphIR
 /// HuggingFace's PIL-based pipeline.
 ///
 /// Facts of Pillow's algorithm reproduced here:
-/// - Filters other than NEAREST: a separable convolution, horizontal pass first (over only the rows the
-///   vertical pass will read), then vertical. Each output sample has a window centred at
+/// - Filters other than NEAREST: a separable convolution, one pass per axis (the horizontal pass, when
+///   first, covers only the rows the vertical pass will read). Each output sample has a window centred at
 ///   `(i + 0.5) * scale` in input coordinates; when downscaling the filter is stretched by the scale
 ///   (`support * max(scale, 1)`) so it antialiases. Window weights are normalised to sum 1 in double,
 ///   converted to fixed point with 22 fractional bits (rounded half away from zero), accumulated in
 ///   integers starting from one half, shifted back and clamped to 0…255 after each pass.
-///   A pass is skipped when its size does not change.
+///   A pass is skipped when its size does not change. Pillow 13 runs the vertical pass first when the
+///   height shrinks by more than twice the width's shrink (older Pillow always ran horizontal first;
+///   the two orders differ by at most one level).
 /// - NEAREST: source index `trunc(x0 + (i + 0.5) * scale)`, with the position accumulated by repeated
 ///   addition in double as Pillow does (it can differ from the product at exact ties).
 public enum PILResample: Int, Sendable, CaseIterable {
@@ -133,59 +135,83 @@ public enum PILResample: Int, Sendable, CaseIterable {
         if width == image.width && height == image.height { return image }
         if filter == .nearest { return nearest(image, width: width, height: height) }
 
-        let c = image.channels
         let needH = width != image.width
         let needV = height != image.height
-        let vert = coefficients(inSize: image.height, outSize: height, filter: filter)
-        var vBounds = vert.bounds
-        let firstRow = vBounds[0].start
-        let lastRow = vBounds[height - 1].start + vBounds[height - 1].count
-
+        // Pillow 13 picks the pass order: vertical first when the picture loses more rows than twice
+        // the columns it loses (so the horizontal pass runs on fewer rows); otherwise horizontal first.
+        let shrinkRows = image.height - height
+        let verticalFirst = needH && needV && shrinkRows > 0 && shrinkRows > 2 * (image.width - width)
+        if verticalFirst {
+            let v = coefficients(inSize: image.height, outSize: height, filter: filter)
+            let tmp = verticalPass(image, rowOffset: 0, height: height, coeffs: v)
+            let h = coefficients(inSize: image.width, outSize: width, filter: filter)
+            return horizontalPass(tmp, firstRow: 0, rows: height, width: width, coeffs: h)
+        }
         var src = image
+        var vert = needV ? coefficients(inSize: image.height, outSize: height, filter: filter) : nil
         if needH {
-            let horiz = coefficients(inSize: image.width, outSize: width, filter: filter)
-            for i in 0..<height { vBounds[i].start -= firstRow }
-            let rows = lastRow - firstRow
-            var out = [UInt8](repeating: 0, count: width * rows * c)
-            image.pixels.withUnsafeBufferPointer { inp in
-                horiz.weights.withUnsafeBufferPointer { kk in
-                    out.withUnsafeMutableBufferPointer { o in
-                        let ks = horiz.ksize
-                        for yy in 0..<rows {
-                            let inRow = inp.baseAddress! + (yy + firstRow) * image.width * c
-                            let outRow = o.baseAddress! + yy * width * c
-                            for xx in 0..<width {
-                                let (xmin, xn) = horiz.bounds[xx]
-                                let k = kk.baseAddress! + xx * ks
-                                for ch in 0..<c {
-                                    var acc: Int32 = 1 << Int32(precisionBits - 1)
-                                    for x in 0..<xn {
-                                        acc &+= Int32(inRow[(x + xmin) * c + ch]) &* k[x]
-                                    }
-                                    outRow[xx * c + ch] = clip8(acc)
+            // Only the rows the vertical pass reads are resampled horizontally.
+            var firstRow = 0, rows = image.height
+            if var v = vert {
+                firstRow = v.bounds[0].start
+                rows = v.bounds[height - 1].start + v.bounds[height - 1].count - firstRow
+                for i in 0..<height { v.bounds[i].start -= firstRow }
+                vert = v
+            }
+            let h = coefficients(inSize: image.width, outSize: width, filter: filter)
+            src = horizontalPass(image, firstRow: firstRow, rows: rows, width: width, coeffs: h)
+        }
+        guard let v = vert else { return src }
+        return verticalPass(src, rowOffset: 0, height: height, coeffs: v)
+    }
+
+    /// Horizontal pass over `rows` rows starting at `firstRow`, rounding back to 8 bits.
+    static func horizontalPass(_ image: Image, firstRow: Int, rows: Int, width: Int, coeffs: Coefficients) -> Image {
+        let c = image.channels
+        var out = [UInt8](repeating: 0, count: width * rows * c)
+        image.pixels.withUnsafeBufferPointer { inp in
+            coeffs.weights.withUnsafeBufferPointer { kk in
+                out.withUnsafeMutableBufferPointer { o in
+                    let ks = coeffs.ksize
+                    for yy in 0..<rows {
+                        let inRow = inp.baseAddress! + (yy + firstRow) * image.width * c
+                        let outRow = o.baseAddress! + yy * width * c
+                        for xx in 0..<width {
+                            let (xmin, xn) = coeffs.bounds[xx]
+                            let k = kk.baseAddress! + xx * ks
+                            for ch in 0..<c {
+                                var acc: Int32 = 1 << Int32(precisionBits - 1)
+                                for x in 0..<xn {
+                                    acc &+= Int32(inRow[(x + xmin) * c + ch]) &* k[x]
                                 }
+                                outRow[xx * c + ch] = clip8(acc)
                             }
                         }
                     }
                 }
             }
-            src = Image(width: width, height: rows, channels: c, pixels: out)
         }
-        guard needV else { return src }
-        var out = [UInt8](repeating: 0, count: width * height * c)
-        let rowLen = src.width * c
-        src.pixels.withUnsafeBufferPointer { inp in
-            vert.weights.withUnsafeBufferPointer { kk in
+        return Image(width: width, height: rows, channels: c, pixels: out)
+    }
+
+    /// Vertical pass (window starts in `coeffs.bounds` are relative to `rowOffset`), rounding back to 8 bits.
+    static func verticalPass(_ image: Image, rowOffset: Int, height: Int, coeffs: Coefficients) -> Image {
+        let c = image.channels
+        var out = [UInt8](repeating: 0, count: image.width * height * c)
+        let rowLen = image.width * c
+        image.pixels.withUnsafeBufferPointer { inp in
+            coeffs.weights.withUnsafeBufferPointer { kk in
                 out.withUnsafeMutableBufferPointer { o in
-                    let ks = vert.ksize
+                    let ks = coeffs.ksize
                     for yy in 0..<height {
-                        let (ymin, yn) = vBounds[yy]
+                        let (ymin, yn) = coeffs.bounds[yy]
                         let k = kk.baseAddress! + yy * ks
                         let outRow = o.baseAddress! + yy * rowLen
+                        let base = inp.baseAddress! + (ymin + rowOffset) * rowLen
                         for i in 0..<rowLen {
                             var acc: Int32 = 1 << Int32(precisionBits - 1)
                             for y in 0..<yn {
-                                acc &+= Int32(inp[(y + ymin) * rowLen + i]) &* k[y]
+                                acc &+= Int32(base[y * rowLen + i]) &* k[y]
                             }
                             outRow[i] = clip8(acc)
                         }
@@ -193,7 +219,7 @@ public enum PILResample: Int, Sendable, CaseIterable {
                 }
             }
         }
-        return Image(width: src.width, height: height, channels: c, pixels: out)
+        return Image(width: image.width, height: height, channels: c, pixels: out)
     }
 
     /// PIL's NEAREST resize (an affine scale with nearest sampling).
