@@ -69,3 +69,21 @@ final class ResizeTests: XCTestCase {
         XCTAssertThrowsError(try SingleOp.run("Resize", inputs: [x], opset: 13))
     }
 }
+
+final class UpsampleTests: XCTestCase {
+    func testUpsampleNearestOpset9() throws {
+        let x = Tensor([Float](arrayLiteral: 1, 2, 3, 4), shape: [1, 1, 2, 2])
+        let y = try SingleOp.run("Upsample", inputs: [x, Tensor([Float](arrayLiteral: 1, 1, 2, 3), shape: [4])],
+                                 attributes: ["mode": .string("nearest")], opset: 9)[0]
+        XCTAssertEqual(y.shape, [1, 1, 4, 6])
+        XCTAssertEqual(Array(y.toArray(Float.self).prefix(6)), [1, 1, 1, 2, 2, 2])
+        XCTAssertEqual(Array(y.toArray(Float.self).suffix(6)), [3, 3, 3, 4, 4, 4])
+    }
+
+    func testUpsampleLinearOpset7Attribute() throws {
+        let x = Tensor([Float](arrayLiteral: 0, 2), shape: [1, 2])
+        let y = try SingleOp.run("Upsample", inputs: [x], attributes: ["mode": .string("linear"), "scales": .floats([1, 2])], opset: 7)[0]
+        // asymmetric: source x = o / 2 → 0, 0.5, 1, 1.5 (clamped to the edge)
+        XCTAssertEqual(y.toArray(Float.self), [0, 1, 2, 2])
+    }
+}

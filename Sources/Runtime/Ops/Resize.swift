@@ -184,7 +184,7 @@ enum ResizePlan {
         }
         var total = 1.0
         for d in out { total *= Double(d) }
-        guard total <= Double(1 << 34) else { throw SegFormerError.invalid("\(label): output shape \(out) is too large") }
+        guard total <= Double(1 << 31) else { throw SegFormerError.invalid("\(label): output shape \(out) is too large") }
         for (i, d) in shape.enumerated() where d == 0 && out[i] > 0 {
             throw SegFormerError.invalid("\(label): cannot resize an empty axis \(i) of \(shape) to \(out[i])")
         }
