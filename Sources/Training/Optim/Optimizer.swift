@@ -14,7 +14,7 @@ public struct ParameterGroup: Sendable {
     }
 }
 
-/// Optimizer state that checkpoints save and restore.
+/// Optimizer state that checkpoints save and restore (deep copies, independent of the optimizer).
 public struct OptimizerState: Sendable {
     public var step: Int
     /// Per parameter: named slots (e.g. "exp_avg", "exp_avg_sq", "momentum_buffer").
@@ -88,13 +88,13 @@ public final class AdamW: Optimizer {
     public var state: OptimizerState {
         get {
             var slots: [String: [String: Tensor]] = [:]
-            for (n, m) in expAvg { slots[n] = ["exp_avg": m, "exp_avg_sq": expAvgSq[n]!] }
+            for (n, m) in expAvg { slots[n] = ["exp_avg": m.copy(), "exp_avg_sq": expAvgSq[n]!.copy()] }
             return OptimizerState(step: step, slots: slots)
         }
         set {
             step = newValue.step
-            expAvg = newValue.slots.compactMapValues { $0["exp_avg"] }
-            expAvgSq = newValue.slots.compactMapValues { $0["exp_avg_sq"] }
+            expAvg = newValue.slots.compactMapValues { $0["exp_avg"]?.copy() }
+            expAvgSq = newValue.slots.compactMapValues { $0["exp_avg_sq"]?.copy() }
         }
     }
 }
@@ -143,10 +143,10 @@ public final class SGD: Optimizer {
     }
 
     public var state: OptimizerState {
-        get { OptimizerState(step: step, slots: buffers.mapValues { ["momentum_buffer": $0] }) }
+        get { OptimizerState(step: step, slots: buffers.mapValues { ["momentum_buffer": $0.copy()] }) }
         set {
             step = newValue.step
-            buffers = newValue.slots.compactMapValues { $0["momentum_buffer"] }
+            buffers = newValue.slots.compactMapValues { $0["momentum_buffer"]?.copy() }
         }
     }
 }
