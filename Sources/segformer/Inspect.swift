@@ -18,7 +18,8 @@ struct Inspect: ParsableCommand {
             if !problems.isEmpty {
                 print("unsupported nodes (\(problems.count)):")
                 for p in problems.prefix(50) { print("  \(p)") }
-                throw ExitCode(3)
+                let ops = Set(m.graph.nodes.filter { n in problems.contains { $0.contains(n.label) } }.map(\.opType))
+                throw SegFormerError.unsupported("\(problems.count) nodes use ops this runtime lacks: \(ops.sorted().joined(separator: ", "))")
             }
         }
     }

@@ -1,0 +1,44 @@
+import Foundation
+import XCTest
+import GraphIR
+import Runtime
+
+/// Paths of the test fixtures and of ../shared when it exists.
+enum Fixtures {
+    static var root: String { Bundle.module.resourcePath! + "/Fixtures" }
+    static func path(_ relative: String) -> String { root + "/" + relative }
+
+    /// The shared reference folder (../shared next to the checkout), when present.
+    static var shared: String? {
+        var dir = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { dir.deleteLastPathComponent() }   // Tests/TrainingTests/Support.swift → repo root
+        let candidate = dir.deletingLastPathComponent().appendingPathComponent("shared").path
+        return FileManager.default.fileExists(atPath: candidate + "/reference") ? candidate : nil
+    }
+
+    static func tensor(_ relative: String) throws -> Tensor { try ONNXImporter.readTensorFile(path(relative)).tensor }
+}
+
+/// Max |a − b| over two float tensors of the same shape.
+func maxAbsDifference(_ a: Tensor, _ b: Tensor) -> Float {
+    precondition(a.shape == b.shape, "\(a.shape) vs \(b.shape)")
+    let x = a.pointer(Float.self), y = b.pointer(Float.self)
+    var m: Float = 0
+    for i in 0..<a.count { m = max(m, abs(x[i] - y[i])) }
+    return m
+}
+
+/// Euclidean norm of a float tensor, in Double.
+func norm(_ t: Tensor) -> Double {
+    let p = t.pointer(Float.self)
+    var s = 0.0
+    for i in 0..<t.count { s += Double(p[i]) * Double(p[i]) }
+    return s.squareRoot()
+}
+
+func normOfDifference(_ a: Tensor, _ b: Tensor) -> Double {
+    let x = a.pointer(Float.self), y = b.pointer(Float.self)
+    var s = 0.0
+    for i in 0..<a.count { let d = Double(x[i]) - Double(y[i]); s += d * d }
+    return s.squareRoot()
+}

@@ -1,0 +1,51 @@
+import XCTest
+import GraphIR
+import Runtime
+@testable import Training
+
+/// The real HuggingFace SegFormer architecture (tiny config) exported by PyTorch at opsets 12, 14
+/// and 17, batch 2 with dynamic height/width: logits must equal PyTorch's
+/// (fixtures: scripts/fixtures/make_tiny_segformer.py).
+final class TinySegformerForwardTests: XCTestCase {
+    func testLogitsMatchPyTorchAtEveryOpset() throws {
+        let x = try Fixtures.tensor("tiny-segformer/test_data_set_0/input_0.pb")
+        let expected = try Fixtures.tensor("tiny-segformer/test_data_set_0/output_0.pb")
+        for file in ["model.op17.onnx", "model.op14.onnx", "model.op12.onnx"] {
+            let model = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-segformer/" + file))
+            let session = try InferenceSession(model: model, options: SessionOptions(threads: 2))
+            let logits = try session.run(["pixel_values": x])["logits"]!
+            XCTAssertEqual(logits.shape, [2, 5, 8, 8], file)
+            XCTAssertLessThanOrEqual(maxAbsDifference(logits, expected), 1e-5, file)
+            // A second run reuses the cached plan and must give the same bits.
+            let again = try session.run(["pixel_values": x])["logits"]!
+            XCTAssertTrue(again.bitwiseEqual(logits), file)
+        }
+    }
+
+    func testOtherInputSizesBindSymbolicDimensions() throws {
+        let model = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-segformer/model.op17.onnx"))
+        let session = try InferenceSession(model: model)
+        let x = try Benchmark.randomTensor(.float, shape: [1, 3, 64, 48])
+        let logits = try session.run(["pixel_values": x])["logits"]!
+        XCTAssertEqual(logits.shape, [1, 5, 16, 12])
+    }
+
+    func testWrongInputShapeNamesTheInput() throws {
+        let model = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-segformer/model.op17.onnx"))
+        let session = try InferenceSession(model: model)
+        let x = try Benchmark.randomTensor(.float, shape: [1, 4, 32, 32])
+        XCTAssertThrowsError(try session.run(["pixel_values": x])) { e in
+            XCTAssertTrue("\(e)".contains("pixel_values") && "\(e)".contains("dimension 1"), "\(e)")
+        }
+        XCTAssertThrowsError(try session.run([:])) { e in XCTAssertTrue("\(e)".contains("missing input 'pixel_values'"), "\(e)") }
+    }
+
+    func testClassifierMatchesPyTorch() throws {
+        let model = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-classifier/model.onnx"))
+        let session = try InferenceSession(model: model)
+        let x = try Fixtures.tensor("tiny-classifier/test_data_set_0/input_0.pb")
+        let expected = try Fixtures.tensor("tiny-classifier/test_data_set_0/output_0.pb")
+        let logits = try session.run(["pixel_values": x])["logits"]!
+        XCTAssertLessThanOrEqual(maxAbsDifference(logits, expected), 1e-5)
+    }
+}
