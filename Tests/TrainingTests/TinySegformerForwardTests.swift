@@ -40,6 +40,20 @@ final class TinySegformerForwardTests: XCTestCase {
         XCTAssertThrowsError(try session.run([:])) { e in XCTAssertTrue("\(e)".contains("missing input 'pixel_values'"), "\(e)") }
     }
 
+    /// Symbolic shapes flow through the whole graph, Reshapes to computed shapes included.
+    func testTypeInferenceKeepsSymbolicDimensions() throws {
+        for file in ["model.op17.onnx", "model.op14.onnx", "model.op12.onnx"] {
+            let model = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-segformer/" + file))
+            let result = try TypeInference.infer(model.graph, opset: model.opset)
+            XCTAssertTrue(result.unknown.isEmpty, "\(file): \(result.unknown)")
+            let logits = try XCTUnwrap(result.types["logits"]?.shape, file)
+            XCTAssertEqual(logits.count, 4)
+            XCTAssertEqual(logits[0], .symbol("batch"), file)
+            XCTAssertEqual(logits[1], .known(5), file)
+            XCTAssertTrue(logits[2].description.contains("height") && logits[3].description.contains("width"), "\(logits)")
+        }
+    }
+
     func testClassifierMatchesPyTorch() throws {
         let model = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-classifier/model.onnx"))
         let session = try InferenceSession(model: model)
