@@ -10,14 +10,14 @@ extension OpRegistry {
         /// A float op without attributes.
         func float<F: FloatFn>(_ name: String, _ opsets: ClosedRange<Int>, _ fn: F) {
             ops.append(OpSchema(name, opsets: opsets, inputs: 1...1, inferTypes: inferSameShape()) { node, _ in
-                let label = node.label
+                let label = node.opType
                 return ClosureKernel { inputs, ctx in [try floatUnary(fn, try inputs.required(0), label, ctx)] }
             })
         }
         /// A float op whose function is built from the node's attributes.
         func floatAttr<F: FloatFn>(_ name: String, _ opsets: ClosedRange<Int>, _ make: @escaping (Node) throws -> F) {
             ops.append(OpSchema(name, opsets: opsets, inputs: 1...1, inferTypes: inferSameShape()) { node, _ in
-                let label = node.label
+                let label = node.opType
                 let fn = try make(node)
                 return ClosureKernel { inputs, ctx in [try floatUnary(fn, try inputs.required(0), label, ctx)] }
             })
@@ -25,7 +25,7 @@ extension OpRegistry {
         /// Ops defined on floats and on integers (signed integers for Neg/Abs/Sign).
         func numeric<F: FloatFn, I: IntegerFn>(_ name: String, _ opsets: ClosedRange<Int>, _ fn: F, _ ifn: I) {
             ops.append(OpSchema(name, opsets: opsets, inputs: 1...1, inferTypes: inferSameShape()) { node, _ in
-                let label = node.label
+                let label = node.opType
                 return ClosureKernel { inputs, ctx in
                     let x = try inputs.required(0)
                     if x.dataType.isFloatingPoint { return [try floatUnary(fn, x, label, ctx)] }
@@ -59,7 +59,7 @@ extension OpRegistry {
             HardSigmoidFn(alpha: try $0.float("alpha", default: 0.2), beta: try $0.float("beta", default: 0.5))
         }
         ops.append(OpSchema("Gelu", opsets: 20...23, inputs: 1...1, inferTypes: inferSameShape()) { node, _ in
-            let label = node.label
+            let label = node.opType
             let mode = try node.string("approximate", default: "none")
             guard mode == "none" || mode == "tanh" else {
                 throw SegFormerError.invalid("\(label): approximate must be 'none' or 'tanh', got '\(mode)'")
@@ -70,17 +70,17 @@ extension OpRegistry {
             }
         })
         ops.append(OpSchema("IsNaN", opsets: 9...23, inputs: 1...1, inferTypes: inferSameShape(resultType: .bool)) { node, _ in
-            let label = node.label
+            let label = node.opType
             return ClosureKernel { inputs, ctx in [try floatPredicate(IsNaNFn(), try inputs.required(0), label, ctx)] }
         })
         ops.append(OpSchema("IsInf", opsets: 10...23, inputs: 1...1, inferTypes: inferSameShape(resultType: .bool)) { node, _ in
-            let label = node.label
+            let label = node.opType
             let fn = IsInfFn(negative: try node.int("detect_negative", default: 1) != 0,
                              positive: try node.int("detect_positive", default: 1) != 0)
             return ClosureKernel { inputs, ctx in [try floatPredicate(fn, try inputs.required(0), label, ctx)] }
         })
         ops.append(OpSchema("Not", opsets: 1...23, inputs: 1...1, inferTypes: inferSameShape()) { node, _ in
-            let label = node.label
+            let label = node.opType
             return ClosureKernel { inputs, ctx in
                 let x = try inputs.required(0)
                 guard x.dataType == .bool else { throw SegFormerError.invalid("\(label): input must be bool, got \(x.dataType)") }
@@ -88,7 +88,7 @@ extension OpRegistry {
             }
         })
         ops.append(OpSchema("Clip", opsets: 6...23, inputs: 1...3, inferTypes: inferSameShape()) { node, opset in
-            let label = node.label
+            let label = node.opType
             // Opsets 6–10 carry the bounds as attributes, 11+ as optional scalar inputs.
             let attrMin = opset < 11 ? Double(try node.float("min", default: -Float.greatestFiniteMagnitude)) : nil
             let attrMax = opset < 11 ? Double(try node.float("max", default: Float.greatestFiniteMagnitude)) : nil
