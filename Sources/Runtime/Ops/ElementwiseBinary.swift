@@ -98,6 +98,19 @@ extension OpRegistry {
                 }
             }
         })
+        // PRelu: the slope broadcasts onto x (unidirectionally: the output has x's shape).
+        ops.append(OpSchema("PRelu", opsets: 7...23, inputs: 2...2, inferTypes: inferSameShape()) { node, _ in
+            let label = node.opType
+            return ClosureKernel { inputs, ctx in
+                let x = try inputs.required(0), slope = try inputs.required(1)
+                try sameType(x, slope, label)
+                let y = try dispatchNumeric(x.dataType, label, PReluVisitor(x: x, slope: slope, ctx: ctx))
+                guard y.shape == x.shape else {
+                    throw SegFormerError.invalid("\(label): slope of shape \(slope.shape) does not broadcast onto x of shape \(x.shape)")
+                }
+                return [y]
+            }
+        })
         ops.append(OpSchema("Where", opsets: 9...23, inputs: 3...3,
                             inferTypes: inferBroadcast(typeFrom: 1)) { node, _ in
             let label = node.opType
@@ -193,6 +206,14 @@ func pow(_ a: Tensor, _ b: Tensor, _ label: String, _ ctx: ExecutionContext) thr
     let da = try castTensor(a, to: .double, label, ctx), db = try castTensor(b, to: .double, label, ctx)
     let r = try zipBroadcast(PowD(), da, db, output: .double, ctx)
     return try castTensor(r, to: a.dataType, label, ctx)
+}
+
+struct PReluF<T: EWNumber>: BinaryFunction {
+    @inline(__always) func callAsFunction(_ x: T, _ slope: T) -> T { x < T.ewZero ? T.ewMul(slope, x) : x }
+}
+struct PReluVisitor: NumericVisitor {
+    let x: Tensor, slope: Tensor, ctx: ExecutionContext
+    func visit<T: EWNumber>(_: T.Type) throws -> Tensor { try zipBroadcast(PReluF<T>(), x, slope, output: x.dataType, ctx) }
 }
 
 // MARK: - Comparisons and logic

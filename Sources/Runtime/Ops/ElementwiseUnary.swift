@@ -49,6 +49,13 @@ extension OpRegistry {
         float("Round", 11...23, RoundFn())
         float("Softplus", 1...23, SoftplusFn())
         float("Softsign", 1...23, SoftsignFn())
+        float("HardSwish", 14...23, HardSwishFn())
+        float("Mish", 18...23, MishFn())
+        for (name, fn) in [("Sin", sin), ("Cos", cos), ("Tan", tan), ("Asin", asin), ("Acos", acos), ("Atan", atan),
+                           ("Sinh", sinh), ("Cosh", cosh), ("Asinh", asinh), ("Acosh", acosh), ("Atanh", atanh)] as [(String, (Double) -> Double)] {
+            float(name, 7...23, LibmFn(fn: fn))
+        }
+        floatAttr("ThresholdedRelu", 10...23) { ThresholdedReluFn(alpha: try $0.float("alpha", default: 1)) }
         floatAttr("LeakyRelu", 6...23) { LeakyReluFn(alpha: try $0.float("alpha", default: 0.01)) }
         floatAttr("Elu", 6...23) { EluFn(alpha: try $0.float("alpha", default: 1)) }
         floatAttr("Selu", 6...23) {
@@ -193,6 +200,28 @@ struct HardSigmoidFn: FloatFn {
     let alpha: Float, beta: Float
     func f(_ x: Float) -> Float { Swift.max(0, Swift.min(1, alpha * x + beta)) }
     func d(_ x: Double) -> Double { Swift.max(0, Swift.min(1, Double(alpha) * x + Double(beta))) }
+}
+
+/// x · relu6(x + 3) / 6.
+struct HardSwishFn: FloatFn {
+    func f(_ x: Float) -> Float { x * Swift.max(0, Swift.min(1, x / 6 + 0.5)) }
+    func d(_ x: Double) -> Double { x * Swift.max(0, Swift.min(1, x / 6 + 0.5)) }
+}
+/// x · tanh(softplus(x)).
+struct MishFn: FloatFn {
+    func f(_ x: Float) -> Float { Float(d(Double(x))) }
+    func d(_ x: Double) -> Double { x * Foundation.tanh(SoftplusFn().d(x)) }
+}
+struct ThresholdedReluFn: FloatFn {
+    let alpha: Float
+    func f(_ x: Float) -> Float { x > alpha ? x : 0 }
+    func d(_ x: Double) -> Double { x > Double(alpha) ? x : 0 }
+}
+/// Rarely used math (trigonometry): double libm, rounded once for float types.
+struct LibmFn: FloatFn {
+    let fn: (Double) -> Double
+    func f(_ x: Float) -> Float { Float(fn(Double(x))) }
+    func d(_ x: Double) -> Double { fn(x) }
 }
 
 // MARK: - Erf and Gelu
