@@ -170,6 +170,16 @@ final class ElementwiseTests: XCTestCase {
         XCTAssertEqual(try run("Sign", [Tensor([Int32(-7), 0, 9], shape: [3])]).toArray(Int32.self), [-1, 0, 1])
     }
 
+    func testPReluHardSwishAndTrig() throws {
+        let x = Tensor([Float(-2), 3, -4, 5, -6, 7], shape: [1, 2, 3])
+        let slope = Tensor([Float(0.5), 0.25], shape: [2, 1])
+        XCTAssertEqual(try run("PRelu", [x, slope]).toArray(Float.self), [-1, 3, -2, 5, -1.5, 7])
+        XCTAssertThrowsError(try run("PRelu", [Tensor([Float(1)], shape: [1]), slope]))
+        XCTAssertEqual(try run("HardSwish", [Tensor([Float(-4), -1.5, 0, 1.5, 4], shape: [5])]).toArray(Float.self), [0, -0.375, 0, 1.125, 4])
+        XCTAssertEqual(try run("Cos", [Tensor([Double(0), .pi], shape: [2])]).toArray(Double.self), [1, -1])
+        XCTAssertEqual(try run("ThresholdedRelu", [Tensor([Float(0.5), 1, 2], shape: [3])]).toArray(Float.self), [0, 0, 2])
+    }
+
     func testClipVariants() throws {
         let x = Tensor([Int8(-100), -3, 0, 5, 120], shape: [5])
         XCTAssertEqual(try run("Clip", [x, Tensor(scalar: Int8(-5)), Tensor(scalar: Int8(6))], opset: 13).toArray(Int8.self), [-5, -3, 0, 5, 6])

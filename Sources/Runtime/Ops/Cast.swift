@@ -3,16 +3,16 @@ import GraphIR
 
 // Cast and CastLike between float32/64, float16, bfloat16, every int/uint width, bool and string.
 // float8 / 4-bit / 2-bit types are refused as unsupported. `saturate` only matters for float8, so it is
-// accepted and ignored. Opsets up to 25 are accepted: later versions only added element types,
+// accepted and ignored. Opsets up to 28 are accepted: versions after 13 only added element types (float8, 4-, 2-, 6-bit),
 // which this kernel refuses by name.
 
 extension OpRegistry {
     static let castOps: [OpSchema] = [
-        OpSchema("Cast", opsets: 6...25, inputs: 1...1, inferTypes: { ctx in
+        OpSchema("Cast", opsets: 6...28, inputs: 1...1, inferTypes: { ctx in
             guard let raw = try ctx.node.int("to"), let to = DataType(rawValue: Int32(truncatingIfNeeded: raw)) else { return [nil] }
             return [TensorType(to, ctx.type(0)?.shape)]
         }) { node, _ in
-            let label = node.label
+            let label = node.opType
             guard let raw = try node.int("to") else { throw SegFormerError.invalid("\(label): missing attribute 'to'") }
             guard let to = DataType(rawValue: Int32(truncatingIfNeeded: raw)), to != .undefined else {
                 throw SegFormerError.invalid("\(label): attribute 'to' = \(raw) is not an ONNX element type")
@@ -20,11 +20,11 @@ extension OpRegistry {
             try checkCastable(to, label)
             return ClosureKernel { inputs, ctx in [try castTensor(try inputs.required(0), to: to, label, ctx)] }
         },
-        OpSchema("CastLike", opsets: 15...25, inputs: 2...2, inferTypes: { ctx in
+        OpSchema("CastLike", opsets: 15...28, inputs: 2...2, inferTypes: { ctx in
             guard let like = ctx.type(1) else { return [nil] }
             return [TensorType(like.dataType, ctx.type(0)?.shape)]
         }) { node, _ in
-            let label = node.label
+            let label = node.opType
             return ClosureKernel { inputs, ctx in
                 [try castTensor(try inputs.required(0), to: try inputs.required(1).dataType, label, ctx)]
             }
@@ -34,7 +34,7 @@ extension OpRegistry {
 
 func checkCastable(_ t: DataType, _ label: String) throws {
     guard t == .string || t == .bool || t.isFloatingPoint || t.isInteger else {
-        throw SegFormerError.unsupported("\(label): Cast to or from \(t)")
+        throw SegFormerError.unsupported("\(label): cannot convert to or from \(t)")
     }
 }
 

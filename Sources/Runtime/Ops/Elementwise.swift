@@ -422,6 +422,3 @@ func inferSameShape(resultType: DataType? = nil) -> (TypeInferenceContext) throw
         return [TensorType(resultType ?? t.dataType, t.shape)]
     }
 }
-
-/// The kernel-side prefix of an error: `Add` etc.
-func opLabel(_ node: Node) -> String { node.label }

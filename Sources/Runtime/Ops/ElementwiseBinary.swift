@@ -9,18 +9,18 @@ extension OpRegistry {
         var ops: [OpSchema] = []
         for (name, op) in [("Add", ArithOp.add), ("Sub", .sub), ("Mul", .mul), ("Div", .div)] {
             ops.append(OpSchema(name, opsets: 7...23, inputs: 2...2, inferTypes: inferBroadcast()) { node, _ in
-                let label = node.label
+                let label = node.opType
                 return ClosureKernel { inputs, ctx in
                     [try arith(op, try inputs.required(0), try inputs.required(1), label, ctx)]
                 }
             })
         }
         ops.append(OpSchema("Pow", opsets: 7...23, inputs: 2...2, inferTypes: inferBroadcast()) { node, _ in
-            let label = node.label
+            let label = node.opType
             return ClosureKernel { inputs, ctx in [try pow(try inputs.required(0), try inputs.required(1), label, ctx)] }
         })
         ops.append(OpSchema("Mod", opsets: 10...23, inputs: 2...2, inferTypes: inferBroadcast()) { node, _ in
-            let label = node.label
+            let label = node.opType
             let fmod = try node.int("fmod", default: 0)
             guard fmod == 0 || fmod == 1 else { throw SegFormerError.invalid("\(label): fmod must be 0 or 1, got \(fmod)") }
             return ClosureKernel { inputs, ctx in
@@ -33,7 +33,7 @@ extension OpRegistry {
         })
         for (name, op) in [("Max", ArithOp.max), ("Min", .min), ("Sum", .add), ("Mean", .add)] {
             ops.append(OpSchema(name, opsets: 8...23, inputs: 1...Int.max, inferTypes: inferBroadcast()) { node, _ in
-                let label = node.label
+                let label = node.opType
                 let isMean = name == "Mean"
                 return ClosureKernel { inputs, ctx in
                     let xs = try (0..<inputs.count).map { try inputs.required($0) }
@@ -57,7 +57,7 @@ extension OpRegistry {
         ]
         for (name, op, range) in comparisons {
             ops.append(OpSchema(name, opsets: range, inputs: 2...2, inferTypes: inferBroadcast(resultType: .bool)) { node, _ in
-                let label = node.label
+                let label = node.opType
                 return ClosureKernel { inputs, ctx in
                     [try compare(op, try inputs.required(0), try inputs.required(1), label, ctx)]
                 }
@@ -65,7 +65,7 @@ extension OpRegistry {
         }
         for (name, op) in [("And", LogicOp.and), ("Or", .or), ("Xor", .xor)] {
             ops.append(OpSchema(name, opsets: 7...23, inputs: 2...2, inferTypes: inferBroadcast(resultType: .bool)) { node, _ in
-                let label = node.label
+                let label = node.opType
                 return ClosureKernel { inputs, ctx in
                     let a = try inputs.required(0), b = try inputs.required(1)
                     guard a.dataType == .bool, b.dataType == .bool else {
@@ -80,7 +80,7 @@ extension OpRegistry {
             })
         }
         ops.append(OpSchema("BitShift", opsets: 11...23, inputs: 2...2, inferTypes: inferBroadcast()) { node, _ in
-            let label = node.label
+            let label = node.opType
             let direction = try node.string("direction") ?? ""
             guard direction == "LEFT" || direction == "RIGHT" else {
                 throw SegFormerError.invalid("\(label): direction must be LEFT or RIGHT, got '\(direction)'")
@@ -98,9 +98,22 @@ extension OpRegistry {
                 }
             }
         })
+        // PRelu: the slope broadcasts onto x (unidirectionally: the output has x's shape).
+        ops.append(OpSchema("PRelu", opsets: 7...23, inputs: 2...2, inferTypes: inferSameShape()) { node, _ in
+            let label = node.opType
+            return ClosureKernel { inputs, ctx in
+                let x = try inputs.required(0), slope = try inputs.required(1)
+                try sameType(x, slope, label)
+                let y = try dispatchNumeric(x.dataType, label, PReluVisitor(x: x, slope: slope, ctx: ctx))
+                guard y.shape == x.shape else {
+                    throw SegFormerError.invalid("\(label): slope of shape \(slope.shape) does not broadcast onto x of shape \(x.shape)")
+                }
+                return [y]
+            }
+        })
         ops.append(OpSchema("Where", opsets: 9...23, inputs: 3...3,
                             inferTypes: inferBroadcast(typeFrom: 1)) { node, _ in
-            let label = node.label
+            let label = node.opType
             return ClosureKernel { inputs, ctx in
                 [try whereSelect(try inputs.required(0), try inputs.required(1), try inputs.required(2), label, ctx)]
             }
@@ -193,6 +206,14 @@ func pow(_ a: Tensor, _ b: Tensor, _ label: String, _ ctx: ExecutionContext) thr
     let da = try castTensor(a, to: .double, label, ctx), db = try castTensor(b, to: .double, label, ctx)
     let r = try zipBroadcast(PowD(), da, db, output: .double, ctx)
     return try castTensor(r, to: a.dataType, label, ctx)
+}
+
+struct PReluF<T: EWNumber>: BinaryFunction {
+    @inline(__always) func callAsFunction(_ x: T, _ slope: T) -> T { x < T.ewZero ? T.ewMul(slope, x) : x }
+}
+struct PReluVisitor: NumericVisitor {
+    let x: Tensor, slope: Tensor, ctx: ExecutionContext
+    func visit<T: EWNumber>(_: T.Type) throws -> Tensor { try zipBroadcast(PReluF<T>(), x, slope, output: x.dataType, ctx) }
 }
 
 // MARK: - Comparisons and logic

@@ -10,14 +10,14 @@ extension OpRegistry {
         /// A float op without attributes.
         func float<F: FloatFn>(_ name: String, _ opsets: ClosedRange<Int>, _ fn: F) {
             ops.append(OpSchema(name, opsets: opsets, inputs: 1...1, inferTypes: inferSameShape()) { node, _ in
-                let label = node.label
+                let label = node.opType
                 return ClosureKernel { inputs, ctx in [try floatUnary(fn, try inputs.required(0), label, ctx)] }
             })
         }
         /// A float op whose function is built from the node's attributes.
         func floatAttr<F: FloatFn>(_ name: String, _ opsets: ClosedRange<Int>, _ make: @escaping (Node) throws -> F) {
             ops.append(OpSchema(name, opsets: opsets, inputs: 1...1, inferTypes: inferSameShape()) { node, _ in
-                let label = node.label
+                let label = node.opType
                 let fn = try make(node)
                 return ClosureKernel { inputs, ctx in [try floatUnary(fn, try inputs.required(0), label, ctx)] }
             })
@@ -25,7 +25,7 @@ extension OpRegistry {
         /// Ops defined on floats and on integers (signed integers for Neg/Abs/Sign).
         func numeric<F: FloatFn, I: IntegerFn>(_ name: String, _ opsets: ClosedRange<Int>, _ fn: F, _ ifn: I) {
             ops.append(OpSchema(name, opsets: opsets, inputs: 1...1, inferTypes: inferSameShape()) { node, _ in
-                let label = node.label
+                let label = node.opType
                 return ClosureKernel { inputs, ctx in
                     let x = try inputs.required(0)
                     if x.dataType.isFloatingPoint { return [try floatUnary(fn, x, label, ctx)] }
@@ -49,6 +49,13 @@ extension OpRegistry {
         float("Round", 11...23, RoundFn())
         float("Softplus", 1...23, SoftplusFn())
         float("Softsign", 1...23, SoftsignFn())
+        float("HardSwish", 14...23, HardSwishFn())
+        float("Mish", 18...23, MishFn())
+        for (name, fn) in [("Sin", sin), ("Cos", cos), ("Tan", tan), ("Asin", asin), ("Acos", acos), ("Atan", atan),
+                           ("Sinh", sinh), ("Cosh", cosh), ("Asinh", asinh), ("Acosh", acosh), ("Atanh", atanh)] as [(String, (Double) -> Double)] {
+            float(name, 7...23, LibmFn(fn: fn))
+        }
+        floatAttr("ThresholdedRelu", 10...23) { ThresholdedReluFn(alpha: try $0.float("alpha", default: 1)) }
         floatAttr("LeakyRelu", 6...23) { LeakyReluFn(alpha: try $0.float("alpha", default: 0.01)) }
         floatAttr("Elu", 6...23) { EluFn(alpha: try $0.float("alpha", default: 1)) }
         floatAttr("Selu", 6...23) {
@@ -59,7 +66,7 @@ extension OpRegistry {
             HardSigmoidFn(alpha: try $0.float("alpha", default: 0.2), beta: try $0.float("beta", default: 0.5))
         }
         ops.append(OpSchema("Gelu", opsets: 20...23, inputs: 1...1, inferTypes: inferSameShape()) { node, _ in
-            let label = node.label
+            let label = node.opType
             let mode = try node.string("approximate", default: "none")
             guard mode == "none" || mode == "tanh" else {
                 throw SegFormerError.invalid("\(label): approximate must be 'none' or 'tanh', got '\(mode)'")
@@ -70,17 +77,17 @@ extension OpRegistry {
             }
         })
         ops.append(OpSchema("IsNaN", opsets: 9...23, inputs: 1...1, inferTypes: inferSameShape(resultType: .bool)) { node, _ in
-            let label = node.label
+            let label = node.opType
             return ClosureKernel { inputs, ctx in [try floatPredicate(IsNaNFn(), try inputs.required(0), label, ctx)] }
         })
         ops.append(OpSchema("IsInf", opsets: 10...23, inputs: 1...1, inferTypes: inferSameShape(resultType: .bool)) { node, _ in
-            let label = node.label
+            let label = node.opType
             let fn = IsInfFn(negative: try node.int("detect_negative", default: 1) != 0,
                              positive: try node.int("detect_positive", default: 1) != 0)
             return ClosureKernel { inputs, ctx in [try floatPredicate(fn, try inputs.required(0), label, ctx)] }
         })
         ops.append(OpSchema("Not", opsets: 1...23, inputs: 1...1, inferTypes: inferSameShape()) { node, _ in
-            let label = node.label
+            let label = node.opType
             return ClosureKernel { inputs, ctx in
                 let x = try inputs.required(0)
                 guard x.dataType == .bool else { throw SegFormerError.invalid("\(label): input must be bool, got \(x.dataType)") }
@@ -88,7 +95,7 @@ extension OpRegistry {
             }
         })
         ops.append(OpSchema("Clip", opsets: 6...23, inputs: 1...3, inferTypes: inferSameShape()) { node, opset in
-            let label = node.label
+            let label = node.opType
             // Opsets 6–10 carry the bounds as attributes, 11+ as optional scalar inputs.
             let attrMin = opset < 11 ? Double(try node.float("min", default: -Float.greatestFiniteMagnitude)) : nil
             let attrMax = opset < 11 ? Double(try node.float("max", default: Float.greatestFiniteMagnitude)) : nil
@@ -195,6 +202,28 @@ struct HardSigmoidFn: FloatFn {
     func d(_ x: Double) -> Double { Swift.max(0, Swift.min(1, Double(alpha) * x + Double(beta))) }
 }
 
+/// x · relu6(x + 3) / 6.
+struct HardSwishFn: FloatFn {
+    func f(_ x: Float) -> Float { x * Swift.max(0, Swift.min(1, x / 6 + 0.5)) }
+    func d(_ x: Double) -> Double { x * Swift.max(0, Swift.min(1, x / 6 + 0.5)) }
+}
+/// x · tanh(softplus(x)).
+struct MishFn: FloatFn {
+    func f(_ x: Float) -> Float { Float(d(Double(x))) }
+    func d(_ x: Double) -> Double { x * Foundation.tanh(SoftplusFn().d(x)) }
+}
+struct ThresholdedReluFn: FloatFn {
+    let alpha: Float
+    func f(_ x: Float) -> Float { x > alpha ? x : 0 }
+    func d(_ x: Double) -> Double { x > Double(alpha) ? x : 0 }
+}
+/// Rarely used math (trigonometry): double libm, rounded once for float types.
+struct LibmFn: FloatFn {
+    let fn: (Double) -> Double
+    func f(_ x: Float) -> Float { Float(fn(Double(x))) }
+    func d(_ x: Double) -> Double { fn(x) }
+}
+
 // MARK: - Erf and Gelu
 
 /// erf(x) for |x| ≤ 4 as x·P(x²/16)/Q(x²/16), evaluated in double. The rational function was fitted
@@ -205,20 +234,14 @@ struct HardSigmoidFn: FloatFn {
 func erfCore(_ x: Double) -> Double {
     let c = x > 4 ? 4 : (x < -4 ? -4 : x)    // NaN passes through
     let u = c * c * 0.0625
-    var p = -0.6753669903597003
-    p = p * u + 0.5461397791504657
-    p = p * u + 20.88415258050987
-    p = p * u + 12.647012819996881
-    p = p * u + 13.174812947481223
-    p = p * u + 2.711200170487032
-    p = p * u + 1.1283791746018668
-    var q = -8.81525052418256
-    q = q * u + 47.02641424286526
-    q = q * u + 70.90442372629359
-    q = q * u + 56.47886643741213
-    q = q * u + 27.33479761388442
-    q = q * u + 7.7360736921709
-    q = q * u + 1.0
+    // Estrin's scheme: short dependency chains, so the vectorised loop is not latency-bound.
+    let u2 = u * u, u4 = u2 * u2
+    let p01 = 1.1283791746018668 + 2.711200170487032 * u, p23 = 13.174812947481223 + 12.647012819996881 * u
+    let p45 = 20.88415258050987 + 0.5461397791504657 * u, p6 = -0.6753669903597003
+    let p = (p01 + p23 * u2) + (p45 + p6 * u2) * u4
+    let q01 = 1.0 + 7.7360736921709 * u, q23 = 27.33479761388442 + 56.47886643741213 * u
+    let q45 = 70.90442372629359 + 47.02641424286526 * u, q6 = -8.81525052418256
+    let q = (q01 + q23 * u2) + (q45 + q6 * u2) * u4
     return c * p / q
 }
 
