@@ -95,6 +95,7 @@ final class ConvolutionTests: XCTestCase {
         try check(x: [1, 8, 9, 10], w: [8, 1, 3, 3], group: 8, pads: [1, 1, 1, 1])            // MixFFN
         try check(x: [2, 4, 9, 10], w: [8, 1, 3, 3], group: 4, strides: [2, 2], pads: [1, 0, 2, 1])  // multiplier 2
         try check(x: [1, 4, 6, 5], w: [4, 1, 3, 3], group: 4, dilations: [1, 2], pads: [0, 3, 1, 0])    // 3-wide edges
+        try check(x: [1, 3, 9, 8], w: [3, 1, 3, 3], group: 3, dilations: [2, 1], pads: [2, 1, 2, 1], threads: 2)   // fused 3×3, DH 2
         try check(x: [1, 2, 4, 2], w: [2, 1, 3, 3], group: 2, pads: [1, 1, 1, 1])                       // narrower than kernel
         try check(x: [1, 3, 11, 12], w: [3, 1, 5, 5], bias: false, group: 3, dilations: [2, 2], pads: [3, 3, 3, 3], threads: 2)
     }
