@@ -5,7 +5,7 @@ import GraphIR
 
 final class NormalizationTests: XCTestCase {
     func testFixtureCases() {
-        _ = NormOpsFixtures.run(ops: ["LayerNormalization", "BatchNormalization", "GroupNormalization"])
+        _ = NormOpsFixtures.run(ops: ["LayerNormalization", "BatchNormalization", "GroupNormalization", "MeanVarianceNormalization"])
         _ = NormOpsFixtures.run(ops: ["LayerNormalization", "BatchNormalization"], threads: 2)
     }
 

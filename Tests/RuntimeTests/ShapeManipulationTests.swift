@@ -219,3 +219,39 @@ final class ShapeManipulationTests: XCTestCase {
         XCTAssertTrue(again[1].bitwiseEqual(r[1]))
     }
 }
+
+/// Timings of the SegFormer-b0 data-movement shapes; runs only with SHAPEOPS_BENCH=1 (use a release build).
+final class ShapeManipulationBenchmarks: XCTestCase {
+    func testBenchmarkSegFormerShapes() throws {
+        guard ProcessInfo.processInfo.environment["SHAPEOPS_BENCH"] == "1" else { throw XCTSkip("set SHAPEOPS_BENCH=1") }
+        let ctx = ExecutionContext(threads: ExecutionContext.coreCount)
+        func time(_ label: String, bytes: Int, _ body: () throws -> Void) rethrows {
+            try body()
+            var best = Double.infinity
+            for _ in 0..<7 {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                try body()
+                best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+            }
+            print(String(format: "%@: %.3f ms (%.1f GB/s read+write)", label, best, Double(2 * bytes) / best / 1e6))
+        }
+        for (shape, perm) in [([1, 16384, 32], [0, 2, 1]), ([1, 32, 16384], [0, 2, 1]), ([1, 16384, 1, 32], [0, 2, 1, 3]),
+                              ([1, 1024, 2, 32], [0, 2, 1, 3]), ([1, 256, 5, 32], [0, 2, 1, 3]), ([1, 64, 8, 32], [0, 2, 3, 1]),
+                              ([1, 128, 128, 32], [0, 3, 1, 2]), ([1, 64, 64, 64], [0, 3, 1, 2]), ([1, 16384, 256], [0, 2, 1])] {
+            let n = shape.reduce(1, *)
+            let x = Tensor([Float](repeating: 1, count: n), shape: shape)
+            try time("Transpose \(shape) \(perm)", bytes: n * 4) {
+                _ = try SingleOp.run("Transpose", inputs: [x], attributes: ["perm": .ints(perm)], context: ctx)
+            }
+        }
+        let parts = (0..<4).map { _ in Tensor([Float](repeating: 1, count: 256 * 128 * 128), shape: [1, 256, 128, 128]) }
+        try time("Concat 4×[1,256,128,128] axis 1", bytes: 4 * 4 * 256 * 128 * 128) {
+            _ = try SingleOp.run("Concat", inputs: parts, attributes: ["axis": .int(1)], context: ctx)
+        }
+        let big = Tensor([Float](repeating: 1, count: 16384 * 256), shape: [1, 16384, 256])
+        try time("Slice [1,16384,256] last axis 0..<128", bytes: 16384 * 128 * 4) {
+            _ = try SingleOp.run("Slice", inputs: [big, Tensor([Int64(0)], shape: [1]), Tensor([Int64(128)], shape: [1]),
+                                                   Tensor([Int64(2)], shape: [1])], context: ctx)
+        }
+    }
+}

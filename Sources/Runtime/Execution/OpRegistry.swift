@@ -7,6 +7,7 @@ public enum OpRegistry {
         let families: [[OpSchema]] = [
             elementwiseOps, shapeManipulationOps, linearAlgebraOps, convolutionOps, poolingOps,
             normalizationOps, softmaxOps, reductionOps, resizeOps,
+            sumToShapeOps,
         ]
         for family in families {
             for s in family { table[key(s.domain, s.opType)] = s }

@@ -70,6 +70,15 @@ extension OpRegistry {
                                                       label: label, context: context)]
                      }
                  }),
+        OpSchema("MeanVarianceNormalization", opsets: 9...28, inputs: 1...1,
+                 inferTypes: { ctx in [ctx.type(0)] },
+                 makeKernel: { node, _ in
+                     let axes = try node.ints("axes") ?? [0, 2, 3]
+                     let label = node.label
+                     return ClosureKernel { inputs, context in
+                         [try Normalization.meanVarianceNorm(try inputs.required(0), axes: axes, label: label, context: context)]
+                     }
+                 }),
     ]
 }
 
@@ -290,6 +299,42 @@ enum Normalization {
                 }
             }
             return y
+        }
+        return NormOpsSupport.narrow(x.dataType == .double ? run(Double.self) : run(Float.self), to: x0.dataType)
+    }
+
+    // MARK: MeanVarianceNormalization
+
+    /// (X − E[X]) / (sqrt(E[X²] − E[X]²) + 1e-9) over `axes`, as the ONNX function body defines it.
+    static func meanVarianceNorm(_ x0: Tensor, axes: [Int], label: String, context: ExecutionContext) throws -> Tensor {
+        guard x0.dataType.isFloatingPoint else { throw SegFormerError.unsupported("\(label): element type \(x0.dataType)") }
+        let rank = x0.rank
+        let set = try ReduceParams.normalise(axes, rank: rank, label)
+        let kept = (0..<rank).filter { !set.contains($0) }, red = (0..<rank).filter { set.contains($0) }
+        let perm = kept + red
+        let x = x0.dataType == .double ? x0 : NormOpsSupport.widenToFloat(x0)
+        let r = NormOpsSupport.product(x.shape, 0..<rank) / max(1, kept.reduce(1) { $0 * x.shape[$1] })
+        let rows = kept.reduce(1) { $0 * x.shape[$1] }
+        func run<T: BinaryFloatingPoint>(_: T.Type) -> Tensor {
+            // rows of the reduced elements are contiguous after moving the reduced axes last
+            let t = perm == Array(0..<rank) ? x.copy() : Reducer.transposed(x, T.self, perm: perm)
+            let p = t.pointer(T.self)
+            if r > 0 {
+                context.parallelFor(rows, minimumPerChunk: max(1, 8192 / r)) { a, b in
+                    for row in a..<b {
+                        let s = p + row * r
+                        var sum = 0.0, sq = 0.0
+                        for i in 0..<r { let v = Double(s[i]); sum += v; sq += v * v }
+                        let mean = sum / Double(r)
+                        let std = max(0, sq / Double(r) - mean * mean).squareRoot() + 1e-9
+                        for i in 0..<r { s[i] = T((Double(s[i]) - mean) / std) }
+                    }
+                }
+            }
+            if perm == Array(0..<rank) { return t }
+            var inverse = [Int](repeating: 0, count: rank)
+            for (i, a) in perm.enumerated() { inverse[a] = i }
+            return Reducer.transposed(t, T.self, perm: inverse)
         }
         return NormOpsSupport.narrow(x.dataType == .double ? run(Double.self) : run(Float.self), to: x0.dataType)
     }

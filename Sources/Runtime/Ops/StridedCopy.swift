@@ -11,6 +11,10 @@ enum StridedCopy {
     static func materialize(_ source: Tensor, offset: Int, shape: [Int], strides: [Int],
                             context: ExecutionContext) throws -> Tensor {
         precondition(shape.count == strides.count)
+        if offset == 0, Tensor.elementCount(shape) == source.count,
+           coalesce(shape: shape, strides: strides).allSatisfy({ $0.src == $0.dst }) {
+            return source.reshaped(shape)   // the view is the input's own order: share its storage
+        }
         var out = Tensor(uninitialized: source.dataType, shape: shape)
         if out.count == 0 { return out }
         if source.dataType == .string {
@@ -163,8 +167,10 @@ enum StridedCopy {
             var rest = outer
             rest.remove(at: a)
             let restCount = rest.reduce(1) { $0 * $1.size }
-            let tileA = max(8, 64 / es)
-            let tileB = 32
+            // Measured on Zen 4: 4 cache lines of the source's contiguous axis × 16 of the output's beats
+            // square or taller tiles, which suffer set conflicts when strides are powers of two.
+            let tileA = max(16, 256 / es)
+            let tileB = 16
             let tilesA = (A + tileA - 1) / tileA
             let chunkB = max(tileB, min(B, 2048))
             let chunksB = (B + chunkB - 1) / chunkB

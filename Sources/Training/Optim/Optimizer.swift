@@ -1,0 +1,161 @@
+import Foundation
+import GraphIR
+
+/// A set of parameters sharing hyper-parameters (the SegFormer recipe trains the decode head at
+/// 10× the learning rate and applies no weight decay to norm and position-block parameters).
+public struct ParameterGroup: Sendable {
+    public var names: [String]
+    public var learningRateMultiplier: Double = 1
+    public var weightDecay: Double? = nil   // nil: the optimizer's default
+    public init(names: [String], learningRateMultiplier: Double = 1, weightDecay: Double? = nil) {
+        self.names = names
+        self.learningRateMultiplier = learningRateMultiplier
+        self.weightDecay = weightDecay
+    }
+}
+
+/// Optimizer state that checkpoints save and restore (deep copies, independent of the optimizer).
+public struct OptimizerState: Sendable {
+    public var step: Int
+    /// Per parameter: named slots (e.g. "exp_avg", "exp_avg_sq", "momentum_buffer").
+    public var slots: [String: [String: Tensor]]
+}
+
+/// Updates parameters in place from their gradients.
+public protocol Optimizer: AnyObject {
+    /// Steps taken so far.
+    var step: Int { get }
+    /// Applies one update with learning rate `lr` (already scheduled) to every parameter that has a
+    /// gradient. `parameters` are updated in place.
+    func update(parameters: [String: Tensor], gradients: [String: Tensor], learningRate lr: Double) throws
+    var state: OptimizerState { get set }
+}
+
+/// AdamW with PyTorch's semantics and defaults (torch.optim.AdamW): decoupled weight decay
+/// p ← p·(1 − lr·wd), then the Adam step with bias corrections.
+public final class AdamW: Optimizer {
+    public var beta1: Double, beta2: Double, epsilon: Double, weightDecay: Double
+    public var groups: [ParameterGroup]
+    public private(set) var step = 0
+    private var expAvg: [String: Tensor] = [:]
+    private var expAvgSq: [String: Tensor] = [:]
+    private var groupOf: [String: ParameterGroup] = [:]
+
+    public init(beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-8, weightDecay: Double = 0.01,
+                groups: [ParameterGroup] = []) {
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.weightDecay = weightDecay
+        self.groups = groups
+        for g in groups { for n in g.names { groupOf[n] = g } }
+    }
+
+    public func update(parameters: [String: Tensor], gradients: [String: Tensor], learningRate lr: Double) throws {
+        step += 1
+        let bc1 = 1 - pow(beta1, Double(step))
+        let bc2 = 1 - pow(beta2, Double(step))
+        for (name, p) in parameters {
+            guard let g = gradients[name] else { continue }
+            try checkSameShape(p, g, name)
+            let group = groupOf[name]
+            let groupLR = lr * (group?.learningRateMultiplier ?? 1)
+            let wd = group?.weightDecay ?? weightDecay
+            let m = expAvg[name] ?? Tensor(zeros: .float, shape: p.shape)
+            let v = expAvgSq[name] ?? Tensor(zeros: .float, shape: p.shape)
+            expAvg[name] = m
+            expAvgSq[name] = v
+            let pp = p.pointer(Float.self), gp = g.pointer(Float.self)
+            let mp = m.pointer(Float.self), vp = v.pointer(Float.self)
+            let decay = Float(1 - groupLR * wd)
+            let b1 = Float(beta1), b2 = Float(beta2)
+            let stepSize = Float(groupLR / bc1)
+            let sqrtBC2 = Float(bc2.squareRoot())
+            let eps = Float(epsilon)
+            for i in 0..<p.count {
+                let gi = gp[i]
+                var x = pp[i] * decay
+                let mi = mp[i] * b1 + (1 - b1) * gi
+                let vi = vp[i] * b2 + (1 - b2) * gi * gi
+                mp[i] = mi
+                vp[i] = vi
+                x -= stepSize * mi / (vi.squareRoot() / sqrtBC2 + eps)
+                pp[i] = x
+            }
+        }
+    }
+
+    public var state: OptimizerState {
+        get {
+            var slots: [String: [String: Tensor]] = [:]
+            for (n, m) in expAvg { slots[n] = ["exp_avg": m.copy(), "exp_avg_sq": expAvgSq[n]!.copy()] }
+            return OptimizerState(step: step, slots: slots)
+        }
+        set {
+            step = newValue.step
+            expAvg = newValue.slots.compactMapValues { $0["exp_avg"]?.copy() }
+            expAvgSq = newValue.slots.compactMapValues { $0["exp_avg_sq"]?.copy() }
+        }
+    }
+}
+
+/// SGD with momentum, dampening, Nesterov and (coupled) weight decay, as torch.optim.SGD.
+public final class SGD: Optimizer {
+    public var momentum: Double, dampening: Double, weightDecay: Double, nesterov: Bool
+    public var groups: [ParameterGroup]
+    public private(set) var step = 0
+    private var buffers: [String: Tensor] = [:]
+    private var groupOf: [String: ParameterGroup] = [:]
+
+    public init(momentum: Double = 0.9, dampening: Double = 0, weightDecay: Double = 0, nesterov: Bool = false,
+                groups: [ParameterGroup] = []) {
+        self.momentum = momentum
+        self.dampening = dampening
+        self.weightDecay = weightDecay
+        self.nesterov = nesterov
+        self.groups = groups
+        for g in groups { for n in g.names { groupOf[n] = g } }
+    }
+
+    public func update(parameters: [String: Tensor], gradients: [String: Tensor], learningRate lr: Double) throws {
+        step += 1
+        for (name, p) in parameters {
+            guard let g = gradients[name] else { continue }
+            try checkSameShape(p, g, name)
+            let group = groupOf[name]
+            let groupLR = Float(lr * (group?.learningRateMultiplier ?? 1))
+            let wd = Float(group?.weightDecay ?? weightDecay)
+            let pp = p.pointer(Float.self), gp = g.pointer(Float.self)
+            let mom = Float(momentum), damp = Float(dampening)
+            let first = buffers[name] == nil
+            let buf = buffers[name] ?? Tensor(zeros: .float, shape: p.shape)
+            buffers[name] = buf
+            let bp = buf.pointer(Float.self)
+            for i in 0..<p.count {
+                var d = gp[i] + wd * pp[i]
+                if mom != 0 {
+                    bp[i] = first ? d : mom * bp[i] + (1 - damp) * d
+                    d = nesterov ? d + mom * bp[i] : bp[i]
+                }
+                pp[i] -= groupLR * d
+            }
+        }
+    }
+
+    public var state: OptimizerState {
+        get { OptimizerState(step: step, slots: buffers.mapValues { ["momentum_buffer": $0.copy()] }) }
+        set {
+            step = newValue.step
+            buffers = newValue.slots.compactMapValues { $0["momentum_buffer"]?.copy() }
+        }
+    }
+}
+
+private func checkSameShape(_ p: Tensor, _ g: Tensor, _ name: String) throws {
+    guard p.dataType == .float, g.dataType == .float else {
+        throw SegFormerError.unsupported("optimizer: parameter '\(name)' is \(p.dataType) with gradient \(g.dataType); only float32 is trained")
+    }
+    guard p.shape == g.shape else {
+        throw SegFormerError.invalid("optimizer: parameter '\(name)' has shape \(p.shape) but its gradient \(g.shape)")
+    }
+}
