@@ -95,6 +95,7 @@ final class ConvolutionTests: XCTestCase {
         try check(x: [1, 8, 9, 10], w: [8, 1, 3, 3], group: 8, pads: [1, 1, 1, 1])            // MixFFN
         try check(x: [2, 4, 9, 10], w: [8, 1, 3, 3], group: 4, strides: [2, 2], pads: [1, 0, 2, 1])  // multiplier 2
         try check(x: [1, 4, 6, 5], w: [4, 1, 3, 3], group: 4, dilations: [1, 2], pads: [0, 3, 1, 0])    // 3-wide edges
+        try check(x: [1, 3, 9, 8], w: [3, 1, 3, 3], group: 3, dilations: [2, 1], pads: [2, 1, 2, 1], threads: 2)   // fused 3×3, DH 2
         try check(x: [1, 2, 4, 2], w: [2, 1, 3, 3], group: 2, pads: [1, 1, 1, 1])                       // narrower than kernel
         try check(x: [1, 3, 11, 12], w: [3, 1, 5, 5], bias: false, group: 3, dilations: [2, 2], pads: [3, 3, 3, 3], threads: 2)
     }
@@ -269,6 +270,7 @@ final class NNOpsBenchmark: XCTestCase {
         try XCTSkipUnless(ProcessInfo.processInfo.environment["NNOPS_BENCH"] != nil, "set NNOPS_BENCH=1 to run")
         let threads = Int(ProcessInfo.processInfo.environment["NNOPS_THREADS"] ?? "") ?? 2
         let ctx = ExecutionContext(threads: threads)
+        if let budget = Int(ProcessInfo.processInfo.environment["NNOPS_COLUMN_BUDGET"] ?? "") { Convolution.columnBudget = budget }
         // (label, input shape, weight shape, group, stride, pad)
         let convs: [(String, [Int], [Int], Int, Int, Int)] = [
             ("patch1 7x7 s4 3→32", [1, 3, 512, 512], [32, 3, 7, 7], 1, 4, 3),
@@ -285,7 +287,7 @@ final class NNOpsBenchmark: XCTestCase {
             ("fuse 1x1 1024→256 @128²", [1, 1024, 128, 128], [256, 1024, 1, 1], 1, 1, 0),
             ("classifier 1x1 256→150 @128²", [1, 256, 128, 128], [150, 256, 1, 1], 1, 1, 0),
         ]
-        var report = "threads \(threads)\n"
+        var report = "threads \(threads), im2col budget \(Convolution.columnBudget) elements\n"
         for (label, xs, ws, group, s, p) in convs {
             let x = NNTest.tensor(xs, seed: 1), w = NNTest.tensor(ws, seed: 2), b = NNTest.tensor([ws[0]], seed: 3)
             let attrs: [String: Attribute] = ["group": .int(group), "strides": .ints([s, s]), "pads": .ints([p, p, p, p])]

@@ -9,6 +9,14 @@ enum BLAS {
     /// Largest dimension / leading dimension OpenBLAS's `blasint` (int32) can take.
     static let maxDimension = Int(Int32.max)
 
+    /// OpenBLAS's thread count is process-global and every `ExecutionContext` init sets it, so a
+    /// later-made single-threaded context (tests, constant folding) would leave it at 1. Kernels call
+    /// this with their context's count before their GEMMs; it only writes when the count differs.
+    @inline(__always)
+    static func useThreads(_ n: Int) {
+        if Int(openblas_get_num_threads()) != n { openblas_set_num_threads(Int32(n)) }
+    }
+
     static func checkSizes(_ m: Int, _ n: Int, _ k: Int, _ lda: Int, _ ldb: Int, _ ldc: Int) throws {
         for v in [m, n, k, lda, ldb, ldc] where v > maxDimension || v < 0 {
             throw SegFormerError.unsupported("GEMM size \(m)×\(k)×\(n) exceeds the 32-bit BLAS interface")

@@ -202,6 +202,7 @@ enum Convolution {
         let group = try node.int("group", default: 1)
         guard group >= 1 else { throw SegFormerError.invalid("\(label): group must be ≥ 1, got \(group)") }
         return ClosureKernel { inputs, context in
+            BLAS.useThreads(context.threads)
             let x = try inputs.required(0, "X"), w = try inputs.required(1, "W")
             let b = inputs.optional(2)
             return [try conv(x, w, b, attrs, group, label, context)]
@@ -303,8 +304,44 @@ enum Convolution {
                 for j in 0..<(OH * OW) { dst[j] = bias }
                 for oh in 0..<OH {
                     let drow = dst + oh * OW
+                    let top = oh * SH - PH
+                    if SW == 1 && KW == 3 && KH == 3 && top >= 0 && top + 2 * DH < H {
+                        // 3×3 with all three input rows inside: the nine taps in one pass over the
+                        // interior columns (one store per output), then the edge columns.
+                        let b0 = -PW, b1 = DW - PW, b2 = 2 * DW - PW
+                        let r0 = validRange(base: b0, stride: 1, size: W, count: OW)
+                        let r2 = validRange(base: b2, stride: 1, size: W, count: OW)
+                        let lo = max(r0.0, r2.0), hi = max(lo, min(r0.1, r2.1))
+                        let u = src + top * W, v = u + DH * W, z = v + DH * W
+                        let u0 = u + b0, u1 = u + b1, u2 = u + b2
+                        let v0 = v + b0, v1 = v + b1, v2 = v + b2
+                        let z0 = z + b0, z1 = z + b1, z2 = z + b2
+                        let w00 = wk[0], w01 = wk[1], w02 = wk[2], w10 = wk[3], w11 = wk[4], w12 = wk[5]
+                        let w20 = wk[6], w21 = wk[7], w22 = wk[8]
+                        for ow in lo..<hi {
+                            let a = w00 * u0[ow] + w01 * u1[ow] + w02 * u2[ow]
+                            let b = w10 * v0[ow] + w11 * v1[ow] + w12 * v2[ow]
+                            let c = w20 * z0[ow] + w21 * z1[ow] + w22 * z2[ow]
+                            drow[ow] = bias + (a + b + c)
+                        }
+                        var ow = 0
+                        while ow < OW {
+                            if ow == lo { ow = hi; if ow >= OW { break } }
+                            var acc = drow[ow]
+                            for kr in 0..<3 {
+                                let row = u + kr * DH * W
+                                for t in 0..<3 {
+                                    let iw = ow + t * DW - PW
+                                    if iw >= 0 && iw < W { acc += wk[kr * 3 + t] * row[iw] }
+                                }
+                            }
+                            drow[ow] = acc
+                            ow += 1
+                        }
+                        continue
+                    }
                     for kh in 0..<KH {
-                        let ih = oh * SH - PH + kh * DH
+                        let ih = top + kh * DH
                         if ih < 0 || ih >= H { continue }
                         let srow = src + ih * W
                         if SW == 1 && KW == 3 {
@@ -358,8 +395,9 @@ enum Convolution {
 
     // MARK: GEMM-based conv
 
-    /// Elements of the im2col buffer we allow per tile (16 MB of float32).
-    nonisolated(unsafe) static var columnBudget = 4 << 20
+    /// Elements of the im2col buffer per tile: 1 MB of float32, so a tile stays in L2 between im2col
+    /// and its GEMM (measured no slower than whole-image columns on SegFormer's shapes).
+    nonisolated(unsafe) static var columnBudget = 1 << 18
     /// Narrowest tile of output positions (narrower tiles make the GEMM inefficient).
     nonisolated(unsafe) static var minimumTile = 256
 
@@ -575,6 +613,7 @@ enum Convolution {
         let label = node.label
         let attrs = try TransposeAttributes(node)
         return ClosureKernel { inputs, context in
+            BLAS.useThreads(context.threads)
             let x = try inputs.required(0, "X"), w = try inputs.required(1, "W")
             let b = inputs.optional(2)
             guard x.dataType == w.dataType, b == nil || b!.dataType == x.dataType else {

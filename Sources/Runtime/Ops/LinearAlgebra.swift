@@ -146,7 +146,8 @@ enum LinearAlgebra {
 
     static func matMulKernel(_ node: Node) -> Kernel {
         let label = node.label
-        return ClosureKernel { inputs, _ in
+        return ClosureKernel { inputs, context in
+            BLAS.useThreads(context.threads)
             let a = try inputs.required(0, "A"), b = try inputs.required(1, "B")
             guard a.dataType == b.dataType else {
                 throw SegFormerError.invalid("\(label): MatMul inputs have different types \(a.dataType) and \(b.dataType)")
@@ -235,7 +236,8 @@ enum LinearAlgebra {
         let transA = try node.int("transA", default: 0) != 0
         let transB = try node.int("transB", default: 0) != 0
         // Opsets < 7 had a `broadcast` attribute; broadcasting C always is a superset of both modes.
-        return ClosureKernel { inputs, _ in
+        return ClosureKernel { inputs, context in
+            BLAS.useThreads(context.threads)
             let a = try inputs.required(0, "A"), b = try inputs.required(1, "B")
             let c = inputs.optional(2)
             guard a.dataType == b.dataType, c == nil || c!.dataType == a.dataType else {
