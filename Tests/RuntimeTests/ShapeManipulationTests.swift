@@ -206,6 +206,24 @@ final class ShapeManipulationTests: XCTestCase {
         XCTAssertEqual(OpRegistry.schema(domain: "", opType: "Slice")!.shapeInputs, [1, 2, 3, 4])
     }
 
+    func testConstantVariantsShapeSize() throws {
+        func const(_ key: String, _ a: Attribute) throws -> Tensor { try SingleOp.run("Constant", inputs: [], attributes: [key: a])[0] }
+        XCTAssertEqual(try const("value_float", .float(2.5)).toArray(Float.self), [2.5])
+        XCTAssertEqual(try const("value_floats", .floats([1, 2])).shape, [2])
+        XCTAssertEqual(try const("value_int", .int(7)).toArray(Int64.self), [7])
+        XCTAssertEqual(try const("value_ints", .ints([3, 4, 5])).toArray(Int64.self), [3, 4, 5])
+        XCTAssertEqual(try const("value_string", .string("hi")).strings, ["hi"])
+        XCTAssertEqual(try const("value_strings", .strings(["a", "b"])).strings, ["a", "b"])
+        XCTAssertThrowsError(try const("sparse_value", .int(0))) { XCTAssertTrue(($0 as? SegFormerError)?.isUnsupported == true) }
+        let x = Tensor([Float](repeating: 0, count: 24), shape: [2, 3, 4])
+        XCTAssertEqual(try SingleOp.run("Shape", inputs: [x], attributes: ["start": .int(1)], opset: 13)[0].toArray(Int64.self), [2, 3, 4])
+        XCTAssertEqual(try SingleOp.run("Shape", inputs: [x], attributes: ["start": .int(-2)], opset: 15)[0].toArray(Int64.self), [3, 4])
+        XCTAssertEqual(try SingleOp.run("Size", inputs: [x])[0].toArray(Int64.self), [24])
+        let s = try SingleOp.run("Split", inputs: [x, Tensor([Int64(1), 3], shape: [2])], attributes: ["axis": .int(-1)],
+                                 outputCount: 2, opset: 13)
+        XCTAssertEqual(s.map(\.shape), [[2, 3, 1], [2, 3, 3]])
+    }
+
     func testDropoutTrainingIsSeededAndScaled() throws {
         let x = Tensor([Float](repeating: 2, count: 1000), shape: [10, 100])
         let r = try SingleOp.run("Dropout", inputs: [x, Tensor(scalar: Float(0.25)), Tensor(scalar: true)],

@@ -183,7 +183,7 @@ extension OpRegistry {
         else if let c = ctx.constant(1) { axes = try c.integers() }
         else { return [TensorType(t.dataType, nil)] }
         guard let shape = t.shape else { return [TensorType(t.dataType, nil)] }
-        if let axes {
+        if let axes, !axes.isEmpty {
             let norm = Set(try Movement.axes(axes, rank: shape.count, ctx.node.label))
             return [TensorType(t.dataType, shape.enumerated().filter { !norm.contains($0.offset) }.map(\.element))]
         }
@@ -195,7 +195,7 @@ extension OpRegistry {
             let x = try inputs.required(0)
             let axes = try axesAttributeOrInput(node, opset, inputs)
             var out: [Int] = []
-            if let axes {
+            if let axes, !axes.isEmpty {   // an empty axes list squeezes all, as onnxruntime does
                 let norm = Set(try Movement.axes(axes, rank: x.rank, node.label))
                 for (i, d) in x.shape.enumerated() {
                     if norm.contains(i) {
