@@ -14,6 +14,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed iterations.") var iterations: Int = 10
     @Option(help: "Untimed warm-up iterations.") var warmup: Int = 2
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+    @Flag(help: "Print time spent per op type over the timed runs.") var profile = false
 
     func run() throws {
         try reportingErrors {
@@ -29,8 +30,19 @@ struct Bench: ParsableCommand {
                 print("input \(info.name): \(info.type.dataType) \(shape)")
             }
             print("threads \(session.context.threads), warm-up \(warmup), iterations \(iterations)")
-            let result = try Benchmark.measure(warmup: warmup, iterations: iterations) {
+            let result = try Benchmark.measure(warmup: warmup, iterations: iterations, beforeTimed: {
+                session.profiling = profile
+            }) {
                 _ = try session.run(feeds)
+            }
+            if profile {
+                let total = session.profile.values.reduce(0) { $0 + $1.milliseconds }
+                print("time per op type (per run):")
+                for (op, p) in session.profile.sorted(by: { $0.value.milliseconds > $1.value.milliseconds }) {
+                    let perRun = p.milliseconds / Double(iterations)
+                    let name = op.padding(toLength: max(op.count, 22), withPad: " ", startingAt: 0)
+                    print("  " + name + String(format: " %8.2f ms  %5.1f%%  %4d calls", perRun, 100 * p.milliseconds / max(total, 1e-9), p.calls / iterations))
+                }
             }
             print(result)
         }

@@ -94,6 +94,8 @@ final class ConvolutionTests: XCTestCase {
     func testDepthwise() throws {
         try check(x: [1, 8, 9, 10], w: [8, 1, 3, 3], group: 8, pads: [1, 1, 1, 1])            // MixFFN
         try check(x: [2, 4, 9, 10], w: [8, 1, 3, 3], group: 4, strides: [2, 2], pads: [1, 0, 2, 1])  // multiplier 2
+        try check(x: [1, 4, 6, 5], w: [4, 1, 3, 3], group: 4, dilations: [1, 2], pads: [0, 3, 1, 0])    // 3-wide edges
+        try check(x: [1, 2, 4, 2], w: [2, 1, 3, 3], group: 2, pads: [1, 1, 1, 1])                       // narrower than kernel
         try check(x: [1, 3, 11, 12], w: [3, 1, 5, 5], bias: false, group: 3, dilations: [2, 2], pads: [3, 3, 3, 3], threads: 2)
     }
 
@@ -166,5 +168,158 @@ final class ConvolutionTests: XCTestCase {
                        [.known(1), .known(32), .known(128), .known(128)])
         XCTAssertEqual(try infer([.known(1), .known(3), .symbol("H"), .known(9)], [2, 3, 3, 3], ["auto_pad": .string("SAME_UPPER")]),
                        [.known(1), .known(2), .symbol("H"), .known(9)])
+    }
+}
+
+final class ConvTransposeTests: XCTestCase {
+    /// Scatter form of the definition: every input element adds x·w to the outputs its taps reach.
+    static func reference(_ x: Tensor, _ w: Tensor, _ b: Tensor?, group: Int, strides: [Int], dilations: [Int],
+                          padBegin: [Int], out: [Int]) throws -> [Double] {
+        let xv = try x.doubles(), wv = try w.doubles(), bv = try b?.doubles()
+        let n = x.shape[0], c = x.shape[1], mg = w.shape[1], m = mg * group, r = x.rank - 2
+        let inS = Array(x.shape.dropFirst(2)), k = Array(w.shape.dropFirst(2))
+        let inCount = inS.reduce(1, *), taps = k.reduce(1, *), outCount = out.reduce(1, *), cg = c / group
+        var y = [Double](repeating: 0, count: n * m * outCount)
+        for img in 0..<n { for oc in 0..<m { for p in 0..<outCount { y[(img * m + oc) * outCount + p] = bv?[oc] ?? 0 } } }
+        for img in 0..<n { for ci in 0..<c { for i in 0..<inCount { for t in 0..<taps { for j in 0..<mg {
+            var ri = i, rt = t, off = 0, mul = 1, inside = true
+            for d in stride(from: r - 1, through: 0, by: -1) {
+                let ii = ri % inS[d], kk = rt % k[d]
+                ri /= inS[d]; rt /= k[d]
+                let o = ii * strides[d] - padBegin[d] + kk * dilations[d]
+                if o < 0 || o >= out[d] { inside = false }
+                off += o * mul; mul *= out[d]
+            }
+            if inside {
+                let oc = (ci / cg) * mg + j
+                y[(img * m + oc) * outCount + off] += xv[(img * c + ci) * inCount + i] * wv[(ci * mg + j) * taps + t]
+            }
+        } } } } }
+        return y
+    }
+
+    func testByHand() throws {
+        let x = Tensor((0..<9).map { Float($0) }, shape: [1, 1, 3, 3])
+        let w = Tensor([Float](repeating: 1, count: 18), shape: [1, 2, 3, 3])
+        let y = try SingleOp.run("ConvTranspose", inputs: [x, w])[0]
+        let plane: [Float] = [0, 1, 3, 3, 2, 3, 8, 15, 12, 7, 9, 21, 36, 27, 15, 9, 20, 33, 24, 13, 6, 13, 21, 15, 8]
+        XCTAssertEqual(y.shape, [1, 2, 5, 5])
+        XCTAssertEqual(y.toArray(Float.self), plane + plane)
+    }
+
+    func check(x xs: [Int], w ws: [Int], group: Int = 1, strides: [Int]? = nil, dilations: [Int]? = nil, pads: [Int]? = nil,
+               extra: [String: Attribute] = [:], expectPadBegin: [Int]? = nil, expectOut: [Int],
+               file: StaticString = #filePath, line: UInt = #line) throws {
+        let r = xs.count - 2
+        let x = NNTest.tensor(xs, seed: 51), w = NNTest.tensor(ws, seed: 52), b = NNTest.tensor([ws[1] * group], seed: 53)
+        var attrs = extra
+        attrs["group"] = .int(group)
+        if let strides { attrs["strides"] = .ints(strides) }
+        if let dilations { attrs["dilations"] = .ints(dilations) }
+        if let pads { attrs["pads"] = .ints(pads) }
+        let y = try SingleOp.run("ConvTranspose", inputs: [x, w, b], attributes: attrs, context: ExecutionContext(threads: 2))[0]
+        let e = try Self.reference(x, w, b, group: group, strides: strides ?? Array(repeating: 1, count: r),
+                                   dilations: dilations ?? Array(repeating: 1, count: r),
+                                   padBegin: expectPadBegin ?? pads.map { Array($0.prefix(r)) } ?? Array(repeating: 0, count: r),
+                                   out: expectOut)
+        try NNTest.assertClose(y, e, shape: [xs[0], ws[1] * group] + expectOut, file: file, line: line)
+    }
+
+    func testVariants() throws {
+        // out = s(in−1) + dk − pads (+ output_padding)
+        try check(x: [2, 4, 5, 6], w: [4, 3, 3, 3], strides: [2, 2], pads: [1, 1, 1, 1], expectOut: [9, 11])
+        try check(x: [1, 4, 5, 6], w: [4, 2, 3, 2], group: 2, strides: [2, 3], dilations: [2, 1], pads: [0, 1, 2, 0],
+                  expectOut: [11, 16])
+        try check(x: [1, 3, 4, 4], w: [3, 2, 2, 2], strides: [2, 2], extra: ["output_padding": .ints([1, 0])], expectOut: [9, 8])
+        try check(x: [1, 2, 4, 4], w: [2, 2, 3, 3], strides: [2, 2], extra: ["output_shape": .ints([8, 7])],
+                  expectPadBegin: [1, 1], expectOut: [8, 7])   // full 9: totals 1 and 2, extra at the start
+        try check(x: [1, 2, 4, 4], w: [2, 2, 3, 3], strides: [2, 2], extra: ["auto_pad": .string("SAME_UPPER")],
+                  expectPadBegin: [0, 0], expectOut: [8, 8])   // total 1, extra at the end
+        try check(x: [1, 2, 9], w: [2, 3, 4], strides: [3], pads: [1, 2], expectOut: [25])
+        try check(x: [1, 2, 3, 4, 3], w: [2, 2, 2, 3, 2], strides: [2, 1, 2], pads: [0, 1, 1, 1, 0, 0], expectOut: [5, 5, 5])
+    }
+
+    func testErrorsAndShapeRule() throws {
+        XCTAssertThrowsError(try SingleOp.run("ConvTranspose", inputs: [NNTest.tensor([1, 3, 4, 4], seed: 1), NNTest.tensor([2, 2, 3, 3], seed: 2)]))
+        let node = Node(name: "ct", opType: "ConvTranspose", inputs: ["x", "w"], outputs: ["y"],
+                        attributes: ["strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1]), "output_padding": .ints([1, 1])])
+        let t = try OpRegistry.schema(domain: "", opType: "ConvTranspose")!.inferTypes!(
+            TypeInferenceContext(node: node, opset: 17, inputTypes: [TensorType(.float, known: [1, 8, 16, 16]),
+                                                                     TensorType(.float, known: [8, 4, 3, 3])], constantInputs: []))
+        XCTAssertEqual(t[0]?.knownShape, [1, 4, 32, 32])
+    }
+}
+
+/// GFLOP/s of the conv and MatMul paths on SegFormer-b0's shapes at 512×512. Skipped unless
+/// NNOPS_BENCH=1; run in release:
+///   NNOPS_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter NNOpsBenchmark
+final class NNOpsBenchmark: XCTestCase {
+    func time(_ body: () throws -> Void) rethrows -> Double {
+        try body()   // warm-up (buffer pool, OpenBLAS threads)
+        var best = Double.infinity
+        for _ in 0..<5 {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try body()
+            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        return best
+    }
+
+    func testSegFormerShapes() throws {
+        try XCTSkipUnless(ProcessInfo.processInfo.environment["NNOPS_BENCH"] != nil, "set NNOPS_BENCH=1 to run")
+        let threads = Int(ProcessInfo.processInfo.environment["NNOPS_THREADS"] ?? "") ?? 2
+        let ctx = ExecutionContext(threads: threads)
+        // (label, input shape, weight shape, group, stride, pad)
+        let convs: [(String, [Int], [Int], Int, Int, Int)] = [
+            ("patch1 7x7 s4 3→32", [1, 3, 512, 512], [32, 3, 7, 7], 1, 4, 3),
+            ("sr1 k8 s8 32→32", [1, 32, 128, 128], [32, 32, 8, 8], 1, 8, 0),
+            ("dw1 3x3 128ch @128²", [1, 128, 128, 128], [128, 1, 3, 3], 128, 1, 1),
+            ("patch2 3x3 s2 32→64", [1, 32, 128, 128], [64, 32, 3, 3], 1, 2, 1),
+            ("sr2 k4 s4 64→64", [1, 64, 64, 64], [64, 64, 4, 4], 1, 4, 0),
+            ("dw2 3x3 256ch @64²", [1, 256, 64, 64], [256, 1, 3, 3], 256, 1, 1),
+            ("patch3 3x3 s2 64→160", [1, 64, 64, 64], [160, 64, 3, 3], 1, 2, 1),
+            ("sr3 k2 s2 160→160", [1, 160, 32, 32], [160, 160, 2, 2], 1, 2, 0),
+            ("dw3 3x3 640ch @32²", [1, 640, 32, 32], [640, 1, 3, 3], 640, 1, 1),
+            ("patch4 3x3 s2 160→256", [1, 160, 32, 32], [256, 160, 3, 3], 1, 2, 1),
+            ("dw4 3x3 1024ch @16²", [1, 1024, 16, 16], [1024, 1, 3, 3], 1024, 1, 1),
+            ("fuse 1x1 1024→256 @128²", [1, 1024, 128, 128], [256, 1024, 1, 1], 1, 1, 0),
+            ("classifier 1x1 256→150 @128²", [1, 256, 128, 128], [150, 256, 1, 1], 1, 1, 0),
+        ]
+        var report = "threads \(threads)\n"
+        for (label, xs, ws, group, s, p) in convs {
+            let x = NNTest.tensor(xs, seed: 1), w = NNTest.tensor(ws, seed: 2), b = NNTest.tensor([ws[0]], seed: 3)
+            let attrs: [String: Attribute] = ["group": .int(group), "strides": .ints([s, s]), "pads": .ints([p, p, p, p])]
+            let node = Node(name: label, opType: "Conv", inputs: ["x", "w", "b"], outputs: ["y"], attributes: attrs)
+            let kernel = try Convolution.convKernel(node)
+            var out: [Int] = []
+            let t = try time { out = try kernel.run([x, w, b], ctx)[0].shape }
+            let flop = 2.0 * Double(out.reduce(1, *)) * Double(ws[1] * ws[2] * ws[3])
+            report += "\(label): \(String(format: "%.3f ms, %.1f GFLOP/s", t * 1e3, flop / t / 1e9))\n"
+        }
+        // The BLAS ceiling under the same conditions: raw sgemm of the 1×1 convs' shapes.
+        for (m, n, k) in [(256, 16384, 1024), (150, 16384, 256), (2048, 2048, 2048)] {
+            let a = NNTest.tensor([m, k], seed: 1), b = NNTest.tensor([k, n], seed: 2)
+            let c = Tensor(uninitialized: .float, shape: [m, n])
+            let t = time { BLAS.sgemm(m: m, n: n, k: k, a: a.pointer(Float.self), lda: k, b: b.pointer(Float.self), ldb: n,
+                                      c: c.pointer(Float.self), ldc: n) }
+            report += "raw sgemm \(m)×\(n)×\(k): \(String(format: "%.3f ms, %.1f GFLOP/s", t * 1e3, 2.0 * Double(m * n * k) / t / 1e9))\n"
+        }
+        let matmuls: [(String, [Int], [Int])] = [
+            ("mlp1 [16384,32]x[32,128]", [1, 16384, 32], [32, 128]),
+            ("attn1 QK [16384,32]x[32,256]", [1, 1, 16384, 32], [1, 1, 32, 256]),
+            ("attn2 QK 2 heads [4096,32]x[32,256]", [1, 2, 4096, 32], [1, 2, 32, 256]),
+            ("attn4 QK 8 heads [256,32]x[32,256]", [1, 8, 256, 32], [1, 8, 32, 256]),
+            ("mlp4 [256,256]x[256,1024]", [1, 256, 256], [256, 1024]),
+            ("head linear_c1 [16384,32]x[32,256]", [1, 16384, 32], [32, 256]),
+        ]
+        for (label, sa, sb) in matmuls {
+            let a = NNTest.tensor(sa, seed: 1), b = NNTest.tensor(sb, seed: 2)
+            let kernel = LinearAlgebra.matMulKernel(Node(name: label, opType: "MatMul", inputs: ["a", "b"], outputs: ["y"]))
+            var out: [Int] = []
+            let t = try time { out = try kernel.run([a, b], ctx)[0].shape }
+            let flop = 2.0 * Double(out.reduce(1, *)) * Double(sa.last!)
+            report += "\(label): \(String(format: "%.3f ms, %.1f GFLOP/s", t * 1e3, flop / t / 1e9))\n"
+        }
+        print(report)
     }
 }

@@ -32,6 +32,12 @@ public final class InferenceSession {
     private let initializerSlots: [(Int, Tensor)]
     private let lock = NSLock()
 
+    /// When true, `run` accumulates wall time per op type into `profile` (for `bench --profile`).
+    public var profiling = false
+    /// Op type → (calls, total milliseconds), accumulated while `profiling` is on.
+    public private(set) var profile: [String: (calls: Int, milliseconds: Double)] = [:]
+    public func resetProfile() { profile = [:] }
+
     /// Ops whose results must never be cached as constants.
     static let nondeterministicOps: Set<String> = ["RandomNormal", "RandomUniform", "RandomNormalLike",
                                                    "RandomUniformLike", "Multinomial", "Bernoulli", "Dropout"]
@@ -151,8 +157,14 @@ public final class InferenceSession {
     private func execute(_ step: Step, _ slots: inout [Tensor?]) throws {
         let inputs: [Tensor?] = step.inputs.map { $0 < 0 ? nil : slots[$0] }
         let outputs: [Tensor]
+        let started = profiling ? Benchmark.now() : 0
         do {
             outputs = try step.kernel.run(inputs, context)
+            if profiling {
+                let op = graph.nodes[step.nodeIndex].opType
+                let previous = profile[op] ?? (0, 0)
+                profile[op] = (previous.calls + 1, previous.milliseconds + Benchmark.now() - started)
+            }
         } catch let e as SegFormerError {
             let shapes = inputs.map { $0.map { "\($0.dataType)\($0.shape)" } ?? "∅" }.joined(separator: ", ")
             throw e.prefixed("\(graph.nodes[step.nodeIndex].label) with inputs (\(shapes))")
@@ -226,19 +238,25 @@ public final class InferenceSession {
             runSteps[lastUse[s]].release.append(s)
         }
         plan.steps = runSteps
+        // Folded values the plan must hold: those the remaining steps read, and folded outputs.
+        var neededLater = outputSlots
+        for step in runSteps { for s in step.inputs where s >= 0 { neededLater.insert(s) } }
         plan.foldedNodeCount = all.count - runSteps.count
 
-        // Execute this first run in full order; folded values are kept, the rest are released per
-        // the liveness above (static values that later steps read stay alive anyway).
-        var stepOf: [Int: Int] = [:]
-        for (k, step) in runSteps.enumerated() { stepOf[step.nodeIndex] = k }
-        for step in all {
-            if let k = stepOf[step.nodeIndex] {
-                try execute(runSteps[k], &slots)
-            } else {
-                try execute(step, &slots)
-                for s in step.outputs where s >= 0 { plan.foldedValues[s] = slots[s] }
-            }
+        // Execute this first run in full order, with its own liveness (the folded steps read
+        // activations too, e.g. Shape). Folded values are kept in the plan.
+        var firstRun = all
+        var firstLastUse = [Int](repeating: -1, count: count)
+        for (k, step) in firstRun.enumerated() {
+            for s in step.inputs where s >= 0 { firstLastUse[s] = k }
+            for s in step.outputs where s >= 0 && firstLastUse[s] < k { firstLastUse[s] = k }
+        }
+        for s in 0..<count where firstLastUse[s] >= 0 && !outputSlots.contains(s) && !staticValue[s] {
+            firstRun[firstLastUse[s]].release.append(s)
+        }
+        for step in firstRun {
+            try execute(step, &slots)
+            for s in step.outputs where s >= 0 && staticValue[s] && neededLater.contains(s) { plan.foldedValues[s] = slots[s] }
         }
         return plan
     }

@@ -35,6 +35,8 @@ public struct OpSchema: @unchecked Sendable {
     public let inferTypes: ((TypeInferenceContext) throws -> [TensorType?])?
     /// Parses attributes (at the given opset) and returns the kernel.
     public let makeKernel: (Node, Int) throws -> Kernel
+    /// How to differentiate the op (reverse mode); nil for non-differentiable ops.
+    public var gradient: GradientRule?
 
     public init(_ opType: String, domain: String = "", opsets: ClosedRange<Int> = 1...23,
                 inputs: ClosedRange<Int>, outputs: ClosedRange<Int> = 1...1, shapeInputs: Set<Int> = [],

@@ -16,6 +16,9 @@ extension OpRegistry {
         OpSchema("Conv", opsets: 1...23, inputs: 2...3,
                  inferTypes: { try Convolution.inferConv($0) },
                  makeKernel: { node, _ in try Convolution.convKernel(node) }),
+        OpSchema("ConvTranspose", opsets: 1...23, inputs: 2...3,
+                 inferTypes: { try Convolution.inferConvTranspose($0) },
+                 makeKernel: { node, _ in try Convolution.convTransposeKernel(node) }),
     ]
 }
 
@@ -65,6 +68,11 @@ struct WindowGeometry {
     var output: [Int]
 
     var rank: Int { input.count }
+
+    init(input: [Int], kernel: [Int], strides: [Int], dilations: [Int], padBegin: [Int], padEnd: [Int], output: [Int]) {
+        self.input = input; self.kernel = kernel; self.strides = strides; self.dilations = dilations
+        self.padBegin = padBegin; self.padEnd = padEnd; self.output = output
+    }
 
     /// Resolves pads (auto_pad) and output sizes. `ceilMode` is the pools' ceil_mode (a last window
     /// that would start inside the end padding is dropped, as PyTorch and the ONNX reference do).
@@ -299,6 +307,28 @@ enum Convolution {
                         let ih = oh * SH - PH + kh * DH
                         if ih < 0 || ih >= H { continue }
                         let srow = src + ih * W
+                        if SW == 1 && KW == 3 {
+                            // The 3-wide row (MixFFN's 3×3): all three taps in one pass over the
+                            // interior, where every tap is inside the input; taps one by one at the edges.
+                            let w0 = wk[kh * 3], w1 = wk[kh * 3 + 1], w2 = wk[kh * 3 + 2]
+                            let b0 = -PW, b1 = DW - PW, b2 = 2 * DW - PW
+                            let r0 = validRange(base: b0, stride: 1, size: W, count: OW)
+                            let r2 = validRange(base: b2, stride: 1, size: W, count: OW)
+                            let lo = max(r0.0, r2.0), hi = max(lo, min(r0.1, r2.1))
+                            let s0 = srow + b0, s1 = srow + b1, s2 = srow + b2
+                            for ow in lo..<hi { drow[ow] += w0 * s0[ow] + w1 * s1[ow] + w2 * s2[ow] }
+                            var ow = 0
+                            while ow < OW {
+                                if ow == lo { ow = hi; if ow >= OW { break } }
+                                var acc = drow[ow]
+                                if ow + b0 >= 0 && ow + b0 < W { acc += w0 * s0[ow] }
+                                if ow + b1 >= 0 && ow + b1 < W { acc += w1 * s1[ow] }
+                                if ow + b2 >= 0 && ow + b2 < W { acc += w2 * s2[ow] }
+                                drow[ow] = acc
+                                ow += 1
+                            }
+                            continue
+                        }
                         for kw in 0..<KW {
                             let wv = wk[kh * KW + kw]
                             let base = kw * DW - PW
@@ -454,6 +484,193 @@ enum Convolution {
                     dst[p] = inside ? src[offset] : 0
                     var d = rank - 1
                     while d >= 0 { o[d] += 1; if o[d] < g.output[d] { break }; o[d] = 0; d -= 1 }
+                }
+            }
+        }
+    }
+
+    // MARK: ConvTranspose
+    //
+    // The adjoint of Conv: per image and group, col = Wᵍᵀ·Xᵍ (one GEMM, [Mg·taps] × [input positions]),
+    // then col2im scatters col into the output (parallel over output channels, so no two threads
+    // write the same element).
+
+    struct TransposeAttributes {
+        var window: WindowAttributes
+        var group: Int
+        var outputPadding: [Int]?
+        var outputShape: [Int]?
+
+        init(_ node: Node) throws {
+            window = try WindowAttributes(node)
+            group = try node.int("group", default: 1)
+            guard group >= 1 else { throw SegFormerError.invalid("\(node.label): group must be ≥ 1, got \(group)") }
+            outputPadding = try node.ints("output_padding")
+            outputShape = try node.ints("output_shape")
+            if let op = outputPadding, op.contains(where: { $0 < 0 }) {
+                throw SegFormerError.invalid("\(node.label): output_padding must be ≥ 0, got \(op)")
+            }
+        }
+
+        /// Output size, pad at the start and pad at the end per spatial dim (known sizes).
+        func geometry(input: [Int], kernel: [Int], _ label: String) throws -> WindowGeometry {
+            let rank = input.count
+            let (s, d, p) = try window.resolved(rank: rank, label)
+            let op = outputPadding ?? [Int](repeating: 0, count: rank)
+            guard op.count == rank, kernel.count == rank else {
+                throw SegFormerError.invalid("\(label): output_padding \(op) / kernel \(kernel) do not match \(rank) spatial dims")
+            }
+            var wanted: [Int]? = nil
+            if let os = outputShape {
+                guard os.count == rank || os.count == rank + 2 else {
+                    throw SegFormerError.invalid("\(label): output_shape \(os) does not match \(rank) spatial dims")
+                }
+                wanted = Array(os.suffix(rank))
+            } else if window.autoPad == "SAME_UPPER" || window.autoPad == "SAME_LOWER" {
+                wanted = zip(input, s).map { $0 * $1 }
+            }
+            var g = WindowGeometry(input: input, kernel: kernel, strides: s, dilations: d, padBegin: [], padEnd: [], output: [])
+            for i in 0..<rank {
+                let full = s[i] * (input[i] - 1) + op[i] + (kernel[i] - 1) * d[i] + 1
+                var pb = p[i], pe = p[i + rank]
+                if window.autoPad == "VALID" { pb = 0; pe = 0 }
+                if let wanted {
+                    let total = full - wanted[i]
+                    // SAME_UPPER puts the odd pad at the end, otherwise at the start (ONNX spec).
+                    pb = window.autoPad == "SAME_UPPER" ? total / 2 : total - total / 2
+                    pe = total - pb
+                }
+                let out = full - pb - pe
+                guard out >= 1, out < (1 << 31) else {
+                    throw SegFormerError.invalid("\(label): input \(input), kernel \(kernel), strides \(s), pads \(p), output_padding \(op) give output size \(out)")
+                }
+                g.padBegin.append(pb); g.padEnd.append(pe); g.output.append(out)
+            }
+            return g
+        }
+    }
+
+    static func inferConvTranspose(_ ctx: TypeInferenceContext) throws -> [TensorType?] {
+        guard let tx = ctx.type(0) else { return [nil] }
+        guard let xs = tx.shape, let ws = ctx.type(1)?.shape, xs.count >= 3, ws.count == xs.count else {
+            return [TensorType(tx.dataType, nil)]
+        }
+        let label = ctx.node.label
+        let attrs = try TransposeAttributes(ctx.node)
+        let m: Dim = ws[1].value.map { .known($0 * attrs.group) } ?? .symbol("\(label)_M")
+        let rank = xs.count - 2
+        let kernel = attrs.window.kernelShape ?? ws.dropFirst(2).compactMap(\.value)
+        var spatial: [Dim]
+        if let inp = TensorType(tx.dataType, Array(xs.dropFirst(2))).knownShape, kernel.count == rank {
+            spatial = try attrs.geometry(input: inp, kernel: kernel, label).output.map { .known($0) }
+        } else if let os = attrs.outputShape, os.count == rank || os.count == rank + 2 {
+            spatial = os.suffix(rank).map { .known($0) }
+        } else {
+            spatial = (0..<rank).map { .symbol("\(label)_out\($0)") }
+        }
+        return [TensorType(tx.dataType, [xs[0], m] + spatial)]
+    }
+
+    static func convTransposeKernel(_ node: Node) throws -> Kernel {
+        let label = node.label
+        let attrs = try TransposeAttributes(node)
+        return ClosureKernel { inputs, context in
+            let x = try inputs.required(0, "X"), w = try inputs.required(1, "W")
+            let b = inputs.optional(2)
+            guard x.dataType == w.dataType, b == nil || b!.dataType == x.dataType else {
+                throw SegFormerError.invalid("\(label): ConvTranspose inputs have different types X \(x.dataType), W \(w.dataType)")
+            }
+            guard x.rank >= 3, w.rank == x.rank else {
+                throw SegFormerError.invalid("\(label): ConvTranspose needs X of rank ≥ 3 and W of the same rank, got \(x.shape) and \(w.shape)")
+            }
+            let group = attrs.group
+            let n = x.shape[0], c = x.shape[1], mg = w.shape[1], m = mg * group
+            guard c == w.shape[0], c % group == 0 else {
+                throw SegFormerError.invalid("\(label): ConvTranspose input X \(x.shape) has \(c) channels; W \(w.shape) with group \(group) needs W[0] == C divisible by group")
+            }
+            if let b, b.shape != [m] {
+                throw SegFormerError.invalid("\(label): ConvTranspose bias B must have shape [\(m)], got \(b.shape)")
+            }
+            let kernel = Array(w.shape.dropFirst(2))
+            if let ks = attrs.window.kernelShape, ks != kernel {
+                throw SegFormerError.invalid("\(label): ConvTranspose kernel_shape \(ks) differs from the weight's spatial shape \(w.shape)")
+            }
+            let g = try attrs.geometry(input: Array(x.shape.dropFirst(2)), kernel: kernel, label)
+            let s = ConvShape(n: n, c: c, m: m, group: group, geometry: g)
+            switch x.dataType {
+            case .float: return [try transpose(Float.self, x, w, b, s, context)]
+            case .double: return [try transpose(Double.self, x, w, b, s, context)]
+            case .float16, .bfloat16:
+                let y = try transpose(Float.self, BLAS.toFloat32(x), BLAS.toFloat32(w), b.map { BLAS.toFloat32($0) }, s, context)
+                return [BLAS.fromFloat32(y, to: x.dataType)]
+            default: throw SegFormerError.unsupported("\(label): ConvTranspose of \(x.dataType) tensors")
+            }
+        }
+    }
+
+    static func transpose<T: BinaryFloatingPoint>(_: T.Type, _ x: Tensor, _ w: Tensor, _ b: Tensor?, _ s: ConvShape,
+                                                  _ context: ExecutionContext) throws -> Tensor {
+        let g = s.geometry
+        let y = Tensor(uninitialized: x.dataType, shape: [s.n, s.m] + g.output)
+        let inSpatial = g.input.reduce(1, *), outSpatial = g.output.reduce(1, *), taps = g.kernel.reduce(1, *)
+        let cg = s.cPerGroup, mg = s.mPerGroup
+        let px = x.pointer(T.self), pw = w.pointer(T.self), py = y.pointer(T.self)
+        fillBias(py, b.map { UnsafePointer($0.pointer(T.self)) }, n: s.n, m: s.m, spatial: outSpatial)
+        if y.count == 0 || x.count == 0 || w.count == 0 { return y }
+        let rows = mg * taps
+        guard rows.multipliedReportingOverflow(by: inSpatial).partialValue < (1 << 31) else {
+            throw SegFormerError.unsupported("ConvTranspose: column buffer of \(rows)×\(inSpatial) is too large")
+        }
+        try BLAS.checkSizes(rows, inSpatial, cg, rows, inSpatial, inSpatial)
+        let colTensor = Tensor(uninitialized: T.self == Double.self ? .double : .float, shape: [rows * inSpatial])
+        let col = colTensor.pointer(T.self)
+        for img in 0..<s.n {
+            for grp in 0..<s.group {
+                BLAS.gemm(T.self, transA: true, m: rows, n: inSpatial, k: cg, a: pw + grp * cg * rows, lda: rows,
+                          b: px + (img * s.c + grp * cg) * inSpatial, ldb: inSpatial, c: col, ldc: inSpatial)
+                col2im(col, py + (img * s.m + grp * mg) * outSpatial, g, channels: mg, context)
+            }
+        }
+        return y
+    }
+
+    /// y[c, o] += col[(c, k), i] where o = i·stride − padBegin + k·dilation lies inside the output.
+    /// The last spatial dim runs as a contiguous range; the outer ones through an odometer.
+    static func col2im<T: BinaryFloatingPoint>(_ col: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ g: WindowGeometry,
+                                               channels: Int, _ context: ExecutionContext) {
+        let rank = g.rank, last = rank - 1
+        let taps = g.kernel.reduce(1, *), inSpatial = g.input.reduce(1, *), outSpatial = g.output.reduce(1, *)
+        var outStrides = [Int](repeating: 1, count: rank)
+        for i in stride(from: rank - 2, through: 0, by: -1) { outStrides[i] = outStrides[i + 1] * g.output[i + 1] }
+        let inLast = g.input[last], outer = inSpatial / max(1, inLast)
+        context.parallelFor(channels, minimumPerChunk: max(1, 32768 / max(1, taps * inSpatial))) { c0, c1 in
+            var k = [Int](repeating: 0, count: rank), idx = [Int](repeating: 0, count: rank)
+            for c in c0..<c1 {
+                let dst = y + c * outSpatial
+                for t in 0..<taps {
+                    var rem = t
+                    for d in stride(from: last, through: 0, by: -1) { k[d] = rem % g.kernel[d]; rem /= g.kernel[d] }
+                    let src = col + (c * taps + t) * inSpatial
+                    let base = k[last] * g.dilations[last] - g.padBegin[last]
+                    // Input positions i whose output i·s + base lies in 0..<out (validRange in reverse).
+                    let sLast = g.strides[last], outLast = g.output[last]
+                    let lo = base >= 0 ? 0 : (-base + sLast - 1) / sLast
+                    let hi = outLast - 1 - base < 0 ? 0 : min(inLast, (outLast - 1 - base) / sLast + 1)
+                    for d in 0..<rank { idx[d] = 0 }
+                    for row in 0..<outer {
+                        var off = 0, inside = true
+                        for d in 0..<last {
+                            let o = idx[d] * g.strides[d] - g.padBegin[d] + k[d] * g.dilations[d]
+                            if o < 0 || o >= g.output[d] { inside = false; break }
+                            off += o * outStrides[d]
+                        }
+                        if inside && lo < hi {
+                            let s = src + row * inLast, drow = dst + off + base
+                            if sLast == 1 { for i in lo..<hi { drow[i] += s[i] } } else { for i in lo..<hi { drow[i * sLast] += s[i] } }
+                        }
+                        var d = last - 1
+                        while d >= 0 { idx[d] += 1; if idx[d] < g.input[d] { break }; idx[d] = 0; d -= 1 }
+                    }
                 }
             }
         }

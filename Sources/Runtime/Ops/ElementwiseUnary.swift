@@ -139,7 +139,13 @@ struct SignFn: FloatFn {
 }
 /// x < 0 ? 0 : x keeps NaN (as PyTorch does).
 struct ReluFn: FloatFn { func f(_ x: Float) -> Float { x < 0 ? 0 : x }; func d(_ x: Double) -> Double { x < 0 ? 0 : x } }
-struct SqrtFn: FloatFn { func f(_ x: Float) -> Float { x.squareRoot() }; func d(_ x: Double) -> Double { x.squareRoot() } }
+/// Swift's squareRoot branches to libm's sqrtf for negative inputs (errno), which stops LLVM from
+/// vectorising; the square root of |x| never takes that branch, and the selects restore
+/// sqrt(x<0) = NaN and sqrt(-0) = -0.
+struct SqrtFn: FloatFn {
+    @inline(__always) func f(_ x: Float) -> Float { let r = Swift.abs(x).squareRoot(); return x < 0 ? .nan : (x == 0 ? x : r) }
+    @inline(__always) func d(_ x: Double) -> Double { let r = Swift.abs(x).squareRoot(); return x < 0 ? .nan : (x == 0 ? x : r) }
+}
 struct ReciprocalFn: FloatFn { func f(_ x: Float) -> Float { 1 / x }; func d(_ x: Double) -> Double { 1 / x } }
 struct ExpFn: FloatFn { func f(_ x: Float) -> Float { expf(x) }; func d(_ x: Double) -> Double { Foundation.exp(x) } }
 struct LogFn: FloatFn { func f(_ x: Float) -> Float { logf(x) }; func d(_ x: Double) -> Double { Foundation.log(x) } }

@@ -71,7 +71,10 @@ enum NormOpsSupport {
     /// clamped at 88 (callers pass x - max ≤ 0).
     @inline(__always)
     static func exp8(_ xIn: SIMD8<Float>) -> SIMD8<Float> {
-        let x = xIn.clamped(lowerBound: SIMD8(repeating: -87.0), upperBound: SIMD8(repeating: 88.0))
+        // (clamp with compare+select: the stdlib's pointwiseMin/Max are not inlined lane-wise code)
+        var x = xIn
+        x.replace(with: -87.0, where: x .< -87.0)
+        x.replace(with: 88.0, where: x .> 88.0)
         // round(x·log2e) with the 1.5·2^23 trick (plain SSE2, no roundps needed)
         let magic = SIMD8<Float>(repeating: 12582912.0)
         let t = x * 1.44269504088896341 + magic
@@ -151,7 +154,7 @@ enum NormOpsSupport {
             while i + 8 <= n {
                 let v = load8(p + i)
                 anyNaN = anyNaN .| (v .!= v)
-                m = pointwiseMax(m, v)
+                m.replace(with: v, where: v .> m)
                 i += 8
             }
             best = m.max()

@@ -432,19 +432,22 @@ enum Reducer {
     static func argTyped<T: ReduceElement>(_ src: UnsafeMutablePointer<T>, _ dst: UnsafeMutablePointer<Int64>,
                                            _ outer: Int, _ n: Int, _ inner: Int, _ isMax: Bool, _ last: Bool,
                                            _ context: ExecutionContext) {
-        context.parallelFor(outer * inner, minimumPerChunk: max(1, 16384 / n)) { a, b in
-            for t in a..<b {
-                let o = t / inner, j = t % inner
-                let base = src + o * n * inner + j
-                var best = base[0]
-                var bi = 0
+        // Walk k outermost with running best values per inner position (contiguous, cache-friendly).
+        forEachTask(outer, n, inner, context) { o, j0, j1 in
+            let w = j1 - j0
+            withUnsafeTemporaryAllocation(of: T.self, capacity: w) { best in
+                let base = src + o * n * inner + j0
+                let d = dst + o * inner + j0
+                for j in 0..<w { best[j] = base[j]; d[j] = 0 }
                 for k in 1..<max(n, 1) {
-                    let v = base[k * inner]
-                    let better: Bool
-                    if isMax { better = last ? v >= best : v > best } else { better = last ? v <= best : v < best }
-                    if better { best = v; bi = k }
+                    let row = base + k * inner
+                    for j in 0..<w {
+                        let v = row[j], b = best[j]
+                        let better: Bool
+                        if isMax { better = last ? v >= b : v > b } else { better = last ? v <= b : v < b }
+                        if better { best[j] = v; d[j] = Int64(k) }
+                    }
                 }
-                dst[t] = Int64(bi)
             }
         }
     }

@@ -32,8 +32,9 @@ public struct Benchmark {
 
     /// Times `body` `iterations` times after `warmup` untimed runs.
     public static func measure(warmup: Int = 2, iterations: Int, progress: ((Int, Double) -> Void)? = nil,
-                               _ body: () throws -> Void) rethrows -> Result {
+                               beforeTimed: () -> Void = {}, _ body: () throws -> Void) rethrows -> Result {
         for _ in 0..<warmup { try body() }
+        beforeTimed()
         var times: [Double] = []
         for i in 0..<iterations {
             let t0 = now()

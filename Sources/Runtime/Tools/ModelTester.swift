@@ -85,6 +85,7 @@ public struct ModelTester {
                     : (k < inputs.count ? inputs[k].name : session.graph.inputs[k].name)
                 feeds[target] = tensor
             }
+            if outputFiles.isEmpty { throw SegFormerError.invalid("\(dir): no output_K.pb files to compare against") }
             let outputs = try session.run(feeds)
             guard outputFiles.count <= session.outputs.count else {
                 throw SegFormerError.invalid("\(dir): \(outputFiles.count) expected outputs but the model has \(session.outputs.count)")

@@ -1,2 +1,0 @@
-import GraphIR
-import Runtime

@@ -1,0 +1,40 @@
+import ArgumentParser
+import Foundation
+import GraphIR
+import Runtime
+import Training
+
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Segment images with a SegformerForSemanticSegmentation export: NAME.mask.png (class ids) and NAME.overlay.png.")
+
+    @Argument(help: "The .onnx model file.") var model: String
+    @Argument(help: "JPEG or PNG images.") var images: [String]
+    @Option(help: "Output folder (created if missing).") var out: String
+    @Option(help: "HF config.json whose id2label names the classes in the summary.") var config: String?
+    @Option(help: "Input size when the model's height/width are symbolic.") var size: Int = 512
+    @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+    @Flag(help: "Replace output files that already exist.") var overwrite = false
+
+    func run() throws {
+        try reportingErrors {
+            guard !images.isEmpty else { throw SegFormerError.invalid("no images given") }
+            guard size > 0 else { throw SegFormerError.invalid("--size must be positive") }
+            let labels = try config.map { try Classification.id2label(configPath: $0) } ?? [:]
+            let session = try InferenceSession(model: try ONNXImporter.load(contentsOf: model),
+                                               options: SessionOptions(threads: threads))
+            let predictor = try SegmentationPredictor(session: session, size: size)
+            for path in images {
+                let started = Benchmark.now()
+                let p = try predictor.predict(imageAt: path)
+                let name = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
+                let files = try predictor.write(p, name: name, to: out, overwrite: overwrite)
+                let total = Double(p.mask.count)
+                let top = p.classHistogram.sorted { $0.value > $1.value }.prefix(5)
+                    .map { String(format: "%@ %.1f%%", (labels[$0.key] ?? "class \($0.key)") as NSString, 100 * Double($0.value) / total) }
+                print("\(path): \(p.image.width)x\(p.image.height), \(String(format: "%.0f", Benchmark.now() - started)) ms -> \(files.mask), \(files.overlay)")
+                print("  " + top.joined(separator: ", "))
+            }
+        }
+    }
+}
