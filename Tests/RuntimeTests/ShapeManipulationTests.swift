@@ -119,7 +119,8 @@ final class ShapeManipulationTests: XCTestCase {
     func testTransposeLargeMatchesNaive() throws {
         let ctx = ExecutionContext(threads: 2)
         for (shape, perm) in [([1, 300, 40], [0, 2, 1]), ([1, 40, 300], [0, 2, 1]), ([2, 50, 3, 16], [0, 2, 1, 3]),
-                              ([3, 20, 30, 5], [0, 3, 1, 2]), ([2, 3, 64, 65], [0, 1, 3, 2])] {
+                              ([3, 20, 30, 5], [0, 3, 1, 2]), ([2, 3, 64, 65], [0, 1, 3, 2]),
+                              ([1, 9, 1100], [0, 2, 1]), ([3, 13, 1025], [0, 2, 1])] {   // rows ≥ 4 KiB apart
             let n = shape.reduce(1, *)
             let x = Tensor((0..<n).map { Float($0) }, shape: shape)
             let y = try SingleOp.run("Transpose", inputs: [x], attributes: ["perm": .ints(perm)], context: ctx)[0]
