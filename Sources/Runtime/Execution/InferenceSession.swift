@@ -219,22 +219,7 @@ public final class InferenceSession {
             for s in step.inputs where s >= 0 { lastUse[s] = k }
             for s in step.outputs where s >= 0 && lastUse[s] < k { lastUse[s] = k }   // unread outputs die at once
         }
-        // A folded step (e.g. Shape of a runtime tensor) runs once in this first pass, in node order:
-        // keep its inputs alive until the run step that follows it.
-        var nextRun = runSteps.count
-        var k = all.count - 1
-        while k >= 0 {
-            let step = all[k]
-            if runSteps.indices.contains(nextRun - 1), runSteps[nextRun - 1].nodeIndex == step.nodeIndex {
-                nextRun -= 1
-            } else {
-                for s in step.inputs where s >= 0 && !staticValue[s] {
-                    lastUse[s] = nextRun < runSteps.count ? max(lastUse[s], nextRun) : Int.max
-                }
-            }
-            k -= 1
-        }
-        for s in 0..<count where lastUse[s] >= 0 && lastUse[s] < runSteps.count && !outputSlots.contains(s) && !staticValue[s] {
+        for s in 0..<count where lastUse[s] >= 0 && !outputSlots.contains(s) && !staticValue[s] {
             runSteps[lastUse[s]].release.append(s)
         }
         plan.steps = runSteps
