@@ -1,5 +1,6 @@
 import Foundation
 import GraphIR
+import CKernels
 
 // Unary elementwise ops: float math (float32 / float64 / float16 / bfloat16; the two 16-bit types
 // compute in float32), sign-like ops also on integers, Clip, Gelu, IsNaN / IsInf, Not.
@@ -121,6 +122,12 @@ extension OpRegistry {
 protocol FloatFn {
     func f(_ x: Float) -> Float
     func d(_ x: Double) -> Double
+    /// A whole-array float32 routine from CKernels (vectorised per instruction set), if there is one.
+    var bulkFloat: ((UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void)? { get }
+}
+
+extension FloatFn {
+    var bulkFloat: ((UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void)? { nil }
 }
 
 struct OnFloat<F: FloatFn>: UnaryFunction { let fn: F; @inline(__always) func callAsFunction(_ x: Float) -> Float { fn.f(x) } }
@@ -130,7 +137,14 @@ struct OnBFloat<F: FloatFn>: UnaryFunction { let fn: F; @inline(__always) func c
 
 func floatUnary<F: FloatFn>(_ fn: F, _ x: Tensor, _ label: String, _ ctx: ExecutionContext) throws -> Tensor {
     switch x.dataType {
-    case .float: return mapElements(OnFloat(fn: fn), x, output: .float, ctx)
+    case .float:
+        if let bulk = fn.bulkFloat {
+            let y = Tensor(uninitialized: .float, shape: x.shape)
+            let src = x.pointer(Float.self), dst = y.pointer(Float.self)
+            ctx.parallelFor(x.count, minimumPerChunk: 1 << 15) { start, end in bulk(src + start, dst + start, end - start) }
+            return y
+        }
+        return mapElements(OnFloat(fn: fn), x, output: .float, ctx)
     case .double: return mapElements(OnDouble(fn: fn), x, output: .double, ctx)
     case .float16: return mapElements(OnHalf(fn: fn), x, output: .float16, ctx)
     case .bfloat16: return mapElements(OnBFloat(fn: fn), x, output: .bfloat16, ctx)
@@ -247,11 +261,13 @@ func erfCore(_ x: Double) -> Double {
 
 struct ErfFn: FloatFn {
     @inline(__always) func f(_ x: Float) -> Float { Float(erfCore(Double(x))) }
+    var bulkFloat: ((UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void)? { { ck_erf($0, $1, $2) } }
     func d(_ x: Double) -> Double { Foundation.erf(x) }
 }
 
 /// Gelu (approximate = none): x/2 · (1 + erf(x/√2)), computed in double, rounded once.
 struct GeluFn: FloatFn {
+    var bulkFloat: ((UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void)? { { ck_gelu($0, $1, $2) } }
     @inline(__always) func f(_ x: Float) -> Float {
         let v = Double(x)
         return Float(0.5 * v * (1 + erfCore(v * 0.7071067811865476)))

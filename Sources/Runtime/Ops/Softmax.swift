@@ -1,5 +1,6 @@
 import Foundation
 import GraphIR
+import CKernels
 
 // Softmax and LogSoftmax.
 // Opset ≥ 13: normalise along one axis (default −1); the tensor is seen as [outer, n, inner].
@@ -70,32 +71,9 @@ enum SoftmaxKernels {
                             _ outer: Int, _ n: Int, _ inner: Int, _ log: Bool, _ context: ExecutionContext) {
         if outer * n * inner == 0 { return }
         if inner == 1 {
+            // Rows: the vectorised C routine (CKernels picks AVX-512 / AVX2 / baseline at load time).
             context.parallelFor(outer, minimumPerChunk: max(1, 16384 / max(n, 1))) { start, end in
-                for r in start..<end {
-                    let s = src + r * n, d = dst + r * n
-                    let m = NormOpsSupport.rowMax(s, n)
-                    if m.isNaN || m == .infinity {
-                        // ∞ or NaN in the row: fall back to the plain definition (gives NaN like PyTorch)
-                        for i in 0..<n { d[i] = .nan }
-                        continue
-                    }
-                    let shift = m == -.infinity ? 0 : m
-                    let total = NormOpsSupport.expShiftSum(s, d, n, shift: shift)
-                    if log {
-                        // (x - max) - log Σ: subtracting max first keeps precision for large x
-                        let ls = Float(Foundation.log(total))
-                        var i = 0
-                        let m8 = SIMD8<Float>(repeating: shift), l8 = SIMD8<Float>(repeating: ls)
-                        while i + 8 <= n { NormOpsSupport.store8((NormOpsSupport.load8(s + i) - m8) - l8, d + i); i += 8 }
-                        while i < n { d[i] = (s[i] - shift) - ls; i += 1 }
-                    } else {
-                        let inv = Float(1.0 / total)
-                        var i = 0
-                        let v8 = SIMD8<Float>(repeating: inv)
-                        while i + 8 <= n { NormOpsSupport.store8(NormOpsSupport.load8(d + i) * v8, d + i); i += 8 }
-                        while i < n { d[i] *= inv; i += 1 }
-                    }
-                }
+                ck_softmax_rows(src + start * n, dst + start * n, end - start, n, log ? 1 : 0)
             }
             return
         }
