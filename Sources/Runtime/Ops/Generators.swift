@@ -48,7 +48,7 @@ extension OpRegistry {
         let value = try fillValue(ctx.node)
         guard let c = ctx.constant(0) else {
             let rank = ctx.type(0)?.knownShape?.first
-            return [TensorType(value.dataType, rank.map { r in (0..<r).map { .symbol("\(ctx.node.label)#\($0)") } })]
+            return [TensorType(value.dataType, rank.map { r in (0..<r).map { .symbol("\(ctx.node.outputs.first ?? "?")#\($0)") } })]
         }
         return [TensorType(value.dataType, known: try c.integers())]
     }, makeKernel: { node, _ in
@@ -101,7 +101,7 @@ extension OpRegistry {
         if let s = ctx.constant(0), let l = ctx.constant(1), let d = ctx.constant(2) {
             return [TensorType(t.dataType, known: [try range(s, l, d, ctx.node.label).count])]
         }
-        return [TensorType(t.dataType, [.symbol("\(ctx.node.label)#0")])]
+        return [TensorType(t.dataType, [.symbol("\(ctx.node.outputs.first ?? "?")#0")])]
     }, makeKernel: { node, _ in
         ClosureKernel { inputs, _ in
             [try range(try inputs.required(0, "start"), try inputs.required(1, "limit"),

@@ -53,9 +53,13 @@ extension OpRegistry {
     static let reshapeSchema = OpSchema("Reshape", opsets: movementOpsets, inputs: 2...2, shapeInputs: [1],
                                         inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
-        guard let c = ctx.constant(1) else { return [TensorType(t.dataType, nil)] }
+        guard let c = ctx.constant(1) else {
+            // Shape computed at run time: the rank is still the shape input's length.
+            return [TensorType(t.dataType, freshDims(ctx, count: ctx.type(1)?.knownShape?.first))]
+        }
         let allowZero = ctx.opset >= 14 ? try ctx.node.int("allowzero", default: 0) != 0 : false
-        return [TensorType(t.dataType, try reshapeDims(t.shape, try c.integers(), allowZero: allowZero, ctx.node.label))]
+        return [TensorType(t.dataType, try reshapeDims(t.shape, try c.integers(), allowZero: allowZero, ctx.node.label,
+                                                         symbolPrefix: ctx.node.outputs.first ?? "?"))]
     }, makeKernel: { node, opset in
         let allowZero = opset >= 14 ? try node.int("allowzero", default: 0) != 0 : false
         return ClosureKernel { inputs, _ in
@@ -65,6 +69,11 @@ extension OpRegistry {
             return [x.reshaped(shape)]
         }
     })
+
+    /// `count` fresh symbolic dims named after the node (nil count: unknown rank).
+    static func freshDims(_ ctx: TypeInferenceContext, count: Int?) -> [Dim]? {
+        count.map { n in (0..<n).map { .symbol("\(ctx.node.outputs.first ?? "?")#\($0)") } }
+    }
 
     /// The concrete output shape of Reshape (0 copies the input dim unless allowzero, -1 is inferred).
     static func reshapeShape(_ input: [Int], _ requested: [Int], allowZero: Bool, _ label: String) throws -> [Int] {
@@ -107,7 +116,8 @@ extension OpRegistry {
     }
 
     /// The symbolic output shape of Reshape with a constant shape input.
-    static func reshapeDims(_ input: [Dim]?, _ requested: [Int], allowZero: Bool, _ label: String) throws -> [Dim]? {
+    static func reshapeDims(_ input: [Dim]?, _ requested: [Int], allowZero: Bool, _ label: String,
+                            symbolPrefix: String) throws -> [Dim]? {
         if let known = input.flatMap({ TensorType(.float, $0).knownShape }) {
             return Movement.dims(try reshapeShape(known, requested, allowZero: allowZero, label))
         }
@@ -137,7 +147,7 @@ extension OpRegistry {
             if ok, knownOut != 0, knownIn % knownOut == 0 {
                 out[i] = Movement.product([Dim.known(knownIn / knownOut)] + symbolsIn.map { Dim.symbol($0) })
             } else {
-                out[i] = .symbol("\(label)#\(i)")
+                out[i] = .symbol("\(symbolPrefix)#\(i)")
             }
         }
         return out.map { $0! }
@@ -147,7 +157,7 @@ extension OpRegistry {
 
     static let flattenSchema = OpSchema("Flatten", opsets: movementOpsets, inputs: 1...1, inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
-        guard let shape = t.shape else { return [TensorType(t.dataType, [.symbol("\(ctx.node.label)#0"), .symbol("\(ctx.node.label)#1")])] }
+        guard let shape = t.shape else { return [TensorType(t.dataType, [.symbol("\(ctx.node.outputs.first ?? "?")#0"), .symbol("\(ctx.node.outputs.first ?? "?")#1")])] }
         let a = try flattenAxis(ctx.node, rank: shape.count)
         return [TensorType(t.dataType, [Movement.product(shape[..<a]), Movement.product(shape[a...])])]
     }, makeKernel: { node, _ in
@@ -183,7 +193,7 @@ extension OpRegistry {
         else if let c = ctx.constant(1) { axes = try c.integers() }
         else { return [TensorType(t.dataType, nil)] }
         guard let shape = t.shape else { return [TensorType(t.dataType, nil)] }
-        if let axes {
+        if let axes, !axes.isEmpty {
             let norm = Set(try Movement.axes(axes, rank: shape.count, ctx.node.label))
             return [TensorType(t.dataType, shape.enumerated().filter { !norm.contains($0.offset) }.map(\.element))]
         }
@@ -195,7 +205,7 @@ extension OpRegistry {
             let x = try inputs.required(0)
             let axes = try axesAttributeOrInput(node, opset, inputs)
             var out: [Int] = []
-            if let axes {
+            if let axes, !axes.isEmpty {   // an empty axes list squeezes all, as onnxruntime does
                 let norm = Set(try Movement.axes(axes, rank: x.rank, node.label))
                 for (i, d) in x.shape.enumerated() {
                     if norm.contains(i) {
@@ -217,7 +227,10 @@ extension OpRegistry {
         let axes: [Int]
         if ctx.opset <= 12 { axes = try ctx.node.ints("axes") ?? [] }
         else if let c = ctx.constant(1) { axes = try c.integers() }
-        else { return [TensorType(t.dataType, nil)] }
+        else {
+            let added = ctx.type(1)?.knownShape?.first
+            return [TensorType(t.dataType, freshDims(ctx, count: added.flatMap { a in t.shape.map { $0.count + a } }))]
+        }
         guard let shape = t.shape else { return [TensorType(t.dataType, nil)] }
         return [TensorType(t.dataType, try unsqueezed(shape, axes, one: .known(1), ctx.node.label))]
     }, makeKernel: { node, opset in
@@ -251,8 +264,9 @@ extension OpRegistry {
 
     static let dropoutSchema = OpSchema("Dropout", opsets: movementOpsets, inputs: 1...3, outputs: 1...2,
                                         inferTypes: { ctx in
-        guard let t = ctx.type(0) else { return [nil, nil] }
-        return [t, TensorType(.bool, t.shape)]
+        let n = ctx.node.outputs.count
+        guard let t = ctx.type(0) else { return Array(repeating: nil, count: n) }
+        return Array([t, TensorType(.bool, t.shape)].prefix(n))
     }, makeKernel: { node, opset in
         let seed = try node.int("seed")
         let attributeRatio = try node.float("ratio", default: 0.5)

@@ -165,7 +165,9 @@ extension OpRegistry {
             return .some(try c.integers())
         }
         guard let starts = try const(1) ?? nil, let ends = try const(2) ?? nil,
-              let axes = try const(3), let steps = try const(4) else { return [TensorType(t.dataType, nil)] }
+              let axes = try const(3), let steps = try const(4) else {
+            return [TensorType(t.dataType, freshDims(ctx, count: shape.count))]
+        }
         var out = shape
         let plan = try slicePlanAxes(starts: starts, ends: ends, axes: axes, steps: steps, rank: shape.count, ctx.node.label)
         for (axis, s, e, st) in plan {
@@ -174,7 +176,7 @@ extension OpRegistry {
             } else if s == 0 && st == 1 && e >= Int(Int32.max) {
                 out[axis] = shape[axis]
             } else {
-                out[axis] = .symbol("\(ctx.node.label)#\(axis)")
+                out[axis] = .symbol("\(ctx.node.outputs.first ?? "?")#\(axis)")
             }
         }
         return [TensorType(t.dataType, out)]
@@ -233,7 +235,10 @@ extension OpRegistry {
     static let expandSchema = OpSchema("Expand", opsets: movementOpsets, inputs: 2...2, shapeInputs: [1],
                                        inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
-        guard let c = ctx.constant(1), let shape = t.shape else { return [TensorType(t.dataType, nil)] }
+        guard let c = ctx.constant(1), let shape = t.shape else {
+            let n = ctx.type(1)?.knownShape?.first
+            return [TensorType(t.dataType, freshDims(ctx, count: n.flatMap { n in t.shape.map { max($0.count, n) } }))]
+        }
         let target = try c.integers()
         let rank = max(shape.count, target.count)
         var out: [Dim] = []
@@ -270,7 +275,7 @@ extension OpRegistry {
     static let tileSchema = OpSchema("Tile", opsets: movementOpsets, inputs: 2...2, shapeInputs: [1],
                                      inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
-        guard let c = ctx.constant(1), let shape = t.shape else { return [TensorType(t.dataType, t.shape.map { s in s.enumerated().map { .symbol("\(ctx.node.label)#\($0.offset)") } })] }
+        guard let c = ctx.constant(1), let shape = t.shape else { return [TensorType(t.dataType, t.shape.map { s in s.enumerated().map { .symbol("\(ctx.node.outputs.first ?? "?")#\($0.offset)") } })] }
         let reps = try c.integers()
         guard reps.count == shape.count else { throw SegFormerError.invalid("\(ctx.node.label): repeats \(reps) do not match rank \(shape.count)") }
         return [TensorType(t.dataType, zip(shape, reps).map { d, r in
@@ -301,7 +306,7 @@ extension OpRegistry {
         if ctx.node.input(3) != nil && ctx.constant(3) == nil { return [TensorType(t.dataType, nil)] }
         let (begin, end) = try padAmounts(try p.integers(), axes: try ctx.constant(3)?.integers(), rank: shape.count, ctx.node.label)
         return [TensorType(t.dataType, shape.enumerated().map { k, d in
-            begin[k] == 0 && end[k] == 0 ? d : (d.value.map { .known($0 + begin[k] + end[k]) } ?? .symbol("\(ctx.node.label)#\(k)"))
+            begin[k] == 0 && end[k] == 0 ? d : (d.value.map { .known($0 + begin[k] + end[k]) } ?? .symbol("\(ctx.node.outputs.first ?? "?")#\(k)"))
         })]
     }, makeKernel: { node, opset in
         let mode = try node.string("mode", default: "constant")

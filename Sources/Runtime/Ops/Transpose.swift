@@ -40,7 +40,7 @@ extension OpRegistry {
         guard let s = t.shape, s.count == 4 else { return [TensorType(t.dataType, nil)] }
         let b = try blockSize(ctx.node)
         func mul(_ d: Dim) -> Dim { d.value.map { .known($0 * b) } ?? Movement.product([.known(b), d]) }
-        let c: Dim = s[1].value.map { .known($0 / (b * b)) } ?? .symbol("\(ctx.node.label)#1")
+        let c: Dim = s[1].value.map { .known($0 / (b * b)) } ?? .symbol("\(ctx.node.outputs.first ?? "?")#1")
         return [TensorType(t.dataType, [s[0], c, mul(s[2]), mul(s[3])])]
     }, makeKernel: { node, _ in
         let b = try blockSize(node)
@@ -69,7 +69,7 @@ extension OpRegistry {
         guard let t = ctx.type(0) else { return [nil] }
         guard let s = t.shape, s.count == 4 else { return [TensorType(t.dataType, nil)] }
         let b = try blockSize(ctx.node)
-        func div(_ d: Dim, _ i: Int) -> Dim { d.value.map { .known($0 / b) } ?? .symbol("\(ctx.node.label)#\(i)") }
+        func div(_ d: Dim, _ i: Int) -> Dim { d.value.map { .known($0 / b) } ?? .symbol("\(ctx.node.outputs.first ?? "?")#\(i)") }
         let c: Dim = s[1].value.map { .known($0 * b * b) } ?? Movement.product([.known(b * b), s[1]])
         return [TensorType(t.dataType, [s[0], c, div(s[2], 2), div(s[3], 3)])]
     }, makeKernel: { node, _ in
