@@ -15,10 +15,24 @@ extension OpRegistry {
     static let convolutionOps: [OpSchema] = [
         OpSchema("Conv", opsets: 1...23, inputs: 2...3,
                  inferTypes: { try Convolution.inferConv($0) },
-                 makeKernel: { node, _ in try Convolution.convKernel(node) }),
+                 makeKernel: { node, _ in try Convolution.convKernel(node) })
+            .withGradient { try Convolution.convGradient($0) },
         OpSchema("ConvTranspose", opsets: 1...23, inputs: 2...3,
                  inferTypes: { try Convolution.inferConvTranspose($0) },
                  makeKernel: { node, _ in try Convolution.convTransposeKernel(node) }),
+        // Training kernels (Conv's backward; see "MARK: gradients").
+        OpSchema("ConvGradInput", domain: trainingDomain, inputs: 3...3, shapeInputs: [2],
+                 inferTypes: { ctx in [LinearAlgebra.inferFromTarget(ctx, 2)] },
+                 makeKernel: { node, _ in try Convolution.convGradKernel(node, weight: false) }),
+        OpSchema("ConvGradWeight", domain: trainingDomain, inputs: 3...3, shapeInputs: [2],
+                 inferTypes: { ctx in [LinearAlgebra.inferFromTarget(ctx, 2)] },
+                 makeKernel: { node, _ in try Convolution.convGradKernel(node, weight: true) }),
+        OpSchema("ConvGradBias", domain: trainingDomain, inputs: 1...1,
+                 inferTypes: { ctx in
+                     guard let t = ctx.type(0) else { return [nil] }
+                     return [TensorType(t.dataType, t.shape.map { $0.count >= 2 ? [$0[1]] : [] })]
+                 },
+                 makeKernel: { node, _ in Convolution.convGradBiasKernel(node) }),
     ]
 }
 
@@ -711,6 +725,439 @@ enum Convolution {
                         while d >= 0 { idx[d] += 1; if idx[d] < g.input[d] { break }; idx[d] = 0; d -= 1 }
                     }
                 }
+            }
+        }
+    }
+
+    // MARK: gradients
+    //
+    // dX = ConvGradInput(dY, W, shape(X)), dW = ConvGradWeight(dY, X, shape(W)), dB = ConvGradBias(dY)
+    // (sum over images and positions). The paths mirror the forward:
+    //  * 1×1, stride 1, no padding: per image and group dXᵍ = Wᵍᵀ·dYᵍ and dWᵍ += dYᵍ·Xᵍᵀ, single GEMMs
+    //    with transpose flags;
+    //  * depthwise 2-D: direct kernels, parallel over channels; dX of a stride-1 conv with depth
+    //    multiplier 1 is the forward depthwise conv of dY with the 180°-rotated kernel;
+    //  * otherwise 2-D: per tile of output positions, col = Wᵍᵀ·dYᵍ then col2im (parallel over
+    //    channels) for dX, and im2col then dWᵍ += dYᵍ·colᵀ for dW; N-D uses whole-image columns.
+
+    static func convGradient(_ ctx: GradientContext) throws -> [String?] {
+        let node = ctx.node
+        let dy = try ctx.gradient()
+        var result: [String?] = [nil, nil, nil]
+        if ctx.needs(0) {
+            result[0] = ctx.builder.add1("ConvGradInput", domain: trainingDomain, [dy, ctx.input(1), ctx.shape(of: ctx.input(0))],
+                                         attributes: node.attributes, name: "ConvGradInput")
+        }
+        if ctx.needs(1) {
+            result[1] = ctx.builder.add1("ConvGradWeight", domain: trainingDomain, [dy, ctx.input(0), ctx.shape(of: ctx.input(1))],
+                                         attributes: node.attributes, name: "ConvGradWeight")
+        }
+        if node.inputs.count > 2, !node.inputs[2].isEmpty, ctx.needs(2) {
+            result[2] = ctx.builder.add1("ConvGradBias", domain: trainingDomain, [dy], name: "ConvGradBias")
+        }
+        return result
+    }
+
+    /// ConvGradInput(dY, W, xShape) (weight: false) or ConvGradWeight(dY, X, wShape) (weight: true),
+    /// with the forward Conv's attributes.
+    static func convGradKernel(_ node: Node, weight: Bool) throws -> Kernel {
+        let label = node.label
+        let attrs = try WindowAttributes(node)
+        let group = try node.int("group", default: 1)
+        guard group >= 1 else { throw SegFormerError.invalid("\(label): group must be ≥ 1, got \(group)") }
+        return ClosureKernel { inputs, context in
+            BLAS.useThreads(context.threads)
+            let dy = try inputs.required(0, "dY"), operand = try inputs.required(1, weight ? "X" : "W")
+            let shape = try inputs.required(2, "shape").integers()
+            guard shape.allSatisfy({ $0 >= 0 }) else { throw SegFormerError.invalid("\(label): negative dimension in shape \(shape)") }
+            let xShape = weight ? operand.shape : shape, wShape = weight ? shape : operand.shape
+            guard dy.dataType == operand.dataType else {
+                throw SegFormerError.invalid("\(label): dY is \(dy.dataType), \(weight ? "X" : "W") is \(operand.dataType)")
+            }
+            guard xShape.count >= 3, wShape.count == xShape.count else {
+                throw SegFormerError.invalid("\(label): X \(xShape) must have rank ≥ 3 and W \(wShape) the same rank")
+            }
+            let n = xShape[0], c = xShape[1], m = wShape[0]
+            guard c == wShape[1] * group, m % group == 0 else {
+                throw SegFormerError.invalid("\(label): X \(xShape) and W \(wShape) do not match group \(group)")
+            }
+            let kernel = Array(wShape.dropFirst(2))
+            if let ks = attrs.kernelShape, ks != kernel {
+                throw SegFormerError.invalid("\(label): kernel_shape \(ks) differs from the weight's spatial shape \(wShape)")
+            }
+            let geometry = try WindowGeometry(input: Array(xShape.dropFirst(2)), kernel: kernel, attributes: attrs, label)
+            guard dy.shape == [n, m] + geometry.output else {
+                throw SegFormerError.invalid("\(label): dY has shape \(dy.shape), the Conv of X \(xShape) with W \(wShape) gives \([n, m] + geometry.output)")
+            }
+            // The result's size is bounded by an existing tensor's (X or W come from the other side).
+            let (total, overflow) = shape.reduce((1, false)) { acc, d in
+                let r = acc.0.multipliedReportingOverflow(by: d); return (r.partialValue, acc.1 || r.overflow)
+            }
+            guard !overflow, total < (1 << 34) else { throw SegFormerError.invalid("\(label): absurd shape \(shape)") }
+            let s = ConvShape(n: n, c: c, m: m, group: group, geometry: geometry)
+            func run<T: BinaryFloatingPoint>(_: T.Type, _ dy: Tensor, _ operand: Tensor) throws -> Tensor {
+                weight ? try gradWeight(T.self, dy, operand, s, wShape, context) : try gradInput(T.self, dy, operand, s, xShape, context)
+            }
+            switch dy.dataType {
+            case .float: return [try run(Float.self, dy, operand)]
+            case .double: return [try run(Double.self, dy, operand)]
+            case .float16, .bfloat16:
+                return [BLAS.fromFloat32(try run(Float.self, BLAS.toFloat32(dy), BLAS.toFloat32(operand)), to: dy.dataType)]
+            default: throw SegFormerError.unsupported("\(label): Conv gradient of \(dy.dataType) tensors")
+            }
+        }
+    }
+
+    static func convGradBiasKernel(_ node: Node) -> Kernel {
+        let label = node.label
+        return ClosureKernel { inputs, context in
+            let dy = try inputs.required(0, "dY")
+            guard dy.rank >= 2 else { throw SegFormerError.invalid("\(label): dY must have rank ≥ 2, got \(dy.shape)") }
+            let n = dy.shape[0], m = dy.shape[1], spatial = dy.shape.dropFirst(2).reduce(1, *)
+            func run<T: BinaryFloatingPoint>(_: T.Type, _ dy: Tensor) -> Tensor {
+                let out = Tensor(uninitialized: dy.dataType, shape: [m])
+                let src = dy.pointer(T.self), dst = out.pointer(T.self)
+                context.parallelFor(m, minimumPerChunk: max(1, 65536 / max(1, n * spatial))) { c0, c1 in
+                    for ch in c0..<c1 {
+                        var total = 0.0
+                        for img in 0..<n { total += Double(sum(src + (img * m + ch) * spatial, spatial)) }
+                        dst[ch] = T(total)
+                    }
+                }
+                return out
+            }
+            switch dy.dataType {
+            case .float: return [run(Float.self, dy)]
+            case .double: return [run(Double.self, dy)]
+            case .float16, .bfloat16: return [BLAS.fromFloat32(run(Float.self, BLAS.toFloat32(dy)), to: dy.dataType)]
+            default: throw SegFormerError.unsupported("\(label): Conv gradient of \(dy.dataType) tensors")
+            }
+        }
+    }
+
+    // MARK: vector helpers (SIMD for float32: Swift does not reassociate scalar float sums)
+
+    @inline(__always)
+    static func sum<T: BinaryFloatingPoint>(_ a: UnsafePointer<T>, _ n: Int) -> T {
+        if T.self == Float.self {
+            let p = UnsafeRawPointer(a)
+            var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
+            var i = 0
+            while i + 16 <= n {
+                acc0 += p.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                acc1 += p.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD8<Float>.self)
+                i += 16
+            }
+            var total = (acc0 + acc1).sum()
+            let f = p.assumingMemoryBound(to: Float.self)
+            while i < n { total += f[i]; i += 1 }
+            return T(total)
+        }
+        var s0: T = 0, s1: T = 0
+        var i = 0
+        while i + 2 <= n { s0 += a[i]; s1 += a[i + 1]; i += 2 }
+        if i < n { s0 += a[i] }
+        return s0 + s1
+    }
+
+    /// Σ a[i]·b[i·bStride] for i in 0..<n.
+    @inline(__always)
+    static func dot<T: BinaryFloatingPoint>(_ a: UnsafePointer<T>, _ b: UnsafePointer<T>, _ n: Int, bStride: Int = 1) -> T {
+        if T.self == Float.self && bStride == 1 {
+            let pa = UnsafeRawPointer(a), pb = UnsafeRawPointer(b)
+            var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
+            var i = 0
+            while i + 16 <= n {
+                acc0.addProduct(pa.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self),
+                                pb.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
+                acc1.addProduct(pa.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD8<Float>.self),
+                                pb.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD8<Float>.self))
+                i += 16
+            }
+            if i + 8 <= n {
+                acc0.addProduct(pa.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self),
+                                pb.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
+                i += 8
+            }
+            var total = (acc0 + acc1).sum()
+            let fa = pa.assumingMemoryBound(to: Float.self), fb = pb.assumingMemoryBound(to: Float.self)
+            while i < n { total += fa[i] * fb[i]; i += 1 }
+            return T(total)
+        }
+        var s0: T = 0, s1: T = 0
+        var i = 0
+        while i + 2 <= n { s0 += a[i] * b[i * bStride]; s1 += a[i + 1] * b[(i + 1) * bStride]; i += 2 }
+        if i < n { s0 += a[i] * b[i * bStride] }
+        return s0 + s1
+    }
+
+    // MARK: dX
+
+    static func gradInput<T: BinaryFloatingPoint>(_: T.Type, _ dy: Tensor, _ w: Tensor, _ s0: ConvShape, _ xShape: [Int],
+                                                  _ context: ExecutionContext) throws -> Tensor {
+        let dx = Tensor(uninitialized: dy.dataType, shape: xShape)
+        if dx.count == 0 { return dx }
+        var s = s0
+        if s.geometry.rank == 1 { s.geometry = s.geometry.lifted2D }
+        let g = s.geometry
+        let pdy = dy.pointer(T.self), pw = w.pointer(T.self), pdx = dx.pointer(T.self)
+        if dy.count == 0 || w.count == 0 {
+            BLAS.scale(pdx, m: 1, n: dx.count, ldc: dx.count, beta: 0)
+            return dx
+        }
+        if g.rank == 2 && s.cPerGroup == 1 {
+            depthwiseGradInput(T.self, pdy, pw, pdx, s, context)
+            return dx
+        }
+        let inSpatial = g.input.reduce(1, *), outSpatial = g.output.reduce(1, *), taps = g.kernel.reduce(1, *)
+        let cg = s.cPerGroup, mg = s.mPerGroup, rows = cg * taps
+        let pointwise = taps == 1 && g.strides.allSatisfy { $0 == 1 } && g.padBegin.allSatisfy { $0 == 0 }
+            && g.padEnd.allSatisfy { $0 == 0 }
+        try BLAS.checkSizes(rows, outSpatial, mg, rows, outSpatial, outSpatial)
+        if pointwise {
+            for img in 0..<s.n {
+                for grp in 0..<s.group {
+                    BLAS.gemm(T.self, transA: true, m: cg, n: inSpatial, k: mg, a: pw + grp * mg * cg, lda: cg,
+                              b: pdy + (img * s.m + grp * mg) * outSpatial, ldb: outSpatial,
+                              c: pdx + (img * s.c + grp * cg) * inSpatial, ldc: inSpatial)
+                }
+            }
+            return dx
+        }
+        BLAS.scale(pdx, m: 1, n: dx.count, ldc: dx.count, beta: 0)
+        let tile: Int
+        if g.rank == 2 {
+            tile = rows * outSpatial <= columnBudget ? outSpatial : min(outSpatial, max(minimumTile, columnBudget / rows))
+        } else {
+            tile = outSpatial
+            guard rows.multipliedReportingOverflow(by: outSpatial).partialValue < (1 << 31) else {
+                throw SegFormerError.unsupported("Conv gradient: column buffer of \(rows)×\(outSpatial) is too large for the generic N-D path")
+            }
+        }
+        // col2im over the whole image is ConvTranspose's, with the conv's input and output swapped.
+        let swapped = WindowGeometry(input: g.output, kernel: g.kernel, strides: g.strides, dilations: g.dilations,
+                                     padBegin: g.padBegin, padEnd: g.padEnd, output: g.input)
+        let colTensor = Tensor(uninitialized: T.self == Double.self ? .double : .float, shape: [rows * tile])
+        let col = colTensor.pointer(T.self)
+        for img in 0..<s.n {
+            for grp in 0..<s.group {
+                let dyg = pdy + (img * s.m + grp * mg) * outSpatial
+                let wg = pw + grp * mg * rows
+                let dxg = pdx + (img * s.c + grp * cg) * inSpatial
+                var p0 = 0
+                while p0 < outSpatial {
+                    let p1 = min(outSpatial, p0 + tile)
+                    BLAS.gemm(T.self, transA: true, m: rows, n: p1 - p0, k: mg, a: wg, lda: rows, b: dyg + p0, ldb: outSpatial,
+                              c: col, ldc: p1 - p0)
+                    if g.rank == 2 {
+                        col2im2D(col, dxg, g, channels: cg, p0: p0, p1: p1, context)
+                    } else {
+                        col2im(col, dxg, swapped, channels: cg, context)
+                    }
+                    p0 = p1
+                }
+            }
+        }
+        return dx
+    }
+
+    /// dx[c, oh·sh − ph + kh·dh, ow·sw − pw + kw·dw] += col[r, p − p0], r = (c, kh, kw), for output
+    /// positions p = oh·OW + ow in p0..<p1 (the adjoint of `im2col2D`). Parallel over channels.
+    static func col2im2D<T: BinaryFloatingPoint>(_ col: UnsafePointer<T>, _ dx: UnsafeMutablePointer<T>, _ g: WindowGeometry,
+                                                 channels: Int, p0: Int, p1: Int, _ context: ExecutionContext) {
+        let (H, W) = (g.input[0], g.input[1]), (KH, KW) = (g.kernel[0], g.kernel[1])
+        let OW = g.output[1], (SH, SW) = (g.strides[0], g.strides[1])
+        let (DH, DW) = (g.dilations[0], g.dilations[1]), (PH, PW) = (g.padBegin[0], g.padBegin[1])
+        let width = p1 - p0
+        context.parallelFor(channels, minimumPerChunk: max(1, 65536 / max(1, width * KH * KW))) { c0, c1 in
+            for cc in c0..<c1 {
+                let plane = dx + cc * H * W
+                for kh in 0..<KH {
+                    for kw in 0..<KW {
+                        let r = (cc * KH + kh) * KW + kw
+                        let src = col + r * width - p0
+                        let base = kw * DW - PW
+                        let (vlo, vhi) = validRange(base: base, stride: SW, size: W, count: OW)
+                        var p = p0
+                        while p < p1 {
+                            let oh = p / OW, ow0 = p - oh * OW
+                            let ow1 = min(OW, ow0 + (p1 - p))
+                            let rowStart = p - ow0
+                            let ih = oh * SH - PH + kh * DH
+                            if ih >= 0 && ih < H {
+                                let drow = plane + ih * W + base
+                                let srow = src + rowStart
+                                let lo = max(ow0, min(vlo, ow1)), hi = max(lo, min(vhi, ow1))
+                                if SW == 1 {
+                                    for ow in lo..<hi { drow[ow] += srow[ow] }
+                                } else {
+                                    for ow in lo..<hi { drow[ow * SW] += srow[ow] }
+                                }
+                            }
+                            p = rowStart + ow1
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Depthwise (one input channel per group) dX. Stride 1 with depth multiplier 1 and pads within
+    /// the dilated kernel: the forward depthwise conv of dY with each kernel rotated by 180°.
+    /// Otherwise a direct scatter, parallel over (image, input channel) so no two threads share a plane.
+    static func depthwiseGradInput<T: BinaryFloatingPoint>(_: T.Type, _ pdy: UnsafePointer<T>, _ pw: UnsafePointer<T>,
+                                                           _ pdx: UnsafeMutablePointer<T>, _ s: ConvShape, _ context: ExecutionContext) {
+        let g = s.geometry
+        let (H, W) = (g.input[0], g.input[1]), (KH, KW) = (g.kernel[0], g.kernel[1])
+        let (OH, OW) = (g.output[0], g.output[1]), (SH, SW) = (g.strides[0], g.strides[1])
+        let (DH, DW) = (g.dilations[0], g.dilations[1]), (PH, PW) = (g.padBegin[0], g.padBegin[1])
+        let mg = s.mPerGroup, taps = KH * KW
+        let spanH = (KH - 1) * DH, spanW = (KW - 1) * DW
+        if mg == 1 && SH == 1 && SW == 1 && PH <= spanH && PW <= spanW
+            && g.padEnd[0] <= spanH && g.padEnd[1] <= spanW {
+            let rotated = [T](unsafeUninitializedCapacity: s.m * taps) { buf, count in
+                for ch in 0..<s.m { for t in 0..<taps { buf[ch * taps + t] = pw[ch * taps + taps - 1 - t] } }
+                count = s.m * taps
+            }
+            let back = WindowGeometry(input: [OH, OW], kernel: [KH, KW], strides: [1, 1], dilations: [DH, DW],
+                                      padBegin: [spanH - PH, spanW - PW], padEnd: [spanH - g.padEnd[0], spanW - g.padEnd[1]],
+                                      output: [H, W])
+            let bs = ConvShape(n: s.n, c: s.m, m: s.c, group: s.c, geometry: back)
+            rotated.withUnsafeBufferPointer { depthwise2D(pdy, $0.baseAddress!, nil, pdx, bs, context) }
+            return
+        }
+        let c = s.c, m = s.m
+        context.parallelFor(s.n * c, minimumPerChunk: max(1, 32768 / max(1, mg * OH * OW * taps))) { start, end in
+            for idx in start..<end {
+                let img = idx / c, ch = idx % c
+                let plane = pdx + idx * H * W
+                for j in 0..<(H * W) { plane[j] = 0 }
+                for oc in (ch * mg)..<((ch + 1) * mg) {
+                    let src = pdy + (img * m + oc) * OH * OW
+                    let wk = pw + oc * taps
+                    for oh in 0..<OH {
+                        let srow = src + oh * OW
+                        for kh in 0..<KH {
+                            let ih = oh * SH - PH + kh * DH
+                            if ih < 0 || ih >= H { continue }
+                            let drow = plane + ih * W
+                            for kw in 0..<KW {
+                                let wv = wk[kh * KW + kw]
+                                let base = kw * DW - PW
+                                let (lo, hi) = validRange(base: base, stride: SW, size: W, count: OW)
+                                if SW == 1 {
+                                    let d = drow + base
+                                    for ow in lo..<hi { d[ow] += wv * srow[ow] }
+                                } else {
+                                    for ow in lo..<hi { drow[ow * SW + base] += wv * srow[ow] }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: dW
+
+    static func gradWeight<T: BinaryFloatingPoint>(_: T.Type, _ dy: Tensor, _ x: Tensor, _ s0: ConvShape, _ wShape: [Int],
+                                                   _ context: ExecutionContext) throws -> Tensor {
+        let dw = Tensor(uninitialized: dy.dataType, shape: wShape)
+        if dw.count == 0 { return dw }
+        var s = s0
+        if s.geometry.rank == 1 { s.geometry = s.geometry.lifted2D }
+        let g = s.geometry
+        let pdy = dy.pointer(T.self), px = x.pointer(T.self), pdw = dw.pointer(T.self)
+        BLAS.scale(pdw, m: 1, n: dw.count, ldc: dw.count, beta: 0)
+        if dy.count == 0 || x.count == 0 { return dw }
+        if g.rank == 2 && s.cPerGroup == 1 {
+            depthwiseGradWeight(T.self, pdy, px, pdw, s, context)
+            return dw
+        }
+        let inSpatial = g.input.reduce(1, *), outSpatial = g.output.reduce(1, *), taps = g.kernel.reduce(1, *)
+        let cg = s.cPerGroup, mg = s.mPerGroup, rows = cg * taps
+        let pointwise = taps == 1 && g.strides.allSatisfy { $0 == 1 } && g.padBegin.allSatisfy { $0 == 0 }
+            && g.padEnd.allSatisfy { $0 == 0 }
+        try BLAS.checkSizes(mg, rows, outSpatial, outSpatial, outSpatial, rows)
+        if pointwise {
+            // dWᵍ = Σ_img dYᵍ·Xᵍᵀ: one GEMM per image and group, K = positions, accumulating.
+            for img in 0..<s.n {
+                for grp in 0..<s.group {
+                    BLAS.gemm(T.self, transB: true, m: mg, n: cg, k: inSpatial,
+                              a: pdy + (img * s.m + grp * mg) * outSpatial, lda: outSpatial,
+                              b: px + (img * s.c + grp * cg) * inSpatial, ldb: inSpatial,
+                              beta: 1, c: pdw + grp * mg * cg, ldc: cg)
+                }
+            }
+            return dw
+        }
+        let tile: Int
+        if g.rank == 2 {
+            tile = rows * outSpatial <= columnBudget ? outSpatial : min(outSpatial, max(minimumTile, columnBudget / rows))
+        } else {
+            tile = outSpatial
+            guard rows.multipliedReportingOverflow(by: outSpatial).partialValue < (1 << 31) else {
+                throw SegFormerError.unsupported("Conv gradient: im2col buffer of \(rows)×\(outSpatial) is too large for the generic N-D path")
+            }
+        }
+        let colTensor = Tensor(uninitialized: T.self == Double.self ? .double : .float, shape: [rows * tile])
+        let col = colTensor.pointer(T.self)
+        for img in 0..<s.n {
+            for grp in 0..<s.group {
+                let xg = px + (img * s.c + grp * cg) * inSpatial
+                let dyg = pdy + (img * s.m + grp * mg) * outSpatial
+                let dwg = pdw + grp * mg * rows
+                var p0 = 0
+                while p0 < outSpatial {
+                    let p1 = min(outSpatial, p0 + tile)
+                    if g.rank == 2 {
+                        im2col2D(xg, col, g, channels: cg, p0: p0, p1: p1, context)
+                    } else {
+                        im2colND(xg, col, g, channels: cg, context)
+                    }
+                    BLAS.gemm(T.self, transB: true, m: mg, n: rows, k: p1 - p0, a: dyg + p0, lda: outSpatial,
+                              b: col, ldb: p1 - p0, beta: 1, c: dwg, ldc: rows)
+                    p0 = p1
+                }
+            }
+        }
+        return dw
+    }
+
+    /// Depthwise dW[oc, kh, kw] = Σ_img Σ_(oh,ow) dY[img, oc, oh, ow]·X[img, c, ih, iw]: per output row a
+    /// dot product over the valid columns for each tap (SIMD for float32), rows accumulated in
+    /// Double. Parallel over output channels.
+    static func depthwiseGradWeight<T: BinaryFloatingPoint>(_: T.Type, _ pdy: UnsafePointer<T>, _ px: UnsafePointer<T>,
+                                                            _ pdw: UnsafeMutablePointer<T>, _ s: ConvShape, _ context: ExecutionContext) {
+        let g = s.geometry
+        let (H, W) = (g.input[0], g.input[1]), (KH, KW) = (g.kernel[0], g.kernel[1])
+        let (OH, OW) = (g.output[0], g.output[1]), (SH, SW) = (g.strides[0], g.strides[1])
+        let (DH, DW) = (g.dilations[0], g.dilations[1]), (PH, PW) = (g.padBegin[0], g.padBegin[1])
+        let m = s.m, c = s.c, mg = s.mPerGroup, taps = KH * KW
+        context.parallelFor(m, minimumPerChunk: max(1, 32768 / max(1, s.n * OH * OW * taps))) { start, end in
+            var acc = [Double](repeating: 0, count: taps)
+            for oc in start..<end {
+                for t in 0..<taps { acc[t] = 0 }
+                for img in 0..<s.n {
+                    let src = px + (img * c + oc / mg) * H * W
+                    let grad = pdy + (img * m + oc) * OH * OW
+                    for oh in 0..<OH {
+                        let grow = grad + oh * OW
+                        for kh in 0..<KH {
+                            let ih = oh * SH - PH + kh * DH
+                            if ih < 0 || ih >= H { continue }
+                            let srow = src + ih * W
+                            for kw in 0..<KW {
+                                let base = kw * DW - PW
+                                let (lo, hi) = validRange(base: base, stride: SW, size: W, count: OW)
+                                if lo >= hi { continue }
+                                acc[kh * KW + kw] += Double(dot(grow + lo, srow + lo * SW + base, hi - lo, bStride: SW))
+                            }
+                        }
+                    }
+                }
+                for t in 0..<taps { pdw[oc * taps + t] = T(acc[t]) }
             }
         }
     }

@@ -8,10 +8,19 @@ extension OpRegistry {
     static let linearAlgebraOps: [OpSchema] = [
         OpSchema("MatMul", opsets: 1...23, inputs: 2...2,
                  inferTypes: { try LinearAlgebra.inferMatMul($0) },
-                 makeKernel: { node, _ in LinearAlgebra.matMulKernel(node) }),
+                 makeKernel: { node, _ in LinearAlgebra.matMulKernel(node) })
+            .withGradient { try LinearAlgebra.matMulGradient($0) },
         OpSchema("Gemm", opsets: 1...23, inputs: 2...3,
                  inferTypes: { try LinearAlgebra.inferGemm($0) },
-                 makeKernel: { node, opset in try LinearAlgebra.gemmKernel(node, opset: opset) }),
+                 makeKernel: { node, opset in try LinearAlgebra.gemmKernel(node, opset: opset) })
+            .withGradient { try LinearAlgebra.gemmGradient($0) },
+        // Training kernels (see "MARK: gradients").
+        OpSchema("MatMulTransposed", domain: trainingDomain, inputs: 2...3, shapeInputs: [2],
+                 inferTypes: { ctx in [LinearAlgebra.inferFromTarget(ctx, 2)] },
+                 makeKernel: { node, _ in try LinearAlgebra.matMulTransposedKernel(node) }),
+        OpSchema("MatMulGrad", domain: trainingDomain, inputs: 3...3, shapeInputs: [2],
+                 inferTypes: { ctx in [LinearAlgebra.inferFromTarget(ctx, 2)] },
+                 makeKernel: { node, _ in try LinearAlgebra.matMulGradKernel(node) }),
     ]
 }
 
@@ -322,5 +331,212 @@ enum LinearAlgebra {
             }
         }
         return y
+    }
+
+    // MARK: gradients
+    //
+    // MatMul: dA = dY·Bᵀ and dB = Aᵀ·dY, per batch, summed over the batch dims an operand was
+    // broadcast along. Both run as `transposedGEMM`: cblas_sgemm with transpose flags (no
+    // materialised transposes), the batch folded into one GEMM where the layout allows:
+    //  * dA with a shared 2-D B ([B,N,C]×[C,K]): dA = dY_fold·Bᵀ, M = B·N;
+    //  * dB with a shared 2-D B: dB = Σ_b A_bᵀ·dY_b = A_foldᵀ·dY_fold, one GEMM with K = B·N.
+    // `MatMulGrad` carries the forward operand shapes (1-D promotion happens there, since a
+    // gradient rule does not know ranks); `MatMulTransposed` is the plain batched transposed GEMM
+    // (rank ≥ 2), used by Gemm's rule.
+
+    /// The output type of a training kernel whose shape is the value of input `i` (a shape tensor).
+    static func inferFromTarget(_ ctx: TypeInferenceContext, _ i: Int) -> TensorType? {
+        guard let t = ctx.type(0) else { return nil }
+        guard let shape = ctx.constant(i), let dims = try? shape.integers() else { return TensorType(t.dataType, nil) }
+        return TensorType(t.dataType, known: dims)
+    }
+
+    static func matMulGradient(_ ctx: GradientContext) throws -> [String?] {
+        let dy = try ctx.gradient()
+        let a = ctx.input(0), b = ctx.input(1)
+        var result: [String?] = [nil, nil]
+        if ctx.needs(0) {
+            result[0] = ctx.builder.add1("MatMulGrad", domain: trainingDomain, [dy, b, ctx.shape(of: a)],
+                                         attributes: ["input": .int(0)], name: "MatMulGradA")
+        }
+        if ctx.needs(1) {
+            result[1] = ctx.builder.add1("MatMulGrad", domain: trainingDomain, [dy, a, ctx.shape(of: b)],
+                                         attributes: ["input": .int(1)], name: "MatMulGradB")
+        }
+        return result
+    }
+
+    static func gemmGradient(_ ctx: GradientContext) throws -> [String?] {
+        let node = ctx.node
+        let dy = try ctx.gradient()
+        let alpha = try node.float("alpha", default: 1), beta = try node.float("beta", default: 1)
+        let transA = try node.int("transA", default: 0) != 0
+        let transB = try node.int("transB", default: 0) != 0
+        let a = ctx.input(0), b = ctx.input(1)
+        var result: [String?] = [nil, nil, nil]
+        func mmt(_ x: String, _ y: String, _ tx: Bool, _ ty: Bool, _ name: String) -> String {
+            ctx.builder.add1("MatMulTransposed", domain: trainingDomain, [x, y],
+                             attributes: ["transA": .int(tx ? 1 : 0), "transB": .int(ty ? 1 : 0), "alpha": .float(alpha)],
+                             name: name)
+        }
+        if ctx.needs(0) {
+            // op(A) = A: dA = α·dY·op(B)ᵀ;  op(A) = Aᵀ: dA = α·op(B)·dYᵀ.
+            result[0] = transA ? mmt(b, dy, transB, true, "GemmGradA") : mmt(dy, b, false, !transB, "GemmGradA")
+        }
+        if ctx.needs(1) {
+            // op(B) = B: dB = α·op(A)ᵀ·dY;  op(B) = Bᵀ: dB = α·dYᵀ·op(A).
+            result[1] = transB ? mmt(dy, a, true, transA, "GemmGradB") : mmt(a, dy, !transA, false, "GemmGradB")
+        }
+        if node.inputs.count > 2, !node.inputs[2].isEmpty, ctx.needs(2) {
+            var g = dy
+            if beta != 1 {
+                g = ctx.builder.add1("Mul", [dy, ctx.builder.scalar(beta, name: "gemm_beta")])
+            }
+            result[2] = ctx.sumToShape(g, like: ctx.input(2))
+        }
+        return result
+    }
+
+    static func matMulTransposedKernel(_ node: Node) throws -> Kernel {
+        let label = node.label
+        let transA = try node.int("transA", default: 0) != 0
+        let transB = try node.int("transB", default: 0) != 0
+        let alpha = Double(try node.float("alpha", default: 1))
+        return ClosureKernel { inputs, context in
+            BLAS.useThreads(context.threads)
+            let a = try inputs.required(0, "A"), b = try inputs.required(1, "B")
+            let target = try inputs.optional(2).map { try $0.integers() }
+            return [try transposedGEMM(a, b, transA: transA, transB: transB, alpha: alpha, target: target, label)]
+        }
+    }
+
+    /// MatMulGrad(dY, other, shape): the gradient of MatMul's input `input` (0: A, 1: B) of the given
+    /// shape, from dY and the other forward operand.
+    static func matMulGradKernel(_ node: Node) throws -> Kernel {
+        let label = node.label
+        let which = try node.int("input", default: 0)
+        guard which == 0 || which == 1 else { throw SegFormerError.invalid("\(label): MatMulGrad input must be 0 or 1, got \(which)") }
+        return ClosureKernel { inputs, context in
+            BLAS.useThreads(context.threads)
+            let dy = try inputs.required(0, "dY"), other = try inputs.required(1, "operand")
+            let shape = try inputs.required(2, "shape").integers()
+            guard shape.allSatisfy({ $0 >= 0 }) else { throw SegFormerError.invalid("\(label): negative dimension in shape \(shape)") }
+            let a0 = which == 0 ? shape : other.shape, b0 = which == 0 ? other.shape : shape
+            let p = try plan(a0, b0, label)
+            guard dy.shape == p.outShape else {
+                throw SegFormerError.invalid("\(label): dY has shape \(dy.shape), MatMul of \(a0) × \(b0) gives \(p.outShape)")
+            }
+            guard dy.dataType == other.dataType else {
+                throw SegFormerError.invalid("\(label): dY is \(dy.dataType), operand is \(other.dataType)")
+            }
+            // numpy promotion of 1-D operands, and dY with the dropped matrix dims restored.
+            let a = a0.count == 1 ? [1] + a0 : a0
+            let b = b0.count == 1 ? b0 + [1] : b0
+            let batch = Array(p.outShape.prefix(p.outShape.count - (a0.count > 1 ? 1 : 0) - (b0.count > 1 ? 1 : 0)))
+            let dyFull = dy.reshaped(batch + [p.m, p.n])
+            let result: Tensor
+            if which == 0 {
+                result = try transposedGEMM(dyFull, other.reshaped(b), transA: false, transB: true, alpha: 1, target: a, label)
+            } else {
+                result = try transposedGEMM(other.reshaped(a), dyFull, transA: true, transB: false, alpha: 1, target: b, label)
+            }
+            return [result.reshaped(shape)]
+        }
+    }
+
+    /// alpha·op(A)·op(B) over numpy-broadcast batch dims (operands of rank ≥ 2; op transposes the
+    /// last two dims), summed down to `target` when given (batch dims the target lacks or has as 1
+    /// are summed; its last two dims must be the product's). float32/float64 via BLAS, half in float32.
+    static func transposedGEMM(_ a: Tensor, _ b: Tensor, transA: Bool, transB: Bool, alpha: Double,
+                               target: [Int]?, _ label: String) throws -> Tensor {
+        guard a.dataType == b.dataType else {
+            throw SegFormerError.invalid("\(label): operands have different types \(a.dataType) and \(b.dataType)")
+        }
+        guard a.rank >= 2, b.rank >= 2 else {
+            throw SegFormerError.invalid("\(label): operands must have rank ≥ 2, got \(a.shape) and \(b.shape)")
+        }
+        let (ra, ca) = (a.shape[a.rank - 2], a.shape[a.rank - 1]), (rb, cb) = (b.shape[b.rank - 2], b.shape[b.rank - 1])
+        let m = transA ? ca : ra, k = transA ? ra : ca, kb = transB ? cb : rb, n = transB ? rb : cb
+        guard k == kb else {
+            throw SegFormerError.invalid("\(label): inner dimensions differ: \(a.shape)\(transA ? "ᵀ" : "") × \(b.shape)\(transB ? "ᵀ" : "")")
+        }
+        let ab = Array(a.shape.dropLast(2)), bb = Array(b.shape.dropLast(2))
+        let r = max(ab.count, bb.count)
+        let pa = [Int](repeating: 1, count: r - ab.count) + ab, pb = [Int](repeating: 1, count: r - bb.count) + bb
+        var batchShape: [Int] = []
+        for i in 0..<r {
+            guard pa[i] == pb[i] || pa[i] == 1 || pb[i] == 1 else {
+                throw SegFormerError.invalid("\(label): batch dimensions do not broadcast: \(a.shape) × \(b.shape)")
+            }
+            batchShape.append(pa[i] == 1 ? pb[i] : pa[i])
+        }
+        let full = batchShape + [m, n]
+        let t = target ?? full
+        guard t.count >= 2, t.count <= full.count, t.suffix(2) == [m, n] else {
+            throw SegFormerError.invalid("\(label): cannot sum the product of shape \(full) to \(t)")
+        }
+        let tb = Array(t.dropLast(2))
+        let pt = [Int](repeating: 1, count: r - tb.count) + tb
+        for i in 0..<r where pt[i] != batchShape[i] && pt[i] != 1 {
+            throw SegFormerError.invalid("\(label): cannot sum the product of shape \(full) to \(t)")
+        }
+        try BLAS.checkSizes(m, n, k, ca, cb, n)
+        switch a.dataType {
+        case .float: return try transposedGEMM(Float.self, a, b, transA, transB, alpha, m, n, k, batchShape, pa, pb, pt, t)
+        case .double: return try transposedGEMM(Double.self, a, b, transA, transB, alpha, m, n, k, batchShape, pa, pb, pt, t)
+        case .float16, .bfloat16:
+            let y = try transposedGEMM(Float.self, BLAS.toFloat32(a), BLAS.toFloat32(b), transA, transB, alpha,
+                                       m, n, k, batchShape, pa, pb, pt, t)
+            return BLAS.fromFloat32(y, to: a.dataType)
+        default:
+            throw SegFormerError.unsupported("\(label): gradient GEMM of \(a.dataType) tensors")
+        }
+    }
+
+    private static func transposedGEMM<T: BinaryFloatingPoint>(_: T.Type, _ a: Tensor, _ b: Tensor, _ transA: Bool, _ transB: Bool, _ alpha: Double,
+                                          _ m: Int, _ n: Int, _ k: Int, _ batchShape: [Int], _ pa: [Int], _ pb: [Int],
+                                          _ pt: [Int], _ target: [Int]) throws -> Tensor {
+        let out = Tensor(uninitialized: a.dataType, shape: target)
+        let A = a.pointer(T.self), B = b.pointer(T.self), C = out.pointer(T.self)
+        let lda = a.shape[a.rank - 1], ldb = b.shape[b.rank - 1]
+        let batch = batchShape.reduce(1, *), aBatch = pa.reduce(1, *), bBatch = pb.reduce(1, *), outBatch = pt.reduce(1, *)
+        let aSize = a.shape.suffix(2).reduce(1, *), bSize = b.shape.suffix(2).reduce(1, *)
+        if out.count == 0 { return out }
+        // Fold: shared B, per-batch A rows stacked, nothing summed → one GEMM with M = batch·m.
+        if outBatch == batch && bBatch == 1 && aBatch == batch && !transA {
+            try BLAS.checkSizes(batch * m, n, k, lda, ldb, n)
+            BLAS.gemm(T.self, transA: false, transB: transB, m: batch * m, n: n, k: k, alpha: alpha,
+                      a: A, lda: lda, b: B, ldb: ldb, c: C, ldc: n)
+            return out
+        }
+        // Fold: everything summed, both operands batched with the k dim leading (Aᵀ·B) → K = batch·k.
+        if outBatch == 1 && aBatch == batch && bBatch == batch && transA && !transB {
+            try BLAS.checkSizes(m, n, batch * k, lda, ldb, n)
+            BLAS.gemm(T.self, transA: true, transB: false, m: m, n: n, k: batch * k, alpha: alpha,
+                      a: A, lda: lda, b: B, ldb: ldb, c: C, ldc: n)
+            return out
+        }
+        // General: one GEMM per batch, accumulating (beta 1) where the target sums batches.
+        let r = batchShape.count
+        var sa = [Int](repeating: 0, count: r), sb = sa, st = sa
+        var accA = 1, accB = 1, accT = 1
+        for i in stride(from: r - 1, through: 0, by: -1) {
+            sa[i] = pa[i] == 1 ? 0 : accA; accA *= pa[i]
+            sb[i] = pb[i] == 1 ? 0 : accB; accB *= pb[i]
+            st[i] = pt[i] == 1 ? 0 : accT; accT *= pt[i]
+        }
+        let reduce = outBatch != batch
+        if reduce { BLAS.scale(C, m: 1, n: out.count, ldc: out.count, beta: 0) }
+        var idx = [Int](repeating: 0, count: r)
+        for _ in 0..<batch {
+            var oa = 0, ob = 0, ot = 0
+            for i in 0..<r { oa += idx[i] * sa[i]; ob += idx[i] * sb[i]; ot += idx[i] * st[i] }
+            BLAS.gemm(T.self, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                      a: A + oa * aSize, lda: lda, b: B + ob * bSize, ldb: ldb,
+                      beta: reduce ? 1 : 0, c: C + ot * m * n, ldc: n)
+            var d = r - 1
+            while d >= 0 { idx[d] += 1; if idx[d] < batchShape[d] { break }; idx[d] = 0; d -= 1 }
+        }
+        return out
     }
 }
