@@ -135,7 +135,7 @@ final class ShapeGradientTests: XCTestCase {
         let x = random([2, 3, 4], seed: 1)
         check("Reshape", [x, ints([4, -1])], opset: 13)
         check("Reshape", [x, ints([0, 12])], opset: 14)
-        check("Reshape", [x, ints([6, 0, 2, 2])], ["allowzero": .int(0)], opset: 17)
+        check("Reshape", [x, ints([2, 0, 2, 2])], ["allowzero": .int(0)], opset: 17)
         check("Flatten", [x], opset: 11)
         check("Flatten", [x], ["axis": .int(-1)], opset: 13)
         check("Flatten", [x], ["axis": .int(0)], opset: 13)
@@ -257,7 +257,7 @@ final class ShapeGradientTests: XCTestCase {
     func testGatherGradLargeInnerIsParallelSafe() throws {
         // inner > 4096 splits into chunks; duplicates must still accumulate exactly.
         let dy = random([2, 3, 5000], seed: 20)
-        let idx = Tensor([Int64(1), -3, 1], shape: [3])
+        let idx = Tensor([Int64(1), -2, 1], shape: [3])
         let out = try SingleOp.run("GatherGrad", domain: trainingDomain, inputs: [dy, idx, ints([2, 2, 5000])],
                                    attributes: ["axis": .int(1)], opset: 17,
                                    context: ExecutionContext(threads: 2))[0]
@@ -339,7 +339,9 @@ final class ShapeGradientTests: XCTestCase {
         for r in 0..<2 { for c in [0, 2, 4] { expected[r * 12 + c] = 1 } }
         XCTAssertEqual(grad, expected)
         let xs = try x.doubles()
-        XCTAssertEqual(try out[loss]!.doubles()[0], (0..<2).flatMap { r in [0, 2, 4].map { xs[r * 12 + $0] } }.reduce(0, +), accuracy: 1e-5)
+        var sum = 0.0
+        for r in 0..<2 { for c in [0, 2, 4] { sum += xs[r * 12 + c] } }
+        XCTAssertEqual(try out[loss]!.doubles()[0], sum, accuracy: 1e-5)
     }
 
     // MARK: SegFormer-like float32 shapes through the hot rules

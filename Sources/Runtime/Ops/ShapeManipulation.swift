@@ -378,7 +378,7 @@ extension OpRegistry {
     }
 
     /// DropoutGrad(dY, mask?, ratio?, training_mode): the backward of training-capable Dropout.
-    static let dropoutGradSchema = OpSchema("DropoutGrad", domain: trainingDomain, inputs: 4...4, inferTypes: { ctx in
+    static let dropoutGradSchema = OpSchema("DropoutGrad", domain: trainingDomain, inputs: 2...4, inferTypes: { ctx in
         [ctx.type(0)]
     }, makeKernel: { node, _ in
         let seed = try node.int("seed")
