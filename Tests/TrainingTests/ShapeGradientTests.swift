@@ -204,6 +204,8 @@ final class ShapeGradientTests: XCTestCase {
         check("Concat", [a, random([1, 3, 4], seed: 13)], ["axis": .int(0)], differentiable: [0, 1])
         check("Concat", [a, random([2, 3, 2], seed: 14)], ["axis": .int(-1)], differentiable: [1])
         check("Concat", [a], ["axis": .int(2)], opset: 11)
+        // Many short rows (outer ≥ 4 × threads): the row-parallel copy.
+        check("Concat", [random([3, 4, 5], seed: 31), random([3, 4, 2], seed: 32)], ["axis": .int(2)], differentiable: [0, 1])
     }
 
     func testSplitGradients() {

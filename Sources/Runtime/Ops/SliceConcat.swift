@@ -554,9 +554,27 @@ extension OpRegistry {
                 }
                 var shape = dy.shape
                 shape[axis] = sizes[i]
-                if Tensor.elementCount(shape) == 0 { return Tensor(uninitialized: dy.dataType, shape: shape) }
-                return try StridedCopy.materialize(dy, offset: start * inner, shape: [outer, sizes[i] * inner],
-                                                   strides: [dim * inner, 1], context: context).reshaped(shape)
+                if sizes[i] == dim { return dy }
+                let out = Tensor(uninitialized: dy.dataType, shape: shape)
+                if out.count == 0 { return out }
+                if dy.dataType == .string {
+                    return try StridedCopy.materialize(dy, offset: start * inner, shape: [outer, sizes[i] * inner],
+                                                       strides: [dim * inner, 1], context: context).reshaped(shape)
+                }
+                let es = try Movement.elementSize(dy.dataType)
+                let rowBytes = sizes[i] * inner * es, rowIn = dim * inner * es
+                let src = UnsafeRawPointer(dy.storage.pointer) + start * inner * es, dst = out.storage.pointer
+                if outer < 4 * context.threads {
+                    // Few long rows (a channel concat at batch 2): split each row's copy across threads.
+                    for o in 0..<outer {
+                        StridedCopy.copyBytes(dst: dst + o * rowBytes, src: src + o * rowIn, bytes: rowBytes, context: context)
+                    }
+                } else {
+                    context.parallelFor(outer, minimumPerChunk: max(1, 65536 / rowBytes)) { s, e in
+                        for o in s..<e { memcpy(dst + o * rowBytes, src + o * rowIn, rowBytes) }
+                    }
+                }
+                return out
             }
         }
     })
