@@ -8,8 +8,19 @@ import Runtime
 /// always; ../shared/reference/segformer-b0-train when present. Criteria from the reference README.
 final class TrainingAgainstPyTorchTests: XCTestCase {
 
-    func check(folder: String, model file: String = "model.op17.onnx") throws {
-        let model = try ONNXImporter.load(contentsOf: folder + "/" + file)
+    /// - Parameter namesFrom: the export the expected bundles were named after; initializers of
+    ///   `file` are matched to those names by content (every value is distinct), since each export
+    ///   names its transposed MatMul weights differently.
+    func check(folder: String, model file: String = "model.op17.onnx", namesFrom reference: String = "model.op17.onnx") throws {
+        var model = try ONNXImporter.load(contentsOf: folder + "/" + file)
+        if file != reference {
+            let named = try ONNXImporter.load(contentsOf: folder + "/" + reference).graph.initializers
+            var rename: [String: String] = [:]
+            for (name, t) in model.graph.initializers where t.dataType == .float && t.rank > 0 {
+                if let match = named.first(where: { $0.value.bitwiseEqual(t) })?.key { rename[name] = match }
+            }
+            model.graph = renamingValues(model.graph, rename)
+        }
         let x = try ONNXImporter.readTensorFile(folder + "/batch/pixel_values.pb").tensor
         let labels = try ONNXImporter.readTensorFile(folder + "/batch/labels.pb").tensor
         let expectedLoss = try ONNXImporter.readTensorFile(folder + "/expected/loss.pb").tensor.pointer(Float.self)[0]
@@ -48,6 +59,15 @@ final class TrainingAgainstPyTorchTests: XCTestCase {
         }
     }
 
+    func renamingValues(_ g: Graph, _ rename: [String: String]) -> Graph {
+        var out = g
+        out.initializers = [:]
+        out.initializerOrder = []
+        for name in g.initializerOrder { out.setInitializer(rename[name] ?? name, g.initializers[name]!) }
+        for i in out.nodes.indices { out.nodes[i].inputs = out.nodes[i].inputs.map { rename[$0] ?? $0 } }
+        return out
+    }
+
     func testTinySegformerOpset17() throws {
         try check(folder: Fixtures.path("tiny-segformer"))
     }
@@ -65,19 +85,23 @@ final class TrainingAgainstPyTorchTests: XCTestCase {
         try check(folder: shared + "/reference/segformer-b0-train")
     }
 
-    /// A few steps on one batch at a useful learning rate must lower the loss.
+    /// A few steps on one batch at a useful learning rate must lower the loss. (The fixture's labels
+    /// are random per pixel, which nothing can learn; here the top half is class 1, the bottom
+    /// half class 3, with the fixture's ignored pixels kept.)
     func testLossDropsWhenTraining() throws {
         let model = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-segformer/model.op17.onnx"))
         let x = try Fixtures.tensor("tiny-segformer/batch/pixel_values.pb")
-        let labels = try Fixtures.tensor("tiny-segformer/batch/labels.pb")
+        let labels = try Fixtures.tensor("tiny-segformer/batch/labels.pb").copy()
+        let lp = labels.pointer(Int64.self)
+        for i in 0..<labels.count where lp[i] != 255 { lp[i] = (i % 1024) < 512 ? 1 : 3 }
         let training = try TrainingSession(model: model)
         let optimizer = AdamW(weightDecay: 0)
         var losses: [Float] = []
-        for _ in 0..<8 {
+        for _ in 0..<10 {
             let (loss, grads) = try training.lossAndGradients(pixelValues: x, labels: labels)
             losses.append(loss)
-            try optimizer.update(parameters: training.parameters, gradients: grads, learningRate: 1e-2)
+            try optimizer.update(parameters: training.parameters, gradients: grads, learningRate: 3e-2)
         }
-        XCTAssertLessThan(losses.last!, losses.first! * 0.9, "\(losses)")
+        XCTAssertLessThan(losses.last!, losses.first! * 0.5, "\(losses)")
     }
 }
