@@ -72,3 +72,29 @@ final class PassesTests: XCTestCase {
         XCTAssertEqual(out.nodes.count, 1)
     }
 }
+
+final class UntieInitializersTests: XCTestCase {
+    /// An exporter merged two equal zero biases into one initializer reached through Identity and
+    /// also used one name twice: every use must get its own tensor.
+    func testMergedInitializersBecomeIndependent() throws {
+        var g = Graph(nodes: [
+            Node(name: "id", opType: "Identity", inputs: ["b"], outputs: ["head.1.bias"]),
+            Node(name: "a0", opType: "Add", inputs: ["x", "b"], outputs: ["y0"]),
+            Node(name: "a1", opType: "Add", inputs: ["x", "head.1.bias"], outputs: ["y1"]),
+            Node(name: "a2", opType: "Add", inputs: ["y0", "b"], outputs: ["y2"]),
+            Node(name: "s", opType: "Add", inputs: ["y1", "y2"], outputs: ["out"]),
+        ], inputs: [ValueInfo(name: "x", type: TensorType(.float, known: [2]))],
+           outputs: [ValueInfo(name: "out", type: TensorType(.float, known: [2]))])
+        g.setInitializer("b", Tensor([Float(0), 0], shape: [2]))
+        let out = try Passes.untieInitializers(g)
+        XCTAssertFalse(out.nodes.contains { $0.opType == "Identity" })
+        let users = out.nodes.filter { $0.opType == "Add" && $0.name != "s" }.map { $0.inputs[1] }
+        XCTAssertEqual(Set(users).count, 3, "three uses, three parameters: \(users)")
+        XCTAssertTrue(users.contains("head.1.bias"), "the exporter's name for that use is kept")
+        for name in users {
+            XCTAssertEqual(out.initializers[name]?.toArray(Float.self), [0, 0])
+        }
+        let storages = users.map { ObjectIdentifier(out.initializers[$0]!.storage) }
+        XCTAssertEqual(Set(storages).count, 3, "copies, not shared storage")
+    }
+}
