@@ -19,7 +19,8 @@ extension OpRegistry {
             .withGradient { try Convolution.convGradient($0) },
         OpSchema("ConvTranspose", opsets: 1...23, inputs: 2...3,
                  inferTypes: { try Convolution.inferConvTranspose($0) },
-                 makeKernel: { node, _ in try Convolution.convTransposeKernel(node) }),
+                 makeKernel: { node, _ in try Convolution.convTransposeKernel(node) })
+            .withGradient { try Convolution.convTransposeGradient($0) },
         // Training kernels (Conv's backward; see "MARK: gradients").
         OpSchema("ConvGradInput", domain: trainingDomain, inputs: 3...3, shapeInputs: [2],
                  inferTypes: { ctx in [LinearAlgebra.inferFromTarget(ctx, 2)] },
@@ -751,6 +752,32 @@ enum Convolution {
         if ctx.needs(1) {
             result[1] = ctx.builder.add1("ConvGradWeight", domain: trainingDomain, [dy, ctx.input(0), ctx.shape(of: ctx.input(1))],
                                          attributes: node.attributes, name: "ConvGradWeight")
+        }
+        if node.inputs.count > 2, !node.inputs[2].isEmpty, ctx.needs(2) {
+            result[2] = ctx.builder.add1("ConvGradBias", domain: trainingDomain, [dy], name: "ConvGradBias")
+        }
+        return result
+    }
+
+    /// ConvTranspose is the adjoint of Conv(·, W) with the same strides, pads, dilations and group,
+    /// so dX = Conv(dY, W) and dW = ConvGradWeight(X, dY) of that conv (X plays the conv's dY).
+    /// Pads resolved from output_shape or SAME auto_pad are not supported (they depend on shapes).
+    static func convTransposeGradient(_ ctx: GradientContext) throws -> [String?] {
+        let node = ctx.node
+        let attrs = try TransposeAttributes(node)
+        guard attrs.outputShape == nil, attrs.window.autoPad == "NOTSET" || attrs.window.autoPad == "VALID" else {
+            throw SegFormerError.unsupported("\(node.label): gradient of ConvTranspose with output_shape or SAME auto_pad")
+        }
+        let dy = try ctx.gradient()
+        var convAttrs: [String: Attribute] = [:]
+        for k in ["strides", "dilations", "pads", "group", "kernel_shape", "auto_pad"] { convAttrs[k] = node.attributes[k] }
+        var result: [String?] = [nil, nil, nil]
+        if ctx.needs(0) {
+            result[0] = ctx.builder.add1("Conv", [dy, ctx.input(1)], attributes: convAttrs, name: "ConvTransposeGradInput")
+        }
+        if ctx.needs(1) {
+            result[1] = ctx.builder.add1("ConvGradWeight", domain: trainingDomain, [ctx.input(0), dy, ctx.shape(of: ctx.input(1))],
+                                         attributes: convAttrs, name: "ConvTransposeGradWeight")
         }
         if node.inputs.count > 2, !node.inputs[2].isEmpty, ctx.needs(2) {
             result[2] = ctx.builder.add1("ConvGradBias", domain: trainingDomain, [dy], name: "ConvGradBias")
