@@ -18,11 +18,13 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
         .target(name: "CONNX", linkerSettings: [.linkedLibrary("protobuf-c")]),
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])],
+                linkerSettings: [.linkedLibrary("m")]),
         .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
 
         // The product's modules.
         .target(name: "GraphIR", dependencies: ["CONNX"]),
-        .target(name: "Runtime", dependencies: ["GraphIR", "CBLAS"]),
+        .target(name: "Runtime", dependencies: ["GraphIR", "CBLAS", "CKernels"]),
         .target(name: "Training", dependencies: ["GraphIR", "Runtime", "CImageCodecs"]),
         .executableTarget(name: "segformer", dependencies: [
             "GraphIR", "Runtime", "Training",

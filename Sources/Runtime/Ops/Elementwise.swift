@@ -422,3 +422,134 @@ func inferSameShape(resultType: DataType? = nil) -> (TypeInferenceContext) throw
         return [TensorType(resultType ?? t.dataType, t.shape)]
     }
 }
+
+// MARK: - Gradient kernels (training domain)
+
+/// out = f(a, b, c) with numpy broadcasting of all three: the loop of the fused gradient kernels
+/// (e.g. MaxGrad(dY, A, B), PowGrad(dY, A, B)). Equal shapes take one flat pass; otherwise the
+/// output is walked in contiguous runs.
+protocol TernaryFunction {
+    associatedtype A
+    associatedtype B
+    associatedtype C
+    associatedtype R
+    func callAsFunction(_ a: A, _ b: B, _ c: C) -> R
+}
+
+func zip3Broadcast<F: TernaryFunction>(_ f: F, _ a: Tensor, _ b: Tensor, _ c: Tensor, output outType: DataType,
+                                       _ context: ExecutionContext) throws -> Tensor {
+    let shape = try broadcastShapes([a.shape, b.shape, c.shape])
+    let out = Tensor(uninitialized: outType, shape: shape)
+    let total = out.count
+    if total == 0 { return out }
+    let pa = UnsafePointer(a.pointer(F.A.self)), pb = UnsafePointer(b.pointer(F.B.self))
+    let pc = UnsafePointer(c.pointer(F.C.self)), po = out.pointer(F.R.self)
+    if a.count == total && b.count == total && c.count == total {
+        context.parallelFor(total, minimumPerChunk: elementwiseGrain) { s, e in
+            for i in s..<e { po[i] = f(pa[i], pb[i], pc[i]) }
+        }
+        return out
+    }
+    let plan = BroadcastPlan(output: shape, inputs: [a.shape, b.shape, c.shape])
+    let sa = plan.strides[0].last!, sb = plan.strides[1].last!, sc = plan.strides[2].last!
+    context.parallelFor(total, minimumPerChunk: elementwiseGrain) { s, e in
+        plan.forEachRun(s, e) { o, offs, n in
+            let xa = pa + offs[0], xb = pb + offs[1], xc = pc + offs[2], xo = po + o
+            if sa == 1 && sb == 1 && sc == 0 {
+                let vc = xc[0]
+                for i in 0..<n { xo[i] = f(xa[i], xb[i], vc) }
+            } else if sa == 1 && sb == 0 && sc == 0 {
+                let vb = xb[0], vc = xc[0]
+                for i in 0..<n { xo[i] = f(xa[i], vb, vc) }
+            } else {
+                for i in 0..<n { xo[i] = f(xa[i * sa], xb[i * sb], xc[i * sc]) }
+            }
+        }
+    }
+    return out
+}
+
+/// A float function of two values (e.g. gradient and forward value), given for float32 (also used
+/// by float16/bfloat16, which compute in float32) and float64.
+protocol FloatFn2 {
+    func f(_ a: Float, _ b: Float) -> Float
+    func d(_ a: Double, _ b: Double) -> Double
+}
+struct On2Float<F: FloatFn2>: BinaryFunction { let fn: F; @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { fn.f(a, b) } }
+struct On2Double<F: FloatFn2>: BinaryFunction { let fn: F; @inline(__always) func callAsFunction(_ a: Double, _ b: Double) -> Double { fn.d(a, b) } }
+struct On2Half<F: FloatFn2>: BinaryFunction { let fn: F; @inline(__always) func callAsFunction(_ a: Float16, _ b: Float16) -> Float16 { Float16(fn.f(Float(a), Float(b))) } }
+struct On2BFloat<F: FloatFn2>: BinaryFunction { let fn: F; @inline(__always) func callAsFunction(_ a: BFloat16, _ b: BFloat16) -> BFloat16 { BFloat16(fn.f(a.float, b.float)) } }
+
+func floatBinary<F: FloatFn2>(_ fn: F, _ a: Tensor, _ b: Tensor, _ label: String, _ ctx: ExecutionContext) throws -> Tensor {
+    try sameType(a, b, label)
+    switch a.dataType {
+    case .float: return try zipBroadcast(On2Float(fn: fn), a, b, output: .float, ctx)
+    case .double: return try zipBroadcast(On2Double(fn: fn), a, b, output: .double, ctx)
+    case .float16: return try zipBroadcast(On2Half(fn: fn), a, b, output: .float16, ctx)
+    case .bfloat16: return try zipBroadcast(On2BFloat(fn: fn), a, b, output: .bfloat16, ctx)
+    default: throw SegFormerError.unsupported("\(label): element type \(a.dataType)")
+    }
+}
+
+/// A float function of three values, as FloatFn2.
+protocol FloatFn3 {
+    func f(_ a: Float, _ b: Float, _ c: Float) -> Float
+    func d(_ a: Double, _ b: Double, _ c: Double) -> Double
+}
+struct On3Float<F: FloatFn3>: TernaryFunction { let fn: F; @inline(__always) func callAsFunction(_ a: Float, _ b: Float, _ c: Float) -> Float { fn.f(a, b, c) } }
+struct On3Double<F: FloatFn3>: TernaryFunction { let fn: F; @inline(__always) func callAsFunction(_ a: Double, _ b: Double, _ c: Double) -> Double { fn.d(a, b, c) } }
+struct On3Half<F: FloatFn3>: TernaryFunction {
+    let fn: F
+    @inline(__always) func callAsFunction(_ a: Float16, _ b: Float16, _ c: Float16) -> Float16 { Float16(fn.f(Float(a), Float(b), Float(c))) }
+}
+struct On3BFloat<F: FloatFn3>: TernaryFunction {
+    let fn: F
+    @inline(__always) func callAsFunction(_ a: BFloat16, _ b: BFloat16, _ c: BFloat16) -> BFloat16 { BFloat16(fn.f(a.float, b.float, c.float)) }
+}
+
+func floatTernary<F: FloatFn3>(_ fn: F, _ a: Tensor, _ b: Tensor, _ c: Tensor, _ label: String, _ ctx: ExecutionContext) throws -> Tensor {
+    try sameType(a, b, label)
+    try sameType(a, c, label)
+    switch a.dataType {
+    case .float: return try zip3Broadcast(On3Float(fn: fn), a, b, c, output: .float, ctx)
+    case .double: return try zip3Broadcast(On3Double(fn: fn), a, b, c, output: .double, ctx)
+    case .float16: return try zip3Broadcast(On3Half(fn: fn), a, b, c, output: .float16, ctx)
+    case .bfloat16: return try zip3Broadcast(On3BFloat(fn: fn), a, b, c, output: .bfloat16, ctx)
+    default: throw SegFormerError.unsupported("\(label): element type \(a.dataType)")
+    }
+}
+
+/// Schema of a training-domain gradient kernel over (dY, value[, value]) whose output has the
+/// broadcast shape of its inputs; `make` parses the node's attributes once.
+func gradientKernelSchema(_ name: String, inputs: ClosedRange<Int>,
+                          _ make: @escaping (Node) throws -> ([Tensor], String, ExecutionContext) throws -> Tensor) -> OpSchema {
+    OpSchema(name, domain: trainingDomain, inputs: inputs, inferTypes: inferBroadcast()) { node, _ in
+        let label = node.label
+        let body = try make(node)
+        return ClosureKernel { inputs, ctx in
+            let xs = try (0..<inputs.count).map { try inputs.required($0) }
+            do { return [try body(xs, label, ctx)] } catch let e as SegFormerError where !e.description.contains(label) {
+                throw e.prefixed(label)
+            }
+        }
+    }
+}
+
+// MARK: - Gradient rule helpers
+
+extension GradientContext {
+    /// The element type of a forward value when the graph records it (graph input, initializer,
+    /// value_info).
+    func knownType(of value: String) -> DataType? {
+        let g = builder.graph
+        if let t = g.initializers[value] { return t.dataType }
+        if let i = g.inputs.first(where: { $0.name == value }) { return i.type.dataType }
+        if let t = g.valueInfo[value], t.dataType != .undefined { return t.dataType }
+        return nil
+    }
+
+    /// `grad` summed to the shape of `like` when input `i` needs a gradient, else nil.
+    func reduced(_ grad: @autoclosure () -> String, like i: Int) -> String? {
+        needs(i) ? sumToShape(grad(), like: input(i)) : nil
+    }
+}

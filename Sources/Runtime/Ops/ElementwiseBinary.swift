@@ -118,8 +118,149 @@ extension OpRegistry {
                 [try whereSelect(try inputs.required(0), try inputs.required(1), try inputs.required(2), label, ctx)]
             }
         })
-        return ops
+        let rules = binaryGradientRules
+        return ops.map { s in rules[s.opType].map { s.withGradient($0) } ?? s } + binaryGradientOps
     }()
+}
+
+// MARK: - Gradients
+
+/// Backward rules with PyTorch's formulas. Broadcasting is undone by summing each input's gradient
+/// back to its shape (SumToShape is a free view when nothing was broadcast).
+extension OpRegistry {
+    static let binaryGradientRules: [String: GradientRule] = [
+        "Add": { c in
+            let g = try c.gradient()
+            return [c.reduced(g, like: 0), c.reduced(g, like: 1)]
+        },
+        "Sub": { c in
+            let g = try c.gradient()
+            return [c.reduced(g, like: 0), c.needs(1) ? c.builder.add1("Neg", [c.sumToShape(g, like: c.input(1))]) : nil]
+        },
+        "Mul": { c in
+            let g = try c.gradient(), b = c.builder
+            return [c.reduced(b.add1("Mul", [g, c.input(1)]), like: 0), c.reduced(b.add1("Mul", [g, c.input(0)]), like: 1)]
+        },
+        // d/da = grad / b; d/db = −grad · (a/b)/b, with a/b = y.
+        "Div": { c in
+            let g = try c.gradient(), b = c.builder
+            return [c.reduced(b.add1("Div", [g, c.input(1)]), like: 0),
+                    c.reduced(b.add1("DivGrad", domain: trainingDomain, [g, c.output(0), c.input(1)]), like: 1)]
+        },
+        "Pow": { c in
+            let g = try c.gradient(), b = c.builder
+            func grad(_ i: Int) -> String {
+                b.add1("PowGrad", domain: trainingDomain, [g, c.input(0), c.input(1)], attributes: ["input": .int(i)])
+            }
+            // An integer exponent has no gradient.
+            let exponentIsFloat = c.knownType(of: c.input(1))?.isFloatingPoint ?? true
+            return [c.reduced(grad(0), like: 0), exponentIsFloat ? c.reduced(grad(1), like: 1) : nil]
+        },
+        "Max": maxMinGradient("MaxGrad", forward: "Max"),
+        "Min": maxMinGradient("MinGrad", forward: "Min"),
+        "Sum": { c in
+            let g = try c.gradient()
+            return c.node.inputs.indices.map { c.reduced(g, like: $0) }
+        },
+        "Mean": { c in
+            let n = c.node.inputs.count
+            let g = n == 1 ? try c.gradient() : c.builder.add1("Div", [try c.gradient(), c.builder.scalar(Float(n))])
+            return c.node.inputs.indices.map { c.reduced(g, like: $0) }
+        },
+        // The condition is not differentiable; each branch gets the gradient where it was chosen.
+        "Where": { c in
+            let g = try c.gradient(), b = c.builder
+            let zero = (c.needs(1) || c.needs(2)) ? b.scalar(0) : ""
+            return [nil,
+                    c.reduced(b.add1("Where", [c.input(0), g, zero]), like: 1),
+                    c.reduced(b.add1("Where", [c.input(0), zero, g]), like: 2)]
+        },
+    ]
+
+    /// Max/Min of N inputs is the left fold of pairwise torch.maximum/minimum: ties give each side
+    /// half the gradient, NaN gives both sides all of it. For N > 2 the intermediate results are
+    /// recomputed in the backward pass.
+    static func maxMinGradient(_ kernel: String, forward: String) -> GradientRule {
+        return { c in
+            let n = c.node.inputs.count, b = c.builder
+            var g = try c.gradient()
+            if n == 1 { return [c.reduced(g, like: 0)] }
+            var partial = [c.input(0)]   // partial[k] = fold of inputs 0…k
+            for k in 1..<(n - 1) { partial.append(b.add1(forward, [partial[k - 1], c.input(k)])) }
+            var result = [String?](repeating: nil, count: n)
+            for k in stride(from: n - 1, through: 1, by: -1) {
+                let a = partial[k - 1], x = c.input(k)
+                if c.needs(k) {
+                    result[k] = c.sumToShape(b.add1(kernel, domain: trainingDomain, [g, a, x], attributes: ["input": .int(1)]), like: x)
+                }
+                // Inputs 0…k−1 need the gradient of the partial fold.
+                guard (0..<k).contains(where: { c.needs($0) }) else { break }
+                g = c.sumToShape(b.add1(kernel, domain: trainingDomain, [g, a, x], attributes: ["input": .int(0)]), like: a)
+                if k == 1 { result[0] = g }
+            }
+            return result
+        }
+    }
+
+    static let binaryGradientOps: [OpSchema] = [
+        gradientKernelSchema("DivGrad", inputs: 3...3) { _ in { xs, l, ctx in try floatTernary(DivGradFn(), xs[0], xs[1], xs[2], l, ctx) } },
+        // PowGrad(dY, A, B): the gradient for the base (input = 0) or the exponent (input = 1), at the
+        // broadcast shape. A non-float exponent is converted to the base's type first.
+        gradientKernelSchema("PowGrad", inputs: 3...3) { node in
+            let which = try node.int("input", default: 0)
+            guard which == 0 || which == 1 else { throw SegFormerError.invalid("\(node.label): input must be 0 or 1, got \(which)") }
+            return { xs, l, ctx in
+                let e = try castTensor(xs[2], to: xs[1].dataType, l, ctx)
+                return which == 0 ? try floatTernary(PowBaseGradFn(), xs[0], xs[1], e, l, ctx)
+                                  : try floatTernary(PowExponentGradFn(), xs[0], xs[1], e, l, ctx)
+            }
+        },
+        maxMinGradSchema("MaxGrad", max: true),
+        maxMinGradSchema("MinGrad", max: false),
+    ]
+
+    /// MaxGrad/MinGrad(dY, A, B): torch.maximum/minimum's gradient for A (input = 0) or B (input = 1).
+    static func maxMinGradSchema(_ name: String, max: Bool) -> OpSchema {
+        gradientKernelSchema(name, inputs: 3...3) { node in
+            let which = try node.int("input", default: 0)
+            guard which == 0 || which == 1 else { throw SegFormerError.invalid("\(node.label): input must be 0 or 1, got \(which)") }
+            // For A the gradient is cut where A loses (A < B for max), for B where B loses.
+            let fn = MaxMinGradFn(cutWhenALess: max == (which == 0))
+            return { xs, l, ctx in try floatTernary(fn, xs[0], xs[1], xs[2], l, ctx) }
+        }
+    }
+}
+
+/// −(grad · (y / b))
+struct DivGradFn: FloatFn3 {
+    @inline(__always) func f(_ g: Float, _ y: Float, _ b: Float) -> Float { -(g * (y / b)) }
+    @inline(__always) func d(_ g: Double, _ y: Double, _ b: Double) -> Double { -(g * (y / b)) }
+}
+/// exponent = 0 → 0, else grad · (b · a^(b−1)).
+struct PowBaseGradFn: FloatFn3 {
+    @inline(__always) func f(_ g: Float, _ a: Float, _ b: Float) -> Float {
+        if b == 0 { return 0 }
+        if b == 2 { return g * (2 * a) }
+        return g * (b * powf(a, b - 1))
+    }
+    @inline(__always) func d(_ g: Double, _ a: Double, _ b: Double) -> Double { b == 0 ? 0 : g * (b * Foundation.pow(a, b - 1)) }
+}
+/// (a = 0 and b ≥ 0) → 0, else grad · (a^b · log a).
+struct PowExponentGradFn: FloatFn3 {
+    @inline(__always) func f(_ g: Float, _ a: Float, _ b: Float) -> Float { a == 0 && b >= 0 ? 0 : g * (powf(a, b) * logf(a)) }
+    @inline(__always) func d(_ g: Double, _ a: Double, _ b: Double) -> Double {
+        a == 0 && b >= 0 ? 0 : g * (Foundation.pow(a, b) * Foundation.log(a))
+    }
+}
+/// where(a == b, grad/2, grad), zeroed where this side loses.
+struct MaxMinGradFn: FloatFn3 {
+    let cutWhenALess: Bool
+    @inline(__always) func f(_ g: Float, _ a: Float, _ b: Float) -> Float {
+        a == b ? g * 0.5 : ((cutWhenALess ? a < b : a > b) ? 0 : g)
+    }
+    @inline(__always) func d(_ g: Double, _ a: Double, _ b: Double) -> Double {
+        a == b ? g * 0.5 : ((cutWhenALess ? a < b : a > b) ? 0 : g)
+    }
 }
 
 // MARK: - Arithmetic

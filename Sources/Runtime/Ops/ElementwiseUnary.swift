@@ -1,5 +1,6 @@
 import Foundation
 import GraphIR
+import CKernels
 
 // Unary elementwise ops: float math (float32 / float64 / float16 / bfloat16; the two 16-bit types
 // compute in float32), sign-like ops also on integers, Clip, Gelu, IsNaN / IsInf, Not.
@@ -111,8 +112,230 @@ extension OpRegistry {
                 return [try dispatchNumeric(x.dataType, label, v)]
             }
         })
-        return ops
+        let rules = unaryGradientRules
+        return ops.map { s in rules[s.opType].map { s.withGradient($0) } ?? s } + unaryGradientOps
     }()
+}
+
+// MARK: - Gradients
+
+/// Backward rules (PyTorch's formulas and conventions at the kinks: Relu passes nothing at 0,
+/// LeakyRelu/Elu/Selu take the negative branch at 0, Abs gives 0 at 0). Cheap ones are plain ONNX
+/// ops; the rest are one-pass training-domain kernels reading the gradient and one forward value
+/// (the output where the formula allows, as PyTorch does, so the input can be freed early).
+private func fused(_ kernel: String, _ value: @escaping (GradientContext) -> String) -> GradientRule {
+    return { c in
+        guard c.needs(0) else { return [nil] }
+        return [c.builder.add1(kernel, domain: trainingDomain, [try c.gradient(), value(c)], attributes: c.node.attributes)]
+    }
+}
+private let forwardInput: (GradientContext) -> String = { $0.input(0) }
+private let forwardOutput: (GradientContext) -> String = { $0.output(0) }
+
+extension OpRegistry {
+    static let unaryGradientRules: [String: GradientRule] = {
+        let zero: GradientRule = { _ in [nil] }   // piecewise constant: zero gradient almost everywhere
+        return [
+            "Neg": { c in [c.needs(0) ? c.builder.add1("Neg", [try c.gradient()]) : nil] },
+            // grad · sgn(x)
+            "Abs": { c in [c.needs(0) ? c.builder.add1("Mul", [try c.gradient(), c.builder.add1("Sign", [c.input(0)])]) : nil] },
+            // grad / (2·y), with 2·y written y + y (exact).
+            "Sqrt": { c in
+                let y = c.output(0)
+                return [c.needs(0) ? c.builder.add1("Div", [try c.gradient(), c.builder.add1("Add", [y, y])]) : nil]
+            },
+            // −grad · y²
+            "Reciprocal": { c in
+                guard c.needs(0) else { return [nil] }
+                let y = c.output(0), b = c.builder
+                return [b.add1("Mul", [b.add1("Neg", [try c.gradient()]), b.add1("Mul", [y, y])])]
+            },
+            "Exp": { c in [c.needs(0) ? c.builder.add1("Mul", [try c.gradient(), c.output(0)]) : nil] },
+            "Log": { c in [c.needs(0) ? c.builder.add1("Div", [try c.gradient(), c.input(0)]) : nil] },
+            "Relu": fused("ReluGrad", forwardOutput),
+            "Sigmoid": fused("SigmoidGrad", forwardOutput),
+            "Tanh": fused("TanhGrad", forwardOutput),
+            "Erf": fused("ErfGrad", forwardInput),
+            "Gelu": fused("GeluGrad", forwardInput),
+            "Softplus": fused("SoftplusGrad", forwardInput),
+            "LeakyRelu": fused("LeakyReluGrad", forwardInput),
+            "Elu": fused("EluGrad", forwardInput),
+            "Selu": fused("SeluGrad", forwardInput),
+            "HardSigmoid": fused("HardSigmoidGrad", forwardInput),
+            "Clip": clipGradient,
+            "Sign": zero, "Floor": zero, "Ceil": zero, "Round": zero,
+        ]
+    }()
+
+    /// Constant bounds follow torch.clamp with scalar bounds: the gradient passes where
+    /// min < x < max strictly (0 at the bounds and for NaN). Bounds that need a gradient follow
+    /// torch.clamp with tensor bounds, i.e. minimum(maximum(x, min), max) with ties split in halves.
+    static let clipGradient: GradientRule = { c in
+        guard c.needs(0) || c.needs(1) || c.needs(2) else { return [nil, nil, nil] }
+        let g = try c.gradient()
+        var attrs: [String: Attribute] = ["split": .int(c.needs(1) || c.needs(2) ? 1 : 0)]
+        if c.opset < 11 {
+            attrs["min"] = .float(try c.node.float("min", default: -Float.greatestFiniteMagnitude))
+            attrs["max"] = .float(try c.node.float("max", default: Float.greatestFiniteMagnitude))
+        }
+        var inputs = [g] + c.node.inputs
+        while inputs.last == "" { inputs.removeLast() }
+        func grad(_ which: Int) -> String {
+            var a = attrs
+            a["input"] = .int(which)
+            return c.builder.add1("ClipGrad", domain: trainingDomain, inputs, attributes: a)
+        }
+        return [c.needs(0) ? grad(0) : nil,
+                c.needs(1) ? c.sumToShape(grad(1), like: c.input(1)) : nil,
+                c.needs(2) ? c.sumToShape(grad(2), like: c.input(2)) : nil]
+    }
+
+    static let unaryGradientOps: [OpSchema] = [
+        gradientKernelSchema("ReluGrad", inputs: 2...2) { _ in { xs, l, ctx in try floatBinary(ReluGradFn(), xs[0], xs[1], l, ctx) } },
+        gradientKernelSchema("SigmoidGrad", inputs: 2...2) { _ in { xs, l, ctx in try floatBinary(SigmoidGradFn(), xs[0], xs[1], l, ctx) } },
+        gradientKernelSchema("TanhGrad", inputs: 2...2) { _ in { xs, l, ctx in try floatBinary(TanhGradFn(), xs[0], xs[1], l, ctx) } },
+        gradientKernelSchema("ErfGrad", inputs: 2...2) { _ in { xs, l, ctx in try floatBinary(ErfGradFn(), xs[0], xs[1], l, ctx) } },
+        gradientKernelSchema("SoftplusGrad", inputs: 2...2) { _ in { xs, l, ctx in try floatBinary(SoftplusGradFn(), xs[0], xs[1], l, ctx) } },
+        gradientKernelSchema("GeluGrad", inputs: 2...2) { node in
+            let mode = try node.string("approximate", default: "none")
+            guard mode == "none" || mode == "tanh" else {
+                throw SegFormerError.invalid("\(node.label): approximate must be 'none' or 'tanh', got '\(mode)'")
+            }
+            return { xs, l, ctx in
+                mode == "tanh" ? try floatBinary(GeluTanhGradFn(), xs[0], xs[1], l, ctx) : try floatBinary(GeluGradFn(), xs[0], xs[1], l, ctx)
+            }
+        },
+        gradientKernelSchema("LeakyReluGrad", inputs: 2...2) { node in
+            let fn = LeakyReluGradFn(alpha: try node.float("alpha", default: 0.01))
+            return { xs, l, ctx in try floatBinary(fn, xs[0], xs[1], l, ctx) }
+        },
+        gradientKernelSchema("EluGrad", inputs: 2...2) { node in
+            let a = try node.float("alpha", default: 1)
+            let fn = EluGradFn(negative: a, positive: 1)
+            return { xs, l, ctx in try floatBinary(fn, xs[0], xs[1], l, ctx) }
+        },
+        gradientKernelSchema("SeluGrad", inputs: 2...2) { node in
+            let a = try node.float("alpha", default: 1.67326319217681884765625)
+            let g = try node.float("gamma", default: 1.05070102214813232421875)
+            let fn = EluGradFn(negative: a * g, positive: g)
+            return { xs, l, ctx in try floatBinary(fn, xs[0], xs[1], l, ctx) }
+        },
+        gradientKernelSchema("HardSigmoidGrad", inputs: 2...2) { node in
+            let fn = HardSigmoidGradFn(alpha: try node.float("alpha", default: 0.2), beta: try node.float("beta", default: 0.5))
+            return { xs, l, ctx in try floatBinary(fn, xs[0], xs[1], l, ctx) }
+        },
+        // ClipGrad(dY, X, min?, max?): the gradient for input `input` (0 = X, 1 = min, 2 = max) at X's
+        // shape; bounds from the inputs, else from the min/max attributes (opset < 11 forward nodes).
+        OpSchema("ClipGrad", domain: trainingDomain, inputs: 2...4, inferTypes: inferSameShape()) { node, _ in
+            let label = node.label
+            let split = try node.int("split", default: 0) != 0
+            let which = try node.int("input", default: 0)
+            guard (0...2).contains(which) else { throw SegFormerError.invalid("\(label): input must be 0, 1 or 2, got \(which)") }
+            let attrMin = Double(try node.float("min", default: -.infinity))
+            let attrMax = Double(try node.float("max", default: .infinity))
+            return ClosureKernel { inputs, ctx in
+                let g = try inputs.required(0), x = try inputs.required(1)
+                func bound(_ i: Int, _ fallback: Double) throws -> Double? {
+                    guard let t = inputs.optional(i) else { return split || fallback.isInfinite ? nil : fallback }
+                    guard t.count == 1 else { throw SegFormerError.invalid("\(label): bound #\(i - 1) must be a scalar, has shape \(t.shape)") }
+                    return try t.doubles()[0]
+                }
+                let lo = try bound(2, attrMin), hi = try bound(3, attrMax)
+                let fn = ClipGradFn(lo: lo ?? -.infinity, hi: hi ?? .infinity, hasLo: lo != nil, hasHi: hi != nil,
+                                    split: split, which: which)
+                return [try floatBinary(fn, g, x, label, ctx)]
+            }
+        },
+    ]
+}
+
+struct ReluGradFn: FloatFn2 {
+    /// threshold_backward(grad, y, 0): y ≤ 0 → 0 (NaN passes the gradient).
+    @inline(__always) func f(_ g: Float, _ y: Float) -> Float { y <= 0 ? 0 : g }
+    @inline(__always) func d(_ g: Double, _ y: Double) -> Double { y <= 0 ? 0 : g }
+}
+struct SigmoidGradFn: FloatFn2 {
+    @inline(__always) func f(_ g: Float, _ y: Float) -> Float { g * (1 - y) * y }
+    @inline(__always) func d(_ g: Double, _ y: Double) -> Double { g * (1 - y) * y }
+}
+struct TanhGradFn: FloatFn2 {
+    @inline(__always) func f(_ g: Float, _ y: Float) -> Float { g * (1 - y * y) }
+    @inline(__always) func d(_ g: Double, _ y: Double) -> Double { g * (1 - y * y) }
+}
+/// grad · 2/√π · e^(−x²)
+struct ErfGradFn: FloatFn2 {
+    @inline(__always) func f(_ g: Float, _ x: Float) -> Float { 1.1283791670955126 * expf(-(x * x)) * g }
+    @inline(__always) func d(_ g: Double, _ x: Double) -> Double { 1.1283791670955126 * Foundation.exp(-(x * x)) * g }
+}
+/// grad · σ(x) as z/(z + 1), z = e^x, and grad itself above x = 20 (PyTorch's threshold, where σ
+/// rounds to 1 anyway).
+struct SoftplusGradFn: FloatFn2 {
+    @inline(__always) func f(_ g: Float, _ x: Float) -> Float { if x > 20 { return g }; let z = expf(x); return g * z / (z + 1) }
+    @inline(__always) func d(_ g: Double, _ x: Double) -> Double { if x > 20 { return g }; let z = Foundation.exp(x); return g * z / (z + 1) }
+}
+/// grad · (Φ(x) + x·φ(x)), computed in double, rounded once.
+struct GeluGradFn: FloatFn2 {
+    @inline(__always) func f(_ g: Float, _ x: Float) -> Float { Float(d(Double(g), Double(x))) }
+    @inline(__always) func d(_ g: Double, _ x: Double) -> Double {
+        let cdf = 0.5 * (1 + erfCore(x * 0.7071067811865476))
+        let pdf = 0.3989422804014327 * Foundation.exp(-0.5 * x * x)
+        return g * (cdf + x * pdf)
+    }
+}
+/// Derivative of x/2 · (1 + tanh(√(2/π)(x + 0.044715x³))), in double.
+struct GeluTanhGradFn: FloatFn2 {
+    @inline(__always) func f(_ g: Float, _ x: Float) -> Float { Float(d(Double(g), Double(x))) }
+    @inline(__always) func d(_ g: Double, _ x: Double) -> Double {
+        let beta = 0.7978845608028654, kappa = 0.044715
+        let x2 = x * x
+        let t = Foundation.tanh(beta * (x + kappa * x2 * x))
+        let left = 0.5 * x, right = 1 + t
+        return g * (0.5 * right + left * (1 - t * t) * beta * (1 + 3 * kappa * x2))
+    }
+}
+struct LeakyReluGradFn: FloatFn2 {
+    let alpha: Float
+    @inline(__always) func f(_ g: Float, _ x: Float) -> Float { x > 0 ? g : g * alpha }
+    @inline(__always) func d(_ g: Double, _ x: Double) -> Double { x > 0 ? g : g * Double(alpha) }
+}
+/// Elu and Selu: x ≤ 0 → grad · negative · e^x, else grad · positive.
+struct EluGradFn: FloatFn2 {
+    let negative: Float, positive: Float
+    @inline(__always) func f(_ g: Float, _ x: Float) -> Float { x <= 0 ? g * negative * expf(x) : g * positive }
+    @inline(__always) func d(_ g: Double, _ x: Double) -> Double { x <= 0 ? g * Double(negative) * Foundation.exp(x) : g * Double(positive) }
+}
+/// grad · α where 0 < αx + β < 1 (strictly, as PyTorch's hardsigmoid), else 0.
+struct HardSigmoidGradFn: FloatFn2 {
+    let alpha: Float, beta: Float
+    @inline(__always) func f(_ g: Float, _ x: Float) -> Float { let v = alpha * x + beta; return v > 0 && v < 1 ? g * alpha : 0 }
+    @inline(__always) func d(_ g: Double, _ x: Double) -> Double {
+        let v = Double(alpha) * x + Double(beta); return v > 0 && v < 1 ? g * Double(alpha) : 0
+    }
+}
+/// See `clipGradient`. Split mode is torch.maximum's then torch.minimum's rule: at a tie each side
+/// gets half, a NaN passes the gradient to both sides.
+struct ClipGradFn: FloatFn2 {
+    let lo: Double, hi: Double, hasLo: Bool, hasHi: Bool, split: Bool, which: Int
+    @inline(__always) func f(_ g: Float, _ x: Float) -> Float { Float(d(Double(g), Double(x))) }
+    @inline(__always) func d(_ g: Double, _ x: Double) -> Double {
+        if !split { return (!hasLo || x > lo) && (!hasHi || x < hi) ? g : 0 }
+        // m = maximum(x, lo): weights of x and lo.
+        var m = x, wx = 1.0, wlo = 0.0
+        if hasLo {
+            if x == lo { wx = 0.5; wlo = 0.5 } else if x < lo { wx = 0; wlo = 1; m = lo }
+        }
+        // y = minimum(m, hi): weights of m and hi.
+        var wm = 1.0, whi = 0.0
+        if hasHi {
+            if m == hi { wm = 0.5; whi = 0.5 } else if m > hi { wm = 0; whi = 1 } else if m.isNaN { whi = 1 }
+        }
+        if hasLo && x.isNaN { wlo = 1 }
+        switch which {
+        case 0: return g * wm * wx
+        case 1: return g * wm * wlo
+        default: return g * whi
+        }
+    }
 }
 
 // MARK: - Float functions
@@ -121,6 +344,12 @@ extension OpRegistry {
 protocol FloatFn {
     func f(_ x: Float) -> Float
     func d(_ x: Double) -> Double
+    /// A whole-array float32 routine from CKernels (vectorised per instruction set), if there is one.
+    var bulkFloat: ((UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void)? { get }
+}
+
+extension FloatFn {
+    var bulkFloat: ((UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void)? { nil }
 }
 
 struct OnFloat<F: FloatFn>: UnaryFunction { let fn: F; @inline(__always) func callAsFunction(_ x: Float) -> Float { fn.f(x) } }
@@ -130,7 +359,14 @@ struct OnBFloat<F: FloatFn>: UnaryFunction { let fn: F; @inline(__always) func c
 
 func floatUnary<F: FloatFn>(_ fn: F, _ x: Tensor, _ label: String, _ ctx: ExecutionContext) throws -> Tensor {
     switch x.dataType {
-    case .float: return mapElements(OnFloat(fn: fn), x, output: .float, ctx)
+    case .float:
+        if let bulk = fn.bulkFloat {
+            let y = Tensor(uninitialized: .float, shape: x.shape)
+            let src = x.pointer(Float.self), dst = y.pointer(Float.self)
+            ctx.parallelFor(x.count, minimumPerChunk: 1 << 15) { start, end in bulk(src + start, dst + start, end - start) }
+            return y
+        }
+        return mapElements(OnFloat(fn: fn), x, output: .float, ctx)
     case .double: return mapElements(OnDouble(fn: fn), x, output: .double, ctx)
     case .float16: return mapElements(OnHalf(fn: fn), x, output: .float16, ctx)
     case .bfloat16: return mapElements(OnBFloat(fn: fn), x, output: .bfloat16, ctx)
@@ -247,11 +483,13 @@ func erfCore(_ x: Double) -> Double {
 
 struct ErfFn: FloatFn {
     @inline(__always) func f(_ x: Float) -> Float { Float(erfCore(Double(x))) }
+    var bulkFloat: ((UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void)? { { ck_erf($0, $1, $2) } }
     func d(_ x: Double) -> Double { Foundation.erf(x) }
 }
 
 /// Gelu (approximate = none): x/2 · (1 + erf(x/√2)), computed in double, rounded once.
 struct GeluFn: FloatFn {
+    var bulkFloat: ((UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void)? { { ck_gelu($0, $1, $2) } }
     @inline(__always) func f(_ x: Float) -> Float {
         let v = Double(x)
         return Float(0.5 * v * (1 + erfCore(v * 0.7071067811865476)))

@@ -70,5 +70,79 @@ extension OpRegistry {
             }
             return [out]
         }
+    }).withGradient(gatherGradient)
+}
+
+// MARK: - Gradient
+
+extension OpRegistry {
+    /// Gather: dData = GatherGrad(dY, indices, Shape(data)), a scatter-add; indices get none.
+    static let gatherGradient: GradientRule = { ctx in
+        guard ctx.needs(0) else { return [nil, nil] }
+        return [ctx.builder.add1("GatherGrad", domain: trainingDomain,
+                                 [try ctx.gradient(), ctx.input(1), ctx.shape(of: ctx.input(0))],
+                                 attributes: ["axis": .int(try ctx.node.int("axis", default: 0))]), nil]
+    }
+
+    /// GatherGrad(dY, indices, Shape(data); axis): zeros of data's shape with every gathered slab of dY
+    /// added back at its (possibly negative, possibly repeated) index. Work is split over the outer
+    /// dims and chunks of the inner ones, and each task walks all indices, so no two tasks write the
+    /// same element and repeated indices accumulate in a fixed order.
+    static let gatherGradSchema = OpSchema("GatherGrad", domain: trainingDomain, inputs: 3...3, shapeInputs: [2], inferTypes: { ctx in
+        guard let g = ctx.type(0), let s = ctx.constant(2) else { return [nil] }
+        return [TensorType(g.dataType, known: try s.integers())]
+    }, makeKernel: { node, _ in
+        let axisAttr = try node.int("axis", default: 0)
+        return ClosureKernel { inputs, context in
+            let dy = try inputs.required(0)
+            let indices = try inputs.required(1, "indices")
+            let shape = try inputs.required(2, "shape").integers()
+            try Movement.checkShape(shape, node.label)
+            let axis = try Movement.axis(axisAttr, rank: shape.count, node.label)
+            let n = shape[axis]
+            var idx = try indices.integers()
+            for (j, v) in idx.enumerated() {
+                guard v >= -n && v < n else {
+                    throw SegFormerError.invalid("\(node.label): index \(v) is out of range for axis \(axis) of size \(n) (data shape \(shape))")
+                }
+                if v < 0 { idx[j] = v + n }
+            }
+            let expected = Array(shape[..<axis]) + indices.shape + Array(shape[(axis + 1)...])
+            guard dy.shape == expected else {
+                throw SegFormerError.invalid("\(node.label): gradient shape \(dy.shape) is not the Gather output shape \(expected)")
+            }
+            let out = Tensor(uninitialized: dy.dataType, shape: shape)
+            if out.count == 0 { return [out] }
+            let es = try Movement.elementSize(dy.dataType)
+            StridedCopy.zeroBytes(out.storage.pointer, bytes: out.count * es, context: context)
+            if dy.count == 0 { return [out] }
+            let outer = Tensor.elementCount(Array(shape[..<axis]))
+            let inner = Tensor.elementCount(Array(shape[(axis + 1)...]))
+            let m = idx.count
+            let chunk = inner > 4096 ? 2048 : inner
+            let chunks = (inner + chunk - 1) / chunk
+            func run<T: BinaryFloatingPoint>(_: T.Type) {
+                let g = dy.pointer(T.self), o = out.pointer(T.self)
+                context.parallelFor(outer * chunks, minimumPerChunk: max(1, 32768 / max(1, m * chunk))) { s, e in
+                    idx.withUnsafeBufferPointer { ip in
+                        for item in s..<e {
+                            let b = item / chunks, c = item % chunks
+                            let i0 = c * chunk, i1 = min(inner, i0 + chunk)
+                            for j in 0..<m {
+                                let src = g + (b * m + j) * inner, dst = o + (b * n + ip[j]) * inner
+                                for i in i0..<i1 { dst[i] += src[i] }
+                            }
+                        }
+                    }
+                }
+            }
+            switch dy.dataType {
+            case .float: run(Float.self)
+            case .double: run(Double.self)
+            case .float16: run(Float16.self)
+            default: throw SegFormerError.unsupported("\(node.label): Gather gradient of \(dy.dataType) tensors")
+            }
+            return [out]
+        }
     })
 }

@@ -11,7 +11,7 @@ extension OpRegistry {
     }, makeKernel: { node, _ in
         let t = try constantValue(node)
         return ClosureKernel { _, _ in [t] }
-    })
+    }).withGradient(noGradient)
 
     /// The one value attribute of a Constant node as a tensor.
     static func constantValue(_ node: Node) throws -> Tensor {
@@ -48,7 +48,7 @@ extension OpRegistry {
         let value = try fillValue(ctx.node)
         guard let c = ctx.constant(0) else {
             let rank = ctx.type(0)?.knownShape?.first
-            return [TensorType(value.dataType, rank.map { r in (0..<r).map { .symbol("\(ctx.node.label)#\($0)") } })]
+            return [TensorType(value.dataType, rank.map { r in (0..<r).map { .symbol("\(ctx.node.outputs.first ?? "?")#\($0)") } })]
         }
         return [TensorType(value.dataType, known: try c.integers())]
     }, makeKernel: { node, _ in
@@ -62,7 +62,7 @@ extension OpRegistry {
             try Movement.checkShape(shape, node.label)
             return [try filled(value, shape: shape, context)]
         }
-    })
+    }).withGradient(noGradient)
 
     /// ConstantOfShape's `value`: a one-element tensor, float 0 by default.
     static func fillValue(_ node: Node) throws -> Tensor {
@@ -101,13 +101,13 @@ extension OpRegistry {
         if let s = ctx.constant(0), let l = ctx.constant(1), let d = ctx.constant(2) {
             return [TensorType(t.dataType, known: [try range(s, l, d, ctx.node.label).count])]
         }
-        return [TensorType(t.dataType, [.symbol("\(ctx.node.label)#0")])]
+        return [TensorType(t.dataType, [.symbol("\(ctx.node.outputs.first ?? "?")#0")])]
     }, makeKernel: { node, _ in
         ClosureKernel { inputs, _ in
             [try range(try inputs.required(0, "start"), try inputs.required(1, "limit"),
                        try inputs.required(2, "delta"), node.label)]
         }
-    })
+    }).withGradient(noGradient)
 
     /// output[i] = start + i·delta for i < max(ceil((limit − start)/delta), 0), in the inputs' type.
     static func range(_ start: Tensor, _ limit: Tensor, _ delta: Tensor, _ label: String) throws -> Tensor {

@@ -29,7 +29,7 @@ extension OpRegistry {
                          try Normalization.layerNorm(inputs, axis: axisAttr, epsilon: eps, outputs: outCount,
                                                      label: label, context: context)
                      }
-                 }),
+                 }).withGradient(layerNormGradient),
         OpSchema("BatchNormalization", opsets: 1...28, inputs: 5...5, outputs: 1...5,
                  inferTypes: { ctx in
                      guard let t = ctx.type(0) else { return [nil] }
@@ -56,7 +56,7 @@ extension OpRegistry {
                          try Normalization.batchNorm(inputs, epsilon: eps, momentum: momentum, training: training,
                                                      outputs: outCount, label: label, context: context)
                      }
-                 }),
+                 }).withGradient(batchNormGradient),
         OpSchema("GroupNormalization", opsets: 18...28, inputs: 3...3,
                  inferTypes: { ctx in [ctx.type(0)] },
                  makeKernel: { node, opset in
@@ -79,7 +79,7 @@ extension OpRegistry {
                          [try Normalization.meanVarianceNorm(try inputs.required(0), axes: axes, label: label, context: context)]
                      }
                  }),
-    ]
+    ] + normalizationGradOps
 }
 
 enum Normalization {
@@ -337,5 +337,243 @@ enum Normalization {
             return Reducer.transposed(t, T.self, perm: inverse)
         }
         return NormOpsSupport.narrow(x.dataType == .double ? run(Double.self) : run(Float.self), to: x0.dataType)
+    }
+}
+
+// MARK: - Gradients
+
+// LayerNormGrad (training domain): (dY, X, Scale) → (dX, dScale, dB), statistics recomputed per row
+// exactly as the forward computes them. With x̂ = (x − μ)·σ⁻¹ and g = dY·scale over one row of n:
+//   dX = σ⁻¹ · (g − mean(g) − x̂ · mean(g·x̂)),  dScale = Σ_rows dY·x̂,  dB = Σ_rows dY.
+// dScale / dB come out with the normalised shape; the rule sums them to Scale's / B's shape.
+// BatchNormInferenceGrad: (dY, X, scale, mean, var) → (dX, dScale, dB) with mean/var constants.
+
+extension OpRegistry {
+    static let normalizationGradOps: [OpSchema] = [
+        OpSchema("LayerNormGrad", domain: trainingDomain, inputs: 3...3, outputs: 1...3,
+                 inferTypes: { ctx in [ctx.type(1), nil, nil] },
+                 makeKernel: { node, _ in
+                     let axis = try node.int("axis", default: -1)
+                     let eps = Double(try node.float("epsilon", default: 1e-5))
+                     let label = node.label
+                     return ClosureKernel { inputs, context in
+                         try Normalization.layerNormGrad(try inputs.required(0), try inputs.required(1), try inputs.required(2),
+                                                         axis: axis, epsilon: eps, label: label, context: context)
+                     }
+                 }),
+        OpSchema("BatchNormInferenceGrad", domain: trainingDomain, inputs: 5...5, outputs: 1...3,
+                 inferTypes: { ctx in [ctx.type(1), ctx.type(2), ctx.type(2)] },
+                 makeKernel: { node, _ in
+                     let eps = Double(try node.float("epsilon", default: 1e-5))
+                     let label = node.label
+                     return ClosureKernel { inputs, context in
+                         try Normalization.batchNormGrad(inputs, epsilon: eps, label: label, context: context)
+                     }
+                 }),
+    ]
+
+    static let layerNormGradient: GradientRule = { ctx in
+        if ctx.outputGradients.dropFirst().contains(where: { $0 != nil }) {
+            throw SegFormerError.unsupported("\(ctx.node.label): gradient through LayerNormalization's Mean/InvStdDev outputs")
+        }
+        let attrs: [String: Attribute] = ["axis": .int(try ctx.node.int("axis", default: -1)),
+                                          "epsilon": .float(try ctx.node.float("epsilon", default: 1e-5))]
+        let outs = ctx.builder.add("LayerNormGrad", domain: trainingDomain, [try ctx.gradient(), ctx.input(0), ctx.input(1)],
+                                   attributes: attrs, outputs: 3)
+        let hasBias = ctx.node.inputs.count > 2 && !ctx.input(2).isEmpty
+        return [ctx.needs(0) ? outs[0] : nil,
+                ctx.needs(1) ? ctx.sumToShape(outs[1], like: ctx.input(1)) : nil,
+                hasBias && ctx.needs(2) ? ctx.sumToShape(outs[2], like: ctx.input(2)) : nil]
+    }
+
+    static let batchNormGradient: GradientRule = { ctx in
+        if try ctx.opset >= 14 && ctx.node.int("training_mode", default: 0) != 0 {
+            throw SegFormerError.unsupported("\(ctx.node.label): gradient of BatchNormalization in training mode")
+        }
+        let attrs: [String: Attribute] = ["epsilon": .float(try ctx.node.float("epsilon", default: 1e-5))]
+        let outs = ctx.builder.add("BatchNormInferenceGrad", domain: trainingDomain,
+                                   [try ctx.gradient(), ctx.input(0), ctx.input(1), ctx.input(3), ctx.input(4)],
+                                   attributes: attrs, outputs: 3)
+        return [ctx.needs(0) ? outs[0] : nil, ctx.needs(1) ? outs[1] : nil, ctx.needs(2) ? outs[2] : nil, nil, nil]
+    }
+}
+
+extension Normalization {
+    static func layerNormGrad(_ dy0: Tensor, _ x0: Tensor, _ scaleT: Tensor, axis axisAttr: Int, epsilon: Double,
+                              label: String, context: ExecutionContext) throws -> [Tensor] {
+        guard x0.dataType.isFloatingPoint else { throw SegFormerError.unsupported("\(label): element type \(x0.dataType)") }
+        guard dy0.shape == x0.shape else {
+            throw SegFormerError.invalid("\(label): gradient shape \(dy0.shape) differs from input shape \(x0.shape)")
+        }
+        let shape = x0.shape
+        let axis = try NormOpsSupport.axis(axisAttr, rank: shape.count, label)
+        let normShape = Array(shape[axis...])
+        let rows = NormOpsSupport.product(shape, 0..<axis), n = Tensor.elementCount(normShape)
+        guard let scale = try expand(scaleT, to: normShape) else {
+            throw SegFormerError.invalid("\(label): Scale of shape \(scaleT.shape) does not broadcast to \(normShape)")
+        }
+        let wide = x0.dataType == .double ? .double : DataType.float
+        let x = x0.dataType == .double ? x0 : NormOpsSupport.widenToFloat(x0)
+        let dy = dy0.dataType == .double ? dy0 : NormOpsSupport.widenToFloat(dy0)
+        let dx = Tensor(uninitialized: wide, shape: shape)
+        var dScale = [Double](repeating: 0, count: n), dBias = [Double](repeating: 0, count: n)
+        if rows > 0 && n > 0 {
+            if wide == .double {
+                layerNormGradRows(x.pointer(Double.self), dy.pointer(Double.self), dx.pointer(Double.self), rows, n, scale,
+                                  epsilon, &dScale, &dBias, context)
+            } else {
+                layerNormGradRows(x.pointer(Float.self), dy.pointer(Float.self), dx.pointer(Float.self), rows, n,
+                                  scale.map { Float($0) }, epsilon, &dScale, &dBias, context)
+            }
+        } else if n == 0 {
+            // nothing to normalise over
+        }
+        func vec(_ v: [Double]) -> Tensor {
+            let t = wide == .double ? Tensor(v, shape: normShape) : Tensor(v.map { Float($0) }, shape: normShape)
+            return NormOpsSupport.narrow(t, to: x0.dataType)
+        }
+        return [NormOpsSupport.narrow(dx, to: x0.dataType), vec(dScale), vec(dBias)]
+    }
+
+    static func layerNormGradRows<T: BinaryFloatingPoint>(_ x: UnsafeMutablePointer<T>, _ dy: UnsafeMutablePointer<T>,
+                                                          _ dx: UnsafeMutablePointer<T>, _ rows: Int, _ n: Int, _ scale: [T],
+                                                          _ eps: Double, _ dScale: inout [Double], _ dBias: inout [Double],
+                                                          _ context: ExecutionContext) {
+        // Fixed chunking (independent of timing) so the parameter sums are deterministic.
+        let chunks = max(1, min(context.threads, rows * n / 16384))
+        let per = (rows + chunks - 1) / chunks
+        // per chunk: float partial sums over ≤ 64 rows, flushed into Double
+        var partial = [Double](repeating: 0, count: chunks * 2 * n)
+        scale.withUnsafeBufferPointer { w in
+        partial.withUnsafeMutableBufferPointer { part in
+            let partBase = part.baseAddress!
+            context.parallelFor(chunks, minimumPerChunk: 1) { c0, c1 in
+                let xh = UnsafeMutablePointer<T>.allocate(capacity: n)
+                let accS = UnsafeMutablePointer<T>.allocate(capacity: n)
+                let accB = UnsafeMutablePointer<T>.allocate(capacity: n)
+                defer { xh.deallocate(); accS.deallocate(); accB.deallocate() }
+                for c in c0..<c1 {
+                    let dS = partBase + c * 2 * n, dB = dS + n
+                    for k in 0..<n { accS[k] = 0; accB[k] = 0 }
+                    var pending = 0
+                    let r1 = min(rows, (c + 1) * per)
+                    var r = c * per
+                    while r < r1 {
+                        let s = x + r * n, g = dy + r * n, d = dx + r * n
+                        // statistics exactly as the forward
+                        let mean: Double
+                        if T.self == Float.self {
+                            mean = NormOpsSupport.rowSum(UnsafeRawPointer(s).assumingMemoryBound(to: Float.self), n) / Double(n)
+                        } else {
+                            var a0 = 0.0, a1 = 0.0
+                            var i = 0
+                            while i + 2 <= n { a0 += Double(s[i]); a1 += Double(s[i + 1]); i += 2 }
+                            if i < n { a0 += Double(s[i]) }
+                            mean = (a0 + a1) / Double(n)
+                        }
+                        var v0 = 0.0, v1 = 0.0, v2 = 0.0, v3 = 0.0
+                        var i = 0
+                        while i + 4 <= n {
+                            let e0 = Double(s[i]) - mean, e1 = Double(s[i + 1]) - mean
+                            let e2 = Double(s[i + 2]) - mean, e3 = Double(s[i + 3]) - mean
+                            v0 += e0 * e0; v1 += e1 * e1; v2 += e2 * e2; v3 += e3 * e3
+                            i += 4
+                        }
+                        while i < n { let e = Double(s[i]) - mean; v0 += e * e; i += 1 }
+                        let inv = 1 / ((v0 + v1 + v2 + v3) / Double(n) + eps).squareRoot()
+                        let m = T(mean), iv = T(inv)
+                        var sg0: T = 0, sg1: T = 0, sgx0: T = 0, sgx1: T = 0
+                        i = 0
+                        while i + 2 <= n {
+                            let h0 = (s[i] - m) * iv, h1 = (s[i + 1] - m) * iv
+                            xh[i] = h0; xh[i + 1] = h1
+                            let g0 = g[i] * w[i], g1 = g[i + 1] * w[i + 1]
+                            sg0 += g0; sg1 += g1
+                            sgx0 += g0 * h0; sgx1 += g1 * h1
+                            i += 2
+                        }
+                        if i < n {
+                            let h = (s[i] - m) * iv
+                            xh[i] = h
+                            let gg = g[i] * w[i]
+                            sg0 += gg; sgx0 += gg * h
+                        }
+                        let mg = T(Double(sg0 + sg1) / Double(n)), mgx = T(Double(sgx0 + sgx1) / Double(n))
+                        for k in 0..<n {
+                            d[k] = iv * (g[k] * w[k] - mg - xh[k] * mgx)
+                            accS[k] += g[k] * xh[k]
+                            accB[k] += g[k]
+                        }
+                        pending += 1
+                        r += 1
+                        if pending == 64 || r == r1 {
+                            for k in 0..<n { dS[k] += Double(accS[k]); dB[k] += Double(accB[k]); accS[k] = 0; accB[k] = 0 }
+                            pending = 0
+                        }
+                    }
+                }
+            }
+        }}
+        for c in 0..<chunks {
+            for k in 0..<n {
+                dScale[k] += partial[c * 2 * n + k]
+                dBias[k] += partial[c * 2 * n + n + k]
+            }
+        }
+    }
+
+    static func batchNormGrad(_ inputs: [Tensor?], epsilon: Double, label: String, context: ExecutionContext) throws -> [Tensor] {
+        let dy0 = try inputs.required(0), x0 = try inputs.required(1)
+        guard x0.dataType.isFloatingPoint else { throw SegFormerError.unsupported("\(label): element type \(x0.dataType)") }
+        guard x0.rank >= 2, dy0.shape == x0.shape else {
+            throw SegFormerError.invalid("\(label): gradient shape \(dy0.shape) and input shape \(x0.shape) must agree, rank ≥ 2")
+        }
+        let shape = x0.shape
+        let n = shape[0], c = shape[1], spatial = NormOpsSupport.product(shape, 2..<shape.count)
+        var params: [[Double]] = []
+        for (i, what) in ["scale", "input_mean", "input_var"].enumerated() {
+            let t = try inputs.required(i + 2, what)
+            guard t.count == c else { throw SegFormerError.invalid("\(label): \(what) has \(t.count) elements for \(c) channels") }
+            params.append(try NormOpsSupport.doubles(t, label))
+        }
+        let (scale, mean, variance) = (params[0], params[1], params[2])
+        let inv = (0..<c).map { 1 / (variance[$0] + epsilon).squareRoot() }
+        let wide: DataType = x0.dataType == .double ? .double : .float
+        let x = x0.dataType == .double ? x0 : NormOpsSupport.widenToFloat(x0)
+        let dy = dy0.dataType == .double ? dy0 : NormOpsSupport.widenToFloat(dy0)
+        let dx = Tensor(uninitialized: wide, shape: shape)
+        var dS = [Double](repeating: 0, count: c), dB = [Double](repeating: 0, count: c)
+        func run<T: BinaryFloatingPoint>(_: T.Type) {
+            let xs = x.pointer(T.self), gs = dy.pointer(T.self), ds = dx.pointer(T.self)
+            // per (n, c) plane: dX = dY·scale·inv; plane sums of dY and dY·(x − mean)
+            var sums = [Double](repeating: 0, count: 2 * n * c)
+            sums.withUnsafeMutableBufferPointer { sums in
+                let sp = sums.baseAddress!
+                context.parallelFor(n * c, minimumPerChunk: max(1, 16384 / max(spatial, 1))) { a, b in
+                    for p in a..<b {
+                        let ch = p % c
+                        let k = T(scale[ch] * inv[ch]), m = T(mean[ch])
+                        let src = xs + p * spatial, g = gs + p * spatial, d = ds + p * spatial
+                        var sg = 0.0, sgx = 0.0
+                        for i in 0..<spatial {
+                            d[i] = g[i] * k
+                            sg += Double(g[i]); sgx += Double(g[i] * (src[i] - m))
+                        }
+                        sp[2 * p] = sg; sp[2 * p + 1] = sgx
+                    }
+                }
+            }
+            for p in 0..<(n * c) {
+                let ch = p % c
+                dB[ch] += sums[2 * p]
+                dS[ch] += sums[2 * p + 1] * inv[ch]
+            }
+        }
+        if wide == .double { run(Double.self) } else { run(Float.self) }
+        func vec(_ v: [Double]) -> Tensor {
+            let t = wide == .double ? Tensor(v, shape: [c]) : Tensor(v.map { Float($0) }, shape: [c])
+            return NormOpsSupport.narrow(t, to: inputs[2]!.dataType)
+        }
+        return [NormOpsSupport.narrow(dx, to: x0.dataType), vec(dS), vec(dB)]
     }
 }

@@ -10,19 +10,19 @@ import GraphIR
 
 extension OpRegistry {
     static let reductionOps: [OpSchema] = [
-        reduceSchema("ReduceSum", .sum, axesInputSince: 13),
-        reduceSchema("ReduceMean", .mean, axesInputSince: 18),
-        reduceSchema("ReduceMax", .max, axesInputSince: 18),
-        reduceSchema("ReduceMin", .min, axesInputSince: 18),
+        reduceSchema("ReduceSum", .sum, axesInputSince: 13).withGradient(reduceGradient(.sum, axesInputSince: 13)),
+        reduceSchema("ReduceMean", .mean, axesInputSince: 18).withGradient(reduceGradient(.mean, axesInputSince: 18)),
+        reduceSchema("ReduceMax", .max, axesInputSince: 18).withGradient(reduceGradient(.max, axesInputSince: 18)),
+        reduceSchema("ReduceMin", .min, axesInputSince: 18).withGradient(reduceGradient(.min, axesInputSince: 18)),
         reduceSchema("ReduceProd", .prod, axesInputSince: 18),
-        reduceSchema("ReduceL1", .l1, axesInputSince: 18),
-        reduceSchema("ReduceL2", .l2, axesInputSince: 18),
-        reduceSchema("ReduceLogSum", .logSum, axesInputSince: 18),
-        reduceSchema("ReduceLogSumExp", .logSumExp, axesInputSince: 18),
-        reduceSchema("ReduceSumSquare", .sumSquare, axesInputSince: 18),
+        reduceSchema("ReduceL1", .l1, axesInputSince: 18).withGradient(reduceGradient(.l1, axesInputSince: 18)),
+        reduceSchema("ReduceL2", .l2, axesInputSince: 18).withGradient(reduceGradient(.l2, axesInputSince: 18)),
+        reduceSchema("ReduceLogSum", .logSum, axesInputSince: 18).withGradient(reduceGradient(.logSum, axesInputSince: 18)),
+        reduceSchema("ReduceLogSumExp", .logSumExp, axesInputSince: 18).withGradient(reduceGradient(.logSumExp, axesInputSince: 18)),
+        reduceSchema("ReduceSumSquare", .sumSquare, axesInputSince: 18).withGradient(reduceGradient(.sumSquare, axesInputSince: 18)),
         argSchema("ArgMax", isMax: true),
         argSchema("ArgMin", isMax: false),
-    ]
+    ] + reductionGradOps
 
     private static func reduceSchema(_ op: String, _ kind: ReduceKind, axesInputSince: Int) -> OpSchema {
         OpSchema(op, opsets: 1...28, inputs: 1...2, shapeInputs: [1],
@@ -446,6 +446,174 @@ enum Reducer {
                         let better: Bool
                         if isMax { better = last ? v >= b : v > b } else { better = last ? v <= b : v < b }
                         if better { best[j] = v; d[j] = Int64(k) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+// MARK: - Gradients
+
+// ReduceGrad (training domain): (dY, shape of X, axes?, X?, Y?) → dX. dY is broadcast back over the
+// reduced axes (keepdims or not: the memory layout is the same) and multiplied by the local
+// derivative of the reduction. Attributes: kind, keepdims, noop_with_empty_axes, axes (attribute
+// form), axes_from_input. Max/Min split the gradient evenly among ties (as PyTorch's amax/amin);
+// L2 gives 0 where the norm is 0 (as PyTorch).
+
+extension OpRegistry {
+    static let reductionGradOps: [OpSchema] = [
+        OpSchema("ReduceGrad", domain: trainingDomain, inputs: 2...5, shapeInputs: [1],
+                 inferTypes: { ctx in
+                     guard let g = ctx.type(0), let shape = ctx.constant(1) else { return [nil] }
+                     return [TensorType(g.dataType, known: try shape.integers())]
+                 },
+                 makeKernel: { node, _ in
+                     let kindName = try node.string("kind", default: "sum")
+                     guard let kind = ReduceGradient.kinds[kindName] else {
+                         throw SegFormerError.unsupported("\(node.label): reduction kind '\(kindName)'")
+                     }
+                     let fromInput = try node.int("axes_from_input", default: 0) != 0
+                     let noop = try node.int("noop_with_empty_axes", default: 0) != 0
+                     let attrAxes = try node.ints("axes") ?? []
+                     let label = node.label
+                     return ClosureKernel { inputs, context in
+                         let dy = try inputs.required(0)
+                         let shape = try inputs.required(1).integers()
+                         var axes = fromInput ? (try inputs.optional(2)?.integers() ?? []) : attrAxes
+                         // noop_with_empty_axes: the forward was the identity, whatever the kind
+                         let identity = axes.isEmpty && noop
+                         if axes.isEmpty && !noop { axes = Array(0..<shape.count) }
+                         let set = try ReduceParams.normalise(axes, rank: shape.count, label)
+                         return [try ReduceGradient.run(dy, shape: shape, axes: set, kind: identity ? .sum : kind, x: inputs.optional(3),
+                                                        y: inputs.optional(4), label: label, context: context)]
+                     }
+                 }),
+    ]
+
+    static func reduceGradient(_ kind: ReduceKind, axesInputSince: Int) -> GradientRule {
+        return { ctx in
+            guard let name = ReduceGradient.kinds.first(where: { $0.value == kind })?.key else {
+                throw SegFormerError.unsupported("autodiff: \(ctx.node.label): no gradient for \(ctx.node.opType)")
+            }
+            let fromInput = ctx.opset >= axesInputSince
+            var attrs: [String: Attribute] = [
+                "kind": .string(name), "axes_from_input": .int(fromInput ? 1 : 0),
+                "noop_with_empty_axes": .int(fromInput ? try ctx.node.int("noop_with_empty_axes", default: 0) : 0),
+            ]
+            if !fromInput, let a = try ctx.node.ints("axes") { attrs["axes"] = .ints(a) }
+            let axesInput = fromInput && ctx.node.inputs.count > 1 ? ctx.input(1) : ""
+            let needsX: Set<ReduceKind> = [.sumSquare, .l2, .l1, .max, .min, .logSumExp]
+            let needsY: Set<ReduceKind> = [.l2, .max, .min, .logSumExp, .logSum]
+            let ins = [try ctx.gradient(), ctx.shape(of: ctx.input(0)), axesInput,
+                       needsX.contains(kind) ? ctx.input(0) : "", needsY.contains(kind) ? ctx.output(0) : ""]
+            var trimmed = ins
+            while let last = trimmed.last, last.isEmpty { trimmed.removeLast() }
+            return [ctx.builder.add1("ReduceGrad", domain: trainingDomain, trimmed, attributes: attrs), nil]
+        }
+    }
+}
+
+enum ReduceGradient {
+    static let kinds: [String: ReduceKind] = [
+        "sum": .sum, "mean": .mean, "sum_square": .sumSquare, "l2": .l2, "l1": .l1,
+        "max": .max, "min": .min, "log_sum_exp": .logSumExp, "log_sum": .logSum,
+    ]
+
+    static func run(_ dy0: Tensor, shape: [Int], axes: Set<Int>, kind: ReduceKind, x: Tensor?, y: Tensor?,
+                    label: String, context: ExecutionContext) throws -> Tensor {
+        let rank = shape.count
+        guard shape.allSatisfy({ $0 >= 0 }) else { throw SegFormerError.invalid("\(label): bad shape \(shape)") }
+        let total = Tensor.elementCount(shape)
+        // strides of the keepdims-shaped dY, 0 along reduced axes
+        var strides = [Int](repeating: 0, count: rank)
+        var s = 1
+        for i in stride(from: rank - 1, through: 0, by: -1) where !axes.contains(i) {
+            strides[i] = s
+            s *= shape[i]
+        }
+        guard dy0.count == s else {
+            throw SegFormerError.invalid("\(label): gradient of shape \(dy0.shape) does not fit input \(shape) reduced over \(axes.sorted())")
+        }
+        for (t, what) in [(x, "X"), (y, "Y")] {
+            if let t, t.count != (what == "X" ? total : s) {
+                throw SegFormerError.invalid("\(label): \(what) of shape \(t.shape) does not fit input \(shape)")
+            }
+        }
+        let needX: Set<ReduceKind> = [.sumSquare, .l2, .l1, .max, .min, .logSumExp]
+        let needY: Set<ReduceKind> = [.l2, .max, .min, .logSumExp, .logSum]
+        if needX.contains(kind) && x == nil { throw SegFormerError.invalid("\(label): missing X") }
+        if needY.contains(kind) && y == nil { throw SegFormerError.invalid("\(label): missing Y") }
+        let wide: DataType = dy0.dataType == .double ? .double : .float
+        guard dy0.dataType.isFloatingPoint else { throw SegFormerError.unsupported("\(label): element type \(dy0.dataType)") }
+        func w(_ t: Tensor?) -> Tensor? {
+            guard let t else { return nil }
+            if wide == .double { return t.dataType == .double ? t : Tensor(try! t.doubles(), shape: t.shape) }
+            return t.dataType == .float ? t : (t.dataType == .double ? Tensor(try! t.doubles().map { Float($0) }, shape: t.shape) : NormOpsSupport.widenToFloat(t))
+        }
+        let dy = w(dy0)!, xw = w(x), yw = w(y)
+        let out = Tensor(uninitialized: wide, shape: shape)
+        if total > 0 {
+            if wide == .double {
+                typed(Double.self, dy, xw, yw, out, shape, strides, kind, context)
+            } else {
+                typed(Float.self, dy, xw, yw, out, shape, strides, kind, context)
+            }
+        }
+        return NormOpsSupport.narrow(out, to: dy0.dataType)
+    }
+
+    static func typed<T: BinaryFloatingPoint>(_: T.Type, _ dyT: Tensor, _ xT: Tensor?, _ yT: Tensor?, _ out: Tensor,
+                                              _ shape: [Int], _ strides: [Int], _ kind: ReduceKind,
+                                              _ context: ExecutionContext) {
+        let rank = shape.count
+        let total = out.count
+        let last = rank == 0 ? 1 : shape[rank - 1]
+        let lastStride = rank == 0 ? 0 : strides[rank - 1]
+        let rows = last == 0 ? 0 : total / last
+        let dy = dyT.pointer(T.self), dx = out.pointer(T.self)
+        let x = xT?.pointer(T.self), y = yT?.pointer(T.self)
+        let reduced = dyT.count == 0 ? 1 : total / dyT.count
+        // offset in dY of the first element of row r
+        @inline(__always) func rowBase(_ r: Int) -> Int {
+            var rem = r, off = 0
+            var d = rank - 2
+            while d >= 0 { off += (rem % shape[d]) * strides[d]; rem /= shape[d]; d -= 1 }
+            return off
+        }
+        // Max / Min: the number of elements equal to the extreme, per output.
+        var ties = [T]()
+        if kind == .max || kind == .min {
+            ties = [T](repeating: 0, count: dyT.count)
+            for r in 0..<rows {
+                let b = rowBase(r)
+                for j in 0..<last where x![r * last + j] == y![b + j * lastStride] { ties[b + j * lastStride] += 1 }
+            }
+        }
+        let invR = T(1) / T(reduced)
+        ties.withUnsafeBufferPointer { ties in
+            context.parallelFor(rows, minimumPerChunk: max(1, 16384 / max(last, 1))) { a, b in
+                for r in a..<b {
+                    let base = rowBase(r)
+                    let g = dy + base, d = dx + r * last
+                    let xs = x.map { $0 + r * last }, ys = y.map { $0 + base }
+                    let st = lastStride
+                    switch kind {
+                    case .sum: for j in 0..<last { d[j] = g[j * st] }
+                    case .mean: for j in 0..<last { d[j] = g[j * st] * invR }
+                    case .sumSquare: for j in 0..<last { d[j] = 2 * xs![j] * g[j * st] }
+                    case .l2:
+                        for j in 0..<last { let n = ys![j * st]; d[j] = n == 0 ? 0 : xs![j] / n * g[j * st] }
+                    case .l1:
+                        for j in 0..<last { let v = xs![j]; d[j] = v > 0 ? g[j * st] : (v < 0 ? -g[j * st] : 0) }
+                    case .max, .min:
+                        for j in 0..<last { d[j] = xs![j] == ys![j * st] ? g[j * st] / ties[base + j * st] : 0 }
+                    case .logSumExp:
+                        for j in 0..<last { d[j] = g[j * st] * T(Foundation.exp(Double(xs![j] - ys![j * st]))) }
+                    case .logSum:
+                        for j in 0..<last { d[j] = g[j * st] * T(Foundation.exp(-Double(ys![j * st]))) }
+                    case .prod:
+                        for j in 0..<last { d[j] = 0 }
                     }
                 }
             }

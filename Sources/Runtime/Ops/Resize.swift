@@ -46,7 +46,7 @@ extension OpRegistry {
                          }
                          return [try ResizePlan.run(x, roi: roi, scales: scales, sizes: sizes, attrs, label: label, context: context)]
                      }
-                 }),
+                 }).withGradient(resizeGradient),
         OpSchema("Upsample", opsets: 7...9, inputs: 1...2,
                  shapeInputs: [1],
                  makeKernel: { node, opset in
@@ -62,8 +62,8 @@ extension OpRegistry {
                          let scales = opset < 9 ? Tensor(scaleAttr!, shape: [scaleAttr!.count]) : try inputs.required(1, "scales")
                          return [try ResizePlan.run(x, roi: nil, scales: scales, sizes: nil, attrs, label: label, context: context)]
                      }
-                 }),
-    ]
+                 }).withGradient(upsampleGradient),
+    ] + resizeGradOps
 }
 
 enum ResizeMode: String { case nearest, linear, cubic }
@@ -191,9 +191,10 @@ enum ResizePlan {
         return Geometry(outShape: out, scales: sc, roi: nil)
     }
 
-    static func run(_ x0: Tensor, roi roiT: Tensor?, scales: Tensor?, sizes: Tensor?, _ a: ResizeAttributes,
-                    label: String, context: ExecutionContext) throws -> Tensor {
-        let shape = x0.shape, rank = shape.count
+    /// Output shape and the tables of the axes that change (the reference skips identity axes).
+    static func plan(_ shape: [Int], roi roiT: Tensor?, scales: Tensor?, sizes: Tensor?, _ a: ResizeAttributes,
+                     label: String) throws -> (outShape: [Int], tables: [AxisTable]) {
+        let rank = shape.count
         var g = try outputGeometry(shape, scales: scales, sizes: sizes, a, label: label)
         if a.coordinateMode == .tfCropAndResize {
             guard let roiT, roiT.count > 0 else { throw SegFormerError.invalid("\(label): tf_crop_and_resize needs roi") }
@@ -204,7 +205,6 @@ enum ResizePlan {
             for (i, ax) in axes.enumerated() { full[ax] = v[i]; full[rank + ax] = v[axes.count + i] }
             g.roi = full
         }
-        // Tables for the axes that change (the reference skips identity axes).
         var tables: [AxisTable] = []
         for ax in 0..<rank {
             let roiIdentity = g.roi.map { abs($0[ax]) < 1e-9 && abs($0[rank + ax] - 1) < 1e-9 } ?? true
@@ -212,9 +212,16 @@ enum ResizePlan {
             tables.append(table(axis: ax, inLength: shape[ax], outLength: g.outShape[ax], scale: g.scales[ax],
                                 roi: g.roi.map { ($0[ax], $0[rank + ax]) }, a))
         }
-        if tables.isEmpty || x0.count == 0 || Tensor.elementCount(g.outShape) == 0 {
+        return (g.outShape, tables)
+    }
+
+    static func run(_ x0: Tensor, roi roiT: Tensor?, scales: Tensor?, sizes: Tensor?, _ a: ResizeAttributes,
+                    label: String, context: ExecutionContext) throws -> Tensor {
+        let shape = x0.shape
+        let (outShape, tables) = try plan(shape, roi: roiT, scales: scales, sizes: sizes, a, label: label)
+        if tables.isEmpty || x0.count == 0 || Tensor.elementCount(outShape) == 0 {
             if tables.isEmpty { return x0 }
-            return Tensor(uninitialized: x0.dataType, shape: g.outShape)
+            return Tensor(uninitialized: x0.dataType, shape: outShape)
         }
         if a.mode == .nearest {
             guard let size = x0.dataType.byteSize, x0.dataType != .string else {
@@ -543,5 +550,182 @@ enum ResizePlan {
             return out
         default: return t
         }
+    }
+}
+
+// MARK: - Gradient
+
+// ResizeGrad (training domain): (dY, shape of X, roi?, scales?, sizes?) → dX. The forward is linear
+// in X with the per-axis tap tables, so the gradient scatters dY through the same tables, axes in
+// reverse order (every mode: nearest, linear, cubic, antialias; extrapolated positions send nothing).
+// Attributes: the forward node's, plus forward_opset (the tables depend on it). Scales, sizes and
+// roi are constants of the forward and get no gradient.
+
+extension OpRegistry {
+    static let resizeGradOps: [OpSchema] = [
+        OpSchema("ResizeGrad", domain: trainingDomain, inputs: 2...5, shapeInputs: [1, 2, 3, 4],
+                 inferTypes: { ctx in
+                     guard let g = ctx.type(0), let shape = ctx.constant(1) else { return [nil] }
+                     return [TensorType(g.dataType, known: try shape.integers())]
+                 },
+                 makeKernel: { node, _ in
+                     let forwardOpset = try node.int("forward_opset", default: 13)
+                     let attrs = try ResizeAttributes(node, forwardOpset)
+                     let label = node.label
+                     return ClosureKernel { inputs, context in
+                         let shape = try inputs.required(1).integers()
+                         return [try ResizePlan.backward(try inputs.required(0), xShape: shape, roi: inputs.optional(2),
+                                                         scales: inputs.optional(3), sizes: inputs.optional(4), attrs,
+                                                         label: label, context: context)]
+                     }
+                 }),
+    ]
+
+    static let resizeGradient: GradientRule = { ctx in
+        var attrs = ctx.node.attributes
+        attrs["forward_opset"] = .int(ctx.opset)
+        let n = ctx.node.inputs
+        func opt(_ i: Int) -> String { i < n.count ? n[i] : "" }
+        let (roi, scales, sizes) = ctx.opset < 11 ? ("", opt(1), "") : (opt(1), opt(2), opt(3))
+        var ins = [try ctx.gradient(), ctx.shape(of: ctx.input(0)), roi, scales, sizes]
+        while let last = ins.last, last.isEmpty { ins.removeLast() }
+        return [ctx.builder.add1("ResizeGrad", domain: trainingDomain, ins, attributes: attrs)] +
+            [String?](repeating: nil, count: max(0, n.count - 1))
+    }
+
+    /// Upsample (opsets 7–9) is Resize at opset 10 (asymmetric), scales from the input or attribute.
+    static let upsampleGradient: GradientRule = { ctx in
+        var attrs = ctx.node.attributes
+        attrs["forward_opset"] = .int(10)
+        attrs["scales"] = nil
+        let scales: String
+        if ctx.node.inputs.count > 1 && !ctx.input(1).isEmpty {
+            scales = ctx.input(1)
+        } else {
+            guard let s = try ctx.node.floats("scales") else { throw SegFormerError.invalid("\(ctx.node.label): missing scales") }
+            scales = ctx.builder.constant(Tensor(s, shape: [s.count]), name: "upsample_scales")
+        }
+        return [ctx.builder.add1("ResizeGrad", domain: trainingDomain, [try ctx.gradient(), ctx.shape(of: ctx.input(0)), "", scales],
+                                 attributes: attrs), nil]
+    }
+}
+
+extension ResizePlan {
+    static func backward(_ dy0: Tensor, xShape: [Int], roi: Tensor?, scales: Tensor?, sizes: Tensor?, _ a: ResizeAttributes,
+                         label: String, context: ExecutionContext) throws -> Tensor {
+        guard xShape.allSatisfy({ $0 >= 0 }), Double(Tensor.elementCount(xShape)) <= Double(1 << 31) else {
+            throw SegFormerError.invalid("\(label): bad input shape \(xShape)")
+        }
+        let (outShape, tables) = try plan(xShape, roi: roi, scales: scales, sizes: sizes, a, label: label)
+        guard dy0.shape == outShape else {
+            throw SegFormerError.invalid("\(label): gradient of shape \(dy0.shape), the forward output has \(outShape)")
+        }
+        guard dy0.dataType.isFloatingPoint else { throw SegFormerError.unsupported("\(label): element type \(dy0.dataType)") }
+        if tables.isEmpty { return dy0 }
+        switch dy0.dataType {
+        case .double:
+            var cur = dy0
+            for t in tables.reversed() { cur = scatterPass(cur, Double.self, t, context) }
+            return cur
+        default:
+            let dy = NormOpsSupport.widenToFloat(dy0)
+            return NormOpsSupport.narrow(scatterFloat(dy, xShape, tables, context), to: dy0.dataType)
+        }
+    }
+
+    /// Transpose of `interpolatePass`: [outer, O, inner] → [outer, L, inner].
+    static func scatterPass<T: BinaryFloatingPoint>(_ g: Tensor, _: T.Type, _ t: AxisTable, _ context: ExecutionContext) -> Tensor {
+        var inShape = g.shape
+        inShape[t.axis] = t.inLength
+        let out = Tensor(uninitialized: g.dataType, shape: inShape)
+        let outer = NormOpsSupport.product(g.shape, 0..<t.axis)
+        let inner = NormOpsSupport.product(g.shape, (t.axis + 1)..<g.rank)
+        let src = g.pointer(T.self), dst = out.pointer(T.self)
+        let wT = t.weight.map { T($0) }
+        let taps = t.taps
+        if out.count == 0 { return out }
+        t.index.withUnsafeBufferPointer { idx in
+            wT.withUnsafeBufferPointer { w in
+                context.parallelFor(outer, minimumPerChunk: max(1, 16384 / max(1, t.outLength * inner * taps))) { a, b in
+                    for o in a..<b {
+                        let d = dst + o * t.inLength * inner
+                        for j in 0..<(t.inLength * inner) { d[j] = 0 }
+                        for y in 0..<t.outLength {
+                            if let e = t.extrapolated, e[y] { continue }
+                            let s = src + (o * t.outLength + y) * inner
+                            for k in 0..<taps {
+                                let wk = w[y * taps + k], r = d + Int(idx[y * taps + k]) * inner
+                                for j in 0..<inner { r[j] += wk * s[j] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// float32: when only the last two axes change, per plane: horizontal scatter of each dY row into
+    /// a scratch row, then vertical scatter into dX (the transpose of the forward's two passes).
+    static func scatterFloat(_ g: Tensor, _ xShape: [Int], _ tables: [AxisTable], _ context: ExecutionContext) -> Tensor {
+        let rank = xShape.count
+        guard rank >= 2, tables.allSatisfy({ $0.axis >= rank - 2 }) else {
+            var cur = g
+            for t in tables.reversed() { cur = scatterPass(cur, Float.self, t, context) }
+            return cur
+        }
+        let inH = xShape[rank - 2], inW = xShape[rank - 1]
+        func identity(_ axis: Int, _ n: Int) -> AxisTable {
+            AxisTable(axis: axis, inLength: n, outLength: n, taps: 1, index: (0..<n).map { Int32($0) },
+                      weight: [Double](repeating: 1, count: n), extrapolated: nil)
+        }
+        let th = tables.first { $0.axis == rank - 2 } ?? identity(rank - 2, inH)
+        let tw = tables.first { $0.axis == rank - 1 } ?? identity(rank - 1, inW)
+        let outH = th.outLength, outW = tw.outLength
+        let out = Tensor(uninitialized: .float, shape: xShape)
+        let planes = NormOpsSupport.product(xShape, 0..<(rank - 2))
+        if out.count == 0 { return out }
+        let src = g.pointer(Float.self), dst = out.pointer(Float.self)
+        let whF = th.weight.map { Float($0) }, wwF = tw.weight.map { Float($0) }
+        let nh = th.taps, nw = tw.taps
+        // horizontal weights with extrapolated columns zeroed (they send nothing back)
+        var wwMasked = wwF
+        if let e = tw.extrapolated { for xo in 0..<outW where e[xo] { for k in 0..<nw { wwMasked[xo * nw + k] = 0 } } }
+        th.index.withUnsafeBufferPointer { ih in
+        tw.index.withUnsafeBufferPointer { iw in
+        whF.withUnsafeBufferPointer { wh in
+        wwMasked.withUnsafeBufferPointer { ww in
+            let work = outH * (inW + outW)
+            context.parallelFor(planes, minimumPerChunk: max(1, 65536 / max(work, 1))) { start, end in
+                let tmp = UnsafeMutablePointer<Float>.allocate(capacity: max(inW, 1))
+                defer { tmp.deallocate() }
+                for p in start..<end {
+                    let s = src + p * outH * outW, d = dst + p * inH * inW
+                    for j in 0..<(inH * inW) { d[j] = 0 }
+                    for y in 0..<outH {
+                        if let e = th.extrapolated, e[y] { continue }
+                        let grow = s + y * outW
+                        for j in 0..<inW { tmp[j] = 0 }
+                        if nw == 2 {
+                            for xo in 0..<outW {
+                                let v = grow[xo]
+                                tmp[Int(iw[2 * xo])] += ww[2 * xo] * v
+                                tmp[Int(iw[2 * xo + 1])] += ww[2 * xo + 1] * v
+                            }
+                        } else {
+                            for xo in 0..<outW {
+                                let v = grow[xo]
+                                for k in 0..<nw { tmp[Int(iw[xo * nw + k])] += ww[xo * nw + k] * v }
+                            }
+                        }
+                        for k in 0..<nh {
+                            let r = d + Int(ih[y * nh + k]) * inW, wk = wh[y * nh + k]
+                            for j in 0..<inW { r[j] += wk * tmp[j] }
+                        }
+                    }
+                }
+            }
+        }}}}
+        return out
     }
 }

@@ -13,6 +13,12 @@ extension OpRegistry {
         concatSchema, splitSchema, sliceSchema, expandSchema, tileSchema, padSchema,
         gatherSchema,
         constantSchema, constantOfShapeSchema, rangeSchema,
+    ] + shapeGradientOps
+
+    /// Training-domain kernels behind the gradient rules of this family.
+    static let shapeGradientOps: [OpSchema] = [
+        dropoutGradSchema, concatGradSchema, splitGradSchema, sliceGradSchema, tileGradSchema, padGradSchema,
+        gatherGradSchema, depthToSpaceGradSchema,
     ]
 
     /// Opsets whose semantics these ops implement: versions after 13 only added element types (which
@@ -31,7 +37,7 @@ extension OpRegistry {
             let (s, e) = try shapeRange(node, opset, rank: x.rank)
             return [Tensor(x.shape[s..<e].map { Int64($0) }, shape: [e - s])]
         }
-    })
+    }).withGradient(noGradient)
 
     /// Shape's start/end (opset 15+), clamped to [0, rank].
     static func shapeRange(_ node: Node, _ opset: Int, rank: Int) throws -> (Int, Int) {
@@ -46,16 +52,20 @@ extension OpRegistry {
         [TensorType(.int64, known: [])]
     }, makeKernel: { _, _ in
         ClosureKernel { inputs, _ in [Tensor(scalar: Int64(try inputs.required(0).count))] }
-    })
+    }).withGradient(noGradient)
 
     // MARK: Reshape
 
     static let reshapeSchema = OpSchema("Reshape", opsets: movementOpsets, inputs: 2...2, shapeInputs: [1],
                                         inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
-        guard let c = ctx.constant(1) else { return [TensorType(t.dataType, nil)] }
+        guard let c = ctx.constant(1) else {
+            // Shape computed at run time: the rank is still the shape input's length.
+            return [TensorType(t.dataType, freshDims(ctx, count: ctx.type(1)?.knownShape?.first))]
+        }
         let allowZero = ctx.opset >= 14 ? try ctx.node.int("allowzero", default: 0) != 0 : false
-        return [TensorType(t.dataType, try reshapeDims(t.shape, try c.integers(), allowZero: allowZero, ctx.node.label))]
+        return [TensorType(t.dataType, try reshapeDims(t.shape, try c.integers(), allowZero: allowZero, ctx.node.label,
+                                                         symbolPrefix: ctx.node.outputs.first ?? "?"))]
     }, makeKernel: { node, opset in
         let allowZero = opset >= 14 ? try node.int("allowzero", default: 0) != 0 : false
         return ClosureKernel { inputs, _ in
@@ -64,7 +74,12 @@ extension OpRegistry {
             let shape = try reshapeShape(x.shape, requested, allowZero: allowZero, node.label)
             return [x.reshaped(shape)]
         }
-    })
+    }).withGradient(viewGradient)
+
+    /// `count` fresh symbolic dims named after the node (nil count: unknown rank).
+    static func freshDims(_ ctx: TypeInferenceContext, count: Int?) -> [Dim]? {
+        count.map { n in (0..<n).map { .symbol("\(ctx.node.outputs.first ?? "?")#\($0)") } }
+    }
 
     /// The concrete output shape of Reshape (0 copies the input dim unless allowzero, -1 is inferred).
     static func reshapeShape(_ input: [Int], _ requested: [Int], allowZero: Bool, _ label: String) throws -> [Int] {
@@ -107,7 +122,8 @@ extension OpRegistry {
     }
 
     /// The symbolic output shape of Reshape with a constant shape input.
-    static func reshapeDims(_ input: [Dim]?, _ requested: [Int], allowZero: Bool, _ label: String) throws -> [Dim]? {
+    static func reshapeDims(_ input: [Dim]?, _ requested: [Int], allowZero: Bool, _ label: String,
+                            symbolPrefix: String) throws -> [Dim]? {
         if let known = input.flatMap({ TensorType(.float, $0).knownShape }) {
             return Movement.dims(try reshapeShape(known, requested, allowZero: allowZero, label))
         }
@@ -137,7 +153,7 @@ extension OpRegistry {
             if ok, knownOut != 0, knownIn % knownOut == 0 {
                 out[i] = Movement.product([Dim.known(knownIn / knownOut)] + symbolsIn.map { Dim.symbol($0) })
             } else {
-                out[i] = .symbol("\(label)#\(i)")
+                out[i] = .symbol("\(symbolPrefix)#\(i)")
             }
         }
         return out.map { $0! }
@@ -147,7 +163,7 @@ extension OpRegistry {
 
     static let flattenSchema = OpSchema("Flatten", opsets: movementOpsets, inputs: 1...1, inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
-        guard let shape = t.shape else { return [TensorType(t.dataType, [.symbol("\(ctx.node.label)#0"), .symbol("\(ctx.node.label)#1")])] }
+        guard let shape = t.shape else { return [TensorType(t.dataType, [.symbol("\(ctx.node.outputs.first ?? "?")#0"), .symbol("\(ctx.node.outputs.first ?? "?")#1")])] }
         let a = try flattenAxis(ctx.node, rank: shape.count)
         return [TensorType(t.dataType, [Movement.product(shape[..<a]), Movement.product(shape[a...])])]
     }, makeKernel: { node, _ in
@@ -156,7 +172,7 @@ extension OpRegistry {
             let a = try flattenAxis(node, rank: x.rank)
             return [x.reshaped([Tensor.elementCount(Array(x.shape[..<a])), Tensor.elementCount(Array(x.shape[a...]))])]
         }
-    })
+    }).withGradient(viewGradient)
 
     static func flattenAxis(_ node: Node, rank: Int) throws -> Int {
         let a = try node.int("axis", default: 1)
@@ -183,7 +199,7 @@ extension OpRegistry {
         else if let c = ctx.constant(1) { axes = try c.integers() }
         else { return [TensorType(t.dataType, nil)] }
         guard let shape = t.shape else { return [TensorType(t.dataType, nil)] }
-        if let axes {
+        if let axes, !axes.isEmpty {
             let norm = Set(try Movement.axes(axes, rank: shape.count, ctx.node.label))
             return [TensorType(t.dataType, shape.enumerated().filter { !norm.contains($0.offset) }.map(\.element))]
         }
@@ -195,7 +211,7 @@ extension OpRegistry {
             let x = try inputs.required(0)
             let axes = try axesAttributeOrInput(node, opset, inputs)
             var out: [Int] = []
-            if let axes {
+            if let axes, !axes.isEmpty {   // an empty axes list squeezes all, as onnxruntime does
                 let norm = Set(try Movement.axes(axes, rank: x.rank, node.label))
                 for (i, d) in x.shape.enumerated() {
                     if norm.contains(i) {
@@ -209,7 +225,7 @@ extension OpRegistry {
             }
             return [x.reshaped(out)]
         }
-    })
+    }).withGradient(viewGradient)
 
     static let unsqueezeSchema = OpSchema("Unsqueeze", opsets: movementOpsets, inputs: 1...2, shapeInputs: [1],
                                           inferTypes: { ctx in
@@ -217,7 +233,10 @@ extension OpRegistry {
         let axes: [Int]
         if ctx.opset <= 12 { axes = try ctx.node.ints("axes") ?? [] }
         else if let c = ctx.constant(1) { axes = try c.integers() }
-        else { return [TensorType(t.dataType, nil)] }
+        else {
+            let added = ctx.type(1)?.knownShape?.first
+            return [TensorType(t.dataType, freshDims(ctx, count: added.flatMap { a in t.shape.map { $0.count + a } }))]
+        }
         guard let shape = t.shape else { return [TensorType(t.dataType, nil)] }
         return [TensorType(t.dataType, try unsqueezed(shape, axes, one: .known(1), ctx.node.label))]
     }, makeKernel: { node, opset in
@@ -228,7 +247,7 @@ extension OpRegistry {
             }
             return [x.reshaped(try unsqueezed(x.shape, axes, one: 1, node.label))]
         }
-    })
+    }).withGradient(viewGradient)
 
     static func unsqueezed<D>(_ shape: [D], _ axes: [Int], one: D, _ label: String) throws -> [D] {
         let rank = shape.count + axes.count
@@ -247,12 +266,13 @@ extension OpRegistry {
         [ctx.type(0)]
     }, makeKernel: { _, _ in
         ClosureKernel { inputs, _ in [try inputs.required(0)] }
-    })
+    }).withGradient(identityGradient)
 
     static let dropoutSchema = OpSchema("Dropout", opsets: movementOpsets, inputs: 1...3, outputs: 1...2,
                                         inferTypes: { ctx in
-        guard let t = ctx.type(0) else { return [nil, nil] }
-        return [t, TensorType(.bool, t.shape)]
+        let n = ctx.node.outputs.count
+        guard let t = ctx.type(0) else { return Array(repeating: nil, count: n) }
+        return Array([t, TensorType(.bool, t.shape)].prefix(n))
     }, makeKernel: { node, opset in
         let seed = try node.int("seed")
         let attributeRatio = try node.float("ratio", default: 0.5)
@@ -284,7 +304,7 @@ extension OpRegistry {
             }
             return try trainingDropout(x, ratio: ratio, seed: seed, wantsMask: wantsMask, node.label)
         }
-    })
+    }).withGradient(dropoutGradient)
 
     /// Training-mode dropout. Keeps element i when u_i ≥ ratio, u_i the i-th double of numpy's legacy
     /// `RandomState(seed).uniform` stream (MT19937), which is how ONNX's reference draws the mask; kept
@@ -317,6 +337,101 @@ extension OpRegistry {
         }
         return wantsMask ? [y, mask] : [y]
     }
+}
+
+// MARK: - Gradients
+
+extension OpRegistry {
+    /// For ops whose outputs are not differentiable functions of their inputs (shape values, fills).
+    static let noGradient: GradientRule = { ctx in Array(repeating: nil, count: ctx.node.inputs.count) }
+
+    /// Reshape, Flatten, Squeeze, Unsqueeze: dX = Reshape(dY, Shape(x)). Shape(x) folds to a constant
+    /// at plan time, so x itself is not kept alive for the backward pass. The other inputs (shape, axes)
+    /// are integer tensors: no gradient.
+    static let viewGradient: GradientRule = { ctx in
+        var grads: [String?] = Array(repeating: nil, count: ctx.node.inputs.count)
+        guard ctx.needs(0) else { return grads }
+        // allowzero: a 0 in Shape(x) is a real empty dim, not "copy dY's dim".
+        let attributes: [String: Attribute] = ctx.opset >= 14 ? ["allowzero": .int(1)] : [:]
+        grads[0] = ctx.builder.add1("Reshape", [try ctx.gradient(), ctx.shape(of: ctx.input(0))], attributes: attributes)
+        return grads
+    }
+
+    static let identityGradient: GradientRule = { ctx in [try ctx.gradient()] }
+
+    /// Dropout: identity in inference mode. With a training_mode input (opset ≥ 12) the mode is a run-time
+    /// value, so DropoutGrad decides: dY when not training, else dY·mask/(1−ratio) with the forward's mask
+    /// output (or, without one, the mask regenerated from the `seed` attribute).
+    static let dropoutGradient: GradientRule = { ctx in
+        var grads: [String?] = Array(repeating: nil, count: ctx.node.inputs.count)
+        guard ctx.needs(0), let dy = ctx.outputGradients.first ?? nil else { return grads }
+        let n = ctx.node.inputs
+        guard ctx.opset >= 12, n.count > 2, !n[2].isEmpty else {
+            grads[0] = dy
+            return grads
+        }
+        var attributes: [String: Attribute] = [:]
+        if let seed = try ctx.node.int("seed") { attributes["seed"] = .int(seed) }
+        let mask = ctx.node.outputs.count > 1 ? ctx.node.outputs[1] : ""
+        grads[0] = ctx.builder.add1("DropoutGrad", domain: trainingDomain, [dy, mask, n[1], n[2]], attributes: attributes)
+        return grads
+    }
+
+    /// DropoutGrad(dY, mask?, ratio?, training_mode): the backward of training-capable Dropout.
+    static let dropoutGradSchema = OpSchema("DropoutGrad", domain: trainingDomain, inputs: 2...4, inferTypes: { ctx in
+        [ctx.type(0)]
+    }, makeKernel: { node, _ in
+        let seed = try node.int("seed")
+        return ClosureKernel { inputs, _ in
+            let dy = try inputs.required(0)
+            var ratio = 0.5
+            if let r = inputs.optional(2) {
+                let v = try r.doubles()
+                guard v.count == 1 else { throw SegFormerError.invalid("\(node.label): ratio must be a scalar, has shape \(r.shape)") }
+                ratio = v[0]
+            }
+            let training = try Movement.scalarInt(try inputs.required(3, "training_mode"), "training_mode", node.label) != 0
+            if !training || ratio == 0 { return [dy] }
+            guard ratio > 0 && ratio < 1 else {
+                throw SegFormerError.invalid("\(node.label): dropout ratio \(ratio) must be in [0, 1)")
+            }
+            let n = dy.count
+            let mask: Tensor
+            if let m = inputs.optional(1) {
+                guard m.dataType == .bool, m.shape == dy.shape else {
+                    throw SegFormerError.invalid("\(node.label): mask \(m.dataType) \(m.shape) does not match gradient \(dy.shape)")
+                }
+                mask = m
+            } else if let seed {
+                // The forward reseeds its generator on every run: the same draws give the same mask.
+                var rng = MT19937(seed: UInt32(truncatingIfNeeded: seed))
+                mask = Tensor(uninitialized: .bool, shape: dy.shape)
+                let m = mask.pointer(Bool.self)
+                for i in 0..<n { m[i] = rng.nextDouble() >= ratio }
+            } else {
+                throw SegFormerError.unsupported("\(node.label): gradient of training-mode Dropout without a mask output or seed")
+            }
+            let m = mask.pointer(Bool.self)
+            let out = Tensor(uninitialized: dy.dataType, shape: dy.shape)
+            // The scale is computed in the tensor's precision, as the forward does.
+            func apply<T: BinaryFloatingPoint>(_: T.Type, _ scale: T) {
+                let s = dy.pointer(T.self), d = out.pointer(T.self)
+                for i in 0..<n { d[i] = m[i] ? s[i] * scale : 0 }
+            }
+            switch dy.dataType {
+            case .float: apply(Float.self, 1 / (1 - Float(ratio)))
+            case .double: apply(Double.self, 1 / (1 - ratio))
+            case .float16: apply(Float16.self, Float16(1) / (Float16(1) - Float16(Float(ratio))))
+            case .bfloat16:
+                let s = dy.pointer(BFloat16.self), d = out.pointer(BFloat16.self)
+                let scale = 1 / (1 - Float(ratio))
+                for i in 0..<n { d[i] = BFloat16(m[i] ? s[i].float * scale : 0) }
+            default:
+                throw SegFormerError.unsupported("\(node.label): Dropout gradient of \(dy.dataType) tensors")
+            }
+            return [out]
+        }
+    })
 }
 
 /// The Mersenne Twister with numpy's legacy integer seeding and 53-bit doubles, so seeded dropout

@@ -77,7 +77,7 @@ extension OpRegistry {
             }
             return [out]
         }
-    })
+    }).withGradient(concatGradient)
 
     static func requiredInt(_ node: Node, _ name: String) throws -> Int {
         guard let v = try node.int(name) else { throw SegFormerError.invalid("\(node.label): missing attribute '\(name)'") }
@@ -123,7 +123,7 @@ extension OpRegistry {
             }
             return outs
         }
-    })
+    }).withGradient(splitGradient)
 
     /// Split part sizes: the `split` attribute (≤12) or input (≥13), else `num_outputs` (≥18, last part
     /// smaller when uneven), else equal parts, one per output.
@@ -165,7 +165,9 @@ extension OpRegistry {
             return .some(try c.integers())
         }
         guard let starts = try const(1) ?? nil, let ends = try const(2) ?? nil,
-              let axes = try const(3), let steps = try const(4) else { return [TensorType(t.dataType, nil)] }
+              let axes = try const(3), let steps = try const(4) else {
+            return [TensorType(t.dataType, freshDims(ctx, count: shape.count))]
+        }
         var out = shape
         let plan = try slicePlanAxes(starts: starts, ends: ends, axes: axes, steps: steps, rank: shape.count, ctx.node.label)
         for (axis, s, e, st) in plan {
@@ -174,7 +176,7 @@ extension OpRegistry {
             } else if s == 0 && st == 1 && e >= Int(Int32.max) {
                 out[axis] = shape[axis]
             } else {
-                out[axis] = .symbol("\(ctx.node.label)#\(axis)")
+                out[axis] = .symbol("\(ctx.node.outputs.first ?? "?")#\(axis)")
             }
         }
         return [TensorType(t.dataType, out)]
@@ -199,7 +201,7 @@ extension OpRegistry {
             if shape.contains(0) { return [Tensor(uninitialized: x.dataType, shape: shape)] }
             return [try StridedCopy.materialize(x, offset: offset, shape: shape, strides: strides, context: context)]
         }
-    })
+    }).withGradient(sliceGradient)
 
     /// (axis, start, end, step) per sliced axis, axes normalised and checked.
     static func slicePlanAxes(starts: [Int], ends: [Int], axes: [Int]?, steps: [Int]?, rank: Int,
@@ -233,7 +235,10 @@ extension OpRegistry {
     static let expandSchema = OpSchema("Expand", opsets: movementOpsets, inputs: 2...2, shapeInputs: [1],
                                        inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
-        guard let c = ctx.constant(1), let shape = t.shape else { return [TensorType(t.dataType, nil)] }
+        guard let c = ctx.constant(1), let shape = t.shape else {
+            let n = ctx.type(1)?.knownShape?.first
+            return [TensorType(t.dataType, freshDims(ctx, count: n.flatMap { n in t.shape.map { max($0.count, n) } }))]
+        }
         let target = try c.integers()
         let rank = max(shape.count, target.count)
         var out: [Dim] = []
@@ -263,14 +268,14 @@ extension OpRegistry {
             if out == x.shape { return [x] }
             return [try StridedCopy.materialize(x, offset: 0, shape: out, strides: strides, context: context)]
         }
-    })
+    }).withGradient(expandGradient)
 
     // MARK: Tile
 
     static let tileSchema = OpSchema("Tile", opsets: movementOpsets, inputs: 2...2, shapeInputs: [1],
                                      inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
-        guard let c = ctx.constant(1), let shape = t.shape else { return [TensorType(t.dataType, t.shape.map { s in s.enumerated().map { .symbol("\(ctx.node.label)#\($0.offset)") } })] }
+        guard let c = ctx.constant(1), let shape = t.shape else { return [TensorType(t.dataType, t.shape.map { s in s.enumerated().map { .symbol("\(ctx.node.outputs.first ?? "?")#\($0.offset)") } })] }
         let reps = try c.integers()
         guard reps.count == shape.count else { throw SegFormerError.invalid("\(ctx.node.label): repeats \(reps) do not match rank \(shape.count)") }
         return [TensorType(t.dataType, zip(shape, reps).map { d, r in
@@ -291,7 +296,7 @@ extension OpRegistry {
             for k in 0..<x.rank { shape += [reps[k], x.shape[k]]; strides += [0, inStrides[k]] }
             return [try StridedCopy.materialize(x, offset: 0, shape: shape, strides: strides, context: context).reshaped(outShape)]
         }
-    })
+    }).withGradient(tileGradient)
 
     // MARK: Pad
 
@@ -301,7 +306,7 @@ extension OpRegistry {
         if ctx.node.input(3) != nil && ctx.constant(3) == nil { return [TensorType(t.dataType, nil)] }
         let (begin, end) = try padAmounts(try p.integers(), axes: try ctx.constant(3)?.integers(), rank: shape.count, ctx.node.label)
         return [TensorType(t.dataType, shape.enumerated().map { k, d in
-            begin[k] == 0 && end[k] == 0 ? d : (d.value.map { .known($0 + begin[k] + end[k]) } ?? .symbol("\(ctx.node.label)#\(k)"))
+            begin[k] == 0 && end[k] == 0 ? d : (d.value.map { .known($0 + begin[k] + end[k]) } ?? .symbol("\(ctx.node.outputs.first ?? "?")#\(k)"))
         })]
     }, makeKernel: { node, opset in
         let mode = try node.string("mode", default: "constant")
@@ -315,30 +320,7 @@ extension OpRegistry {
                                               rank: x.rank, node.label)
             let outShape = (0..<x.rank).map { x.shape[$0] + begin[$0] + end[$0] }
             try Movement.checkShape(outShape, node.label)
-            // Per axis: output index → input index, or -1 for the constant.
-            var maps: [[Int]] = []
-            for k in 0..<x.rank {
-                let d = x.shape[k]
-                var m = [Int](repeating: -1, count: outShape[k])
-                for o in 0..<outShape[k] {
-                    let i = o - begin[k]
-                    if i >= 0 && i < d { m[o] = i; continue }
-                    if mode == "constant" { continue }
-                    guard d > 0 else { throw SegFormerError.invalid("\(node.label): cannot \(mode)-pad an empty axis \(k)") }
-                    switch mode {
-                    case "edge": m[o] = min(max(i, 0), d - 1)
-                    case "wrap": m[o] = ((i % d) + d) % d
-                    default:   // reflect (no edge repeat), period 2(d-1)
-                        if d == 1 { m[o] = 0 } else {
-                            let p = 2 * (d - 1)
-                            var j = ((i % p) + p) % p
-                            if j >= d { j = p - j }
-                            m[o] = j
-                        }
-                    }
-                }
-                maps.append(m)
-            }
+            let maps = try padMaps(x.shape, outShape, begin, mode, node.label)
             var out = Tensor(uninitialized: x.dataType, shape: outShape)
             if out.count == 0 { return [out] }
             let strides = Movement.strides(x.shape)
@@ -373,7 +355,35 @@ extension OpRegistry {
             }
             return [out]
         }
-    })
+    }).withGradient(padGradient)
+
+    /// Per axis: output index → input index, or -1 for the constant (Pad and PadGrad).
+    static func padMaps(_ inShape: [Int], _ outShape: [Int], _ begin: [Int], _ mode: String, _ label: String) throws -> [[Int]] {
+        var maps: [[Int]] = []
+        for k in 0..<inShape.count {
+            let d = inShape[k]
+            var m = [Int](repeating: -1, count: outShape[k])
+            for o in 0..<outShape[k] {
+                let i = o - begin[k]
+                if i >= 0 && i < d { m[o] = i; continue }
+                if mode == "constant" { continue }
+                guard d > 0 else { throw SegFormerError.invalid("\(label): cannot \(mode)-pad an empty axis \(k)") }
+                switch mode {
+                case "edge": m[o] = min(max(i, 0), d - 1)
+                case "wrap": m[o] = ((i % d) + d) % d
+                default:   // reflect (no edge repeat), period 2(d-1)
+                    if d == 1 { m[o] = 0 } else {
+                        let p = 2 * (d - 1)
+                        var j = ((i % p) + p) % p
+                        if j >= d { j = p - j }
+                        m[o] = j
+                    }
+                }
+            }
+            maps.append(m)
+        }
+        return maps
+    }
 
     /// Visits output elements in order with their source offset (-1 = padding constant).
     static func padWalk(_ outShape: [Int], _ maps: [[Int]], _ strides: [Int], _ body: (Int) -> Void) {
@@ -415,6 +425,372 @@ extension StridedCopy {
         context.parallelFor(blocks, minimumPerChunk: 16) { s, e in
             let lo = s * block, hi = min(bytes, e * block)
             memcpy(dst + lo, src + lo, hi - lo)
+        }
+    }
+}
+
+// MARK: - Gradients
+
+extension OpRegistry {
+    /// Concat: each input's gradient is its slab of dY along the axis (ConcatGrad, one output per input
+    /// that needs a gradient). The slab sizes come from Shape(input), folded at plan time.
+    static let concatGradient: GradientRule = { ctx in
+        let inputs = ctx.node.inputs
+        var grads = [String?](repeating: nil, count: inputs.count)
+        let wanted = inputs.indices.filter { ctx.needs($0) }
+        guard !wanted.isEmpty else { return grads }
+        let shapes = inputs.map { $0.isEmpty ? "" : ctx.shape(of: $0) }
+        let outs = ctx.builder.add("ConcatGrad", domain: trainingDomain, [try ctx.gradient()] + shapes,
+                                   attributes: ["axis": .int(try requiredInt(ctx.node, "axis")), "select": .ints(wanted)],
+                                   outputs: wanted.count)
+        for (k, i) in wanted.enumerated() { grads[i] = outs[k] }
+        return grads
+    }
+
+    /// Split: dX = Concat of the output gradients; outputs without one contribute zeros (SplitGrad,
+    /// which takes Shape(output) in their place).
+    static let splitGradient: GradientRule = { ctx in
+        var grads = [String?](repeating: nil, count: ctx.node.inputs.count)
+        guard ctx.needs(0) else { return grads }
+        let axis = try ctx.node.int("axis", default: 0)
+        let gs = ctx.node.outputs.indices.map { $0 < ctx.outputGradients.count ? ctx.outputGradients[$0] : nil }
+        if gs.allSatisfy({ $0 != nil }) {
+            grads[0] = ctx.builder.add1("Concat", gs.map { $0! }, attributes: ["axis": .int(axis)])
+            return grads
+        }
+        var parts: [String] = [], zeros: [Int] = []
+        for (i, g) in gs.enumerated() {
+            if let g { parts.append(g); continue }
+            guard !ctx.output(i).isEmpty else {
+                throw SegFormerError.unsupported("\(ctx.node.label): gradient of Split with an unnamed output #\(i)")
+            }
+            parts.append(ctx.shape(of: ctx.output(i)))
+            zeros.append(i)
+        }
+        grads[0] = ctx.builder.add1("SplitGrad", domain: trainingDomain, parts,
+                                    attributes: ["axis": .int(axis), "zeros": .ints(zeros)])
+        return grads
+    }
+
+    /// Slice: dY written into zeros of Shape(x) at the sliced positions (SliceGrad).
+    static let sliceGradient: GradientRule = { ctx in
+        let n = ctx.node.inputs
+        var grads = [String?](repeating: nil, count: n.count)
+        guard ctx.needs(0) else { return grads }
+        grads[0] = ctx.builder.add1("SliceGrad", domain: trainingDomain,
+                                    [try ctx.gradient(), ctx.shape(of: n[0])] + Array(n[1...]))
+        return grads
+    }
+
+    /// Expand: the broadcast gradient summed back to x's shape.
+    static let expandGradient: GradientRule = { ctx in
+        guard ctx.needs(0) else { return [nil, nil] }
+        return [ctx.sumToShape(try ctx.gradient(), like: ctx.input(0)), nil]
+    }
+
+    /// Tile: the sum of dY over the tiles (TileGrad).
+    static let tileGradient: GradientRule = { ctx in
+        guard ctx.needs(0) else { return [nil, nil] }
+        return [ctx.builder.add1("TileGrad", domain: trainingDomain, [try ctx.gradient(), ctx.shape(of: ctx.input(0))]), nil]
+    }
+
+    /// Pad: every output element's gradient goes to the input element it was read from (constant
+    /// padding: none) — PadGrad, for all modes. The pad value gets no gradient.
+    static let padGradient: GradientRule = { ctx in
+        let n = ctx.node.inputs
+        var grads = [String?](repeating: nil, count: n.count)
+        guard ctx.needs(0) else { return grads }
+        var ins = [try ctx.gradient(), ctx.shape(of: n[0]), n[1]]
+        if ctx.opset >= 18, n.count > 3, !n[3].isEmpty { ins.append(n[3]) }
+        grads[0] = ctx.builder.add1("PadGrad", domain: trainingDomain, ins,
+                                    attributes: ["mode": .string(try ctx.node.string("mode", default: "constant"))])
+        return grads
+    }
+
+    // MARK: Gradient kernels
+
+    /// ConcatGrad(dY, Shape(x0), Shape(x1), …; axis, select) → the slabs of dY for the inputs in `select`.
+    static let concatGradSchema = OpSchema("ConcatGrad", domain: trainingDomain, inputs: 2...Int.max, outputs: 1...Int.max,
+                                           inferTypes: { ctx in
+        let select = try ctx.node.ints("select") ?? []
+        return select.map { i in
+            guard let g = ctx.type(0), let s = ctx.constant(1 + i), let shape = try? s.integers() else { return nil }
+            return TensorType(g.dataType, known: shape)
+        }
+    }, makeKernel: { node, _ in
+        let axisAttr = try requiredInt(node, "axis")
+        let select = try node.ints("select") ?? []
+        guard select.count == node.outputs.count else {
+            throw SegFormerError.invalid("\(node.label): select \(select) does not match \(node.outputs.count) outputs")
+        }
+        return ClosureKernel { inputs, context in
+            let dy = try inputs.required(0)
+            let axis = try Movement.axis(axisAttr, rank: dy.rank, node.label)
+            var starts: [Int?] = [], sizes: [Int] = []
+            var position = 0
+            for k in 1..<inputs.count {
+                guard let s = inputs[k] else { starts.append(nil); sizes.append(0); continue }
+                let shape = try s.integers()
+                var a = shape, b = dy.shape
+                guard shape.count == dy.rank else {
+                    throw SegFormerError.invalid("\(node.label): input shape \(shape) does not match gradient \(dy.shape)")
+                }
+                a[axis] = 0; b[axis] = 0
+                guard a == b, shape[axis] >= 0 else {
+                    throw SegFormerError.invalid("\(node.label): input shape \(shape) does not match gradient \(dy.shape) off axis \(axis)")
+                }
+                starts.append(position); sizes.append(shape[axis])
+                position += shape[axis]
+            }
+            guard position == dy.shape[axis] else {
+                throw SegFormerError.invalid("\(node.label): input sizes \(sizes) along axis \(axis) do not add up to gradient \(dy.shape)")
+            }
+            let outer = Tensor.elementCount(Array(dy.shape[..<axis]))
+            let inner = Tensor.elementCount(Array(dy.shape[(axis + 1)...]))
+            let dim = dy.shape[axis]
+            return try select.map { i in
+                guard i >= 0, i < starts.count, let start = starts[i] else {
+                    throw SegFormerError.invalid("\(node.label): select \(i) names no input")
+                }
+                var shape = dy.shape
+                shape[axis] = sizes[i]
+                if sizes[i] == dim { return dy }
+                let out = Tensor(uninitialized: dy.dataType, shape: shape)
+                if out.count == 0 { return out }
+                if dy.dataType == .string {
+                    return try StridedCopy.materialize(dy, offset: start * inner, shape: [outer, sizes[i] * inner],
+                                                       strides: [dim * inner, 1], context: context).reshaped(shape)
+                }
+                let es = try Movement.elementSize(dy.dataType)
+                let rowBytes = sizes[i] * inner * es, rowIn = dim * inner * es
+                let src = UnsafeRawPointer(dy.storage.pointer) + start * inner * es, dst = out.storage.pointer
+                if outer < 4 * context.threads {
+                    // Few long rows (a channel concat at batch 2): split each row's copy across threads.
+                    for o in 0..<outer {
+                        StridedCopy.copyBytes(dst: dst + o * rowBytes, src: src + o * rowIn, bytes: rowBytes, context: context)
+                    }
+                } else {
+                    context.parallelFor(outer, minimumPerChunk: max(1, 65536 / rowBytes)) { s, e in
+                        for o in s..<e { memcpy(dst + o * rowBytes, src + o * rowIn, rowBytes) }
+                    }
+                }
+                return out
+            }
+        }
+    })
+
+    /// SplitGrad(part0, part1, …; axis, zeros): Concat along `axis` where the parts listed in `zeros` are
+    /// shape tensors standing for zero blocks of that shape.
+    static let splitGradSchema = OpSchema("SplitGrad", domain: trainingDomain, inputs: 1...Int.max, makeKernel: { node, _ in
+        let axisAttr = try node.int("axis", default: 0)
+        let zeros = Set(try node.ints("zeros") ?? [])
+        return ClosureKernel { inputs, context in
+            guard let first = inputs.indices.first(where: { !zeros.contains($0) && inputs[$0] != nil }).map({ inputs[$0]! }) else {
+                throw SegFormerError.invalid("\(node.label): no gradient part")
+            }
+            let axis = try Movement.axis(axisAttr, rank: first.rank, node.label)
+            var shapes: [[Int]] = []
+            var outShape = first.shape
+            outShape[axis] = 0
+            for i in inputs.indices {
+                let t = try inputs.required(i, "part")
+                let shape = zeros.contains(i) ? try t.integers() : t.shape
+                if !zeros.contains(i), t.dataType != first.dataType {
+                    throw SegFormerError.invalid("\(node.label): parts are \(first.dataType) and \(t.dataType)")
+                }
+                var a = shape, b = first.shape
+                guard shape.count == first.rank else { throw SegFormerError.invalid("\(node.label): part shapes \(first.shape) and \(shape) differ in rank") }
+                a[axis] = 0; b[axis] = 0
+                guard a == b, shape[axis] >= 0 else {
+                    throw SegFormerError.invalid("\(node.label): part shapes \(first.shape) and \(shape) differ off axis \(axis)")
+                }
+                shapes.append(shape)
+                outShape[axis] += shape[axis]
+            }
+            let out = Tensor(uninitialized: first.dataType, shape: outShape)
+            if out.count == 0 { return [out] }
+            let es = try Movement.elementSize(first.dataType)
+            let outer = Tensor.elementCount(Array(outShape[..<axis]))
+            let inner = Tensor.elementCount(Array(outShape[(axis + 1)...]))
+            let rowOut = outShape[axis] * inner * es
+            let dst = out.storage.pointer
+            var col = 0
+            for (i, shape) in shapes.enumerated() {
+                let rowBytes = shape[axis] * inner * es
+                if rowBytes > 0 {
+                    let base = dst + col
+                    let src: UnsafeRawPointer? = zeros.contains(i) ? nil : UnsafeRawPointer(inputs[i]!.storage.pointer)
+                    context.parallelFor(outer, minimumPerChunk: max(1, 65536 / rowBytes)) { s, e in
+                        for o in s..<e {
+                            if let src { memcpy(base + o * rowOut, src + o * rowBytes, rowBytes) }
+                            else { memset(base + o * rowOut, 0, rowBytes) }
+                        }
+                    }
+                }
+                col += rowBytes
+            }
+            return [out]
+        }
+    })
+
+    /// SliceGrad(dY, Shape(x), starts, ends, axes?, steps?): zeros of x's shape with dY written at the
+    /// positions Slice read (same clamping as the forward; the positions are distinct, so no sums).
+    static let sliceGradSchema = OpSchema("SliceGrad", domain: trainingDomain, inputs: 4...6, shapeInputs: [1, 2, 3, 4, 5],
+                                          inferTypes: { ctx in
+        guard let g = ctx.type(0), let s = ctx.constant(1) else { return [nil] }
+        return [TensorType(g.dataType, known: try s.integers())]
+    }, makeKernel: { node, _ in
+        ClosureKernel { inputs, context in
+            let dy = try inputs.required(0)
+            let xShape = try inputs.required(1, "shape").integers()
+            try Movement.checkShape(xShape, node.label)
+            let plan = try slicePlanAxes(starts: try inputs.required(2, "starts").integers(),
+                                         ends: try inputs.required(3, "ends").integers(),
+                                         axes: try inputs.optional(4)?.integers(),
+                                         steps: try inputs.optional(5)?.integers(), rank: xShape.count, node.label)
+            let xStrides = Movement.strides(xShape)
+            var shape = xShape, strides = xStrides
+            var offset = 0
+            for (axis, s, e, st) in plan {
+                let r = sliceRange(s, e, st, dim: xShape[axis])
+                shape[axis] = r.count
+                strides[axis] = xStrides[axis] * st
+                offset += r.start * xStrides[axis]
+            }
+            guard shape == dy.shape else {
+                throw SegFormerError.invalid("\(node.label): gradient shape \(dy.shape) is not the slice shape \(shape) of \(xShape)")
+            }
+            if shape == xShape && strides == xStrides { return [dy] }
+            let es = try Movement.elementSize(dy.dataType)
+            let out = Tensor(uninitialized: dy.dataType, shape: xShape)
+            if out.count == 0 { return [out] }
+            StridedCopy.zeroBytes(out.storage.pointer, bytes: out.count * es, context: context)
+            if dy.count > 0 {
+                StridedCopy.scatter(src: UnsafeRawPointer(dy.storage.pointer), dst: out.storage.pointer, elementSize: es,
+                                    offset: offset, shape: shape, strides: strides, context: context)
+            }
+            return [out]
+        }
+    })
+
+    /// TileGrad(dY, Shape(x)): dY seen as [r0, d0, r1, d1, …] summed over the repeat axes.
+    static let tileGradSchema = OpSchema("TileGrad", domain: trainingDomain, inputs: 2...2, shapeInputs: [1], inferTypes: { ctx in
+        guard let g = ctx.type(0), let s = ctx.constant(1) else { return [nil] }
+        return [TensorType(g.dataType, known: try s.integers())]
+    }, makeKernel: { node, _ in
+        ClosureKernel { inputs, context in
+            let dy = try inputs.required(0)
+            let xShape = try inputs.required(1, "shape").integers()
+            guard xShape.count == dy.rank else {
+                throw SegFormerError.invalid("\(node.label): gradient shape \(dy.shape) does not tile input shape \(xShape)")
+            }
+            try Movement.checkShape(xShape, node.label)
+            var tiled: [Int] = [], axes: [Int] = []
+            for (k, d) in xShape.enumerated() {
+                let t = dy.shape[k]
+                guard d > 0 ? t % d == 0 : t == 0 else {
+                    throw SegFormerError.invalid("\(node.label): gradient shape \(dy.shape) does not tile input shape \(xShape)")
+                }
+                let r = d > 0 ? t / d : 1
+                if r != 1 { axes.append(tiled.count) }
+                tiled += [r, d]
+            }
+            if axes.isEmpty { return [dy.reshaped(xShape)] }
+            if dy.count == 0 || Tensor.elementCount(xShape) == 0 { return [Tensor(zeros: dy.dataType, shape: xShape)] }
+            let summed = try SingleOp.run("ReduceSum", inputs: [dy.reshaped(tiled), Tensor(axes.map { Int64($0) }, shape: [axes.count])],
+                                          attributes: ["keepdims": .int(1)], opset: 13, context: context)[0]
+            return [summed.reshaped(xShape)]
+        }
+    })
+
+    /// PadGrad(dY, Shape(x), pads, axes?; mode): each output element's gradient added to the input element
+    /// it was read from (the forward's index maps); padding constants get nothing.
+    static let padGradSchema = OpSchema("PadGrad", domain: trainingDomain, inputs: 3...4, shapeInputs: [1, 2, 3], inferTypes: { ctx in
+        guard let g = ctx.type(0), let s = ctx.constant(1) else { return [nil] }
+        return [TensorType(g.dataType, known: try s.integers())]
+    }, makeKernel: { node, _ in
+        let mode = try node.string("mode", default: "constant")
+        guard ["constant", "reflect", "edge", "wrap"].contains(mode) else {
+            throw SegFormerError.unsupported("\(node.label): pad mode '\(mode)'")
+        }
+        return ClosureKernel { inputs, _ in
+            let dy = try inputs.required(0)
+            let xShape = try inputs.required(1, "shape").integers()
+            try Movement.checkShape(xShape, node.label)
+            let (begin, end) = try padAmounts(try inputs.required(2, "pads").integers(), axes: try inputs.optional(3)?.integers(),
+                                              rank: xShape.count, node.label)
+            let outShape = (0..<xShape.count).map { xShape[$0] + begin[$0] + end[$0] }
+            guard outShape == dy.shape else {
+                throw SegFormerError.invalid("\(node.label): gradient shape \(dy.shape) is not the padded shape \(outShape)")
+            }
+            let out = Tensor(zeros: dy.dataType, shape: xShape)
+            if out.count == 0 || dy.count == 0 { return [out] }
+            let maps = try padMaps(xShape, outShape, begin, mode, node.label)
+            let strides = Movement.strides(xShape)
+            func run<T: BinaryFloatingPoint>(_: T.Type) {
+                let g = dy.pointer(T.self), o = out.pointer(T.self)
+                var i = 0
+                padWalk(outShape, maps, strides) { src in
+                    if src >= 0 { o[src] += g[i] }
+                    i += 1
+                }
+            }
+            switch dy.dataType {
+            case .float: run(Float.self)
+            case .double: run(Double.self)
+            case .float16: run(Float16.self)
+            default: throw SegFormerError.unsupported("\(node.label): Pad gradient of \(dy.dataType) tensors")
+            }
+            return [out]
+        }
+    })
+}
+
+extension StridedCopy {
+    /// memset 0, split across threads when large.
+    static func zeroBytes(_ dst: UnsafeMutableRawPointer, bytes: Int, context: ExecutionContext) {
+        let block = 1 << 16
+        let blocks = (bytes + block - 1) / block
+        context.parallelFor(blocks, minimumPerChunk: 16) { s, e in
+            let lo = s * block, hi = min(bytes, e * block)
+            memset(dst + lo, 0, hi - lo)
+        }
+    }
+
+    /// The inverse of `copy`: the contiguous `src` of `shape` is written to `dst` at
+    /// `offset + Σ m[k]·strides[k]`. The destinations must be distinct (nothing is accumulated).
+    static func scatter(src: UnsafeRawPointer, dst: UnsafeMutableRawPointer, elementSize es: Int, offset: Int,
+                        shape: [Int], strides: [Int], context: ExecutionContext) {
+        // coalesce: `.src` is the strided side (here the destination), `.dst` the contiguous one.
+        let dims = coalesce(shape: shape, strides: strides)
+        switch es {
+        case 1: scatterRun(UInt8.self, src, dst, offset, dims, context)
+        case 2: scatterRun(UInt16.self, src, dst, offset, dims, context)
+        case 4: scatterRun(UInt32.self, src, dst, offset, dims, context)
+        default: scatterRun(UInt64.self, src, dst, offset, dims, context)
+        }
+    }
+
+    private static func scatterRun<T>(_: T.Type, _ srcRaw: UnsafeRawPointer, _ dstRaw: UnsafeMutableRawPointer,
+                                      _ offset: Int, _ dims: [Dim3], _ context: ExecutionContext) {
+        let s = srcRaw.assumingMemoryBound(to: T.self)
+        let d = dstRaw.assumingMemoryBound(to: T.self)
+        guard let last = dims.last else { d[offset] = s[0]; return }
+        let outer = Array(dims.dropLast())
+        let outerCount = outer.reduce(1) { $0 * $1.size }
+        let n = last.size, ls = last.src
+        let bytes = n * MemoryLayout<T>.stride
+        context.parallelFor(outerCount, minimumPerChunk: max(1, 32768 / max(n, 1))) { start, end in
+            var w = Walker(outer, start: start, baseSrc: offset)
+            for _ in start..<end {
+                let dp = d + w.src, sp = s + w.dst
+                if ls == 1 {
+                    if bytes <= 64 { for i in 0..<n { dp[i] = sp[i] } } else { memcpy(dp, sp, bytes) }
+                } else {
+                    for i in 0..<n { dp[i * ls] = sp[i] }
+                }
+                w.advance()
+            }
         }
     }
 }

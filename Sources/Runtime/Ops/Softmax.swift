@@ -1,5 +1,6 @@
 import Foundation
 import GraphIR
+import CKernels
 
 // Softmax and LogSoftmax.
 // Opset ≥ 13: normalise along one axis (default −1); the tensor is seen as [outer, n, inner].
@@ -8,9 +9,9 @@ import GraphIR
 
 extension OpRegistry {
     static let softmaxOps: [OpSchema] = [
-        softmaxSchema("Softmax", log: false),
-        softmaxSchema("LogSoftmax", log: true),
-    ]
+        softmaxSchema("Softmax", log: false).withGradient(softmaxGradient(false)),
+        softmaxSchema("LogSoftmax", log: true).withGradient(softmaxGradient(true)),
+    ] + softmaxGradOps + crossEntropyOps
 
     private static func softmaxSchema(_ op: String, log: Bool) -> OpSchema {
         OpSchema(op, opsets: 1...23, inputs: 1...1,
@@ -70,32 +71,9 @@ enum SoftmaxKernels {
                             _ outer: Int, _ n: Int, _ inner: Int, _ log: Bool, _ context: ExecutionContext) {
         if outer * n * inner == 0 { return }
         if inner == 1 {
+            // Rows: the vectorised C routine (CKernels picks AVX-512 / AVX2 / baseline at load time).
             context.parallelFor(outer, minimumPerChunk: max(1, 16384 / max(n, 1))) { start, end in
-                for r in start..<end {
-                    let s = src + r * n, d = dst + r * n
-                    let m = NormOpsSupport.rowMax(s, n)
-                    if m.isNaN || m == .infinity {
-                        // ∞ or NaN in the row: fall back to the plain definition (gives NaN like PyTorch)
-                        for i in 0..<n { d[i] = .nan }
-                        continue
-                    }
-                    let shift = m == -.infinity ? 0 : m
-                    let total = NormOpsSupport.expShiftSum(s, d, n, shift: shift)
-                    if log {
-                        // (x - max) - log Σ: subtracting max first keeps precision for large x
-                        let ls = Float(Foundation.log(total))
-                        var i = 0
-                        let m8 = SIMD8<Float>(repeating: shift), l8 = SIMD8<Float>(repeating: ls)
-                        while i + 8 <= n { NormOpsSupport.store8((NormOpsSupport.load8(s + i) - m8) - l8, d + i); i += 8 }
-                        while i < n { d[i] = (s[i] - shift) - ls; i += 1 }
-                    } else {
-                        let inv = Float(1.0 / total)
-                        var i = 0
-                        let v8 = SIMD8<Float>(repeating: inv)
-                        while i + 8 <= n { NormOpsSupport.store8(NormOpsSupport.load8(d + i) * v8, d + i); i += 8 }
-                        while i < n { d[i] *= inv; i += 1 }
-                    }
-                }
+                ck_softmax_rows(src + start * n, dst + start * n, end - start, n, log ? 1 : 0)
             }
             return
         }
@@ -161,6 +139,147 @@ enum SoftmaxKernels {
                     for k in 0..<n { dst[base + k * inner] = (src[base + k * inner] - m) - ls }
                 } else {
                     for k in 0..<n { dst[base + k * inner] = Foundation.exp(src[base + k * inner] - m) / total }
+                }
+            }
+        }
+    }
+}
+
+// MARK: - Gradients
+
+// Softmax:    dX = Y ⊙ (dY − Σ dY⊙Y)        (sums along the softmax axis)
+// LogSoftmax: dX = dY − exp(Y) ⊙ Σ dY
+// Both kernels take the forward output Y, so X need not stay alive. They carry the forward's
+// axis and coerce_2d (opset ≤ 12 semantics) as attributes.
+
+extension OpRegistry {
+    static let softmaxGradOps: [OpSchema] = [
+        softmaxGradSchema("SoftmaxGrad", log: false),
+        softmaxGradSchema("LogSoftmaxGrad", log: true),
+    ]
+
+    static func softmaxGradient(_ log: Bool) -> GradientRule {
+        return { ctx in
+            let axis = try ctx.node.int("axis", default: ctx.opset >= 13 ? -1 : 1)
+            let g = ctx.builder.add1(log ? "LogSoftmaxGrad" : "SoftmaxGrad", domain: trainingDomain,
+                                     [try ctx.gradient(), ctx.output(0)],
+                                     attributes: ["axis": .int(axis), "coerce_2d": .int(ctx.opset < 13 ? 1 : 0)])
+            return [g]
+        }
+    }
+
+    private static func softmaxGradSchema(_ op: String, log: Bool) -> OpSchema {
+        OpSchema(op, domain: trainingDomain, inputs: 2...2,
+                 inferTypes: { ctx in [ctx.type(1) ?? ctx.type(0)] },
+                 makeKernel: { node, _ in
+                     let axis = try node.int("axis", default: -1)
+                     let coerce = try node.int("coerce_2d", default: 0) != 0
+                     let label = node.label
+                     return ClosureKernel { inputs, context in
+                         [try SoftmaxKernels.backward(try inputs.required(0), try inputs.required(1), axis: axis,
+                                                      coerce2D: coerce, log: log, label: label, context: context)]
+                     }
+                 })
+    }
+}
+
+extension SoftmaxKernels {
+    /// [outer, n, inner] view of `shape` for the softmax axis (as the forward sees it).
+    static func layout(_ shape: [Int], axis axisAttr: Int, coerce2D: Bool, label: String) throws -> (Int, Int, Int) {
+        let rank = shape.count
+        if rank == 0 { return (1, 1, 1) }
+        let axis = try NormOpsSupport.axis(axisAttr, rank: rank, label)
+        if coerce2D { return (NormOpsSupport.product(shape, 0..<axis), NormOpsSupport.product(shape, axis..<rank), 1) }
+        return (NormOpsSupport.product(shape, 0..<axis), shape[axis], NormOpsSupport.product(shape, (axis + 1)..<rank))
+    }
+
+    static func backward(_ dy0: Tensor, _ y0: Tensor, axis: Int, coerce2D: Bool, log: Bool, label: String,
+                         context: ExecutionContext) throws -> Tensor {
+        guard dy0.shape == y0.shape else {
+            throw SegFormerError.invalid("\(label): gradient shape \(dy0.shape) differs from output shape \(y0.shape)")
+        }
+        let (outer, n, inner) = try layout(y0.shape, axis: axis, coerce2D: coerce2D, label: label)
+        switch y0.dataType {
+        case .float:
+            let dx = Tensor(uninitialized: .float, shape: y0.shape)
+            gradKernel(NormOpsSupport.widenToFloat(dy0).pointer(Float.self), y0.pointer(Float.self), dx.pointer(Float.self),
+                       outer, n, inner, log, context)
+            return dx
+        case .double:
+            let dx = Tensor(uninitialized: .double, shape: y0.shape)
+            gradKernel(dy0.pointer(Double.self), y0.pointer(Double.self), dx.pointer(Double.self), outer, n, inner, log, context)
+            return dx
+        case .float16, .bfloat16:
+            let dy = NormOpsSupport.widenToFloat(dy0), y = NormOpsSupport.widenToFloat(y0)
+            let dx = Tensor(uninitialized: .float, shape: y0.shape)
+            gradKernel(dy.pointer(Float.self), y.pointer(Float.self), dx.pointer(Float.self), outer, n, inner, log, context)
+            return NormOpsSupport.narrow(dx, to: y0.dataType)
+        default:
+            throw SegFormerError.unsupported("\(label): element type \(y0.dataType)")
+        }
+    }
+
+    @inline(__always)
+    static func expT<T: BinaryFloatingPoint>(_ v: T) -> T {
+        if T.self == Float.self { return T(NormOpsSupport.exp1(Float(v))) }
+        return T(Foundation.exp(Double(v)))
+    }
+
+    static func gradKernel<T: BinaryFloatingPoint>(_ dy: UnsafeMutablePointer<T>, _ y: UnsafeMutablePointer<T>,
+                                                   _ dx: UnsafeMutablePointer<T>, _ outer: Int, _ n: Int, _ inner: Int,
+                                                   _ log: Bool, _ context: ExecutionContext) {
+        if outer * n * inner == 0 { return }
+        if inner == 1 {
+            context.parallelFor(outer, minimumPerChunk: max(1, 8192 / max(n, 1))) { start, end in
+                for r in start..<end {
+                    let g = dy + r * n, p = y + r * n, d = dx + r * n
+                    var a0 = 0.0, a1 = 0.0
+                    var i = 0
+                    if log {
+                        while i + 2 <= n { a0 += Double(g[i]); a1 += Double(g[i + 1]); i += 2 }
+                        if i < n { a0 += Double(g[i]) }
+                        let s = T(a0 + a1)
+                        if T.self == Float.self {
+                            let gf = UnsafeRawPointer(g).assumingMemoryBound(to: Float.self)
+                            let pf = UnsafeRawPointer(p).assumingMemoryBound(to: Float.self)
+                            let df = UnsafeMutableRawPointer(d).assumingMemoryBound(to: Float.self)
+                            let s8 = SIMD8<Float>(repeating: Float(s))
+                            var k = 0
+                            while k + 8 <= n {
+                                NormOpsSupport.store8(NormOpsSupport.load8(gf + k) - NormOpsSupport.exp8(NormOpsSupport.load8(pf + k)) * s8, df + k)
+                                k += 8
+                            }
+                            while k < n { df[k] = gf[k] - NormOpsSupport.exp1(pf[k]) * Float(s); k += 1 }
+                        } else {
+                            for k in 0..<n { d[k] = g[k] - expT(p[k]) * s }
+                        }
+                    } else {
+                        while i + 2 <= n { a0 += Double(g[i] * p[i]); a1 += Double(g[i + 1] * p[i + 1]); i += 2 }
+                        if i < n { a0 += Double(g[i] * p[i]) }
+                        let s = T(a0 + a1)
+                        for k in 0..<n { d[k] = p[k] * (g[k] - s) }
+                    }
+                }
+            }
+            return
+        }
+        context.parallelFor(outer, minimumPerChunk: 1) { start, end in
+            let acc = UnsafeMutablePointer<Double>.allocate(capacity: inner)
+            let s = UnsafeMutablePointer<T>.allocate(capacity: inner)
+            defer { acc.deallocate(); s.deallocate() }
+            for o in start..<end {
+                let base = o * n * inner
+                for j in 0..<inner { acc[j] = 0 }
+                for k in 0..<n {
+                    let g = dy + base + k * inner, p = y + base + k * inner
+                    if log { for j in 0..<inner { acc[j] += Double(g[j]) } }
+                    else { for j in 0..<inner { acc[j] += Double(g[j] * p[j]) } }
+                }
+                for j in 0..<inner { s[j] = T(acc[j]) }
+                for k in 0..<n {
+                    let g = dy + base + k * inner, p = y + base + k * inner, d = dx + base + k * inner
+                    if log { for j in 0..<inner { d[j] = g[j] - expT(p[j]) * s[j] } }
+                    else { for j in 0..<inner { d[j] = p[j] * (g[j] - s[j]) } }
                 }
             }
         }

@@ -1,0 +1,117 @@
+#include "ckernels.h"
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__linux__)
+#define MULTIVERSION __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define MULTIVERSION
+#endif
+
+// exp for float32: range reduction x = n·ln2 + r, |r| ≤ ln2/2, degree-6 polynomial, 2^n through the
+// exponent bits. Inputs are clamped to [-87, 88]; callers handle NaN themselves.
+static inline float exp_poly(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float n = __builtin_roundevenf(x * 1.44269504088896341f);
+    float r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+// erf(x) = x·P(u)/Q(u), u = x²/16, clamped at |x| = 4 where erf rounds to ±1 in float32.
+static inline double erf_rational(double x) {
+    double c = x > 4.0 ? 4.0 : (x < -4.0 ? -4.0 : x);
+    double u = c * c * 0.0625;
+    double u2 = u * u, u4 = u2 * u2;
+    double p = (1.1283791746018668 + 2.711200170487032 * u + (13.174812947481223 + 12.647012819996881 * u) * u2)
+             + (20.88415258050987 + 0.5461397791504657 * u + -0.6753669903597003 * u2) * u4;
+    double q = (1.0 + 7.7360736921709 * u + (27.33479761388442 + 56.47886643741213 * u) * u2)
+             + (70.90442372629359 + 47.02641424286526 * u + -8.81525052418256 * u2) * u4;
+    return c * p / q;
+}
+
+MULTIVERSION
+void ck_exp(const float *x, float *y, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        float v = x[i];
+        float e = exp_poly(v);
+        e = v < -87.0f ? 0.0f : e;
+        y[i] = v != v ? v : e;
+    }
+}
+
+MULTIVERSION
+void ck_erf(const float *x, float *y, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        float v = x[i];
+        float e = (float)erf_rational((double)v);
+        y[i] = v != v ? v : e;
+    }
+}
+
+MULTIVERSION
+void ck_gelu(const float *x, float *y, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        double v = (double)x[i];
+        float g = (float)(0.5 * v * (1.0 + erf_rational(v * 0.7071067811865476)));
+        y[i] = x[i] != x[i] ? x[i] : g;
+    }
+}
+
+MULTIVERSION
+void ck_softmax_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n, int take_log) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *s = x + r * n;
+        float *d = y + r * n;
+        float m = -INFINITY;
+        int bad = 0;
+        for (ptrdiff_t i = 0; i < n; i++) {
+            m = s[i] > m ? s[i] : m;
+            bad |= (s[i] != s[i]) | (s[i] == INFINITY);
+        }
+        if (bad) {
+            for (ptrdiff_t i = 0; i < n; i++) d[i] = NAN;
+            continue;
+        }
+        float shift = m == -INFINITY ? 0.0f : m;
+        // Sum in 16 float lanes, combined in double: precise for long rows and still vectorised.
+        float lanes[16] = {0};
+        ptrdiff_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            for (int k = 0; k < 16; k++) {
+                float v = s[i + k] - shift;
+                float e = exp_poly(v);
+                e = v < -87.0f ? 0.0f : e;
+                d[i + k] = e;
+                lanes[k] += e;
+            }
+        }
+        double total = 0;
+        for (int k = 0; k < 16; k++) total += lanes[k];
+        for (; i < n; i++) {
+            float v = s[i] - shift;
+            float e = v < -87.0f ? 0.0f : exp_poly(v);
+            d[i] = e;
+            total += e;
+        }
+        if (take_log) {
+            float ls = (float)log(total);
+            for (ptrdiff_t k = 0; k < n; k++) d[k] = (s[k] - shift) - ls;
+        } else {
+            float inv = (float)(1.0 / total);
+            for (ptrdiff_t k = 0; k < n; k++) d[k] *= inv;
+        }
+    }
+}

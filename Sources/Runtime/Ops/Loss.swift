@@ -1,0 +1,319 @@
+import Foundation
+import GraphIR
+
+// SoftmaxCrossEntropyLoss (opset 12+) and its gradient kernel (training domain).
+// scores [N, C, D1…] (class axis 1), labels [N, D1…] int32/int64, optional weights [C].
+//   loss[n, d] = −w[label] · log_softmax(scores)[n, label, d], 0 where label == ignore_index.
+//   reduction mean: Σ loss / Σ w[label] over kept positions (no weights: w = 1), so an all-ignored
+//   batch gives 0/0 = NaN, as PyTorch and the ONNX reference; sum: Σ loss; none: loss per position.
+// The kernels never materialise the log-probabilities unless the optional second output asks for
+// them: per (n, block of positions) they take the max and Σ exp over classes, then gather the label.
+// Sums accumulate in Double.
+
+extension OpRegistry {
+    static let crossEntropyOps: [OpSchema] = [
+        OpSchema("SoftmaxCrossEntropyLoss", opsets: 12...28, inputs: 2...3, outputs: 1...2,
+                 inferTypes: { ctx in
+                     guard let s = ctx.type(0) else { return [nil, nil] }
+                     let p = try CrossEntropy.Params(ctx.node)
+                     let loss: TensorType
+                     if p.reduction == .none { loss = TensorType(s.dataType, ctx.type(1)?.shape) }
+                     else { loss = TensorType(s.dataType, []) }
+                     return [loss, s]
+                 },
+                 makeKernel: { node, _ in
+                     let p = try CrossEntropy.Params(node)
+                     let label = node.label
+                     let wantLogProb = node.outputs.count > 1 && !node.outputs[1].isEmpty
+                     return ClosureKernel { inputs, context in
+                         try CrossEntropy.forward(try inputs.required(0), try inputs.required(1, "labels"), inputs.optional(2),
+                                                  p, logProb: wantLogProb, label: label, context: context)
+                     }
+                 })
+            .withGradient { ctx in
+                guard ctx.needs(0) else { return [nil, nil, nil] }
+                var parts: [String] = []
+                if let g = ctx.outputGradients.first ?? nil {
+                    var ins = [g, ctx.input(0), ctx.input(1)]
+                    if ctx.node.inputs.count > 2 && !ctx.input(2).isEmpty { ins.append(ctx.input(2)) }
+                    parts.append(ctx.builder.add1("SoftmaxCrossEntropyLossGrad", domain: trainingDomain, ins,
+                                                  attributes: ctx.node.attributes))
+                }
+                if ctx.outputGradients.count > 1, let g = ctx.outputGradients[1] {
+                    parts.append(ctx.builder.add1("LogSoftmaxGrad", domain: trainingDomain, [g, ctx.output(1)],
+                                                  attributes: ["axis": .int(1), "coerce_2d": .int(0)]))
+                }
+                if parts.isEmpty { return [nil, nil, nil] }
+                return [parts.count == 1 ? parts[0] : ctx.builder.add1("Add", parts), nil, nil]
+            },
+        // (dLoss, scores, labels, weights?) → dScores; same attributes as the forward node.
+        OpSchema("SoftmaxCrossEntropyLossGrad", domain: trainingDomain, inputs: 3...4,
+                 inferTypes: { ctx in [ctx.type(1)] },
+                 makeKernel: { node, _ in
+                     let p = try CrossEntropy.Params(node)
+                     let label = node.label
+                     return ClosureKernel { inputs, context in
+                         [try CrossEntropy.backward(try inputs.required(0), try inputs.required(1), try inputs.required(2, "labels"),
+                                                    inputs.optional(3), p, label: label, context: context)]
+                     }
+                 }),
+    ]
+}
+
+enum CrossEntropy {
+    enum Reduction: String { case none, sum, mean }
+
+    struct Params {
+        var reduction: Reduction
+        var ignoreIndex: Int?
+        init(_ node: Node) throws {
+            let r = try node.string("reduction", default: "mean")
+            guard let red = Reduction(rawValue: r) else { throw SegFormerError.invalid("\(node.label): reduction '\(r)'") }
+            reduction = red
+            ignoreIndex = try node.int("ignore_index")
+        }
+    }
+
+    /// Positions per task: a block of the spatial axis, processed class by class.
+    static let block = 256
+
+    struct Layout {
+        var n: Int, c: Int, d: Int
+    }
+
+    static func validate(_ scores: Tensor, _ labels: Tensor, _ weights: Tensor?, _ label: String) throws -> Layout {
+        guard scores.rank >= 2 else { throw SegFormerError.invalid("\(label): scores of shape \(scores.shape) need rank ≥ 2") }
+        let s = scores.shape
+        let want = [s[0]] + Array(s[2...])
+        guard labels.shape == want else {
+            throw SegFormerError.invalid("\(label): labels of shape \(labels.shape) do not match scores \(s) (want \(want))")
+        }
+        guard labels.dataType == .int64 || labels.dataType == .int32 else {
+            throw SegFormerError.unsupported("\(label): labels of type \(labels.dataType) (int32 or int64)")
+        }
+        if let weights, weights.shape != [s[1]] {
+            throw SegFormerError.invalid("\(label): weights of shape \(weights.shape) for \(s[1]) classes")
+        }
+        return Layout(n: s[0], c: s[1], d: NormOpsSupport.product(s, 2..<s.count))
+    }
+
+    /// Labels as Int (validated: in 0..<C unless ignored) and their weights (0 where ignored).
+    static func targets(_ labels: Tensor, _ weights: Tensor?, _ p: Params, classes: Int, label: String) throws -> ([Int32], [Double]) {
+        let count = labels.count
+        var idx = [Int32](repeating: -1, count: count)
+        var w = [Double](repeating: 0, count: count)
+        let wv = try weights.map { try NormOpsSupport.doubles($0, label) }
+        func fill<I: BinaryInteger>(_ src: UnsafeMutablePointer<I>) throws {
+            for i in 0..<count {
+                let v = Int(src[i])
+                if let ig = p.ignoreIndex, v == ig { continue }
+                guard v >= 0 && v < classes else {
+                    throw SegFormerError.invalid("\(label): label \(v) at position \(i) is outside 0..<\(classes)")
+                }
+                idx[i] = Int32(v)
+                w[i] = wv?[v] ?? 1
+            }
+        }
+        if labels.dataType == .int64 { try fill(labels.pointer(Int64.self)) } else { try fill(labels.pointer(Int32.self)) }
+        return (idx, w)
+    }
+
+    static func forward(_ scores0: Tensor, _ labels: Tensor, _ weights: Tensor?, _ p: Params, logProb: Bool,
+                        label: String, context: ExecutionContext) throws -> [Tensor] {
+        let L = try validate(scores0, labels, weights, label)
+        let (idx, w) = try targets(labels, weights, p, classes: L.c, label: label)
+        let scores: Tensor
+        switch scores0.dataType {
+        case .float, .double: scores = scores0
+        case .float16, .bfloat16: scores = NormOpsSupport.widenToFloat(scores0)
+        default: throw SegFormerError.unsupported("\(label): element type \(scores0.dataType)")
+        }
+        let perPosition = [Double](repeating: 0, count: L.n * L.d)
+        var lossAt = perPosition
+        var logP: Tensor? = logProb ? Tensor(uninitialized: scores.dataType, shape: scores.shape) : nil
+        if L.c > 0 {
+            lossAt.withUnsafeMutableBufferPointer { out in
+                if scores.dataType == .double {
+                    rows(scores.pointer(Double.self), logP?.pointer(Double.self), L, idx, w, out.baseAddress!, context)
+                } else {
+                    rows(scores.pointer(Float.self), logP?.pointer(Float.self), L, idx, w, out.baseAddress!, context)
+                }
+            }
+        } else if L.n * L.d > 0 {
+            throw SegFormerError.invalid("\(label): scores have no classes")
+        }
+        let loss: Tensor
+        switch p.reduction {
+        case .none:
+            loss = Tensor(lossAt, shape: labels.shape)
+        case .sum, .mean:
+            var total = 0.0
+            for v in lossAt { total += v }
+            if p.reduction == .mean {
+                var wsum = 0.0
+                for v in w { wsum += v }
+                total /= wsum
+            }
+            loss = Tensor([total], shape: [])
+        }
+        func cast(_ t: Tensor) -> Tensor {
+            switch scores0.dataType {
+            case .double: return t
+            case .float: return Tensor(t.buffer(Double.self).map { Float($0) }, shape: t.shape)
+            default: return NormOpsSupport.narrow(Tensor(t.buffer(Double.self).map { Float($0) }, shape: t.shape), to: scores0.dataType)
+            }
+        }
+        var outs = [cast(loss)]
+        if let lp = logP { outs.append(NormOpsSupport.narrow(lp, to: scores0.dataType)) }
+        logP = nil
+        return outs
+    }
+
+    /// exp(src[j] − shift[j]) for j < w.
+    @inline(__always)
+    static func expShift<T: BinaryFloatingPoint>(_ src: UnsafePointer<T>, _ shift: UnsafePointer<T>, _ dst: UnsafeMutablePointer<T>, _ w: Int) {
+        if T.self == Float.self {
+            let s = UnsafeRawPointer(src).assumingMemoryBound(to: Float.self)
+            let m = UnsafeRawPointer(shift).assumingMemoryBound(to: Float.self)
+            let d = UnsafeMutableRawPointer(dst).assumingMemoryBound(to: Float.self)
+            var j = 0
+            while j + 8 <= w {
+                NormOpsSupport.store8(NormOpsSupport.exp8(NormOpsSupport.load8(s + j) - NormOpsSupport.load8(m + j)), d + j)
+                j += 8
+            }
+            while j < w { d[j] = NormOpsSupport.exp1(s[j] - m[j]); j += 1 }
+        } else {
+            for j in 0..<w { dst[j] = T(Foundation.exp(Double(src[j] - shift[j]))) }
+        }
+    }
+
+    /// Per block of positions: max over classes, Σ exp, log Σ exp (lse[j] = max + log Σ).
+    @inline(__always)
+    static func statistics<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ c: Int, _ d: Int, _ w: Int,
+                                                   _ maxv: UnsafeMutablePointer<T>, _ sum: UnsafeMutablePointer<Double>,
+                                                   _ tmp: UnsafeMutablePointer<T>) {
+        for j in 0..<w { maxv[j] = -.infinity; sum[j] = 0 }
+        for k in 0..<c {
+            let row = x + k * d
+            for j in 0..<w where !(row[j] <= maxv[j]) { maxv[j] = row[j] }   // NaN sticks
+        }
+        for j in 0..<w where maxv[j] == -.infinity { maxv[j] = 0 }
+        for k in 0..<c {
+            expShift(x + k * d, maxv, tmp, w)
+            for j in 0..<w { sum[j] += Double(tmp[j]) }
+        }
+    }
+
+    static func rows<T: BinaryFloatingPoint>(_ x: UnsafeMutablePointer<T>, _ logP: UnsafeMutablePointer<T>?, _ L: Layout,
+                                             _ idx: [Int32], _ w: [Double], _ out: UnsafeMutablePointer<Double>,
+                                             _ context: ExecutionContext) {
+        let nb = (L.d + block - 1) / block
+        idx.withUnsafeBufferPointer { idx in
+        w.withUnsafeBufferPointer { wt in
+            context.parallelFor(L.n * nb, minimumPerChunk: max(1, 16384 / max(1, L.c * block))) { a, b in
+                let maxv = UnsafeMutablePointer<T>.allocate(capacity: block)
+                let tmp = UnsafeMutablePointer<T>.allocate(capacity: block)
+                let sum = UnsafeMutablePointer<Double>.allocate(capacity: block)
+                defer { maxv.deallocate(); tmp.deallocate(); sum.deallocate() }
+                for t in a..<b {
+                    let n = t / nb, d0 = (t % nb) * block, bw = min(block, L.d - d0)
+                    let base = x + n * L.c * L.d + d0
+                    statistics(base, L.c, L.d, bw, maxv, sum, tmp)
+                    for j in 0..<bw {
+                        let pos = n * L.d + d0 + j
+                        let k = Int(idx[pos])
+                        if k < 0 { out[pos] = 0; continue }
+                        let lp = Double(base[k * L.d + j]) - Double(maxv[j]) - Foundation.log(sum[j])
+                        out[pos] = -lp * wt[pos]
+                    }
+                    if let logP {
+                        let dst = logP + n * L.c * L.d + d0
+                        for j in 0..<bw { tmp[j] = T(Foundation.log(sum[j])) }
+                        for k in 0..<L.c {
+                            let s = base + k * L.d, o = dst + k * L.d
+                            for j in 0..<bw { o[j] = (s[j] - maxv[j]) - tmp[j] }
+                        }
+                    }
+                }
+            }
+        }}
+    }
+
+    // MARK: gradient
+
+    /// dScores[n, c, d] = coef[n, d] · (softmax[n, c, d] − [c == label]), coef = g · w / (Σ w if mean);
+    /// ignored positions get exact zeros.
+    static func backward(_ dLoss: Tensor, _ scores0: Tensor, _ labels: Tensor, _ weights: Tensor?, _ p: Params,
+                         label: String, context: ExecutionContext) throws -> Tensor {
+        let L = try validate(scores0, labels, weights, label)
+        let (idx, w) = try targets(labels, weights, p, classes: L.c, label: label)
+        let g = try dLoss.doubles()
+        var coef = w
+        switch p.reduction {
+        case .none:
+            guard g.count == coef.count else {
+                throw SegFormerError.invalid("\(label): loss gradient has \(g.count) elements for \(coef.count) positions")
+            }
+            for i in 0..<coef.count { coef[i] *= g[i] }
+        case .sum, .mean:
+            guard g.count == 1 else { throw SegFormerError.invalid("\(label): loss gradient of shape \(dLoss.shape) is not a scalar") }
+            var scale = g[0]
+            if p.reduction == .mean {
+                var wsum = 0.0
+                for v in w { wsum += v }
+                scale /= wsum
+            }
+            for i in 0..<coef.count { coef[i] *= scale }
+        }
+        let scores: Tensor
+        switch scores0.dataType {
+        case .float, .double: scores = scores0
+        case .float16, .bfloat16: scores = NormOpsSupport.widenToFloat(scores0)
+        default: throw SegFormerError.unsupported("\(label): element type \(scores0.dataType)")
+        }
+        let dx = Tensor(uninitialized: scores.dataType, shape: scores.shape)
+        if scores.count > 0 {
+            if scores.dataType == .double {
+                gradRows(scores.pointer(Double.self), dx.pointer(Double.self), L, idx, coef, context)
+            } else {
+                gradRows(scores.pointer(Float.self), dx.pointer(Float.self), L, idx, coef, context)
+            }
+        }
+        return NormOpsSupport.narrow(dx, to: scores0.dataType)
+    }
+
+    static func gradRows<T: BinaryFloatingPoint>(_ x: UnsafeMutablePointer<T>, _ dx: UnsafeMutablePointer<T>, _ L: Layout,
+                                                 _ idx: [Int32], _ coef: [Double], _ context: ExecutionContext) {
+        let nb = (L.d + block - 1) / block
+        idx.withUnsafeBufferPointer { idx in
+        coef.withUnsafeBufferPointer { coef in
+            context.parallelFor(L.n * nb, minimumPerChunk: max(1, 16384 / max(1, L.c * block))) { a, b in
+                let maxv = UnsafeMutablePointer<T>.allocate(capacity: block)
+                let tmp = UnsafeMutablePointer<T>.allocate(capacity: block)
+                let sum = UnsafeMutablePointer<Double>.allocate(capacity: block)
+                let scale = UnsafeMutablePointer<T>.allocate(capacity: block)
+                defer { maxv.deallocate(); tmp.deallocate(); sum.deallocate(); scale.deallocate() }
+                for t in a..<b {
+                    let n = t / nb, d0 = (t % nb) * block, bw = min(block, L.d - d0)
+                    let base = x + n * L.c * L.d + d0, out = dx + n * L.c * L.d + d0
+                    statistics(base, L.c, L.d, bw, maxv, sum, tmp)
+                    // scale = coef / Σ exp, so p · coef = exp(x − max) · scale
+                    for j in 0..<bw {
+                        let pos = n * L.d + d0 + j
+                        scale[j] = idx[pos] < 0 ? 0 : T(coef[pos] / sum[j])
+                    }
+                    for k in 0..<L.c {
+                        let o = out + k * L.d
+                        expShift(base + k * L.d, maxv, o, bw)
+                        for j in 0..<bw { o[j] *= scale[j] }
+                    }
+                    for j in 0..<bw {
+                        let pos = n * L.d + d0 + j
+                        let k = Int(idx[pos])
+                        if k >= 0 { out[k * L.d + j] -= T(coef[pos]) }
+                    }
+                }
+            }
+        }}
+    }
+}

@@ -1,0 +1,57 @@
+import GraphIR
+import Runtime
+
+/// Losses of semantic segmentation, written as graph ops so `Autodiff` differentiates them like the
+/// rest of the model.
+public enum SegmentationLoss {
+
+    /// Appends HuggingFace's `SegformerForSemanticSegmentation` loss to `graph`:
+    /// the logits [B, C, h, w] are upsampled bilinearly (align_corners False = Resize linear with
+    /// half_pixel) to the label size H×W, then cross-entropy with `ignoreIndex`, mean over the kept
+    /// pixels (NaN if every pixel is ignored, as PyTorch).
+    ///
+    /// Adds a graph input `labels` (int64 [B, H, W]) and returns the graph with the scalar loss
+    /// appended to its outputs, and the loss's name. Needs opset ≥ 12 (SoftmaxCrossEntropyLoss).
+    public static func appendHuggingFaceLoss(to graph: Graph, logits: String, labels: String, ignoreIndex: Int = 255,
+                                             opset: Int) throws -> (graph: Graph, loss: String) {
+        guard opset >= 12 else {
+            throw SegFormerError.unsupported("segmentation loss: opset \(opset) has no SoftmaxCrossEntropyLoss (needs ≥ 12)")
+        }
+        let producedOrInput = graph.inputs.contains { $0.name == logits } || graph.nodes.contains { $0.outputs.contains(logits) }
+        guard producedOrInput else { throw SegFormerError.invalid("segmentation loss: '\(logits)' is not a value of the graph") }
+        let taken = graph.inputs.contains { $0.name == labels } || graph.initializers[labels] != nil
+            || graph.nodes.contains { $0.outputs.contains(labels) }
+        guard !taken else { throw SegFormerError.invalid("segmentation loss: the name '\(labels)' is already used in the graph") }
+
+        var g = graph
+        // Batch dim of the labels: the logits' own (symbolic or known) batch dim when the graph says it.
+        let logitsType = g.outputs.first { $0.name == logits }?.type ?? g.valueInfo[logits]
+        let batch: Dim = logitsType?.shape?.first ?? .symbol("labels_batch")
+        g.inputs.append(ValueInfo(name: labels, type: TensorType(.int64, [batch, .symbol("labels_height"), .symbol("labels_width")])))
+
+        let b = GraphBuilder(graph: g, prefix: "loss")
+        let labelShape = b.add1("Shape", [labels])
+        let logitsShape = b.add1("Shape", [logits])
+        func slice(_ v: String, _ start: Int, _ end: Int) -> String {
+            b.add1("Slice", [v, b.int64s([start], name: "start"), b.int64s([end], name: "end"), b.int64s([0], name: "axis")])
+        }
+        let sizes = b.add1("Concat", [slice(logitsShape, 0, 2), slice(labelShape, 1, 3)], attributes: ["axis": .int(0)],
+                           name: "upsampled_sizes")
+        let resizeAttrs: [String: Attribute] = ["mode": .string("linear"),
+                                                "coordinate_transformation_mode": .string("half_pixel")]
+        let upsampled: String
+        if opset >= 13 {
+            upsampled = b.add1("Resize", [logits, "", "", sizes], attributes: resizeAttrs, name: "upsample_logits")
+        } else {
+            // opsets 11–12: roi and scales are required inputs; empty tensors say "unused"
+            let roi = b.constant(Tensor([Float](), shape: [0]), name: "roi")
+            let scales = b.constant(Tensor([Float](), shape: [0]), name: "scales")
+            upsampled = b.add1("Resize", [logits, roi, scales, sizes], attributes: resizeAttrs, name: "upsample_logits")
+        }
+        let loss = b.add1("SoftmaxCrossEntropyLoss", [upsampled, labels],
+                          attributes: ["reduction": .string("mean"), "ignore_index": .int(ignoreIndex)], name: "cross_entropy")
+        var out = b.graph
+        out.outputs.append(ValueInfo(name: loss, type: TensorType(.float, [])))
+        return (out, loss)
+    }
+}

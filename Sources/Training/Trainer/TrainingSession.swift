@@ -1,0 +1,119 @@
+import Foundation
+import GraphIR
+import Runtime
+
+/// Options for turning an imported model into a trainable one.
+public struct TrainingOptions: Sendable {
+    /// Initializers whose names contain any of these substrings stay frozen (not trained).
+    public var freezePatterns: [String] = []
+    /// Labels equal to this are ignored by the loss (HF `semantic_loss_ignore_index`).
+    public var ignoreIndex: Int = 255
+    /// Give each use of a merged initializer its own parameter (see `Passes.untieInitializers`).
+    public var untieMergedInitializers = true
+    public var threads: Int? = nil
+    public init(freezePatterns: [String] = [], ignoreIndex: Int = 255, untieMergedInitializers: Bool = true,
+                threads: Int? = nil) {
+        self.freezePatterns = freezePatterns
+        self.ignoreIndex = ignoreIndex
+        self.untieMergedInitializers = untieMergedInitializers
+        self.threads = threads
+    }
+}
+
+/// A SegFormer graph made trainable: its float initializers become parameters (graph inputs), the
+/// HuggingFace loss is appended, and autodiff adds the backward pass; forward + backward run as one
+/// planned graph.
+public final class TrainingSession {
+    public private(set) var model: Model
+    /// Current parameter values by name (updated in place by the optimizer).
+    public private(set) var parameters: [String: Tensor]
+    /// Parameter names in the model's initializer order.
+    public let parameterNames: [String]
+    public let pixelValuesName: String
+    public let labelsName: String
+    public let lossName: String
+    public let gradientGraph: GradientGraph
+    public let session: InferenceSession
+
+    public init(model: Model, options: TrainingOptions = TrainingOptions()) throws {
+        var graph = model.graph
+        if options.untieMergedInitializers { graph = try Passes.untieInitializers(graph) }
+        guard graph.runtimeInputs.count == 1, let pixel = graph.runtimeInputs.first else {
+            throw SegFormerError.invalid("training expects one runtime input (pixel_values); the model has \(graph.runtimeInputs.map(\.name))")
+        }
+        guard graph.outputs.count >= 1 else { throw SegFormerError.invalid("the model has no outputs") }
+        let logits = graph.outputs[0].name
+        var forwardModel = model
+        forwardModel.graph = graph
+
+        // Float initializers become parameters (0-d scalars are constants the exporter wrote, not
+        // module parameters, so they stay constants).
+        var names: [String] = []
+        var values: [String: Tensor] = [:]
+        for name in graph.initializerOrder {
+            guard let t = graph.initializers[name], t.dataType == .float, t.rank > 0 else { continue }
+            if options.freezePatterns.contains(where: { name.contains($0) }) { continue }
+            names.append(name)
+            values[name] = t.copy()
+            graph.removeInitializer(name)
+            graph.inputs.append(ValueInfo(name: name, type: TensorType(.float, known: t.shape)))
+        }
+        guard !names.isEmpty else { throw SegFormerError.invalid("no trainable float initializers (all frozen?)") }
+
+        var labels = "labels"
+        while graph.inputs.contains(where: { $0.name == labels }) || graph.initializers[labels] != nil
+                || graph.nodes.contains(where: { $0.outputs.contains(labels) }) { labels += "_" }
+        let (withLoss, loss) = try SegmentationLoss.appendHuggingFaceLoss(
+            to: graph, logits: logits, labels: labels, ignoreIndex: options.ignoreIndex, opset: model.opset)
+        let gg = try Autodiff.differentiate(withLoss, opset: model.opset, loss: loss, parameters: names)
+        self.model = forwardModel
+        self.parameters = values
+        self.parameterNames = names
+        self.pixelValuesName = pixel.name
+        self.labelsName = labels
+        self.lossName = loss
+        self.gradientGraph = gg
+        self.session = try InferenceSession(model: Model(graph: gg.graph, opsetImports: model.opsetImports),
+                                            options: SessionOptions(threads: options.threads))
+    }
+
+    /// Forward + backward on one batch: the loss and d loss / d parameter for every parameter.
+    /// Throws, naming the tensor, if the loss or a gradient is not finite.
+    public func lossAndGradients(pixelValues: Tensor, labels: Tensor) throws -> (loss: Float, gradients: [String: Tensor]) {
+        var feeds = parameters
+        feeds[pixelValuesName] = pixelValues
+        feeds[labelsName] = labels
+        let out = try session.run(feeds)
+        let lossTensor = out[lossName]!
+        let loss = lossTensor.pointer(Float.self)[0]
+        var grads: [String: Tensor] = [:]
+        for (p, g) in gradientGraph.gradients { grads[p] = out[g]! }
+        return (loss, grads)
+    }
+
+    /// The first parameter gradient holding NaN or Inf, if any (in parameter order).
+    public func firstNonFinite(_ gradients: [String: Tensor]) -> String? {
+        for name in parameterNames {
+            guard let g = gradients[name] else { continue }
+            let p = g.pointer(Float.self)
+            for i in 0..<g.count where !p[i].isFinite { return name }
+        }
+        return nil
+    }
+
+    /// The model with the current parameter values as initializers: the imported graph, except
+    /// that merged initializers were untied (each use has its own, independently trained, tensor).
+    public func updatedModel() -> Model {
+        var m = model
+        for (name, value) in parameters { m.graph.initializers[name] = value.copy() }
+        return m
+    }
+
+    /// The current parameters as a node-less model whose initializers carry the names (the format
+    /// of gradient and parameter bundles).
+    public static func tensorBundle(_ tensors: [(String, Tensor)], opset: Int) -> Model {
+        var g = Graph(name: "tensors")
+        for (n, t) in tensors { g.setInitializer(n, t) }
+        return Model(graph: g, opsetImports: ["": opset])
+    }
+}

@@ -1,0 +1,77 @@
+import ArgumentParser
+import Foundation
+import GraphIR
+import Runtime
+import Training
+
+struct Step: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a SegFormer ONNX graph for N steps on one batch (HF loss, autodiff, AdamW/SGD).",
+        discussion: "Prints `loss <value>` before each step and once after the last (N+1 lines).")
+
+    @Argument(help: "The .onnx model (SegformerForSemanticSegmentation export).") var model: String
+    @Option(help: "pixel_values tensor (.pb), float32 B×3×H×W.") var pixelValues: String
+    @Option(help: "labels tensor (.pb), int64 B×H×W; 255 = ignore.") var labels: String
+    @Option(help: "Optimizer steps on this batch.") var steps: Int = 1
+    @Option(help: "adamw or sgd.") var optimizer: String = "adamw"
+    @Option(help: "Learning rate.") var lr: Double = 6e-5
+    @Option(help: "Weight decay (AdamW: decoupled; SGD: L2 added to the gradient).") var weightDecay: Double = 0.01
+    @Option(help: "AdamW beta1.") var beta1: Double = 0.9
+    @Option(help: "AdamW beta2.") var beta2: Double = 0.999
+    @Option(help: "AdamW epsilon.") var eps: Double = 1e-8
+    @Option(help: "SGD momentum.") var momentum: Double = 0.9
+    @Option(help: "Label value the loss ignores.") var ignoreIndex: Int = 255
+    @Option(name: .customLong("freeze"), help: "Freeze parameters whose name contains this (repeatable).") var freeze: [String] = []
+    @Option(help: "Write the first step's gradients as a node-less ONNX model (initializers named by parameter).") var saveGradients: String?
+    @Option(help: "Write the updated model as ONNX.") var saveModel: String?
+    @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+    @Flag(help: "Replace output files that already exist.") var overwrite = false
+
+    func run() throws {
+        try reportingErrors {
+            guard steps >= 0 else { throw SegFormerError.invalid("--steps must be ≥ 0") }
+            for out in [saveGradients, saveModel].compactMap({ $0 }) {
+                try checkWritable(out, input: model, overwrite: overwrite)
+            }
+            let m = try ONNXImporter.load(contentsOf: model)
+            let pixels = try ONNXImporter.readTensorFile(pixelValues).tensor
+            let labelTensor = try ONNXImporter.readTensorFile(labels).tensor
+            let training = try TrainingSession(model: m, options: TrainingOptions(
+                freezePatterns: freeze, ignoreIndex: ignoreIndex, threads: threads))
+            let opt: Optimizer
+            switch optimizer.lowercased() {
+            case "adamw": opt = AdamW(beta1: beta1, beta2: beta2, epsilon: eps, weightDecay: weightDecay)
+            case "sgd": opt = SGD(momentum: momentum, weightDecay: weightDecay)
+            default: throw SegFormerError.invalid("--optimizer must be adamw or sgd, not '\(optimizer)'")
+            }
+            for step in 0...steps {
+                let (loss, grads) = try training.lossAndGradients(pixelValues: pixels, labels: labelTensor)
+                print("loss \(loss)")
+                fflush(stdout)
+                if !loss.isFinite {
+                    throw SegFormerError.invalid("step \(step + 1): the loss is \(loss)")
+                }
+                if step == 0, let path = saveGradients {
+                    let bundle = TrainingSession.tensorBundle(training.parameterNames.map { ($0, grads[$0]!) }, opset: m.opset)
+                    try ONNXExporter.write(bundle, to: path)
+                }
+                if step == steps { break }
+                if let bad = training.firstNonFinite(grads) {
+                    throw SegFormerError.invalid("step \(step + 1): the gradient of '\(bad)' holds NaN or Inf")
+                }
+                try opt.update(parameters: training.parameters, gradients: grads, learningRate: lr)
+            }
+            if let path = saveModel { try ONNXExporter.write(training.updatedModel(), to: path) }
+        }
+    }
+}
+
+/// Refuses to write over the input or over an existing file (unless `overwrite`).
+func checkWritable(_ path: String, input: String, overwrite: Bool) throws {
+    let a = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
+    let b = URL(fileURLWithPath: input).standardizedFileURL.resolvingSymlinksInPath().path
+    if a == b { throw SegFormerError.io("\(path) is the input model; choose another output path") }
+    if FileManager.default.fileExists(atPath: path) && !overwrite {
+        throw SegFormerError.io("\(path) already exists (use --overwrite to replace it)")
+    }
+}

@@ -1,0 +1,107 @@
+import XCTest
+import GraphIR
+import Runtime
+@testable import Training
+
+/// The whole training path against PyTorch: HF loss, the gradient of every initializer and the
+/// parameters after 3 AdamW steps. Own fixture (tiny SegFormer, scripts/fixtures/make_tiny_segformer.py)
+/// always; ../shared/reference/segformer-b0-train when present. Criteria from the reference README.
+final class TrainingAgainstPyTorchTests: XCTestCase {
+
+    /// - Parameter namesFrom: the export the expected bundles were named after; initializers of
+    ///   `file` are matched to those names by content (every value is distinct), since each export
+    ///   names its transposed MatMul weights differently.
+    func check(folder: String, model file: String = "model.op17.onnx", namesFrom reference: String = "model.op17.onnx") throws {
+        var model = try ONNXImporter.load(contentsOf: folder + "/" + file)
+        if file != reference {
+            let named = try ONNXImporter.load(contentsOf: folder + "/" + reference).graph.initializers
+            var rename: [String: String] = [:]
+            for (name, t) in model.graph.initializers where t.dataType == .float && t.rank > 0 {
+                if let match = named.first(where: { $0.value.bitwiseEqual(t) })?.key { rename[name] = match }
+            }
+            model.graph = renamingValues(model.graph, rename)
+        }
+        let x = try ONNXImporter.readTensorFile(folder + "/batch/pixel_values.pb").tensor
+        let labels = try ONNXImporter.readTensorFile(folder + "/batch/labels.pb").tensor
+        let expectedLoss = try ONNXImporter.readTensorFile(folder + "/expected/loss.pb").tensor.pointer(Float.self)[0]
+        let expectedGrads = try ONNXImporter.load(contentsOf: folder + "/expected/grads.onnx").graph.initializers
+        let after = try ONNXImporter.load(contentsOf: folder + "/expected/after-3-adamw.onnx").graph.initializers
+
+        let training = try TrainingSession(model: model, options: TrainingOptions(threads: 2))
+        let initial = training.parameters.mapValues { $0.copy() }
+        let (loss, grads) = try training.lossAndGradients(pixelValues: x, labels: labels)
+        XCTAssertEqual(Double(loss), Double(expectedLoss), accuracy: 1e-5 * Double(abs(expectedLoss)), "loss")
+
+        // ‖g − g_ref‖ ≤ 1e-3·‖g_ref‖ + 1e-7·‖all g_ref‖
+        let total = expectedGrads.values.reduce(0.0) { $0 + pow(norm($1), 2) }.squareRoot()
+        XCTAssertEqual(Set(grads.keys), Set(expectedGrads.keys), "every float initializer has a gradient")
+        for (name, reference) in expectedGrads {
+            guard let g = grads[name] else { continue }
+            XCTAssertEqual(g.shape, reference.shape, name)
+            let err = normOfDifference(g, reference)
+            XCTAssertLessThanOrEqual(err, 1e-3 * norm(reference) + 1e-7 * total, "gradient of \(name)")
+        }
+
+        // 3 AdamW steps (lr 1e-3, wd 0.01): ‖p − p_ref‖ ≤ 1e-3·‖p_ref − p_initial‖ for tensors whose
+        // gradient norm is above 1e-6 of the global norm.
+        let optimizer = AdamW(beta1: 0.9, beta2: 0.999, epsilon: 1e-8, weightDecay: 0.01)
+        var g = grads
+        for step in 0..<3 {
+            if step > 0 { g = try training.lossAndGradients(pixelValues: x, labels: labels).gradients }
+            try optimizer.update(parameters: training.parameters, gradients: g, learningRate: 1e-3)
+        }
+        for (name, reference) in after {
+            guard let p = training.parameters[name], let p0 = initial[name], let gref = expectedGrads[name] else {
+                XCTFail("no parameter \(name)"); continue
+            }
+            if norm(gref) <= 1e-6 * total { continue }
+            XCTAssertLessThanOrEqual(normOfDifference(p, reference), 1e-3 * normOfDifference(reference, p0), "AdamW \(name)")
+        }
+    }
+
+    func renamingValues(_ g: Graph, _ rename: [String: String]) -> Graph {
+        var out = g
+        out.initializers = [:]
+        out.initializerOrder = []
+        for name in g.initializerOrder { out.setInitializer(rename[name] ?? name, g.initializers[name]!) }
+        for i in out.nodes.indices { out.nodes[i].inputs = out.nodes[i].inputs.map { rename[$0] ?? $0 } }
+        return out
+    }
+
+    func testTinySegformerOpset17() throws {
+        try check(folder: Fixtures.path("tiny-segformer"))
+    }
+
+    func testTinySegformerDecomposedLayerNormOpset14() throws {
+        try check(folder: Fixtures.path("tiny-segformer"), model: "model.op14.onnx")
+    }
+
+    func testTinySegformerEagerAttentionOpset12() throws {
+        try check(folder: Fixtures.path("tiny-segformer"), model: "model.op12.onnx")
+    }
+
+    func testSharedSegformerB0() throws {
+        guard let shared = Fixtures.shared else { throw XCTSkip("../shared not present") }
+        try check(folder: shared + "/reference/segformer-b0-train")
+    }
+
+    /// A few steps on one batch at a useful learning rate must lower the loss. (The fixture's labels
+    /// are random per pixel, which nothing can learn; here the top half is class 1, the bottom
+    /// half class 3, with the fixture's ignored pixels kept.)
+    func testLossDropsWhenTraining() throws {
+        let model = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-segformer/model.op17.onnx"))
+        let x = try Fixtures.tensor("tiny-segformer/batch/pixel_values.pb")
+        let labels = try Fixtures.tensor("tiny-segformer/batch/labels.pb").copy()
+        let lp = labels.pointer(Int64.self)
+        for i in 0..<labels.count where lp[i] != 255 { lp[i] = (i % 1024) < 512 ? 1 : 3 }
+        let training = try TrainingSession(model: model)
+        let optimizer = AdamW(weightDecay: 0)
+        var losses: [Float] = []
+        for _ in 0..<10 {
+            let (loss, grads) = try training.lossAndGradients(pixelValues: x, labels: labels)
+            losses.append(loss)
+            try optimizer.update(parameters: training.parameters, gradients: grads, learningRate: 3e-2)
+        }
+        XCTAssertLessThan(losses.last!, losses.first! * 0.5, "\(losses)")
+    }
+}
