@@ -220,9 +220,9 @@ final class NNGradientTests: XCTestCase {
 
     /// The GEMM paths with tiny column tiles (several tiles per image, tiles splitting output rows).
     func testConvTiled() {
-        let (budget, tile) = (Convolution.columnBudget, Convolution.minimumTile)
-        Convolution.columnBudget = 40; Convolution.minimumTile = 3
-        defer { Convolution.columnBudget = budget; Convolution.minimumTile = tile }
+        let (budget, tile, factor) = (Convolution.columnBudget, Convolution.minimumTile, Convolution.gradWeightColumnFactor)
+        Convolution.columnBudget = 40; Convolution.minimumTile = 3; Convolution.gradWeightColumnFactor = 1
+        defer { Convolution.columnBudget = budget; Convolution.minimumTile = tile; Convolution.gradWeightColumnFactor = factor }
         conv([2, 2, 7, 6], [3, 2, 3, 3], ["pads": .ints([1, 1, 1, 1]), "strides": .ints([2, 1])])
         conv([1, 2, 6, 6], [2, 2, 2, 2], ["strides": .ints([2, 2])])
     }
@@ -271,5 +271,56 @@ final class NNGradientTests: XCTestCase {
                                               inputs: [dy, w, Tensor([Int64(1), 3, -5, 5], shape: [4])]))
         XCTAssertThrowsError(try SingleOp.run("ConvGradWeight", domain: trainingDomain,
                                               inputs: [dy, random([1, 3, 5, 5], seed: 3), Tensor([Int64(2), 4, 3, 3], shape: [4])]))
+    }
+}
+
+extension NNGradientTests {
+    // MARK: ConvTranspose
+
+    func testConvTranspose() {
+        check("ConvTranspose", [random([1, 3, 4, 4], seed: 1), random([3, 2, 3, 3], seed: 2), random([2], seed: 3)],
+              ["strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1]), "output_padding": .ints([1, 1])], differentiable: [0, 1, 2])
+        check("ConvTranspose", [random([2, 4, 3, 3], seed: 1), random([4, 1, 2, 2], seed: 2)],
+              ["group": .int(2), "strides": .ints([2, 2])], differentiable: [0, 1])
+        check("ConvTranspose", [random([1, 2, 5], seed: 1), random([2, 3, 3], seed: 2)],
+              ["dilations": .ints([2]), "pads": .ints([1, 0])], differentiable: [0, 1])
+    }
+
+    // MARK: pools
+
+    func testGlobalPools() {
+        check("GlobalAveragePool", [random([2, 3, 4, 5], seed: 1)], differentiable: [0])
+        check("GlobalMaxPool", [random([2, 3, 4, 5], seed: 1)], differentiable: [0])
+        check("GlobalAveragePool", [random([1, 2, 3, 2, 2], seed: 2)], differentiable: [0])
+    }
+
+    func testAveragePool() {
+        check("AveragePool", [random([1, 2, 5, 5], seed: 1)], ["kernel_shape": .ints([3, 3]), "strides": .ints([2, 2]),
+                                                               "pads": .ints([1, 1, 1, 1])], differentiable: [0])
+        check("AveragePool", [random([1, 2, 5, 5], seed: 1)], ["kernel_shape": .ints([3, 3]), "pads": .ints([1, 1, 1, 1]),
+                                                               "count_include_pad": .int(1)], differentiable: [0])
+        check("AveragePool", [random([1, 2, 6, 6], seed: 1)], ["kernel_shape": .ints([2, 2]), "strides": .ints([2, 2]),
+                                                               "ceil_mode": .int(1)], differentiable: [0])
+        check("AveragePool", [random([2, 2, 7], seed: 1)], ["kernel_shape": .ints([3]), "strides": .ints([2])], differentiable: [0])
+    }
+
+    func testMaxPool() {
+        // Distinct values, so a finite-difference step never changes which element is the maximum.
+        func distinct(_ shape: [Int]) -> Tensor {
+            let n = shape.reduce(1, *)
+            return Tensor((0..<n).map { Float(($0 * 37) % n) / Float(n) * 4 - 2 }, shape: shape)
+        }
+        for attrs: [String: Attribute] in [["kernel_shape": .ints([3, 3]), "strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1])],
+                                           ["kernel_shape": .ints([2, 2]), "dilations": .ints([2, 2])],
+                                           ["kernel_shape": .ints([2, 2]), "strides": .ints([2, 2]), "ceil_mode": .int(1)]] {
+            directCheckMax(distinct([1, 2, 7, 7]), attrs)
+        }
+    }
+
+    /// Max pooling with a step smaller than the gap between values (default 1e-2 could swap maxima).
+    func directCheckMax(_ x: Tensor, _ attrs: [String: Attribute], file: StaticString = #filePath, line: UInt = #line) {
+        do { try directCheck("MaxPool", [x], attrs, opset: 17, differentiable: [0]) } catch {
+            XCTFail("MaxPool \(attrs): \(error)", file: file, line: line)
+        }
     }
 }

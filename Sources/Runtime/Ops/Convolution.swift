@@ -19,7 +19,8 @@ extension OpRegistry {
             .withGradient { try Convolution.convGradient($0) },
         OpSchema("ConvTranspose", opsets: 1...23, inputs: 2...3,
                  inferTypes: { try Convolution.inferConvTranspose($0) },
-                 makeKernel: { node, _ in try Convolution.convTransposeKernel(node) }),
+                 makeKernel: { node, _ in try Convolution.convTransposeKernel(node) })
+            .withGradient { try Convolution.convTransposeGradient($0) },
         // Training kernels (Conv's backward; see "MARK: gradients").
         OpSchema("ConvGradInput", domain: trainingDomain, inputs: 3...3, shapeInputs: [2],
                  inferTypes: { ctx in [LinearAlgebra.inferFromTarget(ctx, 2)] },
@@ -758,6 +759,32 @@ enum Convolution {
         return result
     }
 
+    /// ConvTranspose is the adjoint of Conv(·, W) with the same strides, pads, dilations and group,
+    /// so dX = Conv(dY, W) and dW = ConvGradWeight(X, dY) of that conv (X plays the conv's dY).
+    /// Pads resolved from output_shape or SAME auto_pad are not supported (they depend on shapes).
+    static func convTransposeGradient(_ ctx: GradientContext) throws -> [String?] {
+        let node = ctx.node
+        let attrs = try TransposeAttributes(node)
+        guard attrs.outputShape == nil, attrs.window.autoPad == "NOTSET" || attrs.window.autoPad == "VALID" else {
+            throw SegFormerError.unsupported("\(node.label): gradient of ConvTranspose with output_shape or SAME auto_pad")
+        }
+        let dy = try ctx.gradient()
+        var convAttrs: [String: Attribute] = [:]
+        for k in ["strides", "dilations", "pads", "group", "kernel_shape", "auto_pad"] { convAttrs[k] = node.attributes[k] }
+        var result: [String?] = [nil, nil, nil]
+        if ctx.needs(0) {
+            result[0] = ctx.builder.add1("Conv", [dy, ctx.input(1)], attributes: convAttrs, name: "ConvTransposeGradInput")
+        }
+        if ctx.needs(1) {
+            result[1] = ctx.builder.add1("ConvGradWeight", domain: trainingDomain, [ctx.input(0), dy, ctx.shape(of: ctx.input(1))],
+                                         attributes: convAttrs, name: "ConvTransposeGradWeight")
+        }
+        if node.inputs.count > 2, !node.inputs[2].isEmpty, ctx.needs(2) {
+            result[2] = ctx.builder.add1("ConvGradBias", domain: trainingDomain, [dy], name: "ConvGradBias")
+        }
+        return result
+    }
+
     /// ConvGradInput(dY, W, xShape) (weight: false) or ConvGradWeight(dY, X, wShape) (weight: true),
     /// with the forward Conv's attributes.
     static func convGradKernel(_ node: Node, weight: Bool) throws -> Kernel {
@@ -835,7 +862,8 @@ enum Convolution {
         }
     }
 
-    // MARK: vector helpers (SIMD for float32: Swift does not reassociate scalar float sums)
+    // MARK: vector helpers (SIMD for float32: Swift does not reassociate scalar float sums).
+    // Products are `acc += x * y`: SIMD addProduct lowers to a per-lane fmaf call on targets without FMA.
 
     @inline(__always)
     static func sum<T: BinaryFloatingPoint>(_ a: UnsafePointer<T>, _ n: Int) -> T {
@@ -868,15 +896,15 @@ enum Convolution {
             var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
             var i = 0
             while i + 16 <= n {
-                acc0.addProduct(pa.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self),
-                                pb.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
-                acc1.addProduct(pa.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD8<Float>.self),
-                                pb.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD8<Float>.self))
+                acc0 += pa.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                    * pb.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                acc1 += pa.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD8<Float>.self)
+                    * pb.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD8<Float>.self)
                 i += 16
             }
             if i + 8 <= n {
-                acc0.addProduct(pa.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self),
-                                pb.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
+                acc0 += pa.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                    * pb.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
                 i += 8
             }
             var total = (acc0 + acc1).sum()
@@ -1061,6 +1089,9 @@ enum Convolution {
 
     // MARK: dW
 
+    /// dW's im2col tile budget, as a multiple of the forward's `columnBudget`.
+    nonisolated(unsafe) static var gradWeightColumnFactor = 16
+
     static func gradWeight<T: BinaryFloatingPoint>(_: T.Type, _ dy: Tensor, _ x: Tensor, _ s0: ConvShape, _ wShape: [Int],
                                                    _ context: ExecutionContext) throws -> Tensor {
         let dw = Tensor(uninitialized: dy.dataType, shape: wShape)
@@ -1092,9 +1123,11 @@ enum Convolution {
             }
             return dw
         }
+        // dW's GEMM reduces over the tile, so it takes longer tiles than the forward (K = tile).
+        let budget = columnBudget * gradWeightColumnFactor
         let tile: Int
         if g.rank == 2 {
-            tile = rows * outSpatial <= columnBudget ? outSpatial : min(outSpatial, max(minimumTile, columnBudget / rows))
+            tile = rows * outSpatial <= budget ? outSpatial : min(outSpatial, max(minimumTile, budget / rows))
         } else {
             tile = outSpatial
             guard rows.multipliedReportingOverflow(by: outSpatial).partialValue < (1 << 31) else {
@@ -1135,6 +1168,12 @@ enum Convolution {
         let (OH, OW) = (g.output[0], g.output[1]), (SH, SW) = (g.strides[0], g.strides[1])
         let (DH, DW) = (g.dilations[0], g.dilations[1]), (PH, PW) = (g.padBegin[0], g.padBegin[1])
         let m = s.m, c = s.c, mg = s.mPerGroup, taps = KH * KW
+        if T.self == Float.self && SW == 1 {
+            depthwiseGradWeightFloat(UnsafeRawPointer(pdy).assumingMemoryBound(to: Float.self),
+                                     UnsafeRawPointer(px).assumingMemoryBound(to: Float.self),
+                                     UnsafeMutableRawPointer(pdw).assumingMemoryBound(to: Float.self), s, context)
+            return
+        }
         context.parallelFor(m, minimumPerChunk: max(1, 32768 / max(1, s.n * OH * OW * taps))) { start, end in
             var acc = [Double](repeating: 0, count: taps)
             for oc in start..<end {
@@ -1158,6 +1197,57 @@ enum Convolution {
                     }
                 }
                 for t in 0..<taps { pdw[oc * taps + t] = T(acc[t]) }
+            }
+        }
+    }
+
+    /// Depthwise dW for float32, stride-1 columns: per tap one SIMD8 accumulator carried across all
+    /// rows of all images (reduced once per channel), the ragged column ends in scalars.
+    static func depthwiseGradWeightFloat(_ pdy: UnsafePointer<Float>, _ px: UnsafePointer<Float>,
+                                         _ pdw: UnsafeMutablePointer<Float>, _ s: ConvShape, _ context: ExecutionContext) {
+        let g = s.geometry
+        let (H, W) = (g.input[0], g.input[1]), (KH, KW) = (g.kernel[0], g.kernel[1])
+        let (OH, OW) = (g.output[0], g.output[1]), SH = g.strides[0]
+        let (DH, DW) = (g.dilations[0], g.dilations[1]), (PH, PW) = (g.padBegin[0], g.padBegin[1])
+        let m = s.m, c = s.c, mg = s.mPerGroup, taps = KH * KW
+        // Valid output columns per kernel column (stride 1).
+        let ranges = (0..<KW).map { validRange(base: $0 * DW - PW, stride: 1, size: W, count: OW) }
+        context.parallelFor(m, minimumPerChunk: max(1, 32768 / max(1, s.n * OH * OW * taps))) { start, end in
+            let acc = UnsafeMutablePointer<SIMD8<Float>>.allocate(capacity: taps)
+            let edge = UnsafeMutablePointer<Double>.allocate(capacity: taps)
+            defer { acc.deallocate(); edge.deallocate() }
+            for oc in start..<end {
+                for t in 0..<taps { acc[t] = SIMD8<Float>(); edge[t] = 0 }
+                for img in 0..<s.n {
+                    let src = px + (img * c + oc / mg) * H * W
+                    let grad = pdy + (img * m + oc) * OH * OW
+                    for oh in 0..<OH {
+                        let grow = grad + oh * OW
+                        let graw = UnsafeRawPointer(grow)
+                        for kh in 0..<KH {
+                            let ih = oh * SH - PH + kh * DH
+                            if ih < 0 || ih >= H { continue }
+                            for kw in 0..<KW {
+                                let t = kh * KW + kw
+                                let (lo, hi) = ranges[kw]
+                                let xrow = src + ih * W + kw * DW - PW
+                                let xraw = UnsafeRawPointer(xrow)
+                                var a = acc[t]
+                                var ow = lo
+                                while ow + 8 <= hi {
+                                    a += graw.loadUnaligned(fromByteOffset: ow * 4, as: SIMD8<Float>.self)
+                                        * xraw.loadUnaligned(fromByteOffset: ow * 4, as: SIMD8<Float>.self)
+                                    ow += 8
+                                }
+                                acc[t] = a
+                                var e: Float = 0
+                                while ow < hi { e += grow[ow] * xrow[ow]; ow += 1 }
+                                edge[t] += Double(e)
+                            }
+                        }
+                    }
+                }
+                for t in 0..<taps { pdw[oc * taps + t] = Float(Double(acc[t].sum()) + edge[t]) }
             }
         }
     }

@@ -9,16 +9,49 @@ extension OpRegistry {
     static let poolingOps: [OpSchema] = [
         OpSchema("GlobalAveragePool", opsets: 1...23, inputs: 1...1,
                  inferTypes: { try Pooling.inferGlobal($0) },
-                 makeKernel: { node, _ in Pooling.globalKernel(node, average: true) }),
+                 makeKernel: { node, _ in Pooling.globalKernel(node, average: true) })
+            .withGradient { ctx in
+                [ctx.builder.add1("PoolGrad", domain: trainingDomain, [try ctx.gradient(), ctx.shape(of: ctx.input(0))],
+                                  attributes: ["mode": .string("global_average")], name: "GlobalAveragePoolGrad")]
+            },
         OpSchema("GlobalMaxPool", opsets: 1...23, inputs: 1...1,
                  inferTypes: { try Pooling.inferGlobal($0) },
-                 makeKernel: { node, _ in Pooling.globalKernel(node, average: false) }),
+                 makeKernel: { node, _ in Pooling.globalKernel(node, average: false) })
+            .withGradient { ctx in
+                [ctx.builder.add1("PoolGrad", domain: trainingDomain, [try ctx.gradient(), ctx.input(0)],
+                                  attributes: ["mode": .string("global_max")], name: "GlobalMaxPoolGrad")]
+            },
         OpSchema("AveragePool", opsets: 1...23, inputs: 1...1,
                  inferTypes: { try Pooling.inferPool($0) },
-                 makeKernel: { node, _ in try Pooling.poolKernel(node, average: true) }),
+                 makeKernel: { node, _ in try Pooling.poolKernel(node, average: true) })
+            .withGradient { ctx in
+                var attrs = ctx.node.attributes
+                attrs["mode"] = .string("average")
+                return [ctx.builder.add1("PoolGrad", domain: trainingDomain, [try ctx.gradient(), ctx.shape(of: ctx.input(0))],
+                                         attributes: attrs, name: "AveragePoolGrad")]
+            },
         OpSchema("MaxPool", opsets: 1...23, inputs: 1...1, outputs: 1...2,
                  inferTypes: { try Pooling.inferPool($0) },
-                 makeKernel: { node, _ in try Pooling.poolKernel(node, average: false) }),
+                 makeKernel: { node, _ in try Pooling.poolKernel(node, average: false) })
+            .withGradient { ctx in
+                // Only the values are differentiable (the indices output is integer).
+                var attrs = ctx.node.attributes
+                attrs["mode"] = .string("max")
+                return [ctx.builder.add1("PoolGrad", domain: trainingDomain, [try ctx.gradient(0), ctx.input(0)],
+                                         attributes: attrs, name: "MaxPoolGrad")]
+            },
+        // PoolGrad(dY, X or shape(X)): the pools' backward; `mode` names the forward pool
+        // (global_average and average take shape(X), global_max and max take X to find the maxima).
+        OpSchema("PoolGrad", domain: trainingDomain, inputs: 2...2,
+                 inferTypes: { ctx in
+                     guard let t = ctx.type(0) else { return [nil] }
+                     if let shape = ctx.constant(1), ctx.type(1)?.dataType == .int64, let dims = try? shape.integers() {
+                         return [TensorType(t.dataType, known: dims)]
+                     }
+                     if ctx.type(1)?.dataType != .int64, let s = ctx.type(1)?.shape { return [TensorType(t.dataType, s)] }
+                     return [TensorType(t.dataType, nil)]
+                 },
+                 makeKernel: { node, _ in try Pooling.poolGradKernel(node) }),
     ]
 }
 
@@ -256,5 +289,96 @@ enum Pooling {
             }
         }
         return indices.map { [y, $0] } ?? [y]
+    }
+
+    // MARK: gradients
+    //
+    // Average pools spread dY evenly over each window (divided by the forward's count); max pools
+    // route dY to the first maximum of each window (the forward's tie-breaking), recomputed from X.
+    // Every (image, channel) plane is independent: parallel over planes, scatter within a plane.
+
+    static func poolGradKernel(_ node: Node) throws -> Kernel {
+        let label = node.label
+        let mode = try node.string("mode", default: "")
+        guard ["global_average", "global_max", "average", "max"].contains(mode) else {
+            throw SegFormerError.invalid("\(label): PoolGrad mode must be global_average, global_max, average or max, got '\(mode)'")
+        }
+        let windowed = mode == "average" || mode == "max"
+        let attrs = try WindowAttributes(node)
+        if windowed && attrs.kernelShape == nil { throw SegFormerError.invalid("\(label): missing attribute kernel_shape") }
+        let ceilMode = try node.int("ceil_mode", default: 0) != 0
+        let includePad = try node.int("count_include_pad", default: 0) != 0
+        return ClosureKernel { inputs, context in
+            let dy = try inputs.required(0, "dY"), second = try inputs.required(1)
+            let xShape: [Int]
+            if mode == "max" || mode == "global_max" {
+                xShape = second.shape
+                guard second.dataType == dy.dataType else {
+                    throw SegFormerError.invalid("\(label): dY is \(dy.dataType), X is \(second.dataType)")
+                }
+            } else {
+                xShape = try second.integers()
+            }
+            guard xShape.count >= 3, xShape.allSatisfy({ $0 >= 0 }) else {
+                throw SegFormerError.invalid("\(label): input shape \(xShape) must have rank ≥ 3")
+            }
+            let spatial = Array(xShape.dropFirst(2))
+            let kernel = windowed ? attrs.kernelShape! : spatial
+            guard kernel.count == spatial.count else {
+                throw SegFormerError.invalid("\(label): input of shape \(xShape) does not match kernel_shape \(kernel)")
+            }
+            let g = windowed
+                ? try WindowGeometry(input: spatial, kernel: kernel, attributes: attrs, ceilMode: ceilMode, label)
+                : WindowGeometry(input: spatial, kernel: spatial, strides: spatial.map { _ in 1 }, dilations: spatial.map { _ in 1 },
+                                 padBegin: spatial.map { _ in 0 }, padEnd: spatial.map { _ in 0 }, output: spatial.map { _ in 1 })
+            let outShape = Array(xShape.prefix(2)) + g.output
+            guard dy.shape == outShape else {
+                throw SegFormerError.invalid("\(label): dY has shape \(dy.shape), the pool of \(xShape) gives \(outShape)")
+            }
+            if !windowed && spatial.contains(0) && dy.count > 0 { throw SegFormerError.invalid("\(label): empty spatial extent in \(xShape)") }
+            let planes = xShape[0] * xShape[1]
+            func run<T: BinaryFloatingPoint>(_: T.Type, _ dy: Tensor, _ x: Tensor?) -> Tensor {
+                poolGrad(T.self, dy, x, xShape, planes, WindowPlan(g), average: mode.hasSuffix("average"),
+                         includePad: includePad || mode == "global_average", context)
+            }
+            let x = mode.hasSuffix("max") ? second : nil
+            switch dy.dataType {
+            case .float: return [run(Float.self, dy, x)]
+            case .double: return [run(Double.self, dy, x)]
+            case .float16, .bfloat16:
+                return [BLAS.fromFloat32(run(Float.self, BLAS.toFloat32(dy), x.map { BLAS.toFloat32($0) }), to: dy.dataType)]
+            default: throw SegFormerError.unsupported("\(label): pool gradient of \(dy.dataType) tensors")
+            }
+        }
+    }
+
+    static func poolGrad<T: BinaryFloatingPoint>(_: T.Type, _ dy: Tensor, _ x: Tensor?, _ xShape: [Int], _ planes: Int,
+                                                 _ plan: WindowPlan, average: Bool, includePad: Bool,
+                                                 _ context: ExecutionContext) -> Tensor {
+        let dx = Tensor(uninitialized: dy.dataType, shape: xShape)
+        let pdy = dy.pointer(T.self), pdx = dx.pointer(T.self), px = x.map { UnsafePointer($0.pointer(T.self)) }
+        let inSize = plan.inSize, outSize = plan.outSize
+        context.parallelFor(planes, minimumPerChunk: max(1, 16384 / max(1, outSize * plan.tapCount + inSize))) { start, end in
+            for pl in start..<end {
+                let dst = pdx + pl * inSize, grad = pdy + pl * outSize
+                for i in 0..<inSize { dst[i] = 0 }
+                if average {
+                    plan.forEachWindow { p, offsets, padded in
+                        let n = includePad ? padded : offsets.count
+                        guard n > 0 else { return }
+                        let v = grad[p] / T(n)
+                        for off in offsets { dst[off] += v }
+                    }
+                } else if let px {
+                    let src = px + pl * inSize
+                    plan.forEachWindow { p, offsets, _ in
+                        var m: T = 0, at = -1
+                        for off in offsets where at < 0 || src[off] > m { m = src[off]; at = off }
+                        if at >= 0 { dst[at] += grad[p] }
+                    }
+                }
+            }
+        }
+        return dx
     }
 }
