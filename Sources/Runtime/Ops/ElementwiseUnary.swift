@@ -161,6 +161,16 @@ extension OpRegistry {
             "Elu": fused("EluGrad", forwardInput),
             "Selu": fused("SeluGrad", forwardInput),
             "HardSigmoid": fused("HardSigmoidGrad", forwardInput),
+            "HardSwish": fused("HardSwishGrad", forwardInput),
+            "Softsign": fused("SoftsignGrad", forwardInput),
+            "Mish": fused("MishGrad", forwardInput),
+            "ThresholdedRelu": fused("ThresholdedReluGrad", forwardInput),
+            "Sin": { c in [c.needs(0) ? c.builder.add1("Mul", [try c.gradient(), c.builder.add1("Cos", [c.input(0)])]) : nil] },
+            "Cos": { c in
+                guard c.needs(0) else { return [nil] }
+                let b = c.builder
+                return [b.add1("Mul", [b.add1("Neg", [try c.gradient()]), b.add1("Sin", [c.input(0)])])]
+            },
             "Clip": clipGradient,
             "Sign": zero, "Floor": zero, "Ceil": zero, "Round": zero,
         ]
@@ -195,6 +205,13 @@ extension OpRegistry {
         gradientKernelSchema("TanhGrad", inputs: 2...2) { _ in { xs, l, ctx in try floatBinary(TanhGradFn(), xs[0], xs[1], l, ctx) } },
         gradientKernelSchema("ErfGrad", inputs: 2...2) { _ in { xs, l, ctx in try floatBinary(ErfGradFn(), xs[0], xs[1], l, ctx) } },
         gradientKernelSchema("SoftplusGrad", inputs: 2...2) { _ in { xs, l, ctx in try floatBinary(SoftplusGradFn(), xs[0], xs[1], l, ctx) } },
+        gradientKernelSchema("HardSwishGrad", inputs: 2...2) { _ in { xs, l, ctx in try floatBinary(HardSwishGradFn(), xs[0], xs[1], l, ctx) } },
+        gradientKernelSchema("SoftsignGrad", inputs: 2...2) { _ in { xs, l, ctx in try floatBinary(SoftsignGradFn(), xs[0], xs[1], l, ctx) } },
+        gradientKernelSchema("MishGrad", inputs: 2...2) { _ in { xs, l, ctx in try floatBinary(MishGradFn(), xs[0], xs[1], l, ctx) } },
+        gradientKernelSchema("ThresholdedReluGrad", inputs: 2...2) { node in
+            let fn = ThresholdedReluGradFn(alpha: try node.float("alpha", default: 1))
+            return { xs, l, ctx in try floatBinary(fn, xs[0], xs[1], l, ctx) }
+        },
         gradientKernelSchema("GeluGrad", inputs: 2...2) { node in
             let mode = try node.string("approximate", default: "none")
             guard mode == "none" || mode == "tanh" else {
@@ -291,6 +308,29 @@ struct GeluTanhGradFn: FloatFn2 {
         let left = 0.5 * x, right = 1 + t
         return g * (0.5 * right + left * (1 - t * t) * beta * (1 + 3 * kappa * x2))
     }
+}
+/// PyTorch's hardswish_backward: 0 below −3, grad · (x/3 + 1/2) up to 3, grad above.
+struct HardSwishGradFn: FloatFn2 {
+    @inline(__always) func f(_ g: Float, _ x: Float) -> Float { x < -3 ? 0 : (x <= 3 ? g * (x / 3 + 0.5) : g) }
+    @inline(__always) func d(_ g: Double, _ x: Double) -> Double { x < -3 ? 0 : (x <= 3 ? g * (x / 3 + 0.5) : g) }
+}
+/// grad / (1 + |x|)²
+struct SoftsignGradFn: FloatFn2 {
+    @inline(__always) func f(_ g: Float, _ x: Float) -> Float { let t = 1 + Swift.abs(x); return g / (t * t) }
+    @inline(__always) func d(_ g: Double, _ x: Double) -> Double { let t = 1 + Swift.abs(x); return g / (t * t) }
+}
+/// grad · (tanh(sp) + x · σ(x) · (1 − tanh²(sp))), sp = softplus(x); in double.
+struct MishGradFn: FloatFn2 {
+    @inline(__always) func f(_ g: Float, _ x: Float) -> Float { Float(d(Double(g), Double(x))) }
+    @inline(__always) func d(_ g: Double, _ x: Double) -> Double {
+        let t = Foundation.tanh(SoftplusFn().d(x)), s = SigmoidFn().d(x)
+        return g * (t + x * s * (1 - t * t))
+    }
+}
+struct ThresholdedReluGradFn: FloatFn2 {
+    let alpha: Float
+    @inline(__always) func f(_ g: Float, _ x: Float) -> Float { x > alpha ? g : 0 }
+    @inline(__always) func d(_ g: Double, _ x: Double) -> Double { x > Double(alpha) ? g : 0 }
 }
 struct LeakyReluGradFn: FloatFn2 {
     let alpha: Float
