@@ -1,8 +1,8 @@
 import Foundation
 import XCTest
 import GraphIR
-import Runtime
 @testable import Training
+@testable import Runtime
 
 /// Gradient rules of the elementwise family: finite-difference checks for every rule (several
 /// broadcasting patterns), and exact values at the kinks where PyTorch picks a convention
@@ -257,6 +257,21 @@ final class ElementwiseGradientTests: XCTestCase {
             let want = (0.5 * (1 + erf(v / 2.0.squareRoot())) + v * exp(-v * v / 2) / (2 * Double.pi).squareRoot()) * [1, 2, 3][i]
             XCTAssertEqual(Double(g[i]), want, accuracy: 1e-6)
         }
+    }
+
+    func testExpNonPositiveAccuracy() {
+        var worst: Float = 0
+        var x: Float = 0
+        while x > -87 {
+            let want = expf(x), got = expNonPositive(x)
+            worst = max(worst, abs(got - want) / want.ulp)
+            x -= 0.0137
+        }
+        XCTAssertLessThanOrEqual(worst, 2)
+        XCTAssertEqual(expNonPositive(0), 1)
+        XCTAssertEqual(expNonPositive(-100), 0)
+        XCTAssertEqual(expNonPositive(-.infinity), 0)
+        XCTAssertTrue(expNonPositive(.nan).isNaN)
     }
 
     // MARK: - Clip
