@@ -1,8 +1,8 @@
 import Foundation
 import XCTest
 import GraphIR
-import Runtime
 @testable import Training
+@testable import Runtime
 
 /// Gradient rules of the elementwise family: finite-difference checks for every rule (several
 /// broadcasting patterns), and exact values at the kinks where PyTorch picks a convention
@@ -187,6 +187,26 @@ final class ElementwiseGradientTests: XCTestCase {
         checkUnary("Softplus", values([2, 3], 15, 30))
     }
 
+    func testMoreActivations() throws {
+        let x = values([2, 3, 4], -4, 4, awayFrom: 3, gap: 0.2)
+        let hx = Tensor(floats(x).map { abs($0 + 3) < 0.2 ? $0 + 0.5 : $0 }, shape: x.shape)
+        checkUnary("HardSwish", hx, opset: 14)
+        checkUnary("Softsign", values([2, 3, 4], awayFrom: 0))
+        checkUnary("Mish", values([2, 3, 4], -4, 4), opset: 18)
+        checkUnary("ThresholdedRelu", values([2, 3, 4], awayFrom: 1), attributes: ["alpha": .float(1)])
+        checkUnary("Sin", values([2, 3, 4]))
+        checkUnary("Cos", values([2, 3, 4]))
+        let px = values([2, 3, 4], awayFrom: 0)
+        try GradientCheck.check("PRelu", inputs: [px, values([4], 0.1, 0.5, seed: 3)], differentiable: [0, 1])
+        try GradientCheck.check("PRelu", inputs: [px, values([3, 1], 0.1, 0.5, seed: 4)], differentiable: [0, 1])
+        try GradientCheck.check("PRelu", inputs: [px, values([], 0.1, 0.5, seed: 5)], differentiable: [0, 1])
+        // PyTorch: at 0 the input gets slope · grad, the slope gets 0 · grad.
+        let g = try gradients("PRelu", [Tensor([Float(-2), 0, 3], shape: [3]), Tensor([Float(0.25)], shape: [1])],
+                              differentiable: [0, 1], dY: Tensor([Float(1), 2, 4], shape: [3]))
+        XCTAssertEqual(floats(g[0]), [0.25, 0.5, 4])
+        XCTAssertEqual(floats(g[1]), [-2])
+    }
+
     func testGelu() {
         let x = values([2, 3, 4], -4, 4)
         checkUnary("Gelu", x, opset: 20)
@@ -237,6 +257,21 @@ final class ElementwiseGradientTests: XCTestCase {
             let want = (0.5 * (1 + erf(v / 2.0.squareRoot())) + v * exp(-v * v / 2) / (2 * Double.pi).squareRoot()) * [1, 2, 3][i]
             XCTAssertEqual(Double(g[i]), want, accuracy: 1e-6)
         }
+    }
+
+    func testExpNonPositiveAccuracy() {
+        var worst: Float = 0
+        var x: Float = 0
+        while x > -87 {
+            let want = expf(x), got = expNonPositive(x)
+            worst = max(worst, abs(got - want) / want.ulp)
+            x -= 0.0137
+        }
+        XCTAssertLessThanOrEqual(worst, 2)
+        XCTAssertEqual(expNonPositive(0), 1)
+        XCTAssertEqual(expNonPositive(-100), 0)
+        XCTAssertEqual(expNonPositive(-.infinity), 0)
+        XCTAssertTrue(expNonPositive(.nan).isNaN)
     }
 
     // MARK: - Clip

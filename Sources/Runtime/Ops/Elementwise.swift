@@ -450,12 +450,22 @@ func zip3Broadcast<F: TernaryFunction>(_ f: F, _ a: Tensor, _ b: Tensor, _ c: Te
         }
         return out
     }
+    if a.count == total && b.count == total && c.count == 1 {
+        // e.g. PowGrad(dY, X, 2): a flat pass with the scalar hoisted.
+        let vc = pc[0]
+        context.parallelFor(total, minimumPerChunk: elementwiseGrain) { s, e in
+            for i in s..<e { po[i] = f(pa[i], pb[i], vc) }
+        }
+        return out
+    }
     let plan = BroadcastPlan(output: shape, inputs: [a.shape, b.shape, c.shape])
     let sa = plan.strides[0].last!, sb = plan.strides[1].last!, sc = plan.strides[2].last!
     context.parallelFor(total, minimumPerChunk: elementwiseGrain) { s, e in
         plan.forEachRun(s, e) { o, offs, n in
             let xa = pa + offs[0], xb = pb + offs[1], xc = pc + offs[2], xo = po + o
-            if sa == 1 && sb == 1 && sc == 0 {
+            if sa == 1 && sb == 1 && sc == 1 {
+                for i in 0..<n { xo[i] = f(xa[i], xb[i], xc[i]) }
+            } else if sa == 1 && sb == 1 && sc == 0 {
                 let vc = xc[0]
                 for i in 0..<n { xo[i] = f(xa[i], xb[i], vc) }
             } else if sa == 1 && sb == 0 && sc == 0 {

@@ -156,6 +156,15 @@ extension OpRegistry {
             let exponentIsFloat = c.knownType(of: c.input(1))?.isFloatingPoint ?? true
             return [c.reduced(grad(0), like: 0), exponentIsFloat ? c.reduced(grad(1), like: 1) : nil]
         },
+        // PyTorch's prelu backward: x > 0 → grad, else slope · grad; the slope gets x · grad where
+        // x ≤ 0, summed over what it was broadcast across.
+        "PRelu": { c in
+            let g = try c.gradient(), b = c.builder
+            func grad(_ i: Int) -> String {
+                b.add1("PReluGrad", domain: trainingDomain, [g, c.input(0), c.input(1)], attributes: ["input": .int(i)])
+            }
+            return [c.needs(0) ? grad(0) : nil, c.reduced(grad(1), like: 1)]
+        },
         "Max": maxMinGradient("MaxGrad", forward: "Max"),
         "Min": maxMinGradient("MinGrad", forward: "Min"),
         "Sum": { c in
@@ -215,6 +224,11 @@ extension OpRegistry {
                                   : try floatTernary(PowExponentGradFn(), xs[0], xs[1], e, l, ctx)
             }
         },
+        gradientKernelSchema("PReluGrad", inputs: 3...3) { node in
+            let which = try node.int("input", default: 0)
+            guard which == 0 || which == 1 else { throw SegFormerError.invalid("\(node.label): input must be 0 or 1, got \(which)") }
+            return { xs, l, ctx in try floatTernary(PReluGradFn(slope: which == 1), xs[0], xs[1], xs[2], l, ctx) }
+        },
         maxMinGradSchema("MaxGrad", max: true),
         maxMinGradSchema("MinGrad", max: false),
     ]
@@ -231,6 +245,11 @@ extension OpRegistry {
     }
 }
 
+struct PReluGradFn: FloatFn3 {
+    let slope: Bool
+    @inline(__always) func f(_ g: Float, _ x: Float, _ w: Float) -> Float { slope ? (x > 0 ? 0 : x * g) : (x > 0 ? g : w * g) }
+    @inline(__always) func d(_ g: Double, _ x: Double, _ w: Double) -> Double { slope ? (x > 0 ? 0 : x * g) : (x > 0 ? g : w * g) }
+}
 /// −(grad · (y / b))
 struct DivGradFn: FloatFn3 {
     @inline(__always) func f(_ g: Float, _ y: Float, _ b: Float) -> Float { -(g * (y / b)) }

@@ -162,6 +162,16 @@ extension OpRegistry {
             "Elu": fused("EluGrad", forwardInput),
             "Selu": fused("SeluGrad", forwardInput),
             "HardSigmoid": fused("HardSigmoidGrad", forwardInput),
+            "HardSwish": fused("HardSwishGrad", forwardInput),
+            "Softsign": fused("SoftsignGrad", forwardInput),
+            "Mish": fused("MishGrad", forwardInput),
+            "ThresholdedRelu": fused("ThresholdedReluGrad", forwardInput),
+            "Sin": { c in [c.needs(0) ? c.builder.add1("Mul", [try c.gradient(), c.builder.add1("Cos", [c.input(0)])]) : nil] },
+            "Cos": { c in
+                guard c.needs(0) else { return [nil] }
+                let b = c.builder
+                return [b.add1("Mul", [b.add1("Neg", [try c.gradient()]), b.add1("Sin", [c.input(0)])])]
+            },
             "Clip": clipGradient,
             "Sign": zero, "Floor": zero, "Ceil": zero, "Round": zero,
         ]
@@ -196,6 +206,13 @@ extension OpRegistry {
         gradientKernelSchema("TanhGrad", inputs: 2...2) { _ in { xs, l, ctx in try floatBinary(TanhGradFn(), xs[0], xs[1], l, ctx) } },
         gradientKernelSchema("ErfGrad", inputs: 2...2) { _ in { xs, l, ctx in try floatBinary(ErfGradFn(), xs[0], xs[1], l, ctx) } },
         gradientKernelSchema("SoftplusGrad", inputs: 2...2) { _ in { xs, l, ctx in try floatBinary(SoftplusGradFn(), xs[0], xs[1], l, ctx) } },
+        gradientKernelSchema("HardSwishGrad", inputs: 2...2) { _ in { xs, l, ctx in try floatBinary(HardSwishGradFn(), xs[0], xs[1], l, ctx) } },
+        gradientKernelSchema("SoftsignGrad", inputs: 2...2) { _ in { xs, l, ctx in try floatBinary(SoftsignGradFn(), xs[0], xs[1], l, ctx) } },
+        gradientKernelSchema("MishGrad", inputs: 2...2) { _ in { xs, l, ctx in try floatBinary(MishGradFn(), xs[0], xs[1], l, ctx) } },
+        gradientKernelSchema("ThresholdedReluGrad", inputs: 2...2) { node in
+            let fn = ThresholdedReluGradFn(alpha: try node.float("alpha", default: 1))
+            return { xs, l, ctx in try floatBinary(fn, xs[0], xs[1], l, ctx) }
+        },
         gradientKernelSchema("GeluGrad", inputs: 2...2) { node in
             let mode = try node.string("approximate", default: "none")
             guard mode == "none" || mode == "tanh" else {
@@ -262,9 +279,33 @@ struct TanhGradFn: FloatFn2 {
     @inline(__always) func f(_ g: Float, _ y: Float) -> Float { g * (1 - y * y) }
     @inline(__always) func d(_ g: Double, _ y: Double) -> Double { g * (1 - y * y) }
 }
+/// e^x for x ≤ 0 without a libm call, so the gradient loops of Erf and Gelu vectorise: x = n·ln2 + r
+/// (Cody–Waite split), e^r by its degree-7 Taylor polynomial on |r| ≤ ln2/2 (truncation 5e-9), 2^n
+/// through the exponent bits. Within 2 ulp of expf; below −87 (where e^x is subnormal) it gives 0.
+@inline(__always)
+func expNonPositive(_ x: Float) -> Float {
+    let xc: Float = x >= -87 ? x : -87   // NaN → −87 here; restored below
+    // Adding 1.5·2²³ rounds to an integer and leaves it in the low mantissa bits (no trapping
+    // float→int conversion in the loop).
+    let t = xc * 1.4426950408889634 + 12582912
+    let n = t - 12582912
+    let r = (xc - n * 0.693145751953125) - n * 1.428606765330187e-06
+    var p: Float = 1.0 / 5040
+    p = p * r + 1.0 / 720
+    p = p * r + 1.0 / 120
+    p = p * r + 1.0 / 24
+    p = p * r + 1.0 / 6
+    p = p * r + 0.5
+    p = p * r + 1
+    p = p * r + 1
+    let scale = Float(bitPattern: (t.bitPattern &- 0x4B40_0000 &+ 127) << 23)
+    let e = p * scale
+    return x < -87 ? 0 : (x.isNaN ? x : e)
+}
+
 /// grad · 2/√π · e^(−x²)
 struct ErfGradFn: FloatFn2 {
-    @inline(__always) func f(_ g: Float, _ x: Float) -> Float { 1.1283791670955126 * expf(-(x * x)) * g }
+    @inline(__always) func f(_ g: Float, _ x: Float) -> Float { 1.1283791670955126 * expNonPositive(-(x * x)) * g }
     @inline(__always) func d(_ g: Double, _ x: Double) -> Double { 1.1283791670955126 * Foundation.exp(-(x * x)) * g }
 }
 /// grad · σ(x) as z/(z + 1), z = e^x, and grad itself above x = 20 (PyTorch's threshold, where σ
@@ -278,7 +319,7 @@ struct GeluGradFn: FloatFn2 {
     @inline(__always) func f(_ g: Float, _ x: Float) -> Float { Float(d(Double(g), Double(x))) }
     @inline(__always) func d(_ g: Double, _ x: Double) -> Double {
         let cdf = 0.5 * (1 + erfCore(x * 0.7071067811865476))
-        let pdf = 0.3989422804014327 * Foundation.exp(-0.5 * x * x)
+        let pdf = 0.3989422804014327 * Double(expNonPositive(Float(-0.5 * x * x)))
         return g * (cdf + x * pdf)
     }
 }
@@ -292,6 +333,29 @@ struct GeluTanhGradFn: FloatFn2 {
         let left = 0.5 * x, right = 1 + t
         return g * (0.5 * right + left * (1 - t * t) * beta * (1 + 3 * kappa * x2))
     }
+}
+/// PyTorch's hardswish_backward: 0 below −3, grad · (x/3 + 1/2) up to 3, grad above.
+struct HardSwishGradFn: FloatFn2 {
+    @inline(__always) func f(_ g: Float, _ x: Float) -> Float { x < -3 ? 0 : (x <= 3 ? g * (x / 3 + 0.5) : g) }
+    @inline(__always) func d(_ g: Double, _ x: Double) -> Double { x < -3 ? 0 : (x <= 3 ? g * (x / 3 + 0.5) : g) }
+}
+/// grad / (1 + |x|)²
+struct SoftsignGradFn: FloatFn2 {
+    @inline(__always) func f(_ g: Float, _ x: Float) -> Float { let t = 1 + Swift.abs(x); return g / (t * t) }
+    @inline(__always) func d(_ g: Double, _ x: Double) -> Double { let t = 1 + Swift.abs(x); return g / (t * t) }
+}
+/// grad · (tanh(sp) + x · σ(x) · (1 − tanh²(sp))), sp = softplus(x); in double.
+struct MishGradFn: FloatFn2 {
+    @inline(__always) func f(_ g: Float, _ x: Float) -> Float { Float(d(Double(g), Double(x))) }
+    @inline(__always) func d(_ g: Double, _ x: Double) -> Double {
+        let t = Foundation.tanh(SoftplusFn().d(x)), s = SigmoidFn().d(x)
+        return g * (t + x * s * (1 - t * t))
+    }
+}
+struct ThresholdedReluGradFn: FloatFn2 {
+    let alpha: Float
+    @inline(__always) func f(_ g: Float, _ x: Float) -> Float { x > alpha ? g : 0 }
+    @inline(__always) func d(_ g: Double, _ x: Double) -> Double { x > Double(alpha) ? g : 0 }
 }
 struct LeakyReluGradFn: FloatFn2 {
     let alpha: Float
