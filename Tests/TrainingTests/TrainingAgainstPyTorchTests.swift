@@ -85,6 +85,28 @@ final class TrainingAgainstPyTorchTests: XCTestCase {
         try check(folder: shared + "/reference/segformer-b0-train")
     }
 
+    /// Buffers are recycled between runs: a kernel that reads an output it did not fully write shows
+    /// up as a second run differing from the first.
+    func testRepeatedRunsGiveIdenticalGradients() throws {
+        var folders = [Fixtures.path("tiny-segformer")]
+        if let shared = Fixtures.shared { folders.append(shared + "/reference/segformer-b0-train") }
+        for folder in folders {
+            let model = try ONNXImporter.load(contentsOf: folder + "/model.op17.onnx")
+            let x = try ONNXImporter.readTensorFile(folder + "/batch/pixel_values.pb").tensor
+            let labels = try ONNXImporter.readTensorFile(folder + "/batch/labels.pb").tensor
+            let training = try TrainingSession(model: model)
+            let first = try training.lossAndGradients(pixelValues: x, labels: labels)
+            let firstCopy = first.gradients.mapValues { $0.copy() }
+            for _ in 0..<2 {
+                let again = try training.lossAndGradients(pixelValues: x, labels: labels)
+                XCTAssertEqual(again.loss, first.loss, folder)
+                for (name, g) in again.gradients where !g.bitwiseEqual(firstCopy[name]!) {
+                    XCTFail("\(folder): gradient of \(name) differs between runs (max diff \(maxAbsDifference(g, firstCopy[name]!)))")
+                }
+            }
+        }
+    }
+
     /// A few steps on one batch at a useful learning rate must lower the loss. (The fixture's labels
     /// are random per pixel, which nothing can learn; here the top half is class 1, the bottom
     /// half class 3, with the fixture's ignored pixels kept.)

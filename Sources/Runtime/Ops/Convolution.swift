@@ -863,7 +863,9 @@ enum Convolution {
     }
 
     // MARK: vector helpers (SIMD for float32: Swift does not reassociate scalar float sums).
-    // Products are `acc += x * y`: SIMD addProduct lowers to a per-lane fmaf call on targets without FMA.
+    // Products use fused multiply-add (addProduct), as PyTorch's kernels do: AdamW's first steps
+    // divide each gradient element by its own size, so elements near eps amplify rounding
+    // differences, and training then matches PyTorch only with the same (fused) rounding.
 
     @inline(__always)
     static func sum<T: BinaryFloatingPoint>(_ a: UnsafePointer<T>, _ n: Int) -> T {
@@ -896,15 +898,15 @@ enum Convolution {
             var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
             var i = 0
             while i + 16 <= n {
-                acc0 += pa.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-                    * pb.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-                acc1 += pa.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD8<Float>.self)
-                    * pb.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD8<Float>.self)
+                acc0.addProduct(pa.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self),
+                                pb.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
+                acc1.addProduct(pa.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD8<Float>.self),
+                                pb.loadUnaligned(fromByteOffset: i * 4 + 32, as: SIMD8<Float>.self))
                 i += 16
             }
             if i + 8 <= n {
-                acc0 += pa.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
-                    * pb.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self)
+                acc0.addProduct(pa.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self),
+                                pb.loadUnaligned(fromByteOffset: i * 4, as: SIMD8<Float>.self))
                 i += 8
             }
             var total = (acc0 + acc1).sum()
@@ -1201,8 +1203,8 @@ enum Convolution {
         }
     }
 
-    /// Depthwise dW for float32, stride-1 columns: per tap one SIMD8 accumulator carried across all
-    /// rows of all images (reduced once per channel), the ragged column ends in scalars.
+    /// Depthwise dW for float32, stride-1 columns: per tap and row a SIMD8 dot product, rows summed
+    /// in Double; the ragged column ends in scalars.
     static func depthwiseGradWeightFloat(_ pdy: UnsafePointer<Float>, _ px: UnsafePointer<Float>,
                                          _ pdw: UnsafeMutablePointer<Float>, _ s: ConvShape, _ context: ExecutionContext) {
         let g = s.geometry
@@ -1232,17 +1234,19 @@ enum Convolution {
                                 let (lo, hi) = ranges[kw]
                                 let xrow = src + ih * W + kw * DW - PW
                                 let xraw = UnsafeRawPointer(xrow)
-                                var a = acc[t]
+                                var a = SIMD8<Float>()
                                 var ow = lo
                                 while ow + 8 <= hi {
                                     a += graw.loadUnaligned(fromByteOffset: ow * 4, as: SIMD8<Float>.self)
                                         * xraw.loadUnaligned(fromByteOffset: ow * 4, as: SIMD8<Float>.self)
                                     ow += 8
                                 }
-                                acc[t] = a
                                 var e: Float = 0
                                 while ow < hi { e += grow[ow] * xrow[ow]; ow += 1 }
-                                edge[t] += Double(e)
+                                // Each row's partial sum goes into Double: a float accumulator carried
+                                // over tens of thousands of products drifts by ~1e-6, enough to flip the
+                                // sign of near-zero gradient elements (which AdamW's first step amplifies).
+                                edge[t] += Double(a.sum()) + Double(e)
                             }
                         }
                     }

@@ -303,9 +303,11 @@ func expNonPositive(_ x: Float) -> Float {
     return x < -87 ? 0 : (x.isNaN ? x : e)
 }
 
-/// grad · 2/√π · e^(−x²)
+/// grad · 2/√π · e^(−x²). Uses libm's correctly rounded expf rather than `expNonPositive`: a 2-ulp
+/// exp shifts near-zero gradient elements enough that AdamW (which divides each element by its own
+/// size) drifts from PyTorch after a few steps.
 struct ErfGradFn: FloatFn2 {
-    @inline(__always) func f(_ g: Float, _ x: Float) -> Float { 1.1283791670955126 * expNonPositive(-(x * x)) * g }
+    @inline(__always) func f(_ g: Float, _ x: Float) -> Float { 1.1283791670955126 * expf(-(x * x)) * g }
     @inline(__always) func d(_ g: Double, _ x: Double) -> Double { 1.1283791670955126 * Foundation.exp(-(x * x)) * g }
 }
 /// grad · σ(x) as z/(z + 1), z = e^x, and grad itself above x = 20 (PyTorch's threshold, where σ

@@ -53,7 +53,7 @@ public enum GradientCheck {
         var weights: [String: [Double]] = [:]
         let builder = GraphBuilder(graph: graph, prefix: "loss")
         var terms: [String] = []
-        for o in outputs where y[o]!.dataType == .float {
+        for o in outputs where y[o]!.dataType.isFloatingPoint {
             let n = y[o]!.count
             let w = (0..<n).map { _ -> Double in
                 rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17
@@ -61,7 +61,9 @@ public enum GradientCheck {
             }
             weights[o] = w
             let wName = builder.constant(Tensor(w.map { Float($0) }, shape: y[o]!.shape), name: "w_\(o)")
-            let prod = builder.add1("Mul", [o, wName])
+            // Other float types are cast to float32 first (the loss stays float32; Cast differentiates).
+            let value = y[o]!.dataType == .float ? o : builder.add1("Cast", [o], attributes: ["to": .int(Int(DataType.float.rawValue))])
+            let prod = builder.add1("Mul", [value, wName])
             terms.append(builder.add1("ReduceSum", [prod], attributes: ["keepdims": .int(0)]))
         }
         guard !terms.isEmpty else { throw Mismatch(message: "\(opType): no float output to differentiate") }
