@@ -292,12 +292,23 @@ final class DataPipelineTests: XCTestCase {
         // Grey stays grey under brightness/contrast/saturation/hue.
         var grey = Image(width: 4, height: 1, channels: 3, pixels: [10, 10, 10, 100, 100, 100, 200, 200, 200, 0, 0, 0])
         var r = SplitMix64(seed: 3)
-        ColorJitter().apply(&grey, rng: &r)
+        try ColorJitter().apply(&grey, rng: &r)
         for i in 0..<4 { XCTAssertEqual(grey.pixels[3 * i], grey.pixels[3 * i + 1]); XCTAssertEqual(grey.pixels[3 * i], grey.pixels[3 * i + 2]) }
         // Brightness alone: trunc(f · x).
         var one = Image(width: 1, height: 1, channels: 3, pixels: [100, 50, 201])
-        ColorJitter.blend(&one, factor: 1.1) { _ in 0 }
+        ColorJitter.blend(&one, factor: 1.1, with: .zero)
         XCTAssertEqual(one.pixels, [110, 55, 221])
+        // Contrast: blend with the mean of the truncated grey image (0.2989 + 0.587 + 0.114 = 0.9999, so
+        // grey(100) = 99, grey(200) = 199, mean 149): 0.5·100 + 0.5·149 = 124.5 → 124, 174.5 → 174.
+        var two = Image(width: 2, height: 1, channels: 3, pixels: [100, 100, 100, 200, 200, 200])
+        ColorJitter.blend(&two, factor: 0.5, with: .mean)
+        XCTAssertEqual(two.pixels, [124, 124, 124, 174, 174, 174])
+        // Saturation 0: the pixel's grey, trunc(0.2989 · 255) = 76.
+        var sat = Image(width: 1, height: 1, channels: 3, pixels: [255, 0, 0])
+        ColorJitter.blend(&sat, factor: 0, with: .grey)
+        XCTAssertEqual(sat.pixels, [76, 76, 76])
+        var oneChannel = lab
+        XCTAssertThrowsError(try ColorJitter().apply(&oneChannel, rng: &r))
         // Hue shift by 0 keeps the colour (up to float truncation by one level).
         var c = Image(width: 1, height: 1, channels: 3, pixels: [200, 30, 90])
         ColorJitter.shiftHue(&c, by: 0)

@@ -36,7 +36,8 @@ public final class SegmentationDataset: @unchecked Sendable {
         return out
     }
 
-    /// Samples skipped so far because they were bad (with the reason), when `skipBadSamples` is on.
+    /// Samples skipped so far because they were bad (with the reason), when `skipBadSamples` is on;
+    /// each is listed (and warned about) once, though it is skipped every epoch.
     public private(set) var skipped: [(index: Int, reason: String)] = []
     private let lock = NSLock()
 
@@ -155,8 +156,11 @@ public final class SegmentationDataset: @unchecked Sendable {
         do {
             return try load(index)
         } catch let e as SegFormerError where skipBadSamples {
-            lock.lock(); skipped.append((index, e.description)); lock.unlock()
-            SegmentationDataset.warn("\(e.description) (sample skipped)")
+            lock.lock()
+            let first = !skipped.contains { $0.index == index }
+            if first { skipped.append((index, e.description)) }
+            lock.unlock()
+            if first { SegmentationDataset.warn("\(e.description) (sample skipped)") }
             return nil
         }
     }

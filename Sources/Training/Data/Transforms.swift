@@ -71,7 +71,10 @@ public struct ColorJitter: Codable, Equatable, Sendable {
         self.hue = hue
     }
 
-    public func apply(_ image: inout Image, rng: inout SplitMix64) {
+    public func apply(_ image: inout Image, rng: inout SplitMix64) throws {
+        guard image.channels == 3 else {
+            throw SegFormerError.invalid("colour jitter needs an RGB image, got \(image.channels) channels")
+        }
         // Order: a random permutation of the four (as torch.randperm(4)); then the four factors.
         var order = [0, 1, 2, 3]
         rng.shuffle(&order)
@@ -79,37 +82,40 @@ public struct ColorJitter: Codable, Equatable, Sendable {
         let c = rng.uniform(max(0, 1 - contrast), 1 + contrast)
         let s = rng.uniform(max(0, 1 - saturation), 1 + saturation)
         let h = rng.uniform(-hue, hue)
-        precondition(image.channels == 3)
         for op in order {
             switch op {
-            case 0 where brightness > 0: ColorJitter.blend(&image, factor: b) { _ in 0 }
-            case 1 where contrast > 0:
-                var sum = 0.0
-                for i in 0..<(image.width * image.height) { sum += Double(ColorJitter.grey(image.pixels, i)) }
-                let mean = Float(sum / Double(max(1, image.width * image.height)))
-                ColorJitter.blend(&image, factor: c) { _ in mean }
-            case 2 where saturation > 0:
-                let px = image.pixels
-                ColorJitter.blend(&image, factor: s) { i in Float(ColorJitter.grey(px, i)) }
+            case 0 where brightness > 0: ColorJitter.blend(&image, factor: b, with: .zero)
+            case 1 where contrast > 0: ColorJitter.blend(&image, factor: c, with: .mean)
+            case 2 where saturation > 0: ColorJitter.blend(&image, factor: s, with: .grey)
             case 3 where hue > 0: ColorJitter.shiftHue(&image, by: h)
             default: break
             }
         }
     }
 
+    /// torchvision's rgb_to_grayscale on uint8: 0.2989 R + 0.587 G + 0.114 B in float32, truncated.
     @inline(__always)
-    static func grey(_ p: [UInt8], _ i: Int) -> UInt8 {
+    static func grey(_ p: UnsafeMutableBufferPointer<UInt8>, _ i: Int) -> Float {
         let v = 0.2989 * Float(p[3 * i]) + 0.587 * Float(p[3 * i + 1]) + 0.114 * Float(p[3 * i + 2])
-        return UInt8(min(255, max(0, v)))
+        return Float(UInt8(min(255, max(0, v))))
     }
 
-    /// x ← trunc(clamp(f·x + (1 − f)·other(pixel), 0, 255)).
-    static func blend(_ image: inout Image, factor: Double, other: (Int) -> Float) {
+    enum BlendTarget { case zero, mean, grey }
+
+    /// torchvision's `_blend` on uint8: x ← trunc(clamp(f·x + (1 − f)·other, 0, 255)), where other is 0
+    /// (brightness), the mean of the truncated grey image (contrast) or the pixel's truncated grey (saturation).
+    static func blend(_ image: inout Image, factor: Double, with target: BlendTarget) {
         let f = Float(factor), g = Float(1 - factor)
         let n = image.width * image.height
         image.pixels.withUnsafeMutableBufferPointer { p in
+            var constant: Float = 0
+            if target == .mean {
+                var sum = 0.0
+                for i in 0..<n { sum += Double(grey(p, i)) }
+                constant = Float(sum / Double(max(1, n)))
+            }
             for i in 0..<n {
-                let o = g * other(i)
+                let o = g * (target == .grey ? grey(p, i) : constant)
                 for ch in 0..<3 {
                     let v = f * Float(p[3 * i + ch]) + o
                     p[3 * i + ch] = UInt8(min(255, max(0, v)))
@@ -249,7 +255,7 @@ public struct SegmentationAugmentation: Codable, Equatable, Sendable {
             lab = SegmentationAugmentation.flipped(lab)
         }
         // 4. Photometric distortion.
-        if let jitter = colorJitter { jitter.apply(&img, rng: &rng) }
+        if let jitter = colorJitter { try jitter.apply(&img, rng: &rng) }
         // 5. Pad.
         img = SegmentationAugmentation.padded(img, width: cropWidth, height: cropHeight, value: 0)
         lab = SegmentationAugmentation.padded(lab, width: cropWidth, height: cropHeight, value: ignoreIndex)
