@@ -38,7 +38,8 @@ public final class SegmentationDataset: @unchecked Sendable {
 
     /// Samples skipped so far because they were bad (with the reason), when `skipBadSamples` is on;
     /// each is listed (and warned about) once, though it is skipped every epoch.
-    public private(set) var skipped: [(index: Int, reason: String)] = []
+    public var skipped: [(index: Int, reason: String)] { lock.lock(); defer { lock.unlock() }; return skippedList }
+    private var skippedList: [(index: Int, reason: String)] = []
     private let lock = NSLock()
 
     static let imageExtensions: Set<String> = ["jpg", "jpeg", "png"]
@@ -157,8 +158,8 @@ public final class SegmentationDataset: @unchecked Sendable {
             return try load(index)
         } catch let e as SegFormerError where skipBadSamples {
             lock.lock()
-            let first = !skipped.contains { $0.index == index }
-            if first { skipped.append((index, e.description)) }
+            let first = !skippedList.contains { $0.index == index }
+            if first { skippedList.append((index, e.description)) }
             lock.unlock()
             if first { SegmentationDataset.warn("\(e.description) (sample skipped)") }
             return nil
