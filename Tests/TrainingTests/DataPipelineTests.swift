@@ -398,6 +398,8 @@ final class DataPipelineTests: XCTestCase {
         try resumed.restore(try JSONDecoder().decode(DataLoaderState.self, from: data))
         let rest = try batches(resumed, 7)
         for (x, y) in zip(rest, a[5...]) { assertSame(x, y) }
+        XCTAssertEqual(try DataLoaderState(words: saved.words), saved)
+        XCTAssertThrowsError(try DataLoaderState(words: [1, 2]))
         // Restoring in the middle of a prefetch on the same loader also works.
         let again = try make(prefetch: true)
         _ = try batches(again, 2)

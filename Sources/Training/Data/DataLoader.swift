@@ -14,6 +14,16 @@ public struct DataLoaderState: Codable, Equatable, Sendable {
         self.position = position
         self.rngState = rngState
     }
+
+    /// The state as words, for a checkpoint's `pipelineState` (`[epoch, position, rngState]`).
+    public var words: [UInt64] { [UInt64(epoch), UInt64(position), rngState] }
+
+    public init(words: [UInt64]) throws {
+        guard words.count == 3, words[0] <= UInt64(Int32.max), words[1] <= UInt64(Int32.max) else {
+            throw SegFormerError.invalid("data loader state: expected [epoch, position, rng state], got \(words)")
+        }
+        self.init(epoch: Int(words[0]), position: Int(words[1]), rngState: words[2])
+    }
 }
 
 /// One collated batch.
