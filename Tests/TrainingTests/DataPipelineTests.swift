@@ -365,6 +365,8 @@ final class DataPipelineTests: XCTestCase {
         let e = try XCTUnwrap(try ev.next())
         XCTAssertEqual(e.pixelValues.shape, [5, 3, 12, 10]); XCTAssertEqual(e.labels.shape, [5, 12, 10])
         XCTAssertThrowsError(try SegmentationDataLoader(dataset: ds, batchSize: 0))
+        XCTAssertThrowsError(try SegmentationDataLoader(dataset: SegmentationDataset(samples: []), batchSize: 1))
+        XCTAssertThrowsError(try SegmentationDataLoader(dataset: ds, batchSize: 6, dropLast: true))
     }
 
     func testLoaderIsDeterministicAndResumes() throws {

@@ -82,6 +82,7 @@ public final class SegmentationDataLoader: @unchecked Sendable {
                 augmentation: SegmentationAugmentation? = nil, processor: SegformerImageProcessor = SegformerImageProcessor(),
                 processorResize: Bool? = nil, seed: UInt64 = 0, prefetch: Bool = true) throws {
         guard batchSize > 0 else { throw SegFormerError.invalid("data loader: batch size \(batchSize) must be positive") }
+        guard dataset.count > 0 else { throw SegFormerError.invalid("data loader: the dataset has no samples") }
         if dropLast, dataset.count < batchSize {
             throw SegFormerError.invalid("data loader: \(dataset.count) samples is fewer than one batch of \(batchSize) with drop_last")
         }
