@@ -410,6 +410,25 @@ final class DataPipelineTests: XCTestCase {
         XCTAssertThrowsError(try again.restore(DataLoaderState(epoch: 0, position: 99, rngState: 0)))
     }
 
+    /// The loader state survives a checkpoint (`pipelineState` words) and resumes the same batches.
+    func testLoaderStateThroughCheckpoint() throws {
+        let t = try TempData()
+        let ds = try SegmentationDataset(adeRoot: try t.ade(n: 4), split: .training)
+        func make() throws -> SegmentationDataLoader {
+            try SegmentationDataLoader(dataset: ds, batchSize: 3, augmentation: SegmentationAugmentation(cropSize: 8, scale: (32, 12)),
+                                       processor: SegformerImageProcessor(height: 8, width: 8), seed: 5)
+        }
+        let a = try make()
+        _ = try batches(a, 3)
+        let ck = Checkpoint(step: 3, parameters: [:], optimizer: AdamW().state, pipelineState: ["loader": a.state.words])
+        let dir = t.root + "/ckpt"
+        try ck.write(to: dir)
+        let expected = try batches(a, 4)
+        let b = try make()
+        try b.restore(try DataLoaderState(words: try XCTUnwrap(try Checkpoint.read(from: dir).pipelineState["loader"])))
+        for (x, y) in zip(try batches(b, 4), expected) { assertSame(x, y) }
+    }
+
     // MARK: ../shared
 
     func testSharedADE20KSamples() throws {
