@@ -260,7 +260,7 @@ public enum GradientCheck {
             let ratio = abs(grad[e] - n) / allowed
             report.worstRatio = max(report.worstRatio, ratio)
             report.checkedElements += 1
-            if ratio > 1 {
+            if !(ratio <= 1) {   // also catches a NaN gradient
                 throw Mismatch(message: "\(opType): d loss / d input \(i) element \(e): analytic \(grad[e]), numeric \(n) (allowed error \(allowed))")
             }
         }
