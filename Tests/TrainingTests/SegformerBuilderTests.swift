@@ -1,0 +1,103 @@
+import Foundation
+import XCTest
+import GraphIR
+import Runtime
+@testable import Training
+
+/// The natively built SegFormer graph against HuggingFace (fixtures: scripts/fixtures/make_builder_fixtures.py).
+final class SegformerBuilderTests: XCTestCase {
+    /// The fixture's tiny config (2 stages, depths 2/1, 5 labels).
+    static let tiny = SegformerConfig(hiddenSizes: [8, 16], depths: [2, 1], numAttentionHeads: [1, 2], srRatios: [2, 1],
+                                      patchSizes: [7, 3], strides: [4, 2], mlpRatios: [2, 2], decoderHiddenSize: 16,
+                                      numLabels: 5)
+
+    static func isParameter(_ name: String) -> Bool { name.hasPrefix("segformer.") || name.hasPrefix("decode_head.") }
+
+    func testLogitsMatchPyTorchWithHFWeights() throws {
+        var model = try SegformerBuilder.build(config: Self.tiny, seed: 1)
+        let params = try ONNXImporter.load(contentsOf: Fixtures.path("builder/params.onnx")).graph.initializers
+        let ours = model.graph.initializers.keys.filter(Self.isParameter)
+        XCTAssertEqual(Set(ours), Set(params.keys), "parameter names equal HF's")
+        for (name, t) in params {
+            let mine = try XCTUnwrap(model.graph.initializers[name], name)
+            XCTAssertEqual(mine.shape, t.shape, name)
+            model.graph.setInitializer(name, t)
+        }
+        let x = try Fixtures.tensor("builder/input.pb")
+        let expected = try Fixtures.tensor("builder/logits.pb")
+        let session = try InferenceSession(model: model, options: SessionOptions(threads: 2))
+        let logits = try XCTUnwrap(session.run(["pixel_values": x])["logits"])
+        XCTAssertEqual(logits.shape, [2, 5, 9, 11])
+        XCTAssertLessThanOrEqual(maxAbsDifference(logits, expected), 1e-5)
+
+        // The ONNX file we write reads back to the same function.
+        let path = NSTemporaryDirectory() + "segformer-builder-\(getpid()).onnx"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try ONNXExporter.write(model, to: path)
+        let again = try InferenceSession(model: ONNXImporter.load(contentsOf: path)).run(["pixel_values": x])["logits"]!
+        XCTAssertLessThanOrEqual(maxAbsDifference(again, expected), 1e-5)
+    }
+
+    func testSymbolicShapesInferred() throws {
+        let model = try SegformerBuilder.build(config: Self.tiny)
+        let result = try TypeInference.infer(model.graph, opset: model.opset)
+        XCTAssertTrue(result.unknown.isEmpty, "\(result.unknown)")
+        let logits = try XCTUnwrap(result.types["logits"]?.shape)
+        XCTAssertEqual(logits.count, 4)
+        XCTAssertEqual(logits[0], .symbol("batch"))
+        XCTAssertEqual(logits[1], .known(5))
+    }
+
+    /// HF SegformerForSemanticSegmentation(SegformerConfig(num_labels=150)) has 3,752,694 parameters
+    /// (transformers 5.24); folding the decode head's BatchNorm removes its weight and bias (2·256) and
+    /// gives linear_fuse a bias (256): 3,752,438.
+    func testB0ParameterCount() throws {
+        let model = try SegformerBuilder.build(config: SegformerConfig.variant("b0", numLabels: 150))
+        let count = model.graph.initializers.filter { Self.isParameter($0.key) }.reduce(0) { $0 + $1.value.count }
+        XCTAssertEqual(count, 3_752_694 - 2 * 256 + 256)
+        XCTAssertEqual(model.graph.initializers["segformer.stages.0.blocks.0.attention.q_proj.weight"]?.shape, [32, 32])
+        XCTAssertEqual(model.graph.initializers["segformer.stages.3.blocks.1.mlp.fc1.weight"]?.shape, [256, 1024])
+        XCTAssertEqual(model.graph.initializers["decode_head.linear_fuse.weight"]?.shape, [256, 1024, 1, 1])
+        XCTAssertEqual(model.graph.initializers["decode_head.classifier.weight"]?.shape, [150, 256, 1, 1])
+        XCTAssertEqual(try SegformerConfig.variant("b2").decoderHiddenSize, 768)
+        XCTAssertEqual(try SegformerConfig.variant("mit-b5").depths, [3, 6, 40, 3])
+        XCTAssertThrowsError(try SegformerConfig.variant("b9"))
+    }
+
+    /// Same statistics as HF's `_init_weights`: weights normal(0, 0.02), biases 0, LayerNorm 1/0; seeded.
+    func testInitialisationStatistics() throws {
+        let model = try SegformerBuilder.build(config: SegformerConfig.variant("b0", numLabels: 150), seed: 7)
+        let inits = model.graph.initializers
+        func stats(_ name: String) throws -> (mean: Double, std: Double) {
+            let t = try XCTUnwrap(inits[name], name), p = t.pointer(Float.self)
+            var s = 0.0, s2 = 0.0
+            for i in 0..<t.count { s += Double(p[i]); s2 += Double(p[i]) * Double(p[i]) }
+            let mean = s / Double(t.count)
+            return (mean, (s2 / Double(t.count) - mean * mean).squareRoot())
+        }
+        for name in ["segformer.stages.3.blocks.1.mlp.fc1.weight", "decode_head.linear_fuse.weight",
+                     "segformer.stages.0.blocks.0.attention.sequence_reduction.sequence_reduction.weight"] {
+            let (mean, std) = try stats(name)
+            XCTAssertEqual(std, 0.02, accuracy: 0.0005, name)
+            XCTAssertEqual(mean, 0, accuracy: 0.0005, name)
+        }
+        XCTAssertEqual(try stats("segformer.stages.1.blocks.0.attention.q_proj.bias").std, 0)
+        XCTAssertEqual(try stats("segformer.stages.1.layer_norm.weight").mean, 1)
+        XCTAssertEqual(try stats("segformer.stages.1.layer_norm.bias").std, 0)
+        // Same seed, same weights; another seed, other weights.
+        let same = try SegformerBuilder.build(config: SegformerConfig.variant("b0", numLabels: 150), seed: 7)
+        let other = try SegformerBuilder.build(config: SegformerConfig.variant("b0", numLabels: 150), seed: 8)
+        let key = "decode_head.classifier.weight"
+        XCTAssertTrue(same.graph.initializers[key]!.bitwiseEqual(inits[key]!))
+        XCTAssertFalse(other.graph.initializers[key]!.bitwiseEqual(inits[key]!))
+    }
+
+    func testBadConfigThrows() {
+        var c = Self.tiny
+        c.depths = [1]
+        XCTAssertThrowsError(try SegformerBuilder.build(config: c)) { XCTAssertTrue("\($0)".contains("depths"), "\($0)") }
+        c = Self.tiny
+        c.numAttentionHeads = [3, 2]
+        XCTAssertThrowsError(try SegformerBuilder.build(config: c)) { XCTAssertTrue("\($0)".contains("heads"), "\($0)") }
+    }
+}
