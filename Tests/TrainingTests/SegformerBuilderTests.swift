@@ -101,3 +101,78 @@ final class SegformerBuilderTests: XCTestCase {
         XCTAssertThrowsError(try SegformerBuilder.build(config: c)) { XCTAssertTrue("\($0)".contains("heads"), "\($0)") }
     }
 }
+
+/// Loading pretrained weights from real exports (the tiny fixtures of make_tiny_segformer.py).
+final class SegformerWeightLoadingTests: XCTestCase {
+    /// The config of Fixtures/tiny-segformer and tiny-classifier.
+    static func tinyConfig(labels: Int) -> SegformerConfig {
+        SegformerConfig(hiddenSizes: [8, 16], depths: [1, 1], numAttentionHeads: [1, 2], srRatios: [2, 1],
+                        patchSizes: [7, 3], strides: [4, 2], mlpRatios: [2, 2], decoderHiddenSize: 16, numLabels: labels)
+    }
+
+    /// All weights of a real op17 export (anonymous transposed MatMul weights included) give PyTorch's logits.
+    func testFullExportLoadsAndMatchesPyTorch() throws {
+        var model = try SegformerBuilder.build(config: Self.tinyConfig(labels: 5), seed: 3)
+        let export = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-segformer/model.op17.onnx"))
+        let n = try SegformerBuilder.loadParameters(from: export, into: &model, scopes: ["segformer.", "decode_head."])
+        XCTAssertEqual(n, model.graph.initializers.keys.filter(SegformerBuilderTests.isParameter).count)
+        let x = try Fixtures.tensor("tiny-segformer/test_data_set_0/input_0.pb")
+        let expected = try Fixtures.tensor("tiny-segformer/test_data_set_0/output_0.pb")
+        let logits = try InferenceSession(model: model).run(["pixel_values": x])["logits"]!
+        XCTAssertLessThanOrEqual(maxAbsDifference(logits, expected), 1e-5)
+    }
+
+    func testEncoderFromClassifierExport() throws {
+        var model = try SegformerBuilder.build(config: Self.tinyConfig(labels: 3), seed: 3)
+        let head = model.graph.initializers["decode_head.classifier.weight"]!
+        let export = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-classifier/model.onnx"))
+        let n = try SegformerBuilder.loadEncoder(from: export, into: &model)
+        let encoder = model.graph.initializers.keys.filter { $0.hasPrefix("segformer.") }
+        XCTAssertEqual(n, encoder.count)
+        XCTAssertTrue(model.graph.initializers["decode_head.classifier.weight"]!.bitwiseEqual(head), "head untouched")
+        XCTAssertTrue(model.graph.initializers["segformer.stages.0.patch_embeddings.proj.weight"]!
+            .bitwiseEqual(export.graph.initializers["m.segformer.stages.0.patch_embeddings.proj.weight"]!))
+        // q_proj's weight is an anonymous MatMul operand in the export.
+        let q = export.graph.nodes.first { $0.name.hasSuffix("stages.1/blocks.0/attention/q_proj/MatMul") }!
+        XCTAssertTrue(model.graph.initializers["segformer.stages.1.blocks.0.attention.q_proj.weight"]!
+            .bitwiseEqual(export.graph.initializers[q.inputs[1]]!))
+    }
+
+    func testEncoderOfAnotherVariantIsRejected() throws {
+        let export = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-classifier/model.onnx"))
+        var b0 = try SegformerBuilder.build(config: SegformerConfig.variant("b0", numLabels: 3))
+        XCTAssertThrowsError(try SegformerBuilder.loadEncoder(from: export, into: &b0)) { e in
+            XCTAssertTrue("\(e)".contains("do not fit"), "\(e)")
+        }
+        var deeper = Self.tinyConfig(labels: 3)
+        deeper.depths = [2, 1]
+        var model = try SegformerBuilder.build(config: deeper)
+        XCTAssertThrowsError(try SegformerBuilder.loadEncoder(from: export, into: &model)) { e in
+            XCTAssertTrue("\(e)".contains("missing") && "\(e)".contains("blocks.1"), "\(e)")
+        }
+        var model2 = try SegformerBuilder.build(config: Self.tinyConfig(labels: 3))
+        XCTAssertThrowsError(try SegformerBuilder.loadEncoder(from: Model(graph: Graph()), into: &model2))
+    }
+
+    func testLegacyNamesAreTranslated() {
+        let cases = [
+            ("segformer.encoder.patch_embeddings.2.proj.weight", "segformer.stages.2.patch_embeddings.proj.weight"),
+            ("segformer.encoder.patch_embeddings.0.layer_norm.bias", "segformer.stages.0.patch_embeddings.layer_norm.bias"),
+            ("segformer.encoder.block.1.0.layer_norm_1.weight", "segformer.stages.1.blocks.0.layernorm_before.weight"),
+            ("segformer.encoder.block.0.1.attention.self.query.weight", "segformer.stages.0.blocks.1.attention.q_proj.weight"),
+            ("segformer.encoder.block.0.1.attention.self.sr.bias", "segformer.stages.0.blocks.1.attention.sequence_reduction.sequence_reduction.bias"),
+            ("segformer.encoder.block.0.1.attention.self.layer_norm.weight", "segformer.stages.0.blocks.1.attention.sequence_reduction.layer_norm.weight"),
+            ("segformer.encoder.block.3.1.attention.output.dense.bias", "segformer.stages.3.blocks.1.attention.o_proj.bias"),
+            ("segformer.encoder.block.3.1.mlp.dense2.weight", "segformer.stages.3.blocks.1.mlp.fc2.weight"),
+            ("segformer.encoder.block.3.1.mlp.dwconv.dwconv.weight", "segformer.stages.3.blocks.1.mlp.dwconv.dwconv.weight"),
+            ("segformer.encoder.layer_norm.3.weight", "segformer.stages.3.layer_norm.weight"),
+        ]
+        for (old, new) in cases {
+            XCTAssertEqual(SegformerBuilder.parameterKey("m." + old, scopes: ["segformer."]), new)
+        }
+        // Node path of an old export's MatMul → parameter name.
+        XCTAssertEqual(SegformerBuilder.parameterKey("segformer.encoder.block.0.0.attention.self.key.weight", scopes: ["segformer."]),
+                       "segformer.stages.0.blocks.0.attention.k_proj.weight")
+        XCTAssertNil(SegformerBuilder.parameterKey("classifier.weight", scopes: ["segformer."]))
+    }
+}

@@ -344,3 +344,171 @@ extension GraphBuilder {
         replaceGraph(g)
     }
 }
+
+// MARK: - Loading pretrained weights
+
+extension SegformerBuilder {
+    /// Copies the encoder (`segformer.*` parameters) of an ONNX export of SegformerForImageClassification
+    /// or SegformerForSemanticSegmentation (e.g. nvidia/mit-b0) into a built model. Returns how many
+    /// tensors were filled; throws, naming the tensor, when the encoder does not fit the variant.
+    @discardableResult
+    public static func loadEncoder(from source: Model, into target: inout Model) throws -> Int {
+        try loadParameters(from: source, into: &target, scopes: ["segformer."])
+    }
+
+    /// Copies every parameter under `scopes` (HF module-path prefixes) from `source` into `target`. Every
+    /// target parameter in scope must be found with the same shape, and every source parameter in scope
+    /// must exist in the target.
+    ///
+    /// Source names are recognised as exporters write them: initializers named by module path
+    /// (`m.segformer.stages.0.…weight`, any wrapper prefix), Linear weights as anonymous MatMul operands
+    /// (`onnx::MatMul_123`, matched by the consuming node's name `/m/segformer/…/q_proj/MatMul`), Identity
+    /// aliases of merged initializers, and the transformers < 5 names (`segformer.encoder.block.0.0.
+    /// attention.self.query`, …), translated to today's.
+    @discardableResult
+    public static func loadParameters(from source: Model, into target: inout Model, scopes: [String]) throws -> Int {
+        let found = try sourceParameters(source.graph, scopes: scopes)
+        let wanted = target.graph.initializers.keys.filter { n in scopes.contains { n.hasPrefix($0) } }.sorted()
+        guard !wanted.isEmpty else { throw SegFormerError.invalid("target model has no parameters under \(scopes)") }
+        guard !found.isEmpty else {
+            throw SegFormerError.invalid("source model has no parameters under \(scopes) (is it a SegFormer export?)")
+        }
+        var missing: [String] = []
+        var filled: [(String, Tensor)] = []
+        for name in wanted {
+            let have = target.graph.initializers[name]!
+            guard let src = found[name] else { missing.append(name); continue }
+            var t = src.tensor
+            if t.shape != have.shape, src.layoutUnknown, t.shape.count == 2, t.shape.reversed() == have.shape {
+                t = transposed2D(t)
+            }
+            guard t.shape == have.shape else {
+                throw SegFormerError.invalid("pretrained weights do not fit this model: '\(name)' has shape \(t.shape) in the source, \(have.shape) here")
+            }
+            guard t.dataType == .float else {
+                throw SegFormerError.unsupported("pretrained weight '\(name)' has element type \(t.dataType), expected float")
+            }
+            filled.append((name, t))
+        }
+        guard missing.isEmpty else {
+            throw SegFormerError.invalid("pretrained weights do not fit this model: \(missing.count) of \(wanted.count) parameters missing in the source, e.g. \(missing.prefix(3).joined(separator: ", "))")
+        }
+        let extra = found.keys.filter { target.graph.initializers[$0] == nil }.sorted()
+        guard extra.isEmpty else {
+            throw SegFormerError.invalid("pretrained weights do not fit this model: the source has \(extra.count) parameters this variant lacks, e.g. \(extra.prefix(3).joined(separator: ", "))")
+        }
+        for (name, t) in filled { target.graph.setInitializer(name, t) }
+        return filled.count
+    }
+
+    struct SourceParameter {
+        var tensor: Tensor
+        /// True when nothing says whether a 2-D weight is PyTorch's [out, in] or the MatMul [in, out].
+        var layoutUnknown: Bool
+    }
+
+    /// HF parameter name (today's naming) → tensor, for every parameter under `scopes` found in `graph`.
+    static func sourceParameters(_ graph: Graph, scopes: [String]) throws -> [String: SourceParameter] {
+        // Follow Identity chains back to initializers (exporters tie equal initializers that way).
+        var alias: [String: String] = [:]
+        for n in graph.nodes where n.opType == "Identity" && n.inputs.count == 1 && n.outputs.count == 1 {
+            alias[n.outputs[0]] = n.inputs[0]
+        }
+        func resolve(_ v: String) -> String? {
+            var v = v, steps = 0
+            while graph.initializers[v] == nil, let a = alias[v], steps < 64 { v = a; steps += 1 }
+            return graph.initializers[v] == nil ? nil : v
+        }
+        var out: [String: SourceParameter] = [:]
+        func record(_ path: String, _ tensor: Tensor, layoutUnknown: Bool) throws {
+            guard let key = parameterKey(path, scopes: scopes) else { return }
+            if let prev = out[key], !(prev.tensor.shape == tensor.shape && prev.tensor.bitwiseEqual(tensor)) {
+                throw SegFormerError.invalid("source model has two different tensors for parameter '\(key)'")
+            }
+            out[key] = SourceParameter(tensor: tensor, layoutUnknown: layoutUnknown)
+        }
+        // Values named by module path: initializers and Identity outputs.
+        for (name, t) in graph.initializers where t.dataType.isFloatingPoint {
+            try record(name, t, layoutUnknown: t.shape.count == 2 && !consumedAsMatMulWeight(name, graph))
+        }
+        for (out, _) in alias { if let src = resolve(out) {
+            let t = graph.initializers[src]!
+            if t.dataType.isFloatingPoint { try record(out, t, layoutUnknown: t.shape.count == 2) }
+        } }
+        // Linear weights: the right operand of a MatMul named after its module.
+        for n in graph.nodes where n.opType == "MatMul" && n.inputs.count == 2 {
+            guard let src = resolve(n.inputs[1]), let t = graph.initializers[src], t.dataType.isFloatingPoint,
+                  t.shape.count == 2 else { continue }
+            var path = n.name.replacingOccurrences(of: "/", with: ".")
+            while path.hasPrefix(".") { path.removeFirst() }
+            guard path.hasSuffix(".MatMul") else { continue }
+            path.removeLast(".MatMul".count)
+            try record(path + ".weight", t, layoutUnknown: false)
+        }
+        return out
+    }
+
+    static func consumedAsMatMulWeight(_ name: String, _ graph: Graph) -> Bool {
+        graph.nodes.contains { $0.opType == "MatMul" && $0.inputs.count == 2 && $0.inputs[1] == name }
+    }
+
+    /// The HF parameter name inside a module path with any wrapper prefix (`m.segformer.…` → `segformer.…`),
+    /// translated from transformers < 5 naming; nil outside `scopes`.
+    static func parameterKey(_ path: String, scopes: [String]) -> String? {
+        var start: String.Index?
+        for scope in scopes {
+            var search = path.startIndex..<path.endIndex
+            while let r = path.range(of: scope, range: search) {
+                if r.lowerBound == path.startIndex || path[path.index(before: r.lowerBound)] == "." {
+                    if start == nil || r.lowerBound < start! { start = r.lowerBound }
+                    break
+                }
+                search = r.upperBound..<path.endIndex
+            }
+        }
+        let key = start.map { String(path[$0...]) }
+        guard let k = key else { return nil }
+        let translated = translateLegacyName(k)
+        return scopes.contains { translated.hasPrefix($0) } ? translated : nil
+    }
+
+    /// transformers < 5 module names → today's.
+    static func translateLegacyName(_ name: String) -> String {
+        var parts = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count >= 3, parts[0] == "segformer", parts[1] == "encoder" else { return name }
+        // segformer.encoder.patch_embeddings.{i}.X → segformer.stages.{i}.patch_embeddings.X
+        // segformer.encoder.block.{i}.{j}.X        → segformer.stages.{i}.blocks.{j}.X
+        // segformer.encoder.layer_norm.{i}.X       → segformer.stages.{i}.layer_norm.X
+        switch parts[2] {
+        case "patch_embeddings" where parts.count >= 4:
+            parts = ["segformer", "stages", parts[3], "patch_embeddings"] + parts[4...]
+        case "layer_norm" where parts.count >= 4:
+            parts = ["segformer", "stages", parts[3], "layer_norm"] + parts[4...]
+        case "block" where parts.count >= 5:
+            var rest = Array(parts[5...]).joined(separator: ".")
+            let renames = [("layer_norm_1.", "layernorm_before."), ("layer_norm_2.", "layernorm_after."),
+                           ("attention.self.query.", "attention.q_proj."), ("attention.self.key.", "attention.k_proj."),
+                           ("attention.self.value.", "attention.v_proj."),
+                           ("attention.self.sr.", "attention.sequence_reduction.sequence_reduction."),
+                           ("attention.self.layer_norm.", "attention.sequence_reduction.layer_norm."),
+                           ("attention.output.dense.", "attention.o_proj."), ("mlp.dense1.", "mlp.fc1."),
+                           ("mlp.dense2.", "mlp.fc2.")]
+            for (old, new) in renames where rest.hasPrefix(old) {
+                rest = new + rest.dropFirst(old.count)
+                break
+            }
+            return "segformer.stages.\(parts[3]).blocks.\(parts[4]).\(rest)"
+        default:
+            return name
+        }
+        return parts.joined(separator: ".")
+    }
+
+    static func transposed2D(_ t: Tensor) -> Tensor {
+        let r = t.shape[0], c = t.shape[1]
+        let out = Tensor(uninitialized: .float, shape: [c, r])
+        let s = t.pointer(Float.self), d = out.pointer(Float.self)
+        for i in 0..<r { for j in 0..<c { d[j * r + i] = s[i * c + j] } }
+        return out
+    }
+}
