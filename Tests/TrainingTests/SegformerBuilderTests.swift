@@ -176,3 +176,43 @@ final class SegformerWeightLoadingTests: XCTestCase {
         XCTAssertNil(SegformerBuilder.parameterKey("classifier.weight", scopes: ["segformer."]))
     }
 }
+
+/// Against the real-size exports of ../shared/reference (skipped when the folder is absent).
+final class SegformerBuilderSharedTests: XCTestCase {
+    /// Weights of every export kind (TorchScript op17/op14, dynamo op18) load into the built b0, which
+    /// then gives PyTorch's logits on 1×3×512×512 (README tolerance 1e-4).
+    func testB0LoadsEveryExportKindAndMatchesPyTorch() throws {
+        guard let shared = Fixtures.shared else { throw XCTSkip("../shared not present") }
+        let dir = shared + "/reference/segformer-b0-ade/"
+        var loaded: [Model] = []
+        for file in ["model.op17.onnx", "model.op14.onnx", "model.op18-dynamo.onnx"] {
+            let export = try ONNXImporter.load(contentsOf: dir + file)
+            var model = try SegformerBuilder.build(config: SegformerConfig.variant("b0", numLabels: 150))
+            let n = try SegformerBuilder.loadParameters(from: export, into: &model, scopes: ["segformer.", "decode_head."])
+            XCTAssertEqual(n, 204, file)
+            loaded.append(model)
+        }
+        for name in loaded[0].graph.initializers.keys where SegformerBuilderTests.isParameter(name) {
+            for other in loaded.dropFirst() {
+                // Equal up to the rounding of each exporter's own BatchNorm folding into linear_fuse.
+                XCTAssertLessThanOrEqual(maxAbsDifference(other.graph.initializers[name]!, loaded[0].graph.initializers[name]!),
+                                         1e-6, name)
+            }
+        }
+        let x = try ONNXImporter.readTensorFile(dir + "test_data_set_0/input_0.pb").tensor
+        let expected = try ONNXImporter.readTensorFile(dir + "test_data_set_0/output_0.pb").tensor
+        let logits = try InferenceSession(model: loaded[0]).run(["pixel_values": x])["logits"]!
+        XCTAssertEqual(logits.shape, [1, 150, 128, 128])
+        XCTAssertLessThanOrEqual(maxAbsDifference(logits, expected), 1e-4)
+    }
+
+    func testMitB0EncoderLoads() throws {
+        guard let shared = Fixtures.shared else { throw XCTSkip("../shared not present") }
+        let export = try ONNXImporter.load(contentsOf: shared + "/reference/mit-b0-classifier/model.op17.onnx")
+        var model = try SegformerBuilder.build(config: SegformerConfig.variant("b0", numLabels: 150))
+        let n = try SegformerBuilder.loadEncoder(from: export, into: &model)
+        XCTAssertEqual(n, model.graph.initializers.keys.filter { $0.hasPrefix("segformer.") }.count)
+        var b1 = try SegformerBuilder.build(config: SegformerConfig.variant("b1", numLabels: 150))
+        XCTAssertThrowsError(try SegformerBuilder.loadEncoder(from: export, into: &b1))
+    }
+}

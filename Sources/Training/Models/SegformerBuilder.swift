@@ -421,7 +421,8 @@ extension SegformerBuilder {
         }
         var out: [String: SourceParameter] = [:]
         func record(_ path: String, _ tensor: Tensor, layoutUnknown: Bool) throws {
-            guard let key = parameterKey(path, scopes: scopes) else { return }
+            // Only module parameters (`….weight`, `….bias`), not exporter-made names such as `…weight_bias`.
+            guard let key = parameterKey(path, scopes: scopes), key.hasSuffix(".weight") || key.hasSuffix(".bias") else { return }
             if let prev = out[key], !(prev.tensor.shape == tensor.shape && prev.tensor.bitwiseEqual(tensor)) {
                 throw SegFormerError.invalid("source model has two different tensors for parameter '\(key)'")
             }
@@ -435,15 +436,47 @@ extension SegformerBuilder {
             let t = graph.initializers[src]!
             if t.dataType.isFloatingPoint { try record(out, t, layoutUnknown: t.shape.count == 2) }
         } }
-        // Linear weights: the right operand of a MatMul named after its module.
-        for n in graph.nodes where n.opType == "MatMul" && n.inputs.count == 2 {
+        // Linear weights: the right operand of a MatMul named after its module (TorchScript), or else
+        // named after the bias the MatMul's output is added to (dynamo names nodes `node_MatMul_6`).
+        var consumers: [String: [Int]] = [:]
+        for (i, n) in graph.nodes.enumerated() { for v in n.inputs { consumers[v, default: []].append(i) } }
+        for n in graph.nodes where n.opType == "MatMul" && n.inputs.count == 2 && n.outputs.count == 1 {
             guard let src = resolve(n.inputs[1]), let t = graph.initializers[src], t.dataType.isFloatingPoint,
                   t.shape.count == 2 else { continue }
             var path = n.name.replacingOccurrences(of: "/", with: ".")
             while path.hasPrefix(".") { path.removeFirst() }
-            guard path.hasSuffix(".MatMul") else { continue }
-            path.removeLast(".MatMul".count)
-            try record(path + ".weight", t, layoutUnknown: false)
+            if path.hasSuffix(".MatMul"), parameterKey(path, scopes: scopes) != nil {
+                path.removeLast(".MatMul".count)
+                try record(path + ".weight", t, layoutUnknown: false)
+                continue
+            }
+            for c in consumers[n.outputs[0]] ?? [] where graph.nodes[c].opType == "Add" {
+                let add = graph.nodes[c]
+                guard let other = add.inputs.first(where: { $0 != n.outputs[0] }), let bias = resolve(other) else { continue }
+                // The bias's own name, or the Identity output that names it.
+                let biasName = [other, bias].first { parameterKey($0, scopes: scopes)?.hasSuffix(".bias") == true }
+                if let biasName {
+                    try record(String(biasName.dropLast(".bias".count)) + ".weight", t, layoutUnknown: false)
+                }
+            }
+        }
+        // Conv weights and biases folded by the exporter (`onnx::Conv_1775`, dynamo's `…weight_bias`):
+        // named after the Conv node (TorchScript) or after the Conv's named weight.
+        for n in graph.nodes where n.opType == "Conv" && n.inputs.count >= 2 {
+            var path = n.name.replacingOccurrences(of: "/", with: ".")
+            while path.hasPrefix(".") { path.removeFirst() }
+            var module: String?
+            if path.hasSuffix(".Conv"), parameterKey(path, scopes: scopes) != nil {
+                module = String(path.dropLast(".Conv".count))
+            } else if let k = parameterKey(n.inputs[1], scopes: scopes), k.hasSuffix(".weight") {
+                module = String(k.dropLast(".weight".count))
+            }
+            guard let module else { continue }
+            for (i, suffix) in [(1, ".weight"), (2, ".bias")] where i < n.inputs.count {
+                if let src = resolve(n.inputs[i]), let t = graph.initializers[src], t.dataType.isFloatingPoint {
+                    try record(module + suffix, t, layoutUnknown: false)
+                }
+            }
         }
         return out
     }
