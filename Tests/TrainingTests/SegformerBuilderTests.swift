@@ -36,6 +36,13 @@ final class SegformerBuilderTests: XCTestCase {
         try ONNXExporter.write(model, to: path)
         let again = try InferenceSession(model: ONNXImporter.load(contentsOf: path)).run(["pixel_values": x])["logits"]!
         XCTAssertLessThanOrEqual(maxAbsDifference(again, expected), 1e-5)
+
+        // For the onnxruntime check (`make_builder_fixtures.py --check DIR`): write the files there.
+        if let dir = ProcessInfo.processInfo.environment["SEGFORMER_BUILDER_EXPORT_DIR"] {
+            try ONNXExporter.write(model, to: dir + "/tiny-built.onnx")
+            try ONNXExporter.write(SegformerBuilder.build(config: SegformerConfig.variant("b0", numLabels: 150), seed: 5),
+                                   to: dir + "/b0-built.onnx")
+        }
     }
 
     func testSymbolicShapesInferred() throws {
