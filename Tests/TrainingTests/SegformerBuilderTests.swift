@@ -129,6 +129,36 @@ final class SegformerWeightLoadingTests: XCTestCase {
         XCTAssertLessThanOrEqual(maxAbsDifference(logits, expected), 1e-5)
     }
 
+    /// The built graph trains: loaded with the tiny export's weights, its HF loss and the gradient of
+    /// every parameter equal PyTorch's (criteria of TrainingAgainstPyTorchTests).
+    func testBuiltGraphGivesPyTorchLossAndGradients() throws {
+        let folder = Fixtures.path("tiny-segformer")
+        var model = try SegformerBuilder.build(config: Self.tinyConfig(labels: 5), seed: 3)
+        let export = try ONNXImporter.load(contentsOf: folder + "/model.op17.onnx")
+        try SegformerBuilder.loadParameters(from: export, into: &model, scopes: ["segformer.", "decode_head."])
+        let x = try ONNXImporter.readTensorFile(folder + "/batch/pixel_values.pb").tensor
+        let labels = try ONNXImporter.readTensorFile(folder + "/batch/labels.pb").tensor
+        let expectedLoss = try ONNXImporter.readTensorFile(folder + "/expected/loss.pb").tensor.pointer(Float.self)[0]
+        let expectedGrads = try ONNXImporter.load(contentsOf: folder + "/expected/grads.onnx").graph.initializers
+        // The bundle is named after the export's initializers; all values are distinct, so match by content.
+        var exportName: [String: String] = [:]
+        for (name, t) in model.graph.initializers where SegformerBuilderTests.isParameter(name) {
+            exportName[name] = export.graph.initializers.first { $0.value.shape == t.shape && $0.value.bitwiseEqual(t) }?.key
+        }
+        let training = try TrainingSession(model: model, options: TrainingOptions(threads: 2))
+        let (loss, grads) = try training.lossAndGradients(pixelValues: x, labels: labels)
+        XCTAssertEqual(Double(loss), Double(expectedLoss), accuracy: 1e-5 * Double(abs(expectedLoss)), "loss")
+        let total = expectedGrads.values.reduce(0.0) { $0 + pow(norm($1), 2) }.squareRoot()
+        var compared = 0
+        for (name, g) in grads where SegformerBuilderTests.isParameter(name) {
+            guard let key = exportName[name], let reference = expectedGrads[key] else { XCTFail("no reference for \(name)"); continue }
+            XCTAssertEqual(g.shape, reference.shape, name)
+            XCTAssertLessThanOrEqual(normOfDifference(g, reference), 1e-3 * norm(reference) + 1e-7 * total, "gradient of \(name)")
+            compared += 1
+        }
+        XCTAssertEqual(compared, expectedGrads.count)
+    }
+
     func testEncoderFromClassifierExport() throws {
         var model = try SegformerBuilder.build(config: Self.tinyConfig(labels: 3), seed: 3)
         let head = model.graph.initializers["decode_head.classifier.weight"]!
