@@ -271,10 +271,10 @@ public enum SegformerBuilder {
             let hd = c / heads
             let normed = layerNorm(x, "\(p).layernorm_before", c)
             let a = "\(p).attention"
-            // HF creates q, k, v, o, then the sequence reduction: draw in that order.
+            // Draw in HF's module order (q, k, v, o, then the sequence reduction); the stream is not
+            // PyTorch's, so this only keeps the seed → weights mapping stable and readable.
             let q = linear(normed, "\(a).q_proj", inF: c, outF: c, rng: &rng)
             var kvIn = normed
-            // Parameters of k/v/o must be drawn before the reduction conv to follow HF's module order.
             let kW = normal([c, c], rng: &rng), vW = normal([c, c], rng: &rng), oW = normal([c, c], rng: &rng)
             if sr > 1 {
                 let img = image(normed, toImage, "\(a).sequence_reduction")
