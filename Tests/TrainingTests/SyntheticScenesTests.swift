@@ -44,31 +44,55 @@ final class SyntheticScenesTests: XCTestCase {
         // A different seed changes every picture (config.json also records the seed).
         for (k, v) in ha where k.hasPrefix("images/") { XCTAssertNotEqual(v, hc[k], k) }
         // Images differ from each other within one dataset.
-        XCTAssertNotEqual(ha["images/training/SYN_train_00000001.png"], ha["images/training/SYN_train_00000002.png"])
+        XCTAssertNotEqual(ha["images/training/SYN_train_00000001.jpg"], ha["images/training/SYN_train_00000002.jpg"])
+        // PNG images are deterministic too.
+        let d = tempFolder(), e = tempFolder()
+        try SyntheticScenes.generate(into: d, trainCount: 2, validationCount: 1, width: 40, height: 30, seed: 7, imageFormat: .png)
+        try SyntheticScenes.generate(into: e, trainCount: 2, validationCount: 1, width: 40, height: 30, seed: 7, imageFormat: .png)
+        XCTAssertEqual(try hashes(d), try hashes(e))
+        XCTAssertEqual(try hashes(d)["annotations/training/SYN_train_00000002.png"], ha["annotations/training/SYN_train_00000002.png"])
+    }
+
+    func psnr(_ a: Image, _ b: Image) -> Double {
+        var se = 0.0
+        for i in 0..<a.pixels.count { let d = Double(a.pixels[i]) - Double(b.pixels[i]); se += d * d }
+        return 10 * log10(255 * 255 / max(se / Double(a.pixels.count), 1e-9))
     }
 
     func testLayoutOnDiskAndDecoding() throws {
+        try checkLayout(.png)
+        try checkLayout(.jpeg)
+    }
+
+    func checkLayout(_ format: SyntheticScenes.ImageFormat) throws {
         let dir = tempFolder()
         var calls: [(Int, Int)] = []
         let summary = try SyntheticScenes.generate(into: dir, trainCount: 3, validationCount: 2, width: 48, height: 32, seed: 1,
-                                                   progress: { calls.append(($0, $1)) })
+                                                   imageFormat: format, progress: { calls.append(($0, $1)) })
         XCTAssertEqual(calls.map { $0.0 }, [1, 2, 3, 4, 5])
         XCTAssertTrue(calls.allSatisfy { $0.1 == 5 })
-        XCTAssertEqual(summary.imageExtension, "png")
+        let ext = format == .png ? "png" : "jpg"
+        XCTAssertEqual(summary.imageExtension, ext)
         XCTAssertEqual(summary.pixelCounts.reduce(0, +), 5 * 48 * 32)
         let fm = FileManager.default
         for (split, prefix, n) in [("training", "SYN_train_", 3), ("validation", "SYN_val_", 2)] {
-            let names = (1...n).map { prefix + String(format: "%08d", $0) + ".png" }
-            XCTAssertEqual(try fm.contentsOfDirectory(atPath: "\(dir)/images/\(split)").sorted(), names)
-            XCTAssertEqual(try fm.contentsOfDirectory(atPath: "\(dir)/annotations/\(split)").sorted(), names)
-            for (i, name) in names.enumerated() {
-                let image = try Image(contentsOf: "\(dir)/images/\(split)/\(name)")
+            let names = (1...n).map { prefix + String(format: "%08d", $0) }
+            XCTAssertEqual(try fm.contentsOfDirectory(atPath: "\(dir)/images/\(split)").sorted(), names.map { $0 + "." + ext })
+            XCTAssertEqual(try fm.contentsOfDirectory(atPath: "\(dir)/annotations/\(split)").sorted(), names.map { $0 + ".png" })
+            for (i, stem) in names.enumerated() {
+                let name = stem + ".png"
+                let image = try Image(contentsOf: "\(dir)/images/\(split)/\(stem).\(ext)")
                 XCTAssertEqual([image.width, image.height, image.channels], [48, 32, 3])
                 let labels = try Image(labelsAt: "\(dir)/annotations/\(split)/\(name)")
                 XCTAssertEqual([labels.width, labels.height, labels.channels], [48, 32, 1])
                 // What is on disk is exactly what `render` produces.
                 let scene = SyntheticScenes.render(width: 48, height: 32, seed: 1, training: split == "training", index: i)
-                XCTAssertEqual(image, scene.image)
+                if format == .png {
+                    XCTAssertEqual(image, scene.image)
+                } else {
+                    XCTAssertEqual(Array(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/images/\(split)/\(stem).jpg")).prefix(2)), [0xFF, 0xD8])
+                    XCTAssertGreaterThan(psnr(image, scene.image), 30, "\(split)/\(stem)")
+                }
                 XCTAssertEqual(labels, scene.labels)
             }
         }
@@ -84,7 +108,8 @@ final class SyntheticScenesTests: XCTestCase {
         try SyntheticScenes.generate(into: dir, trainCount: 1, validationCount: 1, width: 32, height: 32, seed: 3)
         XCTAssertThrowsError(try SyntheticScenes.generate(into: dir, trainCount: 1, validationCount: 1, width: 32, height: 32, seed: 3))
         try "keep".write(toFile: dir + "/notes.txt", atomically: true, encoding: .utf8)
-        let s = try SyntheticScenes.generate(into: dir, trainCount: 2, validationCount: 0, width: 32, height: 32, seed: 4, overwrite: true)
+        let s = try SyntheticScenes.generate(into: dir, trainCount: 2, validationCount: 0, width: 32, height: 32, seed: 4,
+                                             overwrite: true)
         XCTAssertEqual(s.trainCount, 2)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/images/validation"), [])
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir + "/images/training").count, 2)
@@ -128,5 +153,30 @@ final class SyntheticScenesTests: XCTestCase {
         XCTAssertEqual(SyntheticScenes.labels.map { $0.index }, Array(0..<SyntheticScenes.labels.count))
         XCTAssertEqual(SyntheticScenes.reducedADELookup[0], 255)
         XCTAssertEqual(SyntheticScenes.reducedADELookup[151], 255)
+    }
+
+    /// The JPEG encoder on its own: odd sizes (edge blocks), grey input, extreme content, quality range.
+    func testJPEGEncoderRoundTrip() throws {
+        var rng = SceneRNG(seed: 5, stream: 0)
+        for (w, h) in [(1, 1), (8, 8), (13, 9), (33, 17)] {
+            let smooth = Image(width: w, height: h, channels: 3,
+                               pixels: (0..<(w * h * 3)).map { UInt8(($0 / 3 % w) * 200 / max(1, w - 1) + ($0 % 3) * 20) })
+            let back = try Image.decode(bytes: JPEGEncoder.encode(smooth, quality: 95))
+            XCTAssertEqual([back.width, back.height, back.channels], [w, h, 3])
+            XCTAssertGreaterThan(psnr(back, smooth), 35, "\(w)x\(h)")
+        }
+        // White noise at full swing exercises the largest coefficients and byte stuffing.
+        let noise = Image(width: 24, height: 16, channels: 3, pixels: (0..<(24 * 16 * 3)).map { _ in rng.chance(0.5) ? 255 : 0 })
+        for q in [1, 50, 100] {
+            let back = try Image.decode(bytes: JPEGEncoder.encode(noise, quality: q))
+            XCTAssertEqual([back.width, back.height], [24, 16])
+            if q == 100 { XCTAssertGreaterThan(psnr(back, noise), 20) }
+        }
+        let grey = Image(width: 10, height: 10, channels: 1, pixels: (0..<100).map { UInt8($0 * 2) })
+        let back = try Image.decode(bytes: JPEGEncoder.encode(grey, quality: 95))
+        XCTAssertEqual(back.channels, 3)
+        var maxDiff = 0
+        for i in 0..<100 { maxDiff = max(maxDiff, abs(Int(back.pixels[3 * i]) - Int(grey.pixels[i]))) }
+        XCTAssertLessThan(maxDiff, 12)
     }
 }

@@ -4,15 +4,15 @@ import GraphIR
 /// A seeded generator of a small synthetic scene-parsing dataset in the ADEChallengeData2016 layout:
 ///
 /// ```
-/// FOLDER/images/training/SYN_train_00000001.png      RGB scene
+/// FOLDER/images/training/SYN_train_00000001.jpg      RGB scene (JPEG, like ADE20K; or .png on request)
 /// FOLDER/annotations/training/SYN_train_00000001.png 8-bit grey class ids (ADE20K ids, 0 = other)
-/// FOLDER/images/validation/SYN_val_00000001.png
+/// FOLDER/images/validation/SYN_val_00000001.jpg
 /// FOLDER/annotations/validation/SYN_val_00000001.png
 /// FOLDER/config.json                                 HF-style id2label / label2id (see `labels`)
 /// ```
 ///
-/// Images are PNG (lossless), not JPEG: the CImageCodecs target only encodes PNG. Our decoder and PIL both
-/// detect the format from the content, so readers that accept either extension read them unchanged.
+/// JPEG images come from the small Swift encoder in JPEGEncoder.swift (CImageCodecs only encodes PNG);
+/// `imageFormat: .png` writes lossless PNG images instead (then `images/…/NAME.png`).
 ///
 /// Scenes are landscapes / street views: a sky (gradient + cloud noise), optional mountains, grass ground,
 /// optional water, optional road (with lane markings), buildings with window grids, trees (blob crowns on
@@ -102,12 +102,22 @@ public enum SyntheticScenes {
         public var width: Int
         public var height: Int
         public var seed: UInt64
-        /// Extension of the image files ("png").
+        /// Extension of the image files ("jpg" or "png").
         public var imageExtension: String
         /// Pixels per annotation value (index = ADE id, 0 = other), over both splits. 256 entries.
         public var pixelCounts: [Int]
         /// Number of images in which each annotation value occurs. 256 entries.
         public var imageCounts: [Int]
+    }
+
+    /// How the scene images are stored (annotations are always 8-bit grey PNG).
+    public enum ImageFormat: String, Sendable {
+        /// Baseline JPEG, quality 92, file extension "jpg" (ADE20K's layout).
+        case jpeg
+        /// Lossless PNG, extension "png".
+        case png
+
+        public var fileExtension: String { self == .jpeg ? "jpg" : "png" }
     }
 
     public static let trainingPrefix = "SYN_train_"
@@ -120,7 +130,7 @@ public enum SyntheticScenes {
     @discardableResult
     public static func generate(into folder: String, trainCount: Int, validationCount: Int,
                                 width: Int, height: Int, seed: UInt64,
-                                overwrite: Bool = false,
+                                imageFormat: ImageFormat = .jpeg, overwrite: Bool = false,
                                 progress: ((Int, Int) -> Void)? = nil) throws -> Summary {
         guard trainCount >= 0, validationCount >= 0 else {
             throw SegFormerError.invalid("synthetic scenes: negative image count (train \(trainCount), validation \(validationCount))")
@@ -174,7 +184,15 @@ public enum SyntheticScenes {
                 let name = (training ? trainingPrefix : validationPrefix) + String(format: "%08d", index + 1)
                 do {
                     let scene = render(width: width, height: height, seed: seed, training: training, index: index)
-                    try scene.image.writePNG(to: "\(folder)/images/\(split)/\(name).png")
+                    let imagePath = "\(folder)/images/\(split)/\(name).\(imageFormat.fileExtension)"
+                    switch imageFormat {
+                    case .png: try scene.image.writePNG(to: imagePath)
+                    case .jpeg:
+                        let data = try JPEGEncoder.encode(scene.image, quality: 92)
+                        do { try data.write(to: URL(fileURLWithPath: imagePath), options: .atomic) } catch {
+                            throw SegFormerError.io("cannot write image \(imagePath): \(error.localizedDescription)")
+                        }
+                    }
                     try scene.labels.writePNG(to: "\(folder)/annotations/\(split)/\(name).png")
                     var counts = [Int](repeating: 0, count: 256)
                     for v in scene.labels.pixels { counts[Int(v)] += 1 }
@@ -199,7 +217,7 @@ public enum SyntheticScenes {
             throw SegFormerError.io("synthetic scenes: cannot write \(folder)/config.json: \(error.localizedDescription)")
         }
         return Summary(folder: folder, trainCount: trainCount, validationCount: validationCount,
-                       width: width, height: height, seed: seed, imageExtension: "png",
+                       width: width, height: height, seed: seed, imageExtension: imageFormat.fileExtension,
                        pixelCounts: pixelCounts, imageCounts: imageCounts)
     }
 
@@ -417,7 +435,7 @@ func composeScene(_ cv: inout Canvas, _ rng: inout SceneRNG) {
     if rng.chance(0.5) {
         let layers = rng.int(1, 2)
         for layer in 0..<layers {
-            let amp = h * rng.uniform(0.12, 0.3) * (layer == 0 ? 1 : 0.6)
+            let amp = h * rng.uniform(0.15, 0.35) * (layer == 0 ? 1 : 0.6)
             let ridgeNoise = Noise(salt: rng.next())
             let ridgeScale = w * rng.uniform(0.2, 0.5)
             var rock = rng.chance(0.5) ? jitter(RGB(105, 110, 130), 20, &rng) : jitter(RGB(120, 100, 80), 20, &rng)
@@ -426,7 +444,9 @@ func composeScene(_ cv: inout Canvas, _ rng: inout SceneRNG) {
             let tex = Noise(salt: rng.next())
             let offset = Float(layer) * 1000
             cv.paint(rows: Int(hz - amp) - 1, horizon + 2, id: mountainId) { x, y in
-                let ridge = hz - amp * (0.3 + 0.7 * ridgeNoise.fbm(Float(x) + offset, 0.5, scale: ridgeScale, octaves: 4))
+                // Stretch the noise (it clusters near 0.5) so the ridge has real peaks and valleys.
+                let r = ridgeNoise.fbm(Float(x) + offset, 0.5, scale: ridgeScale, octaves: 4)
+                let ridge = hz - amp * max(0.08, min(1, (r - 0.25) * 2.2))
                 let fy = Float(y)
                 guard fy >= ridge else { return nil }
                 let n = tex.fbm(Float(x), fy, scale: 6 * s, octaves: 3)
@@ -472,7 +492,8 @@ func composeScene(_ cv: inout Canvas, _ rng: inout SceneRNG) {
     // Road: a perspective road to a vanishing point or a horizontal street band.
     var roadTop = H
     if rng.chance(urban ? 0.85 : 0.45) {
-        let asphalt = jitter(RGB(95, 95, 100), 25, &rng)
+        let grey = rng.uniform(70, 125)
+        let asphalt = jitter(RGB(grey, grey, grey + 4), 6, &rng)
         let tex = Noise(salt: rng.next())
         let markYellow = rng.chance(0.4)
         let mark = markYellow ? RGB(220, 190, 60) : RGB(235, 235, 230)
