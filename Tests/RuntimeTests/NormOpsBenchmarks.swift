@@ -7,25 +7,11 @@ import Runtime
 /// `NORMOPS_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter NormOpsBenchmarks`).
 final class NormOpsBenchmarks: XCTestCase {
     func time(_ name: String, repeats: Int = 5, _ body: () throws -> Void) rethrows {
-        try body()
-        var best = Double.infinity
-        for _ in 0..<repeats {
-            // thread CPU time on one thread: robust against other processes sharing the cores
-            var a = timespec(), b = timespec()
-            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a)
-            try body()
-            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b)
-            best = min(best, Double(b.tv_sec - a.tv_sec) * 1e3 + Double(b.tv_nsec - a.tv_nsec) / 1e6)
-        }
+        let best = try BenchHarness.bestThreadCPU(repeats: repeats, body)
         print(String(format: "%-50@ %8.3f ms (1 thread CPU)", name as NSString, best))
     }
 
-    func random(_ shape: [Int]) -> Tensor {
-        var s: UInt32 = 12345
-        let n = shape.reduce(1, *)
-        let v = (0..<n).map { _ -> Float in s = s &* 1664525 &+ 1013904223; return Float(s >> 8) / Float(1 << 24) * 8 - 4 }
-        return Tensor(v, shape: shape)
-    }
+    func random(_ shape: [Int]) -> Tensor { BenchHarness.random(shape) }
 
     func testBenchmarks() throws {
         guard ProcessInfo.processInfo.environment["NORMOPS_BENCH"] == "1" else { return }

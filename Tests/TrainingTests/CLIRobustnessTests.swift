@@ -131,4 +131,24 @@ final class CLIRobustnessTests: XCTestCase {
         XCTAssertEqual(c.stdout.split(separator: "\n").count, 3)
         XCTAssertTrue(c.stdout.contains("label_"), c.stdout)
     }
+
+    func testStepTrainsReportsLossesAndRefusesBadInput() throws {
+        let x = Fixtures.path("tiny-segformer/batch/pixel_values.pb")
+        let y = Fixtures.path("tiny-segformer/batch/labels.pb")
+        let out = scratch + "/trained.onnx", grads = scratch + "/grads.onnx"
+        let o = try run(["step", model, "--pixel-values", x, "--labels", y, "--steps", "2", "--lr", "1e-3",
+                         "--save-gradients", grads, "--save-model", out])
+        XCTAssertEqual(o.status, 0, o.stderr)
+        let lines = o.stdout.split(separator: "\n").filter { $0.hasPrefix("loss ") }
+        XCTAssertEqual(lines.count, 3, o.stdout)
+        XCTAssertEqual(lines.first, "loss 1.6095657", "the HF loss PyTorch computed for this batch")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out) && FileManager.default.fileExists(atPath: grads))
+        // Never over the input model, never over an existing file without --overwrite.
+        try expectError(["step", model, "--pixel-values", x, "--labels", y, "--save-model", model], mentioning: "input model")
+        try expectError(["step", model, "--pixel-values", x, "--labels", y, "--save-model", out], mentioning: "already exists")
+        // Every pixel ignored: the mean loss is 0/0, and training stops naming the step.
+        try expectError(["step", model, "--pixel-values", x, "--labels", Fixtures.path("cli/all-ignored.pb")], mentioning: "step 1")
+        // Labels of the wrong shape are refused with a message, not a crash.
+        try expectError(["step", model, "--pixel-values", x, "--labels", x], mentioning: "error")
+    }
 }

@@ -6,27 +6,8 @@ import GraphIR
 /// Forward vs backward elementwise kernel timings at the size of SegFormer-b0's largest GELU input
 /// (batch 2, 128·128 tokens, 128 hidden = 4M elements). Runs only with EWGRAD_BENCH=1, in release:
 /// `EWGRAD_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter ElementwiseGradBenchmarks`.
-final class ElementwiseGradBenchmarks: XCTestCase {
-    func time(_ name: String, repeats: Int = 3, _ body: () throws -> Void) rethrows {
-        try body()
-        var best = Double.infinity
-        for _ in 0..<repeats {
-            var a = timespec(), b = timespec()
-            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a)
-            try body()
-            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b)
-            best = min(best, Double(b.tv_sec - a.tv_sec) * 1e3 + Double(b.tv_nsec - a.tv_nsec) / 1e6)
-        }
-        print(String(format: "%-40@ %9.2f ms (1 thread CPU)", name as NSString, best))
-    }
-
-    func random(_ shape: [Int]) -> Tensor {
-        var s: UInt32 = 12345
-        let t = Tensor(uninitialized: .float, shape: shape)
-        let p = t.pointer(Float.self)
-        for i in 0..<t.count { s = s &* 1664525 &+ 1013904223; p[i] = Float(s >> 8) / Float(1 << 24) * 8 - 4 }
-        return t
-    }
+final class ElementwiseGradBenchmarks: XCTestCase, ThreadCPUBenchmark {
+    let nameWidth = 40
 
     func testBenchmarks() throws {
         guard ProcessInfo.processInfo.environment["EWGRAD_BENCH"] == "1" else { return }

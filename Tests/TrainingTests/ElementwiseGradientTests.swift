@@ -50,28 +50,8 @@ final class ElementwiseGradientTests: XCTestCase {
     /// (the others are constants), so dL/d input = the vector-Jacobian product with dY.
     func gradients(_ op: String, _ inputs: [Tensor?], attributes: [String: Attribute] = [:], opset: Int = 17,
                    differentiable: [Int], dY: Tensor) throws -> [Tensor] {
-        var graph = Graph(name: "vjp")
-        var names: [String] = []
-        for (i, t) in inputs.enumerated() {
-            guard let t else { names.append(""); continue }
-            names.append("x\(i)")
-            if differentiable.contains(i) {
-                graph.inputs.append(ValueInfo(name: "x\(i)", type: TensorType(t.dataType, known: t.shape)))
-            } else {
-                graph.setInitializer("x\(i)", t)
-            }
-        }
-        graph.nodes.append(Node(name: "op", opType: op, inputs: names, outputs: ["y"], attributes: attributes))
-        graph.setInitializer("dy", dY)
-        graph.nodes.append(Node(name: "w", opType: "Mul", inputs: ["y", "dy"], outputs: ["yw"]))
-        graph.nodes.append(Node(name: "sum", opType: "ReduceSum", inputs: ["yw"], outputs: ["loss"], attributes: ["keepdims": .int(0)]))
-        graph.outputs = [ValueInfo(name: "loss", type: TensorType(.float, []))]
-        let gg = try Autodiff.differentiate(graph, opset: opset, loss: "loss", parameters: differentiable.map { names[$0] })
-        let session = try InferenceSession(model: Model(graph: gg.graph, opsetImports: ["": opset]),
-                                           options: SessionOptions(threads: 1))
-        let feeds = Dictionary(uniqueKeysWithValues: differentiable.map { (names[$0], inputs[$0]!) })
-        let out = try session.run(feeds)
-        return gg.gradients.map { out[$0.gradient]! }
+        try GradientCheck.vectorJacobianProducts(op, inputs: inputs, attributes: attributes, opset: opset,
+                                                 differentiable: differentiable, dY: dY)
     }
 
     func floats(_ t: Tensor) -> [Float] { Array(UnsafeBufferPointer(start: t.pointer(Float.self), count: t.count)) }

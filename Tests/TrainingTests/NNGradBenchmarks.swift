@@ -8,16 +8,8 @@ import GraphIR
 /// Skipped unless NNGRAD_BENCH=1; meant for release builds:
 ///   NNGRAD_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter NNGradBenchmarks
 final class NNGradBenchmarks: XCTestCase {
-    func time(_ body: () throws -> Void) rethrows -> Double {
-        try body()   // warm-up (buffer pool, OpenBLAS threads)
-        var best = Double.infinity
-        for _ in 0..<3 {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            try body()
-            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
-        }
-        return best
-    }
+    /// Best of 3 wall-time runs in ms, after a warm-up (buffer pool, OpenBLAS threads).
+    func time(_ body: () throws -> Void) rethrows -> Double { try BenchHarness.best(repeats: 3, clock: .wall, body) }
 
     func filled(_ shape: [Int]) -> Tensor {
         let t = Tensor(uninitialized: .float, shape: shape)

@@ -38,78 +38,12 @@ final class NNGradientTests: XCTestCase {
         }
     }
 
+    /// The rule called directly with dL/dy = w (fixed random weights), compared with central
+    /// differences of L = Σ y·w: every element of inputs up to 160 elements, else 160 spread-out ones.
     func directCheck(_ op: String, _ inputs: [Tensor?], _ attributes: [String: Attribute], opset: Int,
                      differentiable: [Int]) throws {
-        var graph = Graph(name: "nn-rule-check")
-        var names: [String] = []
-        for (i, t) in inputs.enumerated() {
-            guard let t else { names.append(""); continue }
-            names.append("x\(i)")
-            if differentiable.contains(i) {
-                graph.inputs.append(ValueInfo(name: "x\(i)", type: TensorType(t.dataType, known: t.shape)))
-            } else {
-                graph.setInitializer("x\(i)", t)
-            }
-        }
-        let node = Node(name: "op", opType: op, inputs: names, outputs: ["y"], attributes: attributes)
-        graph.nodes.append(node)
-        graph.outputs = [ValueInfo(name: "y", type: TensorType(.undefined, nil))]
-        let feeds = Dictionary(uniqueKeysWithValues: differentiable.map { (names[$0], inputs[$0]!) })
-        let forward = try InferenceSession(model: Model(graph: graph, opsetImports: ["": opset]),
-                                           options: SessionOptions(threads: 1, optimize: false))
-        let y = try forward.run(feeds)["y"]!
-        let w = random(y.shape, seed: 99)
-        let wd = try w.doubles()
-
-        let builder = GraphBuilder(graph: graph, prefix: "check")
-        let wName = builder.constant(w, name: "w")
-        let schema = try OpRegistry.schema(for: node, opset: opset)
-        let rule = try XCTUnwrap(schema.gradient, "\(op) has no gradient rule")
-        let needs = names.enumerated().map { differentiable.contains($0.offset) && !$0.element.isEmpty }
-        let grads = try rule(GradientContext(node: node, opset: opset, outputGradients: [wName],
-                                             needsInputGradient: needs, builder: builder))
-        var g = builder.graph
-        var outNames: [String] = []
-        for i in differentiable {
-            let name = try XCTUnwrap(grads[i], "\(op): no gradient for input \(i)")
-            let out = builder.add1("Identity", [name], name: "grad\(i)")
-            outNames.append(out)
-        }
-        g = builder.graph
-        g.outputs = outNames.map { ValueInfo(name: $0, type: TensorType(.undefined, nil)) }
-        let backward = try InferenceSession(model: Model(graph: g, opsetImports: ["": opset]),
-                                            options: SessionOptions(threads: 2))
-        let analytic = try backward.run(feeds)
-
-        func loss(_ f: [String: Tensor]) throws -> Double {
-            let v = try forward.run(f)["y"]!.doubles()
-            var total = 0.0
-            for i in 0..<v.count { total += v[i] * wd[i] }
-            return total
-        }
-        for (k, i) in differentiable.enumerated() {
-            let x = inputs[i]!
-            let grad = try analytic[outNames[k]]!.doubles()
-            XCTAssertEqual(grad.count, x.count, "\(op): gradient of input \(i) has \(grad.count) elements, input \(x.count)")
-            let xs = try x.doubles()
-            // Every element for small inputs, else a deterministic sample.
-            let picks = x.count <= 160 ? Array(0..<x.count) : (0..<160).map { ($0 * 7919) % x.count }
-            var numeric: [(Int, Double)] = []
-            for e in picks {
-                let h = 1e-2 * max(1, abs(xs[e]))
-                var plus = feeds, minus = feeds
-                let xp = x.copy(), xm = x.copy()
-                xp.pointer(Float.self)[e] = Float(xs[e] + h)
-                xm.pointer(Float.self)[e] = Float(xs[e] - h)
-                plus[names[i]] = xp; minus[names[i]] = xm
-                numeric.append((e, (try loss(plus) - loss(minus)) / (2 * h)))
-            }
-            let scale = max(numeric.map { abs($0.1) }.max() ?? 0, 1e-3)
-            for (e, n) in numeric where abs(grad[e] - n) > 1e-2 * scale + 1e-2 * abs(n) {
-                XCTFail("\(op) \(attributes): d/d input \(i) [\(e)]: analytic \(grad[e]), numeric \(n)")
-                return
-            }
-        }
+        try GradientCheck.checkRule(op, inputs: inputs, attributes: attributes, opset: opset, differentiable: differentiable,
+                                    weightSeed: 99, samples: 160, epsilon: 1e-2, tolerance: 1e-2)
     }
 
     // MARK: MatMul

@@ -6,28 +6,8 @@ import GraphIR
 /// Forward vs backward kernel timings at SegFormer-b0 training sizes (batch 2, 512×512). Runs only
 /// with NORMGRAD_BENCH=1, in release:
 /// `NORMGRAD_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter NormGradBenchmarks`.
-final class NormGradBenchmarks: XCTestCase {
-    func time(_ name: String, repeats: Int = 3, _ body: () throws -> Void) rethrows {
-        try body()
-        var best = Double.infinity
-        for _ in 0..<repeats {
-            var a = timespec(), b = timespec()
-            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a)
-            try body()
-            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b)
-            best = min(best, Double(b.tv_sec - a.tv_sec) * 1e3 + Double(b.tv_nsec - a.tv_nsec) / 1e6)
-        }
-        print(String(format: "%-58@ %9.2f ms (1 thread CPU)", name as NSString, best))
-    }
-
-    func random(_ shape: [Int]) -> Tensor {
-        var s: UInt32 = 12345
-        let n = shape.reduce(1, *)
-        let t = Tensor(uninitialized: .float, shape: shape)
-        let p = t.pointer(Float.self)
-        for i in 0..<n { s = s &* 1664525 &+ 1013904223; p[i] = Float(s >> 8) / Float(1 << 24) * 8 - 4 }
-        return t
-    }
+final class NormGradBenchmarks: XCTestCase, ThreadCPUBenchmark {
+    let nameWidth = 58
 
     func testBenchmarks() throws {
         guard ProcessInfo.processInfo.environment["NORMGRAD_BENCH"] == "1" else { return }

@@ -34,94 +34,10 @@ final class NormGradientTests: XCTestCase {
                 try GradientCheck.check(op, inputs: inputs, attributes: attributes, opset: opset, outputCount: outputCount,
                                         differentiable: differentiable, tolerance: tolerance)
             }
-            try directCheck(op, inputs, attributes, opset: opset, outputCount: outputCount,
-                            differentiable: differentiable, tolerance: tolerance)
+            try GradientCheck.checkRule(op, inputs: inputs, attributes: attributes, opset: opset, outputCount: outputCount,
+                                        differentiable: differentiable, tolerance: tolerance)
         } catch {
             XCTFail("\(op) \(attributes): \(error)", file: file, line: line)
-        }
-    }
-
-    func directCheck(_ op: String, _ inputs: [Tensor?], _ attributes: [String: Attribute], opset: Int,
-                     outputCount: Int, differentiable: [Int], tolerance: Double) throws {
-        var graph = Graph(name: "rule-check")
-        var names: [String] = []
-        for (i, t) in inputs.enumerated() {
-            guard let t else { names.append(""); continue }
-            names.append("x\(i)")
-            if differentiable.contains(i) {
-                graph.inputs.append(ValueInfo(name: "x\(i)", type: TensorType(t.dataType, known: t.shape)))
-            } else {
-                graph.setInitializer("x\(i)", t)
-            }
-        }
-        let outputs = (0..<outputCount).map { "y\($0)" }
-        let node = Node(name: "op", opType: op, inputs: names, outputs: outputs, attributes: attributes)
-        graph.nodes.append(node)
-        graph.outputs = outputs.map { ValueInfo(name: $0, type: TensorType(.undefined, nil)) }
-        let feeds = Dictionary(uniqueKeysWithValues: differentiable.map { (names[$0], inputs[$0]!) })
-        let forward = try InferenceSession(model: Model(graph: graph, opsetImports: ["": opset]),
-                                           options: SessionOptions(threads: 1, optimize: false))
-        let y = try forward.run(feeds)
-        var weights: [String: [Double]] = [:]
-        let builder = GraphBuilder(graph: graph, prefix: "check")
-        var outGrads: [String?] = []
-        for (k, o) in outputs.enumerated() {
-            guard y[o]!.dataType == .float || y[o]!.dataType == .double else { outGrads.append(nil); continue }
-            let w = (try random(y[o]!.shape, seed: UInt64(100 + k)).doubles())
-            weights[o] = w
-            let wt = y[o]!.dataType == .double ? Tensor(w, shape: y[o]!.shape) : Tensor(w.map { Float($0) }, shape: y[o]!.shape)
-            outGrads.append(builder.constant(wt, name: "w_\(o)"))
-        }
-        let schema = try OpRegistry.schema(for: node, opset: opset)
-        let rule = try XCTUnwrap(schema.gradient, "\(op) has no gradient rule")
-        let needs = names.enumerated().map { differentiable.contains($0.offset) && !$0.element.isEmpty }
-        let ctx = GradientContext(node: node, opset: opset, outputGradients: outGrads, needsInputGradient: needs, builder: builder)
-        let grads = try rule(ctx)
-        var outNames: [String] = []
-        for i in differentiable {
-            let name = try XCTUnwrap(grads[i], "\(op): no gradient for input \(i)")
-            outNames.append(builder.add1("Identity", [name]))
-        }
-        var g = builder.graph
-        g.outputs = outNames.map { ValueInfo(name: $0, type: TensorType(.undefined, nil)) }
-        let session = try InferenceSession(model: Model(graph: g, opsetImports: ["": opset]), options: SessionOptions(threads: 2))
-        let analytic = try session.run(feeds)
-
-        func loss(_ f: [String: Tensor]) throws -> Double {
-            let out = try forward.run(f)
-            var total = 0.0
-            for (o, w) in weights {
-                let v = try out[o]!.doubles()
-                for i in 0..<v.count { total += v[i] * w[i] }
-            }
-            return total
-        }
-        for (k, i) in differentiable.enumerated() {
-            let x = inputs[i]!
-            let grad = try analytic[outNames[k]]!.doubles()
-            XCTAssertEqual(grad.count, x.count, "\(op): gradient size of input \(i)")
-            var numeric: [(Int, Double)] = []
-            let picks = x.count <= 40 ? Array(0..<x.count) : Array(Set((0..<40).map { ($0 * 7919) % x.count })).sorted()
-            for e in picks {
-                let orig = try x.doubles()[e]
-                let h = (x.dataType == .double ? 1e-5 : 1e-2) * max(1, abs(orig))
-                func perturbed(_ v: Double) -> Tensor {
-                    let c = x.copy()
-                    if c.dataType == .double { c.pointer(Double.self)[e] = v } else { c.pointer(Float.self)[e] = Float(v) }
-                    return c
-                }
-                var plus = feeds, minus = feeds
-                plus[names[i]] = perturbed(orig + h)
-                minus[names[i]] = perturbed(orig - h)
-                numeric.append((e, (try loss(plus) - loss(minus)) / (2 * h)))
-            }
-            let scale = numeric.map { abs($0.1) }.max() ?? 0
-            for (e, n) in numeric {
-                let allowed = tolerance * max(scale, 1e-3) + tolerance * abs(n)
-                if abs(grad[e] - n) > allowed {
-                    throw GradientCheck.Mismatch(message: "\(op): d/d input \(i) [\(e)]: analytic \(grad[e]), numeric \(n)")
-                }
-            }
         }
     }
 

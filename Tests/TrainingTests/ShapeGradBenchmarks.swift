@@ -8,23 +8,11 @@ import GraphIR
 /// `SHAPEGRAD_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter ShapeGradBenchmarks`.
 final class ShapeGradBenchmarks: XCTestCase {
     func time(_ name: String, threads: Int, repeats: Int = 5, _ body: () throws -> Void) rethrows {
-        try body()
-        var best = Double.infinity
-        for _ in 0..<repeats {
-            let a = DispatchTime.now().uptimeNanoseconds
-            try body()
-            best = min(best, Double(DispatchTime.now().uptimeNanoseconds - a) / 1e6)
-        }
+        let best = try BenchHarness.best(repeats: repeats, clock: .wall, body)
         print(String(format: "%-60@ %9.2f ms (%d threads, wall)", name as NSString, best, threads))
     }
 
-    func random(_ shape: [Int]) -> Tensor {
-        var s: UInt32 = 12345
-        let t = Tensor(uninitialized: .float, shape: shape)
-        let p = t.pointer(Float.self)
-        for i in 0..<t.count { s = s &* 1664525 &+ 1013904223; p[i] = Float(s >> 8) / Float(1 << 24) * 8 - 4 }
-        return t
-    }
+    func random(_ shape: [Int]) -> Tensor { BenchHarness.random(shape) }
 
     func ints(_ v: [Int]) -> Tensor { Tensor(v.map { Int64($0) }, shape: [v.count]) }
 

@@ -85,7 +85,8 @@ public struct MeanIoUResult: Sendable {
         var lines = ["class                          IoU     accuracy"]
         for i in perCategoryIoU.indices where !(perCategoryIoU[i].isNaN && perCategoryAccuracy[i].isNaN) {
             let name = (labels[i] ?? "class \(i)").padding(toLength: 28, withPad: " ", startingAt: 0)
-            lines.append(name + String(format: "  %6.4f  %6.4f", perCategoryIoU[i], perCategoryAccuracy[i]))
+            func cell(_ v: Double) -> String { v.isNaN ? "   n/a" : String(format: "%6.4f", v) }
+            lines.append(name + "  " + cell(perCategoryIoU[i]) + "  " + cell(perCategoryAccuracy[i]))
         }
         lines.append(summary)
         return lines.joined(separator: "\n")

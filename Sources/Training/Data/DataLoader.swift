@@ -1,0 +1,205 @@
+import Foundation
+import GraphIR
+
+/// Where a `SegmentationDataLoader` stands: the epoch, the position in that epoch's sample order (samples
+/// consumed, skipped ones included) and the RNG state at the start of the epoch (which decides the
+/// epoch's order and every sample's augmentation). Save it with a checkpoint; `restore` resumes exactly.
+public struct DataLoaderState: Codable, Equatable, Sendable {
+    public var epoch: Int
+    public var position: Int
+    public var rngState: UInt64
+
+    public init(epoch: Int, position: Int, rngState: UInt64) {
+        self.epoch = epoch
+        self.position = position
+        self.rngState = rngState
+    }
+
+    /// The state as words, for a checkpoint's `pipelineState` (`[epoch, position, rngState]`).
+    public var words: [UInt64] { [UInt64(epoch), UInt64(position), rngState] }
+
+    public init(words: [UInt64]) throws {
+        guard words.count == 3, words[0] <= UInt64(Int32.max), words[1] <= UInt64(Int32.max) else {
+            throw SegFormerError.invalid("data loader state: expected [epoch, position, rng state], got \(words)")
+        }
+        self.init(epoch: Int(words[0]), position: Int(words[1]), rngState: words[2])
+    }
+}
+
+/// One collated batch.
+public struct SegmentationBatch: @unchecked Sendable {
+    /// float32 [B, 3, H, W].
+    public var pixelValues: Tensor
+    /// int64 [B, H, W] (255 = ignore).
+    public var labels: Tensor
+    /// Dataset indices of the samples, in batch order.
+    public var indices: [Int]
+    public var epoch: Int
+}
+
+/// Turns a dataset into batches: load → (reduce labels) → augmentation → `SegformerImageProcessor` →
+/// collate, with the next batch prepared on a background thread while the current one trains.
+///
+/// Determinism: an epoch's order and the augmentation of each sample depend only on the epoch's RNG
+/// state and the sample's position in the order (each position has its own RNG stream), never on timing
+/// or prefetching. Epoch e's RNG state is the state after epoch e − 1 drew its permutation and its
+/// augmentation seed, so the whole stream follows from `seed`.
+///
+/// `reduce_labels` (the processor's `doReduceLabels`) is applied to the raw mask *before* the
+/// augmentation, as MMSegmentation's `reduce_zero_label`, so `cat_max_ratio` ignores the "other" class;
+/// the processor then runs with label reduction off. Since the reduction maps 255 to 255 and commutes
+/// with crop, flip and nearest resize, the labels are otherwise identical to reducing afterwards.
+///
+/// When an augmentation is given and its crop size equals the processor's size, the processor's resize
+/// is skipped (it would be the identity); set `processorResize` to force it on or off.
+public final class SegmentationDataLoader: @unchecked Sendable {
+    public let dataset: SegmentationDataset
+    public let batchSize: Int
+    public let shuffle: Bool
+    public let dropLast: Bool
+    public let augmentation: SegmentationAugmentation?
+    public let processor: SegformerImageProcessor
+    public let prefetch: Bool
+
+    public private(set) var state: DataLoaderState
+
+    private struct EpochPlan { let rngState: UInt64; let order: [Int]; let augmentSeed: UInt64; let nextRNGState: UInt64 }
+    private var planCache: EpochPlan?
+    private let planLock = NSLock()
+
+    private final class Pending: @unchecked Sendable {
+        let state: DataLoaderState
+        let done = DispatchSemaphore(value: 0)
+        var result: Result<(SegmentationBatch?, DataLoaderState), Error>?
+        init(state: DataLoaderState) { self.state = state }
+    }
+    private var pending: Pending?
+    private let queue = DispatchQueue(label: "segformer.dataloader.prefetch")
+
+    /// - Parameters:
+    ///   - processorResize: nil = automatic (off when the augmentation's crop size equals the processor size).
+    public init(dataset: SegmentationDataset, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false,
+                augmentation: SegmentationAugmentation? = nil, processor: SegformerImageProcessor = SegformerImageProcessor(),
+                processorResize: Bool? = nil, seed: UInt64 = 0, prefetch: Bool = true) throws {
+        guard batchSize > 0 else { throw SegFormerError.invalid("data loader: batch size \(batchSize) must be positive") }
+        guard dataset.count > 0 else { throw SegFormerError.invalid("data loader: the dataset has no samples") }
+        if dropLast, dataset.count < batchSize {
+            throw SegFormerError.invalid("data loader: \(dataset.count) samples is fewer than one batch of \(batchSize) with drop_last")
+        }
+        try augmentation?.validate()
+        self.dataset = dataset
+        self.batchSize = batchSize
+        self.shuffle = shuffle
+        self.dropLast = dropLast
+        self.augmentation = augmentation
+        var p = processor
+        if let resize = processorResize {
+            p.doResize = resize
+        } else if let a = augmentation, a.cropHeight == p.height, a.cropWidth == p.width {
+            p.doResize = false
+        }
+        self.reduceLabels = p.doReduceLabels
+        p.doReduceLabels = false
+        self.processor = p
+        self.prefetch = prefetch
+        self.state = DataLoaderState(epoch: 0, position: 0, rngState: seed)
+    }
+
+    private let reduceLabels: Bool
+
+    /// Batches in one epoch (assuming no sample is skipped).
+    public var batchesPerEpoch: Int {
+        dropLast ? dataset.count / batchSize : (dataset.count + batchSize - 1) / batchSize
+    }
+
+
+    /// Resumes from a saved state (any prefetched batch is discarded).
+    public func restore(_ newState: DataLoaderState) throws {
+        guard newState.epoch >= 0, newState.position >= 0, newState.position <= dataset.count else {
+            throw SegFormerError.invalid("data loader: state \(newState) does not fit a dataset of \(dataset.count) samples")
+        }
+        drainPending()
+        state = newState
+    }
+
+    private func drainPending() {
+        if let p = pending { p.done.wait(); pending = nil }
+    }
+
+    /// The next batch, or nil at the end of an epoch (the state then moves to the next epoch, so the
+    /// following call starts it).
+    public func next() throws -> SegmentationBatch? {
+        let current = state
+        let result: Result<(SegmentationBatch?, DataLoaderState), Error>
+        if let p = pending, p.state == current {
+            p.done.wait()
+            result = p.result!
+            pending = nil
+        } else {
+            drainPending()
+            result = Result { try self.makeBatch(at: current) }
+        }
+        let (batch, nextState) = try result.get()
+        state = nextState
+        if prefetch { startPrefetch(nextState) }
+        return batch
+    }
+
+    private func startPrefetch(_ s: DataLoaderState) {
+        let p = Pending(state: s)
+        pending = p
+        queue.async { [self] in
+            p.result = Result { try self.makeBatch(at: s) }
+            p.done.signal()
+        }
+    }
+
+    private func plan(for s: DataLoaderState) -> EpochPlan {
+        planLock.lock(); defer { planLock.unlock() }
+        if let c = planCache, c.rngState == s.rngState { return c }
+        var rng = SplitMix64(seed: s.rngState)
+        var order = Array(0..<dataset.count)
+        if shuffle { rng.shuffle(&order) }
+        let augmentSeed = rng.next()
+        let p = EpochPlan(rngState: s.rngState, order: order, augmentSeed: augmentSeed, nextRNGState: rng.state)
+        planCache = p
+        return p
+    }
+
+    /// A pure function of the state: the batch there and the state after it.
+    private func makeBatch(at s: DataLoaderState) throws -> (SegmentationBatch?, DataLoaderState) {
+        let plan = plan(for: s)
+        let n = plan.order.count
+        let endOfEpoch = DataLoaderState(epoch: s.epoch + 1, position: 0, rngState: plan.nextRNGState)
+        var position = s.position
+        var images: [Image] = [], labels: [Image] = [], indices: [Int] = []
+        while images.count < batchSize, position < n {
+            let index = plan.order[position]
+            var rng = SplitMix64.stream(seed: plan.augmentSeed, index: UInt64(position))
+            position += 1
+            guard var (image, label) = try dataset.loadOrSkip(index) else { continue }
+            do {
+                if reduceLabels { SegmentationDataLoader.reduce(&label) }
+                if let a = augmentation { (image, label) = try a.apply(image: image, label: label, rng: &rng) }
+            } catch let e as SegFormerError {
+                throw e.prefixed("sample \(dataset.samples[index].imagePath)")
+            }
+            images.append(image); labels.append(label); indices.append(index)
+        }
+        if images.isEmpty || (dropLast && images.count < batchSize) { return (nil, endOfEpoch) }
+        let (pixels, labs) = try processor.preprocess(images: images, segmentationMaps: labels)
+        let batch = SegmentationBatch(pixelValues: pixels, labels: labs!, indices: indices, epoch: s.epoch)
+        // A full batch that ends exactly at the epoch's end still leaves position = n; the next call gives nil.
+        return (batch, DataLoaderState(epoch: s.epoch, position: position, rngState: s.rngState))
+    }
+
+    /// HF `do_reduce_labels`: 0 → 255, k → k − 1, 255 stays.
+    static func reduce(_ label: inout Image) {
+        label.pixels.withUnsafeMutableBufferPointer { p in
+            for i in p.indices {
+                let v = p[i]
+                p[i] = v == 0 || v == 255 ? 255 : v - 1
+            }
+        }
+    }
+}

@@ -1,0 +1,334 @@
+import Foundation
+import GraphIR
+
+/// A small seeded generator (SplitMix64) whose whole state is one `UInt64`: save `state`, restore it,
+/// and the stream continues exactly. Used for shuffling and augmentation, independent of the system RNG.
+public struct SplitMix64: RandomNumberGenerator, Codable, Equatable, Sendable {
+    public var state: UInt64
+
+    public init(seed: UInt64) { state = seed }
+
+    @inline(__always)
+    static func mix(_ z0: UInt64) -> UInt64 {
+        var z = z0
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        return SplitMix64.mix(state)
+    }
+
+    /// A generator for stream `index` of a seed, independent of how many numbers other streams used.
+    public static func stream(seed: UInt64, index: UInt64) -> SplitMix64 {
+        SplitMix64(seed: mix(seed ^ mix(index &+ 0x632B_E59B_D9B4_E019)))
+    }
+
+    /// Uniform in [0, 1) with 53 random bits.
+    public mutating func nextDouble() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+
+    /// Uniform in [low, high).
+    public mutating func uniform(_ low: Double, _ high: Double) -> Double { low + (high - low) * nextDouble() }
+
+    /// Uniform integer in 0..<bound (unbiased, by rejection; our own so results never depend on the
+    /// standard library's algorithm).
+    public mutating func int(below bound: Int) -> Int {
+        precondition(bound > 0)
+        let b = UInt64(bound)
+        let limit = UInt64.max - UInt64.max % b
+        while true {
+            let v = next()
+            if v < limit { return Int(v % b) }
+        }
+    }
+
+    /// Fisher–Yates shuffle with this generator.
+    public mutating func shuffle<T>(_ a: inout [T]) {
+        guard a.count > 1 else { return }
+        for i in stride(from: a.count - 1, to: 0, by: -1) {
+            let j = int(below: i + 1)
+            if i != j { a.swapAt(i, j) }
+        }
+    }
+}
+
+/// torchvision's `ColorJitter` on uint8 RGB: brightness, contrast and saturation factors uniform in
+/// [max(0, 1 − v), 1 + v], hue shift uniform in [−hue, hue], applied in a random order; the uint8
+/// arithmetic follows torchvision's tensor functions (blend, clamp to 0…255, truncate to uint8;
+/// grey = 0.2989 R + 0.587 G + 0.114 B truncated; hue through HSV in float).
+public struct ColorJitter: Codable, Equatable, Sendable {
+    public var brightness: Double
+    public var contrast: Double
+    public var saturation: Double
+    public var hue: Double
+
+    public init(brightness: Double = 0.25, contrast: Double = 0.25, saturation: Double = 0.25, hue: Double = 0.1) {
+        self.brightness = brightness
+        self.contrast = contrast
+        self.saturation = saturation
+        self.hue = hue
+    }
+
+    public func apply(_ image: inout Image, rng: inout SplitMix64) throws {
+        guard image.channels == 3 else {
+            throw SegFormerError.invalid("colour jitter needs an RGB image, got \(image.channels) channels")
+        }
+        // Order: a random permutation of the four (as torch.randperm(4)); then the four factors.
+        var order = [0, 1, 2, 3]
+        rng.shuffle(&order)
+        let b = rng.uniform(max(0, 1 - brightness), 1 + brightness)
+        let c = rng.uniform(max(0, 1 - contrast), 1 + contrast)
+        let s = rng.uniform(max(0, 1 - saturation), 1 + saturation)
+        let h = rng.uniform(-hue, hue)
+        for op in order {
+            switch op {
+            case 0 where brightness > 0: ColorJitter.blend(&image, factor: b, with: .zero)
+            case 1 where contrast > 0: ColorJitter.blend(&image, factor: c, with: .mean)
+            case 2 where saturation > 0: ColorJitter.blend(&image, factor: s, with: .grey)
+            case 3 where hue > 0: ColorJitter.shiftHue(&image, by: h)
+            default: break
+            }
+        }
+    }
+
+    /// torchvision's rgb_to_grayscale on uint8: 0.2989 R + 0.587 G + 0.114 B in float32, truncated.
+    @inline(__always)
+    static func grey(_ p: UnsafeMutableBufferPointer<UInt8>, _ i: Int) -> Float {
+        let v = 0.2989 * Float(p[3 * i]) + 0.587 * Float(p[3 * i + 1]) + 0.114 * Float(p[3 * i + 2])
+        return Float(UInt8(min(255, max(0, v))))
+    }
+
+    enum BlendTarget { case zero, mean, grey }
+
+    /// torchvision's `_blend` on uint8: x ← trunc(clamp(f·x + (1 − f)·other, 0, 255)), where other is 0
+    /// (brightness), the mean of the truncated grey image (contrast) or the pixel's truncated grey (saturation).
+    static func blend(_ image: inout Image, factor: Double, with target: BlendTarget) {
+        let f = Float(factor), g = Float(1 - factor)
+        let n = image.width * image.height
+        image.pixels.withUnsafeMutableBufferPointer { p in
+            var constant: Float = 0
+            if target == .mean {
+                var sum = 0.0
+                for i in 0..<n { sum += Double(grey(p, i)) }
+                constant = Float(sum / Double(max(1, n)))
+            }
+            for i in 0..<n {
+                let o = g * (target == .grey ? grey(p, i) : constant)
+                for ch in 0..<3 {
+                    let v = f * Float(p[3 * i + ch]) + o
+                    p[3 * i + ch] = UInt8(min(255, max(0, v)))
+                }
+            }
+        }
+    }
+
+    static func shiftHue(_ image: inout Image, by shift: Double) {
+        let hs = Float(shift)
+        let n = image.width * image.height
+        image.pixels.withUnsafeMutableBufferPointer { p in
+            for i in 0..<n {
+                let r = Float(p[3 * i]) / 255, g = Float(p[3 * i + 1]) / 255, b = Float(p[3 * i + 2]) / 255
+                let maxc = max(r, g, b), minc = min(r, g, b)
+                let eq = maxc == minc
+                let cr = maxc - minc
+                let s = cr / (eq ? 1 : maxc)
+                let d = eq ? 1 : cr
+                let rc = (maxc - r) / d, gc = (maxc - g) / d, bc = (maxc - b) / d
+                var h: Float
+                if maxc == r { h = bc - gc } else if maxc == g { h = 2 + rc - bc } else { h = 4 + gc - rc }
+                h = fmodf(h / 6 + 1, 1)
+                h = h + hs
+                h = h - floorf(h)     // Python-style remainder into [0, 1)
+                let v = maxc
+                let i6f = floorf(h * 6)
+                let fr = h * 6 - i6f
+                let pp = min(1, max(0, v * (1 - s)))
+                let q = min(1, max(0, v * (1 - s * fr)))
+                let t = min(1, max(0, v * (1 - s * (1 - fr))))
+                var k = Int(i6f) % 6
+                if k < 0 { k += 6 }
+                let (ro, go, bo): (Float, Float, Float)
+                switch k {
+                case 0: (ro, go, bo) = (v, t, pp)
+                case 1: (ro, go, bo) = (q, v, pp)
+                case 2: (ro, go, bo) = (pp, v, t)
+                case 3: (ro, go, bo) = (pp, q, v)
+                case 4: (ro, go, bo) = (t, pp, v)
+                default: (ro, go, bo) = (v, pp, q)
+                }
+                p[3 * i] = UInt8(min(255, max(0, ro * 255)))
+                p[3 * i + 1] = UInt8(min(255, max(0, go * 255)))
+                p[3 * i + 2] = UInt8(min(255, max(0, bo * 255)))
+            }
+        }
+    }
+}
+
+/// The training augmentation of the SegFormer ADE20K recipe (MMSegmentation's pipeline), applied on the
+/// fly with an explicit RNG so a seed reproduces it exactly:
+/// 1. random resize: ratio r uniform in `ratioRange`, target scale (⌊long·r⌋, ⌊short·r⌋), keep aspect
+///    (scale factor min(long'/max(h,w), short'/min(h,w)), size ⌊w·f + 0.5⌋ × ⌊h·f + 0.5⌋); the image
+///    with PIL bilinear, the label nearest;
+/// 2. random crop to `cropHeight`×`cropWidth` (smaller images keep their size), retried up to 10 times
+///    while one class covers ≥ `catMaxRatio` of the crop's non-ignored pixels (as mmseg: accepted when
+///    more than one class is present and the largest has ratio < catMaxRatio; else the last crop is kept);
+/// 3. horizontal flip with probability `flipProbability`;
+/// 4. photometric distortion (`ColorJitter`, torchvision semantics), image only;
+/// 5. pad bottom/right to the crop size, image with 0, label with `ignoreIndex`.
+/// Labels stay aligned with the image: every geometric step is applied to both (nearest for labels).
+public struct SegmentationAugmentation: Codable, Equatable, Sendable {
+    public var scaleLong: Int = 2048
+    public var scaleShort: Int = 512
+    public var ratioRange: ClosedRange<Double>? = 0.5...2.0
+    public var cropHeight: Int = 512
+    public var cropWidth: Int = 512
+    public var catMaxRatio: Double = 0.75
+    public var flipProbability: Double = 0.5
+    public var colorJitter: ColorJitter? = ColorJitter()
+    public var ignoreIndex: UInt8 = 255
+
+    public init() {}
+
+    /// The recipe with a given crop size and resize scale.
+    public init(cropSize: Int, scale: (long: Int, short: Int) = (2048, 512), ratioRange: ClosedRange<Double>? = 0.5...2.0,
+                catMaxRatio: Double = 0.75, flipProbability: Double = 0.5, colorJitter: ColorJitter? = ColorJitter()) {
+        self.cropHeight = cropSize
+        self.cropWidth = cropSize
+        self.scaleLong = scale.long
+        self.scaleShort = scale.short
+        self.ratioRange = ratioRange
+        self.catMaxRatio = catMaxRatio
+        self.flipProbability = flipProbability
+        self.colorJitter = colorJitter
+    }
+
+    func validate() throws {
+        guard cropHeight > 0, cropWidth > 0, cropHeight <= 16384, cropWidth <= 16384 else {
+            throw SegFormerError.invalid("augmentation: crop size \(cropHeight)x\(cropWidth) must be in 1…16384")
+        }
+        if let r = ratioRange {
+            guard r.lowerBound > 0, r.upperBound <= 16, scaleLong > 0, scaleShort > 0,
+                  Double(max(scaleLong, scaleShort)) * r.upperBound <= 65536 else {
+                throw SegFormerError.invalid("augmentation: resize scale (\(scaleLong), \(scaleShort)) with ratio \(r) is out of range")
+            }
+        }
+        guard (0...1).contains(flipProbability) else {
+            throw SegFormerError.invalid("augmentation: flip probability \(flipProbability) must be in 0…1")
+        }
+    }
+
+    /// Applies the augmentation to an RGB image and its single-channel label (same size).
+    public func apply(image: Image, label: Image, rng: inout SplitMix64) throws -> (image: Image, label: Image) {
+        try validate()
+        guard image.channels == 3, label.channels == 1, image.width == label.width, image.height == label.height,
+              image.width > 0, image.height > 0 else {
+            throw SegFormerError.invalid("augmentation: need an RGB image and a 1-channel label of the same size, got \(image.width)x\(image.height)x\(image.channels) and \(label.width)x\(label.height)x\(label.channels)")
+        }
+        var img = image, lab = label
+        // 1. Random resize.
+        if let r = ratioRange {
+            let ratio = rng.uniform(r.lowerBound, r.upperBound)
+            let long = Double(Int(Double(scaleLong) * ratio)), short = Double(Int(Double(scaleShort) * ratio))
+            let (w, h) = (Double(img.width), Double(img.height))
+            let f = min(max(long, short) / max(w, h), min(long, short) / min(w, h))
+            let nw = max(1, Int(w * f + 0.5)), nh = max(1, Int(h * f + 0.5))
+            if nw != img.width || nh != img.height {
+                img = try img.resized(width: nw, height: nh, filter: .bilinear)
+                lab = try lab.resized(width: nw, height: nh, filter: .nearest)
+            }
+        }
+        // 2. Random crop with cat_max_ratio.
+        var box = randomBox(width: img.width, height: img.height, rng: &rng)
+        if catMaxRatio < 1 {
+            for _ in 0..<10 {
+                if classRatioAcceptable(lab, box) { break }
+                box = randomBox(width: img.width, height: img.height, rng: &rng)
+            }
+        }
+        img = SegmentationAugmentation.crop(img, box)
+        lab = SegmentationAugmentation.crop(lab, box)
+        // 3. Flip.
+        if flipProbability > 0, rng.nextDouble() < flipProbability {
+            img = SegmentationAugmentation.flipped(img)
+            lab = SegmentationAugmentation.flipped(lab)
+        }
+        // 4. Photometric distortion.
+        if let jitter = colorJitter { try jitter.apply(&img, rng: &rng) }
+        // 5. Pad.
+        img = SegmentationAugmentation.padded(img, width: cropWidth, height: cropHeight, value: 0)
+        lab = SegmentationAugmentation.padded(lab, width: cropWidth, height: cropHeight, value: ignoreIndex)
+        return (img, lab)
+    }
+
+    typealias Box = (x: Int, y: Int, w: Int, h: Int)
+
+    func randomBox(width: Int, height: Int, rng: inout SplitMix64) -> Box {
+        let mh = max(height - cropHeight, 0), mw = max(width - cropWidth, 0)
+        let oy = rng.int(below: mh + 1), ox = rng.int(below: mw + 1)
+        return (ox, oy, min(cropWidth, width), min(cropHeight, height))
+    }
+
+    /// mmseg: more than one (non-ignored) class and the largest covers < catMaxRatio of them.
+    func classRatioAcceptable(_ label: Image, _ b: Box) -> Bool {
+        var counts = [Int](repeating: 0, count: 256)
+        label.pixels.withUnsafeBufferPointer { p in
+            for y in b.y..<(b.y + b.h) {
+                let row = y * label.width
+                for x in b.x..<(b.x + b.w) { counts[Int(p[row + x])] += 1 }
+            }
+        }
+        counts[Int(ignoreIndex)] = 0
+        let present = counts.filter { $0 > 0 }
+        let total = present.reduce(0, +)
+        guard present.count > 1, total > 0 else { return false }
+        return Double(present.max()!) / Double(total) < catMaxRatio
+    }
+
+    static func crop(_ image: Image, _ b: Box) -> Image {
+        if b.x == 0, b.y == 0, b.w == image.width, b.h == image.height { return image }
+        let c = image.channels
+        var out = [UInt8](repeating: 0, count: b.w * b.h * c)
+        image.pixels.withUnsafeBufferPointer { p in
+            out.withUnsafeMutableBufferPointer { o in
+                for y in 0..<b.h {
+                    let src = ((b.y + y) * image.width + b.x) * c
+                    (o.baseAddress! + y * b.w * c).update(from: p.baseAddress! + src, count: b.w * c)
+                }
+            }
+        }
+        return Image(width: b.w, height: b.h, channels: c, pixels: out)
+    }
+
+    static func flipped(_ image: Image) -> Image {
+        var out = image
+        let c = image.channels, w = image.width
+        image.pixels.withUnsafeBufferPointer { p in
+            out.pixels.withUnsafeMutableBufferPointer { o in
+                for y in 0..<image.height {
+                    let row = y * w * c
+                    for x in 0..<w {
+                        for ch in 0..<c { o[row + x * c + ch] = p[row + (w - 1 - x) * c + ch] }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    static func padded(_ image: Image, width: Int, height: Int, value: UInt8) -> Image {
+        if image.width >= width, image.height >= height { return image }
+        let c = image.channels
+        let nw = max(width, image.width), nh = max(height, image.height)
+        var out = [UInt8](repeating: value, count: nw * nh * c)
+        image.pixels.withUnsafeBufferPointer { p in
+            out.withUnsafeMutableBufferPointer { o in
+                for y in 0..<image.height {
+                    (o.baseAddress! + y * nw * c).update(from: p.baseAddress! + y * image.width * c, count: image.width * c)
+                }
+            }
+        }
+        return Image(width: nw, height: nh, channels: c, pixels: out)
+    }
+}

@@ -1,0 +1,547 @@
+import Foundation
+import GraphIR
+
+/// Hyper-parameters of a SegFormer (HuggingFace `SegformerConfig` fields the architecture uses).
+public struct SegformerConfig: Sendable, Equatable {
+    public var numChannels = 3
+    public var hiddenSizes: [Int]
+    public var depths: [Int]
+    public var numAttentionHeads: [Int]
+    public var srRatios: [Int]
+    public var patchSizes: [Int]
+    public var strides: [Int]
+    public var mlpRatios: [Int]
+    public var decoderHiddenSize: Int
+    public var numLabels: Int
+    public var id2label: [Int: String]
+    /// HF's init std (`initializer_range`).
+    public var initializerRange: Float = 0.02
+
+    public init(hiddenSizes: [Int], depths: [Int], numAttentionHeads: [Int] = [1, 2, 5, 8], srRatios: [Int] = [8, 4, 2, 1],
+                patchSizes: [Int] = [7, 3, 3, 3], strides: [Int] = [4, 2, 2, 2], mlpRatios: [Int] = [4, 4, 4, 4],
+                decoderHiddenSize: Int, numLabels: Int, id2label: [Int: String] = [:], numChannels: Int = 3) {
+        self.hiddenSizes = hiddenSizes
+        self.depths = depths
+        self.numAttentionHeads = numAttentionHeads
+        self.srRatios = srRatios
+        self.patchSizes = patchSizes
+        self.strides = strides
+        self.mlpRatios = mlpRatios
+        self.decoderHiddenSize = decoderHiddenSize
+        self.numLabels = numLabels
+        self.id2label = id2label
+        self.numChannels = numChannels
+    }
+
+    /// The MiT variants b0…b5 of the paper / HF hub (nvidia/mit-bN).
+    public static func variant(_ name: String, numLabels: Int = 150, id2label: [Int: String] = [:]) throws -> SegformerConfig {
+        let wide = [64, 128, 320, 512]
+        let (hidden, depths, decoder): ([Int], [Int], Int)
+        switch name.lowercased().replacingOccurrences(of: "mit-", with: "") {
+        case "b0": (hidden, depths, decoder) = ([32, 64, 160, 256], [2, 2, 2, 2], 256)
+        case "b1": (hidden, depths, decoder) = (wide, [2, 2, 2, 2], 256)
+        case "b2": (hidden, depths, decoder) = (wide, [3, 4, 6, 3], 768)
+        case "b3": (hidden, depths, decoder) = (wide, [3, 4, 18, 3], 768)
+        case "b4": (hidden, depths, decoder) = (wide, [3, 8, 27, 3], 768)
+        case "b5": (hidden, depths, decoder) = (wide, [3, 6, 40, 3], 768)
+        default: throw SegFormerError.invalid("unknown SegFormer variant '\(name)' (expected b0…b5)")
+        }
+        return SegformerConfig(hiddenSizes: hidden, depths: depths, decoderHiddenSize: decoder, numLabels: numLabels,
+                               id2label: id2label)
+    }
+
+    public var numStages: Int { hiddenSizes.count }
+
+    func validate() throws {
+        let n = hiddenSizes.count
+        guard n >= 1, n <= 8 else { throw SegFormerError.invalid("SegformerConfig: need 1…8 stages, got \(n)") }
+        for (name, list) in [("depths", depths), ("num_attention_heads", numAttentionHeads), ("sr_ratios", srRatios),
+                             ("patch_sizes", patchSizes), ("strides", strides), ("mlp_ratios", mlpRatios)] {
+            guard list.count == n else {
+                throw SegFormerError.invalid("SegformerConfig: \(name) has \(list.count) entries, hidden_sizes has \(n)")
+            }
+            guard list.allSatisfy({ $0 >= 1 && $0 <= 4096 }) else {
+                throw SegFormerError.invalid("SegformerConfig: \(name) \(list) must be in 1…4096")
+            }
+        }
+        for i in 0..<n where hiddenSizes[i] < 1 || hiddenSizes[i] > 65536 || hiddenSizes[i] % numAttentionHeads[i] != 0 {
+            throw SegFormerError.invalid("SegformerConfig: hidden size \(hiddenSizes[i]) of stage \(i) must be a positive multiple of its \(numAttentionHeads[i]) heads")
+        }
+        guard decoderHiddenSize >= 1, decoderHiddenSize <= 65536 else {
+            throw SegFormerError.invalid("SegformerConfig: decoder_hidden_size \(decoderHiddenSize) out of range")
+        }
+        guard numLabels >= 1, numLabels <= 1 << 20 else {
+            throw SegFormerError.invalid("SegformerConfig: num_labels \(numLabels) out of range")
+        }
+        guard numChannels >= 1, numChannels <= 64 else {
+            throw SegFormerError.invalid("SegformerConfig: num_channels \(numChannels) out of range")
+        }
+    }
+}
+
+/// Builds SegformerForSemanticSegmentation (eval mode, decode-head BatchNorm folded into a biased
+/// `linear_fuse`) natively as an opset-17 graph. Initializers carry HF parameter names
+/// (transformers ≥ 5: `segformer.stages.0.blocks.0.attention.q_proj.weight`); Linear weights are
+/// stored as MatMul right operands [in, out] (the transpose of PyTorch's [out, in]).
+public enum SegformerBuilder {
+    /// Deterministic normal samples (SplitMix64 + Box–Muller); not PyTorch's stream, same distribution.
+    struct Normal {
+        var state: UInt64
+        var spare: Float?
+        init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+        mutating func nextUInt64() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        mutating func uniform() -> Double { (Double(nextUInt64() >> 11) + 0.5) / Double(1 << 53) }
+        mutating func next() -> Float {
+            if let s = spare { spare = nil; return s }
+            let r = (-2 * log(uniform())).squareRoot(), t = 2 * Double.pi * uniform()
+            spare = Float(r * sin(t))
+            return Float(r * cos(t))
+        }
+    }
+
+    /// Emits the graph; parameters are initialised as the installed transformers' `_init_weights` does:
+    /// Linear and Conv weights normal(0, initializer_range), biases 0, LayerNorm weight 1 / bias 0.
+    public static func build(config: SegformerConfig, seed: UInt64 = 0) throws -> Model {
+        try config.validate()
+        var rng = Normal(seed: seed)
+        let input = ValueInfo(name: "pixel_values", type: TensorType(.float, [.symbol("batch"), .known(config.numChannels),
+                                                                                 .symbol("height"), .symbol("width")]))
+        let b = GraphBuilder(graph: Graph(name: "segformer", inputs: [input]), prefix: "")
+        let w = Writer(builder: b, std: config.initializerRange)
+
+        // Encoder.
+        var x = "pixel_values"
+        var inChannels = config.numChannels
+        var features: [(value: String, hw: String, channels: Int)] = []
+        for s in 0..<config.numStages {
+            let c = config.hiddenSizes[s], p = "segformer.stages.\(s)"
+            let k = config.patchSizes[s]
+            let conv = w.conv(x, "\(p).patch_embeddings.proj", inC: inChannels, outC: c, kernel: k, stride: config.strides[s],
+                              pad: k / 2, rng: &rng)
+            // [B, C, H, W] → spatial size [H, W] (kept for the reshapes back to images).
+            let shape = b.add1("Shape", [conv], name: "\(p)/Shape")
+            let hw = b.add1("Slice", [shape, w.int64s([2], "starts"), w.int64s([4], "ends")], name: "\(p)/hw")
+            let toImage = b.add1("Concat", [w.int64s([0, 0], "keep_bc"), hw], attributes: ["axis": .int(0)],
+                                 name: "\(p)/image_shape")
+            var h = w.layerNorm(w.tokens(conv, "\(p).patch_embeddings"), "\(p).patch_embeddings.layer_norm", c)
+            for j in 0..<config.depths[s] {
+                h = w.block(h, "\(p).blocks.\(j)", channels: c, heads: config.numAttentionHeads[s], sr: config.srRatios[s],
+                            mlp: c * config.mlpRatios[s], toImage: toImage, rng: &rng)
+            }
+            h = w.layerNorm(h, "\(p).layer_norm", c)
+            x = w.image(h, toImage, "\(p)")
+            features.append((x, toImage, c))
+            inChannels = c
+        }
+
+        // Decode head: per-stage linear projection, upsample to stage-0 size, concat (last stage first), fuse.
+        let d = config.decoderHiddenSize
+        let firstShape = b.add1("Shape", [features[0].value], name: "decode_head/Shape")
+        let outHW = b.add1("Slice", [firstShape, w.int64s([2], "starts"), w.int64s([4], "ends")],
+                           name: "decode_head/hw")
+        var upsampled: [String] = []
+        for (s, f) in features.enumerated() {
+            let p = "decode_head.linear_projections.\(s).proj"
+            let proj = w.linear(w.tokens(f.value, "decode_head.linear_projections.\(s)"), p, inF: f.channels, outF: d, rng: &rng)
+            var img = w.image(proj, f.hw, "decode_head.linear_projections.\(s)")
+            if s > 0 {
+                let bc = b.add1("Slice", [b.add1("Shape", [img]), w.int64s([0], "starts"), w.int64s([2], "ends")])
+                let sizes = b.add1("Concat", [bc, outHW], attributes: ["axis": .int(0)])
+                img = b.add1("Resize", [img, "", "", sizes],
+                             attributes: ["mode": .string("linear"), "coordinate_transformation_mode": .string("half_pixel")],
+                             name: "decode_head/Resize_\(s)")
+            }
+            upsampled.append(img)
+        }
+        let cat = b.add1("Concat", upsampled.reversed(), attributes: ["axis": .int(1)], name: "decode_head/Concat")
+        let fused = w.conv(cat, "decode_head.linear_fuse", inC: d * config.numStages, outC: d, kernel: 1, stride: 1, pad: 0, rng: &rng)
+        let act = b.add1("Relu", [fused], name: "decode_head/activation")
+        let logits = w.conv(act, "decode_head.classifier", inC: d, outC: config.numLabels, kernel: 1, stride: 1, pad: 0,
+                            rng: &rng, output: "logits")
+        b.addOutput(logits, type: TensorType(.float, [.symbol("batch"), .known(config.numLabels),
+                                                      .symbol("logits_height"), .symbol("logits_width")]))
+
+        var metadata: [String: String] = ["architecture": "SegformerForSemanticSegmentation"]
+        if !config.id2label.isEmpty {
+            metadata["id2label"] = config.id2label.keys.sorted().map { "\($0):\(config.id2label[$0]!)" }.joined(separator: "\n")
+        }
+        return Model(graph: b.graph, opsetImports: ["": 17], metadata: metadata)
+    }
+
+    /// Emits layers; names parameters after HF modules.
+    final class Writer {
+        let builder: GraphBuilder
+        let std: Float
+        private var constants: [String: String] = [:]
+
+        init(builder: GraphBuilder, std: Float) {
+            self.builder = builder
+            self.std = std
+        }
+
+        /// Shared small constants (one initializer per distinct value).
+        func scalar(_ v: Float, _ hint: String) -> String {
+            let key = "f\(v.bitPattern)"
+            if let n = constants[key] { return n }
+            let n = builder.scalar(v, name: hint)
+            constants[key] = n
+            return n
+        }
+
+        func int64s(_ v: [Int], _ hint: String) -> String {
+            let key = "i\(v)"
+            if let n = constants[key] { return n }
+            let n = builder.int64s(v, name: hint)
+            constants[key] = n
+            return n
+        }
+
+        func param(_ name: String, _ t: Tensor) -> String {
+            builder.setParameter(name, t)
+            return name
+        }
+
+        func normal(_ shape: [Int], rng: inout Normal) -> Tensor {
+            let t = Tensor(uninitialized: .float, shape: shape)
+            let p = t.pointer(Float.self)
+            for i in 0..<t.count { p[i] = rng.next() * std }
+            return t
+        }
+
+        func conv(_ x: String, _ name: String, inC: Int, outC: Int, kernel: Int, stride: Int, pad: Int, groups: Int = 1,
+                  rng: inout Normal, output: String? = nil) -> String {
+            let wname = param("\(name).weight", normal([outC, inC / groups, kernel, kernel], rng: &rng))
+            let bname = param("\(name).bias", Tensor(zeros: .float, shape: [outC]))
+            let attrs: [String: Attribute] = ["kernel_shape": .ints([kernel, kernel]), "strides": .ints([stride, stride]),
+                                              "pads": .ints([pad, pad, pad, pad]), "group": .int(groups),
+                                              "dilations": .ints([1, 1])]
+            let nodeName = "/" + name.replacingOccurrences(of: ".", with: "/") + "/Conv"
+            if let output {
+                builder.appendNode(Node(name: nodeName, opType: "Conv", inputs: [x, wname, bname], outputs: [output],
+                                        attributes: attrs))
+                return output
+            }
+            return builder.add1("Conv", [x, wname, bname], attributes: attrs, name: nodeName)
+        }
+
+        func linear(_ x: String, _ name: String, inF: Int, outF: Int, rng: inout Normal) -> String {
+            // PyTorch weight [out, in] drawn in that order, stored transposed as [in, out].
+            let wt = normal([outF, inF], rng: &rng)
+            let stored = Tensor(uninitialized: .float, shape: [inF, outF])
+            let src = wt.pointer(Float.self), dst = stored.pointer(Float.self)
+            for o in 0..<outF { for i in 0..<inF { dst[i * outF + o] = src[o * inF + i] } }
+            let wname = param("\(name).weight", stored)
+            let bname = param("\(name).bias", Tensor(zeros: .float, shape: [outF]))
+            let path = "/" + name.replacingOccurrences(of: ".", with: "/")
+            let mm = builder.add1("MatMul", [x, wname], name: path + "/MatMul")
+            return builder.add1("Add", [mm, bname], name: path + "/Add")
+        }
+
+        func layerNorm(_ x: String, _ name: String, _ c: Int) -> String {
+            let scale = param("\(name).weight", Tensor([Float](repeating: 1, count: c), shape: [c]))
+            let bias = param("\(name).bias", Tensor(zeros: .float, shape: [c]))
+            return builder.add1("LayerNormalization", [x, scale, bias], attributes: ["axis": .int(-1), "epsilon": .float(1e-5)],
+                                name: "/" + name.replacingOccurrences(of: ".", with: "/") + "/LayerNormalization")
+        }
+
+        /// [B, C, H, W] → [B, H·W, C] (flatten(2).transpose(1, 2)).
+        func tokens(_ x: String, _ scope: String) -> String {
+            let path = "/" + scope.replacingOccurrences(of: ".", with: "/")
+            let flat = builder.add1("Reshape", [x, int64s([0, 0, -1], "flatten")], name: path + "/Flatten")
+            return builder.add1("Transpose", [flat], attributes: ["perm": .ints([0, 2, 1])], name: path + "/Transpose")
+        }
+
+        /// [B, H·W, C] → [B, C, H, W] given the Reshape target [0, 0, H, W].
+        func image(_ x: String, _ toImage: String, _ scope: String) -> String {
+            let path = "/" + scope.replacingOccurrences(of: ".", with: "/")
+            let t = builder.add1("Transpose", [x], attributes: ["perm": .ints([0, 2, 1])], name: path + "/ToImageTranspose")
+            return builder.add1("Reshape", [t, toImage], name: path + "/ToImage")
+        }
+
+        /// One SegformerLayer: pre-norm efficient self-attention and Mix-FFN, both residual.
+        func block(_ x: String, _ p: String, channels c: Int, heads: Int, sr: Int, mlp hidden: Int, toImage: String,
+                   rng: inout Normal) -> String {
+            let b = builder, path = "/" + p.replacingOccurrences(of: ".", with: "/")
+            let hd = c / heads
+            let normed = layerNorm(x, "\(p).layernorm_before", c)
+            let a = "\(p).attention"
+            // Draw in HF's module order (q, k, v, o, then the sequence reduction); the stream is not
+            // PyTorch's, so this only keeps the seed → weights mapping stable and readable.
+            let q = linear(normed, "\(a).q_proj", inF: c, outF: c, rng: &rng)
+            var kvIn = normed
+            let kW = normal([c, c], rng: &rng), vW = normal([c, c], rng: &rng), oW = normal([c, c], rng: &rng)
+            if sr > 1 {
+                let img = image(normed, toImage, "\(a).sequence_reduction")
+                let red = conv(img, "\(a).sequence_reduction.sequence_reduction", inC: c, outC: c, kernel: sr, stride: sr,
+                               pad: 0, rng: &rng)
+                kvIn = layerNorm(tokens(red, "\(a).sequence_reduction"), "\(a).sequence_reduction.layer_norm", c)
+            }
+            let k = linear(kvIn, "\(a).k_proj", weight: kW, inF: c, outF: c)
+            let v = linear(kvIn, "\(a).v_proj", weight: vW, inF: c, outF: c)
+            let headsShape = int64s([0, 0, heads, hd], "heads_shape")
+            let qh = b.add1("Transpose", [b.add1("Reshape", [q, headsShape])], attributes: ["perm": .ints([0, 2, 1, 3])])
+            let kt = b.add1("Transpose", [b.add1("Reshape", [k, headsShape])], attributes: ["perm": .ints([0, 2, 3, 1])])
+            let vh = b.add1("Transpose", [b.add1("Reshape", [v, headsShape])], attributes: ["perm": .ints([0, 2, 1, 3])])
+            let scores = b.add1("Mul", [b.add1("MatMul", [qh, kt], name: path + "/attention/MatMul"),
+                                        scalar(Float(1 / Double(hd).squareRoot()), "scaling")])
+            let probs = b.add1("Softmax", [scores], attributes: ["axis": .int(-1)], name: path + "/attention/Softmax")
+            let ctx = b.add1("MatMul", [probs, vh], name: path + "/attention/MatMul_1")
+            let merged = b.add1("Reshape", [b.add1("Transpose", [ctx], attributes: ["perm": .ints([0, 2, 1, 3])]),
+                                            int64s([0, 0, c], "merge_shape")])
+            let attn = linear(merged, "\(a).o_proj", weight: oW, inF: c, outF: c)
+            let h1 = b.add1("Add", [attn, x], name: path + "/Add")
+
+            let normed2 = layerNorm(h1, "\(p).layernorm_after", c)
+            let fc1 = linear(normed2, "\(p).mlp.fc1", inF: c, outF: hidden, rng: &rng)
+            let dw = conv(image(fc1, toImage, "\(p).mlp.dwconv"), "\(p).mlp.dwconv.dwconv", inC: hidden, outC: hidden,
+                          kernel: 3, stride: 1, pad: 1, groups: hidden, rng: &rng)
+            let g = gelu(tokens(dw, "\(p).mlp.dwconv"), "\(p).mlp")
+            let fc2 = linear(g, "\(p).mlp.fc2", inF: hidden, outF: c, rng: &rng)
+            return b.add1("Add", [fc2, h1], name: path + "/Add_1")
+        }
+
+        /// Linear with a weight already drawn ([out, in] PyTorch layout).
+        func linear(_ x: String, _ name: String, weight wt: Tensor, inF: Int, outF: Int) -> String {
+            let stored = Tensor(uninitialized: .float, shape: [inF, outF])
+            let src = wt.pointer(Float.self), dst = stored.pointer(Float.self)
+            for o in 0..<outF { for i in 0..<inF { dst[i * outF + o] = src[o * inF + i] } }
+            let wname = param("\(name).weight", stored)
+            let bname = param("\(name).bias", Tensor(zeros: .float, shape: [outF]))
+            let path = "/" + name.replacingOccurrences(of: ".", with: "/")
+            let mm = builder.add1("MatMul", [x, wname], name: path + "/MatMul")
+            return builder.add1("Add", [mm, bname], name: path + "/Add")
+        }
+
+        /// Exact GELU as PyTorch exports it: x · 0.5 · (1 + erf(x / √2)).
+        func gelu(_ x: String, _ scope: String) -> String {
+            let b = builder, path = "/" + scope.replacingOccurrences(of: ".", with: "/") + "/act"
+            let e = b.add1("Erf", [b.add1("Div", [x, scalar(Float(2).squareRoot(), "sqrt2")], name: path + "/Div")],
+                           name: path + "/Erf")
+            let one = b.add1("Add", [e, scalar(1, "one")], name: path + "/Add")
+            return b.add1("Mul", [b.add1("Mul", [x, one], name: path + "/Mul"), scalar(0.5, "half")],
+                          name: path + "/Mul_1")
+        }
+    }
+}
+
+extension GraphBuilder {
+    /// Adds an initializer under an exact name (parameters keep their HF names).
+    func setParameter(_ name: String, _ tensor: Tensor) {
+        var g = graph
+        g.setInitializer(name, tensor)
+        replaceGraph(g)
+    }
+
+    func appendNode(_ node: Node) {
+        var g = graph
+        g.nodes.append(node)
+        replaceGraph(g)
+    }
+}
+
+// MARK: - Loading pretrained weights
+
+extension SegformerBuilder {
+    /// Copies the encoder (`segformer.*` parameters) of an ONNX export of SegformerForImageClassification
+    /// or SegformerForSemanticSegmentation (e.g. nvidia/mit-b0) into a built model. Returns how many
+    /// tensors were filled; throws, naming the tensor, when the encoder does not fit the variant.
+    @discardableResult
+    public static func loadEncoder(from source: Model, into target: inout Model) throws -> Int {
+        try loadParameters(from: source, into: &target, scopes: ["segformer."])
+    }
+
+    /// Copies every parameter under `scopes` (HF module-path prefixes) from `source` into `target`. Every
+    /// target parameter in scope must be found with the same shape, and every source parameter in scope
+    /// must exist in the target.
+    ///
+    /// Source names are recognised as exporters write them: initializers named by module path
+    /// (`m.segformer.stages.0.…weight`, any wrapper prefix), Linear weights as anonymous MatMul operands
+    /// (`onnx::MatMul_123`, matched by the consuming node's name `/m/segformer/…/q_proj/MatMul`), Identity
+    /// aliases of merged initializers, and the transformers < 5 names (`segformer.encoder.block.0.0.
+    /// attention.self.query`, …), translated to today's.
+    @discardableResult
+    public static func loadParameters(from source: Model, into target: inout Model, scopes: [String]) throws -> Int {
+        let found = try sourceParameters(source.graph, scopes: scopes)
+        let wanted = target.graph.initializers.keys.filter { n in scopes.contains { n.hasPrefix($0) } }.sorted()
+        guard !wanted.isEmpty else { throw SegFormerError.invalid("target model has no parameters under \(scopes)") }
+        guard !found.isEmpty else {
+            throw SegFormerError.invalid("source model has no parameters under \(scopes) (is it a SegFormer export?)")
+        }
+        var missing: [String] = []
+        var filled: [(String, Tensor)] = []
+        for name in wanted {
+            let have = target.graph.initializers[name]!
+            guard let src = found[name] else { missing.append(name); continue }
+            var t = src.tensor
+            if t.shape != have.shape, src.layoutUnknown, t.shape.count == 2, t.shape.reversed() == have.shape {
+                t = transposed2D(t)
+            }
+            guard t.shape == have.shape else {
+                throw SegFormerError.invalid("pretrained weights do not fit this model: '\(name)' has shape \(t.shape) in the source, \(have.shape) here")
+            }
+            guard t.dataType == .float else {
+                throw SegFormerError.unsupported("pretrained weight '\(name)' has element type \(t.dataType), expected float")
+            }
+            filled.append((name, t))
+        }
+        guard missing.isEmpty else {
+            throw SegFormerError.invalid("pretrained weights do not fit this model: \(missing.count) of \(wanted.count) parameters missing in the source, e.g. \(missing.prefix(3).joined(separator: ", "))")
+        }
+        let extra = found.keys.filter { target.graph.initializers[$0] == nil }.sorted()
+        guard extra.isEmpty else {
+            throw SegFormerError.invalid("pretrained weights do not fit this model: the source has \(extra.count) parameters this variant lacks, e.g. \(extra.prefix(3).joined(separator: ", "))")
+        }
+        for (name, t) in filled { target.graph.setInitializer(name, t) }
+        return filled.count
+    }
+
+    struct SourceParameter {
+        var tensor: Tensor
+        /// True when nothing says whether a 2-D weight is PyTorch's [out, in] or the MatMul [in, out].
+        var layoutUnknown: Bool
+    }
+
+    /// HF parameter name (today's naming) → tensor, for every parameter under `scopes` found in `graph`.
+    static func sourceParameters(_ graph: Graph, scopes: [String]) throws -> [String: SourceParameter] {
+        // Follow Identity chains back to initializers (exporters tie equal initializers that way).
+        var alias: [String: String] = [:]
+        for n in graph.nodes where n.opType == "Identity" && n.inputs.count == 1 && n.outputs.count == 1 {
+            alias[n.outputs[0]] = n.inputs[0]
+        }
+        func resolve(_ v: String) -> String? {
+            var v = v, steps = 0
+            while graph.initializers[v] == nil, let a = alias[v], steps < 64 { v = a; steps += 1 }
+            return graph.initializers[v] == nil ? nil : v
+        }
+        var out: [String: SourceParameter] = [:]
+        func record(_ path: String, _ tensor: Tensor, layoutUnknown: Bool) throws {
+            // Only module parameters (`….weight`, `….bias`), not exporter-made names such as `…weight_bias`.
+            guard let key = parameterKey(path, scopes: scopes), key.hasSuffix(".weight") || key.hasSuffix(".bias") else { return }
+            if let prev = out[key], !(prev.tensor.shape == tensor.shape && prev.tensor.bitwiseEqual(tensor)) {
+                throw SegFormerError.invalid("source model has two different tensors for parameter '\(key)'")
+            }
+            out[key] = SourceParameter(tensor: tensor, layoutUnknown: layoutUnknown)
+        }
+        // Values named by module path: initializers and Identity outputs.
+        for (name, t) in graph.initializers where t.dataType.isFloatingPoint {
+            try record(name, t, layoutUnknown: t.shape.count == 2 && !consumedAsMatMulWeight(name, graph))
+        }
+        for (out, _) in alias { if let src = resolve(out) {
+            let t = graph.initializers[src]!
+            if t.dataType.isFloatingPoint { try record(out, t, layoutUnknown: t.shape.count == 2) }
+        } }
+        // Linear weights: the right operand of a MatMul named after its module (TorchScript), or else
+        // named after the bias the MatMul's output is added to (dynamo names nodes `node_MatMul_6`).
+        var consumers: [String: [Int]] = [:]
+        for (i, n) in graph.nodes.enumerated() { for v in n.inputs { consumers[v, default: []].append(i) } }
+        for n in graph.nodes where n.opType == "MatMul" && n.inputs.count == 2 && n.outputs.count == 1 {
+            guard let src = resolve(n.inputs[1]), let t = graph.initializers[src], t.dataType.isFloatingPoint,
+                  t.shape.count == 2 else { continue }
+            var path = n.name.replacingOccurrences(of: "/", with: ".")
+            while path.hasPrefix(".") { path.removeFirst() }
+            if path.hasSuffix(".MatMul"), parameterKey(path, scopes: scopes) != nil {
+                path.removeLast(".MatMul".count)
+                try record(path + ".weight", t, layoutUnknown: false)
+                continue
+            }
+            for c in consumers[n.outputs[0]] ?? [] where graph.nodes[c].opType == "Add" {
+                let add = graph.nodes[c]
+                guard let other = add.inputs.first(where: { $0 != n.outputs[0] }), let bias = resolve(other) else { continue }
+                // The bias's own name, or the Identity output that names it.
+                let biasName = [other, bias].first { parameterKey($0, scopes: scopes)?.hasSuffix(".bias") == true }
+                if let biasName {
+                    try record(String(biasName.dropLast(".bias".count)) + ".weight", t, layoutUnknown: false)
+                }
+            }
+        }
+        // Conv weights and biases folded by the exporter (`onnx::Conv_1775`, dynamo's `…weight_bias`):
+        // named after the Conv node (TorchScript) or after the Conv's named weight.
+        for n in graph.nodes where n.opType == "Conv" && n.inputs.count >= 2 {
+            var path = n.name.replacingOccurrences(of: "/", with: ".")
+            while path.hasPrefix(".") { path.removeFirst() }
+            var module: String?
+            if path.hasSuffix(".Conv"), parameterKey(path, scopes: scopes) != nil {
+                module = String(path.dropLast(".Conv".count))
+            } else if let k = parameterKey(n.inputs[1], scopes: scopes), k.hasSuffix(".weight") {
+                module = String(k.dropLast(".weight".count))
+            }
+            guard let module else { continue }
+            for (i, suffix) in [(1, ".weight"), (2, ".bias")] where i < n.inputs.count {
+                if let src = resolve(n.inputs[i]), let t = graph.initializers[src], t.dataType.isFloatingPoint {
+                    try record(module + suffix, t, layoutUnknown: false)
+                }
+            }
+        }
+        return out
+    }
+
+    static func consumedAsMatMulWeight(_ name: String, _ graph: Graph) -> Bool {
+        graph.nodes.contains { $0.opType == "MatMul" && $0.inputs.count == 2 && $0.inputs[1] == name }
+    }
+
+    /// The HF parameter name inside a module path with any wrapper prefix (`m.segformer.…` → `segformer.…`),
+    /// translated from transformers < 5 naming; nil outside `scopes`.
+    static func parameterKey(_ path: String, scopes: [String]) -> String? {
+        var start: String.Index?
+        for scope in scopes {
+            var search = path.startIndex..<path.endIndex
+            while let r = path.range(of: scope, range: search) {
+                if r.lowerBound == path.startIndex || path[path.index(before: r.lowerBound)] == "." {
+                    if start == nil || r.lowerBound < start! { start = r.lowerBound }
+                    break
+                }
+                search = r.upperBound..<path.endIndex
+            }
+        }
+        let key = start.map { String(path[$0...]) }
+        guard let k = key else { return nil }
+        let translated = translateLegacyName(k)
+        return scopes.contains { translated.hasPrefix($0) } ? translated : nil
+    }
+
+    /// transformers < 5 module names → today's.
+    static func translateLegacyName(_ name: String) -> String {
+        var parts = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count >= 3, parts[0] == "segformer", parts[1] == "encoder" else { return name }
+        // segformer.encoder.patch_embeddings.{i}.X → segformer.stages.{i}.patch_embeddings.X
+        // segformer.encoder.block.{i}.{j}.X        → segformer.stages.{i}.blocks.{j}.X
+        // segformer.encoder.layer_norm.{i}.X       → segformer.stages.{i}.layer_norm.X
+        switch parts[2] {
+        case "patch_embeddings" where parts.count >= 4:
+            parts = ["segformer", "stages", parts[3], "patch_embeddings"] + parts[4...]
+        case "layer_norm" where parts.count >= 4:
+            parts = ["segformer", "stages", parts[3], "layer_norm"] + parts[4...]
+        case "block" where parts.count >= 5:
+            var rest = Array(parts[5...]).joined(separator: ".")
+            let renames = [("layer_norm_1.", "layernorm_before."), ("layer_norm_2.", "layernorm_after."),
+                           ("attention.self.query.", "attention.q_proj."), ("attention.self.key.", "attention.k_proj."),
+                           ("attention.self.value.", "attention.v_proj."),
+                           ("attention.self.sr.", "attention.sequence_reduction.sequence_reduction."),
+                           ("attention.self.layer_norm.", "attention.sequence_reduction.layer_norm."),
+                           ("attention.output.dense.", "attention.o_proj."), ("mlp.dense1.", "mlp.fc1."),
+                           ("mlp.dense2.", "mlp.fc2.")]
+            for (old, new) in renames where rest.hasPrefix(old) {
+                rest = new + rest.dropFirst(old.count)
+                break
+            }
+            return "segformer.stages.\(parts[3]).blocks.\(parts[4]).\(rest)"
+        default:
+            return name
+        }
+        return parts.joined(separator: ".")
+    }
+
+    static func transposed2D(_ t: Tensor) -> Tensor {
+        let r = t.shape[0], c = t.shape[1]
+        let out = Tensor(uninitialized: .float, shape: [c, r])
+        let s = t.pointer(Float.self), d = out.pointer(Float.self)
+        for i in 0..<r { for j in 0..<c { d[j * r + i] = s[i * c + j] } }
+        return out
+    }
+}

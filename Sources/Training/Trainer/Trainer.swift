@@ -1,0 +1,255 @@
+import Foundation
+import GraphIR
+import Runtime
+
+/// Settings of a fine-tuning run (defaults follow HF's semantic-segmentation guide and the SegFormer
+/// paper where they agree).
+public struct TrainerOptions: Sendable {
+    /// Optimizer steps to take (after gradient accumulation). Either this or `epochs`.
+    public var maxSteps: Int?
+    public var epochs: Int?
+    public var gradientAccumulation = 1
+    public var learningRate = 6e-5
+    public var schedule: ScheduleKind = .poly
+    public var warmupSteps = 0
+    public var weightDecay = 0.01
+    /// The paper trains the decode head at 10× the learning rate.
+    public var headLearningRateMultiplier = 10.0
+    /// No weight decay on norm and position-block parameters (NVlabs recipe).
+    public var noDecayOnNorms = true
+    /// Evaluate (and keep the best model) every N steps; nil: at the end of every epoch.
+    public var evaluateEvery: Int?
+    /// Write a resumable checkpoint every N steps (and at the end).
+    public var checkpointEvery = 50
+    public var outputDirectory: String
+    public var logJSONPath: String?
+    public var resume = false
+    public var threads: Int?
+    public var ignoreIndex = 255
+
+    public enum ScheduleKind: String, Sendable, CaseIterable { case constant, linear, poly }
+
+    public init(outputDirectory: String) { self.outputDirectory = outputDirectory }
+}
+
+/// One line of the training log (also written as a JSON object per optimizer step).
+public struct TrainingLogEntry: Codable, Sendable {
+    public var step: Int
+    public var epoch: Int
+    public var loss: Double
+    public var lr: Double
+    public var imagesPerSecond: Double
+    public var elapsedSeconds: Double
+    public var mIoU: Double?
+}
+
+/// Fine-tunes a SegFormer ONNX graph: batches from a `SegmentationDataLoader`, HF loss, autodiff,
+/// AdamW with warm-up + linear/poly schedule and a head learning-rate multiplier, periodic evaluation
+/// keeping the best model by validation mIoU, JSON-lines log, atomic checkpoints and exact resume.
+public final class Trainer {
+    public let training: TrainingSession
+    public let loader: SegmentationDataLoader
+    public let validation: SegmentationDataset?
+    public let evaluator: SegmentationEvaluator?
+    public let options: TrainerOptions
+    public let optimizer: AdamW
+    public private(set) var step = 0
+    public private(set) var bestMIoU: Double?
+    /// Called with human-readable progress (a progress bar on terminals is the CLI's business).
+    public var onLog: (TrainingLogEntry, String) -> Void = { _, line in print(line) }
+
+    public var totalSteps: Int {
+        if let s = options.maxSteps { return s }
+        let perEpoch = max(1, loader.batchesPerEpoch / max(1, options.gradientAccumulation))
+        return perEpoch * (options.epochs ?? 1)
+    }
+
+    var checkpointPath: String { options.outputDirectory + "/checkpoint" }
+
+    public init(model: Model, loader: SegmentationDataLoader, validation: SegmentationDataset?,
+                evaluator: SegmentationEvaluator?, options: TrainerOptions) throws {
+        guard options.maxSteps != nil || options.epochs != nil else {
+            throw SegFormerError.invalid("training needs --max-steps or --epochs")
+        }
+        guard options.gradientAccumulation >= 1 else { throw SegFormerError.invalid("gradient accumulation must be ≥ 1") }
+        self.options = options
+        self.loader = loader
+        self.validation = validation
+        self.evaluator = evaluator
+        training = try TrainingSession(model: model, options: TrainingOptions(ignoreIndex: options.ignoreIndex,
+                                                                              threads: options.threads))
+        // Parameter groups: decode head at a higher rate; no decay on norms / position blocks.
+        let consumers = Trainer.consumerNodes(training.model.graph)
+        var head: [String] = [], noDecay: [String] = [], headNoDecay: [String] = []
+        for name in training.parameterNames {
+            let where_ = (consumers[name] ?? "") + " " + name
+            let isHead = where_.contains("decode_head")
+            let isNorm = options.noDecayOnNorms && (where_.lowercased().contains("norm") || where_.contains("pos_block"))
+            switch (isHead, isNorm) {
+            case (true, true): headNoDecay.append(name)
+            case (true, false): head.append(name)
+            case (false, true): noDecay.append(name)
+            default: break
+            }
+        }
+        let m = options.headLearningRateMultiplier
+        optimizer = AdamW(weightDecay: options.weightDecay, groups: [
+            ParameterGroup(names: head, learningRateMultiplier: m),
+            ParameterGroup(names: noDecay, weightDecay: 0),
+            ParameterGroup(names: headNoDecay, learningRateMultiplier: m, weightDecay: 0),
+        ])
+    }
+
+    /// Names of the nodes reading each initializer (export node names keep module paths, which is how
+    /// transposed MatMul weights named `onnx::MatMul_…` are recognised as decode-head weights).
+    static func consumerNodes(_ g: Graph) -> [String: String] {
+        var out: [String: String] = [:]
+        for n in g.nodes { for i in n.inputs where g.initializers[i] != nil && out[i] == nil { out[i] = n.name } }
+        return out
+    }
+
+    public var schedule: LRSchedule {
+        switch options.schedule {
+        case .constant: return options.warmupSteps > 0 ? .constantWithWarmup(warmup: options.warmupSteps) : .constant
+        case .linear: return .linear(warmup: options.warmupSteps, total: totalSteps)
+        case .poly: return .polynomial(warmup: options.warmupSteps, total: totalSteps, power: 1, endRate: 0)
+        }
+    }
+
+    // MARK: checkpoints
+
+    func saveCheckpoint() throws {
+        var pipeline: [String: [UInt64]] = ["loader": loader.state.words]
+        if let best = bestMIoU { pipeline["best_miou_bits"] = [best.bitPattern] }
+        let ck = Checkpoint(step: step, parameters: training.parameters, optimizer: optimizer.state,
+                            pipelineState: pipeline, metadata: ["format": "segformer-swift trainer"])
+        try ck.write(to: checkpointPath)
+    }
+
+    /// Restores parameters, optimizer, step, best mIoU and the loader position from the checkpoint.
+    public func resumeFromCheckpoint() throws -> Bool {
+        guard FileManager.default.fileExists(atPath: checkpointPath + "/state.json")
+                || FileManager.default.fileExists(atPath: checkpointPath + ".old/state.json") else { return false }
+        let ck = try Checkpoint.read(from: checkpointPath)
+        for (name, value) in ck.parameters {
+            guard let p = training.parameters[name], p.shape == value.shape else {
+                throw SegFormerError.invalid("checkpoint parameter '\(name)' does not fit this model")
+            }
+            p.storage.pointer.copyMemory(from: value.storage.pointer, byteCount: p.byteCount)
+        }
+        optimizer.state = ck.optimizer
+        step = ck.step
+        if let words = ck.pipelineState["loader"] { try loader.restore(try DataLoaderState(words: words)) }
+        if let b = ck.pipelineState["best_miou_bits"]?.first { bestMIoU = Double(bitPattern: b) }
+        return true
+    }
+
+    // MARK: running
+
+    /// Trains to `totalSteps`; returns the last log entry.
+    @discardableResult
+    public func run() throws -> TrainingLogEntry? {
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: options.outputDirectory, withIntermediateDirectories: true)
+        if options.resume, try resumeFromCheckpoint() {
+            onLog(TrainingLogEntry(step: step, epoch: loader.state.epoch, loss: .nan, lr: 0, imagesPerSecond: 0,
+                                   elapsedSeconds: 0, mIoU: bestMIoU), "resumed from \(checkpointPath) at step \(step)")
+        }
+        var logHandle: FileHandle?
+        if let path = options.logJSONPath {
+            if !fm.fileExists(atPath: path) || !options.resume { fm.createFile(atPath: path, contents: nil) }
+            logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            try logHandle?.seekToEnd()
+        }
+        defer { try? logHandle?.close() }
+        let started = Benchmark.now()
+        var last: TrainingLogEntry?
+        let total = totalSteps
+        while step < total {
+            let t0 = Benchmark.now()
+            var summed: [String: Tensor] = [:]
+            var lossSum = 0.0, images = 0
+            var micro = 0
+            while micro < options.gradientAccumulation {
+                guard let batch = try loader.next() else { continue }   // epoch boundary
+                let (loss, grads) = try training.lossAndGradients(pixelValues: batch.pixelValues, labels: batch.labels)
+                guard loss.isFinite else {
+                    throw SegFormerError.invalid("step \(step + 1): the loss is \(loss) (samples \(batch.indices))")
+                }
+                if let bad = training.firstNonFinite(grads) {
+                    throw SegFormerError.invalid("step \(step + 1): the gradient of '\(bad)' holds NaN or Inf")
+                }
+                Trainer.accumulate(&summed, grads, scale: 1 / Float(options.gradientAccumulation))
+                lossSum += Double(loss)
+                images += batch.pixelValues.shape[0]
+                micro += 1
+            }
+            let lr = schedule.rate(at: step, base: options.learningRate)
+            try optimizer.update(parameters: training.parameters, gradients: summed, learningRate: lr)
+            step += 1
+            let dt = (Benchmark.now() - t0) / 1000
+            var entry = TrainingLogEntry(step: step, epoch: loader.state.epoch, loss: lossSum / Double(options.gradientAccumulation),
+                                         lr: lr, imagesPerSecond: Double(images) / max(dt, 1e-9),
+                                         elapsedSeconds: (Benchmark.now() - started) / 1000, mIoU: nil)
+            let evaluateNow = validation != nil && (options.evaluateEvery.map { step % $0 == 0 } ?? (step % max(1, loader.batchesPerEpoch / options.gradientAccumulation) == 0))
+            if evaluateNow || (step == total && validation != nil) {
+                entry.mIoU = try evaluateAndKeepBest()
+            }
+            if let h = logHandle {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                var data = try encoder.encode(entry)
+                data.append(0x0A)
+                try h.write(contentsOf: data)
+            }
+            let eta = (entry.elapsedSeconds / Double(max(1, step))) * Double(total - step)
+            var line = String(format: "step %d/%d  epoch %d  loss %.4f  lr %.3g  %.2f img/s  ETA %@",
+                              step, total, entry.epoch, entry.loss, lr, entry.imagesPerSecond, Trainer.duration(eta) as NSString)
+            if let m = entry.mIoU { line += String(format: "  val mIoU %.4f", m) }
+            onLog(entry, line)
+            last = entry
+            if step % options.checkpointEvery == 0 || step == total { try saveCheckpoint() }
+        }
+        // The final model: the best by validation mIoU when validating, else the last.
+        let modelPath = options.outputDirectory + "/model.onnx"
+        if validation == nil || !fm.fileExists(atPath: modelPath) {
+            try ONNXExporter.write(training.updatedModel(), to: modelPath)
+        }
+        try ONNXExporter.write(training.updatedModel(), to: options.outputDirectory + "/last.onnx")
+        return last
+    }
+
+    /// Evaluates the current parameters; writes `model.onnx` when the mIoU is the best so far.
+    func evaluateAndKeepBest() throws -> Double? {
+        guard let validation, let evaluator else { return nil }
+        let session = try InferenceSession(model: training.updatedModel(), options: SessionOptions(threads: options.threads))
+        let result = try evaluator.evaluate(session: session, dataset: validation)
+        let m = result.meanIoU
+        if bestMIoU == nil || m > bestMIoU! {
+            bestMIoU = m
+            try ONNXExporter.write(training.updatedModel(), to: options.outputDirectory + "/model.onnx")
+        }
+        return m
+    }
+
+    static func accumulate(_ sum: inout [String: Tensor], _ grads: [String: Tensor], scale: Float) {
+        for (name, g) in grads {
+            let src = g.pointer(Float.self)
+            if let s = sum[name] {
+                let dst = s.pointer(Float.self)
+                for i in 0..<g.count { dst[i] += src[i] * scale }
+            } else {
+                let s = Tensor(uninitialized: .float, shape: g.shape)
+                let dst = s.pointer(Float.self)
+                for i in 0..<g.count { dst[i] = src[i] * scale }
+                sum[name] = s
+            }
+        }
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        guard seconds.isFinite else { return "?" }
+        let s = Int(seconds.rounded())
+        return s >= 3600 ? String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) : String(format: "%dm%02ds", s / 60, s % 60)
+    }
+}
