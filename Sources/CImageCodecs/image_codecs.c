@@ -457,3 +457,53 @@ int ic_write_png_file(const char *path, const unsigned char *pixels, int width, 
     }
     return 0;
 }
+
+// ---- JPEG encoding (libjpeg-turbo) -------------------------------------------------------------
+
+int ic_encode_jpeg(const unsigned char *pixels, int width, int height, int channels, int quality,
+                   unsigned char **jpeg, size_t *jpeg_size, char *err, size_t errlen) {
+    *jpeg = NULL;
+    *jpeg_size = 0;
+    if (width <= 0 || height <= 0 || (channels != 1 && channels != 3)) {
+        set_err(err, errlen, "cannot encode a %dx%d image with %d channels as JPEG", width, height, channels);
+        return -1;
+    }
+    if (check_size((unsigned long)width, (unsigned long)height, err, errlen) != 0) return -1;
+    struct jpeg_compress_struct cinfo;
+    jpeg_err_ctx ctx;
+    unsigned char *buffer = NULL;
+    unsigned long size = 0;
+    cinfo.err = jpeg_std_error(&ctx.pub);
+    ctx.pub.error_exit = jpeg_error_exit_cb;
+    ctx.pub.output_message = jpeg_output_message_cb;
+    ctx.message[0] = 0;
+    if (setjmp(ctx.jump)) {
+        jpeg_destroy_compress(&cinfo);
+        free(buffer);
+        set_err(err, errlen, "JPEG encoding failed: %s", ctx.message);
+        return -1;
+    }
+    jpeg_create_compress(&cinfo);
+    jpeg_mem_dest(&cinfo, &buffer, &size);
+    cinfo.image_width = (JDIMENSION)width;
+    cinfo.image_height = (JDIMENSION)height;
+    cinfo.input_components = channels;
+    cinfo.in_color_space = channels == 3 ? JCS_RGB : JCS_GRAYSCALE;
+    jpeg_set_defaults(&cinfo);
+    jpeg_set_quality(&cinfo, quality < 1 ? 1 : (quality > 100 ? 100 : quality), TRUE);
+    // 4:4:4: no chroma subsampling, so thin coloured structures (lane markings, windows) keep their colour.
+    for (int c = 0; c < cinfo.num_components; c++) {
+        cinfo.comp_info[c].h_samp_factor = 1;
+        cinfo.comp_info[c].v_samp_factor = 1;
+    }
+    jpeg_start_compress(&cinfo, TRUE);
+    while (cinfo.next_scanline < cinfo.image_height) {
+        JSAMPROW row = (JSAMPROW)(pixels + (size_t)cinfo.next_scanline * (size_t)width * (size_t)channels);
+        jpeg_write_scanlines(&cinfo, &row, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    jpeg_destroy_compress(&cinfo);
+    *jpeg = buffer;
+    *jpeg_size = (size_t)size;
+    return 0;
+}

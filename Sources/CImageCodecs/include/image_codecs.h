@@ -55,6 +55,11 @@ int ic_sniff(const unsigned char *data, size_t size);
 /// with ic_free), or -1 with a message in `err` (always NUL-terminated when errlen > 0).
 int ic_decode(const unsigned char *data, size_t size, int mode, ic_image *out, char *err, size_t errlen);
 
+/// Encodes 8-bit grey (channels 1) or RGB (channels 3) pixels as a baseline JPEG (libjpeg-turbo, quality
+/// 1…100) in memory. Returns 0 with a malloc'd buffer in `*jpeg` (free with ic_free), or -1 with a message.
+int ic_encode_jpeg(const unsigned char *pixels, int width, int height, int channels, int quality,
+                   unsigned char **jpeg, size_t *jpeg_size, char *err, size_t errlen);
+
 /// Encodes 8-bit grey (channels 1) or RGB (channels 3) pixels as a PNG in memory. Returns 0 on success
 /// with a malloc'd buffer in `*png` (free with ic_free) of `*png_size` bytes, or -1 with a message.
 int ic_encode_png(const unsigned char *pixels, int width, int height, int channels,

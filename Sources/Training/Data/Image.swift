@@ -118,6 +118,24 @@ public struct Image: Equatable, Sendable {
         return Data(bytes: buf, count: size)
     }
 
+    /// Baseline JPEG bytes of this image (1- or 3-channel), encoded by libjpeg-turbo.
+    public func jpegData(quality: Int = 92) throws -> Data {
+        guard channels == 1 || channels == 3 else {
+            throw SegFormerError.unsupported("JPEG encoding of a \(channels)-channel image")
+        }
+        var out: UnsafeMutablePointer<UInt8>?
+        var size = 0
+        var err = [CChar](repeating: 0, count: 512)
+        let rc = pixels.withUnsafeBufferPointer { px in
+            ic_encode_jpeg(px.baseAddress, Int32(width), Int32(height), Int32(channels), Int32(quality), &out, &size, &err, err.count)
+        }
+        guard rc == 0, let buf = out else {
+            throw SegFormerError.invalid(String(cString: err))
+        }
+        defer { ic_free(buf) }
+        return Data(bytes: buf, count: size)
+    }
+
     /// Writes a PNG atomically: to a temporary file in the same folder, then renamed over `path`.
     public func writePNG(to path: String) throws {
         let data = try pngData()

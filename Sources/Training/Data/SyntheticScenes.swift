@@ -11,7 +11,7 @@ import GraphIR
 /// FOLDER/config.json                                 HF-style id2label / label2id (see `labels`)
 /// ```
 ///
-/// JPEG images come from the small Swift encoder in JPEGEncoder.swift (CImageCodecs only encodes PNG);
+/// JPEG images are encoded by libjpeg-turbo (through CImageCodecs);
 /// `imageFormat: .png` writes lossless PNG images instead (then `images/…/NAME.png`).
 ///
 /// Scenes are landscapes / street views: a sky (gradient + cloud noise), optional mountains, grass ground,
@@ -188,7 +188,7 @@ public enum SyntheticScenes {
                     switch imageFormat {
                     case .png: try scene.image.writePNG(to: imagePath)
                     case .jpeg:
-                        let data = try JPEGEncoder.encode(scene.image, quality: 92)
+                        let data = try scene.image.jpegData(quality: 92)
                         do { try data.write(to: URL(fileURLWithPath: imagePath), options: .atomic) } catch {
                             throw SegFormerError.io("cannot write image \(imagePath): \(error.localizedDescription)")
                         }
