@@ -28,6 +28,9 @@ public final class SegmentationDataset: @unchecked Sendable {
     /// Largest valid label value other than 255, or nil for no validation.
     public var maxLabel: Int?
     public var skipBadSamples: Bool
+    /// Maps raw mask values to training classes (256 entries) right after decoding, e.g. a dataset's
+    /// own ids onto a compact label set (`SyntheticScenes.trainingLookup`); nil keeps the raw values.
+    public var labelLookup: [UInt8]?
     /// Class names, when loaded (`loadLabels`).
     public var id2label: [Int: String] = [:]
     public var label2id: [String: Int] {
@@ -135,7 +138,10 @@ public final class SegmentationDataset: @unchecked Sendable {
         }
         let s = samples[index]
         let image = try Image(contentsOf: s.imagePath, mode: .rgb)
-        let label = try Image(labelsAt: s.labelPath)
+        var label = try Image(labelsAt: s.labelPath)
+        if let lookup = labelLookup, lookup.count == 256 {
+            for i in label.pixels.indices { label.pixels[i] = lookup[Int(label.pixels[i])] }
+        }
         guard image.width == label.width, image.height == label.height else {
             throw SegFormerError.invalid("dataset: mask \(s.labelPath) is \(label.width)x\(label.height) but image \(s.imagePath) is \(image.width)x\(image.height)")
         }

@@ -1,0 +1,34 @@
+import ArgumentParser
+import Foundation
+import GraphIR
+import Runtime
+import Training
+
+struct DemoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "The whole fine-tuning job on a generated scene-parsing set: data → SegFormer-b0 → train → evaluate → overlays + ONNX.")
+
+    @Option(help: "Output folder (data, model.onnx, config.json, overlays, logs).") var output: String = "segformer-demo"
+    @Option(help: "Optimizer steps.") var steps: Int = 900
+    @Option(help: "Training images to generate.") var trainImages: Int = 320
+    @Option(help: "Validation images to generate.") var validationImages: Int = 48
+    @Option(help: "Seed for data, initialisation and training.") var seed: UInt64 = 0
+    @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+    @Flag(help: "Reuse a non-empty output folder.") var overwrite = false
+
+    func run() throws {
+        try reportingErrors {
+            var o = DemoOptions(output: output)
+            o.steps = steps
+            o.trainImages = trainImages
+            o.validationImages = validationImages
+            o.seed = seed
+            o.threads = threads
+            o.overwrite = overwrite
+            let outcome = try Demo.run(o) { print($0); fflush(stdout) }
+            print("wrote \(outcome.modelPath), \(output)/config.json, \(output)/overlays/ in \(Int(outcome.seconds)) s")
+            print(outcome.result.table(labels: outcome.labels))
+        }
+    }
+}
