@@ -57,6 +57,8 @@ public final class Trainer {
     public private(set) var bestMIoU: Double?
     /// Called with human-readable progress (a progress bar on terminals is the CLI's business).
     public var onLog: (TrainingLogEntry, String) -> Void = { _, line in print(line) }
+    /// Tests set this to simulate an interruption right after the current step's checkpoint.
+    nonisolated(unsafe) static var stopForTesting = false
 
     public var totalSteps: Int {
         if let s = options.maxSteps { return s }
@@ -209,6 +211,7 @@ public final class Trainer {
             onLog(entry, line)
             last = entry
             if step % options.checkpointEvery == 0 || step == total { try saveCheckpoint() }
+            if Trainer.stopForTesting { throw SegFormerError.invalid("training interrupted (test)") }
         }
         // The final model: the best by validation mIoU when validating, else the last.
         let modelPath = options.outputDirectory + "/model.onnx"
