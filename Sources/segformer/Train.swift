@@ -113,7 +113,18 @@ struct Train: ParsableCommand {
             let trainer = try Trainer(model: m, loader: loader, validation: validation, evaluator: validation == nil ? nil : evaluator,
                                       options: options)
             print("training \(trainer.training.parameterNames.count) parameters on \(train.count) images (\(classes) classes), \(trainer.totalSteps) steps of batch \(batchSize)×\(gradientAccumulation)")
-            trainer.onLog = { _, line in print(line); fflush(stdout) }
+            let total = trainer.totalSteps
+            trainer.onLog = { entry, line in
+                if stdoutIsTerminal {
+                    // A progress bar redrawn in place; evaluations and the last step stay on screen.
+                    let width = 24, filled = min(width, width * entry.step / max(1, total))
+                    let bar = "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] "
+                    print("\r\u{1B}[K" + bar + line, terminator: entry.mIoU != nil || entry.step == total ? "\n" : "")
+                } else {
+                    print(line)
+                }
+                fflush(stdout)
+            }
             try trainer.run()
             // config.json for the trained model: id2label from the labels the data came with.
             let id2label = train.id2label.isEmpty ? Dictionary(uniqueKeysWithValues: (0..<classes).map { ($0, "class_\($0)") }) : train.id2label
