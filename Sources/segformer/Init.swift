@@ -18,9 +18,7 @@ struct Init: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            if FileManager.default.fileExists(atPath: out) && !overwrite {
-                throw SegFormerError.io("\(out) already exists (use --overwrite to replace it)")
-            }
+            try requireWritable(out, overwrite: overwrite)
             let id2label = try labels.map { try SegmentationDataset.loadLabels(path: $0) } ?? [:]
             let count = numLabels ?? (id2label.isEmpty ? 150 : (id2label.keys.max() ?? 0) + 1)
             guard count > 0 else { throw SegFormerError.invalid("--num-labels must be positive") }

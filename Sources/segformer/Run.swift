@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GraphIR
 import Runtime
+import Training
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -31,9 +32,7 @@ struct Run: ParsableCommand {
             for info in session.outputs {
                 let t = outputs[info.name]!
                 let path = (outputDir as NSString).appendingPathComponent(safeFileName(info.name) + ".pb")
-                if FileManager.default.fileExists(atPath: path) && !overwrite {
-                    throw SegFormerError.io("\(path) already exists (use --overwrite to replace it)")
-                }
+                try requireWritable(path, overwrite: overwrite)
                 try ONNXExporter.writeTensorFile(t, name: info.name, to: path)
                 print("\(info.name): \(t.dataType) \(t.shape) -> \(path)")
             }

@@ -48,17 +48,13 @@ struct Step: ParsableCommand {
                 let (loss, grads) = try training.lossAndGradients(pixelValues: pixels, labels: labelTensor)
                 print("loss \(loss)")
                 fflush(stdout)
-                if !loss.isFinite {
-                    throw SegFormerError.invalid("step \(step + 1): the loss is \(loss)")
-                }
+                try TrainingSession.requireFinite(loss: loss, step: step + 1)
                 if step == 0, let path = saveGradients {
                     let bundle = TrainingSession.tensorBundle(training.parameterNames.map { ($0, grads[$0]!) }, opset: m.opset)
                     try ONNXExporter.write(bundle, to: path)
                 }
                 if step == steps { break }
-                if let bad = training.firstNonFinite(grads) {
-                    throw SegFormerError.invalid("step \(step + 1): the gradient of '\(bad)' holds NaN or Inf")
-                }
+                try training.requireFinite(gradients: grads, step: step + 1)
                 try opt.update(parameters: training.parameters, gradients: grads, learningRate: lr)
             }
             if let path = saveModel { try ONNXExporter.write(training.updatedModel(), to: path) }
@@ -71,7 +67,5 @@ func checkWritable(_ path: String, input: String, overwrite: Bool) throws {
     let a = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
     let b = URL(fileURLWithPath: input).standardizedFileURL.resolvingSymlinksInPath().path
     if a == b { throw SegFormerError.io("\(path) is the input model; choose another output path") }
-    if FileManager.default.fileExists(atPath: path) && !overwrite {
-        throw SegFormerError.io("\(path) already exists (use --overwrite to replace it)")
-    }
+    try requireWritable(path, overwrite: overwrite)
 }

@@ -127,16 +127,7 @@ struct Train: ParsableCommand {
             }
             try trainer.run()
             // config.json for the trained model: id2label from the labels the data came with.
-            let id2label = train.id2label.isEmpty ? Dictionary(uniqueKeysWithValues: (0..<classes).map { ($0, "class_\($0)") }) : train.id2label
-            let config: [String: Any] = [
-                "num_labels": classes,
-                "id2label": Dictionary(uniqueKeysWithValues: id2label.map { (String($0.key), $0.value) }),
-                // ADE20K repeats some names (e.g. "screen"): the first id keeps the name.
-                "label2id": Dictionary(id2label.sorted { $0.key < $1.key }.map { ($0.value, $0.key) }, uniquingKeysWith: { first, _ in first }),
-                "semantic_loss_ignore_index": 255,
-            ]
-            let json = try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
-            try ONNXExporter.writeAtomically([UInt8](json), to: output + "/config.json")
+            try Trainer.writeConfigJSON(numLabels: classes, id2label: train.id2label, to: output + "/config.json")
             if let best = trainer.bestMIoU { print(String(format: "best validation mIoU %.4f", best)) }
             print("wrote \(output)/model.onnx, \(output)/config.json, \(output)/checkpoint")
         }

@@ -213,15 +213,8 @@ public final class InferenceSession {
         let plan = ExecutionPlan()
         let outputSlots = Set(graph.outputs.map { slotOf[$0.name]! })
         // Liveness over the steps that will run on every call.
-        var runSteps = all.filter { step in !step.outputs.allSatisfy { $0 < 0 || staticValue[$0] } }
-        var lastUse = [Int](repeating: -1, count: count)
-        for (k, step) in runSteps.enumerated() {
-            for s in step.inputs where s >= 0 { lastUse[s] = k }
-            for s in step.outputs where s >= 0 && lastUse[s] < k { lastUse[s] = k }   // unread outputs die at once
-        }
-        for s in 0..<count where lastUse[s] >= 0 && !outputSlots.contains(s) && !staticValue[s] {
-            runSteps[lastUse[s]].release.append(s)
-        }
+        let runSteps = withReleases(all.filter { step in !step.outputs.allSatisfy { $0 < 0 || staticValue[$0] } },
+                                    slotCount: count, keep: { outputSlots.contains($0) || staticValue[$0] })
         plan.steps = runSteps
         // Folded values the plan must hold: those the remaining steps read, and folded outputs.
         var neededLater = outputSlots
@@ -230,20 +223,25 @@ public final class InferenceSession {
 
         // Execute this first run in full order, with its own liveness (the folded steps read
         // activations too, e.g. Shape). Folded values are kept in the plan.
-        var firstRun = all
-        var firstLastUse = [Int](repeating: -1, count: count)
-        for (k, step) in firstRun.enumerated() {
-            for s in step.inputs where s >= 0 { firstLastUse[s] = k }
-            for s in step.outputs where s >= 0 && firstLastUse[s] < k { firstLastUse[s] = k }
-        }
-        for s in 0..<count where firstLastUse[s] >= 0 && !outputSlots.contains(s) && !staticValue[s] {
-            firstRun[firstLastUse[s]].release.append(s)
-        }
+        let firstRun = withReleases(all, slotCount: count, keep: { outputSlots.contains($0) || staticValue[$0] })
         for step in firstRun {
             try execute(step, &slots)
             for s in step.outputs where s >= 0 && staticValue[s] && neededLater.contains(s) { plan.foldedValues[s] = slots[s] }
         }
         return plan
+    }
+
+    /// `steps` with each slot released right after its last reader (or, if nothing reads it, right
+    /// after its producer), except the slots `keep` holds on to.
+    private func withReleases(_ steps: [Step], slotCount: Int, keep: (Int) -> Bool) -> [Step] {
+        var steps = steps
+        var lastUse = [Int](repeating: -1, count: slotCount)
+        for (k, step) in steps.enumerated() {
+            for s in step.inputs where s >= 0 { lastUse[s] = k }
+            for s in step.outputs where s >= 0 && lastUse[s] < k { lastUse[s] = k }   // unread outputs die at once
+        }
+        for s in 0..<slotCount where lastUse[s] >= 0 && !keep(s) { steps[lastUse[s]].release.append(s) }
+        return steps
     }
 
     private func validate(_ feeds: [String: Tensor]) throws {

@@ -74,6 +74,13 @@ struct WindowAttributes {
 
 /// The concrete geometry of a sliding-window op over `rank` spatial dimensions.
 struct WindowGeometry {
+    var inputSpatial: Int { input.reduce(1, *) }
+    var outputSpatial: Int { output.reduce(1, *) }
+    var taps: Int { kernel.reduce(1, *) }
+    /// A 1×…×1 kernel with unit strides and no padding: the conv is a plain GEMM over positions.
+    var isPointwise: Bool {
+        taps == 1 && strides.allSatisfy { $0 == 1 } && padBegin.allSatisfy { $0 == 0 } && padEnd.allSatisfy { $0 == 0 }
+    }
     var input: [Int]
     var kernel: [Int]
     var strides: [Int]
@@ -230,6 +237,12 @@ enum Convolution {
         var geometry: WindowGeometry
         var cPerGroup: Int { c / group }
         var mPerGroup: Int { m / group }
+        /// The same convolution with a 1-D geometry seen as 2-D (height 1), which the kernels handle.
+        var lifted: ConvShape {
+            var s = self
+            if s.geometry.rank == 1 { s.geometry = s.geometry.lifted2D }
+            return s
+        }
     }
 
     static func conv(_ x: Tensor, _ w: Tensor, _ b: Tensor?, _ attrs: WindowAttributes, _ group: Int,
@@ -273,8 +286,7 @@ enum Convolution {
                                             _ outShape: [Int], _ context: ExecutionContext) throws -> Tensor {
         let y = Tensor(uninitialized: x.dataType, shape: outShape)
         if y.count == 0 { return y }
-        var s = s0
-        if s.geometry.rank == 1 { s.geometry = s.geometry.lifted2D }
+        let s = s0.lifted
         let px = x.pointer(T.self), pw = w.pointer(T.self), py = y.pointer(T.self)
         let pb = b.map { UnsafePointer($0.pointer(T.self)) }
         let g = s.geometry
@@ -419,11 +431,10 @@ enum Convolution {
     static func gemmConv<T: BinaryFloatingPoint>(_: T.Type, _ px: UnsafePointer<T>, _ pw: UnsafePointer<T>, _ pb: UnsafePointer<T>?,
                                                  _ py: UnsafeMutablePointer<T>, _ s: ConvShape, _ context: ExecutionContext) throws {
         let g = s.geometry
-        let inSpatial = g.input.reduce(1, *), outSpatial = g.output.reduce(1, *), taps = g.kernel.reduce(1, *)
+        let inSpatial = g.inputSpatial, outSpatial = g.outputSpatial, taps = g.taps
         let cg = s.cPerGroup, mg = s.mPerGroup
         let rows = cg * taps
-        let pointwise = taps == 1 && g.strides.allSatisfy { $0 == 1 } && g.padBegin.allSatisfy { $0 == 0 }
-            && g.padEnd.allSatisfy { $0 == 0 }
+        let pointwise = g.isPointwise
         try BLAS.checkSizes(mg, outSpatial, rows, rows, outSpatial, outSpatial)
         // Bias first, so each GEMM accumulates onto it (beta 1).
         if pb != nil { fillBias(py, pb, n: s.n, m: s.m, spatial: outSpatial) }
@@ -666,7 +677,7 @@ enum Convolution {
                                                   _ context: ExecutionContext) throws -> Tensor {
         let g = s.geometry
         let y = Tensor(uninitialized: x.dataType, shape: [s.n, s.m] + g.output)
-        let inSpatial = g.input.reduce(1, *), outSpatial = g.output.reduce(1, *), taps = g.kernel.reduce(1, *)
+        let inSpatial = g.inputSpatial, outSpatial = g.outputSpatial, taps = g.taps
         let cg = s.cPerGroup, mg = s.mPerGroup
         let px = x.pointer(T.self), pw = w.pointer(T.self), py = y.pointer(T.self)
         fillBias(py, b.map { UnsafePointer($0.pointer(T.self)) }, n: s.n, m: s.m, spatial: outSpatial)
@@ -693,7 +704,7 @@ enum Convolution {
     static func col2im<T: BinaryFloatingPoint>(_ col: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ g: WindowGeometry,
                                                channels: Int, _ context: ExecutionContext) {
         let rank = g.rank, last = rank - 1
-        let taps = g.kernel.reduce(1, *), inSpatial = g.input.reduce(1, *), outSpatial = g.output.reduce(1, *)
+        let taps = g.taps, inSpatial = g.inputSpatial, outSpatial = g.outputSpatial
         var outStrides = [Int](repeating: 1, count: rank)
         for i in stride(from: rank - 2, through: 0, by: -1) { outStrides[i] = outStrides[i + 1] * g.output[i + 1] }
         let inLast = g.input[last], outer = inSpatial / max(1, inLast)
@@ -927,8 +938,7 @@ enum Convolution {
                                                   _ context: ExecutionContext) throws -> Tensor {
         let dx = Tensor(uninitialized: dy.dataType, shape: xShape)
         if dx.count == 0 { return dx }
-        var s = s0
-        if s.geometry.rank == 1 { s.geometry = s.geometry.lifted2D }
+        let s = s0.lifted
         let g = s.geometry
         let pdy = dy.pointer(T.self), pw = w.pointer(T.self), pdx = dx.pointer(T.self)
         if dy.count == 0 || w.count == 0 {
@@ -939,10 +949,9 @@ enum Convolution {
             depthwiseGradInput(T.self, pdy, pw, pdx, s, context)
             return dx
         }
-        let inSpatial = g.input.reduce(1, *), outSpatial = g.output.reduce(1, *), taps = g.kernel.reduce(1, *)
+        let inSpatial = g.inputSpatial, outSpatial = g.outputSpatial, taps = g.taps
         let cg = s.cPerGroup, mg = s.mPerGroup, rows = cg * taps
-        let pointwise = taps == 1 && g.strides.allSatisfy { $0 == 1 } && g.padBegin.allSatisfy { $0 == 0 }
-            && g.padEnd.allSatisfy { $0 == 0 }
+        let pointwise = g.isPointwise
         try BLAS.checkSizes(rows, outSpatial, mg, rows, outSpatial, outSpatial)
         if pointwise {
             for img in 0..<s.n {
@@ -1098,8 +1107,7 @@ enum Convolution {
                                                    _ context: ExecutionContext) throws -> Tensor {
         let dw = Tensor(uninitialized: dy.dataType, shape: wShape)
         if dw.count == 0 { return dw }
-        var s = s0
-        if s.geometry.rank == 1 { s.geometry = s.geometry.lifted2D }
+        let s = s0.lifted
         let g = s.geometry
         let pdy = dy.pointer(T.self), px = x.pointer(T.self), pdw = dw.pointer(T.self)
         BLAS.scale(pdw, m: 1, n: dw.count, ldc: dw.count, beta: 0)
@@ -1108,10 +1116,9 @@ enum Convolution {
             depthwiseGradWeight(T.self, pdy, px, pdw, s, context)
             return dw
         }
-        let inSpatial = g.input.reduce(1, *), outSpatial = g.output.reduce(1, *), taps = g.kernel.reduce(1, *)
+        let inSpatial = g.inputSpatial, outSpatial = g.outputSpatial, taps = g.taps
         let cg = s.cPerGroup, mg = s.mPerGroup, rows = cg * taps
-        let pointwise = taps == 1 && g.strides.allSatisfy { $0 == 1 } && g.padBegin.allSatisfy { $0 == 0 }
-            && g.padEnd.allSatisfy { $0 == 0 }
+        let pointwise = g.isPointwise
         try BLAS.checkSizes(mg, rows, outSpatial, outSpatial, outSpatial, rows)
         if pointwise {
             // dWᵍ = Σ_img dYᵍ·Xᵍᵀ: one GEMM per image and group, K = positions, accumulating.

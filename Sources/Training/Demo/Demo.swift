@@ -86,22 +86,13 @@ public enum Demo {
         // Overlays of a few validation scenes, and the config of the trained model.
         let overlays = o.output + "/overlays"
         try fm.createDirectory(atPath: overlays, withIntermediateDirectories: true)
-        for i in 0..<min(6, validation.count) {
-            let (image, _) = try validation.load(i)
-            let (pixels, _) = try processor.preprocess(images: [image])
-            let logits = try session.run([session.inputs[0].name: pixels])[session.outputs[0].name]!
-            let mask = try Segmentation.argmaxMask(logits: logits, height: image.height, width: image.width)
-            let name = ((validation.samples[i].imagePath as NSString).lastPathComponent as NSString).deletingPathExtension
-            try Segmentation.writeOverlayPNG(image: image, mask: mask, to: "\(overlays)/\(name).overlay.png")
+        let predictor = try SegmentationPredictor(session: session, size: o.imageSize)
+        for sample in validation.samples.prefix(6) {
+            let p = try predictor.predict(imageAt: sample.imagePath)
+            let name = ((sample.imagePath as NSString).lastPathComponent as NSString).deletingPathExtension
+            try Segmentation.writeOverlayPNG(image: p.image, mask: p.mask, to: "\(overlays)/\(name).overlay.png")
         }
-        let configJSON: [String: Any] = [
-            "num_labels": numLabels,
-            "id2label": Dictionary(uniqueKeysWithValues: labels.map { (String($0.key), $0.value) }),
-            "label2id": Dictionary(uniqueKeysWithValues: labels.map { ($0.value, $0.key) }),
-            "semantic_loss_ignore_index": 255,
-        ]
-        try ONNXExporter.writeAtomically([UInt8](try JSONSerialization.data(withJSONObject: configJSON, options: [.prettyPrinted, .sortedKeys])),
-                                         to: o.output + "/config.json")
+        try Trainer.writeConfigJSON(numLabels: numLabels, id2label: labels, to: o.output + "/config.json")
         return Outcome(result: result, labels: labels, modelPath: modelPath, seconds: (Benchmark.now() - started) / 1000)
     }
 }

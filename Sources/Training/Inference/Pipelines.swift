@@ -2,6 +2,21 @@ import Foundation
 import GraphIR
 import Runtime
 
+/// Refuses to replace an existing file unless `overwrite`: nothing the user owns is lost silently.
+public func requireWritable(_ path: String, overwrite: Bool) throws {
+    if !overwrite && FileManager.default.fileExists(atPath: path) {
+        throw SegFormerError.io("\(path) already exists (use --overwrite to replace it)")
+    }
+}
+
+/// Decodes the image at `path`, prepares it with `processor`, runs the model's first input and
+/// returns the image with the first output.
+func runImage(at path: String, session: InferenceSession, processor: SegformerImageProcessor) throws -> (Image, Tensor) {
+    let image = try Image(contentsOf: path)
+    let (pixels, _) = try processor.preprocess(images: [image])
+    return (image, try session.run([session.inputs[0].name: pixels])[session.outputs[0].name]!)
+}
+
 /// The input size a model wants: its static spatial dims when the graph declares them, else `fallback`.
 public func modelInputSize(_ session: InferenceSession, fallback: Int) throws -> (height: Int, width: Int) {
     guard let input = session.inputs.first else { throw SegFormerError.invalid("the model has no inputs") }
@@ -28,10 +43,7 @@ public struct ImageClassifier {
     }
 
     public func classify(imageAt path: String, top k: Int) throws -> [(id: Int, label: String?, probability: Double)] {
-        let image = try Image(contentsOf: path)
-        let (pixels, _) = try processor.preprocess(images: [image])
-        let outputs = try session.run([session.inputs[0].name: pixels])
-        let logits = outputs[session.outputs[0].name]!
+        let (_, logits) = try runImage(at: path, session: session, processor: processor)
         guard logits.rank == 2, logits.shape[0] == 1 else {
             throw SegFormerError.invalid("output '\(session.outputs[0].name)' is \(logits.shape); a classifier gives [1, classes]")
         }
@@ -60,10 +72,7 @@ public struct SegmentationPredictor {
     }
 
     public func predict(imageAt path: String) throws -> Prediction {
-        let image = try Image(contentsOf: path)
-        let (pixels, _) = try processor.preprocess(images: [image])
-        let outputs = try session.run([session.inputs[0].name: pixels])
-        let logits = outputs[session.outputs[0].name]!
+        let (image, logits) = try runImage(at: path, session: session, processor: processor)
         guard logits.rank == 4, logits.shape[0] == 1 else {
             throw SegFormerError.invalid("output '\(session.outputs[0].name)' is \(logits.shape); a segmentation model gives [1, classes, h, w]")
         }
@@ -78,9 +87,7 @@ public struct SegmentationPredictor {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let maskPath = (folder as NSString).appendingPathComponent("\(name).mask.png")
         let overlayPath = (folder as NSString).appendingPathComponent("\(name).overlay.png")
-        for path in [maskPath, overlayPath] where !overwrite && FileManager.default.fileExists(atPath: path) {
-            throw SegFormerError.io("\(path) already exists (use --overwrite to replace it)")
-        }
+        for path in [maskPath, overlayPath] { try requireWritable(path, overwrite: overwrite) }
         try Segmentation.writeMaskPNG(p.mask, width: p.image.width, height: p.image.height, to: maskPath)
         try Segmentation.writeOverlayPNG(image: p.image, mask: p.mask, to: overlayPath)
         return (maskPath, overlayPath)

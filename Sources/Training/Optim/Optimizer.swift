@@ -14,6 +14,25 @@ public struct ParameterGroup: Sendable {
     }
 }
 
+/// Parameter groups looked up by parameter name.
+public struct ParameterGroups: Sendable {
+    public let groups: [ParameterGroup]
+    private let byName: [String: ParameterGroup]
+
+    public init(_ groups: [ParameterGroup]) {
+        self.groups = groups
+        var map: [String: ParameterGroup] = [:]
+        for g in groups { for n in g.names { map[n] = g } }
+        byName = map
+    }
+
+    /// The learning rate and weight decay for `name`, given the optimizer's defaults.
+    func settings(_ name: String, learningRate: Double, weightDecay: Double) -> (Double, Double) {
+        let g = byName[name]
+        return (learningRate * (g?.learningRateMultiplier ?? 1), g?.weightDecay ?? weightDecay)
+    }
+}
+
 /// Optimizer state that checkpoints save and restore (deep copies, independent of the optimizer).
 public struct OptimizerState: Sendable {
     public var step: Int
@@ -35,11 +54,10 @@ public protocol Optimizer: AnyObject {
 /// p ← p·(1 − lr·wd), then the Adam step with bias corrections.
 public final class AdamW: Optimizer {
     public var beta1: Double, beta2: Double, epsilon: Double, weightDecay: Double
-    public var groups: [ParameterGroup]
+    public let groups: ParameterGroups
     public private(set) var step = 0
     private var expAvg: [String: Tensor] = [:]
     private var expAvgSq: [String: Tensor] = [:]
-    private var groupOf: [String: ParameterGroup] = [:]
 
     public init(beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-8, weightDecay: Double = 0.01,
                 groups: [ParameterGroup] = []) {
@@ -47,8 +65,7 @@ public final class AdamW: Optimizer {
         self.beta2 = beta2
         self.epsilon = epsilon
         self.weightDecay = weightDecay
-        self.groups = groups
-        for g in groups { for n in g.names { groupOf[n] = g } }
+        self.groups = ParameterGroups(groups)
     }
 
     public func update(parameters: [String: Tensor], gradients: [String: Tensor], learningRate lr: Double) throws {
@@ -58,9 +75,7 @@ public final class AdamW: Optimizer {
         for (name, p) in parameters {
             guard let g = gradients[name] else { continue }
             try checkSameShape(p, g, name)
-            let group = groupOf[name]
-            let groupLR = lr * (group?.learningRateMultiplier ?? 1)
-            let wd = group?.weightDecay ?? weightDecay
+            let (groupLR, wd) = groups.settings(name, learningRate: lr, weightDecay: weightDecay)
             let m = expAvg[name] ?? Tensor(zeros: .float, shape: p.shape)
             let v = expAvgSq[name] ?? Tensor(zeros: .float, shape: p.shape)
             expAvg[name] = m
@@ -102,10 +117,9 @@ public final class AdamW: Optimizer {
 /// SGD with momentum, dampening, Nesterov and (coupled) weight decay, as torch.optim.SGD.
 public final class SGD: Optimizer {
     public var momentum: Double, dampening: Double, weightDecay: Double, nesterov: Bool
-    public var groups: [ParameterGroup]
+    public let groups: ParameterGroups
     public private(set) var step = 0
     private var buffers: [String: Tensor] = [:]
-    private var groupOf: [String: ParameterGroup] = [:]
 
     public init(momentum: Double = 0.9, dampening: Double = 0, weightDecay: Double = 0, nesterov: Bool = false,
                 groups: [ParameterGroup] = []) {
@@ -113,8 +127,7 @@ public final class SGD: Optimizer {
         self.dampening = dampening
         self.weightDecay = weightDecay
         self.nesterov = nesterov
-        self.groups = groups
-        for g in groups { for n in g.names { groupOf[n] = g } }
+        self.groups = ParameterGroups(groups)
     }
 
     public func update(parameters: [String: Tensor], gradients: [String: Tensor], learningRate lr: Double) throws {
@@ -122,9 +135,8 @@ public final class SGD: Optimizer {
         for (name, p) in parameters {
             guard let g = gradients[name] else { continue }
             try checkSameShape(p, g, name)
-            let group = groupOf[name]
-            let groupLR = Float(lr * (group?.learningRateMultiplier ?? 1))
-            let wd = Float(group?.weightDecay ?? weightDecay)
+            let (rate, decay) = groups.settings(name, learningRate: lr, weightDecay: weightDecay)
+            let groupLR = Float(rate), wd = Float(decay)
             let pp = p.pointer(Float.self), gp = g.pointer(Float.self)
             let mom = Float(momentum), damp = Float(dampening)
             let first = buffers[name] == nil

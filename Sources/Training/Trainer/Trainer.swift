@@ -175,12 +175,8 @@ public final class Trainer {
             while micro < options.gradientAccumulation {
                 guard let batch = try loader.next() else { continue }   // epoch boundary
                 let (loss, grads) = try training.lossAndGradients(pixelValues: batch.pixelValues, labels: batch.labels)
-                guard loss.isFinite else {
-                    throw SegFormerError.invalid("step \(step + 1): the loss is \(loss) (samples \(batch.indices))")
-                }
-                if let bad = training.firstNonFinite(grads) {
-                    throw SegFormerError.invalid("step \(step + 1): the gradient of '\(bad)' holds NaN or Inf")
-                }
+                try TrainingSession.requireFinite(loss: loss, step: step + 1, detail: " (samples \(batch.indices))")
+                try training.requireFinite(gradients: grads, step: step + 1)
                 Trainer.accumulate(&summed, grads, scale: 1 / Float(options.gradientAccumulation))
                 lossSum += Double(loss)
                 images += batch.pixelValues.shape[0]
@@ -215,22 +211,21 @@ public final class Trainer {
         }
         // The final model: the best by validation mIoU when validating, else the last.
         let modelPath = options.outputDirectory + "/model.onnx"
-        if validation == nil || !fm.fileExists(atPath: modelPath) {
-            try ONNXExporter.write(training.updatedModel(), to: modelPath)
-        }
-        try ONNXExporter.write(training.updatedModel(), to: options.outputDirectory + "/last.onnx")
+        let final = training.updatedModel()
+        if validation == nil || !fm.fileExists(atPath: modelPath) { try ONNXExporter.write(final, to: modelPath) }
+        try ONNXExporter.write(final, to: options.outputDirectory + "/last.onnx")
         return last
     }
 
     /// Evaluates the current parameters; writes `model.onnx` when the mIoU is the best so far.
     func evaluateAndKeepBest() throws -> Double? {
         guard let validation, let evaluator else { return nil }
-        let session = try InferenceSession(model: training.updatedModel(), options: SessionOptions(threads: options.threads))
-        let result = try evaluator.evaluate(session: session, dataset: validation)
-        let m = result.meanIoU
+        let current = training.updatedModel()
+        let session = try InferenceSession(model: current, options: SessionOptions(threads: options.threads))
+        let m = try evaluator.evaluate(session: session, dataset: validation).meanIoU
         if bestMIoU == nil || m > bestMIoU! {
             bestMIoU = m
-            try ONNXExporter.write(training.updatedModel(), to: options.outputDirectory + "/model.onnx")
+            try ONNXExporter.write(current, to: options.outputDirectory + "/model.onnx")
         }
         return m
     }
@@ -254,5 +249,22 @@ public final class Trainer {
         guard seconds.isFinite else { return "?" }
         let s = Int(seconds.rounded())
         return s >= 3600 ? String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) : String(format: "%dm%02ds", s / 60, s % 60)
+    }
+}
+
+extension Trainer {
+    /// Writes a HuggingFace-style config.json for a trained segmentation model (num_labels,
+    /// id2label, label2id, ignore index). Repeated names (ADE20K has some, e.g. "screen") map to
+    /// their first id in label2id.
+    public static func writeConfigJSON(numLabels: Int, id2label: [Int: String], ignoreIndex: Int = 255, to path: String) throws {
+        let names = id2label.isEmpty ? Dictionary(uniqueKeysWithValues: (0..<numLabels).map { ($0, "class_\($0)") }) : id2label
+        let config: [String: Any] = [
+            "num_labels": numLabels,
+            "id2label": Dictionary(uniqueKeysWithValues: names.map { (String($0.key), $0.value) }),
+            "label2id": Dictionary(names.sorted { $0.key < $1.key }.map { ($0.value, $0.key) }, uniquingKeysWith: { first, _ in first }),
+            "semantic_loss_ignore_index": ignoreIndex,
+        ]
+        let json = try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
+        try ONNXExporter.writeAtomically([UInt8](json), to: path)
     }
 }

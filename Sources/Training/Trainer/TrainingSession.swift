@@ -91,14 +91,20 @@ public final class TrainingSession {
         return (loss, grads)
     }
 
-    /// The first parameter gradient holding NaN or Inf, if any (in parameter order).
-    public func firstNonFinite(_ gradients: [String: Tensor]) -> String? {
+    /// Stops training at a non-finite loss, naming the (1-based) step and, when given, what was in it.
+    public static func requireFinite(loss: Float, step: Int, detail: String = "") throws {
+        guard loss.isFinite else { throw SegFormerError.invalid("step \(step): the loss is \(loss)\(detail)") }
+    }
+
+    /// Stops training at the first parameter gradient (in parameter order) holding NaN or Inf.
+    public func requireFinite(gradients: [String: Tensor], step: Int) throws {
         for name in parameterNames {
             guard let g = gradients[name] else { continue }
             let p = g.pointer(Float.self)
-            for i in 0..<g.count where !p[i].isFinite { return name }
+            for i in 0..<g.count where !p[i].isFinite {
+                throw SegFormerError.invalid("step \(step): the gradient of '\(name)' holds NaN or Inf")
+            }
         }
-        return nil
     }
 
     /// The model with the current parameter values as initializers: the imported graph, except
