@@ -169,27 +169,7 @@ enum Normalization {
                 context.parallelFor(rows, minimumPerChunk: max(1, 8192 / n)) { start, end in
                     for r in start..<end {
                         let s = x + r * n, d = y + r * n
-                        let mean: Double
-                        if T.self == Float.self {
-                            mean = NormOpsSupport.rowSum(UnsafeRawPointer(s).assumingMemoryBound(to: Float.self), n) / Double(n)
-                        } else {
-                            var a0 = 0.0, a1 = 0.0
-                            var i = 0
-                            while i + 2 <= n { a0 += Double(s[i]); a1 += Double(s[i + 1]); i += 2 }
-                            if i < n { a0 += Double(s[i]) }
-                            mean = (a0 + a1) / Double(n)
-                        }
-                        var v0 = 0.0, v1 = 0.0, v2 = 0.0, v3 = 0.0
-                        var i = 0
-                        while i + 4 <= n {
-                            let e0 = Double(s[i]) - mean, e1 = Double(s[i + 1]) - mean
-                            let e2 = Double(s[i + 2]) - mean, e3 = Double(s[i + 3]) - mean
-                            v0 += e0 * e0; v1 += e1 * e1; v2 += e2 * e2; v3 += e3 * e3
-                            i += 4
-                        }
-                        while i < n { let e = Double(s[i]) - mean; v0 += e * e; i += 1 }
-                        let variance = (v0 + v1 + v2 + v3) / Double(n)
-                        let inv = 1 / (variance + eps).squareRoot()
+                        let (mean, inv) = layerNormRowStatistics(s, n, eps)
                         meanOut[r] = T(mean); invOut[r] = T(inv)
                         let m = T(mean), iv = T(inv)
                         for k in 0..<n { d[k] = (s[k] - m) * iv * w[k] + b[k] }
@@ -461,29 +441,10 @@ extension Normalization {
                     while r < r1 {
                         let s = x + r * n, g = dy + r * n, d = dx + r * n
                         // statistics exactly as the forward
-                        let mean: Double
-                        if T.self == Float.self {
-                            mean = NormOpsSupport.rowSum(UnsafeRawPointer(s).assumingMemoryBound(to: Float.self), n) / Double(n)
-                        } else {
-                            var a0 = 0.0, a1 = 0.0
-                            var i = 0
-                            while i + 2 <= n { a0 += Double(s[i]); a1 += Double(s[i + 1]); i += 2 }
-                            if i < n { a0 += Double(s[i]) }
-                            mean = (a0 + a1) / Double(n)
-                        }
-                        var v0 = 0.0, v1 = 0.0, v2 = 0.0, v3 = 0.0
-                        var i = 0
-                        while i + 4 <= n {
-                            let e0 = Double(s[i]) - mean, e1 = Double(s[i + 1]) - mean
-                            let e2 = Double(s[i + 2]) - mean, e3 = Double(s[i + 3]) - mean
-                            v0 += e0 * e0; v1 += e1 * e1; v2 += e2 * e2; v3 += e3 * e3
-                            i += 4
-                        }
-                        while i < n { let e = Double(s[i]) - mean; v0 += e * e; i += 1 }
-                        let inv = 1 / ((v0 + v1 + v2 + v3) / Double(n) + eps).squareRoot()
+                        let (mean, inv) = layerNormRowStatistics(s, n, eps)
                         let m = T(mean), iv = T(inv)
                         var sg0: T = 0, sg1: T = 0, sgx0: T = 0, sgx1: T = 0
-                        i = 0
+                        var i = 0
                         while i + 2 <= n {
                             let h0 = (s[i] - m) * iv, h1 = (s[i + 1] - m) * iv
                             xh[i] = h0; xh[i + 1] = h1
@@ -576,4 +537,31 @@ extension Normalization {
         }
         return [NormOpsSupport.narrow(dx, to: x0.dataType), vec(dS), vec(dB)]
     }
+}
+
+/// Mean and 1/√(variance + eps) of one row, in Double (two-pass): shared by LayerNormalization and
+/// LayerNormGrad so the backward sees exactly the forward's statistics.
+@inline(__always)
+func layerNormRowStatistics<T: BinaryFloatingPoint>(_ s: UnsafePointer<T>, _ n: Int, _ eps: Double) -> (mean: Double, inv: Double) {
+    let mean: Double
+    if T.self == Float.self {
+        mean = NormOpsSupport.rowSum(UnsafeRawPointer(s).assumingMemoryBound(to: Float.self), n) / Double(n)
+    } else {
+        var a0 = 0.0, a1 = 0.0
+        var i = 0
+        while i + 2 <= n { a0 += Double(s[i]); a1 += Double(s[i + 1]); i += 2 }
+        if i < n { a0 += Double(s[i]) }
+        mean = (a0 + a1) / Double(n)
+    }
+    var v0 = 0.0, v1 = 0.0, v2 = 0.0, v3 = 0.0
+    var i = 0
+    while i + 4 <= n {
+        let e0 = Double(s[i]) - mean, e1 = Double(s[i + 1]) - mean
+        let e2 = Double(s[i + 2]) - mean, e3 = Double(s[i + 3]) - mean
+        v0 += e0 * e0; v1 += e1 * e1; v2 += e2 * e2; v3 += e3 * e3
+        i += 4
+    }
+    while i < n { let e = Double(s[i]) - mean; v0 += e * e; i += 1 }
+    let variance = (v0 + v1 + v2 + v3) / Double(n)
+    return (mean, 1 / (variance + eps).squareRoot())
 }
