@@ -10,6 +10,10 @@ struct Inspect: ParsableCommand {
     @Argument(help: "The .onnx model file.") var model: String
     @Flag(help: "List every node.") var nodes = false
     @Flag(help: "Infer and list the type of every node output (symbolic shapes).") var shapes = false
+    @Flag(help: "Plan a run without running it: the nodes left after folding, each value's type and size, the activation peak.")
+    var plan = false
+    @Option(name: .customLong("input-shape"), help: "NAME=1x3x512x512: an input shape to plan for (repeatable; needed for symbolic dimensions).")
+    var inputShapes: [String] = []
 
     func run() throws {
         try reportingErrors {
@@ -27,13 +31,34 @@ struct Inspect: ParsableCommand {
                 }
                 for (node, reason) in inferred.unknown { print("  no type for \(node): \(reason)") }
             }
-            let problems = InferenceSession.unsupportedNodes(m.graph, opset: m.opset)
+            if plan {
+                let compiled = try CompiledModel(model: m)
+                let shapes = try compiled.inputShapes(try parseInputShapes(inputShapes))
+                print("plan for " + shapes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.map(String.init).joined(separator: "x"))" }.joined(separator: ", ") + ":")
+                print(try Planner.plan(compiled, shapes: shapes).report())
+            }
+            let problems = OpRegistry.unsupportedNodes(m.graph, opset: m.opset)
             if !problems.isEmpty {
                 print("unsupported nodes (\(problems.count)):")
-                for p in problems.prefix(50) { print("  \(p)") }
-                let ops = Set(m.graph.nodes.filter { n in problems.contains { $0.contains(n.label) } }.map(\.opType))
+                for p in problems.prefix(50) { print("  \(p.error)") }
+                let ops = Set(problems.map(\.node.opType))
                 throw SegFormerError.unsupported("\(problems.count) nodes use ops this runtime lacks: \(ops.sorted().joined(separator: ", "))")
             }
         }
     }
+}
+
+/// `NAME=1x3x512x512` options as a name → shape table; a repeated name is an error.
+func parseInputShapes(_ options: [String]) throws -> [String: [Int]] {
+    var shapes: [String: [Int]] = [:]
+    for option in options {
+        let parts = option.split(separator: "=", maxSplits: 1).map(String.init)
+        let dims = parts.count == 2 ? parts[1].split(separator: "x").map { Int($0) } : []
+        guard parts.count == 2, !parts[0].isEmpty, !dims.isEmpty, dims.allSatisfy({ ($0 ?? -1) >= 0 }) else {
+            throw SegFormerError.invalid("--input-shape '\(option)': expected NAME=1x3x512x512")
+        }
+        guard shapes[parts[0]] == nil else { throw SegFormerError.invalid("--input-shape: '\(parts[0])' is given twice") }
+        shapes[parts[0]] = dims.map { $0! }
+    }
+    return shapes
 }

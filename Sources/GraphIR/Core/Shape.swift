@@ -41,3 +41,25 @@ public struct TensorType: Hashable, Sendable, CustomStringConvertible {
         return "\(dataType)[\(shape.map(\.description).joined(separator: "×"))]"
     }
 }
+
+/// Integer arithmetic on dims, as the shape arithmetic of exported graphs does it (Add, Sub, Mul and
+/// a flooring Div on shape tensors). Known operands give a number; otherwise a readable symbol.
+public enum DimArithmetic: String, Sendable {
+    case add = "+", subtract = "-", multiply = "*", floorDivide = "/"
+
+    public func apply(_ a: Dim, _ b: Dim) -> Dim {
+        if let x = a.value, let y = b.value {
+            switch self {
+            case .add: return .known(x + y)
+            case .subtract: return .known(x - y)
+            case .multiply: return .known(x * y)
+            case .floorDivide: return y == 0 ? .symbol("\(x)/0") : .known(Int((Double(x) / Double(y)).rounded(.down)))
+            }
+        }
+        switch self {
+        case .multiply where b.value == 1, .floorDivide where b.value == 1: return a
+        case .multiply where a.value == 1: return b
+        default: return .symbol("(\(a)\(rawValue)\(b))")
+        }
+    }
+}

@@ -14,14 +14,26 @@ public struct TypeInferenceContext {
     public let opset: Int
     public let inputTypes: [TensorType?]
     public let constantInputs: [Tensor?]
+    /// Symbolic contents of small integer inputs (shape arithmetic), e.g. `[batch, 3, height, width]`
+    /// for `Shape(pixel_values)`; nil where unknown.
+    public var symbolicInputs: [[Dim]?] = []
 
     public func type(_ i: Int) -> TensorType? { i < inputTypes.count ? inputTypes[i] : nil }
     public func constant(_ i: Int) -> Tensor? { i < constantInputs.count ? constantInputs[i] : nil }
+
+    /// The contents of input `i` as dims: from a small integer constant, or from its symbolic value.
+    public func symbols(_ i: Int) -> [Dim]? {
+        if let c = constant(i), c.dataType.isInteger, c.rank <= 1, let v = try? c.integers() { return v.map { .known($0) } }
+        return i < symbolicInputs.count ? symbolicInputs[i] : nil
+    }
+    /// Whether input `i` is a 0-d tensor.
+    public func isScalar(_ i: Int) -> Bool { type(i)?.shape?.isEmpty == true }
 }
 
-/// Everything the runtime knows about one op type: its arity, which inputs decide the output
-/// *shape* by their values, how to infer output types symbolically and how to build its kernel.
-/// Each op family file declares its schemas next to their kernels.
+/// Everything the runtime knows about one op type, in one place: its arity, which inputs decide the
+/// output *shape* by their values, its type/shape rule and symbolic-value rule, its flags, how to build
+/// its kernel and how to differentiate it. Each op family file declares its schemas next to their
+/// kernels; nothing else in the runtime special-cases an op by name.
 public struct OpSchema: @unchecked Sendable {
     public let opType: String
     public let domain: String
@@ -37,6 +49,14 @@ public struct OpSchema: @unchecked Sendable {
     public let makeKernel: (Node, Int) throws -> Kernel
     /// How to differentiate the op (reverse mode); nil for non-differentiable ops.
     public var gradient: GradientRule?
+    /// False for ops that draw random numbers: their results are never folded into constants.
+    public private(set) var isDeterministic = true
+    /// For ops whose output depends only on the input's *shape* (Shape, Size): computes the output
+    /// from that shape, so a planner can fold the node without the input's data.
+    public private(set) var valueFromShape: ((_ node: Node, _ opset: Int, _ shape: [Int]) throws -> Tensor)?
+    /// The symbolic-value rule of shape arithmetic: the contents of the (small, integer) output in
+    /// terms of the inputs' symbolic contents, e.g. Shape(x) → x's dims, Concat → the parts joined.
+    public private(set) var symbolicValue: ((TypeInferenceContext) throws -> [Dim]?)?
 
     public init(_ opType: String, domain: String = "", opsets: ClosedRange<Int> = 1...23,
                 inputs: ClosedRange<Int>, outputs: ClosedRange<Int> = 1...1, shapeInputs: Set<Int> = [],
@@ -50,6 +70,29 @@ public struct OpSchema: @unchecked Sendable {
         self.shapeInputs = shapeInputs
         self.inferTypes = inferTypes
         self.makeKernel = makeKernel
+    }
+}
+
+extension OpSchema {
+    /// The same schema, marked as drawing random numbers (never folded).
+    public func nondeterministic() -> OpSchema {
+        var s = self
+        s.isDeterministic = false
+        return s
+    }
+
+    /// The same schema with its output computable from the first input's shape alone.
+    public func withValueFromShape(_ rule: @escaping (Node, Int, [Int]) throws -> Tensor) -> OpSchema {
+        var s = self
+        s.valueFromShape = rule
+        return s
+    }
+
+    /// The same schema with a symbolic-value rule.
+    public func withSymbolicValue(_ rule: @escaping (TypeInferenceContext) throws -> [Dim]?) -> OpSchema {
+        var s = self
+        s.symbolicValue = rule
+        return s
     }
 }
 

@@ -23,6 +23,11 @@ extension OpRegistry {
             guard c.needs(0), let raw = try c.node.int("to"),
                   DataType(rawValue: Int32(truncatingIfNeeded: raw))?.isFloatingPoint == true else { return [nil] }
             return [try castGradient(c)]
+        }
+        .withSymbolicValue { ctx in
+            // Shape arithmetic often casts between integer types; the contents stay the same.
+            guard let raw = try ctx.node.int("to"), DataType(rawValue: Int32(truncatingIfNeeded: raw))?.isInteger == true else { return nil }
+            return ctx.symbols(0)
         },
         OpSchema("CastLike", opsets: 15...28, inputs: 2...2, inferTypes: { ctx in
             guard let like = ctx.type(1) else { return [nil] }

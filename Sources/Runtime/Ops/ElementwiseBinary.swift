@@ -7,12 +7,21 @@ import GraphIR
 extension OpRegistry {
     static let binaryElementwiseOps: [OpSchema] = {
         var ops: [OpSchema] = []
-        for (name, op) in [("Add", ArithOp.add), ("Sub", .sub), ("Mul", .mul), ("Div", .div)] {
+        let arithmetic: [(String, ArithOp, DimArithmetic)] = [
+            ("Add", .add, .add), ("Sub", .sub, .subtract), ("Mul", .mul, .multiply), ("Div", .div, .floorDivide),
+        ]
+        for (name, op, dimOp) in arithmetic {
             ops.append(OpSchema(name, opsets: 7...23, inputs: 2...2, inferTypes: inferBroadcast()) { node, _ in
                 let label = node.opType
                 return ClosureKernel { inputs, ctx in
                     [try arith(op, try inputs.required(0), try inputs.required(1), label, ctx)]
                 }
+            }.withSymbolicValue { ctx in
+                // Shape arithmetic (e.g. height / 4): the same op on symbolic dims, broadcast.
+                guard let x = ctx.symbols(0), let y = ctx.symbols(1) else { return nil }
+                let n = max(x.count, y.count)
+                guard x.count == n || x.count == 1, y.count == n || y.count == 1 else { return nil }
+                return (0..<n).map { i in dimOp.apply(x[x.count == 1 ? 0 : i], y[y.count == 1 ? 0 : i]) }
             })
         }
         ops.append(OpSchema("Pow", opsets: 7...23, inputs: 2...2, inferTypes: inferBroadcast()) { node, _ in

@@ -71,6 +71,16 @@ extension OpRegistry {
             return [out]
         }
     }).withGradient(gatherGradient)
+        .withSymbolicValue { ctx in
+            // Picking entries of a shape vector, e.g. Shape(x)[2] → height.
+            guard let data = ctx.symbols(0), let idx = ctx.symbols(1), try ctx.node.int("axis", default: 0) == 0 else { return nil }
+            var out: [Dim] = []
+            for i in idx {
+                guard let k = i.value, k >= -data.count, k < data.count else { return nil }
+                out.append(data[k < 0 ? k + data.count : k])
+            }
+            return out
+        }
 }
 
 // MARK: - Gradient

@@ -46,11 +46,11 @@ extension OpRegistry {
     static let constantOfShapeSchema = OpSchema("ConstantOfShape", opsets: movementOpsets, inputs: 1...1,
                                                 shapeInputs: [0], inferTypes: { ctx in
         let value = try fillValue(ctx.node)
-        guard let c = ctx.constant(0) else {
+        guard let target = ctx.symbols(0) else {
             let rank = ctx.type(0)?.knownShape?.first
             return [TensorType(value.dataType, rank.map { r in (0..<r).map { .symbol("\(ctx.node.outputs.first ?? "?")#\($0)") } })]
         }
-        return [TensorType(value.dataType, known: try c.integers())]
+        return [TensorType(value.dataType, target)]
     }, makeKernel: { node, _ in
         let value = try fillValue(node)
         return ClosureKernel { inputs, context in

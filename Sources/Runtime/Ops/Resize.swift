@@ -19,6 +19,10 @@ extension OpRegistry {
                      let scalesIndex = ctx.opset < 11 ? 1 : 2
                      let scalesGiven = ctx.node.input(scalesIndex) != nil, sizesGiven = ctx.opset >= 11 && ctx.node.input(3) != nil
                      let scales = ctx.constant(scalesIndex), sizes = ctx.opset < 11 ? nil : ctx.constant(3)
+                     if sizesGiven, sizes == nil, attrs.axes == nil, attrs.policy == .stretch,
+                        let target = ctx.symbols(3), target.count == shape.count {
+                         return [TensorType(t.dataType, target)]   // sizes computed from the input's symbolic dims
+                     }
                      if (scalesGiven && scales == nil) || (sizesGiven && sizes == nil) { return [TensorType(t.dataType, nil)] }
                      // Symbolic input dims: stand in 1 for them and keep the symbol where the axis is untouched.
                      let probe = shape.map { $0.value ?? 1 }

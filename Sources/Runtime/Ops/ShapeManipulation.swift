@@ -32,12 +32,19 @@ extension OpRegistry {
         let (s, e) = try shapeRange(ctx.node, ctx.opset, rank: shape.count)
         return [TensorType(.int64, known: [e - s])]
     }, makeKernel: { node, opset in
-        ClosureKernel { inputs, _ in
-            let x = try inputs.required(0)
-            let (s, e) = try shapeRange(node, opset, rank: x.rank)
-            return [Tensor(x.shape[s..<e].map { Int64($0) }, shape: [e - s])]
-        }
+        ClosureKernel { inputs, _ in [try shapeValue(node, opset, try inputs.required(0).shape)] }
     }).withGradient(noGradient)
+        .withValueFromShape(shapeValue)
+        .withSymbolicValue { ctx in
+            guard let dims = ctx.type(0)?.shape else { return nil }
+            let (s, e) = try shapeRange(ctx.node, ctx.opset, rank: dims.count)
+            return Array(dims[s..<e])
+        }
+
+    static func shapeValue(_ node: Node, _ opset: Int, _ shape: [Int]) throws -> Tensor {
+        let (s, e) = try shapeRange(node, opset, rank: shape.count)
+        return Tensor(shape[s..<e].map { Int64($0) }, shape: [e - s])
+    }
 
     /// Shape's start/end (opset 15+), clamped to [0, rank].
     static func shapeRange(_ node: Node, _ opset: Int, rank: Int) throws -> (Int, Int) {
@@ -53,18 +60,19 @@ extension OpRegistry {
     }, makeKernel: { _, _ in
         ClosureKernel { inputs, _ in [Tensor(scalar: Int64(try inputs.required(0).count))] }
     }).withGradient(noGradient)
+        .withValueFromShape { _, _, shape in Tensor(scalar: Int64(Tensor.elementCount(shape))) }
 
     // MARK: Reshape
 
     static let reshapeSchema = OpSchema("Reshape", opsets: movementOpsets, inputs: 2...2, shapeInputs: [1],
                                         inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
-        guard let c = ctx.constant(1) else {
+        guard let target = ctx.symbols(1) else {
             // Shape computed at run time: the rank is still the shape input's length.
             return [TensorType(t.dataType, freshDims(ctx, count: ctx.type(1)?.knownShape?.first))]
         }
         let allowZero = ctx.opset >= 14 ? try ctx.node.int("allowzero", default: 0) != 0 : false
-        return [TensorType(t.dataType, try reshapeDims(t.shape, try c.integers(), allowZero: allowZero, ctx.node.label,
+        return [TensorType(t.dataType, try reshapeDims(t.shape, target, allowZero: allowZero, ctx.node.label,
                                                          symbolPrefix: ctx.node.outputs.first ?? "?"))]
     }, makeKernel: { node, opset in
         let allowZero = opset >= 14 ? try node.int("allowzero", default: 0) != 0 : false
@@ -121,20 +129,22 @@ extension OpRegistry {
         return out
     }
 
-    /// The symbolic output shape of Reshape with a constant shape input.
-    static func reshapeDims(_ input: [Dim]?, _ requested: [Int], allowZero: Bool, _ label: String,
+    /// The symbolic output shape of Reshape. The requested shape may itself be symbolic (computed
+    /// from the input's dims by shape arithmetic, e.g. `[batch, height*width, 32]`).
+    static func reshapeDims(_ input: [Dim]?, _ requested: [Dim], allowZero: Bool, _ label: String,
                             symbolPrefix: String) throws -> [Dim]? {
-        if let known = input.flatMap({ TensorType(.float, $0).knownShape }) {
-            return Movement.dims(try reshapeShape(known, requested, allowZero: allowZero, label))
+        if let known = input.flatMap({ TensorType(.float, $0).knownShape }),
+           let target = TensorType(.int64, requested).knownShape {
+            return Movement.dims(try reshapeShape(known, target, allowZero: allowZero, label))
         }
         var out: [Dim?] = []
         var inferred: Int? = nil
-        for (i, v) in requested.enumerated() {
-            if v == -1 { inferred = i; out.append(nil) }
-            else if v == 0 && !allowZero {
+        for (i, d) in requested.enumerated() {
+            if d.value == -1 { inferred = i; out.append(nil) }
+            else if d.value == 0 && !allowZero {
                 guard let input, i < input.count else { return input == nil ? nil : [] }
                 out.append(input[i])
-            } else { out.append(.known(v)) }
+            } else { out.append(d) }
         }
         if let i = inferred {
             // Cancel the known output factors against the input's: what is left is the -1 dim.
@@ -226,6 +236,11 @@ extension OpRegistry {
             return [x.reshaped(out)]
         }
     }).withGradient(viewGradient)
+        .withSymbolicValue { ctx in
+            // A one-element shape vector squeezed to a scalar keeps its contents.
+            guard let v = ctx.symbols(0), v.count == 1 else { return nil }
+            return v
+        }
 
     static let unsqueezeSchema = OpSchema("Unsqueeze", opsets: movementOpsets, inputs: 1...2, shapeInputs: [1],
                                           inferTypes: { ctx in
@@ -248,6 +263,7 @@ extension OpRegistry {
             return [x.reshaped(try unsqueezed(x.shape, axes, one: 1, node.label))]
         }
     }).withGradient(viewGradient)
+        .withSymbolicValue { ctx in ctx.isScalar(0) ? ctx.symbols(0) : nil }
 
     static func unsqueezed<D>(_ shape: [D], _ axes: [Int], one: D, _ label: String) throws -> [D] {
         let rank = shape.count + axes.count
@@ -267,6 +283,7 @@ extension OpRegistry {
     }, makeKernel: { _, _ in
         ClosureKernel { inputs, _ in [try inputs.required(0)] }
     }).withGradient(identityGradient)
+        .withSymbolicValue { ctx in ctx.symbols(0) }
 
     static let dropoutSchema = OpSchema("Dropout", opsets: movementOpsets, inputs: 1...3, outputs: 1...2,
                                         inferTypes: { ctx in
@@ -305,6 +322,7 @@ extension OpRegistry {
             return try trainingDropout(x, ratio: ratio, seed: seed, wantsMask: wantsMask, node.label)
         }
     }).withGradient(dropoutGradient)
+        .nondeterministic()
 
     /// Training-mode dropout. Keeps element i when u_i ≥ ratio, u_i the i-th double of numpy's legacy
     /// `RandomState(seed).uniform` stream (MT19937), which is how ONNX's reference draws the mask; kept

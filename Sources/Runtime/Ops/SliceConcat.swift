@@ -78,6 +78,12 @@ extension OpRegistry {
             return [out]
         }
     }).withGradient(concatGradient)
+        .withSymbolicValue { ctx in
+            // Shape vectors joined, e.g. Concat(batch, [-1], [32]).
+            var out: [Dim] = []
+            for i in ctx.node.inputs.indices { guard let v = ctx.symbols(i) else { return nil }; out += v }
+            return out
+        }
 
     static func requiredInt(_ node: Node, _ name: String) throws -> Int {
         guard let v = try node.int(name) else { throw SegFormerError.invalid("\(node.label): missing attribute '\(name)'") }
@@ -202,6 +208,15 @@ extension OpRegistry {
             return [try StridedCopy.materialize(x, offset: offset, shape: shape, strides: strides, context: context)]
         }
     }).withGradient(sliceGradient)
+        .withSymbolicValue { ctx in
+            // A unit-step slice of a shape vector, e.g. Shape(x)[2:] → [height, width].
+            guard let v = ctx.symbols(0), ctx.type(0)?.shape?.count == 1,
+                  let s = ctx.symbols(1)?.first?.value, let e = ctx.symbols(2)?.first?.value else { return nil }
+            if ctx.node.input(3) != nil { guard let a = ctx.symbols(3)?.first?.value, a == 0 || a == -1 else { return nil } }
+            if ctx.node.input(4) != nil { guard ctx.symbols(4)?.first?.value == 1 else { return nil } }
+            let r = sliceRange(s, e, 1, dim: v.count)
+            return Array(v[r.start..<r.start + r.count])
+        }
 
     /// (axis, start, end, step) per sliced axis, axes normalised and checked.
     static func slicePlanAxes(starts: [Int], ends: [Int], axes: [Int]?, steps: [Int]?, rank: Int,
@@ -235,18 +250,18 @@ extension OpRegistry {
     static let expandSchema = OpSchema("Expand", opsets: movementOpsets, inputs: 2...2, shapeInputs: [1],
                                        inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
-        guard let c = ctx.constant(1), let shape = t.shape else {
+        guard let target = ctx.symbols(1), let shape = t.shape else {
             let n = ctx.type(1)?.knownShape?.first
             return [TensorType(t.dataType, freshDims(ctx, count: n.flatMap { n in t.shape.map { max($0.count, n) } }))]
         }
-        let target = try c.integers()
         let rank = max(shape.count, target.count)
         var out: [Dim] = []
         for k in 0..<rank {
             let a: Dim = k - (rank - shape.count) >= 0 ? shape[k - (rank - shape.count)] : .known(1)
-            let b = k - (rank - target.count) >= 0 ? target[k - (rank - target.count)] : 1
-            if b == 1 { out.append(a) }
-            else if a.value == 1 || a.value == nil || a.value == b { out.append(.known(b)) }
+            let b: Dim = k - (rank - target.count) >= 0 ? target[k - (rank - target.count)] : .known(1)
+            if b.value == 1 { out.append(a) }
+            else if b.value == nil { out.append(a.value == 1 ? b : a) }   // a symbolic target dim: 1 or a's size
+            else if a.value == 1 || a.value == nil || a == b { out.append(b) }
             else { throw SegFormerError.invalid("\(ctx.node.label): cannot expand \(shape) to \(target)") }
         }
         return [TensorType(t.dataType, out)]

@@ -1,0 +1,140 @@
+import Foundation
+import GraphIR
+
+/// Runs a compiled model: checks the feeds, takes the plan for their binding (made by the `Planner`
+/// on first sight and cached) and executes its steps. Inference graphs and training graphs (forward +
+/// backward, see Training's Autodiff) run alike.
+public final class Session {
+    public let compiled: CompiledModel
+    public let context: ExecutionContext
+    public var model: Model { compiled.model }
+    /// The graph as executed (after the clean-up passes), topologically sorted.
+    public var graph: Graph { compiled.graph }
+
+    private var plans: [InputBinding: ExecutionPlan] = [:]
+    private let lock = NSLock()
+
+    /// When true, `run` accumulates wall time per op type into `profile` (for `bench --profile`).
+    public var profiling = false
+    /// Op type → (calls, total milliseconds), accumulated while `profiling` is on.
+    public private(set) var profile: [String: (calls: Int, milliseconds: Double)] = [:]
+    public func resetProfile() { profile = [:] }
+
+    public init(model: Model, options: SessionOptions = SessionOptions()) throws {
+        context = ExecutionContext(threads: options.threads)
+        compiled = try CompiledModel(model: model, optimize: options.optimize)
+    }
+
+    /// Graph inputs the caller must feed, with their declared types.
+    public var inputs: [ValueInfo] { compiled.runtimeInputs }
+    public var outputs: [ValueInfo] { graph.outputs }
+
+    /// The plan for inputs like `feeds` (made now if this binding is new), for inspection.
+    public func plan(for feeds: [String: Tensor]) throws -> ExecutionPlan {
+        try validate(feeds)
+        lock.lock()
+        defer { lock.unlock() }
+        return try cachedPlan(feeds)
+    }
+
+    private func cachedPlan(_ feeds: [String: Tensor]) throws -> ExecutionPlan {
+        let key = InputBinding(compiled.runtimeInputs, feeds)
+        if let plan = plans[key] { return plan }
+        let plan = try Planner.plan(compiled, shapes: feeds.mapValues(\.shape),
+                                    values: feeds.filter { InputBinding.isBoundByValue($0.value) }, context: context)
+        plans[key] = plan
+        return plan
+    }
+
+    // MARK: running
+
+    /// Runs the graph. `feeds` maps input names to tensors; every non-initializer input is required.
+    /// Returns every graph output by name.
+    public func run(_ feeds: [String: Tensor]) throws -> [String: Tensor] {
+        try validate(feeds)
+        lock.lock()
+        defer { lock.unlock() }
+        let plan = try cachedPlan(feeds)
+        var slots = [Tensor?](repeating: nil, count: compiled.slotNames.count)
+        for (s, t) in compiled.initializerSlots { slots[s] = t }
+        for info in graph.inputs { if let t = feeds[info.name] { slots[compiled.slotOf[info.name]!] = t } }
+        for (s, t) in plan.foldedValues { slots[s] = t }
+        for step in plan.steps { try execute(step, &slots) }
+        var result: [String: Tensor] = [:]
+        for o in graph.outputs {
+            guard let t = slots[compiled.slotOf[o.name]!] else {
+                throw SegFormerError.invalid("graph output '\(o.name)' was not computed")
+            }
+            result[o.name] = t
+        }
+        return result
+    }
+
+    @inline(__always)
+    private func execute(_ step: Step, _ slots: inout [Tensor?]) throws {
+        let inputs: [Tensor?] = step.inputs.map { $0 < 0 ? nil : slots[$0] }
+        let outputs: [Tensor]
+        let node = graph.nodes[step.nodeIndex]
+        let started = profiling ? Benchmark.now() : 0
+        do {
+            outputs = try step.kernel.run(inputs, context)
+            if profiling {
+                let previous = profile[node.opType] ?? (0, 0)
+                profile[node.opType] = (previous.calls + 1, previous.milliseconds + Benchmark.now() - started)
+            }
+        } catch let e as SegFormerError {
+            let shapes = inputs.map { $0.map { "\($0.dataType)\($0.shape)" } ?? "∅" }.joined(separator: ", ")
+            throw e.prefixed("\(node.label) with inputs (\(shapes))")
+        }
+        if outputs.count < step.outputs.count, step.outputs[outputs.count...].contains(where: { $0 >= 0 }) {
+            throw SegFormerError.invalid("\(node.label): kernel produced \(outputs.count) outputs, node expects \(step.outputs.count)")
+        }
+        for (i, s) in step.outputs.enumerated() where s >= 0 { slots[s] = outputs[i] }
+        for (s, shape) in step.shapeChecks where slots[s]?.shape != shape {
+            throw SegFormerError.invalid("\(node.label): produced '\(compiled.slotNames[s])' of shape \(slots[s]?.shape ?? []) where the op's shape rule predicted \(shape) (an internal error: please report it)")
+        }
+        for s in step.release { slots[s] = nil }
+    }
+
+    private func validate(_ feeds: [String: Tensor]) throws {
+        let known = Set(graph.inputs.map(\.name))
+        for name in feeds.keys where !known.contains(name) {
+            let expected = inputs.map(\.name).joined(separator: ", ")
+            throw SegFormerError.invalid("unknown input '\(name)'; the model's inputs are: \(expected)")
+        }
+        var symbols: [String: (Int, String)] = [:]
+        for info in inputs {
+            guard let t = feeds[info.name] else {
+                throw SegFormerError.invalid("missing input '\(info.name)' (\(info.type))")
+            }
+            if t.dataType != info.type.dataType && info.type.dataType != .undefined {
+                throw SegFormerError.invalid("input '\(info.name)': expected element type \(info.type.dataType), got \(t.dataType)")
+            }
+            guard let dims = info.type.shape else { continue }
+            if dims.count != t.rank {
+                throw SegFormerError.invalid("input '\(info.name)': expected shape \(info.type) (rank \(dims.count)), got \(t.shape)")
+            }
+            for (axis, (d, v)) in zip(dims, t.shape).enumerated() {
+                switch d {
+                case .known(let k) where k != v:
+                    throw SegFormerError.invalid("input '\(info.name)': dimension \(axis) must be \(k), got \(v) (shape \(t.shape), expected \(info.type))")
+                case .symbol(let s) where !s.hasPrefix("?"):
+                    if let (prev, owner) = symbols[s], prev != v {
+                        throw SegFormerError.invalid("input '\(info.name)': dimension '\(s)' is \(v) but was \(prev) in input '\(owner)'")
+                    }
+                    symbols[s] = (v, info.name)
+                default: break
+                }
+            }
+        }
+    }
+
+    /// Statistics of the plans made so far.
+    public var planSummary: String {
+        lock.lock(); defer { lock.unlock() }
+        return plans.values.map { "\($0.steps.count) nodes to run, \($0.foldedNodeCount) folded" }.joined(separator: "; ")
+    }
+}
+
+/// The name this class had while it ran only inference graphs; training graphs run in it too.
+public typealias InferenceSession = Session

@@ -1,0 +1,147 @@
+import GraphIR
+
+/// Options for compiling a model.
+public struct SessionOptions: Sendable {
+    /// Intra-op threads (default: all cores).
+    public var threads: Int?
+    /// Remove identities and fold constants before planning.
+    public var optimize: Bool = true
+    public init(threads: Int? = nil, optimize: Bool = true) {
+        self.threads = threads
+        self.optimize = optimize
+    }
+}
+
+/// A model made ready to plan: the graph after the clean-up passes (identities removed, constants
+/// folded, dead nodes dropped), topologically sorted, every node's kernel built (so an unsupported op
+/// or a bad attribute is reported before any run), and every value given a slot number.
+public struct CompiledModel {
+    public let model: Model
+    /// The graph as executed (after the clean-up passes), topologically sorted.
+    public let graph: Graph
+    public var opset: Int { model.opset }
+    let kernels: [Kernel]
+    let schemas: [OpSchema]
+    /// Value name → slot, and back.
+    let slotOf: [String: Int]
+    let slotNames: [String]
+    /// Graph inputs a caller must feed (graph inputs that are not initializers).
+    let runtimeInputs: [ValueInfo]
+    /// Initializers with their slots (an initializer also listed as a graph input is a default a feed
+    /// may override; it is not here).
+    let initializerSlots: [(slot: Int, value: Tensor)]
+
+    public init(model: Model, optimize: Bool = true) throws {
+        self.model = model
+        let opset = model.opset
+        var g = try Passes.sorted(model.graph)
+        try OpRegistry.checkSupported(g, opset: opset)
+        if optimize {
+            g = Passes.removeIdentities(g)
+            g = try Passes.foldConstants(g, isFoldable: { node in
+                (try? OpRegistry.schema(for: node, opset: opset).isDeterministic) ?? false
+            }) { node, inputs in
+                let kernel = try OpRegistry.schema(for: node, opset: opset).makeKernel(node, opset)
+                do { return try kernel.run(inputs, ExecutionContext.singleThreaded) } catch let e as SegFormerError {
+                    throw e.prefixed(node.label)
+                }
+            }
+        }
+        graph = g
+        runtimeInputs = g.runtimeInputs
+
+        var slotOf: [String: Int] = [:]
+        var slotNames: [String] = []
+        func slot(_ name: String) -> Int {
+            if let s = slotOf[name] { return s }
+            slotOf[name] = slotNames.count
+            slotNames.append(name)
+            return slotNames.count - 1
+        }
+        var inits: [(Int, Tensor)] = []
+        let inputNames = Set(runtimeInputs.map(\.name))
+        for name in g.initializerOrder where !inputNames.contains(name) {
+            inits.append((slot(name), g.initializers[name]!))
+        }
+        for input in g.inputs { _ = slot(input.name) }
+        var kernels: [Kernel] = []
+        var schemas: [OpSchema] = []
+        for node in g.nodes {
+            let schema = try OpRegistry.schema(for: node, opset: opset)
+            do { kernels.append(try schema.makeKernel(node, opset)) } catch let e as SegFormerError {
+                throw e.prefixed(node.label)
+            }
+            schemas.append(schema)
+            for o in node.outputs where !o.isEmpty { _ = slot(o) }
+        }
+        for o in g.outputs where slotOf[o.name] == nil {
+            throw SegFormerError.invalid("graph output '\(o.name)' is not produced by any node, input or initializer")
+        }
+        self.slotOf = slotOf
+        self.slotNames = slotNames
+        self.kernels = kernels
+        self.schemas = schemas
+        initializerSlots = inits
+    }
+
+    /// Slots of the graph outputs, in order.
+    var outputSlots: [Int] { graph.outputs.map { slotOf[$0.name]! } }
+}
+
+extension OpRegistry {
+    /// A node whose op (at the model's opset) the runtime lacks, with the reason.
+    public struct UnsupportedNode {
+        public let node: Node
+        public let error: SegFormerError
+    }
+
+    /// Every node whose op (at this opset) the runtime lacks or whose arity is wrong.
+    public static func unsupportedNodes(_ graph: Graph, opset: Int) -> [UnsupportedNode] {
+        graph.nodes.compactMap { node in
+            do { _ = try schema(for: node, opset: opset); return nil } catch let e as SegFormerError {
+                return UnsupportedNode(node: node, error: e)
+            } catch {
+                return UnsupportedNode(node: node, error: .invalid("\(node.label): \(error)"))
+            }
+        }
+    }
+
+    /// Throws the first unsupported node's error, counting the others.
+    static func checkSupported(_ graph: Graph, opset: Int) throws {
+        let problems = unsupportedNodes(graph, opset: opset)
+        guard let first = problems.first else { return }
+        if problems.count == 1 { throw first.error }
+        let more = "(and \(problems.count - 1) more unsupported nodes)"
+        switch first.error {
+        case .unsupported(let m): throw SegFormerError.unsupported("\(m) \(more)")
+        case .invalid(let m), .io(let m): throw SegFormerError.invalid("\(m) \(more)")
+        }
+    }
+}
+
+extension CompiledModel {
+    /// A concrete shape for every runtime input: `given` where present, else the declared shape,
+    /// which must then be fully known.
+    public func inputShapes(_ given: [String: [Int]]) throws -> [String: [Int]] {
+        let names = Set(runtimeInputs.map(\.name))
+        for name in given.keys where !names.contains(name) {
+            throw SegFormerError.invalid("unknown input '\(name)'; the model's inputs are: \(runtimeInputs.map(\.name).joined(separator: ", "))")
+        }
+        var shapes: [String: [Int]] = [:]
+        for info in runtimeInputs {
+            if let s = given[info.name] {
+                if let declared = info.type.shape {
+                    guard declared.count == s.count, zip(declared, s).allSatisfy({ $0.value == nil || $0.value == $1 }) else {
+                        throw SegFormerError.invalid("input '\(info.name)': shape \(s) does not fit the declared \(info.type)")
+                    }
+                }
+                shapes[info.name] = s
+            } else if let known = info.type.knownShape {
+                shapes[info.name] = known
+            } else {
+                throw SegFormerError.invalid("input '\(info.name)' has the symbolic shape \(info.type): give its shape (e.g. --input-shape \(info.name)=1x3x512x512)")
+            }
+        }
+        return shapes
+    }
+}

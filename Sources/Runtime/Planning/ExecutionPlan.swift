@@ -1,0 +1,111 @@
+import Foundation
+import GraphIR
+
+/// What a plan is made for: the bound shape of every runtime input, plus the values of small
+/// integer/bool inputs (they may decide shapes, e.g. a Reshape target fed as an input).
+public struct InputBinding: Hashable, Sendable {
+    public var shapes: [[Int]]
+    public var integerValues: [[Int]]
+
+    /// Integer and bool inputs up to this many elements are bound by value.
+    static let valueBoundLimit = 64
+
+    static func isBoundByValue(_ t: Tensor) -> Bool {
+        (t.dataType.isInteger || t.dataType == .bool) && t.count <= valueBoundLimit
+    }
+
+    init(_ inputs: [ValueInfo], _ feeds: [String: Tensor]) {
+        shapes = inputs.map { feeds[$0.name]?.shape ?? [] }
+        integerValues = inputs.map { info in
+            guard let t = feeds[info.name], InputBinding.isBoundByValue(t) else { return [] }
+            return (try? t.integers()) ?? []
+        }
+    }
+}
+
+/// One node ready to execute: its kernel and the value slots it reads and writes.
+struct Step {
+    let nodeIndex: Int
+    let kernel: Kernel
+    let inputs: [Int]        // -1 for an absent optional input
+    let outputs: [Int]       // -1 for an unused optional output
+    /// Slots whose last reader is this step: dropped right after it runs, which returns their
+    /// buffers to the pool for the next allocation (liveness-driven buffer reuse).
+    var release: [Int] = []
+    /// Outputs whose shape the plan relied on (a Shape of them was folded): checked after the run.
+    var shapeChecks: [(slot: Int, shape: [Int])] = []
+}
+
+/// An execution plan for one input binding, made before anything runs: every value that depends only
+/// on constants and input *shapes* is folded (shape arithmetic such as Shape → Gather → Unsqueeze →
+/// Concat → Reshape collapses to constants); what is left runs in order, each value dropped after its
+/// last reader. `report` prints it.
+public final class ExecutionPlan {
+    /// Values computed when the plan was made (folded constants), by slot.
+    var foldedValues: [Int: Tensor] = [:]
+    var steps: [Step] = []
+    /// How many of the graph's nodes were folded away for this binding.
+    public internal(set) var foldedNodeCount = 0
+    /// Inferred type of every value for this binding, by slot (nil where no rule knows it).
+    var slotTypes: [TensorType?] = []
+    /// The compiled model the plan runs.
+    let compiled: CompiledModel
+
+    init(compiled: CompiledModel) { self.compiled = compiled }
+
+    /// Nodes the plan runs on every call.
+    public var stepCount: Int { steps.count }
+
+    /// Bytes of the values live at once, at the worst step: each step's outputs are counted from its
+    /// allocation until its release. An upper bound (views such as Reshape share their input's
+    /// buffer but are counted as copies); nil when some output's shape is not known before running.
+    public var peakActivationBytes: Int? {
+        var live = 0, peak = 0
+        var size = [Int: Int]()
+        for step in steps {
+            for s in step.outputs where s >= 0 {
+                guard let bytes = bytes(of: s) else { return nil }
+                size[s] = bytes
+                live += bytes
+            }
+            peak = max(peak, live)
+            for s in step.release { live -= size[s] ?? 0 }
+        }
+        return peak
+    }
+
+    func bytes(of slot: Int) -> Int? {
+        guard let type = slotTypes[slot], let shape = type.knownShape, let width = type.dataType.byteSize else { return nil }
+        return Tensor.elementCount(shape) * width
+    }
+
+    /// The plan as text: one line per step (op, node, output types and sizes, values freed), then the
+    /// totals.
+    public func report() -> String {
+        let names = compiled.slotNames
+        var lines: [String] = []
+        func describe(_ slot: Int) -> String {
+            let type = slotTypes[slot].map { "\($0)" } ?? "?"
+            let size = bytes(of: slot).map { " " + formatBytes($0) } ?? ""
+            return "\(names[slot]): \(type)\(size)"
+        }
+        for (k, step) in steps.enumerated() {
+            let node = compiled.graph.nodes[step.nodeIndex]
+            let outs = step.outputs.filter { $0 >= 0 }.map(describe).joined(separator: ", ")
+            var line = "\(k + 1)\t\(node.opType)\t\(node.name.isEmpty ? "-" : node.name) → \(outs)"
+            if !step.release.isEmpty { line += "  [frees \(step.release.count)]" }
+            lines.append(line)
+        }
+        lines.append("\(steps.count) nodes to run, \(foldedNodeCount) folded, \(foldedValues.count) folded values kept")
+        lines.append("activation peak: " + (peakActivationBytes.map { formatBytes($0) + " (upper bound)" } ?? "unknown (some shapes are only known at run time)"))
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// `bytes` as B, KB, MB or GB (powers of 1024), for reports.
+public func formatBytes(_ bytes: Int) -> String {
+    let units = ["B", "KB", "MB", "GB", "TB"]
+    var v = Double(bytes), u = 0
+    while v >= 1024 && u < units.count - 1 { v /= 1024; u += 1 }
+    return u == 0 ? "\(bytes) B" : String(format: "%.1f %@", v, units[u])
+}
