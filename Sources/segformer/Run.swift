@@ -9,7 +9,7 @@ struct Run: ParsableCommand {
         abstract: "Run a model once on TensorProto (.pb) inputs and write each output as NAME.pb.")
 
     @Argument(help: "The .onnx model file.") var model: String
-    @Option(name: .customLong("input"), help: "NAME=FILE.pb (repeat for each input).") var inputs: [String] = []
+    @Option(name: .customLong("input"), help: "NAME=FILE.pb (repeat for each input; FILE.pb alone for a single-input model).") var inputs: [String] = []
     @Option(help: "Folder for the output .pb files (created if missing).") var outputDir: String = "."
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
     @Flag(help: "Replace output files that already exist.") var overwrite = false
@@ -20,13 +20,18 @@ struct Run: ParsableCommand {
             let session = try InferenceSession(model: m, options: SessionOptions(threads: threads))
             var feeds: [String: Tensor] = [:]
             for spec in inputs {
-                guard let eq = spec.firstIndex(of: "=") else {
-                    throw SegFormerError.invalid("--input '\(spec)': expected NAME=FILE.pb")
+                // NAME=FILE.pb, or FILE.pb alone when the model has a single input.
+                let name: String, file: String
+                if let eq = spec.firstIndex(of: "=") {
+                    (name, file) = (String(spec[..<eq]), String(spec[spec.index(after: eq)...]))
+                } else if session.inputs.count == 1 {
+                    (name, file) = (session.inputs[0].name, spec)
+                } else {
+                    throw SegFormerError.invalid("--input '\(spec)': expected NAME=FILE.pb (the model has \(session.inputs.count) inputs)")
                 }
-                let name = String(spec[..<eq]), file = String(spec[spec.index(after: eq)...])
+                guard feeds[name] == nil else { throw SegFormerError.invalid("--input: '\(name)' is given twice") }
                 feeds[name] = try ONNXImporter.readTensorFile(file).tensor
             }
-            // A single unnamed-by-user input may be given as FILE.pb alone.
             let outputs = try session.run(feeds)
             try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true)
             for info in session.outputs {

@@ -12,7 +12,8 @@ struct SegFormerCommand: ParsableCommand {
 }
 
 /// Runs a command body, turning library errors into one clear line on stderr and a non-zero exit.
-/// Exit codes: 1 invalid input or failed check, 2 usage, 3 unsupported model feature, 4 I/O.
+/// Exit codes: 1 invalid input or failed check, 3 unsupported model feature, 4 I/O; ArgumentParser
+/// itself exits with 64 on a usage error (unknown option, bad value).
 func reportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()

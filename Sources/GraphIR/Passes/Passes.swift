@@ -46,8 +46,8 @@ public enum Passes {
         return g
     }
 
-    /// Removes Identity nodes (and inference-mode Dropout, which is an identity), rewiring consumers
-    /// to the Identity's input. An Identity whose output is a graph output is kept when its input is a
+    /// Removes Identity nodes, rewiring consumers to the Identity's input. (Dropout is left alone: in
+    /// training mode it is not an identity, and its kernel returns its input unchanged otherwise.) An Identity whose output is a graph output is kept when its input is a
     /// graph input or another graph output (a graph output must stay a distinct name).
     public static func removeIdentities(_ graph: Graph) -> Graph {
         var g = graph
