@@ -18,7 +18,8 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
         .target(name: "CONNX", linkerSettings: [.linkedLibrary("protobuf-c")]),
-        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])],
+        // Release builds compile C with -O2 (vectorised; no libm calls in these loops, so errno is moot).
+        .target(name: "CKernels",
                 linkerSettings: [.linkedLibrary("m")]),
         .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
 
