@@ -57,4 +57,15 @@ extension OpSchema {
         s.gradient = rule
         return s
     }
+
+    /// The same schema for an op whose outputs carry no gradient back to its inputs (shapes,
+    /// constants, index generators): autodiff passes it by instead of failing.
+    public func notDifferentiable() -> OpSchema {
+        var s = withGradient { ctx in Array(repeating: nil, count: ctx.node.inputs.count) }
+        s.passesGradient = false
+        return s
+    }
+
+    /// Whether autodiff can send a gradient through this op to its inputs.
+    public var isDifferentiable: Bool { gradient != nil && passesGradient }
 }

@@ -49,6 +49,8 @@ public struct OpSchema: @unchecked Sendable {
     public let makeKernel: (Node, Int) throws -> Kernel
     /// How to differentiate the op (reverse mode); nil for non-differentiable ops.
     public var gradient: GradientRule?
+    /// False for ops marked `notDifferentiable()` (their rule sends no gradient anywhere).
+    var passesGradient = true
     /// False for ops that draw random numbers: their results are never folded into constants.
     public private(set) var isDeterministic = true
     /// For ops whose output depends only on the input's *shape* (Shape, Size): computes the output

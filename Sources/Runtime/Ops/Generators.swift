@@ -11,7 +11,7 @@ extension OpRegistry {
     }, makeKernel: { node, _ in
         let t = try constantValue(node)
         return ClosureKernel { _, _ in [t] }
-    }).withGradient(noGradient)
+    }).notDifferentiable()
 
     /// The one value attribute of a Constant node as a tensor.
     static func constantValue(_ node: Node) throws -> Tensor {
@@ -62,7 +62,7 @@ extension OpRegistry {
             try Movement.checkShape(shape, node.label)
             return [try filled(value, shape: shape, context)]
         }
-    }).withGradient(noGradient)
+    }).notDifferentiable()
 
     /// ConstantOfShape's `value`: a one-element tensor, float 0 by default.
     static func fillValue(_ node: Node) throws -> Tensor {
@@ -107,7 +107,7 @@ extension OpRegistry {
             [try range(try inputs.required(0, "start"), try inputs.required(1, "limit"),
                        try inputs.required(2, "delta"), node.label)]
         }
-    }).withGradient(noGradient)
+    }).notDifferentiable()
 
     /// output[i] = start + i·delta for i < max(ceil((limit − start)/delta), 0), in the inputs' type.
     static func range(_ start: Tensor, _ limit: Tensor, _ delta: Tensor, _ label: String) throws -> Tensor {

@@ -33,7 +33,7 @@ extension OpRegistry {
         return [TensorType(.int64, known: [e - s])]
     }, makeKernel: { node, opset in
         ClosureKernel { inputs, _ in [try shapeValue(node, opset, try inputs.required(0).shape)] }
-    }).withGradient(noGradient)
+    }).notDifferentiable()
         .withValueFromShape(shapeValue)
         .withSymbolicValue { ctx in
             guard let dims = ctx.type(0)?.shape else { return nil }
@@ -59,7 +59,7 @@ extension OpRegistry {
         [TensorType(.int64, known: [])]
     }, makeKernel: { _, _ in
         ClosureKernel { inputs, _ in [Tensor(scalar: Int64(try inputs.required(0).count))] }
-    }).withGradient(noGradient)
+    }).notDifferentiable()
         .withValueFromShape { _, _, shape in Tensor(scalar: Int64(Tensor.elementCount(shape))) }
 
     // MARK: Reshape
@@ -360,8 +360,6 @@ extension OpRegistry {
 // MARK: - Gradients
 
 extension OpRegistry {
-    /// For ops whose outputs are not differentiable functions of their inputs (shape values, fills).
-    static let noGradient: GradientRule = { ctx in Array(repeating: nil, count: ctx.node.inputs.count) }
 
     /// Reshape, Flatten, Squeeze, Unsqueeze: dX = Reshape(dY, Shape(x)). Shape(x) folds to a constant
     /// at plan time, so x itself is not kept alive for the backward pass. The other inputs (shape, axes)
