@@ -30,17 +30,18 @@ extension OpRegistry {
                      guard let t = ctx.type(0) else { return [nil] }
                      let p = try ReduceParams(ctx.node, ctx.opset, axesInputSince: axesInputSince)
                      guard let shape = t.shape else { return [TensorType(t.dataType, nil)] }
-                     var axes: [Int]? = p.attributeAxes
+                     // The axes as the kernel reads them: absent means none given.
+                     var axes: [Int]? = p.attributeAxes ?? []
                      if p.axesFromInput {
                          if ctx.node.input(1) == nil { axes = [] }
-                         else if let c = ctx.constant(1) { axes = try c.integers() }
+                         else if let c = ctx.constant(1) { axes = try c.integers() } else { axes = nil }
                      }
                      guard let axes else {
-                         // unknown axes: rank known only when keepdims
-                         return [TensorType(t.dataType, nil)]
+                         return [TensorType(t.dataType, nil)]   // axes computed at run time
                      }
                      if axes.isEmpty && p.noopWithEmptyAxes { return [t] }
-                     let set = try ReduceParams.normalise(axes, rank: shape.count, ctx.node.label)
+                     // No axes (and no noop_with_empty_axes): every axis is reduced, as in the kernel.
+                     let set = try ReduceParams.normalise(axes.isEmpty ? Array(0..<shape.count) : axes, rank: shape.count, ctx.node.label)
                      var out: [Dim] = []
                      for (i, d) in shape.enumerated() {
                          if set.contains(i) { if p.keepdims { out.append(.known(1)) } } else { out.append(d) }
