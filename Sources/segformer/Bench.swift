@@ -3,6 +3,7 @@ import Foundation
 import GraphIR
 import Runtime
 import Training
+import SegformerModels
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(

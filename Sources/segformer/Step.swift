@@ -3,6 +3,7 @@ import Foundation
 import GraphIR
 import Runtime
 import Training
+import SegmentationData
 
 struct Step: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -31,7 +32,7 @@ struct Step: ParsableCommand {
         try reportingErrors {
             guard steps >= 0 else { throw SegFormerError.invalid("--steps must be ≥ 0") }
             for out in [saveGradients, saveModel].compactMap({ $0 }) {
-                try checkWritable(out, input: model, overwrite: overwrite)
+                try OutputGuard.requireWritable(out, overwrite: overwrite, input: model)
             }
             let m = try ONNXImporter.load(contentsOf: model)
             let pixels = try ONNXImporter.readTensorFile(pixelValues).tensor
@@ -60,12 +61,4 @@ struct Step: ParsableCommand {
             if let path = saveModel { try ONNXExporter.write(training.updatedModel(), to: path) }
         }
     }
-}
-
-/// Refuses to write over the input or over an existing file (unless `overwrite`).
-func checkWritable(_ path: String, input: String, overwrite: Bool) throws {
-    let a = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
-    let b = URL(fileURLWithPath: input).standardizedFileURL.resolvingSymlinksInPath().path
-    if a == b { throw SegFormerError.io("\(path) is the input model; choose another output path") }
-    try requireWritable(path, overwrite: overwrite)
 }

@@ -3,6 +3,8 @@ import XCTest
 import GraphIR
 import Runtime
 @testable import Training
+import SegmentationData
+import SegformerModels
 
 /// The trainer end to end on a tiny SegFormer and a tiny generated dataset: the loss falls, the JSON
 /// log has one object per step, the best model and checkpoint are written, and resuming from a

@@ -2,6 +2,7 @@ import XCTest
 import GraphIR
 import Runtime
 @testable import Training
+import SegFormerTestSupport
 
 /// The whole training path against PyTorch: HF loss, the gradient of every initializer and the
 /// parameters after 3 AdamW steps. Own fixture (tiny SegFormer, scripts/fixtures/make_tiny_segformer.py)

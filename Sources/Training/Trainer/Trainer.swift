@@ -1,6 +1,7 @@
 import Foundation
 import GraphIR
 import Runtime
+import SegmentationData
 
 /// Settings of a fine-tuning run (defaults follow HF's semantic-segmentation guide and the SegFormer
 /// paper where they agree).
@@ -249,22 +250,5 @@ public final class Trainer {
         guard seconds.isFinite else { return "?" }
         let s = Int(seconds.rounded())
         return s >= 3600 ? String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) : String(format: "%dm%02ds", s / 60, s % 60)
-    }
-}
-
-extension Trainer {
-    /// Writes a HuggingFace-style config.json for a trained segmentation model (num_labels,
-    /// id2label, label2id, ignore index). Repeated names (ADE20K has some, e.g. "screen") map to
-    /// their first id in label2id.
-    public static func writeConfigJSON(numLabels: Int, id2label: [Int: String], ignoreIndex: Int = 255, to path: String) throws {
-        let names = id2label.isEmpty ? Dictionary(uniqueKeysWithValues: (0..<numLabels).map { ($0, "class_\($0)") }) : id2label
-        let config: [String: Any] = [
-            "num_labels": numLabels,
-            "id2label": Dictionary(uniqueKeysWithValues: names.map { (String($0.key), $0.value) }),
-            "label2id": Dictionary(names.sorted { $0.key < $1.key }.map { ($0.value, $0.key) }, uniquingKeysWith: { first, _ in first }),
-            "semantic_loss_ignore_index": ignoreIndex,
-        ]
-        let json = try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
-        try ONNXExporter.writeAtomically([UInt8](json), to: path)
     }
 }
