@@ -75,9 +75,8 @@ final class TrainerTests: XCTestCase {
         try full.run()
         // Interrupted after 3 steps (the checkpoint of step 3 is what a kill leaves), then resumed.
         let first = try makeTrainer(output: root + "/split", steps: 5)
-        first.onLog = { entry, _ in if entry.step == 3 { Trainer.stopForTesting = true } }
+        first.shouldStop = { step in step == 3 }
         XCTAssertThrowsError(try first.run())
-        Trainer.stopForTesting = false
         let resumed = try makeTrainer(output: root + "/split", steps: 5, resume: true)
         try resumed.run()
         for (name, p) in full.training.parameters {

@@ -44,6 +44,13 @@ public struct TrainingLogEntry: Codable, Sendable {
     public var mIoU: Double?
 }
 
+/// Thrown by `Trainer.run` when `shouldStop` ends training early.
+public struct TrainingStopped: Error, CustomStringConvertible {
+    /// The last step taken (its checkpoint, when one was due, is written).
+    public let step: Int
+    public var description: String { "training stopped after step \(step)" }
+}
+
 /// Fine-tunes a SegFormer ONNX graph: batches from a `SegmentationDataLoader`, HF loss, autodiff,
 /// AdamW with warm-up + linear/poly schedule and a head learning-rate multiplier, periodic evaluation
 /// keeping the best model by validation mIoU, JSON-lines log, atomic checkpoints and exact resume.
@@ -58,8 +65,9 @@ public final class Trainer {
     public private(set) var bestMIoU: Double?
     /// Called with human-readable progress (a progress bar on terminals is the CLI's business).
     public var onLog: (TrainingLogEntry, String) -> Void = { _, line in print(line) }
-    /// Tests set this to simulate an interruption right after the current step's checkpoint.
-    nonisolated(unsafe) static var stopForTesting = false
+    /// Asked with the step number once the step is logged and checkpointed: `true` stops training
+    /// there, as an interruption would (no final model is written), and `run` throws `TrainingStopped`.
+    public var shouldStop: (Int) -> Bool = { _ in false }
 
     public var totalSteps: Int {
         if let s = options.maxSteps { return s }
@@ -208,7 +216,7 @@ public final class Trainer {
             onLog(entry, line)
             last = entry
             if step % options.checkpointEvery == 0 || step == total { try saveCheckpoint() }
-            if Trainer.stopForTesting { throw SegFormerError.invalid("training interrupted (test)") }
+            if shouldStop(step) { throw TrainingStopped(step: step) }
         }
         // The final model: the best by validation mIoU when validating, else the last.
         let modelPath = options.outputDirectory + "/model.onnx"
