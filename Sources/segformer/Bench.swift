@@ -68,7 +68,7 @@ extension Bench {
             training.session.profiling = profile
         }) {
             let (loss, grads) = try training.lossAndGradients(pixelValues: pixels, labels: labels)
-            try optimizer.update(parameters: training.parameters, gradients: grads, learningRate: 6e-5)
+            try training.update(with: optimizer, gradients: grads, learningRate: 6e-5)
             lastLoss = loss
         }
         if profile { printProfile(training.session) }

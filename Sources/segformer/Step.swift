@@ -56,7 +56,7 @@ struct Step: ParsableCommand {
                 }
                 if step == steps { break }
                 try training.requireFinite(gradients: grads, step: step + 1)
-                try opt.update(parameters: training.parameters, gradients: grads, learningRate: lr)
+                try training.update(with: opt, gradients: grads, learningRate: lr)
             }
             if let path = saveModel { try ONNXExporter.write(training.updatedModel(), to: path) }
         }

@@ -142,12 +142,7 @@ public final class Trainer {
         guard FileManager.default.fileExists(atPath: checkpointPath + "/state.json")
                 || FileManager.default.fileExists(atPath: checkpointPath + ".old/state.json") else { return false }
         let ck = try Checkpoint.read(from: checkpointPath)
-        for (name, value) in ck.parameters {
-            guard let p = training.parameters[name], p.shape == value.shape else {
-                throw SegFormerError.invalid("checkpoint parameter '\(name)' does not fit this model")
-            }
-            p.storage.pointer.copyMemory(from: value.storage.pointer, byteCount: p.byteCount)
-        }
+        do { try training.loadParameters(ck.parameters) } catch let e as SegFormerError { throw e.prefixed(checkpointPath) }
         optimizer.state = ck.optimizer
         step = ck.step
         if let words = ck.pipelineState["loader"] { try loader.restore(try DataLoaderState(words: words)) }
@@ -192,7 +187,7 @@ public final class Trainer {
                 micro += 1
             }
             let lr = schedule.rate(at: step, base: options.learningRate)
-            try optimizer.update(parameters: training.parameters, gradients: summed, learningRate: lr)
+            try training.update(with: optimizer, gradients: summed, learningRate: lr)
             step += 1
             let dt = (Benchmark.now() - t0) / 1000
             var entry = TrainingLogEntry(step: step, epoch: loader.state.epoch, loss: lossSum / Double(options.gradientAccumulation),
