@@ -45,19 +45,24 @@ struct Step: ParsableCommand {
             case "sgd": opt = SGD(momentum: momentum, weightDecay: weightDecay)
             default: throw SegFormerError.invalid("--optimizer must be adamw or sgd, not '\(optimizer)'")
             }
-            for step in 0...steps {
-                let (loss, grads) = try training.lossAndGradients(pixelValues: pixels, labels: labelTensor)
-                print("loss \(loss)")
-                fflush(stdout)
-                try TrainingSession.requireFinite(loss: loss, step: step + 1)
-                if step == 0, let path = saveGradients {
-                    let bundle = TrainingSession.tensorBundle(training.parameterNames.map { ($0, grads[$0]!) }, opset: m.opset)
-                    try ONNXExporter.write(bundle, to: path)
-                }
-                if step == steps { break }
-                try training.requireFinite(gradients: grads, step: step + 1)
-                try training.update(with: opt, gradients: grads, learningRate: lr)
+            let batch = SegmentationBatch(pixelValues: pixels, labels: labelTensor)
+            func save(_ gradients: [String: Tensor]) throws {
+                guard let path = saveGradients else { return }
+                let bundle = TrainingSession.tensorBundle(training.parameterNames.map { ($0, gradients[$0]!) }, opset: m.opset)
+                try ONNXExporter.write(bundle, to: path)
             }
+            for index in 0..<steps {
+                let taken = try training.step(index + 1, batch: batch, optimizer: opt, learningRate: lr)
+                print("loss \(taken.losses[0])")
+                fflush(stdout)
+                if index == 0 { try save(taken.gradients) }
+            }
+            // The loss the trained parameters give (and, with --steps 0, the gradients to save).
+            let (loss, gradients) = try training.lossAndGradients(pixelValues: pixels, labels: labelTensor)
+            print("loss \(loss)")
+            fflush(stdout)
+            try TrainingSession.requireFinite(loss: loss, step: steps + 1)
+            if steps == 0 { try save(gradients) }
             if let path = saveModel { try ONNXExporter.write(training.updatedModel(), to: path) }
         }
     }

@@ -173,25 +173,13 @@ public final class Trainer {
         let total = totalSteps
         while step < total {
             let t0 = Benchmark.now()
-            var summed: [String: Tensor] = [:]
-            var lossSum = 0.0, images = 0
-            var micro = 0
-            while micro < options.gradientAccumulation {
-                guard let batch = try loader.next() else { continue }   // epoch boundary
-                let (loss, grads) = try training.lossAndGradients(pixelValues: batch.pixelValues, labels: batch.labels)
-                try TrainingSession.requireFinite(loss: loss, step: step + 1, detail: " (samples \(batch.indices))")
-                try training.requireFinite(gradients: grads, step: step + 1)
-                Trainer.accumulate(&summed, grads, scale: 1 / Float(options.gradientAccumulation))
-                lossSum += Double(loss)
-                images += batch.pixelValues.shape[0]
-                micro += 1
-            }
             let lr = schedule.rate(at: step, base: options.learningRate)
-            try training.update(with: optimizer, gradients: summed, learningRate: lr)
+            let taken = try training.step(step + 1, optimizer: optimizer, learningRate: lr,
+                                          microBatches: options.gradientAccumulation) { try loader.next() }
             step += 1
             let dt = (Benchmark.now() - t0) / 1000
-            var entry = TrainingLogEntry(step: step, epoch: loader.state.epoch, loss: lossSum / Double(options.gradientAccumulation),
-                                         lr: lr, imagesPerSecond: Double(images) / max(dt, 1e-9),
+            var entry = TrainingLogEntry(step: step, epoch: loader.state.epoch, loss: taken.meanLoss,
+                                         lr: lr, imagesPerSecond: Double(taken.images) / max(dt, 1e-9),
                                          elapsedSeconds: (Benchmark.now() - started) / 1000, mIoU: nil)
             let evaluateNow = validation != nil && (options.evaluateEvery.map { step % $0 == 0 } ?? (step % max(1, loader.batchesPerEpoch / options.gradientAccumulation) == 0))
             if evaluateNow || (step == total && validation != nil) {
@@ -232,21 +220,6 @@ public final class Trainer {
             try ONNXExporter.write(current, to: options.outputDirectory + "/model.onnx")
         }
         return m
-    }
-
-    static func accumulate(_ sum: inout [String: Tensor], _ grads: [String: Tensor], scale: Float) {
-        for (name, g) in grads {
-            let src = g.pointer(Float.self)
-            if let s = sum[name] {
-                let dst = s.pointer(Float.self)
-                for i in 0..<g.count { dst[i] += src[i] * scale }
-            } else {
-                let s = Tensor(uninitialized: .float, shape: g.shape)
-                let dst = s.pointer(Float.self)
-                for i in 0..<g.count { dst[i] = src[i] * scale }
-                sum[name] = s
-            }
-        }
     }
 
     static func duration(_ seconds: Double) -> String {
