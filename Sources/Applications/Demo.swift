@@ -71,6 +71,7 @@ public enum Demo {
         options.checkpointEvery = max(1, o.steps / 3)
         options.logJSONPath = o.output + "/train-log.jsonl"
         options.threads = o.threads
+        options.replaceExistingRun = o.overwrite
         let evaluator = SegmentationEvaluator(processor: processor, numLabels: numLabels, reduceLabels: false)
         let trainer = try Trainer(model: model, loader: loader, validation: validation, evaluator: evaluator, options: options)
         trainer.onLog = { entry, line in

@@ -67,10 +67,6 @@ struct Train: ParsableCommand {
                 throw SegFormerError.invalid("--lr-schedule must be constant, linear or poly")
             }
             guard batchSize > 0, crop > 0, size > 0 else { throw SegFormerError.invalid("--batch-size, --crop and --size must be positive") }
-            let fm = FileManager.default
-            if !resume, fm.fileExists(atPath: output + "/checkpoint") {
-                throw SegFormerError.io("\(output) already holds a training run; use --resume to continue it or choose another --output")
-            }
             let m = try ONNXImporter.load(contentsOf: model)
             let classes = try SegmentationModel.classCount(of: m)
             if let dims = m.graph.runtimeInputs.first?.type.shape, dims.count == 4, let h = dims[2].value, let w = dims[3].value,

@@ -25,6 +25,9 @@ public struct TrainerOptions: Sendable {
     public var outputDirectory: String
     public var logJSONPath: String?
     public var resume = false
+    /// Start afresh in a folder that holds another run's checkpoint, replacing it (otherwise that is
+    /// refused: a new run never silently destroys a resumable one).
+    public var replaceExistingRun = false
     public var threads: Int?
     public var ignoreIndex = 255
 
@@ -83,6 +86,10 @@ public final class Trainer {
             throw SegFormerError.invalid("training needs --max-steps or --epochs")
         }
         guard options.gradientAccumulation >= 1 else { throw SegFormerError.invalid("gradient accumulation must be ≥ 1") }
+        if !options.resume && !options.replaceExistingRun
+            && FileManager.default.fileExists(atPath: options.outputDirectory + "/checkpoint") {
+            throw SegFormerError.io("\(options.outputDirectory) already holds a training run; use --resume to continue it or choose another --output")
+        }
         self.options = options
         self.loader = loader
         self.validation = validation
