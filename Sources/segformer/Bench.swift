@@ -3,6 +3,7 @@ import Foundation
 import GraphIR
 import Runtime
 import Training
+import Applications
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -27,10 +28,9 @@ struct Bench: ParsableCommand {
             if train { return try benchTraining(m) }
             let session = try InferenceSession(model: m, options: SessionOptions(threads: threads))
             var feeds: [String: Tensor] = [:]
-            for info in session.inputs {
-                let shape = try concreteShape(info, batch: batch, height: height, width: width)
-                feeds[info.name] = try Benchmark.randomTensor(info.type.dataType, shape: shape)
-                print("input \(info.name): \(info.type.dataType) \(shape)")
+            for (info, value) in try BenchmarkInputs.randomFeeds(for: session, batch: batch, height: height, width: width) {
+                feeds[info.name] = value
+                print("input \(info.name): \(value.dataType) \(value.shape)")
             }
             print("threads \(session.context.threads), warm-up \(warmup), iterations \(iterations)")
             let result = try Benchmark.measure(warmup: warmup, iterations: iterations, beforeTimed: {
@@ -45,30 +45,17 @@ struct Bench: ParsableCommand {
 }
 
 extension Bench {
-    /// One optimizer step per iteration: forward + backward of the HF loss, then AdamW.
+    /// One training step per iteration (HF loss, forward + backward, AdamW) on a seeded random batch.
     func benchTraining(_ m: Model) throws {
         let training = try TrainingSession(model: m, options: TrainingOptions(threads: threads))
-        let input = training.session.inputs.first { $0.name == training.pixelValuesName }!
-        let shape = try concreteShape(input, batch: batch, height: height, width: width)
-        let pixels = try Benchmark.randomTensor(.float, shape: shape)
-        let classes = try TypeInference.infer(m.graph, opset: m.opset).types[m.graph.outputs[0].name]?.shape?[1].value ?? 150
-        let labels = Tensor(uninitialized: .int64, shape: [shape[0], shape[2], shape[3]])
-        var state: UInt64 = 12345
-        let lp = labels.pointer(Int64.self)
-        for i in 0..<labels.count {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            let r = Int64(state >> 33)
-            lp[i] = r % 10 == 0 ? 255 : r % Int64(classes)
-        }
+        let (inputs, classes) = try BenchmarkInputs.randomBatch(for: training, batch: batch, height: height, width: width)
         let optimizer = AdamW()
-        print("training step: pixel_values \(shape), labels [\(shape[0]), \(shape[2]), \(shape[3])] over \(classes) classes, \(training.parameterNames.count) parameters, threads \(training.session.context.threads)")
+        print("training step: pixel_values \(inputs.pixelValues.shape), labels \(inputs.labels.shape) over \(classes) classes, \(training.parameterNames.count) parameters, threads \(training.session.context.threads)")
         var lastLoss: Float = 0
         let result = try Benchmark.measure(warmup: warmup, iterations: iterations, beforeTimed: {
             training.session.profiling = profile
         }) {
-            let (loss, grads) = try training.lossAndGradients(pixelValues: pixels, labels: labels)
-            try optimizer.update(parameters: training.parameters, gradients: grads, learningRate: 6e-5)
-            lastLoss = loss
+            lastLoss = try training.step(optimizer.step + 1, batch: inputs, optimizer: optimizer, learningRate: 6e-5).losses[0]
         }
         if profile { printProfile(training.session) }
         print("loss after \(optimizer.step) steps: \(lastLoss)")
@@ -83,20 +70,5 @@ extension Bench {
             let name = op.padding(toLength: max(op.count, 22), withPad: " ", startingAt: 0)
             print("  " + name + String(format: " %8.2f ms  %5.1f%%  %4d calls", perRun, 100 * p.milliseconds / max(total, 1e-9), p.calls / iterations))
         }
-    }
-}
-
-/// Binds a declared input shape: symbolic dims become batch (axis 0), height (axis rank-2), width
-/// (axis rank-1); known dims stay.
-func concreteShape(_ info: ValueInfo, batch: Int, height: Int, width: Int) throws -> [Int] {
-    guard let dims = info.type.shape else {
-        throw SegFormerError.invalid("input '\(info.name)' has no declared shape; cannot invent one")
-    }
-    return dims.enumerated().map { axis, d in
-        if let v = d.value { return v }
-        if axis == 0 { return batch }
-        if axis == dims.count - 2 { return height }
-        if axis == dims.count - 1 { return width }
-        return 1
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import GraphIR
 import Runtime
 import Training
+import Applications
 
 struct DemoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -2,7 +2,8 @@ import ArgumentParser
 import Foundation
 import GraphIR
 import Runtime
-import Training
+import SegmentationData
+import SegformerModels
 
 struct Init: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -18,7 +19,7 @@ struct Init: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            try requireWritable(out, overwrite: overwrite)
+            try OutputGuard.requireWritable(out, overwrite: overwrite)
             let id2label = try labels.map { try SegmentationDataset.loadLabels(path: $0) } ?? [:]
             let count = numLabels ?? (id2label.isEmpty ? 150 : (id2label.keys.max() ?? 0) + 1)
             guard count > 0 else { throw SegFormerError.invalid("--num-labels must be positive") }

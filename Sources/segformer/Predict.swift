@@ -2,7 +2,8 @@ import ArgumentParser
 import Foundation
 import GraphIR
 import Runtime
-import Training
+import SegmentationData
+import Applications
 
 struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import GraphIR
 import Runtime
-import Training
+import SegmentationData
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -37,7 +37,7 @@ struct Run: ParsableCommand {
             for info in session.outputs {
                 let t = outputs[info.name]!
                 let path = (outputDir as NSString).appendingPathComponent(safeFileName(info.name) + ".pb")
-                try requireWritable(path, overwrite: overwrite)
+                try OutputGuard.requireWritable(path, overwrite: overwrite)
                 try ONNXExporter.writeTensorFile(t, name: info.name, to: path)
                 print("\(info.name): \(t.dataType) \(t.shape) -> \(path)")
             }

@@ -3,6 +3,7 @@ import Foundation
 import GraphIR
 import Runtime
 import Training
+import SegmentationData
 
 struct Step: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -31,7 +32,7 @@ struct Step: ParsableCommand {
         try reportingErrors {
             guard steps >= 0 else { throw SegFormerError.invalid("--steps must be ≥ 0") }
             for out in [saveGradients, saveModel].compactMap({ $0 }) {
-                try checkWritable(out, input: model, overwrite: overwrite)
+                try OutputGuard.requireWritable(out, overwrite: overwrite, input: model)
             }
             let m = try ONNXImporter.load(contentsOf: model)
             let pixels = try ONNXImporter.readTensorFile(pixelValues).tensor
@@ -44,28 +45,25 @@ struct Step: ParsableCommand {
             case "sgd": opt = SGD(momentum: momentum, weightDecay: weightDecay)
             default: throw SegFormerError.invalid("--optimizer must be adamw or sgd, not '\(optimizer)'")
             }
-            for step in 0...steps {
-                let (loss, grads) = try training.lossAndGradients(pixelValues: pixels, labels: labelTensor)
-                print("loss \(loss)")
-                fflush(stdout)
-                try TrainingSession.requireFinite(loss: loss, step: step + 1)
-                if step == 0, let path = saveGradients {
-                    let bundle = TrainingSession.tensorBundle(training.parameterNames.map { ($0, grads[$0]!) }, opset: m.opset)
-                    try ONNXExporter.write(bundle, to: path)
-                }
-                if step == steps { break }
-                try training.requireFinite(gradients: grads, step: step + 1)
-                try opt.update(parameters: training.parameters, gradients: grads, learningRate: lr)
+            let batch = SegmentationBatch(pixelValues: pixels, labels: labelTensor)
+            func save(_ gradients: [String: Tensor]) throws {
+                guard let path = saveGradients else { return }
+                let bundle = TrainingSession.tensorBundle(training.parameterNames.map { ($0, gradients[$0]!) }, opset: m.opset)
+                try ONNXExporter.write(bundle, to: path)
             }
+            for index in 0..<steps {
+                let taken = try training.step(index + 1, batch: batch, optimizer: opt, learningRate: lr)
+                print("loss \(taken.losses[0])")
+                fflush(stdout)
+                if index == 0 { try save(taken.gradients) }
+            }
+            // The loss the trained parameters give (and, with --steps 0, the gradients to save).
+            let (loss, gradients) = try training.lossAndGradients(pixelValues: pixels, labels: labelTensor)
+            print("loss \(loss)")
+            fflush(stdout)
+            try TrainingSession.requireFinite(loss: loss, step: steps + 1)
+            if steps == 0 { try save(gradients) }
             if let path = saveModel { try ONNXExporter.write(training.updatedModel(), to: path) }
         }
     }
-}
-
-/// Refuses to write over the input or over an existing file (unless `overwrite`).
-func checkWritable(_ path: String, input: String, overwrite: Bool) throws {
-    let a = URL(fileURLWithPath: path).standardizedFileURL.resolvingSymlinksInPath().path
-    let b = URL(fileURLWithPath: input).standardizedFileURL.resolvingSymlinksInPath().path
-    if a == b { throw SegFormerError.io("\(path) is the input model; choose another output path") }
-    try requireWritable(path, overwrite: overwrite)
 }

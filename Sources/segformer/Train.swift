@@ -3,6 +3,8 @@ import Foundation
 import GraphIR
 import Runtime
 import Training
+import SegmentationData
+import SegformerModels
 
 /// Where the data is and how its labels read; shared by `train` and `evaluate`.
 struct DataOptions: ParsableArguments {
@@ -29,15 +31,6 @@ struct DataOptions: ParsableArguments {
     }
 
     var reduce: Bool { reduceLabels ?? (data != nil) }
-}
-
-/// The number of classes a segmentation model predicts (channel dim of its output).
-func modelClassCount(_ m: Model) throws -> Int {
-    let types = try TypeInference.infer(m.graph, opset: m.opset).types
-    guard let c = types[m.graph.outputs[0].name]?.shape?.dropFirst().first?.value else {
-        throw SegFormerError.invalid("cannot tell the number of classes from output '\(m.graph.outputs[0].name)'")
-    }
-    return c
 }
 
 struct Train: ParsableCommand {
@@ -74,12 +67,8 @@ struct Train: ParsableCommand {
                 throw SegFormerError.invalid("--lr-schedule must be constant, linear or poly")
             }
             guard batchSize > 0, crop > 0, size > 0 else { throw SegFormerError.invalid("--batch-size, --crop and --size must be positive") }
-            let fm = FileManager.default
-            if !resume, fm.fileExists(atPath: output + "/checkpoint") {
-                throw SegFormerError.io("\(output) already holds a training run; use --resume to continue it or choose another --output")
-            }
             let m = try ONNXImporter.load(contentsOf: model)
-            let classes = try modelClassCount(m)
+            let classes = try SegmentationModel.classCount(of: m)
             if let dims = m.graph.runtimeInputs.first?.type.shape, dims.count == 4, let h = dims[2].value, let w = dims[3].value,
                h != crop || w != crop || h != size || w != size {
                 throw SegFormerError.invalid("\(model) takes \(h)×\(w) inputs (static in the export); use --crop \(h) --size \(h), or export with dynamic height/width")
@@ -127,7 +116,7 @@ struct Train: ParsableCommand {
             }
             try trainer.run()
             // config.json for the trained model: id2label from the labels the data came with.
-            try Trainer.writeConfigJSON(numLabels: classes, id2label: train.id2label, to: output + "/config.json")
+            try ConfigJSON.write(numLabels: classes, id2label: train.id2label, to: output + "/config.json")
             if let best = trainer.bestMIoU { print(String(format: "best validation mIoU %.4f", best)) }
             print("wrote \(output)/model.onnx, \(output)/config.json, \(output)/checkpoint")
         }
@@ -150,7 +139,7 @@ struct Evaluate: ParsableCommand {
                 throw SegFormerError.invalid("--split must be training or validation")
             }
             let m = try ONNXImporter.load(contentsOf: model)
-            let classes = try modelClassCount(m)
+            let classes = try SegmentationModel.classCount(of: m)
             let dataset = try dataOptions.dataset(split: s, numLabels: classes)
             let session = try InferenceSession(model: m, options: SessionOptions(threads: threads))
             let evaluator = SegmentationEvaluator(processor: SegformerImageProcessor(height: size, width: size),

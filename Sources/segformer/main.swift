@@ -3,7 +3,8 @@ import Foundation
 import GraphIR
 import Runtime
 
-/// The `segformer` tool: a thin layer over the GraphIR, Runtime and Training modules.
+/// The `segformer` tool: parses arguments and prints results; the work is done by the GraphIR, Runtime,
+/// SegmentationData, SegformerModels, Training and Applications modules.
 struct SegFormerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "segformer",

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import Training
+import SegFormerTestSupport
 
 final class MeanIoUTests: XCTestCase {
     /// The worked example in the documentation of `evaluate`'s mean_iou, with its published result.

@@ -3,6 +3,7 @@ import XCTest
 import GraphIR
 @testable import Runtime
 @testable import Training
+import SegFormerTestSupport
 
 /// Gradient rules of the normalisation / softmax / reduction / resize / loss family: finite
 /// differences for every rule, PyTorch fixtures (scripts/fixtures/make_normgrad_fixtures.py) for the
@@ -250,7 +251,7 @@ final class NormGradientTests: XCTestCase {
     }
 
     func fixtures() throws -> [String: Fixture] {
-        let url = try XCTUnwrap(Bundle.module.resourceURL?.appendingPathComponent("Fixtures/normgrad/normgrad_cases.json"))
+        let url = URL(fileURLWithPath: Fixtures.path("normgrad/normgrad_cases.json"))
         let list = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [[String: Any]]
         return Dictionary(uniqueKeysWithValues: list.map { ($0["name"] as! String, Fixture(dict: $0)) })
     }

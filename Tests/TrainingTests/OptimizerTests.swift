@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import GraphIR
 @testable import Training
+import SegFormerTestSupport
 
 /// Optimizer trajectories and schedules against torch.optim and transformers.get_scheduler
 /// (fixtures made by scripts/fixtures/make_optimizer_fixtures.py).
@@ -28,7 +29,7 @@ final class OptimizerTests: XCTestCase {
     }
 
     func load() throws -> Fixture {
-        let url = try XCTUnwrap(Bundle.module.url(forResource: "optimizers", withExtension: "json", subdirectory: "Fixtures"))
+        let url = URL(fileURLWithPath: Fixtures.path("optimizers.json"))
         return try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: url))
     }
 

@@ -3,6 +3,8 @@ import XCTest
 import GraphIR
 import Runtime
 @testable import Training
+import SegmentationData
+import SegformerModels
 
 /// The trainer end to end on a tiny SegFormer and a tiny generated dataset: the loss falls, the JSON
 /// log has one object per step, the best model and checkpoint are written, and resuming from a
@@ -73,9 +75,8 @@ final class TrainerTests: XCTestCase {
         try full.run()
         // Interrupted after 3 steps (the checkpoint of step 3 is what a kill leaves), then resumed.
         let first = try makeTrainer(output: root + "/split", steps: 5)
-        first.onLog = { entry, _ in if entry.step == 3 { Trainer.stopForTesting = true } }
+        first.shouldStop = { step in step == 3 }
         XCTAssertThrowsError(try first.run())
-        Trainer.stopForTesting = false
         let resumed = try makeTrainer(output: root + "/split", steps: 5, resume: true)
         try resumed.run()
         for (name, p) in full.training.parameters {

@@ -2,6 +2,7 @@ import XCTest
 import GraphIR
 import Runtime
 @testable import Training
+import SegFormerTestSupport
 
 /// The whole training path against PyTorch: HF loss, the gradient of every initializer and the
 /// parameters after 3 AdamW steps. Own fixture (tiny SegFormer, scripts/fixtures/make_tiny_segformer.py)
@@ -48,7 +49,7 @@ final class TrainingAgainstPyTorchTests: XCTestCase {
         var g = grads
         for step in 0..<3 {
             if step > 0 { g = try training.lossAndGradients(pixelValues: x, labels: labels).gradients }
-            try optimizer.update(parameters: training.parameters, gradients: g, learningRate: 1e-3)
+            try training.update(with: optimizer, gradients: g, learningRate: 1e-3)
         }
         for (name, reference) in after {
             guard let p = training.parameters[name], let p0 = initial[name], let gref = expectedGrads[name] else {
@@ -122,7 +123,7 @@ final class TrainingAgainstPyTorchTests: XCTestCase {
         for _ in 0..<10 {
             let (loss, grads) = try training.lossAndGradients(pixelValues: x, labels: labels)
             losses.append(loss)
-            try optimizer.update(parameters: training.parameters, gradients: grads, learningRate: 3e-2)
+            try training.update(with: optimizer, gradients: grads, learningRate: 3e-2)
         }
         XCTAssertLessThan(losses.last!, losses.first! * 0.5, "\(losses)")
     }

@@ -40,7 +40,9 @@ public struct OptimizerState: Sendable {
     public var slots: [String: [String: Tensor]]
 }
 
-/// Updates parameters in place from their gradients.
+/// Updates parameters in place from their gradients. A training session's parameters are updated
+/// through `TrainingSession.update(with:gradients:learningRate:)` (or its `step`), which hands the
+/// optimizer the session's own tensors.
 public protocol Optimizer: AnyObject {
     /// Steps taken so far.
     var step: Int { get }

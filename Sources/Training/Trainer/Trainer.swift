@@ -1,6 +1,7 @@
 import Foundation
 import GraphIR
 import Runtime
+import SegmentationData
 
 /// Settings of a fine-tuning run (defaults follow HF's semantic-segmentation guide and the SegFormer
 /// paper where they agree).
@@ -24,6 +25,9 @@ public struct TrainerOptions: Sendable {
     public var outputDirectory: String
     public var logJSONPath: String?
     public var resume = false
+    /// Start afresh in a folder that holds another run's checkpoint, replacing it (otherwise that is
+    /// refused: a new run never silently destroys a resumable one).
+    public var replaceExistingRun = false
     public var threads: Int?
     public var ignoreIndex = 255
 
@@ -43,6 +47,13 @@ public struct TrainingLogEntry: Codable, Sendable {
     public var mIoU: Double?
 }
 
+/// Thrown by `Trainer.run` when `shouldStop` ends training early.
+public struct TrainingStopped: Error, CustomStringConvertible {
+    /// The last step taken (its checkpoint, when one was due, is written).
+    public let step: Int
+    public var description: String { "training stopped after step \(step)" }
+}
+
 /// Fine-tunes a SegFormer ONNX graph: batches from a `SegmentationDataLoader`, HF loss, autodiff,
 /// AdamW with warm-up + linear/poly schedule and a head learning-rate multiplier, periodic evaluation
 /// keeping the best model by validation mIoU, JSON-lines log, atomic checkpoints and exact resume.
@@ -57,8 +68,9 @@ public final class Trainer {
     public private(set) var bestMIoU: Double?
     /// Called with human-readable progress (a progress bar on terminals is the CLI's business).
     public var onLog: (TrainingLogEntry, String) -> Void = { _, line in print(line) }
-    /// Tests set this to simulate an interruption right after the current step's checkpoint.
-    nonisolated(unsafe) static var stopForTesting = false
+    /// Asked with the step number once the step is logged and checkpointed: `true` stops training
+    /// there, as an interruption would (no final model is written), and `run` throws `TrainingStopped`.
+    public var shouldStop: (Int) -> Bool = { _ in false }
 
     public var totalSteps: Int {
         if let s = options.maxSteps { return s }
@@ -74,6 +86,10 @@ public final class Trainer {
             throw SegFormerError.invalid("training needs --max-steps or --epochs")
         }
         guard options.gradientAccumulation >= 1 else { throw SegFormerError.invalid("gradient accumulation must be ≥ 1") }
+        if !options.resume && !options.replaceExistingRun
+            && FileManager.default.fileExists(atPath: options.outputDirectory + "/checkpoint") {
+            throw SegFormerError.io("\(options.outputDirectory) already holds a training run; use --resume to continue it or choose another --output")
+        }
         self.options = options
         self.loader = loader
         self.validation = validation
@@ -133,12 +149,7 @@ public final class Trainer {
         guard FileManager.default.fileExists(atPath: checkpointPath + "/state.json")
                 || FileManager.default.fileExists(atPath: checkpointPath + ".old/state.json") else { return false }
         let ck = try Checkpoint.read(from: checkpointPath)
-        for (name, value) in ck.parameters {
-            guard let p = training.parameters[name], p.shape == value.shape else {
-                throw SegFormerError.invalid("checkpoint parameter '\(name)' does not fit this model")
-            }
-            p.storage.pointer.copyMemory(from: value.storage.pointer, byteCount: p.byteCount)
-        }
+        do { try training.loadParameters(ck.parameters) } catch let e as SegFormerError { throw e.prefixed(checkpointPath) }
         optimizer.state = ck.optimizer
         step = ck.step
         if let words = ck.pipelineState["loader"] { try loader.restore(try DataLoaderState(words: words)) }
@@ -169,25 +180,13 @@ public final class Trainer {
         let total = totalSteps
         while step < total {
             let t0 = Benchmark.now()
-            var summed: [String: Tensor] = [:]
-            var lossSum = 0.0, images = 0
-            var micro = 0
-            while micro < options.gradientAccumulation {
-                guard let batch = try loader.next() else { continue }   // epoch boundary
-                let (loss, grads) = try training.lossAndGradients(pixelValues: batch.pixelValues, labels: batch.labels)
-                try TrainingSession.requireFinite(loss: loss, step: step + 1, detail: " (samples \(batch.indices))")
-                try training.requireFinite(gradients: grads, step: step + 1)
-                Trainer.accumulate(&summed, grads, scale: 1 / Float(options.gradientAccumulation))
-                lossSum += Double(loss)
-                images += batch.pixelValues.shape[0]
-                micro += 1
-            }
             let lr = schedule.rate(at: step, base: options.learningRate)
-            try optimizer.update(parameters: training.parameters, gradients: summed, learningRate: lr)
+            let taken = try training.step(step + 1, optimizer: optimizer, learningRate: lr,
+                                          microBatches: options.gradientAccumulation) { try loader.next() }
             step += 1
             let dt = (Benchmark.now() - t0) / 1000
-            var entry = TrainingLogEntry(step: step, epoch: loader.state.epoch, loss: lossSum / Double(options.gradientAccumulation),
-                                         lr: lr, imagesPerSecond: Double(images) / max(dt, 1e-9),
+            var entry = TrainingLogEntry(step: step, epoch: loader.state.epoch, loss: taken.meanLoss,
+                                         lr: lr, imagesPerSecond: Double(taken.images) / max(dt, 1e-9),
                                          elapsedSeconds: (Benchmark.now() - started) / 1000, mIoU: nil)
             let evaluateNow = validation != nil && (options.evaluateEvery.map { step % $0 == 0 } ?? (step % max(1, loader.batchesPerEpoch / options.gradientAccumulation) == 0))
             if evaluateNow || (step == total && validation != nil) {
@@ -207,7 +206,7 @@ public final class Trainer {
             onLog(entry, line)
             last = entry
             if step % options.checkpointEvery == 0 || step == total { try saveCheckpoint() }
-            if Trainer.stopForTesting { throw SegFormerError.invalid("training interrupted (test)") }
+            if shouldStop(step) { throw TrainingStopped(step: step) }
         }
         // The final model: the best by validation mIoU when validating, else the last.
         let modelPath = options.outputDirectory + "/model.onnx"
@@ -230,41 +229,9 @@ public final class Trainer {
         return m
     }
 
-    static func accumulate(_ sum: inout [String: Tensor], _ grads: [String: Tensor], scale: Float) {
-        for (name, g) in grads {
-            let src = g.pointer(Float.self)
-            if let s = sum[name] {
-                let dst = s.pointer(Float.self)
-                for i in 0..<g.count { dst[i] += src[i] * scale }
-            } else {
-                let s = Tensor(uninitialized: .float, shape: g.shape)
-                let dst = s.pointer(Float.self)
-                for i in 0..<g.count { dst[i] = src[i] * scale }
-                sum[name] = s
-            }
-        }
-    }
-
     static func duration(_ seconds: Double) -> String {
         guard seconds.isFinite else { return "?" }
         let s = Int(seconds.rounded())
         return s >= 3600 ? String(format: "%dh%02dm", s / 3600, (s % 3600) / 60) : String(format: "%dm%02ds", s / 60, s % 60)
-    }
-}
-
-extension Trainer {
-    /// Writes a HuggingFace-style config.json for a trained segmentation model (num_labels,
-    /// id2label, label2id, ignore index). Repeated names (ADE20K has some, e.g. "screen") map to
-    /// their first id in label2id.
-    public static func writeConfigJSON(numLabels: Int, id2label: [Int: String], ignoreIndex: Int = 255, to path: String) throws {
-        let names = id2label.isEmpty ? Dictionary(uniqueKeysWithValues: (0..<numLabels).map { ($0, "class_\($0)") }) : id2label
-        let config: [String: Any] = [
-            "num_labels": numLabels,
-            "id2label": Dictionary(uniqueKeysWithValues: names.map { (String($0.key), $0.value) }),
-            "label2id": Dictionary(names.sorted { $0.key < $1.key }.map { ($0.value, $0.key) }, uniquingKeysWith: { first, _ in first }),
-            "semantic_loss_ignore_index": ignoreIndex,
-        ]
-        let json = try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
-        try ONNXExporter.writeAtomically([UInt8](json), to: path)
     }
 }

@@ -1,13 +1,9 @@
 import Foundation
 import GraphIR
 import Runtime
-
-/// Refuses to replace an existing file unless `overwrite`: nothing the user owns is lost silently.
-public func requireWritable(_ path: String, overwrite: Bool) throws {
-    if !overwrite && FileManager.default.fileExists(atPath: path) {
-        throw SegFormerError.io("\(path) already exists (use --overwrite to replace it)")
-    }
-}
+import SegmentationData
+import SegformerModels
+import Training
 
 /// Decodes the image at `path`, prepares it with `processor`, runs the model's first input and
 /// returns the image with the first output.
@@ -87,7 +83,7 @@ public struct SegmentationPredictor {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let maskPath = (folder as NSString).appendingPathComponent("\(name).mask.png")
         let overlayPath = (folder as NSString).appendingPathComponent("\(name).overlay.png")
-        for path in [maskPath, overlayPath] { try requireWritable(path, overwrite: overwrite) }
+        for path in [maskPath, overlayPath] { try OutputGuard.requireWritable(path, overwrite: overwrite) }
         try Segmentation.writeMaskPNG(p.mask, width: p.image.width, height: p.image.height, to: maskPath)
         try Segmentation.writeOverlayPNG(image: p.image, mask: p.mask, to: overlayPath)
         return (maskPath, overlayPath)

@@ -1,7 +1,7 @@
 import XCTest
 import GraphIR
 import Runtime
-@testable import Training
+import SegFormerTestSupport
 
 /// The real HuggingFace SegFormer architecture (tiny config) exported by PyTorch at opsets 12, 14
 /// and 17, batch 2 with dynamic height/width: logits must equal PyTorch's

@@ -139,20 +139,12 @@ public enum SyntheticScenes {
             throw SegFormerError.invalid("synthetic scenes: size \(width)x\(height) outside 16…4096")
         }
         let fm = FileManager.default
-        var isDir: ObjCBool = false
-        if fm.fileExists(atPath: folder, isDirectory: &isDir) {
-            guard isDir.boolValue else { throw SegFormerError.invalid("synthetic scenes: \(folder) exists and is not a folder") }
-            let contents = (try? fm.contentsOfDirectory(atPath: folder)) ?? []
-            if !contents.isEmpty {
-                guard overwrite else {
-                    throw SegFormerError.invalid("synthetic scenes: \(folder) is not empty; refusing to overwrite (pass overwrite)")
-                }
-                for name in ["images", "annotations", "config.json"] {
-                    let p = folder + "/" + name
-                    if fm.fileExists(atPath: p) {
-                        do { try fm.removeItem(atPath: p) } catch {
-                            throw SegFormerError.io("synthetic scenes: cannot remove \(p): \(error.localizedDescription)")
-                        }
+        if try OutputGuard.requireEmptyFolder(folder, overwrite: overwrite) {
+            for name in ["images", "annotations", "config.json"] {
+                let p = folder + "/" + name
+                if fm.fileExists(atPath: p) {
+                    do { try fm.removeItem(atPath: p) } catch {
+                        throw SegFormerError.io("synthetic scenes: cannot remove \(p): \(error.localizedDescription)")
                     }
                 }
             }

@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 import GraphIR
-@testable import Training
+@testable import SegmentationData
 
 final class SyntheticScenesTests: XCTestCase {
     var folders: [String] = []

@@ -1,6 +1,7 @@
 import Foundation
 import GraphIR
 import Runtime
+import SegmentationData
 
 /// Validation as HuggingFace's semantic-segmentation guide computes it: each image goes through the
 /// image processor, the logits are upsampled bilinearly to the *original* label size, argmax gives the

@@ -25,8 +25,9 @@ public struct TrainingOptions: Sendable {
 /// planned graph.
 public final class TrainingSession {
     public private(set) var model: Model
-    /// Current parameter values by name (updated in place by the optimizer).
-    public private(set) var parameters: [String: Tensor]
+    /// The current parameter values, owned by the session: they change only through `update(with:…)`
+    /// and `loadParameters`, and are never handed out (readers get copies).
+    private var values: [String: Tensor]
     /// Parameter names in the model's initializer order.
     public let parameterNames: [String]
     public let pixelValuesName: String
@@ -67,7 +68,7 @@ public final class TrainingSession {
             to: graph, logits: logits, labels: labels, ignoreIndex: options.ignoreIndex, opset: model.opset)
         let gg = try Autodiff.differentiate(withLoss, opset: model.opset, loss: loss, parameters: names)
         self.model = forwardModel
-        self.parameters = values
+        self.values = values
         self.parameterNames = names
         self.pixelValuesName = pixel.name
         self.labelsName = labels
@@ -80,7 +81,7 @@ public final class TrainingSession {
     /// Forward + backward on one batch: the loss and d loss / d parameter for every parameter.
     /// Throws, naming the tensor, if the loss or a gradient is not finite.
     public func lossAndGradients(pixelValues: Tensor, labels: Tensor) throws -> (loss: Float, gradients: [String: Tensor]) {
-        var feeds = parameters
+        var feeds = values
         feeds[pixelValuesName] = pixelValues
         feeds[labelsName] = labels
         let out = try session.run(feeds)
@@ -89,6 +90,29 @@ public final class TrainingSession {
         var grads: [String: Tensor] = [:]
         for (p, g) in gradientGraph.gradients { grads[p] = out[g]! }
         return (loss, grads)
+    }
+
+    /// A copy of the current parameter values by name.
+    public var parameters: [String: Tensor] { values.mapValues { $0.copy() } }
+
+    /// A copy of one parameter's current value.
+    public func parameter(_ name: String) -> Tensor? { values[name]?.copy() }
+
+    /// One update of the parameters by `optimizer` from `gradients` (d loss / d parameter) at
+    /// `learningRate`: the optimizer works on the session's own tensors.
+    public func update(with optimizer: Optimizer, gradients: [String: Tensor], learningRate: Double) throws {
+        try optimizer.update(parameters: values, gradients: gradients, learningRate: learningRate)
+    }
+
+    /// Replaces parameter values (e.g. from a checkpoint). Each must name a parameter of this session
+    /// and have its type and shape; nothing changes when one does not.
+    public func loadParameters(_ new: [String: Tensor]) throws {
+        for (name, value) in new {
+            guard let p = values[name], p.dataType == value.dataType, p.shape == value.shape else {
+                throw SegFormerError.invalid("parameter '\(name)' \(value.dataType) \(value.shape) does not fit this model")
+            }
+        }
+        for (name, value) in new { values[name] = value.copy() }
     }
 
     /// Stops training at a non-finite loss, naming the (1-based) step and, when given, what was in it.
@@ -111,11 +135,11 @@ public final class TrainingSession {
     /// that merged initializers were untied (each use has its own, independently trained, tensor).
     public func updatedModel() -> Model {
         var m = model
-        for (name, value) in parameters { m.graph.initializers[name] = value.copy() }
+        for (name, value) in values { m.graph.initializers[name] = value.copy() }
         return m
     }
 
-    /// The current parameters as a node-less model whose initializers carry the names (the format
+    /// Tensors as a node-less model whose initializers carry the names (the format
     /// of gradient and parameter bundles).
     public static func tensorBundle(_ tensors: [(String, Tensor)], opset: Int) -> Model {
         var g = Graph(name: "tensors")

@@ -1,6 +1,7 @@
 import XCTest
 import GraphIR
-@testable import Training
+@testable import SegmentationData
+import SegFormerTestSupport
 
 /// SegformerImageProcessor against HuggingFace's own outputs on the test images (fixtures made with
 /// `transformers` by scripts/fixtures/make_hf_processor_fixtures.py). Criterion of the reference set:

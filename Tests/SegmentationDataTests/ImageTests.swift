@@ -1,7 +1,8 @@
 import Foundation
 import XCTest
 import GraphIR
-@testable import Training
+@testable import SegmentationData
+import SegFormerTestSupport
 
 /// Fixtures come from scripts/fixtures/make_image_fixtures.py (PIL + numpy); see its docstring.
 final class ImageTests: XCTestCase {
@@ -20,7 +21,7 @@ final class ImageTests: XCTestCase {
         let corrupt: [String]
     }
 
-    static let dir: URL = Bundle.module.url(forResource: "Fixtures", withExtension: nil)!.appendingPathComponent("images")
+    static let dir = URL(fileURLWithPath: Fixtures.path("images"))
 
     func fixture(_ name: String) -> String { Self.dir.appendingPathComponent(name).path }
     func bytes(_ name: String) throws -> Data { try Data(contentsOf: Self.dir.appendingPathComponent(name)) }

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import SegFormerTestSupport
 
 /// Malformed input never crashes the tool: every command given a truncated, bit-flipped or random
 /// model, an unknown op, a wrong input shape, a missing or escaping external-data file or a corrupt
@@ -10,7 +11,7 @@ final class CLIRobustnessTests: XCTestCase {
     var scratch: String!
 
     override func setUpWithError() throws {
-        let products = Bundle.module.bundleURL.deletingLastPathComponent()
+        let products = Fixtures.productsDirectory
         let candidate = products.appendingPathComponent("segformer").path
         guard FileManager.default.isExecutableFile(atPath: candidate) else {
             throw XCTSkip("segformer binary not built at \(candidate); run `swift build` first")

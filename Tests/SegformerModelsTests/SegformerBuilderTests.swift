@@ -2,7 +2,9 @@ import Foundation
 import XCTest
 import GraphIR
 import Runtime
-@testable import Training
+@testable import SegformerModels
+import Training
+import SegFormerTestSupport
 
 /// The natively built SegFormer graph against HuggingFace (fixtures: scripts/fixtures/make_builder_fixtures.py).
 final class SegformerBuilderTests: XCTestCase {

@@ -1,6 +1,9 @@
 import Foundation
 import GraphIR
 import Runtime
+import SegmentationData
+import SegformerModels
+import Training
 
 /// The whole fine-tuning job on an embedded default, for a machine with no data or hub at hand:
 /// a seeded synthetic scene-parsing set (sky, grass, buildings, trees, roads, mountains, water in the
@@ -33,9 +36,7 @@ public enum Demo {
     public static func run(_ o: DemoOptions, log: @escaping (String) -> Void) throws -> Outcome {
         let fm = FileManager.default
         let started = Benchmark.now()
-        if let existing = try? fm.contentsOfDirectory(atPath: o.output), !existing.isEmpty, !o.overwrite {
-            throw SegFormerError.io("\(o.output) is not empty; choose another --output or pass --overwrite")
-        }
+        try OutputGuard.requireEmptyFolder(o.output, overwrite: o.overwrite)
         let dataDir = o.output + "/data"
         log("generating \(o.trainImages) + \(o.validationImages) synthetic scenes (\(o.imageSize)×\(o.imageSize)) in \(dataDir)")
         _ = try SyntheticScenes.generate(into: dataDir, trainCount: o.trainImages, validationCount: o.validationImages,
@@ -70,6 +71,7 @@ public enum Demo {
         options.checkpointEvery = max(1, o.steps / 3)
         options.logJSONPath = o.output + "/train-log.jsonl"
         options.threads = o.threads
+        options.replaceExistingRun = o.overwrite
         let evaluator = SegmentationEvaluator(processor: processor, numLabels: numLabels, reduceLabels: false)
         let trainer = try Trainer(model: model, loader: loader, validation: validation, evaluator: evaluator, options: options)
         trainer.onLog = { entry, line in
@@ -92,7 +94,7 @@ public enum Demo {
             let name = ((sample.imagePath as NSString).lastPathComponent as NSString).deletingPathExtension
             try Segmentation.writeOverlayPNG(image: p.image, mask: p.mask, to: "\(overlays)/\(name).overlay.png")
         }
-        try Trainer.writeConfigJSON(numLabels: numLabels, id2label: labels, to: o.output + "/config.json")
+        try ConfigJSON.write(numLabels: numLabels, id2label: labels, to: o.output + "/config.json")
         return Outcome(result: result, labels: labels, modelPath: modelPath, seconds: (Benchmark.now() - started) / 1000)
     }
 }

@@ -231,16 +231,8 @@ public enum SegformerBuilder {
         }
 
         func linear(_ x: String, _ name: String, inF: Int, outF: Int, rng: inout Normal) -> String {
-            // PyTorch weight [out, in] drawn in that order, stored transposed as [in, out].
-            let wt = normal([outF, inF], rng: &rng)
-            let stored = Tensor(uninitialized: .float, shape: [inF, outF])
-            let src = wt.pointer(Float.self), dst = stored.pointer(Float.self)
-            for o in 0..<outF { for i in 0..<inF { dst[i * outF + o] = src[o * inF + i] } }
-            let wname = param("\(name).weight", stored)
-            let bname = param("\(name).bias", Tensor(zeros: .float, shape: [outF]))
-            let path = "/" + name.replacingOccurrences(of: ".", with: "/")
-            let mm = builder.add1("MatMul", [x, wname], name: path + "/MatMul")
-            return builder.add1("Add", [mm, bname], name: path + "/Add")
+            // PyTorch weight [out, in] drawn in that order (stored transposed as [in, out]).
+            linear(x, name, weight: normal([outF, inF], rng: &rng), inF: inF, outF: outF)
         }
 
         func layerNorm(_ x: String, _ name: String, _ c: Int) -> String {
@@ -306,12 +298,10 @@ public enum SegformerBuilder {
             return b.add1("Add", [fc2, h1], name: path + "/Add_1")
         }
 
-        /// Linear with a weight already drawn ([out, in] PyTorch layout).
+        /// Linear with a weight already drawn ([out, in] PyTorch layout), stored transposed as [in, out].
         func linear(_ x: String, _ name: String, weight wt: Tensor, inF: Int, outF: Int) -> String {
-            let stored = Tensor(uninitialized: .float, shape: [inF, outF])
-            let src = wt.pointer(Float.self), dst = stored.pointer(Float.self)
-            for o in 0..<outF { for i in 0..<inF { dst[i * outF + o] = src[o * inF + i] } }
-            let wname = param("\(name).weight", stored)
+            precondition(wt.shape == [outF, inF], "\(name): weight \(wt.shape), expected [\(outF), \(inF)]")
+            let wname = param("\(name).weight", SegformerBuilder.transposed2D(wt))
             let bname = param("\(name).bias", Tensor(zeros: .float, shape: [outF]))
             let path = "/" + name.replacingOccurrences(of: ".", with: "/")
             let mm = builder.add1("MatMul", [x, wname], name: path + "/MatMul")

@@ -35,6 +35,13 @@ public struct SegmentationBatch: @unchecked Sendable {
     /// Dataset indices of the samples, in batch order.
     public var indices: [Int]
     public var epoch: Int
+
+    public init(pixelValues: Tensor, labels: Tensor, indices: [Int] = [], epoch: Int = 0) {
+        self.pixelValues = pixelValues
+        self.labels = labels
+        self.indices = indices
+        self.epoch = epoch
+    }
 }
 
 /// Turns a dataset into batches: load → (reduce labels) → augmentation → `SegformerImageProcessor` →

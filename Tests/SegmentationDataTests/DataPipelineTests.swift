@@ -2,7 +2,9 @@ import Foundation
 import XCTest
 import GraphIR
 import Runtime
-@testable import Training
+@testable import SegmentationData
+import Training
+import SegFormerTestSupport
 
 /// Tiny datasets written into a temporary folder by the tests themselves.
 private final class TempData {

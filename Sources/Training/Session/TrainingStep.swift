@@ -1,0 +1,65 @@
+import GraphIR
+import SegmentationData
+
+/// What one training step did.
+public struct TrainingStepResult {
+    /// The loss of each micro-batch, computed before the update.
+    public var losses: [Float]
+    /// Images in all micro-batches.
+    public var images: Int
+    /// The gradients the optimizer applied (averaged over the micro-batches). They stay valid until
+    /// the session runs again.
+    public var gradients: [String: Tensor]
+
+    /// The mean of `losses`.
+    public var meanLoss: Double { losses.reduce(0.0) { $0 + Double($1) } / Double(max(1, losses.count)) }
+}
+
+extension TrainingSession {
+    /// The training step — the one the trainer, `segformer step` and `segformer bench --train` take:
+    /// forward + backward on `microBatches` batches from `next` (nil, an epoch boundary, is skipped),
+    /// stopping at a non-finite loss or gradient with an error naming step `number` (1-based); the
+    /// gradients averaged over the micro-batches (gradient accumulation); then one update by
+    /// `optimizer` at `learningRate`.
+    public func step(_ number: Int, optimizer: Optimizer, learningRate: Double, microBatches: Int = 1,
+                     next: () throws -> SegmentationBatch?) throws -> TrainingStepResult {
+        precondition(microBatches >= 1, "a step needs at least one micro-batch")
+        var result = TrainingStepResult(losses: [], images: 0, gradients: [:])
+        while result.losses.count < microBatches {
+            guard let batch = try next() else { continue }
+            let (loss, grads) = try lossAndGradients(pixelValues: batch.pixelValues, labels: batch.labels)
+            try TrainingSession.requireFinite(loss: loss, step: number,
+                                              detail: batch.indices.isEmpty ? "" : " (samples \(batch.indices))")
+            try requireFinite(gradients: grads, step: number)
+            // One batch: its gradients as they are (scaling by 1 would change no bit, only cost a copy).
+            if microBatches == 1 { result.gradients = grads } else {
+                TrainingSession.accumulate(&result.gradients, grads, scale: 1 / Float(microBatches))
+            }
+            result.losses.append(loss)
+            result.images += batch.pixelValues.shape[0]
+        }
+        try update(with: optimizer, gradients: result.gradients, learningRate: learningRate)
+        return result
+    }
+
+    /// The step on one batch.
+    public func step(_ number: Int, batch: SegmentationBatch, optimizer: Optimizer, learningRate: Double) throws -> TrainingStepResult {
+        try step(number, optimizer: optimizer, learningRate: learningRate) { batch }
+    }
+
+    /// sum += grads · scale, per parameter (the first call allocates the sums).
+    static func accumulate(_ sum: inout [String: Tensor], _ grads: [String: Tensor], scale: Float) {
+        for (name, g) in grads {
+            let src = g.pointer(Float.self)
+            if let s = sum[name] {
+                let dst = s.pointer(Float.self)
+                for i in 0..<g.count { dst[i] += src[i] * scale }
+            } else {
+                let s = Tensor(uninitialized: .float, shape: g.shape)
+                let dst = s.pointer(Float.self)
+                for i in 0..<g.count { dst[i] = src[i] * scale }
+                sum[name] = s
+            }
+        }
+    }
+}
