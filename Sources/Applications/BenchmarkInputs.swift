@@ -22,7 +22,7 @@ public enum BenchmarkInputs {
     }
 
     /// Random values for every input of `session`, in its input order.
-    public static func randomFeeds(for session: InferenceSession, batch: Int, height: Int, width: Int) throws -> [(ValueInfo, Tensor)] {
+    public static func randomFeeds(for session: Session, batch: Int, height: Int, width: Int) throws -> [(ValueInfo, Tensor)] {
         try session.inputs.map { info in
             (info, try Benchmark.randomTensor(info.type.dataType, shape: shape(of: info, batch: batch, height: height, width: width)))
         }

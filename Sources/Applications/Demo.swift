@@ -81,7 +81,7 @@ public enum Demo {
         try trainer.run()
 
         let modelPath = o.output + "/model.onnx"
-        let session = try InferenceSession(model: try ONNXImporter.load(contentsOf: modelPath),
+        let session = try Session(model: try ONNXImporter.load(contentsOf: modelPath),
                                            options: SessionOptions(threads: o.threads))
         let result = try evaluator.evaluate(session: session, dataset: validation)
 

@@ -7,14 +7,14 @@ import Training
 
 /// Decodes the image at `path`, prepares it with `processor`, runs the model's first input and
 /// returns the image with the first output.
-func runImage(at path: String, session: InferenceSession, processor: SegformerImageProcessor) throws -> (Image, Tensor) {
+func runImage(at path: String, session: Session, processor: SegformerImageProcessor) throws -> (Image, Tensor) {
     let image = try Image(contentsOf: path)
     let (pixels, _) = try processor.preprocess(images: [image])
     return (image, try session.run([session.inputs[0].name: pixels])[session.outputs[0].name]!)
 }
 
 /// The input size a model wants: its static spatial dims when the graph declares them, else `fallback`.
-public func modelInputSize(_ session: InferenceSession, fallback: Int) throws -> (height: Int, width: Int) {
+public func modelInputSize(_ session: Session, fallback: Int) throws -> (height: Int, width: Int) {
     guard let input = session.inputs.first else { throw SegFormerError.invalid("the model has no inputs") }
     guard let dims = input.type.shape, dims.count == 4 else {
         throw SegFormerError.invalid("input '\(input.name)' is \(input.type); expected pixel values of rank 4 (N×3×H×W)")
@@ -27,11 +27,11 @@ public func modelInputSize(_ session: InferenceSession, fallback: Int) throws ->
 
 /// Image classification (SegformerForImageClassification): decode → processor → run → softmax top-k.
 public struct ImageClassifier {
-    public let session: InferenceSession
+    public let session: Session
     public let processor: SegformerImageProcessor
     public let labels: [Int: String]
 
-    public init(session: InferenceSession, size: Int = 224, labels: [Int: String] = [:]) throws {
+    public init(session: Session, size: Int = 224, labels: [Int: String] = [:]) throws {
         self.session = session
         let (h, w) = try modelInputSize(session, fallback: size)
         processor = SegformerImageProcessor(height: h, width: w)
@@ -50,10 +50,10 @@ public struct ImageClassifier {
 /// Semantic segmentation (SegformerForSemanticSegmentation): decode → processor → run → upsample
 /// logits to the image size (bilinear, align_corners false) → argmax → mask and overlay PNGs.
 public struct SegmentationPredictor {
-    public let session: InferenceSession
+    public let session: Session
     public let processor: SegformerImageProcessor
 
-    public init(session: InferenceSession, size: Int = 512) throws {
+    public init(session: Session, size: Int = 512) throws {
         self.session = session
         let (h, w) = try modelInputSize(session, fallback: size)
         processor = SegformerImageProcessor(height: h, width: w)

@@ -26,7 +26,7 @@ struct Bench: ParsableCommand {
             }
             let m = try ONNXImporter.load(contentsOf: model)
             if train { return try benchTraining(m) }
-            let session = try InferenceSession(model: m, options: SessionOptions(threads: threads))
+            let session = try Session(model: m, options: SessionOptions(threads: threads))
             var feeds: [String: Tensor] = [:]
             for (info, value) in try BenchmarkInputs.randomFeeds(for: session, batch: batch, height: height, width: width) {
                 feeds[info.name] = value
@@ -62,7 +62,7 @@ extension Bench {
         print(result)
     }
 
-    func printProfile(_ session: InferenceSession) {
+    func printProfile(_ session: Session) {
         let total = session.profile.values.reduce(0) { $0 + $1.milliseconds }
         print("time per op type (per run):")
         for (op, p) in session.profile.sorted(by: { $0.value.milliseconds > $1.value.milliseconds }) {

@@ -20,7 +20,7 @@ struct Classify: ParsableCommand {
         try reportingErrors {
             guard top > 0, size > 0 else { throw SegFormerError.invalid("--top and --size must be positive") }
             let labels = try config.map { try Classification.id2label(configPath: $0) } ?? [:]
-            let session = try InferenceSession(model: try ONNXImporter.load(contentsOf: model),
+            let session = try Session(model: try ONNXImporter.load(contentsOf: model),
                                                options: SessionOptions(threads: threads))
             let classifier = try ImageClassifier(session: session, size: size, labels: labels)
             for (rank, r) in try classifier.classify(imageAt: image, top: top).enumerated() {

@@ -22,7 +22,7 @@ struct Predict: ParsableCommand {
             guard !images.isEmpty else { throw SegFormerError.invalid("no images given") }
             guard size > 0 else { throw SegFormerError.invalid("--size must be positive") }
             let labels = try config.map { try Classification.id2label(configPath: $0) } ?? [:]
-            let session = try InferenceSession(model: try ONNXImporter.load(contentsOf: model),
+            let session = try Session(model: try ONNXImporter.load(contentsOf: model),
                                                options: SessionOptions(threads: threads))
             let predictor = try SegmentationPredictor(session: session, size: size)
             for path in images {

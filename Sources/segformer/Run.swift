@@ -17,7 +17,7 @@ struct Run: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let m = try ONNXImporter.load(contentsOf: model)
-            let session = try InferenceSession(model: m, options: SessionOptions(threads: threads))
+            let session = try Session(model: m, options: SessionOptions(threads: threads))
             var feeds: [String: Tensor] = [:]
             for spec in inputs {
                 // NAME=FILE.pb, or FILE.pb alone when the model has a single input.

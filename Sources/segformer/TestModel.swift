@@ -18,7 +18,7 @@ struct TestModel: ParsableCommand {
         try reportingErrors {
             let tester = try ModelTester(folder: folder, modelFile: model)
             let m = try ONNXImporter.load(contentsOf: tester.modelPath)
-            let session = try InferenceSession(model: m, options: SessionOptions(threads: threads))
+            let session = try Session(model: m, options: SessionOptions(threads: threads))
             let results = try tester.run(session: session, tolerance: .init(absolute: atol, relative: rtol)) { r in
                 let status = r.passed ? "ok  " : "FAIL"
                 var line = "\(status) \(r.dataSet) \(r.name) \(r.shape) max abs diff \(String(format: "%.3g", r.maxAbsDifference))"

@@ -141,7 +141,7 @@ struct Evaluate: ParsableCommand {
             let m = try ONNXImporter.load(contentsOf: model)
             let classes = try SegmentationModel.classCount(of: m)
             let dataset = try dataOptions.dataset(split: s, numLabels: classes)
-            let session = try InferenceSession(model: m, options: SessionOptions(threads: threads))
+            let session = try Session(model: m, options: SessionOptions(threads: threads))
             let evaluator = SegmentationEvaluator(processor: SegformerImageProcessor(height: size, width: size),
                                                   numLabels: classes, reduceLabels: dataOptions.reduce)
             let result = try evaluator.evaluate(session: session, dataset: dataset) { done, total in

@@ -27,7 +27,7 @@ final class SegformerBuilderTests: XCTestCase {
         }
         let x = try Fixtures.tensor("builder/input.pb")
         let expected = try Fixtures.tensor("builder/logits.pb")
-        let session = try InferenceSession(model: model, options: SessionOptions(threads: 2))
+        let session = try Session(model: model, options: SessionOptions(threads: 2))
         let logits = try XCTUnwrap(session.run(["pixel_values": x])["logits"])
         XCTAssertEqual(logits.shape, [2, 5, 9, 11])
         XCTAssertLessThanOrEqual(maxAbsDifference(logits, expected), 1e-5)
@@ -36,7 +36,7 @@ final class SegformerBuilderTests: XCTestCase {
         let path = NSTemporaryDirectory() + "segformer-builder-\(getpid()).onnx"
         defer { try? FileManager.default.removeItem(atPath: path) }
         try ONNXExporter.write(model, to: path)
-        let again = try InferenceSession(model: ONNXImporter.load(contentsOf: path)).run(["pixel_values": x])["logits"]!
+        let again = try Session(model: ONNXImporter.load(contentsOf: path)).run(["pixel_values": x])["logits"]!
         XCTAssertLessThanOrEqual(maxAbsDifference(again, expected), 1e-5)
 
         // For the onnxruntime check (`make_builder_fixtures.py --check DIR`): write the files there.
@@ -127,7 +127,7 @@ final class SegformerWeightLoadingTests: XCTestCase {
         XCTAssertEqual(n, model.graph.initializers.keys.filter(SegformerBuilderTests.isParameter).count)
         let x = try Fixtures.tensor("tiny-segformer/test_data_set_0/input_0.pb")
         let expected = try Fixtures.tensor("tiny-segformer/test_data_set_0/output_0.pb")
-        let logits = try InferenceSession(model: model).run(["pixel_values": x])["logits"]!
+        let logits = try Session(model: model).run(["pixel_values": x])["logits"]!
         XCTAssertLessThanOrEqual(maxAbsDifference(logits, expected), 1e-5)
     }
 
@@ -240,7 +240,7 @@ final class SegformerBuilderSharedTests: XCTestCase {
         }
         let x = try ONNXImporter.readTensorFile(dir + "test_data_set_0/input_0.pb").tensor
         let expected = try ONNXImporter.readTensorFile(dir + "test_data_set_0/output_0.pb").tensor
-        let logits = try InferenceSession(model: loaded[0]).run(["pixel_values": x])["logits"]!
+        let logits = try Session(model: loaded[0]).run(["pixel_values": x])["logits"]!
         XCTAssertEqual(logits.shape, [1, 150, 128, 128])
         XCTAssertLessThanOrEqual(maxAbsDifference(logits, expected), 1e-4)
     }
@@ -278,7 +278,7 @@ final class SegformerBuilderBenchmarks: XCTestCase {
         }
         let x1 = try Benchmark.randomTensor(.float, shape: [1, 3, 512, 512])
         for (label, model) in [("export", export), ("built", built)] {
-            let s = try InferenceSession(model: model, options: SessionOptions(threads: 2))
+            let s = try Session(model: model, options: SessionOptions(threads: 2))
             print("\(label) forward 1×3×512×512: \(try ms { _ = try s.run(["pixel_values": x1]) }) ms")
         }
         // Training step at batch 1 (measured here: built ≈ export, both ~0.55 s; forward ~135 ms).

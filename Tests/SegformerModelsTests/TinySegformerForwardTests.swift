@@ -12,7 +12,7 @@ final class TinySegformerForwardTests: XCTestCase {
         let expected = try Fixtures.tensor("tiny-segformer/test_data_set_0/output_0.pb")
         for file in ["model.op17.onnx", "model.op14.onnx", "model.op12.onnx"] {
             let model = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-segformer/" + file))
-            let session = try InferenceSession(model: model, options: SessionOptions(threads: 2))
+            let session = try Session(model: model, options: SessionOptions(threads: 2))
             let logits = try session.run(["pixel_values": x])["logits"]!
             XCTAssertEqual(logits.shape, [2, 5, 8, 8], file)
             XCTAssertLessThanOrEqual(maxAbsDifference(logits, expected), 1e-5, file)
@@ -24,7 +24,7 @@ final class TinySegformerForwardTests: XCTestCase {
 
     func testOtherInputSizesBindSymbolicDimensions() throws {
         let model = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-segformer/model.op17.onnx"))
-        let session = try InferenceSession(model: model)
+        let session = try Session(model: model)
         let x = try Benchmark.randomTensor(.float, shape: [1, 3, 64, 48])
         let logits = try session.run(["pixel_values": x])["logits"]!
         XCTAssertEqual(logits.shape, [1, 5, 16, 12])
@@ -32,7 +32,7 @@ final class TinySegformerForwardTests: XCTestCase {
 
     func testWrongInputShapeNamesTheInput() throws {
         let model = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-segformer/model.op17.onnx"))
-        let session = try InferenceSession(model: model)
+        let session = try Session(model: model)
         let x = try Benchmark.randomTensor(.float, shape: [1, 4, 32, 32])
         XCTAssertThrowsError(try session.run(["pixel_values": x])) { e in
             XCTAssertTrue("\(e)".contains("pixel_values") && "\(e)".contains("dimension 1"), "\(e)")
@@ -56,7 +56,7 @@ final class TinySegformerForwardTests: XCTestCase {
 
     func testClassifierMatchesPyTorch() throws {
         let model = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-classifier/model.onnx"))
-        let session = try InferenceSession(model: model)
+        let session = try Session(model: model)
         let x = try Fixtures.tensor("tiny-classifier/test_data_set_0/input_0.pb")
         let expected = try Fixtures.tensor("tiny-classifier/test_data_set_0/output_0.pb")
         let logits = try session.run(["pixel_values": x])["logits"]!

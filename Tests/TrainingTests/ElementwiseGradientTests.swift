@@ -93,7 +93,7 @@ final class ElementwiseGradientTests: XCTestCase {
                        Node(name: "s", opType: "ReduceSum", inputs: ["y"], outputs: ["l"], attributes: ["keepdims": .int(0)])]
         graph.outputs = [ValueInfo(name: "l", type: TensorType(.float, []))]
         let gg = try Autodiff.differentiate(graph, opset: 17, loss: "l", parameters: ["x"])
-        let s = try InferenceSession(model: Model(graph: gg.graph, opsetImports: ["": 17]), options: SessionOptions(threads: 1))
+        let s = try Session(model: Model(graph: gg.graph, opsetImports: ["": 17]), options: SessionOptions(threads: 1))
         let out = try s.run(["x": Tensor([Float(1), -2, 3], shape: [3])])
         XCTAssertEqual(floats(out[gg.gradients[0].gradient]!), [2, -4, 6])
     }
@@ -311,7 +311,7 @@ final class ElementwiseGradientTests: XCTestCase {
                        Node(name: "s", opType: "ReduceSum", inputs: ["y"], outputs: ["l"], attributes: ["keepdims": .int(0)])]
         graph.outputs = [ValueInfo(name: "l", type: TensorType(.float, []))]
         let gg = try Autodiff.differentiate(graph, opset: 17, loss: "l", parameters: ["x"])
-        let s = try InferenceSession(model: Model(graph: gg.graph, opsetImports: ["": 17]), options: SessionOptions(threads: 1))
+        let s = try Session(model: Model(graph: gg.graph, opsetImports: ["": 17]), options: SessionOptions(threads: 1))
         let out = try s.run(["x": Tensor([Float(0.5), -2, 3], shape: [3])])
         let g = out[gg.gradients[0].gradient]!
         XCTAssertEqual(g.dataType, .float)
@@ -320,7 +320,7 @@ final class ElementwiseGradientTests: XCTestCase {
         var ig = graph
         ig.nodes[0].attributes["to"] = .int(Int(DataType.int64.rawValue))
         let gi = try Autodiff.differentiate(ig, opset: 17, loss: "l", parameters: ["x"])
-        let si = try InferenceSession(model: Model(graph: gi.graph, opsetImports: ["": 17]), options: SessionOptions(threads: 1))
+        let si = try Session(model: Model(graph: gi.graph, opsetImports: ["": 17]), options: SessionOptions(threads: 1))
         XCTAssertEqual(floats(try si.run(["x": Tensor([Float(0.5), -2, 3], shape: [3])])[gi.gradients[0].gradient]!), [0, 0, 0])
     }
 

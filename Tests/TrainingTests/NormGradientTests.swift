@@ -275,7 +275,7 @@ final class NormGradientTests: XCTestCase {
             g.outputs = [ValueInfo(name: "logits", type: TensorType(.float, known: logits.shape))]
             for opset in [12, 17] {
                 let (lg, loss) = try SegmentationLoss.appendHuggingFaceLoss(to: g, logits: "logits", labels: "labels", opset: opset)
-                let s = try InferenceSession(model: Model(graph: lg, opsetImports: ["": opset]))
+                let s = try Session(model: Model(graph: lg, opsetImports: ["": opset]))
                 let out = try s.run(["logits_in": logits, "labels": f.tensor("labels")])
                 let expected = try f.tensor("loss").doubles()[0]
                 let got = try XCTUnwrap(out[loss]).doubles()[0]
@@ -293,7 +293,7 @@ final class NormGradientTests: XCTestCase {
                 }
                 var bg = b.graph
                 bg.outputs = [ValueInfo(name: current, type: TensorType(.float, nil))]
-                let gs = try InferenceSession(model: Model(graph: bg, opsetImports: ["": opset]))
+                let gs = try Session(model: Model(graph: bg, opsetImports: ["": opset]))
                 let gout = try gs.run(["logits_in": logits, "labels": f.tensor("labels")])
                 try assertClose(try XCTUnwrap(gout[current]), f.tensor("grad_logits"), rtol: 1e-4, atol: 1e-7,
                                 "\(name) opset \(opset) d loss / d logits")
@@ -323,7 +323,7 @@ final class NormGradientTests: XCTestCase {
         let (g, loss) = try SegmentationLoss.appendHuggingFaceLoss(to: model.graph, logits: "logits", labels: "labels", opset: opset)
         var m = model
         m.graph = g
-        let session = try InferenceSession(model: m)
+        let session = try Session(model: m)
         let pixels = try ONNXImporter.readTensorFile(dir + "/batch/pixel_values.pb").tensor
         let labels = try ONNXImporter.readTensorFile(dir + "/batch/labels.pb").tensor
         let out = try session.run(["pixel_values": pixels, "labels": labels])

@@ -252,7 +252,7 @@ final class ShapeGradientTests: XCTestCase {
         var g = b.graph
         g.outputs = [ValueInfo(name: loss, type: TensorType(.float, []))]
         let gg = try Autodiff.differentiate(g, opset: 17, loss: loss, parameters: ["x"])
-        let session = try InferenceSession(model: Model(graph: gg.graph, opsetImports: ["": 17]))
+        let session = try Session(model: Model(graph: gg.graph, opsetImports: ["": 17]))
         let x = random([2, 3, 4], seed: 28)
         let out = try session.run(["x": x])
         let grad = try out[gg.gradients[0].gradient]!.doubles()

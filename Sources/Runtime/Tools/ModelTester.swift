@@ -66,7 +66,7 @@ public struct ModelTester {
     }
 
     /// Runs every data set; `report` is called once per output as results come in.
-    public func run(session: InferenceSession, tolerance: Tolerance,
+    public func run(session: Session, tolerance: Tolerance,
                     report: (OutputResult) -> Void = { _ in }) throws -> [OutputResult] {
         var results: [OutputResult] = []
         for set in try dataSets() {

@@ -113,7 +113,7 @@ public enum GradientCheck {
         }
         var g = builder.graph
         g.outputs = outNames.map { ValueInfo(name: $0, type: TensorType(.undefined, nil)) }
-        let session = try InferenceSession(model: Model(graph: g, opsetImports: ["": opset]),
+        let session = try Session(model: Model(graph: g, opsetImports: ["": opset]),
                                            options: SessionOptions(threads: 2))
         let analytic = try session.run(probe.feeds)
 
@@ -165,7 +165,7 @@ public enum GradientCheck {
         let feeds: [String: Tensor]
         /// Names of the differentiable inputs, in the order of `differentiable`.
         let parameters: [String]
-        let forward: InferenceSession
+        let forward: Session
         let y: [String: Tensor]
 
         init(_ opType: String, domain: String, inputs: [Tensor?], attributes: [String: Attribute], opset: Int,
@@ -189,7 +189,7 @@ public enum GradientCheck {
             let names = names
             parameters = differentiable.map { names[$0] }
             feeds = Dictionary(uniqueKeysWithValues: differentiable.map { (names[$0], inputs[$0]!) })
-            forward = try InferenceSession(model: Model(graph: graph, opsetImports: ["": opset]),
+            forward = try Session(model: Model(graph: graph, opsetImports: ["": opset]),
                                            options: SessionOptions(threads: 1, optimize: false))
             y = try forward.run(feeds)
         }
@@ -217,7 +217,7 @@ public enum GradientCheck {
             var lossGraph = builder.graph
             lossGraph.outputs = [ValueInfo(name: loss, type: TensorType(.float, []))]
             let gg = try Autodiff.differentiate(lossGraph, opset: opset, loss: loss, parameters: parameters)
-            let training = try InferenceSession(model: Model(graph: gg.graph, opsetImports: ["": opset]),
+            let training = try Session(model: Model(graph: gg.graph, opsetImports: ["": opset]),
                                                 options: SessionOptions(threads: 1))
             let out = try training.run(feeds)
             return gg.gradients.map { out[$0.gradient]! }

@@ -24,7 +24,7 @@ public struct SegmentationEvaluator {
     }
 
     /// Runs every sample of `dataset` (bad samples follow the dataset's skip policy).
-    public func evaluate(session: InferenceSession, dataset: SegmentationDataset,
+    public func evaluate(session: Session, dataset: SegmentationDataset,
                          progress: ((Int, Int) -> Void)? = nil) throws -> MeanIoUResult {
         var acc = MeanIoUAccumulator(numLabels: numLabels, ignoreIndex: ignoreIndex, reduceLabels: reduceLabels)
         let input = session.inputs[0].name, output = session.outputs[0].name

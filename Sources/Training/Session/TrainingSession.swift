@@ -34,7 +34,7 @@ public final class TrainingSession {
     public let labelsName: String
     public let lossName: String
     public let gradientGraph: GradientGraph
-    public let session: InferenceSession
+    public let session: Session
 
     public init(model: Model, options: TrainingOptions = TrainingOptions()) throws {
         var graph = model.graph
@@ -74,7 +74,7 @@ public final class TrainingSession {
         self.labelsName = labels
         self.lossName = loss
         self.gradientGraph = gg
-        self.session = try InferenceSession(model: Model(graph: gg.graph, opsetImports: model.opsetImports),
+        self.session = try Session(model: Model(graph: gg.graph, opsetImports: model.opsetImports),
                                             options: SessionOptions(threads: options.threads))
     }
 

@@ -220,7 +220,7 @@ public final class Trainer {
     func evaluateAndKeepBest() throws -> Double? {
         guard let validation, let evaluator else { return nil }
         let current = training.updatedModel()
-        let session = try InferenceSession(model: current, options: SessionOptions(threads: options.threads))
+        let session = try Session(model: current, options: SessionOptions(threads: options.threads))
         let m = try evaluator.evaluate(session: session, dataset: validation).meanIoU
         if bestMIoU == nil || m > bestMIoU! {
             bestMIoU = m
