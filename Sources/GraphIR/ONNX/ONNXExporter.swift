@@ -44,13 +44,10 @@ public enum ONNXExporter {
             arena.array(model.metadata.sorted { $0.key < $1.key }) { arena.entry($0.key, $0.value) }
         proto.pointee.graph = try graph(model.graph, arena: arena, external: &external)
 
-        let size = onnx__model_proto__get_packed_size(proto)
-        guard size < Int(Int32.max) else {
-            throw SegFormerError.invalid("model is \(size) bytes, above protobuf's 2 GB limit; write it with external data")
+        let bytes = try packed(size: onnx__model_proto__get_packed_size(proto),
+                               tooLarge: "model is above protobuf's 2 GB limit; write it with external data") {
+            onnx__model_proto__pack(proto, $0)
         }
-        var bytes = [UInt8](repeating: 0, count: size)
-        let written = bytes.withUnsafeMutableBufferPointer { onnx__model_proto__pack(proto, $0.baseAddress) }
-        precondition(written == size, "protobuf-c packed \(written) bytes, expected \(size)")
         withExtendedLifetime(model) {}
         return (bytes, external?.data ?? [])
     }
@@ -76,14 +73,20 @@ public enum ONNXExporter {
         let arena = Arena()
         var none: ExternalWriter?
         let proto = try self.tensor(tensor, name: name, arena: arena, external: &none)
-        let size = onnx__tensor_proto__get_packed_size(proto)
-        guard size < Int(Int32.max) else {
-            throw SegFormerError.invalid("tensor '\(name)' is \(size) bytes, above protobuf's 2 GB limit")
+        let bytes = try packed(size: onnx__tensor_proto__get_packed_size(proto),
+                               tooLarge: "tensor '\(name)' is above protobuf's 2 GB limit") {
+            onnx__tensor_proto__pack(proto, $0)
         }
-        var bytes = [UInt8](repeating: 0, count: size)
-        let written = bytes.withUnsafeMutableBufferPointer { onnx__tensor_proto__pack(proto, $0.baseAddress) }
-        precondition(written == size, "protobuf-c packed \(written) bytes, expected \(size)")
         withExtendedLifetime(tensor) {}
+        return bytes
+    }
+
+    /// The bytes of a protobuf-c message of `size` packed bytes, written by `pack`.
+    private static func packed(size: Int, tooLarge: String, _ pack: (UnsafeMutablePointer<UInt8>?) -> Int) throws -> [UInt8] {
+        guard size < Int(Int32.max) else { throw SegFormerError.invalid("\(tooLarge) (\(size) bytes)") }
+        var bytes = [UInt8](repeating: 0, count: size)
+        let written = bytes.withUnsafeMutableBufferPointer { pack($0.baseAddress) }
+        precondition(written == size, "protobuf-c packed \(written) bytes, expected \(size)")
         return bytes
     }
 
