@@ -25,33 +25,6 @@ extension OpRegistry {
 }
 
 enum LinearAlgebra {
-    // MARK: symbolic shapes
-
-    /// numpy broadcasting of one dimension pair; two different symbols give a derived symbol.
-    static func broadcast(_ a: Dim, _ b: Dim, _ what: () -> String) throws -> Dim {
-        if a == b { return a }
-        switch (a, b) {
-        case (.known(1), _): return b
-        case (_, .known(1)): return a
-        case (.known(let x), .known(let y)):
-            throw SegFormerError.invalid("\(what()): dimensions \(x) and \(y) do not broadcast")
-        case (.known, .symbol): return a
-        case (.symbol, .known): return b
-        case (.symbol(let x), .symbol(let y)): return .symbol("max(\(x),\(y))")
-        }
-    }
-
-    static func broadcast(_ a: [Dim], _ b: [Dim], _ what: () -> String) throws -> [Dim] {
-        let r = max(a.count, b.count)
-        var out: [Dim] = []
-        for i in 0..<r {
-            let da = i < r - a.count ? Dim.known(1) : a[i - (r - a.count)]
-            let db = i < r - b.count ? Dim.known(1) : b[i - (r - b.count)]
-            out.append(try broadcast(da, db, what))
-        }
-        return out
-    }
-
     static func inferMatMul(_ ctx: TypeInferenceContext) throws -> [TensorType?] {
         guard let ta = ctx.type(0) else { return [nil] }
         guard let sa0 = ta.shape, let sb0 = ctx.type(1)?.shape else { return [TensorType(ta.dataType, nil)] }
@@ -65,7 +38,10 @@ enum LinearAlgebra {
         if let x = ka.value, let y = kb.value, x != y {
             throw SegFormerError.invalid("\(label): MatMul inner dimensions differ: \(sa0) × \(sb0)")
         }
-        var out = try broadcast(Array(sa.dropLast(2)), Array(sb.dropLast(2))) { "\(label): MatMul batch dimensions of \(sa0) × \(sb0)" }
+        var out: [Dim]
+        do { out = try broadcastShapes(Array(sa.dropLast(2)), Array(sb.dropLast(2))) } catch {
+            throw SegFormerError.invalid("\(label): MatMul batch dimensions of \(sa0) × \(sb0) do not broadcast")
+        }
         if sa0.count > 1 { out.append(sa[sa.count - 2]) }
         if sb0.count > 1 { out.append(sb[sb.count - 1]) }
         return [TensorType(ta.dataType, out)]
@@ -116,12 +92,9 @@ enum LinearAlgebra {
         let r = max(ab.count, bb.count)
         let pa = [Int](repeating: 1, count: r - ab.count) + ab
         let pb = [Int](repeating: 1, count: r - bb.count) + bb
-        var batchShape: [Int] = []
-        for i in 0..<r {
-            guard pa[i] == pb[i] || pa[i] == 1 || pb[i] == 1 else {
-                throw SegFormerError.invalid("\(label): MatMul batch dimensions do not broadcast: \(a0) × \(b0)")
-            }
-            batchShape.append(pa[i] == 1 ? pb[i] : pa[i])
+        let batchShape: [Int]
+        do { batchShape = try broadcastShapes(pa, pb) } catch {
+            throw SegFormerError.invalid("\(label): MatMul batch dimensions do not broadcast: \(a0) × \(b0)")
         }
         var out = batchShape
         if a0.count > 1 { out.append(m) }
@@ -135,12 +108,7 @@ enum LinearAlgebra {
             return p
         }
         // Per-batch matrix offsets through broadcasting (row-major strides over the batch dims).
-        var sa = [Int](repeating: 0, count: r), sb = [Int](repeating: 0, count: r)
-        var accA = 1, accB = 1
-        for i in stride(from: r - 1, through: 0, by: -1) {
-            sa[i] = pa[i] == 1 ? 0 : accA; accA *= pa[i]
-            sb[i] = pb[i] == 1 ? 0 : accB; accB *= pb[i]
-        }
+        let sa = Strides.broadcast(pa, to: batchShape), sb = Strides.broadcast(pb, to: batchShape)
         p.aIndex.reserveCapacity(p.batch); p.bIndex.reserveCapacity(p.batch)
         var idx = [Int](repeating: 0, count: r)
         for _ in 0..<p.batch {
@@ -460,12 +428,9 @@ enum LinearAlgebra {
         let ab = Array(a.shape.dropLast(2)), bb = Array(b.shape.dropLast(2))
         let r = max(ab.count, bb.count)
         let pa = [Int](repeating: 1, count: r - ab.count) + ab, pb = [Int](repeating: 1, count: r - bb.count) + bb
-        var batchShape: [Int] = []
-        for i in 0..<r {
-            guard pa[i] == pb[i] || pa[i] == 1 || pb[i] == 1 else {
-                throw SegFormerError.invalid("\(label): batch dimensions do not broadcast: \(a.shape) × \(b.shape)")
-            }
-            batchShape.append(pa[i] == 1 ? pb[i] : pa[i])
+        let batchShape: [Int]
+        do { batchShape = try broadcastShapes(pa, pb) } catch {
+            throw SegFormerError.invalid("\(label): batch dimensions do not broadcast: \(a.shape) × \(b.shape)")
         }
         let full = batchShape + [m, n]
         let t = target ?? full
@@ -515,13 +480,8 @@ enum LinearAlgebra {
         }
         // General: one GEMM per batch, accumulating (beta 1) where the target sums batches.
         let r = batchShape.count
-        var sa = [Int](repeating: 0, count: r), sb = sa, st = sa
-        var accA = 1, accB = 1, accT = 1
-        for i in stride(from: r - 1, through: 0, by: -1) {
-            sa[i] = pa[i] == 1 ? 0 : accA; accA *= pa[i]
-            sb[i] = pb[i] == 1 ? 0 : accB; accB *= pb[i]
-            st[i] = pt[i] == 1 ? 0 : accT; accT *= pt[i]
-        }
+        let sa = Strides.broadcast(pa, to: batchShape), sb = Strides.broadcast(pb, to: batchShape)
+        let st = Strides.broadcast(pt, to: batchShape)
         let reduce = outBatch != batch
         if reduce { BLAS.scale(C, m: 1, n: out.count, ldc: out.count, beta: 0) }
         var idx = [Int](repeating: 0, count: r)

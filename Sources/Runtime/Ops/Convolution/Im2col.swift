@@ -49,8 +49,7 @@ extension Convolution {
                                                  channels: Int, _ context: ExecutionContext) {
         let rank = g.rank
         let taps = g.kernel.reduce(1, *), outSpatial = g.output.reduce(1, *), inSpatial = g.input.reduce(1, *)
-        var inStrides = [Int](repeating: 1, count: rank)
-        for i in stride(from: rank - 2, through: 0, by: -1) { inStrides[i] = inStrides[i + 1] * g.input[i + 1] }
+        let inStrides = Strides.rowMajor(g.input)
         context.parallelFor(channels * taps, minimumPerChunk: max(1, 65536 / max(1, outSpatial))) { r0, r1 in
             var koff = [Int](repeating: 0, count: rank), o = [Int](repeating: 0, count: rank)
             for r in r0..<r1 {
@@ -122,8 +121,7 @@ extension Convolution {
                                                channels: Int, _ context: ExecutionContext) {
         let rank = g.rank, last = rank - 1
         let taps = g.taps, inSpatial = g.inputSpatial, outSpatial = g.outputSpatial
-        var outStrides = [Int](repeating: 1, count: rank)
-        for i in stride(from: rank - 2, through: 0, by: -1) { outStrides[i] = outStrides[i + 1] * g.output[i + 1] }
+        let outStrides = Strides.rowMajor(g.output)
         let inLast = g.input[last], outer = inSpatial / max(1, inLast)
         context.parallelFor(channels, minimumPerChunk: max(1, 32768 / max(1, taps * inSpatial))) { c0, c1 in
             var k = [Int](repeating: 0, count: rank), idx = [Int](repeating: 0, count: rank)
