@@ -107,12 +107,7 @@ extension Convolution {
         let colTensor = columnBuffer(T.self, count: rows * tile)
         let col = colTensor.pointer(T.self)
         s.forEachTile(tile) { img, grp, p0, p1 in
-            let xg = px + (img * s.c + grp * cg) * inSpatial
-            if g.rank == 2 {
-                im2col2D(xg, col, g, channels: cg, p0: p0, p1: p1, context)
-            } else {
-                im2colND(xg, col, g, channels: cg, context)
-            }
+            im2colTile(px + (img * s.c + grp * cg) * inSpatial, col, g, channels: cg, p0: p0, p1: p1, context)
             BLAS.gemm(T.self, context, m: mg, n: p1 - p0, k: rows, a: pw + grp * mg * rows, lda: rows, b: col, ldb: p1 - p0,
                       beta: beta, c: py + (img * s.m + grp * mg) * outSpatial + p0, ldc: outSpatial)
         }

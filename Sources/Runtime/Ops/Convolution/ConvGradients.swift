@@ -79,6 +79,9 @@ extension Convolution {
     }
 
     // MARK: dX
+    //
+    // gradInput and gradWeight dispatch to the same paths in the same order (depthwise, pointwise,
+    // tiled) as the forward; their GEMMs differ in operands and transposes, so they stay two functions.
 
     static func gradInput<T: BinaryFloatingPoint>(_: T.Type, _ dy: Tensor, _ w: Tensor, _ s0: ConvShape, _ xShape: [Int],
                                                   _ tiling: ConvTiling, _ context: ExecutionContext) throws -> Tensor {
@@ -127,7 +130,7 @@ extension Convolution {
         return dx
     }
 
-    // MARK: dW
+    // MARK: dW (dispatch mirrors gradInput's; see there)
 
     static func gradWeight<T: BinaryFloatingPoint>(_: T.Type, _ dy: Tensor, _ x: Tensor, _ s0: ConvShape, _ wShape: [Int],
                                                    _ tiling: ConvTiling, _ context: ExecutionContext) throws -> Tensor {
@@ -160,12 +163,7 @@ extension Convolution {
         let colTensor = columnBuffer(T.self, count: rows * tile)
         let col = colTensor.pointer(T.self)
         s.forEachTile(tile) { img, grp, p0, p1 in
-            let xg = px + (img * s.c + grp * cg) * inSpatial
-            if g.rank == 2 {
-                im2col2D(xg, col, g, channels: cg, p0: p0, p1: p1, context)
-            } else {
-                im2colND(xg, col, g, channels: cg, context)
-            }
+            im2colTile(px + (img * s.c + grp * cg) * inSpatial, col, g, channels: cg, p0: p0, p1: p1, context)
             BLAS.gemm(T.self, context, transB: true, m: mg, n: rows, k: p1 - p0, a: pdy + (img * s.m + grp * mg) * outSpatial + p0,
                       lda: outSpatial, b: col, ldb: p1 - p0, beta: 1, c: pdw + grp * mg * rows, ldc: rows)
         }

@@ -104,6 +104,7 @@ extension Convolution {
     /// Depthwise (one input channel per group) dX. Stride 1 with depth multiplier 1 and pads within
     /// the dilated kernel: the forward depthwise conv of dY with each kernel rotated by 180°.
     /// Otherwise a direct scatter, parallel over (image, input channel) so no two threads share a plane.
+    /// (Its window walk mirrors depthwiseGradWeight's; they differ in what they accumulate and where.)
     static func depthwiseGradInput<T: BinaryFloatingPoint>(_: T.Type, _ pdy: UnsafePointer<T>, _ pw: UnsafePointer<T>,
                                                            _ pdx: UnsafeMutablePointer<T>, _ s: ConvShape, _ context: ExecutionContext) {
         let g = s.geometry
@@ -159,7 +160,7 @@ extension Convolution {
     }
     /// Depthwise dW[oc, kh, kw] = Σ_img Σ_(oh,ow) dY[img, oc, oh, ow]·X[img, c, ih, iw]: per output row a
     /// dot product over the valid columns for each tap (SIMD for float32), rows accumulated in
-    /// Double. Parallel over output channels.
+    /// Double. Parallel over output channels. (Its window walk mirrors depthwiseGradInput's.)
     static func depthwiseGradWeight<T: BinaryFloatingPoint>(_: T.Type, _ pdy: UnsafePointer<T>, _ px: UnsafePointer<T>,
                                                             _ pdw: UnsafeMutablePointer<T>, _ s: ConvShape, _ context: ExecutionContext) {
         let g = s.geometry

@@ -3,6 +3,32 @@ import GraphIR
 // im2col (forward and dW) and its adjoint col2im (dX and ConvTranspose): the re-layouts between
 // an image and the column matrix one GEMM multiplies.
 extension Convolution {
+    /// The columns of one tile (output positions p0..<p1) of `channels` input planes at `x`: the 2-D
+    /// im2col for 2-D geometries, the generic N-D one (whole images) otherwise.
+    @inline(__always)
+    static func im2colTile<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ col: UnsafeMutablePointer<T>, _ g: WindowGeometry,
+                                                   channels: Int, p0: Int, p1: Int, _ context: ExecutionContext) {
+        if g.rank == 2 {
+            im2col2D(x, col, g, channels: channels, p0: p0, p1: p1, context)
+        } else {
+            im2colND(x, col, g, channels: channels, context)
+        }
+    }
+
+    /// Splits flat output positions p0..<p1 (p = oh·width + ow) at output-row ends:
+    /// `body(oh, ow0, ow1, rowStart)` for each piece ow0..<ow1 of row oh, whose position 0 is rowStart.
+    @inline(__always)
+    static func forEachRowSegment(_ p0: Int, _ p1: Int, width: Int, _ body: (_ oh: Int, _ ow0: Int, _ ow1: Int, _ rowStart: Int) -> Void) {
+        var p = p0
+        while p < p1 {
+            let oh = p / width, ow0 = p - oh * width
+            let ow1 = min(width, ow0 + (p1 - p))
+            let rowStart = p - ow0
+            body(oh, ow0, ow1, rowStart)
+            p = rowStart + ow1
+        }
+    }
+
     /// col[r, p - p0] = x[c, oh·sh − ph + kh·dh, ow·sw − pw + kw·dw] (0 outside), r = (c, kh, kw),
     /// for flat output positions p = oh·OW + ow in p0..<p1. Parallel over rows.
     static func im2col2D<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ col: UnsafeMutablePointer<T>, _ g: WindowGeometry,
@@ -19,11 +45,7 @@ extension Convolution {
                 let dst = col + r * width - p0
                 let base = kw * DW - PW
                 let (vlo, vhi) = validRange(base: base, stride: SW, size: W, count: OW)
-                var p = p0
-                while p < p1 {
-                    let oh = p / OW, ow0 = p - oh * OW
-                    let ow1 = min(OW, ow0 + (p1 - p))
-                    let rowStart = p - ow0
+                forEachRowSegment(p0, p1, width: OW) { oh, ow0, ow1, rowStart in
                     let ih = oh * SH - PH + kh * DH
                     if ih < 0 || ih >= H {
                         for ow in ow0..<ow1 { dst[rowStart + ow] = 0 }
@@ -38,7 +60,6 @@ extension Convolution {
                         }
                         for ow in hi..<ow1 { dst[rowStart + ow] = 0 }
                     }
-                    p = rowStart + ow1
                 }
             }
         }
@@ -91,11 +112,7 @@ extension Convolution {
                         let src = col + r * width - p0
                         let base = kw * DW - PW
                         let (vlo, vhi) = validRange(base: base, stride: SW, size: W, count: OW)
-                        var p = p0
-                        while p < p1 {
-                            let oh = p / OW, ow0 = p - oh * OW
-                            let ow1 = min(OW, ow0 + (p1 - p))
-                            let rowStart = p - ow0
+                        forEachRowSegment(p0, p1, width: OW) { oh, ow0, ow1, rowStart in
                             let ih = oh * SH - PH + kh * DH
                             if ih >= 0 && ih < H {
                                 let drow = plane + ih * W + base
@@ -107,7 +124,6 @@ extension Convolution {
                                     for ow in lo..<hi { drow[ow * SW] += srow[ow] }
                                 }
                             }
-                            p = rowStart + ow1
                         }
                     }
                 }
