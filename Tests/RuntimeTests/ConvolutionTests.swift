@@ -302,8 +302,8 @@ final class NNOpsBenchmark: XCTestCase {
         for (m, n, k) in [(256, 16384, 1024), (150, 16384, 256), (2048, 2048, 2048)] {
             let a = NNTest.tensor([m, k], seed: 1), b = NNTest.tensor([k, n], seed: 2)
             let c = Tensor(uninitialized: .float, shape: [m, n])
-            let t = time { BLAS.sgemm(m: m, n: n, k: k, a: a.pointer(Float.self), lda: k, b: b.pointer(Float.self), ldb: n,
-                                      c: c.pointer(Float.self), ldc: n) }
+            let t = time { BLAS.gemm(Float.self, ctx, m: m, n: n, k: k, a: a.pointer(Float.self), lda: k, b: b.pointer(Float.self), ldb: n,
+                                     c: c.pointer(Float.self), ldc: n) }
             report += "raw sgemm \(m)×\(n)×\(k): \(String(format: "%.3f ms, %.1f GFLOP/s", t * 1e3, 2.0 * Double(m * n * k) / t / 1e9))\n"
         }
         let matmuls: [(String, [Int], [Int])] = [

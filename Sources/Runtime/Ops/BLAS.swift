@@ -4,7 +4,8 @@ import GraphIR
 /// Row-major GEMM over OpenBLAS: C = alpha·op(A)·op(B) + beta·C with op(A) m×k, op(B) k×n, C m×n.
 /// `gemm` is the only entry point: it handles the degenerate sizes OpenBLAS dislikes (zero
 /// dimensions, leading dimensions of 0) and runs on the caller's `ExecutionContext`'s thread count.
-/// OpenBLAS threads inside each call; call it from the kernel's own thread, not from `parallelFor`.
+/// Callers check their sizes against OpenBLAS's 32-bit ints with `checkSizes` first. OpenBLAS
+/// threads inside each call: call it from the kernel's own thread, not from `parallelFor`.
 enum BLAS {
     /// Largest dimension / leading dimension OpenBLAS's `blasint` (int32) can take.
     static let maxDimension = Int(Int32.max)
