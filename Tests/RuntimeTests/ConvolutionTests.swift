@@ -109,12 +109,11 @@ final class ConvolutionTests: XCTestCase {
     }
 
     func testTiledIm2col() throws {
-        let saved = (Convolution.columnBudget, Convolution.minimumTile)
-        Convolution.columnBudget = 300
-        Convolution.minimumTile = 5   // tiles of 11 and 5 positions, crossing output rows
-        defer { (Convolution.columnBudget, Convolution.minimumTile) = saved }
-        try check(x: [1, 3, 13, 11], w: [4, 3, 3, 3], strides: [1, 2], pads: [1, 1, 1, 1])
-        try check(x: [2, 4, 10, 9], w: [4, 2, 2, 3], group: 2, pads: [0, 1, 1, 0], threads: 2)
+        // Tiles of 11 and 5 positions, crossing output rows.
+        try ConvTiling.$current.withValue(ConvTiling(columnBudget: 300, minimumTile: 5)) {
+            try check(x: [1, 3, 13, 11], w: [4, 3, 3, 3], strides: [1, 2], pads: [1, 1, 1, 1])
+            try check(x: [2, 4, 10, 9], w: [4, 2, 2, 3], group: 2, pads: [0, 1, 1, 0], threads: 2)
+        }
     }
 
     func testAutoPad() throws {
@@ -270,7 +269,8 @@ final class NNOpsBenchmark: XCTestCase {
         try XCTSkipUnless(ProcessInfo.processInfo.environment["NNOPS_BENCH"] != nil, "set NNOPS_BENCH=1 to run")
         let threads = Int(ProcessInfo.processInfo.environment["NNOPS_THREADS"] ?? "") ?? 2
         let ctx = ExecutionContext(threads: threads)
-        if let budget = Int(ProcessInfo.processInfo.environment["NNOPS_COLUMN_BUDGET"] ?? "") { Convolution.columnBudget = budget }
+        var tiling = ConvTiling()
+        if let budget = Int(ProcessInfo.processInfo.environment["NNOPS_COLUMN_BUDGET"] ?? "") { tiling.columnBudget = budget }
         // (label, input shape, weight shape, group, stride, pad)
         let convs: [(String, [Int], [Int], Int, Int, Int)] = [
             ("patch1 7x7 s4 3→32", [1, 3, 512, 512], [32, 3, 7, 7], 1, 4, 3),
@@ -287,12 +287,12 @@ final class NNOpsBenchmark: XCTestCase {
             ("fuse 1x1 1024→256 @128²", [1, 1024, 128, 128], [256, 1024, 1, 1], 1, 1, 0),
             ("classifier 1x1 256→150 @128²", [1, 256, 128, 128], [150, 256, 1, 1], 1, 1, 0),
         ]
-        var report = "threads \(threads), im2col budget \(Convolution.columnBudget) elements\n"
+        var report = "threads \(threads), im2col budget \(tiling.columnBudget) elements\n"
         for (label, xs, ws, group, s, p) in convs {
             let x = NNTest.tensor(xs, seed: 1), w = NNTest.tensor(ws, seed: 2), b = NNTest.tensor([ws[0]], seed: 3)
             let attrs: [String: Attribute] = ["group": .int(group), "strides": .ints([s, s]), "pads": .ints([p, p, p, p])]
             let node = Node(name: label, opType: "Conv", inputs: ["x", "w", "b"], outputs: ["y"], attributes: attrs)
-            let kernel = try Convolution.convKernel(node)
+            let kernel = try Convolution.convKernel(node, tiling: tiling)
             var out: [Int] = []
             let t = try time { out = try kernel.run([x, w, b], ctx)[0].shape }
             let flop = 2.0 * Double(out.reduce(1, *)) * Double(ws[1] * ws[2] * ws[3])
@@ -302,8 +302,8 @@ final class NNOpsBenchmark: XCTestCase {
         for (m, n, k) in [(256, 16384, 1024), (150, 16384, 256), (2048, 2048, 2048)] {
             let a = NNTest.tensor([m, k], seed: 1), b = NNTest.tensor([k, n], seed: 2)
             let c = Tensor(uninitialized: .float, shape: [m, n])
-            let t = time { BLAS.sgemm(m: m, n: n, k: k, a: a.pointer(Float.self), lda: k, b: b.pointer(Float.self), ldb: n,
-                                      c: c.pointer(Float.self), ldc: n) }
+            let t = time { BLAS.gemm(Float.self, ctx, m: m, n: n, k: k, a: a.pointer(Float.self), lda: k, b: b.pointer(Float.self), ldb: n,
+                                     c: c.pointer(Float.self), ldc: n) }
             report += "raw sgemm \(m)×\(n)×\(k): \(String(format: "%.3f ms, %.1f GFLOP/s", t * 1e3, 2.0 * Double(m * n * k) / t / 1e9))\n"
         }
         let matmuls: [(String, [Int], [Int])] = [

@@ -126,7 +126,7 @@ final class ShapeManipulationTests: XCTestCase {
             let y = try SingleOp.run("Transpose", inputs: [x], attributes: ["perm": .ints(perm)], context: ctx)[0]
             let outShape = perm.map { shape[$0] }
             XCTAssertEqual(y.shape, outShape)
-            let inStrides = Movement.strides(shape)
+            let inStrides = Strides.rowMajor(shape)
             let yp = y.pointer(Float.self)
             var mismatches = 0
             var idx = [Int](repeating: 0, count: shape.count)

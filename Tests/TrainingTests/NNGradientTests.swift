@@ -154,11 +154,10 @@ final class NNGradientTests: XCTestCase {
 
     /// The GEMM paths with tiny column tiles (several tiles per image, tiles splitting output rows).
     func testConvTiled() {
-        let (budget, tile, factor) = (Convolution.columnBudget, Convolution.minimumTile, Convolution.gradWeightColumnFactor)
-        Convolution.columnBudget = 40; Convolution.minimumTile = 3; Convolution.gradWeightColumnFactor = 1
-        defer { Convolution.columnBudget = budget; Convolution.minimumTile = tile; Convolution.gradWeightColumnFactor = factor }
-        conv([2, 2, 7, 6], [3, 2, 3, 3], ["pads": .ints([1, 1, 1, 1]), "strides": .ints([2, 1])])
-        conv([1, 2, 6, 6], [2, 2, 2, 2], ["strides": .ints([2, 2])])
+        ConvTiling.$current.withValue(ConvTiling(columnBudget: 40, minimumTile: 3, gradWeightColumnFactor: 1)) {
+            conv([2, 2, 7, 6], [3, 2, 3, 3], ["pads": .ints([1, 1, 1, 1]), "strides": .ints([2, 1])])
+            conv([1, 2, 6, 6], [2, 2, 2, 2], ["strides": .ints([2, 2])])
+        }
     }
 
     /// The kernels against a plain-loop reference on a non-trivial shape (every element).

@@ -1,19 +1,20 @@
 import CBLAS
 import GraphIR
 
-/// Thin row-major GEMM wrappers over OpenBLAS: C = alpha·op(A)·op(B) + beta·C with
-/// op(A) m×k, op(B) k×n, C m×n. They handle the degenerate sizes OpenBLAS dislikes (zero
-/// dimensions, leading dimensions of 0) and check that every size fits OpenBLAS's 32-bit ints.
-/// OpenBLAS runs its own threads (count set by `ExecutionContext`); call these from one thread.
+/// Row-major GEMM over OpenBLAS: C = alpha·op(A)·op(B) + beta·C with op(A) m×k, op(B) k×n, C m×n.
+/// `gemm` is the only entry point: it handles the degenerate sizes OpenBLAS dislikes (zero
+/// dimensions, leading dimensions of 0) and runs on the caller's `ExecutionContext`'s thread count.
+/// Callers check their sizes against OpenBLAS's 32-bit ints with `checkSizes` first. OpenBLAS
+/// threads inside each call: call it from the kernel's own thread, not from `parallelFor`.
 enum BLAS {
     /// Largest dimension / leading dimension OpenBLAS's `blasint` (int32) can take.
     static let maxDimension = Int(Int32.max)
 
     /// OpenBLAS's thread count is process-global and every `ExecutionContext` init sets it, so a
-    /// later-made single-threaded context (tests, constant folding) would leave it at 1. Kernels call
-    /// this with their context's count before their GEMMs; it only writes when the count differs.
+    /// later-made single-threaded context (tests, constant folding) would leave it at 1 for everyone.
+    /// `gemm` calls this with its context's count before each product; it only writes on a change.
     @inline(__always)
-    static func useThreads(_ n: Int) {
+    private static func useThreads(_ n: Int) {
         if Int(openblas_get_num_threads()) != n { openblas_set_num_threads(Int32(n)) }
     }
 
@@ -32,7 +33,7 @@ enum BLAS {
         }
     }
 
-    static func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+    private static func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
                       alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                       b: UnsafePointer<Float>, ldb: Int,
                       beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
@@ -43,7 +44,7 @@ enum BLAS {
                     beta, c, Int32(max(1, ldc)))
     }
 
-    static func dgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+    private static func dgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
                       alpha: Double = 1, a: UnsafePointer<Double>, lda: Int,
                       b: UnsafePointer<Double>, ldb: Int,
                       beta: Double = 0, c: UnsafeMutablePointer<Double>, ldc: Int) {
@@ -54,11 +55,14 @@ enum BLAS {
                     beta, c, Int32(max(1, ldc)))
     }
 
-    /// The GEMM for an element type that BLAS covers (Float, Double), dispatched once per call.
+    /// The GEMM for an element type that BLAS covers (Float, Double), dispatched once per call, with
+    /// OpenBLAS running on `context`'s threads.
     @inline(__always)
-    static func gemm<T>(_: T.Type, transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+    static func gemm<T>(_: T.Type, _ context: ExecutionContext, transA: Bool = false, transB: Bool = false,
+                        m: Int, n: Int, k: Int,
                         alpha: Double = 1, a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,
                         beta: Double = 0, c: UnsafeMutablePointer<T>, ldc: Int) {
+        useThreads(context.threads)
         if T.self == Float.self {
             sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: Float(alpha),
                   a: UnsafeRawPointer(a).assumingMemoryBound(to: Float.self), lda: lda,

@@ -250,15 +250,7 @@ struct BroadcastPlan {
         var keptStrides = [[Int]](repeating: [], count: inputs.count)
         var full = [[Int]]()
         for s in inputs {
-            // Row-major strides of the input, right-aligned to the output; 0 where it broadcasts.
-            var st = [Int](repeating: 0, count: rank)
-            var acc = 1
-            for i in stride(from: s.count - 1, through: 0, by: -1) {
-                let o = i + rank - s.count
-                st[o] = (s[i] == 1 && output[o] != 1) ? 0 : acc
-                acc *= s[i]
-            }
-            full.append(st)
+            full.append(Strides.broadcast(s, to: output))
         }
         for d in 0..<rank where output[d] != 1 {
             if let last = keptDims.last,

@@ -6,14 +6,14 @@ extension OpRegistry {
     static let gatherSchema = OpSchema("Gather", opsets: movementOpsets, inputs: 2...2, inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
         guard let data = t.shape, let idx = ctx.type(1)?.shape else { return [TensorType(t.dataType, nil)] }
-        let axis = try Movement.axis(try ctx.node.int("axis", default: 0), rank: data.count, ctx.node.label)
+        let axis = try Axes.normalise(try ctx.node.int("axis", default: 0), rank: data.count, ctx.node.label)
         return [TensorType(t.dataType, Array(data[..<axis]) + idx + Array(data[(axis + 1)...]))]
     }, makeKernel: { node, _ in
         let axisAttr = try node.int("axis", default: 0)
         return ClosureKernel { inputs, context in
             let x = try inputs.required(0)
             let indices = try inputs.required(1, "indices")
-            let axis = try Movement.axis(axisAttr, rank: x.rank, node.label)
+            let axis = try Axes.normalise(axisAttr, rank: x.rank, node.label)
             let n = x.shape[axis]
             // Normalise the indices once (they are few: a row list, or shape arithmetic).
             var idx = try indices.integers()
@@ -108,7 +108,7 @@ extension OpRegistry {
             let indices = try inputs.required(1, "indices")
             let shape = try inputs.required(2, "shape").integers()
             try Movement.checkShape(shape, node.label)
-            let axis = try Movement.axis(axisAttr, rank: shape.count, node.label)
+            let axis = try Axes.normalise(axisAttr, rank: shape.count, node.label)
             let n = shape[axis]
             var idx = try indices.integers()
             for (j, v) in idx.enumerated() {

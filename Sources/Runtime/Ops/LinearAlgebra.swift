@@ -25,33 +25,6 @@ extension OpRegistry {
 }
 
 enum LinearAlgebra {
-    // MARK: symbolic shapes
-
-    /// numpy broadcasting of one dimension pair; two different symbols give a derived symbol.
-    static func broadcast(_ a: Dim, _ b: Dim, _ what: () -> String) throws -> Dim {
-        if a == b { return a }
-        switch (a, b) {
-        case (.known(1), _): return b
-        case (_, .known(1)): return a
-        case (.known(let x), .known(let y)):
-            throw SegFormerError.invalid("\(what()): dimensions \(x) and \(y) do not broadcast")
-        case (.known, .symbol): return a
-        case (.symbol, .known): return b
-        case (.symbol(let x), .symbol(let y)): return .symbol("max(\(x),\(y))")
-        }
-    }
-
-    static func broadcast(_ a: [Dim], _ b: [Dim], _ what: () -> String) throws -> [Dim] {
-        let r = max(a.count, b.count)
-        var out: [Dim] = []
-        for i in 0..<r {
-            let da = i < r - a.count ? Dim.known(1) : a[i - (r - a.count)]
-            let db = i < r - b.count ? Dim.known(1) : b[i - (r - b.count)]
-            out.append(try broadcast(da, db, what))
-        }
-        return out
-    }
-
     static func inferMatMul(_ ctx: TypeInferenceContext) throws -> [TensorType?] {
         guard let ta = ctx.type(0) else { return [nil] }
         guard let sa0 = ta.shape, let sb0 = ctx.type(1)?.shape else { return [TensorType(ta.dataType, nil)] }
@@ -65,7 +38,10 @@ enum LinearAlgebra {
         if let x = ka.value, let y = kb.value, x != y {
             throw SegFormerError.invalid("\(label): MatMul inner dimensions differ: \(sa0) × \(sb0)")
         }
-        var out = try broadcast(Array(sa.dropLast(2)), Array(sb.dropLast(2))) { "\(label): MatMul batch dimensions of \(sa0) × \(sb0)" }
+        var out: [Dim]
+        do { out = try broadcastShapes(Array(sa.dropLast(2)), Array(sb.dropLast(2))) } catch {
+            throw SegFormerError.invalid("\(label): MatMul batch dimensions of \(sa0) × \(sb0) do not broadcast")
+        }
         if sa0.count > 1 { out.append(sa[sa.count - 2]) }
         if sb0.count > 1 { out.append(sb[sb.count - 1]) }
         return [TensorType(ta.dataType, out)]
@@ -116,12 +92,9 @@ enum LinearAlgebra {
         let r = max(ab.count, bb.count)
         let pa = [Int](repeating: 1, count: r - ab.count) + ab
         let pb = [Int](repeating: 1, count: r - bb.count) + bb
-        var batchShape: [Int] = []
-        for i in 0..<r {
-            guard pa[i] == pb[i] || pa[i] == 1 || pb[i] == 1 else {
-                throw SegFormerError.invalid("\(label): MatMul batch dimensions do not broadcast: \(a0) × \(b0)")
-            }
-            batchShape.append(pa[i] == 1 ? pb[i] : pa[i])
+        let batchShape: [Int]
+        do { batchShape = try broadcastShapes(pa, pb) } catch {
+            throw SegFormerError.invalid("\(label): MatMul batch dimensions do not broadcast: \(a0) × \(b0)")
         }
         var out = batchShape
         if a0.count > 1 { out.append(m) }
@@ -135,12 +108,7 @@ enum LinearAlgebra {
             return p
         }
         // Per-batch matrix offsets through broadcasting (row-major strides over the batch dims).
-        var sa = [Int](repeating: 0, count: r), sb = [Int](repeating: 0, count: r)
-        var accA = 1, accB = 1
-        for i in stride(from: r - 1, through: 0, by: -1) {
-            sa[i] = pa[i] == 1 ? 0 : accA; accA *= pa[i]
-            sb[i] = pb[i] == 1 ? 0 : accB; accB *= pb[i]
-        }
+        let sa = Strides.broadcast(pa, to: batchShape), sb = Strides.broadcast(pb, to: batchShape)
         p.aIndex.reserveCapacity(p.batch); p.bIndex.reserveCapacity(p.batch)
         var idx = [Int](repeating: 0, count: r)
         for _ in 0..<p.batch {
@@ -156,22 +124,21 @@ enum LinearAlgebra {
     static func matMulKernel(_ node: Node) -> Kernel {
         let label = node.label
         return ClosureKernel { inputs, context in
-            BLAS.useThreads(context.threads)
             let a = try inputs.required(0, "A"), b = try inputs.required(1, "B")
             guard a.dataType == b.dataType else {
                 throw SegFormerError.invalid("\(label): MatMul inputs have different types \(a.dataType) and \(b.dataType)")
             }
-            return [try matMul(a, b, label)]
+            return [try matMul(a, b, label, context)]
         }
     }
 
-    static func matMul(_ a: Tensor, _ b: Tensor, _ label: String) throws -> Tensor {
+    static func matMul(_ a: Tensor, _ b: Tensor, _ label: String, _ context: ExecutionContext) throws -> Tensor {
         let p = try plan(a.shape, b.shape, label)
         switch a.dataType {
-        case .float: return try matMulBLAS(Float.self, a, b, p)
-        case .double: return try matMulBLAS(Double.self, a, b, p)
+        case .float: return try matMulBLAS(Float.self, a, b, p, context)
+        case .double: return try matMulBLAS(Double.self, a, b, p, context)
         case .float16, .bfloat16:
-            let out = try matMulBLAS(Float.self, BLAS.toFloat32(a), BLAS.toFloat32(b), p)
+            let out = try matMulBLAS(Float.self, BLAS.toFloat32(a), BLAS.toFloat32(b), p, context)
             return BLAS.fromFloat32(out, to: a.dataType)
         case .int32: return matMulLoop(Int32.self, a, b, p)
         case .int64: return matMulLoop(Int64.self, a, b, p)
@@ -186,18 +153,18 @@ enum LinearAlgebra {
         }
     }
 
-    static func matMulBLAS<T>(_: T.Type, _ a: Tensor, _ b: Tensor, _ p: MatMulPlan) throws -> Tensor {
+    static func matMulBLAS<T>(_: T.Type, _ a: Tensor, _ b: Tensor, _ p: MatMulPlan, _ context: ExecutionContext) throws -> Tensor {
         let out = Tensor(uninitialized: a.dataType, shape: p.outShape)
         let pa = a.pointer(T.self), pb = b.pointer(T.self), pc = out.pointer(T.self)
         let (m, k, n) = (p.m, p.k, p.n)
         if p.foldIntoM {
             try BLAS.checkSizes(p.batch * m, n, k, k, n, n)
-            BLAS.gemm(T.self, m: p.batch * m, n: n, k: k, a: pa, lda: k, b: pb, ldb: n, c: pc, ldc: n)
+            BLAS.gemm(T.self, context, m: p.batch * m, n: n, k: k, a: pa, lda: k, b: pb, ldb: n, c: pc, ldc: n)
             return out
         }
         try BLAS.checkSizes(m, n, k, k, n, n)
         for i in 0..<p.batch {
-            BLAS.gemm(T.self, m: m, n: n, k: k, a: pa + p.aIndex[i] * m * k, lda: k,
+            BLAS.gemm(T.self, context, m: m, n: n, k: k, a: pa + p.aIndex[i] * m * k, lda: k,
                       b: pb + p.bIndex[i] * k * n, ldb: n, c: pc + i * m * n, ldc: n)
         }
         return out
@@ -246,7 +213,6 @@ enum LinearAlgebra {
         let transB = try node.int("transB", default: 0) != 0
         // Opsets < 7 had a `broadcast` attribute; broadcasting C always is a superset of both modes.
         return ClosureKernel { inputs, context in
-            BLAS.useThreads(context.threads)
             let a = try inputs.required(0, "A"), b = try inputs.required(1, "B")
             let c = inputs.optional(2)
             guard a.dataType == b.dataType, c == nil || c!.dataType == a.dataType else {
@@ -276,12 +242,12 @@ enum LinearAlgebra {
             let useC = c != nil && beta != 0
             switch a.dataType {
             case .float:
-                return [try gemmBLAS(Float.self, a, b, useC ? c : nil, m, n, k, transA, transB, alpha, beta, cRow, cCol)]
+                return [try gemmBLAS(Float.self, a, b, useC ? c : nil, m, n, k, transA, transB, alpha, beta, cRow, cCol, context)]
             case .double:
-                return [try gemmBLAS(Double.self, a, b, useC ? c : nil, m, n, k, transA, transB, alpha, beta, cRow, cCol)]
+                return [try gemmBLAS(Double.self, a, b, useC ? c : nil, m, n, k, transA, transB, alpha, beta, cRow, cCol, context)]
             case .float16, .bfloat16:
                 let y = try gemmBLAS(Float.self, BLAS.toFloat32(a), BLAS.toFloat32(b), useC ? BLAS.toFloat32(c!) : nil,
-                                     m, n, k, transA, transB, alpha, beta, cRow, cCol)
+                                     m, n, k, transA, transB, alpha, beta, cRow, cCol, context)
                 return [BLAS.fromFloat32(y, to: a.dataType)]
             case .int32: return [gemmLoop(Int32.self, a, b, useC ? c : nil, m, n, k, transA, transB, alpha, beta, cRow, cCol)]
             case .int64: return [gemmLoop(Int64.self, a, b, useC ? c : nil, m, n, k, transA, transB, alpha, beta, cRow, cCol)]
@@ -295,7 +261,8 @@ enum LinearAlgebra {
 
     static func gemmBLAS<T: BinaryFloatingPoint>(_: T.Type, _ a: Tensor, _ b: Tensor, _ c: Tensor?,
                                                  _ m: Int, _ n: Int, _ k: Int, _ transA: Bool, _ transB: Bool,
-                                                 _ alpha: Double, _ beta: Double, _ cRow: Int, _ cCol: Int) throws -> Tensor {
+                                                 _ alpha: Double, _ beta: Double, _ cRow: Int, _ cCol: Int,
+                                                 _ context: ExecutionContext) throws -> Tensor {
         let y = Tensor(uninitialized: a.dataType, shape: [m, n])
         let py = y.pointer(T.self)
         if let c {
@@ -307,7 +274,7 @@ enum LinearAlgebra {
             }
         }
         try BLAS.checkSizes(m, n, k, a.shape[1], b.shape[1], n)
-        BLAS.gemm(T.self, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+        BLAS.gemm(T.self, context, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
                   a: a.pointer(T.self), lda: a.shape[1], b: b.pointer(T.self), ldb: b.shape[1],
                   beta: c == nil ? 0 : 1, c: py, ldc: n)
         return y
@@ -403,10 +370,9 @@ enum LinearAlgebra {
         let transB = try node.int("transB", default: 0) != 0
         let alpha = Double(try node.float("alpha", default: 1))
         return ClosureKernel { inputs, context in
-            BLAS.useThreads(context.threads)
             let a = try inputs.required(0, "A"), b = try inputs.required(1, "B")
             let target = try inputs.optional(2).map { try $0.integers() }
-            return [try transposedGEMM(a, b, transA: transA, transB: transB, alpha: alpha, target: target, label)]
+            return [try transposedGEMM(a, b, transA: transA, transB: transB, alpha: alpha, target: target, label, context)]
         }
     }
 
@@ -417,7 +383,6 @@ enum LinearAlgebra {
         let which = try node.int("input", default: 0)
         guard which == 0 || which == 1 else { throw SegFormerError.invalid("\(label): MatMulGrad input must be 0 or 1, got \(which)") }
         return ClosureKernel { inputs, context in
-            BLAS.useThreads(context.threads)
             let dy = try inputs.required(0, "dY"), other = try inputs.required(1, "operand")
             let shape = try inputs.required(2, "shape").integers()
             guard shape.allSatisfy({ $0 >= 0 }) else { throw SegFormerError.invalid("\(label): negative dimension in shape \(shape)") }
@@ -436,9 +401,9 @@ enum LinearAlgebra {
             let dyFull = dy.reshaped(batch + [p.m, p.n])
             let result: Tensor
             if which == 0 {
-                result = try transposedGEMM(dyFull, other.reshaped(b), transA: false, transB: true, alpha: 1, target: a, label)
+                result = try transposedGEMM(dyFull, other.reshaped(b), transA: false, transB: true, alpha: 1, target: a, label, context)
             } else {
-                result = try transposedGEMM(other.reshaped(a), dyFull, transA: true, transB: false, alpha: 1, target: b, label)
+                result = try transposedGEMM(other.reshaped(a), dyFull, transA: true, transB: false, alpha: 1, target: b, label, context)
             }
             return [result.reshaped(shape)]
         }
@@ -448,7 +413,7 @@ enum LinearAlgebra {
     /// last two dims), summed down to `target` when given (batch dims the target lacks or has as 1
     /// are summed; its last two dims must be the product's). float32/float64 via BLAS, half in float32.
     static func transposedGEMM(_ a: Tensor, _ b: Tensor, transA: Bool, transB: Bool, alpha: Double,
-                               target: [Int]?, _ label: String) throws -> Tensor {
+                               target: [Int]?, _ label: String, _ context: ExecutionContext) throws -> Tensor {
         guard a.dataType == b.dataType else {
             throw SegFormerError.invalid("\(label): operands have different types \(a.dataType) and \(b.dataType)")
         }
@@ -463,12 +428,9 @@ enum LinearAlgebra {
         let ab = Array(a.shape.dropLast(2)), bb = Array(b.shape.dropLast(2))
         let r = max(ab.count, bb.count)
         let pa = [Int](repeating: 1, count: r - ab.count) + ab, pb = [Int](repeating: 1, count: r - bb.count) + bb
-        var batchShape: [Int] = []
-        for i in 0..<r {
-            guard pa[i] == pb[i] || pa[i] == 1 || pb[i] == 1 else {
-                throw SegFormerError.invalid("\(label): batch dimensions do not broadcast: \(a.shape) × \(b.shape)")
-            }
-            batchShape.append(pa[i] == 1 ? pb[i] : pa[i])
+        let batchShape: [Int]
+        do { batchShape = try broadcastShapes(pa, pb) } catch {
+            throw SegFormerError.invalid("\(label): batch dimensions do not broadcast: \(a.shape) × \(b.shape)")
         }
         let full = batchShape + [m, n]
         let t = target ?? full
@@ -482,11 +444,11 @@ enum LinearAlgebra {
         }
         try BLAS.checkSizes(m, n, k, ca, cb, n)
         switch a.dataType {
-        case .float: return try transposedGEMM(Float.self, a, b, transA, transB, alpha, m, n, k, batchShape, pa, pb, pt, t)
-        case .double: return try transposedGEMM(Double.self, a, b, transA, transB, alpha, m, n, k, batchShape, pa, pb, pt, t)
+        case .float: return try transposedGEMM(Float.self, a, b, transA, transB, alpha, m, n, k, batchShape, pa, pb, pt, t, context)
+        case .double: return try transposedGEMM(Double.self, a, b, transA, transB, alpha, m, n, k, batchShape, pa, pb, pt, t, context)
         case .float16, .bfloat16:
             let y = try transposedGEMM(Float.self, BLAS.toFloat32(a), BLAS.toFloat32(b), transA, transB, alpha,
-                                       m, n, k, batchShape, pa, pb, pt, t)
+                                       m, n, k, batchShape, pa, pb, pt, t, context)
             return BLAS.fromFloat32(y, to: a.dataType)
         default:
             throw SegFormerError.unsupported("\(label): gradient GEMM of \(a.dataType) tensors")
@@ -495,7 +457,7 @@ enum LinearAlgebra {
 
     private static func transposedGEMM<T: BinaryFloatingPoint>(_: T.Type, _ a: Tensor, _ b: Tensor, _ transA: Bool, _ transB: Bool, _ alpha: Double,
                                           _ m: Int, _ n: Int, _ k: Int, _ batchShape: [Int], _ pa: [Int], _ pb: [Int],
-                                          _ pt: [Int], _ target: [Int]) throws -> Tensor {
+                                          _ pt: [Int], _ target: [Int], _ context: ExecutionContext) throws -> Tensor {
         let out = Tensor(uninitialized: a.dataType, shape: target)
         let A = a.pointer(T.self), B = b.pointer(T.self), C = out.pointer(T.self)
         let lda = a.shape[a.rank - 1], ldb = b.shape[b.rank - 1]
@@ -505,33 +467,28 @@ enum LinearAlgebra {
         // Fold: shared B, per-batch A rows stacked, nothing summed → one GEMM with M = batch·m.
         if outBatch == batch && bBatch == 1 && aBatch == batch && !transA {
             try BLAS.checkSizes(batch * m, n, k, lda, ldb, n)
-            BLAS.gemm(T.self, transA: false, transB: transB, m: batch * m, n: n, k: k, alpha: alpha,
+            BLAS.gemm(T.self, context, transA: false, transB: transB, m: batch * m, n: n, k: k, alpha: alpha,
                       a: A, lda: lda, b: B, ldb: ldb, c: C, ldc: n)
             return out
         }
         // Fold: everything summed, both operands batched with the k dim leading (Aᵀ·B) → K = batch·k.
         if outBatch == 1 && aBatch == batch && bBatch == batch && transA && !transB {
             try BLAS.checkSizes(m, n, batch * k, lda, ldb, n)
-            BLAS.gemm(T.self, transA: true, transB: false, m: m, n: n, k: batch * k, alpha: alpha,
+            BLAS.gemm(T.self, context, transA: true, transB: false, m: m, n: n, k: batch * k, alpha: alpha,
                       a: A, lda: lda, b: B, ldb: ldb, c: C, ldc: n)
             return out
         }
         // General: one GEMM per batch, accumulating (beta 1) where the target sums batches.
         let r = batchShape.count
-        var sa = [Int](repeating: 0, count: r), sb = sa, st = sa
-        var accA = 1, accB = 1, accT = 1
-        for i in stride(from: r - 1, through: 0, by: -1) {
-            sa[i] = pa[i] == 1 ? 0 : accA; accA *= pa[i]
-            sb[i] = pb[i] == 1 ? 0 : accB; accB *= pb[i]
-            st[i] = pt[i] == 1 ? 0 : accT; accT *= pt[i]
-        }
+        let sa = Strides.broadcast(pa, to: batchShape), sb = Strides.broadcast(pb, to: batchShape)
+        let st = Strides.broadcast(pt, to: batchShape)
         let reduce = outBatch != batch
         if reduce { BLAS.scale(C, m: 1, n: out.count, ldc: out.count, beta: 0) }
         var idx = [Int](repeating: 0, count: r)
         for _ in 0..<batch {
             var oa = 0, ob = 0, ot = 0
             for i in 0..<r { oa += idx[i] * sa[i]; ob += idx[i] * sb[i]; ot += idx[i] * st[i] }
-            BLAS.gemm(T.self, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+            BLAS.gemm(T.self, context, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
                       a: A + oa * aSize, lda: lda, b: B + ob * bSize, ldb: ldb,
                       beta: reduce ? 1 : 0, c: C + ot * m * n, ldc: n)
             var d = r - 1

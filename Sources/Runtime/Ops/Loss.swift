@@ -169,41 +169,6 @@ enum CrossEntropy {
         return outs
     }
 
-    /// exp(src[j] − shift[j]) for j < w.
-    @inline(__always)
-    static func expShift<T: BinaryFloatingPoint>(_ src: UnsafePointer<T>, _ shift: UnsafePointer<T>, _ dst: UnsafeMutablePointer<T>, _ w: Int) {
-        if T.self == Float.self {
-            let s = UnsafeRawPointer(src).assumingMemoryBound(to: Float.self)
-            let m = UnsafeRawPointer(shift).assumingMemoryBound(to: Float.self)
-            let d = UnsafeMutableRawPointer(dst).assumingMemoryBound(to: Float.self)
-            var j = 0
-            while j + 8 <= w {
-                NormOpsSupport.store8(NormOpsSupport.exp8(NormOpsSupport.load8(s + j) - NormOpsSupport.load8(m + j)), d + j)
-                j += 8
-            }
-            while j < w { d[j] = NormOpsSupport.exp1(s[j] - m[j]); j += 1 }
-        } else {
-            for j in 0..<w { dst[j] = T(Foundation.exp(Double(src[j] - shift[j]))) }
-        }
-    }
-
-    /// Per block of positions: max over classes, Σ exp, log Σ exp (lse[j] = max + log Σ).
-    @inline(__always)
-    static func statistics<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ c: Int, _ d: Int, _ w: Int,
-                                                   _ maxv: UnsafeMutablePointer<T>, _ sum: UnsafeMutablePointer<Double>,
-                                                   _ tmp: UnsafeMutablePointer<T>) {
-        for j in 0..<w { maxv[j] = -.infinity; sum[j] = 0 }
-        for k in 0..<c {
-            let row = x + k * d
-            for j in 0..<w where !(row[j] <= maxv[j]) { maxv[j] = row[j] }   // NaN sticks
-        }
-        for j in 0..<w where maxv[j] == -.infinity { maxv[j] = 0 }
-        for k in 0..<c {
-            expShift(x + k * d, maxv, tmp, w)
-            for j in 0..<w { sum[j] += Double(tmp[j]) }
-        }
-    }
-
     static func rows<T: BinaryFloatingPoint>(_ x: UnsafeMutablePointer<T>, _ logP: UnsafeMutablePointer<T>?, _ L: Layout,
                                              _ idx: [Int32], _ w: [Double], _ out: UnsafeMutablePointer<Double>,
                                              _ context: ExecutionContext) {
@@ -218,7 +183,7 @@ enum CrossEntropy {
                 for t in a..<b {
                     let n = t / nb, d0 = (t % nb) * block, bw = min(block, L.d - d0)
                     let base = x + n * L.c * L.d + d0
-                    statistics(base, L.c, L.d, bw, maxv, sum, tmp)
+                    NormOpsSupport.softmaxStatistics(base, rows: L.c, rowStride: L.d, lanes: bw, max: maxv, sum: sum, exps: tmp, expStride: 0)
                     for j in 0..<bw {
                         let pos = n * L.d + d0 + j
                         let k = Int(idx[pos])
@@ -296,7 +261,7 @@ enum CrossEntropy {
                 for t in a..<b {
                     let n = t / nb, d0 = (t % nb) * block, bw = min(block, L.d - d0)
                     let base = x + n * L.c * L.d + d0, out = dx + n * L.c * L.d + d0
-                    statistics(base, L.c, L.d, bw, maxv, sum, tmp)
+                    NormOpsSupport.softmaxStatistics(base, rows: L.c, rowStride: L.d, lanes: bw, max: maxv, sum: sum, exps: tmp, expStride: 0)
                     // scale = coef / Σ exp, so p · coef = exp(x − max) · scale
                     for j in 0..<bw {
                         let pos = n * L.d + d0 + j
@@ -304,7 +269,7 @@ enum CrossEntropy {
                     }
                     for k in 0..<L.c {
                         let o = out + k * L.d
-                        expShift(base + k * L.d, maxv, o, bw)
+                        NormOpsSupport.expShift(base + k * L.d, maxv, o, bw)
                         for j in 0..<bw { o[j] *= scale[j] }
                     }
                     for j in 0..<bw {

@@ -1,19 +1,9 @@
+import Foundation
 import GraphIR
 
 /// Helpers shared by the normalization, softmax, reduction and resize families (namespaced so they
 /// cannot collide with other families' helpers).
 enum NormOpsSupport {
-    // MARK: axes
-
-    /// Normalises a possibly negative axis against `rank`, or throws naming the op.
-    static func axis(_ a: Int, rank: Int, _ label: String) throws -> Int {
-        let r = max(rank, 1)
-        guard a >= -r && a < r else {
-            throw SegFormerError.invalid("\(label): axis \(a) out of range for rank \(rank)")
-        }
-        return a < 0 ? a + r : a
-    }
-
     /// Product of `shape[range]`.
     static func product(_ shape: [Int], _ range: Range<Int>) -> Int {
         var p = 1
@@ -140,6 +130,45 @@ enum NormOpsSupport {
             i += 1
         }
         return total
+    }
+
+    /// exp(src[j] − shift[j]) for j < w.
+    @inline(__always)
+    static func expShift<T: BinaryFloatingPoint>(_ src: UnsafePointer<T>, _ shift: UnsafePointer<T>, _ dst: UnsafeMutablePointer<T>, _ w: Int) {
+        if T.self == Float.self {
+            let s = UnsafeRawPointer(src).assumingMemoryBound(to: Float.self)
+            let m = UnsafeRawPointer(shift).assumingMemoryBound(to: Float.self)
+            let d = UnsafeMutableRawPointer(dst).assumingMemoryBound(to: Float.self)
+            var j = 0
+            while j + 8 <= w {
+                NormOpsSupport.store8(NormOpsSupport.exp8(NormOpsSupport.load8(s + j) - NormOpsSupport.load8(m + j)), d + j)
+                j += 8
+            }
+            while j < w { d[j] = NormOpsSupport.exp1(s[j] - m[j]); j += 1 }
+        } else {
+            for j in 0..<w { dst[j] = T(Foundation.exp(Double(src[j] - shift[j]))) }
+        }
+    }
+
+    /// Softmax statistics of the `w` columns of `n` rows `rowStride` apart (classes × positions of the
+    /// loss, the axis × inner block of a strided softmax): per column the maximum (NaN sticks; all −∞
+    /// gives 0) and Σ exp(x − max) in Double. Row k's exponentials go to `exps + k·expStride`
+    /// (stride 0: one scratch row reused).
+    @inline(__always)
+    static func softmaxStatistics<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, rows n: Int, rowStride: Int, lanes w: Int,
+                                                          max maxv: UnsafeMutablePointer<T>, sum: UnsafeMutablePointer<Double>,
+                                                          exps: UnsafeMutablePointer<T>, expStride: Int) {
+        for j in 0..<w { maxv[j] = -.infinity; sum[j] = 0 }
+        for k in 0..<n {
+            let row = x + k * rowStride
+            for j in 0..<w where !(row[j] <= maxv[j]) { maxv[j] = row[j] }   // NaN sticks
+        }
+        for j in 0..<w where maxv[j] == -.infinity { maxv[j] = 0 }
+        for k in 0..<n {
+            let e = exps + k * expStride
+            expShift(x + k * rowStride, maxv, e, w)
+            for j in 0..<w { sum[j] += Double(e[j]) }
+        }
     }
 
     /// Maximum of n ≥ 1 floats (NaN propagates).

@@ -13,7 +13,7 @@ extension OpRegistry {
                      guard let t = ctx.type(0) else { return [nil, nil, nil] }
                      let stat = Normalization.statType(t.dataType)
                      guard let shape = t.shape else { return [t, TensorType(stat, nil), TensorType(stat, nil)] }
-                     let axis = try NormOpsSupport.axis(try ctx.node.int("axis", default: -1), rank: shape.count, ctx.node.label)
+                     let axis = try Axes.normalise(try ctx.node.int("axis", default: -1), rank: shape.count, scalarAsVector: true, ctx.node.label)
                      let statShape = Array(shape[..<axis]) + [Dim](repeating: .known(1), count: shape.count - axis)
                      return [t, TensorType(stat, statShape), TensorType(stat, statShape)]
                  },
@@ -97,12 +97,7 @@ enum Normalization {
         }
         let shape = [Int](repeating: 1, count: target.count - t.rank) + t.shape
         for (a, b) in zip(shape, target) where a != b && a != 1 { return nil }
-        var strides = [Int](repeating: 0, count: shape.count)
-        var s = 1
-        for i in stride(from: shape.count - 1, through: 0, by: -1) {
-            strides[i] = shape[i] == 1 ? 0 : s
-            s *= shape[i]
-        }
+        let strides = Strides.broadcast(shape, to: target)
         let n = Tensor.elementCount(target)
         var out = [Double](repeating: 0, count: n)
         var idx = [Int](repeating: 0, count: target.count)
@@ -124,7 +119,7 @@ enum Normalization {
         let biasT = inputs.optional(2)
         guard x0.dataType.isFloatingPoint else { throw SegFormerError.unsupported("\(label): element type \(x0.dataType)") }
         let shape = x0.shape
-        let axis = try NormOpsSupport.axis(axisAttr, rank: shape.count, label)
+        let axis = try Axes.normalise(axisAttr, rank: shape.count, scalarAsVector: true, label)
         let normShape = Array(shape[axis...])
         let outer = NormOpsSupport.product(shape, 0..<axis), n = Tensor.elementCount(normShape)
         guard let scale = try expand(scaleT, to: normShape) else {
@@ -289,15 +284,16 @@ enum Normalization {
     static func meanVarianceNorm(_ x0: Tensor, axes: [Int], label: String, context: ExecutionContext) throws -> Tensor {
         guard x0.dataType.isFloatingPoint else { throw SegFormerError.unsupported("\(label): element type \(x0.dataType)") }
         let rank = x0.rank
-        let set = try ReduceParams.normalise(axes, rank: rank, label)
+        let set = try Axes.set(axes, rank: rank, label)
         let kept = (0..<rank).filter { !set.contains($0) }, red = (0..<rank).filter { set.contains($0) }
         let perm = kept + red
         let x = x0.dataType == .double ? x0 : NormOpsSupport.widenToFloat(x0)
         let r = NormOpsSupport.product(x.shape, 0..<rank) / max(1, kept.reduce(1) { $0 * x.shape[$1] })
         let rows = kept.reduce(1) { $0 * x.shape[$1] }
-        func run<T: BinaryFloatingPoint>(_: T.Type) -> Tensor {
+        func run<T: BinaryFloatingPoint>(_: T.Type) throws -> Tensor {
             // rows of the reduced elements are contiguous after moving the reduced axes last
-            let t = perm == Array(0..<rank) ? x.copy() : Reducer.transposed(x, T.self, perm: perm)
+            // (a fresh copy either way: it is normalised in place)
+            let t = try StridedCopy.transposed(x, perm: perm, context: context)
             let p = t.pointer(T.self)
             if r > 0 {
                 context.parallelFor(rows, minimumPerChunk: max(1, 8192 / r)) { a, b in
@@ -314,9 +310,9 @@ enum Normalization {
             if perm == Array(0..<rank) { return t }
             var inverse = [Int](repeating: 0, count: rank)
             for (i, a) in perm.enumerated() { inverse[a] = i }
-            return Reducer.transposed(t, T.self, perm: inverse)
+            return try StridedCopy.transposed(t, perm: inverse, context: context)
         }
-        return NormOpsSupport.narrow(x.dataType == .double ? run(Double.self) : run(Float.self), to: x0.dataType)
+        return NormOpsSupport.narrow(x.dataType == .double ? try run(Double.self) : try run(Float.self), to: x0.dataType)
     }
 }
 
@@ -386,7 +382,7 @@ extension Normalization {
             throw SegFormerError.invalid("\(label): gradient shape \(dy0.shape) differs from input shape \(x0.shape)")
         }
         let shape = x0.shape
-        let axis = try NormOpsSupport.axis(axisAttr, rank: shape.count, label)
+        let axis = try Axes.normalise(axisAttr, rank: shape.count, scalarAsVector: true, label)
         let normShape = Array(shape[axis...])
         let rows = NormOpsSupport.product(shape, 0..<axis), n = Tensor.elementCount(normShape)
         guard let scale = try expand(scaleT, to: normShape) else {

@@ -200,8 +200,7 @@ enum Pooling {
                 }
                 taps.append(t); paddedCount.append(pc)
             }
-            inStrides = [Int](repeating: 1, count: g.rank)
-            for d in stride(from: g.rank - 2, through: 0, by: -1) { inStrides[d] = inStrides[d + 1] * g.input[d + 1] }
+            inStrides = Strides.rowMajor(g.input)
         }
 
         var inSize: Int { g.input.reduce(1, *) }

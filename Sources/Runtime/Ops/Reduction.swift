@@ -41,7 +41,7 @@ extension OpRegistry {
                      }
                      if axes.isEmpty && p.noopWithEmptyAxes { return [t] }
                      // No axes (and no noop_with_empty_axes): every axis is reduced, as in the kernel.
-                     let set = try ReduceParams.normalise(axes.isEmpty ? Array(0..<shape.count) : axes, rank: shape.count, ctx.node.label)
+                     let set = try Axes.set(axes.isEmpty ? Array(0..<shape.count) : axes, rank: shape.count, ctx.node.label)
                      var out: [Dim] = []
                      for (i, d) in shape.enumerated() {
                          if set.contains(i) { if p.keepdims { out.append(.known(1)) } } else { out.append(d) }
@@ -64,7 +64,7 @@ extension OpRegistry {
                          }
                          if axes.isEmpty && p.noopWithEmptyAxes { return [x] }
                          if axes.isEmpty { axes = Array(0..<x.rank) }
-                         let set = try ReduceParams.normalise(axes, rank: x.rank, label)
+                         let set = try Axes.set(axes, rank: x.rank, label)
                          return [try Reducer.reduce(x, kind, axes: set, keepdims: p.keepdims, label: label, context: context)]
                      }
                  })
@@ -74,7 +74,7 @@ extension OpRegistry {
         OpSchema(op, opsets: 1...28, inputs: 1...1,
                  inferTypes: { ctx in
                      guard let t = ctx.type(0), let shape = t.shape else { return [TensorType(.int64, nil)] }
-                     let axis = try NormOpsSupport.axis(try ctx.node.int("axis", default: 0), rank: shape.count, ctx.node.label)
+                     let axis = try Axes.normalise(try ctx.node.int("axis", default: 0), rank: shape.count, scalarAsVector: true, ctx.node.label)
                      let keep = try ctx.node.int("keepdims", default: 1) != 0
                      var out = shape
                      if keep { out[axis] = .known(1) } else { out.remove(at: axis) }
@@ -107,17 +107,6 @@ struct ReduceParams {
         axesFromInput = opset >= axesInputSince
         noopWithEmptyAxes = try axesFromInput && node.int("noop_with_empty_axes", default: 0) != 0
         attributeAxes = axesFromInput ? nil : try node.ints("axes")
-    }
-
-    static func normalise(_ axes: [Int], rank: Int, _ label: String) throws -> Set<Int> {
-        var set = Set<Int>()
-        for a in axes {
-            guard a >= -rank && a < rank else {
-                throw SegFormerError.invalid("\(label): axis \(a) out of range for rank \(rank)")
-            }
-            set.insert(a < 0 ? a + rank : a)
-        }
-        return set
     }
 }
 
@@ -257,7 +246,7 @@ enum Reducer {
             // Transpose into [kept…, reduced…] so the reduced elements of each output are contiguous.
             let kept = (0..<x.rank).filter { !axes.contains($0) }
             let red = (0..<x.rank).filter { axes.contains($0) }
-            let t = transposed(x, T.self, perm: kept + red)
+            let t = try StridedCopy.transposed(x, perm: kept + red, context: context)
             keepAlive = t
             outer = out.count
             r = x.count / max(outer, 1)
@@ -360,45 +349,12 @@ enum Reducer {
         }
     }
 
-    /// A transposed copy (out dim i = in dim perm[i]).
-    static func transposed<T>(_ x: Tensor, _: T.Type, perm: [Int]) -> Tensor {
-        let shape = x.shape
-        let rank = shape.count
-        var inStrides = [Int](repeating: 1, count: rank)
-        var s = 1
-        for i in stride(from: rank - 1, through: 0, by: -1) { inStrides[i] = s; s *= shape[i] }
-        let outShape = perm.map { shape[$0] }
-        let strides = perm.map { inStrides[$0] }
-        let out = Tensor(uninitialized: x.dataType, shape: outShape)
-        let n = x.count
-        if n == 0 { return out }
-        let src = x.pointer(T.self), dst = out.pointer(T.self)
-        var idx = [Int](repeating: 0, count: rank)
-        var off = 0
-        let lastLen = outShape[rank - 1], lastStride = strides[rank - 1]
-        var i = 0
-        while i < n {
-            for k in 0..<lastLen { dst[i + k] = src[off + k * lastStride] }
-            i += lastLen
-            var d = rank - 2
-            while d >= 0 {
-                idx[d] += 1
-                off += strides[d]
-                if idx[d] < outShape[d] { break }
-                off -= strides[d] * outShape[d]
-                idx[d] = 0
-                d -= 1
-            }
-        }
-        return out
-    }
-
     // MARK: ArgMax / ArgMin
 
     static func arg(_ x: Tensor, isMax: Bool, axis axisAttr: Int, keepdims: Bool, selectLast: Bool,
                     label: String, context: ExecutionContext) throws -> Tensor {
         let shape = x.shape
-        let axis = try NormOpsSupport.axis(axisAttr, rank: shape.count, label)
+        let axis = try Axes.normalise(axisAttr, rank: shape.count, scalarAsVector: true, label)
         guard !shape.isEmpty else { throw SegFormerError.invalid("\(label): input must have rank ≥ 1") }
         let n = shape[axis]
         var outShape = shape
@@ -485,7 +441,7 @@ extension OpRegistry {
                          // noop_with_empty_axes: the forward was the identity, whatever the kind
                          let identity = axes.isEmpty && noop
                          if axes.isEmpty && !noop { axes = Array(0..<shape.count) }
-                         let set = try ReduceParams.normalise(axes, rank: shape.count, label)
+                         let set = try Axes.set(axes, rank: shape.count, label)
                          return [try ReduceGradient.run(dy, shape: shape, axes: set, kind: identity ? .sum : kind, x: inputs.optional(3),
                                                         y: inputs.optional(4), label: label, context: context)]
                      }
@@ -523,16 +479,12 @@ enum ReduceGradient {
 
     static func run(_ dy0: Tensor, shape: [Int], axes: Set<Int>, kind: ReduceKind, x: Tensor?, y: Tensor?,
                     label: String, context: ExecutionContext) throws -> Tensor {
-        let rank = shape.count
         guard shape.allSatisfy({ $0 >= 0 }) else { throw SegFormerError.invalid("\(label): bad shape \(shape)") }
         let total = Tensor.elementCount(shape)
-        // strides of the keepdims-shaped dY, 0 along reduced axes
-        var strides = [Int](repeating: 0, count: rank)
-        var s = 1
-        for i in stride(from: rank - 1, through: 0, by: -1) where !axes.contains(i) {
-            strides[i] = s
-            s *= shape[i]
-        }
+        // dY seen with keepdims (size 1 along the reduced axes), broadcast back over the input
+        let kept = shape.indices.map { axes.contains($0) ? 1 : shape[$0] }
+        let strides = Strides.broadcast(kept, to: shape)
+        let s = Tensor.elementCount(kept)
         guard dy0.count == s else {
             throw SegFormerError.invalid("\(label): gradient of shape \(dy0.shape) does not fit input \(shape) reduced over \(axes.sorted())")
         }

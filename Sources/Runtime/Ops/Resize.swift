@@ -28,7 +28,7 @@ extension OpRegistry {
                      let probe = shape.map { $0.value ?? 1 }
                      let g = try ResizePlan.outputGeometry(probe, scales: scales, sizes: sizes, attrs, label: ctx.node.label)
                      var out: [Dim] = []
-                     let listed = Set(try (attrs.axes ?? Array(0..<shape.count)).map { try NormOpsSupport.axis($0, rank: shape.count, ctx.node.label) })
+                     let listed = Set(try (attrs.axes ?? Array(0..<shape.count)).map { try Axes.normalise($0, rank: shape.count, scalarAsVector: true, ctx.node.label) })
                      for (i, d) in shape.enumerated() {
                          if d.value != nil { out.append(.known(g.outShape[i])) }
                          else if sizesGiven && attrs.policy == .stretch && listed.contains(i) { out.append(.known(g.outShape[i])) }
@@ -147,7 +147,7 @@ enum ResizePlan {
         let rank = shape.count
         var axes = Array(0..<rank)
         if let given = a.axes {
-            axes = try given.map { try NormOpsSupport.axis($0, rank: rank, label) }
+            axes = try given.map { try Axes.normalise($0, rank: rank, scalarAsVector: true, label) }
             guard Set(axes).count == axes.count else { throw SegFormerError.invalid("\(label): repeated axes \(given)") }
         }
         var out = shape
@@ -203,7 +203,7 @@ enum ResizePlan {
         if a.coordinateMode == .tfCropAndResize {
             guard let roiT, roiT.count > 0 else { throw SegFormerError.invalid("\(label): tf_crop_and_resize needs roi") }
             let v = try NormOpsSupport.doubles(roiT, label)
-            let axes = try (a.axes ?? Array(0..<rank)).map { try NormOpsSupport.axis($0, rank: rank, label) }
+            let axes = try (a.axes ?? Array(0..<rank)).map { try Axes.normalise($0, rank: rank, scalarAsVector: true, label) }
             guard v.count == 2 * axes.count else { throw SegFormerError.invalid("\(label): roi has \(v.count) values for \(axes.count) axes") }
             var full = [Double](repeating: 0, count: rank) + [Double](repeating: 1, count: rank)
             for (i, ax) in axes.enumerated() { full[ax] = v[i]; full[rank + ax] = v[axes.count + i] }

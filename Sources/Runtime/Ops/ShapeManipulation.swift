@@ -185,11 +185,7 @@ extension OpRegistry {
     }).withGradient(viewGradient)
 
     static func flattenAxis(_ node: Node, rank: Int) throws -> Int {
-        let a = try node.int("axis", default: 1)
-        guard a >= -rank && a <= rank else {
-            throw SegFormerError.invalid("\(node.label): axis \(a) is out of range for rank \(rank)")
-        }
-        return a < 0 ? a + rank : a
+        try Axes.normalise(try node.int("axis", default: 1), rank: rank, splitPoint: true, node.label)
     }
 
     // MARK: Squeeze, Unsqueeze
@@ -210,7 +206,7 @@ extension OpRegistry {
         else { return [TensorType(t.dataType, nil)] }
         guard let shape = t.shape else { return [TensorType(t.dataType, nil)] }
         if let axes, !axes.isEmpty {
-            let norm = Set(try Movement.axes(axes, rank: shape.count, ctx.node.label))
+            let norm = Set(try Axes.normalise(axes, rank: shape.count, ctx.node.label))
             return [TensorType(t.dataType, shape.enumerated().filter { !norm.contains($0.offset) }.map(\.element))]
         }
         // No axes: drop every dim known to be 1; a symbolic dim makes the rank unknown.
@@ -222,7 +218,7 @@ extension OpRegistry {
             let axes = try axesAttributeOrInput(node, opset, inputs)
             var out: [Int] = []
             if let axes, !axes.isEmpty {   // an empty axes list squeezes all, as onnxruntime does
-                let norm = Set(try Movement.axes(axes, rank: x.rank, node.label))
+                let norm = Set(try Axes.normalise(axes, rank: x.rank, node.label))
                 for (i, d) in x.shape.enumerated() {
                     if norm.contains(i) {
                         guard d == 1 else {
@@ -267,7 +263,7 @@ extension OpRegistry {
 
     static func unsqueezed<D>(_ shape: [D], _ axes: [Int], one: D, _ label: String) throws -> [D] {
         let rank = shape.count + axes.count
-        let norm = Set(try Movement.axes(axes, rank: rank, label))
+        let norm = Set(try Axes.normalise(axes, rank: rank, label))
         var out: [D] = []
         var next = 0
         for i in 0..<rank {

@@ -1,6 +1,6 @@
 import GraphIR
 
-/// Helpers shared by the shape/data-movement ops: axis checks, strides, element sizes, and the
+/// Helpers shared by the shape/data-movement ops: element sizes, shape checks and the
 /// symbolic-dimension arithmetic their type rules need.
 enum Movement {
     /// Largest element count a shape op will allocate from values it computed (guards against lying
@@ -10,33 +10,6 @@ enum Movement {
     static func elementSize(_ t: DataType) throws -> Int {
         guard t != .string, let s = t.byteSize else {
             throw SegFormerError.unsupported("element type \(t) has no byte layout here")
-        }
-        return s
-    }
-
-    /// `axis` in [-rank, rank) → [0, rank).
-    static func axis(_ axis: Int, rank: Int, _ label: String) throws -> Int {
-        guard axis >= -rank && axis < rank else {
-            throw SegFormerError.invalid("\(label): axis \(axis) is out of range for rank \(rank)")
-        }
-        return axis < 0 ? axis + rank : axis
-    }
-
-    /// Normalised, duplicate-free axes.
-    static func axes(_ axes: [Int], rank: Int, _ label: String) throws -> [Int] {
-        let out = try axes.map { try axis($0, rank: rank, label) }
-        guard Set(out).count == out.count else {
-            throw SegFormerError.invalid("\(label): repeated axis in \(axes)")
-        }
-        return out
-    }
-
-    static func strides(_ shape: [Int]) -> [Int] {
-        var s = [Int](repeating: 1, count: shape.count)
-        var acc = 1
-        for k in stride(from: shape.count - 1, through: 0, by: -1) {
-            s[k] = acc
-            acc *= shape[k]
         }
         return s
     }

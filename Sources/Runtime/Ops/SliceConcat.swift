@@ -11,7 +11,7 @@ extension OpRegistry {
         guard let shapes = Optional(types.compactMap { $0?.shape }), shapes.count == types.count,
               let first = shapes.first else { return [TensorType(t0.dataType, nil)] }
         let rank = first.count
-        let axis = try Movement.axis(try requiredInt(ctx.node, "axis"), rank: rank, ctx.node.label)
+        let axis = try Axes.normalise(try requiredInt(ctx.node, "axis"), rank: rank, ctx.node.label)
         var out = first
         for s in shapes where s.count != rank {
             throw SegFormerError.invalid("\(ctx.node.label): inputs have ranks \(rank) and \(s.count)")
@@ -31,7 +31,7 @@ extension OpRegistry {
         return ClosureKernel { inputs, context in
             let xs = inputs.compactMap { $0 }
             guard let first = xs.first else { throw SegFormerError.invalid("\(node.label): no inputs") }
-            let axis = try Movement.axis(axisAttr, rank: first.rank, node.label)
+            let axis = try Axes.normalise(axisAttr, rank: first.rank, node.label)
             var outShape = first.shape
             outShape[axis] = 0
             for x in xs {
@@ -97,7 +97,7 @@ extension OpRegistry {
         let n = ctx.node.outputs.count
         guard let t = ctx.type(0) else { return Array(repeating: nil, count: n) }
         guard let shape = t.shape else { return Array(repeating: TensorType(t.dataType, nil), count: n) }
-        let axis = try Movement.axis(try ctx.node.int("axis", default: 0), rank: shape.count, ctx.node.label)
+        let axis = try Axes.normalise(try ctx.node.int("axis", default: 0), rank: shape.count, ctx.node.label)
         let splitInput = ctx.opset >= 13 && ctx.node.input(1) != nil
         if splitInput && ctx.constant(1) == nil { return Array(repeating: TensorType(t.dataType, nil), count: n) }
         guard let dim = shape[axis].value else {
@@ -112,7 +112,7 @@ extension OpRegistry {
         let axisAttr = try node.int("axis", default: 0)
         return ClosureKernel { inputs, context in
             let x = try inputs.required(0)
-            let axis = try Movement.axis(axisAttr, rank: x.rank, node.label)
+            let axis = try Axes.normalise(axisAttr, rank: x.rank, node.label)
             let dim = x.shape[axis]
             let sizes = try splitSizes(node, opset, dim: dim, given: opset >= 13 ? try inputs.optional(1)?.integers() : nil)
             let outer = Tensor.elementCount(Array(x.shape[..<axis]))
@@ -193,7 +193,7 @@ extension OpRegistry {
                                          ends: try inputs.required(2, "ends").integers(),
                                          axes: try inputs.optional(3)?.integers(),
                                          steps: try inputs.optional(4)?.integers(), rank: x.rank, node.label)
-            let inStrides = Movement.strides(x.shape)
+            let inStrides = Strides.rowMajor(x.shape)
             var shape = x.shape
             var strides = inStrides
             var offset = 0
@@ -221,7 +221,7 @@ extension OpRegistry {
     /// (axis, start, end, step) per sliced axis, axes normalised and checked.
     static func slicePlanAxes(starts: [Int], ends: [Int], axes: [Int]?, steps: [Int]?, rank: Int,
                               _ label: String) throws -> [(Int, Int, Int, Int)] {
-        let axes = try Movement.axes(axes ?? Array(0..<starts.count), rank: rank, label)
+        let axes = try Axes.normalise(axes ?? Array(0..<starts.count), rank: rank, label)
         let steps = steps ?? Array(repeating: 1, count: starts.count)
         guard starts.count == ends.count, axes.count == starts.count, steps.count == starts.count else {
             throw SegFormerError.invalid("\(label): starts \(starts), ends \(ends), axes \(axes), steps \(steps) differ in length")
@@ -272,7 +272,7 @@ extension OpRegistry {
             let rank = max(x.rank, target.count)
             let xs = [Int](repeating: 1, count: rank - x.rank) + x.shape
             let ts = [Int](repeating: 1, count: rank - target.count) + target
-            let inStrides = Movement.strides(xs)
+            let inStrides = Strides.rowMajor(xs)
             var out: [Int] = [], strides: [Int] = []
             for k in 0..<rank {
                 if xs[k] == ts[k] || ts[k] == 1 { out.append(xs[k]); strides.append(inStrides[k]) }
@@ -306,7 +306,7 @@ extension OpRegistry {
             let outShape = zip(x.shape, reps).map { $0 * $1 }
             try Movement.checkShape(outShape, node.label)
             // Tiling = broadcasting a [1, d0, 1, d1, …] view to [r0, d0, r1, d1, …].
-            let inStrides = Movement.strides(x.shape)
+            let inStrides = Strides.rowMajor(x.shape)
             var shape: [Int] = [], strides: [Int] = []
             for k in 0..<x.rank { shape += [reps[k], x.shape[k]]; strides += [0, inStrides[k]] }
             return [try StridedCopy.materialize(x, offset: 0, shape: shape, strides: strides, context: context).reshaped(outShape)]
@@ -338,7 +338,7 @@ extension OpRegistry {
             let maps = try padMaps(x.shape, outShape, begin, mode, node.label)
             var out = Tensor(uninitialized: x.dataType, shape: outShape)
             if out.count == 0 { return [out] }
-            let strides = Movement.strides(x.shape)
+            let strides = Strides.rowMajor(x.shape)
             let value = inputs.optional(2)
             if x.dataType == .string {
                 let fill = value?.strings.first ?? ""
@@ -422,7 +422,7 @@ extension OpRegistry {
 
     /// Pads [b1, b2, …, e1, e2, …] (for `axes`, or all axes) → per-axis begin and end amounts.
     static func padAmounts(_ pads: [Int], axes: [Int]?, rank: Int, _ label: String) throws -> ([Int], [Int]) {
-        let axes = try Movement.axes(axes ?? Array(0..<rank), rank: rank, label)
+        let axes = try Axes.normalise(axes ?? Array(0..<rank), rank: rank, label)
         guard pads.count == 2 * axes.count else {
             throw SegFormerError.invalid("\(label): pads \(pads) must hold 2 × \(axes.count) values")
         }
@@ -540,7 +540,7 @@ extension OpRegistry {
         }
         return ClosureKernel { inputs, context in
             let dy = try inputs.required(0)
-            let axis = try Movement.axis(axisAttr, rank: dy.rank, node.label)
+            let axis = try Axes.normalise(axisAttr, rank: dy.rank, node.label)
             var starts: [Int?] = [], sizes: [Int] = []
             var position = 0
             for k in 1..<inputs.count {
@@ -603,7 +603,7 @@ extension OpRegistry {
             guard let first = inputs.indices.first(where: { !zeros.contains($0) && inputs[$0] != nil }).map({ inputs[$0]! }) else {
                 throw SegFormerError.invalid("\(node.label): no gradient part")
             }
-            let axis = try Movement.axis(axisAttr, rank: first.rank, node.label)
+            let axis = try Axes.normalise(axisAttr, rank: first.rank, node.label)
             var shapes: [[Int]] = []
             var outShape = first.shape
             outShape[axis] = 0
@@ -663,7 +663,7 @@ extension OpRegistry {
                                          ends: try inputs.required(3, "ends").integers(),
                                          axes: try inputs.optional(4)?.integers(),
                                          steps: try inputs.optional(5)?.integers(), rank: xShape.count, node.label)
-            let xStrides = Movement.strides(xShape)
+            let xStrides = Strides.rowMajor(xShape)
             var shape = xShape, strides = xStrides
             var offset = 0
             for (axis, s, e, st) in plan {
@@ -741,7 +741,7 @@ extension OpRegistry {
             let out = Tensor(zeros: dy.dataType, shape: xShape)
             if out.count == 0 || dy.count == 0 { return [out] }
             let maps = try padMaps(xShape, outShape, begin, mode, node.label)
-            let strides = Movement.strides(xShape)
+            let strides = Strides.rowMajor(xShape)
             func run<T: BinaryFloatingPoint>(_: T.Type) {
                 let g = dy.pointer(T.self), o = out.pointer(T.self)
                 var i = 0

@@ -33,7 +33,7 @@ enum SoftmaxKernels {
                     context: ExecutionContext) throws -> Tensor {
         let shape = x.shape
         let rank = shape.count
-        let axis = try NormOpsSupport.axis(axisAttr, rank: rank, label)
+        let axis = try Axes.normalise(axisAttr, rank: rank, scalarAsVector: true, label)
         let outer: Int, n: Int, inner: Int
         if rank == 0 {
             (outer, n, inner) = (1, 1, 1)
@@ -84,23 +84,8 @@ enum SoftmaxKernels {
             defer { maxv.deallocate(); sum.deallocate() }
             for o in start..<end {
                 let s = src + o * n * inner, d = dst + o * n * inner
-                for j in 0..<inner { maxv[j] = -.infinity; sum[j] = 0 }
-                for k in 0..<n {
-                    let row = s + k * inner
-                    for j in 0..<inner where !(row[j] <= maxv[j]) { maxv[j] = row[j] }   // NaN sticks
-                }
-                for j in 0..<inner where maxv[j] == -.infinity { maxv[j] = 0 }
-                for k in 0..<n {
-                    let row = s + k * inner, out = d + k * inner
-                    var j = 0
-                    while j + 8 <= inner {
-                        let e = NormOpsSupport.exp8(NormOpsSupport.load8(row + j) - NormOpsSupport.load8(maxv + j))
-                        NormOpsSupport.store8(e, out + j)
-                        j += 8
-                    }
-                    while j < inner { out[j] = NormOpsSupport.exp1(row[j] - maxv[j]); j += 1 }
-                    for j in 0..<inner { sum[j] += Double(out[j]) }
-                }
+                NormOpsSupport.softmaxStatistics(s, rows: n, rowStride: inner, lanes: inner, max: maxv, sum: sum,
+                                                 exps: d, expStride: inner)
                 for j in 0..<inner where maxv[j].isNaN || maxv[j] == .infinity { sum[j] = .nan }
                 if log {
                     let ls = UnsafeMutablePointer<Float>.allocate(capacity: inner)
@@ -188,7 +173,7 @@ extension SoftmaxKernels {
     static func layout(_ shape: [Int], axis axisAttr: Int, coerce2D: Bool, label: String) throws -> (Int, Int, Int) {
         let rank = shape.count
         if rank == 0 { return (1, 1, 1) }
-        let axis = try NormOpsSupport.axis(axisAttr, rank: rank, label)
+        let axis = try Axes.normalise(axisAttr, rank: rank, scalarAsVector: true, label)
         if coerce2D { return (NormOpsSupport.product(shape, 0..<axis), NormOpsSupport.product(shape, axis..<rank), 1) }
         return (NormOpsSupport.product(shape, 0..<axis), shape[axis], NormOpsSupport.product(shape, (axis + 1)..<rank))
     }

@@ -31,6 +31,17 @@ enum StridedCopy {
         return out
     }
 
+    /// A fresh row-major copy of `x` transposed by `perm` (output dim i is input dim perm[i]); unlike
+    /// `materialize`, never a view of `x`, so the caller may write into it.
+    static func transposed(_ x: Tensor, perm: [Int], context: ExecutionContext) throws -> Tensor {
+        let strides = Strides.rowMajor(x.shape)
+        let out = Tensor(uninitialized: x.dataType, shape: perm.map { x.shape[$0] })
+        if out.count == 0 { return out }
+        copy(src: UnsafeRawPointer(x.storage.pointer), dst: out.storage.pointer, elementSize: try Movement.elementSize(x.dataType),
+             offset: 0, shape: out.shape, strides: perm.map { strides[$0] }, context: context)
+        return out
+    }
+
     /// Calls `body` with the source offset of every output element, in output order.
     static func forEachOffset(offset: Int, shape: [Int], strides: [Int], _ body: (Int) -> Void) {
         let total = Tensor.elementCount(shape)

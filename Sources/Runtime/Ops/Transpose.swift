@@ -27,7 +27,7 @@ extension OpRegistry {
 
     /// Transposes `x` seen with the (same element count) shape `shape` by `perm`.
     static func permuted(_ x: Tensor, shape: [Int], perm: [Int], _ context: ExecutionContext) throws -> Tensor {
-        let inStrides = Movement.strides(shape)
+        let inStrides = Strides.rowMajor(shape)
         if perm == Array(0..<perm.count) { return x.reshaped(shape) }   // identity: a view
         return try StridedCopy.materialize(x, offset: 0, shape: perm.map { shape[$0] },
                                            strides: perm.map { inStrides[$0] }, context: context)
