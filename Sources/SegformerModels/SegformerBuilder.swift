@@ -125,9 +125,9 @@ public enum SegformerBuilder {
             let conv = w.conv(x, "\(p).patch_embeddings.proj", inC: inChannels, outC: c, kernel: k, stride: config.strides[s],
                               pad: k / 2, rng: &rng)
             // [B, C, H, W] → spatial size [H, W] (kept for the reshapes back to images).
-            let shape = b.add1("Shape", [conv], name: "\(p)/Shape")
-            let hw = b.add1("Slice", [shape, w.int64s([2], "starts"), w.int64s([4], "ends")], name: "\(p)/hw")
-            let toImage = b.add1("Concat", [w.int64s([0, 0], "keep_bc"), hw], attributes: ["axis": .int(0)],
+            let shape = b.add1(OpType.shape, [conv], name: "\(p)/Shape")
+            let hw = b.add1(OpType.slice, [shape, w.int64s([2], "starts"), w.int64s([4], "ends")], name: "\(p)/hw")
+            let toImage = b.add1(OpType.concat, [w.int64s([0, 0], "keep_bc"), hw], attributes: ["axis": .int(0)],
                                  name: "\(p)/image_shape")
             var h = w.layerNorm(w.tokens(conv, "\(p).patch_embeddings"), "\(p).patch_embeddings.layer_norm", c)
             for j in 0..<config.depths[s] {
@@ -142,8 +142,8 @@ public enum SegformerBuilder {
 
         // Decode head: per-stage linear projection, upsample to stage-0 size, concat (last stage first), fuse.
         let d = config.decoderHiddenSize
-        let firstShape = b.add1("Shape", [features[0].value], name: "decode_head/Shape")
-        let outHW = b.add1("Slice", [firstShape, w.int64s([2], "starts"), w.int64s([4], "ends")],
+        let firstShape = b.add1(OpType.shape, [features[0].value], name: "decode_head/Shape")
+        let outHW = b.add1(OpType.slice, [firstShape, w.int64s([2], "starts"), w.int64s([4], "ends")],
                            name: "decode_head/hw")
         var upsampled: [String] = []
         for (s, f) in features.enumerated() {
@@ -151,17 +151,17 @@ public enum SegformerBuilder {
             let proj = w.linear(w.tokens(f.value, "decode_head.linear_projections.\(s)"), p, inF: f.channels, outF: d, rng: &rng)
             var img = w.image(proj, f.hw, "decode_head.linear_projections.\(s)")
             if s > 0 {
-                let bc = b.add1("Slice", [b.add1("Shape", [img]), w.int64s([0], "starts"), w.int64s([2], "ends")])
-                let sizes = b.add1("Concat", [bc, outHW], attributes: ["axis": .int(0)])
-                img = b.add1("Resize", [img, "", "", sizes],
+                let bc = b.add1(OpType.slice, [b.add1(OpType.shape, [img]), w.int64s([0], "starts"), w.int64s([2], "ends")])
+                let sizes = b.add1(OpType.concat, [bc, outHW], attributes: ["axis": .int(0)])
+                img = b.add1(OpType.resize, [img, "", "", sizes],
                              attributes: ["mode": .string("linear"), "coordinate_transformation_mode": .string("half_pixel")],
                              name: "decode_head/Resize_\(s)")
             }
             upsampled.append(img)
         }
-        let cat = b.add1("Concat", upsampled.reversed(), attributes: ["axis": .int(1)], name: "decode_head/Concat")
+        let cat = b.add1(OpType.concat, upsampled.reversed(), attributes: ["axis": .int(1)], name: "decode_head/Concat")
         let fused = w.conv(cat, "decode_head.linear_fuse", inC: d * config.numStages, outC: d, kernel: 1, stride: 1, pad: 0, rng: &rng)
-        let act = b.add1("Relu", [fused], name: "decode_head/activation")
+        let act = b.add1(OpType.relu, [fused], name: "decode_head/activation")
         let logits = w.conv(act, "decode_head.classifier", inC: d, outC: config.numLabels, kernel: 1, stride: 1, pad: 0,
                             rng: &rng, output: "logits")
         b.addOutput(logits, type: TensorType(.float, [.symbol("batch"), .known(config.numLabels),
@@ -223,11 +223,11 @@ public enum SegformerBuilder {
                                               "dilations": .ints([1, 1])]
             let nodeName = "/" + name.replacingOccurrences(of: ".", with: "/") + "/Conv"
             if let output {
-                builder.appendNode(Node(name: nodeName, opType: "Conv", inputs: [x, wname, bname], outputs: [output],
+                builder.appendNode(Node(name: nodeName, opType: OpType.conv, inputs: [x, wname, bname], outputs: [output],
                                         attributes: attrs))
                 return output
             }
-            return builder.add1("Conv", [x, wname, bname], attributes: attrs, name: nodeName)
+            return builder.add1(OpType.conv, [x, wname, bname], attributes: attrs, name: nodeName)
         }
 
         func linear(_ x: String, _ name: String, inF: Int, outF: Int, rng: inout Normal) -> String {
@@ -238,22 +238,22 @@ public enum SegformerBuilder {
         func layerNorm(_ x: String, _ name: String, _ c: Int) -> String {
             let scale = param("\(name).weight", Tensor([Float](repeating: 1, count: c), shape: [c]))
             let bias = param("\(name).bias", Tensor(zeros: .float, shape: [c]))
-            return builder.add1("LayerNormalization", [x, scale, bias], attributes: ["axis": .int(-1), "epsilon": .float(1e-5)],
+            return builder.add1(OpType.layerNormalization, [x, scale, bias], attributes: ["axis": .int(-1), "epsilon": .float(1e-5)],
                                 name: "/" + name.replacingOccurrences(of: ".", with: "/") + "/LayerNormalization")
         }
 
         /// [B, C, H, W] → [B, H·W, C] (flatten(2).transpose(1, 2)).
         func tokens(_ x: String, _ scope: String) -> String {
             let path = "/" + scope.replacingOccurrences(of: ".", with: "/")
-            let flat = builder.add1("Reshape", [x, int64s([0, 0, -1], "flatten")], name: path + "/Flatten")
-            return builder.add1("Transpose", [flat], attributes: ["perm": .ints([0, 2, 1])], name: path + "/Transpose")
+            let flat = builder.add1(OpType.reshape, [x, int64s([0, 0, -1], "flatten")], name: path + "/Flatten")
+            return builder.add1(OpType.transpose, [flat], attributes: ["perm": .ints([0, 2, 1])], name: path + "/Transpose")
         }
 
         /// [B, H·W, C] → [B, C, H, W] given the Reshape target [0, 0, H, W].
         func image(_ x: String, _ toImage: String, _ scope: String) -> String {
             let path = "/" + scope.replacingOccurrences(of: ".", with: "/")
-            let t = builder.add1("Transpose", [x], attributes: ["perm": .ints([0, 2, 1])], name: path + "/ToImageTranspose")
-            return builder.add1("Reshape", [t, toImage], name: path + "/ToImage")
+            let t = builder.add1(OpType.transpose, [x], attributes: ["perm": .ints([0, 2, 1])], name: path + "/ToImageTranspose")
+            return builder.add1(OpType.reshape, [t, toImage], name: path + "/ToImage")
         }
 
         /// One SegformerLayer: pre-norm efficient self-attention and Mix-FFN, both residual.
@@ -277,17 +277,17 @@ public enum SegformerBuilder {
             let k = linear(kvIn, "\(a).k_proj", weight: kW, inF: c, outF: c)
             let v = linear(kvIn, "\(a).v_proj", weight: vW, inF: c, outF: c)
             let headsShape = int64s([0, 0, heads, hd], "heads_shape")
-            let qh = b.add1("Transpose", [b.add1("Reshape", [q, headsShape])], attributes: ["perm": .ints([0, 2, 1, 3])])
-            let kt = b.add1("Transpose", [b.add1("Reshape", [k, headsShape])], attributes: ["perm": .ints([0, 2, 3, 1])])
-            let vh = b.add1("Transpose", [b.add1("Reshape", [v, headsShape])], attributes: ["perm": .ints([0, 2, 1, 3])])
-            let scores = b.add1("Mul", [b.add1("MatMul", [qh, kt], name: path + "/attention/MatMul"),
+            let qh = b.add1(OpType.transpose, [b.add1(OpType.reshape, [q, headsShape])], attributes: ["perm": .ints([0, 2, 1, 3])])
+            let kt = b.add1(OpType.transpose, [b.add1(OpType.reshape, [k, headsShape])], attributes: ["perm": .ints([0, 2, 3, 1])])
+            let vh = b.add1(OpType.transpose, [b.add1(OpType.reshape, [v, headsShape])], attributes: ["perm": .ints([0, 2, 1, 3])])
+            let scores = b.add1(OpType.mul, [b.add1(OpType.matMul, [qh, kt], name: path + "/attention/MatMul"),
                                         scalar(Float(1 / Double(hd).squareRoot()), "scaling")])
-            let probs = b.add1("Softmax", [scores], attributes: ["axis": .int(-1)], name: path + "/attention/Softmax")
-            let ctx = b.add1("MatMul", [probs, vh], name: path + "/attention/MatMul_1")
-            let merged = b.add1("Reshape", [b.add1("Transpose", [ctx], attributes: ["perm": .ints([0, 2, 1, 3])]),
+            let probs = b.add1(OpType.softmax, [scores], attributes: ["axis": .int(-1)], name: path + "/attention/Softmax")
+            let ctx = b.add1(OpType.matMul, [probs, vh], name: path + "/attention/MatMul_1")
+            let merged = b.add1(OpType.reshape, [b.add1(OpType.transpose, [ctx], attributes: ["perm": .ints([0, 2, 1, 3])]),
                                             int64s([0, 0, c], "merge_shape")])
             let attn = linear(merged, "\(a).o_proj", weight: oW, inF: c, outF: c)
-            let h1 = b.add1("Add", [attn, x], name: path + "/Add")
+            let h1 = b.add1(OpType.add, [attn, x], name: path + "/Add")
 
             let normed2 = layerNorm(h1, "\(p).layernorm_after", c)
             let fc1 = linear(normed2, "\(p).mlp.fc1", inF: c, outF: hidden, rng: &rng)
@@ -295,7 +295,7 @@ public enum SegformerBuilder {
                           kernel: 3, stride: 1, pad: 1, groups: hidden, rng: &rng)
             let g = gelu(tokens(dw, "\(p).mlp.dwconv"), "\(p).mlp")
             let fc2 = linear(g, "\(p).mlp.fc2", inF: hidden, outF: c, rng: &rng)
-            return b.add1("Add", [fc2, h1], name: path + "/Add_1")
+            return b.add1(OpType.add, [fc2, h1], name: path + "/Add_1")
         }
 
         /// Linear with a weight already drawn ([out, in] PyTorch layout), stored transposed as [in, out].
@@ -304,17 +304,17 @@ public enum SegformerBuilder {
             let wname = param("\(name).weight", SegformerBuilder.transposed2D(wt))
             let bname = param("\(name).bias", Tensor(zeros: .float, shape: [outF]))
             let path = "/" + name.replacingOccurrences(of: ".", with: "/")
-            let mm = builder.add1("MatMul", [x, wname], name: path + "/MatMul")
-            return builder.add1("Add", [mm, bname], name: path + "/Add")
+            let mm = builder.add1(OpType.matMul, [x, wname], name: path + "/MatMul")
+            return builder.add1(OpType.add, [mm, bname], name: path + "/Add")
         }
 
         /// Exact GELU as PyTorch exports it: x · 0.5 · (1 + erf(x / √2)).
         func gelu(_ x: String, _ scope: String) -> String {
             let b = builder, path = "/" + scope.replacingOccurrences(of: ".", with: "/") + "/act"
-            let e = b.add1("Erf", [b.add1("Div", [x, scalar(Float(2).squareRoot(), "sqrt2")], name: path + "/Div")],
+            let e = b.add1(OpType.erf, [b.add1(OpType.div, [x, scalar(Float(2).squareRoot(), "sqrt2")], name: path + "/Div")],
                            name: path + "/Erf")
-            let one = b.add1("Add", [e, scalar(1, "one")], name: path + "/Add")
-            return b.add1("Mul", [b.add1("Mul", [x, one], name: path + "/Mul"), scalar(0.5, "half")],
+            let one = b.add1(OpType.add, [e, scalar(1, "one")], name: path + "/Add")
+            return b.add1(OpType.mul, [b.add1(OpType.mul, [x, one], name: path + "/Mul"), scalar(0.5, "half")],
                           name: path + "/Mul_1")
         }
     }
@@ -401,7 +401,7 @@ extension SegformerBuilder {
     static func sourceParameters(_ graph: Graph, scopes: [String]) throws -> [String: SourceParameter] {
         // Follow Identity chains back to initializers (exporters tie equal initializers that way).
         var alias: [String: String] = [:]
-        for n in graph.nodes where n.opType == "Identity" && n.inputs.count == 1 && n.outputs.count == 1 {
+        for n in graph.nodes where n.opType == OpType.identity && n.inputs.count == 1 && n.outputs.count == 1 {
             alias[n.outputs[0]] = n.inputs[0]
         }
         func resolve(_ v: String) -> String? {
@@ -430,7 +430,7 @@ extension SegformerBuilder {
         // named after the bias the MatMul's output is added to (dynamo names nodes `node_MatMul_6`).
         var consumers: [String: [Int]] = [:]
         for (i, n) in graph.nodes.enumerated() { for v in n.inputs { consumers[v, default: []].append(i) } }
-        for n in graph.nodes where n.opType == "MatMul" && n.inputs.count == 2 && n.outputs.count == 1 {
+        for n in graph.nodes where n.opType == OpType.matMul && n.inputs.count == 2 && n.outputs.count == 1 {
             guard let src = resolve(n.inputs[1]), let t = graph.initializers[src], t.dataType.isFloatingPoint,
                   t.shape.count == 2 else { continue }
             var path = n.name.replacingOccurrences(of: "/", with: ".")
@@ -440,7 +440,7 @@ extension SegformerBuilder {
                 try record(path + ".weight", t, layoutUnknown: false)
                 continue
             }
-            for c in consumers[n.outputs[0]] ?? [] where graph.nodes[c].opType == "Add" {
+            for c in consumers[n.outputs[0]] ?? [] where graph.nodes[c].opType == OpType.add {
                 let add = graph.nodes[c]
                 guard let other = add.inputs.first(where: { $0 != n.outputs[0] }), let bias = resolve(other) else { continue }
                 // The bias's own name, or the Identity output that names it.
@@ -452,7 +452,7 @@ extension SegformerBuilder {
         }
         // Conv weights and biases folded by the exporter (`onnx::Conv_1775`, dynamo's `…weight_bias`):
         // named after the Conv node (TorchScript) or after the Conv's named weight.
-        for n in graph.nodes where n.opType == "Conv" && n.inputs.count >= 2 {
+        for n in graph.nodes where n.opType == OpType.conv && n.inputs.count >= 2 {
             var path = n.name.replacingOccurrences(of: "/", with: ".")
             while path.hasPrefix(".") { path.removeFirst() }
             var module: String?
@@ -472,7 +472,7 @@ extension SegformerBuilder {
     }
 
     static func consumedAsMatMulWeight(_ name: String, _ graph: Graph) -> Bool {
-        graph.nodes.contains { $0.opType == "MatMul" && $0.inputs.count == 2 && $0.inputs[1] == name }
+        graph.nodes.contains { $0.opType == OpType.matMul && $0.inputs.count == 2 && $0.inputs[1] == name }
     }
 
     /// The HF parameter name inside a module path with any wrapper prefix (`m.segformer.…` → `segformer.…`),

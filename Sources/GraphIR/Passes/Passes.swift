@@ -60,7 +60,7 @@ public enum Passes {
         }
         var kept: [Node] = []
         for node in g.nodes {
-            let isIdentity = node.domain.isEmpty && node.opType == "Identity" && node.inputs.count == 1
+            let isIdentity = node.domain.isEmpty && node.opType == OpType.identity && node.inputs.count == 1
                 && node.outputs.count == 1
             if isIdentity, !outputs.contains(node.outputs[0]) {
                 rename[node.outputs[0]] = node.inputs[0]

@@ -15,7 +15,7 @@ extension Passes {
         // 1. Identity(initializer) → initializer.
         var kept: [Node] = []
         for node in g.nodes {
-            if node.domain.isEmpty, node.opType == "Identity", node.inputs.count == 1, node.outputs.count == 1,
+            if node.domain.isEmpty, node.opType == OpType.identity, node.inputs.count == 1, node.outputs.count == 1,
                let t = g.initializers[node.inputs[0]], t.dataType.isFloatingPoint,
                !g.inputs.contains(where: { $0.name == node.inputs[0] }) {
                 g.setInitializer(node.outputs[0], t.copy())

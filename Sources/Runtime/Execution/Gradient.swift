@@ -39,12 +39,12 @@ public struct GradientContext {
     /// The shape comes from Shape(like), which plan-time folding turns into a constant, so `like`
     /// is not kept alive for the backward pass by this.
     public func sumToShape(_ grad: String, like: String) -> String {
-        let shape = builder.add1("Shape", [like])
-        return builder.add1("SumToShape", domain: trainingDomain, [grad, shape])
+        let shape = builder.add1(OpType.shape, [like])
+        return builder.add1(OpType.sumToShape, domain: trainingDomain, [grad, shape])
     }
 
     /// Shape(value) as a new node (folded to a constant once input shapes are bound).
-    public func shape(of value: String) -> String { builder.add1("Shape", [value]) }
+    public func shape(of value: String) -> String { builder.add1(OpType.shape, [value]) }
 }
 
 /// Emits the backward nodes of one forward node; returns one gradient name (or nil) per input.

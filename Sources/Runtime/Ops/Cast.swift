@@ -8,7 +8,7 @@ import GraphIR
 
 extension OpRegistry {
     static let castOps: [OpSchema] = [
-        OpSchema("Cast", opsets: 6...28, inputs: 1...1, inferTypes: { ctx in
+        OpSchema(OpType.cast, opsets: 6...28, inputs: 1...1, inferTypes: { ctx in
             guard let raw = try ctx.node.int("to"), let to = DataType(rawValue: Int32(truncatingIfNeeded: raw)) else { return [nil] }
             return [TensorType(to, ctx.type(0)?.shape)]
         }) { node, _ in
@@ -60,7 +60,7 @@ private func castGradient(_ c: GradientContext) throws -> String? {
     let g = try c.gradient()
     if let t = c.knownType(of: c.input(0)) {
         guard t.isFloatingPoint else { return nil }
-        return c.builder.add1("Cast", [g], attributes: ["to": .int(Int(t.rawValue))])
+        return c.builder.add1(OpType.cast, [g], attributes: ["to": .int(Int(t.rawValue))])
     }
     return c.builder.add1("CastGrad", domain: trainingDomain, [g, c.input(0)])
 }

@@ -8,7 +8,7 @@ extension OpRegistry {
     static let binaryElementwiseOps: [OpSchema] = {
         var ops: [OpSchema] = []
         let arithmetic: [(String, ArithOp, DimArithmetic)] = [
-            ("Add", .add, .add), ("Sub", .sub, .subtract), ("Mul", .mul, .multiply), ("Div", .div, .floorDivide),
+            (OpType.add, .add, .add), ("Sub", .sub, .subtract), (OpType.mul, .mul, .multiply), (OpType.div, .div, .floorDivide),
         ]
         for (name, op, dimOp) in arithmetic {
             ops.append(OpSchema(name, opsets: 7...23, inputs: 2...2, inferTypes: inferBroadcast()) { node, _ in
@@ -40,7 +40,7 @@ extension OpRegistry {
                 return [try arith(fmod == 1 ? .fmod : .mod, a, b, label, ctx)]
             }
         })
-        for (name, op) in [("Max", ArithOp.max), ("Min", .min), ("Sum", .add), ("Mean", .add)] {
+        for (name, op) in [("Max", ArithOp.max), ("Min", .min), (OpType.sum, .add), ("Mean", .add)] {
             ops.append(OpSchema(name, opsets: 8...23, inputs: 1...Int.max, inferTypes: inferBroadcast()) { node, _ in
                 let label = node.opType
                 let isMean = name == "Mean"
@@ -138,22 +138,22 @@ extension OpRegistry {
 /// back to its shape (SumToShape is a free view when nothing was broadcast).
 extension OpRegistry {
     static let binaryGradientRules: [String: GradientRule] = [
-        "Add": { c in
+        OpType.add: { c in
             let g = try c.gradient()
             return [c.reduced(g, like: 0), c.reduced(g, like: 1)]
         },
         "Sub": { c in
             let g = try c.gradient()
-            return [c.reduced(g, like: 0), c.needs(1) ? c.builder.add1("Neg", [c.sumToShape(g, like: c.input(1))]) : nil]
+            return [c.reduced(g, like: 0), c.needs(1) ? c.builder.add1(OpType.neg, [c.sumToShape(g, like: c.input(1))]) : nil]
         },
-        "Mul": { c in
+        OpType.mul: { c in
             let g = try c.gradient(), b = c.builder
-            return [c.reduced(b.add1("Mul", [g, c.input(1)]), like: 0), c.reduced(b.add1("Mul", [g, c.input(0)]), like: 1)]
+            return [c.reduced(b.add1(OpType.mul, [g, c.input(1)]), like: 0), c.reduced(b.add1(OpType.mul, [g, c.input(0)]), like: 1)]
         },
         // d/da = grad / b; d/db = −grad · (a/b)/b, with a/b = y.
-        "Div": { c in
+        OpType.div: { c in
             let g = try c.gradient(), b = c.builder
-            return [c.reduced(b.add1("Div", [g, c.input(1)]), like: 0),
+            return [c.reduced(b.add1(OpType.div, [g, c.input(1)]), like: 0),
                     c.reduced(b.add1("DivGrad", domain: trainingDomain, [g, c.output(0), c.input(1)]), like: 1)]
         },
         "Pow": { c in
@@ -176,13 +176,13 @@ extension OpRegistry {
         },
         "Max": maxMinGradient("MaxGrad", forward: "Max"),
         "Min": maxMinGradient("MinGrad", forward: "Min"),
-        "Sum": { c in
+        OpType.sum: { c in
             let g = try c.gradient()
             return c.node.inputs.indices.map { c.reduced(g, like: $0) }
         },
         "Mean": { c in
             let n = c.node.inputs.count
-            let g = n == 1 ? try c.gradient() : c.builder.add1("Div", [try c.gradient(), c.builder.scalar(Float(n))])
+            let g = n == 1 ? try c.gradient() : c.builder.add1(OpType.div, [try c.gradient(), c.builder.scalar(Float(n))])
             return c.node.inputs.indices.map { c.reduced(g, like: $0) }
         },
         // The condition is not differentiable; each branch gets the gradient where it was chosen.

@@ -34,15 +34,15 @@ extension OpRegistry {
                 }
             })
         }
-        numeric("Neg", 6...23, NegFn(), NegIntFn())
+        numeric(OpType.neg, 6...23, NegFn(), NegIntFn())
         numeric("Abs", 6...23, AbsFn(), AbsIntFn())
         numeric("Sign", 9...23, SignFn(), SignIntFn())
-        numeric("Relu", 6...23, ReluFn(), ReluIntFn())
+        numeric(OpType.relu, 6...23, ReluFn(), ReluIntFn())
         float("Sqrt", 6...23, SqrtFn())
         float("Reciprocal", 6...23, ReciprocalFn())
         float("Exp", 6...23, ExpFn())
         float("Log", 6...23, LogFn())
-        float("Erf", 9...23, ErfFn())
+        float(OpType.erf, 9...23, ErfFn())
         float("Sigmoid", 6...23, SigmoidFn())
         float("Tanh", 6...23, TanhFn())
         float("Floor", 6...23, FloorFn())
@@ -136,26 +136,26 @@ extension OpRegistry {
     static let unaryGradientRules: [String: GradientRule] = {
         let zero: GradientRule = { _ in [nil] }   // piecewise constant: zero gradient almost everywhere
         return [
-            "Neg": { c in [c.needs(0) ? c.builder.add1("Neg", [try c.gradient()]) : nil] },
+            OpType.neg: { c in [c.needs(0) ? c.builder.add1(OpType.neg, [try c.gradient()]) : nil] },
             // grad · sgn(x)
-            "Abs": { c in [c.needs(0) ? c.builder.add1("Mul", [try c.gradient(), c.builder.add1("Sign", [c.input(0)])]) : nil] },
+            "Abs": { c in [c.needs(0) ? c.builder.add1(OpType.mul, [try c.gradient(), c.builder.add1("Sign", [c.input(0)])]) : nil] },
             // grad / (2·y), with 2·y written y + y (exact).
             "Sqrt": { c in
                 let y = c.output(0)
-                return [c.needs(0) ? c.builder.add1("Div", [try c.gradient(), c.builder.add1("Add", [y, y])]) : nil]
+                return [c.needs(0) ? c.builder.add1(OpType.div, [try c.gradient(), c.builder.add1(OpType.add, [y, y])]) : nil]
             },
             // −grad · y²
             "Reciprocal": { c in
                 guard c.needs(0) else { return [nil] }
                 let y = c.output(0), b = c.builder
-                return [b.add1("Mul", [b.add1("Neg", [try c.gradient()]), b.add1("Mul", [y, y])])]
+                return [b.add1(OpType.mul, [b.add1(OpType.neg, [try c.gradient()]), b.add1(OpType.mul, [y, y])])]
             },
-            "Exp": { c in [c.needs(0) ? c.builder.add1("Mul", [try c.gradient(), c.output(0)]) : nil] },
-            "Log": { c in [c.needs(0) ? c.builder.add1("Div", [try c.gradient(), c.input(0)]) : nil] },
-            "Relu": fused("ReluGrad", forwardOutput),
+            "Exp": { c in [c.needs(0) ? c.builder.add1(OpType.mul, [try c.gradient(), c.output(0)]) : nil] },
+            "Log": { c in [c.needs(0) ? c.builder.add1(OpType.div, [try c.gradient(), c.input(0)]) : nil] },
+            OpType.relu: fused("ReluGrad", forwardOutput),
             "Sigmoid": fused("SigmoidGrad", forwardOutput),
             "Tanh": fused("TanhGrad", forwardOutput),
-            "Erf": fused("ErfGrad", forwardInput),
+            OpType.erf: fused("ErfGrad", forwardInput),
             "Gelu": fused("GeluGrad", forwardInput),
             "Softplus": fused("SoftplusGrad", forwardInput),
             "LeakyRelu": fused("LeakyReluGrad", forwardInput),
@@ -166,11 +166,11 @@ extension OpRegistry {
             "Softsign": fused("SoftsignGrad", forwardInput),
             "Mish": fused("MishGrad", forwardInput),
             "ThresholdedRelu": fused("ThresholdedReluGrad", forwardInput),
-            "Sin": { c in [c.needs(0) ? c.builder.add1("Mul", [try c.gradient(), c.builder.add1("Cos", [c.input(0)])]) : nil] },
+            "Sin": { c in [c.needs(0) ? c.builder.add1(OpType.mul, [try c.gradient(), c.builder.add1("Cos", [c.input(0)])]) : nil] },
             "Cos": { c in
                 guard c.needs(0) else { return [nil] }
                 let b = c.builder
-                return [b.add1("Mul", [b.add1("Neg", [try c.gradient()]), b.add1("Sin", [c.input(0)])])]
+                return [b.add1(OpType.mul, [b.add1(OpType.neg, [try c.gradient()]), b.add1("Sin", [c.input(0)])])]
             },
             "Clip": clipGradient,
             "Sign": zero, "Floor": zero, "Ceil": zero, "Round": zero,

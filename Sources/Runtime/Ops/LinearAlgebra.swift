@@ -6,7 +6,7 @@ import GraphIR
 
 extension OpRegistry {
     static let linearAlgebraOps: [OpSchema] = [
-        OpSchema("MatMul", opsets: 1...23, inputs: 2...2,
+        OpSchema(OpType.matMul, opsets: 1...23, inputs: 2...2,
                  inferTypes: { try LinearAlgebra.inferMatMul($0) },
                  makeKernel: { node, _ in LinearAlgebra.matMulKernel(node) })
             .withGradient { try LinearAlgebra.matMulGradient($0) },
@@ -357,7 +357,7 @@ enum LinearAlgebra {
         if node.inputs.count > 2, !node.inputs[2].isEmpty, ctx.needs(2) {
             var g = dy
             if beta != 1 {
-                g = ctx.builder.add1("Mul", [dy, ctx.builder.scalar(beta, name: "gemm_beta")])
+                g = ctx.builder.add1(OpType.mul, [dy, ctx.builder.scalar(beta, name: "gemm_beta")])
             }
             result[2] = ctx.sumToShape(g, like: ctx.input(2))
         }

@@ -12,7 +12,7 @@ import GraphIR
 
 extension OpRegistry {
     static let crossEntropyOps: [OpSchema] = [
-        OpSchema("SoftmaxCrossEntropyLoss", opsets: 12...28, inputs: 2...3, outputs: 1...2,
+        OpSchema(OpType.softmaxCrossEntropyLoss, opsets: 12...28, inputs: 2...3, outputs: 1...2,
                  inferTypes: { ctx in
                      guard let s = ctx.type(0) else { return [nil, nil] }
                      let p = try CrossEntropy.Params(ctx.node)
@@ -44,7 +44,7 @@ extension OpRegistry {
                                                   attributes: ["axis": .int(1), "coerce_2d": .int(0)]))
                 }
                 if parts.isEmpty { return [nil, nil, nil] }
-                return [parts.count == 1 ? parts[0] : ctx.builder.add1("Add", parts), nil, nil]
+                return [parts.count == 1 ? parts[0] : ctx.builder.add1(OpType.add, parts), nil, nil]
             },
         // (dLoss, scores, labels, weights?) → dScores; same attributes as the forward node.
         OpSchema("SoftmaxCrossEntropyLossGrad", domain: trainingDomain, inputs: 3...4,

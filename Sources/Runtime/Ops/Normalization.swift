@@ -8,7 +8,7 @@ import GraphIR
 
 extension OpRegistry {
     static let normalizationOps: [OpSchema] = [
-        OpSchema("LayerNormalization", opsets: 17...28, inputs: 2...3, outputs: 1...3,
+        OpSchema(OpType.layerNormalization, opsets: 17...28, inputs: 2...3, outputs: 1...3,
                  inferTypes: { ctx in
                      guard let t = ctx.type(0) else { return [nil, nil, nil] }
                      let stat = Normalization.statType(t.dataType)

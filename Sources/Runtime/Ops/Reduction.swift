@@ -10,7 +10,7 @@ import GraphIR
 
 extension OpRegistry {
     static let reductionOps: [OpSchema] = [
-        reduceSchema("ReduceSum", .sum, axesInputSince: 13).withGradient(reduceGradient(.sum, axesInputSince: 13)),
+        reduceSchema(OpType.reduceSum, .sum, axesInputSince: 13).withGradient(reduceGradient(.sum, axesInputSince: 13)),
         reduceSchema("ReduceMean", .mean, axesInputSince: 18).withGradient(reduceGradient(.mean, axesInputSince: 18)),
         reduceSchema("ReduceMax", .max, axesInputSince: 18).withGradient(reduceGradient(.max, axesInputSince: 18)),
         reduceSchema("ReduceMin", .min, axesInputSince: 18).withGradient(reduceGradient(.min, axesInputSince: 18)),

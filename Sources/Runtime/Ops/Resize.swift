@@ -11,7 +11,7 @@ import GraphIR
 
 extension OpRegistry {
     static let resizeOps: [OpSchema] = [
-        OpSchema("Resize", opsets: 10...28, inputs: 1...4, shapeInputs: [1, 2, 3],
+        OpSchema(OpType.resize, opsets: 10...28, inputs: 1...4, shapeInputs: [1, 2, 3],
                  inferTypes: { ctx in
                      guard let t = ctx.type(0) else { return [nil] }
                      guard let shape = t.shape else { return [TensorType(t.dataType, nil)] }

@@ -27,7 +27,7 @@ extension OpRegistry {
 
     // MARK: Shape, Size
 
-    static let shapeSchema = OpSchema("Shape", opsets: movementOpsets, inputs: 1...1, inferTypes: { ctx in
+    static let shapeSchema = OpSchema(OpType.shape, opsets: movementOpsets, inputs: 1...1, inferTypes: { ctx in
         guard let t = ctx.type(0), let shape = t.shape else { return [nil] }
         let (s, e) = try shapeRange(ctx.node, ctx.opset, rank: shape.count)
         return [TensorType(.int64, known: [e - s])]
@@ -64,7 +64,7 @@ extension OpRegistry {
 
     // MARK: Reshape
 
-    static let reshapeSchema = OpSchema("Reshape", opsets: movementOpsets, inputs: 2...2, shapeInputs: [1],
+    static let reshapeSchema = OpSchema(OpType.reshape, opsets: movementOpsets, inputs: 2...2, shapeInputs: [1],
                                         inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
         guard let target = ctx.symbols(1) else {
@@ -274,7 +274,7 @@ extension OpRegistry {
 
     // MARK: Identity, Dropout
 
-    static let identitySchema = OpSchema("Identity", opsets: movementOpsets, inputs: 1...1, inferTypes: { ctx in
+    static let identitySchema = OpSchema(OpType.identity, opsets: movementOpsets, inputs: 1...1, inferTypes: { ctx in
         [ctx.type(0)]
     }, makeKernel: { _, _ in
         ClosureKernel { inputs, _ in [try inputs.required(0)] }
@@ -365,7 +365,7 @@ extension OpRegistry {
         guard ctx.needs(0) else { return grads }
         // allowzero: a 0 in Shape(x) is a real empty dim, not "copy dY's dim".
         let attributes: [String: Attribute] = ctx.opset >= 14 ? ["allowzero": .int(1)] : [:]
-        grads[0] = ctx.builder.add1("Reshape", [try ctx.gradient(), ctx.shape(of: ctx.input(0))], attributes: attributes)
+        grads[0] = ctx.builder.add1(OpType.reshape, [try ctx.gradient(), ctx.shape(of: ctx.input(0))], attributes: attributes)
         return grads
     }
 

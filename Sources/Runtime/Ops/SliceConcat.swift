@@ -5,7 +5,7 @@ import GraphIR
 extension OpRegistry {
     // MARK: Concat
 
-    static let concatSchema = OpSchema("Concat", opsets: movementOpsets, inputs: 1...Int.max, inferTypes: { ctx in
+    static let concatSchema = OpSchema(OpType.concat, opsets: movementOpsets, inputs: 1...Int.max, inferTypes: { ctx in
         guard let t0 = ctx.type(0) else { return [nil] }
         let types = (0..<ctx.node.inputs.count).map { ctx.type($0) }
         guard let shapes = Optional(types.compactMap { $0?.shape }), shapes.count == types.count,
@@ -161,7 +161,7 @@ extension OpRegistry {
 
     // MARK: Slice
 
-    static let sliceSchema = OpSchema("Slice", opsets: movementOpsets, inputs: 3...5, shapeInputs: [1, 2, 3, 4],
+    static let sliceSchema = OpSchema(OpType.slice, opsets: movementOpsets, inputs: 3...5, shapeInputs: [1, 2, 3, 4],
                                       inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
         guard let shape = t.shape else { return [TensorType(t.dataType, nil)] }
@@ -470,7 +470,7 @@ extension OpRegistry {
         let axis = try ctx.node.int("axis", default: 0)
         let gs = ctx.node.outputs.indices.map { $0 < ctx.outputGradients.count ? ctx.outputGradients[$0] : nil }
         if gs.allSatisfy({ $0 != nil }) {
-            grads[0] = ctx.builder.add1("Concat", gs.map { $0! }, attributes: ["axis": .int(axis)])
+            grads[0] = ctx.builder.add1(OpType.concat, gs.map { $0! }, attributes: ["axis": .int(axis)])
             return grads
         }
         var parts: [String] = [], zeros: [Int] = []
@@ -712,7 +712,7 @@ extension OpRegistry {
             }
             if axes.isEmpty { return [dy.reshaped(xShape)] }
             if dy.count == 0 || Tensor.elementCount(xShape) == 0 { return [Tensor(zeros: dy.dataType, shape: xShape)] }
-            let summed = try SingleOp.run("ReduceSum", inputs: [dy.reshaped(tiled), Tensor(axes.map { Int64($0) }, shape: [axes.count])],
+            let summed = try SingleOp.run(OpType.reduceSum, inputs: [dy.reshaped(tiled), Tensor(axes.map { Int64($0) }, shape: [axes.count])],
                                           attributes: ["keepdims": .int(1)], opset: 13, context: context)[0]
             return [summed.reshaped(xShape)]
         }

@@ -9,7 +9,7 @@ import CKernels
 
 extension OpRegistry {
     static let softmaxOps: [OpSchema] = [
-        softmaxSchema("Softmax", log: false).withGradient(softmaxGradient(false)),
+        softmaxSchema(OpType.softmax, log: false).withGradient(softmaxGradient(false)),
         softmaxSchema("LogSoftmax", log: true).withGradient(softmaxGradient(true)),
     ] + softmaxGradOps + crossEntropyOps
 

@@ -8,7 +8,7 @@ import GraphIR
 
 extension OpRegistry {
     static let sumToShapeOps: [OpSchema] = [
-        OpSchema("SumToShape", domain: trainingDomain, inputs: 2...2, shapeInputs: [1],
+        OpSchema(OpType.sumToShape, domain: trainingDomain, inputs: 2...2, shapeInputs: [1],
                  inferTypes: { ctx in
                      guard let g = ctx.type(0), let shape = ctx.constant(1) else { return [nil] }
                      return [TensorType(g.dataType, known: try shape.integers())]
@@ -24,7 +24,7 @@ extension OpRegistry {
 }
 
 /// Sums `grad` down to `target`, which must be broadcastable to grad's shape.
-public func sumToShape(_ grad: Tensor, _ target: [Int], _ context: ExecutionContext, label: String = "SumToShape") throws -> Tensor {
+public func sumToShape(_ grad: Tensor, _ target: [Int], _ context: ExecutionContext, label: String = OpType.sumToShape) throws -> Tensor {
     let g = grad.shape
     guard target.count <= g.count else {
         throw SegFormerError.invalid("\(label): cannot sum shape \(g) down to \(target) (higher rank)")
@@ -41,7 +41,7 @@ public func sumToShape(_ grad: Tensor, _ target: [Int], _ context: ExecutionCont
     }
     if axes.isEmpty { return grad.reshaped(target) }
     let axesTensor = Tensor(axes.map { Int64($0) }, shape: [axes.count])
-    let summed = try SingleOp.run("ReduceSum", inputs: [grad, axesTensor], attributes: ["keepdims": .int(1)],
+    let summed = try SingleOp.run(OpType.reduceSum, inputs: [grad, axesTensor], attributes: ["keepdims": .int(1)],
                                   opset: 13, context: context)[0]
     return summed.reshaped(target)
 }

@@ -3,7 +3,7 @@ import GraphIR
 /// Transpose and the block rearrangements DepthToSpace / SpaceToDepth, which are a reshape, a
 /// transpose and a reshape: all three become one strided copy (see StridedCopy.swift).
 extension OpRegistry {
-    static let transposeSchema = OpSchema("Transpose", opsets: movementOpsets, inputs: 1...1, inferTypes: { ctx in
+    static let transposeSchema = OpSchema(OpType.transpose, opsets: movementOpsets, inputs: 1...1, inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
         guard let shape = t.shape else { return [TensorType(t.dataType, nil)] }
         let perm = try transposePerm(ctx.node, rank: shape.count)
@@ -100,7 +100,7 @@ extension OpRegistry {
             for (i, p) in perm.enumerated() { inverse[p] = i }
             attributes["perm"] = .ints(inverse)
         }
-        return [ctx.builder.add1("Transpose", [try ctx.gradient()], attributes: attributes)]
+        return [ctx.builder.add1(OpType.transpose, [try ctx.gradient()], attributes: attributes)]
     }
 
     /// DepthToSpace DCR is undone by SpaceToDepth; CRD has no ONNX inverse, so DepthToSpaceGrad.

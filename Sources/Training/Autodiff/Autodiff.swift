@@ -47,14 +47,14 @@ public enum Autodiff {
         let builder = GraphBuilder(graph: sorted, prefix: "grad")
         // Pending gradient contributions per value; summed when the value's producer is reached.
         var contributions: [String: [String]] = [:]
-        let ones = builder.add1("ConstantOfShape", [builder.add1("Shape", [loss])],
+        let ones = builder.add1(OpType.constantOfShape, [builder.add1(OpType.shape, [loss])],
                                 attributes: ["value": .tensor(Tensor([Float(1)], shape: [1]))], name: "seed")
         contributions[loss] = [ones]
 
         func total(_ value: String) -> String? {
             guard let list = contributions[value], !list.isEmpty else { return nil }
             if list.count == 1 { return list[0] }
-            let sum = builder.add1("Sum", list, name: "accumulate")
+            let sum = builder.add1(OpType.sum, list, name: "accumulate")
             contributions[value] = [sum]
             return sum
         }
@@ -83,11 +83,11 @@ public enum Autodiff {
             if let t = total(p) {
                 g = t
             } else {
-                g = builder.add1("ConstantOfShape", [builder.add1("Shape", [p])],
+                g = builder.add1(OpType.constantOfShape, [builder.add1(OpType.shape, [p])],
                                  attributes: ["value": .tensor(Tensor([Float(0)], shape: [1]))], name: "zero_grad")
             }
             // A gradient output must be its own value (not the parameter itself or another output).
-            let named = builder.add1("Identity", [g], name: "grad_of_\(p)")
+            let named = builder.add1(OpType.identity, [g], name: "grad_of_\(p)")
             result.append((p, named))
         }
         var g = builder.graph

@@ -109,7 +109,7 @@ public enum GradientCheck {
         var outNames: [String] = []
         for i in differentiable {
             guard i < grads.count, let name = grads[i] else { throw Mismatch(message: "\(opType): no gradient for input \(i)") }
-            outNames.append(builder.add1("Identity", [name]))
+            outNames.append(builder.add1(OpType.identity, [name]))
         }
         var g = builder.graph
         g.outputs = outNames.map { ValueInfo(name: $0, type: TensorType(.undefined, nil)) }
@@ -209,11 +209,11 @@ public enum GradientCheck {
                 guard let w = weights[o] else { continue }
                 let wName = builder.constant(w, name: "w_\(o)")
                 // Other float types are cast to float32 first (the loss stays float32; Cast differentiates).
-                let value = y[o]!.dataType == .float ? o : builder.add1("Cast", [o], attributes: ["to": .int(Int(DataType.float.rawValue))])
-                let prod = builder.add1("Mul", [value, wName])
-                terms.append(builder.add1("ReduceSum", [prod], attributes: ["keepdims": .int(0)]))
+                let value = y[o]!.dataType == .float ? o : builder.add1(OpType.cast, [o], attributes: ["to": .int(Int(DataType.float.rawValue))])
+                let prod = builder.add1(OpType.mul, [value, wName])
+                terms.append(builder.add1(OpType.reduceSum, [prod], attributes: ["keepdims": .int(0)]))
             }
-            let loss = terms.count == 1 ? terms[0] : builder.add1("Sum", terms)
+            let loss = terms.count == 1 ? terms[0] : builder.add1(OpType.sum, terms)
             var lossGraph = builder.graph
             lossGraph.outputs = [ValueInfo(name: loss, type: TensorType(.float, []))]
             let gg = try Autodiff.differentiate(lossGraph, opset: opset, loss: loss, parameters: parameters)

@@ -30,25 +30,25 @@ public enum SegmentationLoss {
         g.inputs.append(ValueInfo(name: labels, type: TensorType(.int64, [batch, .symbol("labels_height"), .symbol("labels_width")])))
 
         let b = GraphBuilder(graph: g, prefix: "loss")
-        let labelShape = b.add1("Shape", [labels])
-        let logitsShape = b.add1("Shape", [logits])
+        let labelShape = b.add1(OpType.shape, [labels])
+        let logitsShape = b.add1(OpType.shape, [logits])
         func slice(_ v: String, _ start: Int, _ end: Int) -> String {
-            b.add1("Slice", [v, b.int64s([start], name: "start"), b.int64s([end], name: "end"), b.int64s([0], name: "axis")])
+            b.add1(OpType.slice, [v, b.int64s([start], name: "start"), b.int64s([end], name: "end"), b.int64s([0], name: "axis")])
         }
-        let sizes = b.add1("Concat", [slice(logitsShape, 0, 2), slice(labelShape, 1, 3)], attributes: ["axis": .int(0)],
+        let sizes = b.add1(OpType.concat, [slice(logitsShape, 0, 2), slice(labelShape, 1, 3)], attributes: ["axis": .int(0)],
                            name: "upsampled_sizes")
         let resizeAttrs: [String: Attribute] = ["mode": .string("linear"),
                                                 "coordinate_transformation_mode": .string("half_pixel")]
         let upsampled: String
         if opset >= 13 {
-            upsampled = b.add1("Resize", [logits, "", "", sizes], attributes: resizeAttrs, name: "upsample_logits")
+            upsampled = b.add1(OpType.resize, [logits, "", "", sizes], attributes: resizeAttrs, name: "upsample_logits")
         } else {
             // opsets 11–12: roi and scales are required inputs; empty tensors say "unused"
             let roi = b.constant(Tensor([Float](), shape: [0]), name: "roi")
             let scales = b.constant(Tensor([Float](), shape: [0]), name: "scales")
-            upsampled = b.add1("Resize", [logits, roi, scales, sizes], attributes: resizeAttrs, name: "upsample_logits")
+            upsampled = b.add1(OpType.resize, [logits, roi, scales, sizes], attributes: resizeAttrs, name: "upsample_logits")
         }
-        let loss = b.add1("SoftmaxCrossEntropyLoss", [upsampled, labels],
+        let loss = b.add1(OpType.softmaxCrossEntropyLoss, [upsampled, labels],
                           attributes: ["reduction": .string("mean"), "ignore_index": .int(ignoreIndex)], name: "cross_entropy")
         var out = b.graph
         out.outputs.append(ValueInfo(name: loss, type: TensorType(.float, [])))

@@ -15,7 +15,7 @@ import GraphIR
 
 extension OpRegistry {
     static let convolutionOps: [OpSchema] = [
-        OpSchema("Conv", opsets: 1...23, inputs: 2...3,
+        OpSchema(OpType.conv, opsets: 1...23, inputs: 2...3,
                  inferTypes: { try Convolution.inferConv($0) },
                  makeKernel: { node, _ in try Convolution.convKernel(node) })
             .withGradient { try Convolution.convGradient($0) },
@@ -124,7 +124,7 @@ extension Convolution {
         for k in ["strides", "dilations", "pads", "group", "kernel_shape", "auto_pad"] { convAttrs[k] = node.attributes[k] }
         var result: [String?] = [nil, nil, nil]
         if ctx.needs(0) {
-            result[0] = ctx.builder.add1("Conv", [dy, ctx.input(1)], attributes: convAttrs, name: "ConvTransposeGradInput")
+            result[0] = ctx.builder.add1(OpType.conv, [dy, ctx.input(1)], attributes: convAttrs, name: "ConvTransposeGradInput")
         }
         if ctx.needs(1) {
             result[1] = ctx.builder.add1("ConvGradWeight", domain: trainingDomain, [ctx.input(0), dy, ctx.shape(of: ctx.input(1))],

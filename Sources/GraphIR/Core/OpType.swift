@@ -1,0 +1,29 @@
+/// The op types that code outside an op's own schema names: graph builders (the SegFormer builder, the
+/// loss, autodiff), gradient rules that emit other ops, and graph passes that match patterns. One
+/// spelling each, checked by the compiler; an op that only its own schema file names keeps its name
+/// there. `scripts/check-op-names.py` keeps it that way.
+public enum OpType {
+    public static let add = "Add"
+    public static let cast = "Cast"
+    public static let concat = "Concat"
+    public static let constantOfShape = "ConstantOfShape"
+    public static let conv = "Conv"
+    public static let div = "Div"
+    public static let erf = "Erf"
+    public static let identity = "Identity"
+    public static let layerNormalization = "LayerNormalization"
+    public static let matMul = "MatMul"
+    public static let mul = "Mul"
+    public static let neg = "Neg"
+    public static let reduceSum = "ReduceSum"
+    public static let relu = "Relu"
+    public static let reshape = "Reshape"
+    public static let resize = "Resize"
+    public static let shape = "Shape"
+    public static let slice = "Slice"
+    public static let softmax = "Softmax"
+    public static let softmaxCrossEntropyLoss = "SoftmaxCrossEntropyLoss"
+    public static let sum = "Sum"
+    public static let sumToShape = "SumToShape"
+    public static let transpose = "Transpose"
+}
