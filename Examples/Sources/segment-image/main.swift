@@ -19,12 +19,15 @@ guard arguments.count == 2 || arguments.count == 3 else {
 let (modelPath, imagePath) = (arguments[0], arguments[1])
 let maskPath = arguments.count == 3 ? arguments[2] : "mask.png"
 
-do {
-    let config = URL(fileURLWithPath: modelPath).deletingLastPathComponent().appendingPathComponent("config.json").path
-    let labels = FileManager.default.fileExists(atPath: config) ? try Classification.id2label(configPath: config) : [:]
+/// HF's `id2label` from the config.json beside the model, when there is one.
+func labels(besideModel path: String) throws -> [Int: String] {
+    let config = URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("config.json").path
+    return FileManager.default.fileExists(atPath: config) ? try Classification.id2label(configPath: config) : [:]
+}
 
+do {
     let model = try Model.load(contentsOf: modelPath)
-    let predictor = try SegmentationPredictor(session: Session(model: model), labels: labels)
+    let predictor = try SegmentationPredictor(session: Session(model: model), labels: labels(besideModel: modelPath))
     let prediction = try predictor.predict(imageAt: imagePath)
     for c in prediction.classShares {
         print(String(format: "%5.1f%%  ", 100 * c.share) + (c.label ?? "class \(c.id)"))
