@@ -35,7 +35,7 @@ let package = Package(
         .target(name: "SegformerModels", dependencies: ["GraphIR", "Runtime"]),
         // Autodiff, loss, optimizers, the training session and step, the trainer, checkpoints, evaluation.
         .target(name: "Training", dependencies: ["GraphIR", "Runtime", "SegmentationData", "SegformerModels"]),
-        // End-to-end uses: classify/predict pipelines, the demo, benchmark inputs.
+        // End-to-end uses: classify/predict pipelines, the fine-tuning job, the demo, benchmark inputs.
         .target(name: "Applications", dependencies: ["GraphIR", "Runtime", "SegmentationData", "SegformerModels", "Training"]),
         .executableTarget(name: "segformer", dependencies: [
             "GraphIR", "Runtime", "SegmentationData", "SegformerModels", "Training", "Applications",

@@ -25,6 +25,7 @@ public struct SegmentationDataSource: Sendable {
     /// Skip samples with a corrupt image or an out-of-range label instead of stopping at the first.
     public var skipBadSamples: Bool
 
+    /// The data in `layout`; the other settings as `segformer train`'s defaults.
     public init(_ layout: Layout, labelsPath: String? = nil, reduceLabels: Bool? = nil, skipBadSamples: Bool = false) {
         self.layout = layout
         self.labelsPath = labelsPath
