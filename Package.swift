@@ -51,7 +51,7 @@ let package = Package(
         .testTarget(name: "SegmentationDataTests", dependencies: ["GraphIR", "SegmentationData", "Training", "SegFormerTestSupport"]),
         .testTarget(name: "SegformerModelsTests", dependencies: ["GraphIR", "Runtime", "SegformerModels", "Training", "SegFormerTestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["GraphIR", "Runtime", "SegmentationData", "SegformerModels", "Training", "SegFormerTestSupport"]),
-        .testTarget(name: "ApplicationsTests", dependencies: ["SegFormerTestSupport"]),
+        .testTarget(name: "ApplicationsTests", dependencies: ["GraphIR", "Runtime", "SegmentationData", "Applications", "SegFormerTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )
