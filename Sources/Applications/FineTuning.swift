@@ -64,7 +64,7 @@ public final class FineTuning {
         classCount = try SegmentationModel.classCount(of: model)
         if let dims = model.graph.runtimeInputs.first?.type.shape, dims.count == 4, let h = dims[2].value, let w = dims[3].value,
            h != crop || w != crop || h != size || w != size {
-            throw SegFormerError.invalid("the model takes \(h)×\(w) inputs (static in the export); use --crop \(h) --size \(h), or export with dynamic height/width")
+            throw SegFormerError.invalid("the model takes \(h)×\(w) inputs (static in the export); use --crop \(h) --size \(h) (cropSize and imageSize), or export with dynamic height/width")
         }
         trainingSet = try data.dataset(split: .training, numLabels: classCount)
         var processor = SegformerImageProcessor(height: size, width: size)
