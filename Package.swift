@@ -35,7 +35,7 @@ let package = Package(
         .target(name: "SegformerModels", dependencies: ["GraphIR", "Runtime"]),
         // Autodiff, loss, optimizers, the training session and step, the trainer, checkpoints, evaluation.
         .target(name: "Training", dependencies: ["GraphIR", "Runtime", "SegmentationData", "SegformerModels"]),
-        // End-to-end uses: classify/predict pipelines, the demo, benchmark inputs.
+        // End-to-end uses: classify/predict pipelines, the fine-tuning job, the demo, benchmark inputs.
         .target(name: "Applications", dependencies: ["GraphIR", "Runtime", "SegmentationData", "SegformerModels", "Training"]),
         .executableTarget(name: "segformer", dependencies: [
             "GraphIR", "Runtime", "SegmentationData", "SegformerModels", "Training", "Applications",
@@ -51,7 +51,7 @@ let package = Package(
         .testTarget(name: "SegmentationDataTests", dependencies: ["GraphIR", "SegmentationData", "Training", "SegFormerTestSupport"]),
         .testTarget(name: "SegformerModelsTests", dependencies: ["GraphIR", "Runtime", "SegformerModels", "Training", "SegFormerTestSupport"]),
         .testTarget(name: "TrainingTests", dependencies: ["GraphIR", "Runtime", "SegmentationData", "SegformerModels", "Training", "SegFormerTestSupport"]),
-        .testTarget(name: "ApplicationsTests", dependencies: ["SegFormerTestSupport"]),
+        .testTarget(name: "ApplicationsTests", dependencies: ["GraphIR", "Runtime", "SegmentationData", "Applications", "SegFormerTestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -5,15 +5,16 @@ import SegmentationData
 import SegformerModels
 import Training
 
-/// Decodes the image at `path`, prepares it with `processor`, runs the model's first input and
-/// returns the image with the first output.
-func runImage(at path: String, session: Session, processor: SegformerImageProcessor) throws -> (Image, Tensor) {
-    let image = try Image(contentsOf: path)
+/// Prepares `image` with `processor` and runs the model's first input; returns the first output.
+func run(_ image: Image, session: Session, processor: SegformerImageProcessor) throws -> Tensor {
     let (pixels, _) = try processor.preprocess(images: [image])
-    return (image, try session.run([session.inputs[0].name: pixels])[session.outputs[0].name]!)
+    return try session.run([session.inputs[0].name: pixels])[session.outputs[0].name]!
 }
 
 /// The input size a model wants: its static spatial dims when the graph declares them, else `fallback`.
+///
+/// - Returns: height and width in pixels.
+/// - Throws: `SegFormerError.invalid` when the first input is not N×3×H×W pixel values.
 public func modelInputSize(_ session: Session, fallback: Int) throws -> (height: Int, width: Int) {
     guard let input = session.inputs.first else { throw SegFormerError.invalid("the model has no inputs") }
     guard let dims = input.type.shape, dims.count == 4 else {
@@ -27,10 +28,17 @@ public func modelInputSize(_ session: Session, fallback: Int) throws -> (height:
 
 /// Image classification (SegformerForImageClassification): decode → processor → run → softmax top-k.
 public struct ImageClassifier {
+    /// The session running the classifier (first input N×3×H×W pixel values, first output [1, classes]).
     public let session: Session
+    /// HF's `SegformerImageProcessor` at the model's input size.
     public let processor: SegformerImageProcessor
+    /// Class id → name (HF `id2label`); classes missing here are reported without a name.
     public let labels: [Int: String]
 
+    /// - Parameters:
+    ///   - size: the input height and width in pixels when the model's are symbolic (else the model's own).
+    ///   - labels: class id → name, e.g. `Classification.id2label(configPath:)` of the model's config.json.
+    /// - Throws: `SegFormerError.invalid` when the model's first input is not N×3×H×W pixel values.
     public init(session: Session, size: Int = 224, labels: [Int: String] = [:]) throws {
         self.session = session
         let (h, w) = try modelInputSize(session, fallback: size)
@@ -38,8 +46,21 @@ public struct ImageClassifier {
         self.labels = labels
     }
 
+    /// The `k` most probable classes of the JPEG or PNG at `path`, most probable first.
+    ///
+    /// - Throws: `SegFormerError.io` / `.invalid` when the image cannot be read or decoded, `.invalid`
+    ///   when the model's output is not [1, classes], and whatever `Session.run` throws.
     public func classify(imageAt path: String, top k: Int) throws -> [(id: Int, label: String?, probability: Double)] {
-        let (_, logits) = try runImage(at: path, session: session, processor: processor)
+        try classify(Image(contentsOf: path), top: k)
+    }
+
+    /// The `k` most probable classes of an 8-bit RGB image, most probable first (probabilities are the
+    /// softmax of the logits, 0…1).
+    ///
+    /// - Throws: `SegFormerError.invalid` when the model's output is not [1, classes], and whatever
+    ///   `Session.run` throws.
+    public func classify(_ image: Image, top k: Int) throws -> [(id: Int, label: String?, probability: Double)] {
+        let logits = try run(image, session: session, processor: processor)
         guard logits.rank == 2, logits.shape[0] == 1 else {
             throw SegFormerError.invalid("output '\(session.outputs[0].name)' is \(logits.shape); a classifier gives [1, classes]")
         }
@@ -49,43 +70,94 @@ public struct ImageClassifier {
 
 /// Semantic segmentation (SegformerForSemanticSegmentation): decode → processor → run → upsample
 /// logits to the image size (bilinear, align_corners false) → argmax → mask and overlay PNGs.
+///
+/// An app goes from an image to a class mask without touching tensors:
+/// `try SegmentationPredictor(session: Session(model: Model.load(contentsOf: path))).predict(imageAt: photo)`.
 public struct SegmentationPredictor {
+    /// The session running the model (first input N×3×H×W pixel values, first output N×classes×h×w logits).
     public let session: Session
+    /// HF's `SegformerImageProcessor` at the model's input size.
     public let processor: SegformerImageProcessor
+    /// Class id → name (HF `id2label`); classes missing here are reported without a name.
+    public let labels: [Int: String]
 
-    public init(session: Session, size: Int = 512) throws {
+    /// - Parameters:
+    ///   - size: the input height and width in pixels when the model's are symbolic (else the model's own).
+    ///   - labels: class id → name, e.g. `Classification.id2label(configPath:)` of the model's config.json.
+    /// - Throws: `SegFormerError.invalid` when the model's first input is not N×3×H×W pixel values.
+    public init(session: Session, size: Int = 512, labels: [Int: String] = [:]) throws {
         self.session = session
         let (h, w) = try modelInputSize(session, fallback: size)
         processor = SegformerImageProcessor(height: h, width: w)
+        self.labels = labels
     }
 
+    /// A class mask at the size of the picture it was predicted from.
     public struct Prediction {
+        /// The picture, as decoded (8-bit, row-major HWC).
         public var image: Image
-        /// Class id per pixel of the original image, row-major.
+        /// Class id per pixel of the original image, row-major (`image.height * image.width` values).
         public var mask: [Int]
         /// Pixel count per class id.
         public var classHistogram: [Int: Int]
+        /// Class id → name, from the predictor.
+        public var labels: [Int: String]
+
+        /// The classes present, largest first (ties by class id): id, name when known, and the
+        /// fraction of the image's pixels (0…1) predicted as that class.
+        public var classShares: [(id: Int, label: String?, share: Double)] {
+            let total = Double(max(1, mask.count))
+            return classHistogram.sorted { ($0.value, $1.key) > ($1.value, $0.key) }
+                .map { ($0.key, labels[$0.key], Double($0.value) / total) }
+        }
+
+        /// Writes the mask as an 8-bit grey PNG of the image's size, each pixel its class id.
+        /// - Throws: `SegFormerError.unsupported` when a class id exceeds 255, `.io` when writing fails.
+        public func writeMaskPNG(to path: String) throws {
+            try Segmentation.writeMaskPNG(mask, width: image.width, height: image.height, to: path)
+        }
+
+        /// Writes the image with the mask blended over it in the ADE20K palette, as an RGB PNG.
+        /// - Throws: `SegFormerError.io` when writing fails.
+        public func writeOverlayPNG(to path: String) throws {
+            try Segmentation.writeOverlayPNG(image: image, mask: mask, to: path)
+        }
     }
 
+    /// Segments the JPEG or PNG at `path`.
+    ///
+    /// - Throws: `SegFormerError.io` / `.invalid` when the image cannot be read or decoded, `.invalid`
+    ///   when the model's output is not [1, classes, h, w], and whatever `Session.run` throws.
     public func predict(imageAt path: String) throws -> Prediction {
-        let (image, logits) = try runImage(at: path, session: session, processor: processor)
+        try predict(Image(contentsOf: path))
+    }
+
+    /// Segments an 8-bit RGB image (any size: it is resized for the model and the mask is upsampled
+    /// back to `image.width` × `image.height`).
+    ///
+    /// - Throws: `SegFormerError.invalid` when the model's output is not [1, classes, h, w], and whatever
+    ///   `Session.run` throws.
+    public func predict(_ image: Image) throws -> Prediction {
+        let logits = try run(image, session: session, processor: processor)
         guard logits.rank == 4, logits.shape[0] == 1 else {
             throw SegFormerError.invalid("output '\(session.outputs[0].name)' is \(logits.shape); a segmentation model gives [1, classes, h, w]")
         }
         let mask = try Segmentation.argmaxMask(logits: logits, height: image.height, width: image.width)
         var histogram: [Int: Int] = [:]
         for c in mask { histogram[c, default: 0] += 1 }
-        return Prediction(image: image, mask: mask, classHistogram: histogram)
+        return Prediction(image: image, mask: mask, classHistogram: histogram, labels: labels)
     }
 
-    /// Writes `NAME.mask.png` and `NAME.overlay.png` into `folder`; returns their paths.
+    /// Writes `NAME.mask.png` and `NAME.overlay.png` into `folder` (created if missing); returns their paths.
+    ///
+    /// - Throws: `SegFormerError.io` when a file exists and `overwrite` is false, or writing fails.
     public func write(_ p: Prediction, name: String, to folder: String, overwrite: Bool) throws -> (mask: String, overlay: String) {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let maskPath = (folder as NSString).appendingPathComponent("\(name).mask.png")
         let overlayPath = (folder as NSString).appendingPathComponent("\(name).overlay.png")
         for path in [maskPath, overlayPath] { try OutputGuard.requireWritable(path, overwrite: overwrite) }
-        try Segmentation.writeMaskPNG(p.mask, width: p.image.width, height: p.image.height, to: maskPath)
-        try Segmentation.writeOverlayPNG(image: p.image, mask: p.mask, to: overlayPath)
+        try p.writeMaskPNG(to: maskPath)
+        try p.writeOverlayPNG(to: overlayPath)
         return (maskPath, overlayPath)
     }
 }

@@ -24,15 +24,14 @@ struct Predict: ParsableCommand {
             let labels = try config.map { try Classification.id2label(configPath: $0) } ?? [:]
             let session = try Session(model: try ONNXImporter.load(contentsOf: model),
                                                options: SessionOptions(threads: threads))
-            let predictor = try SegmentationPredictor(session: session, size: size)
+            let predictor = try SegmentationPredictor(session: session, size: size, labels: labels)
             for path in images {
                 let started = Benchmark.now()
                 let p = try predictor.predict(imageAt: path)
                 let name = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
                 let files = try predictor.write(p, name: name, to: out, overwrite: overwrite)
-                let total = Double(p.mask.count)
-                let top = p.classHistogram.sorted { $0.value > $1.value }.prefix(5)
-                    .map { String(format: "%@ %.1f%%", (labels[$0.key] ?? "class \($0.key)") as NSString, 100 * Double($0.value) / total) }
+                let top = p.classShares.prefix(5)
+                    .map { String(format: "%@ %.1f%%", ($0.label ?? "class \($0.id)") as NSString, 100 * $0.share) }
                 print("\(path): \(p.image.width)x\(p.image.height), \(String(format: "%.0f", Benchmark.now() - started)) ms -> \(files.mask), \(files.overlay)")
                 print("  " + top.joined(separator: ", "))
             }

@@ -5,6 +5,7 @@ import Runtime
 import Training
 import SegmentationData
 import SegformerModels
+import Applications
 
 /// Where the data is and how its labels read; shared by `train` and `evaluate`.
 struct DataOptions: ParsableArguments {
@@ -15,22 +16,18 @@ struct DataOptions: ParsableArguments {
     @Flag(inversion: .prefixedNo, help: "reduce_labels: 0 (\"other\") → 255, k → k−1 (default: on for the ADE layout).") var reduceLabels: Bool?
     @Flag(help: "Skip samples with a corrupt image or out-of-range label instead of stopping.") var skipBadSamples = false
 
-    func dataset(split: SegmentationDataset.Split, numLabels: Int) throws -> SegmentationDataset {
-        let d: SegmentationDataset
+    /// The data these options name.
+    func source() throws -> SegmentationDataSource {
+        let layout: SegmentationDataSource.Layout
         if let root = data {
-            d = try SegmentationDataset(adeRoot: root, split: split, numLabels: numLabels, skipBadSamples: skipBadSamples)
+            layout = .ade(root: root)
         } else if let images, let masks {
-            d = try SegmentationDataset(imagesDirectory: images, masksDirectory: masks,
-                                        numLabels: numLabels, skipBadSamples: skipBadSamples)
-            if reduceLabels ?? false { d.maxLabel = numLabels }
+            layout = .folders(images: images, masks: masks)
         } else {
             throw SegFormerError.invalid("give --data DIR (ADE layout) or --images DIR --masks DIR")
         }
-        if let labels { try d.loadLabels(path: labels) }
-        return d
+        return SegmentationDataSource(layout, labelsPath: labels, reduceLabels: reduceLabels, skipBadSamples: skipBadSamples)
     }
-
-    var reduce: Bool { reduceLabels ?? (data != nil) }
 }
 
 struct Train: ParsableCommand {
@@ -67,41 +64,32 @@ struct Train: ParsableCommand {
                 throw SegFormerError.invalid("--lr-schedule must be constant, linear or poly")
             }
             guard batchSize > 0, crop > 0, size > 0 else { throw SegFormerError.invalid("--batch-size, --crop and --size must be positive") }
-            let m = try ONNXImporter.load(contentsOf: model)
-            let classes = try SegmentationModel.classCount(of: m)
-            if let dims = m.graph.runtimeInputs.first?.type.shape, dims.count == 4, let h = dims[2].value, let w = dims[3].value,
-               h != crop || w != crop || h != size || w != size {
-                throw SegFormerError.invalid("\(model) takes \(h)×\(w) inputs (static in the export); use --crop \(h) --size \(h), or export with dynamic height/width")
-            }
-            let train = try dataOptions.dataset(split: .training, numLabels: classes)
-            var processor = SegformerImageProcessor(height: size, width: size)
-            processor.doReduceLabels = dataOptions.reduce
-            let augmentation = noAugment ? nil : SegmentationAugmentation(cropSize: crop)
-            let loader = try SegmentationDataLoader(dataset: train, batchSize: batchSize, shuffle: !noShuffle,
-                                                    dropLast: train.count >= batchSize, augmentation: augmentation,
-                                                    processor: processor, seed: seed)
-            var validation: SegmentationDataset?
-            if valSplit != "none", dataOptions.data != nil, let split = SegmentationDataset.Split(rawValue: valSplit) {
-                validation = try dataOptions.dataset(split: split, numLabels: classes)
-            }
-            let evaluator = SegmentationEvaluator(processor: processor, numLabels: classes, reduceLabels: dataOptions.reduce)
-            var options = TrainerOptions(outputDirectory: output)
-            options.maxSteps = maxSteps
-            options.epochs = maxSteps == nil ? (epochs ?? 1) : nil
-            options.gradientAccumulation = gradientAccumulation
-            options.learningRate = lr
-            options.schedule = schedule
-            options.warmupSteps = warmupSteps
-            options.weightDecay = weightDecay
-            options.headLearningRateMultiplier = headLrMultiplier
-            options.evaluateEvery = evalEvery
-            options.checkpointEvery = checkpointEvery
-            options.logJSONPath = logJson
-            options.resume = resume
-            options.threads = threads
-            let trainer = try Trainer(model: m, loader: loader, validation: validation, evaluator: validation == nil ? nil : evaluator,
-                                      options: options)
-            print("training \(trainer.training.parameterNames.count) parameters on \(train.count) images (\(classes) classes), \(trainer.totalSteps) steps of batch \(batchSize)×\(gradientAccumulation)")
+            let m = try Model.load(contentsOf: model)
+            let data = try dataOptions.source()
+            var options = FineTuningOptions(outputDirectory: output)
+            options.batchSize = batchSize
+            options.cropSize = crop
+            options.imageSize = size
+            options.augment = !noAugment
+            options.shuffle = !noShuffle
+            options.seed = seed
+            options.validationSplit = valSplit == "none" ? nil : SegmentationDataset.Split(rawValue: valSplit)
+            options.trainer.maxSteps = maxSteps
+            options.trainer.epochs = maxSteps == nil ? (epochs ?? 1) : nil
+            options.trainer.gradientAccumulation = gradientAccumulation
+            options.trainer.learningRate = lr
+            options.trainer.schedule = schedule
+            options.trainer.warmupSteps = warmupSteps
+            options.trainer.weightDecay = weightDecay
+            options.trainer.headLearningRateMultiplier = headLrMultiplier
+            options.trainer.evaluateEvery = evalEvery
+            options.trainer.checkpointEvery = checkpointEvery
+            options.trainer.logJSONPath = logJson
+            options.trainer.resume = resume
+            options.trainer.threads = threads
+            let job = try FineTuning(model: m, data: data, options: options)
+            let trainer = job.trainer
+            print("training \(trainer.training.parameterNames.count) parameters on \(job.trainingSet.count) images (\(job.classCount) classes), \(trainer.totalSteps) steps of batch \(batchSize)×\(gradientAccumulation)")
             let total = trainer.totalSteps
             trainer.onLog = { entry, line in
                 if stdoutIsTerminal {
@@ -114,9 +102,7 @@ struct Train: ParsableCommand {
                 }
                 fflush(stdout)
             }
-            try trainer.run()
-            // config.json for the trained model: id2label from the labels the data came with.
-            try ConfigJSON.write(numLabels: classes, id2label: train.id2label, to: output + "/config.json")
+            try job.run()
             if let best = trainer.bestMIoU { print(String(format: "best validation mIoU %.4f", best)) }
             print("wrote \(output)/model.onnx, \(output)/config.json, \(output)/checkpoint")
         }
@@ -140,10 +126,11 @@ struct Evaluate: ParsableCommand {
             }
             let m = try ONNXImporter.load(contentsOf: model)
             let classes = try SegmentationModel.classCount(of: m)
-            let dataset = try dataOptions.dataset(split: s, numLabels: classes)
+            let data = try dataOptions.source()
+            let dataset = try data.dataset(split: s, numLabels: classes)
             let session = try Session(model: m, options: SessionOptions(threads: threads))
             let evaluator = SegmentationEvaluator(processor: SegformerImageProcessor(height: size, width: size),
-                                                  numLabels: classes, reduceLabels: dataOptions.reduce)
+                                                  numLabels: classes, reduceLabels: data.reducesLabels)
             let result = try evaluator.evaluate(session: session, dataset: dataset) { done, total in
                 if stdoutIsTerminal { print("\r\(done)/\(total)", terminator: ""); fflush(stdout) }
             }

@@ -4,9 +4,15 @@ import GraphIR
 /// Runs a compiled model: checks the feeds, takes the plan for their binding (made by the `Planner`
 /// on first sight and cached) and executes its steps. Inference graphs and training graphs (forward +
 /// backward, see Training's Autodiff) run alike.
+///
+/// An app embedding the runtime needs three calls: `Model.load(contentsOf:)`, `Session(model:)` and
+/// `run(_:)`. A session is safe to share between threads (runs are serialised).
 public final class Session {
+    /// The model after the clean-up passes, with its kernels built and its values numbered.
     public let compiled: CompiledModel
+    /// The threads the kernels use (set from `SessionOptions.threads`).
     public let context: ExecutionContext
+    /// The model as given to `init`.
     public var model: Model { compiled.model }
     /// The graph as executed (after the clean-up passes), topologically sorted.
     public var graph: Graph { compiled.graph }
@@ -18,15 +24,24 @@ public final class Session {
     public var profiling = false
     /// Op type → (calls, total milliseconds), accumulated while `profiling` is on.
     public private(set) var profile: [String: (calls: Int, milliseconds: Double)] = [:]
+    /// Clears `profile`.
     public func resetProfile() { profile = [:] }
 
+    /// Compiles `model` for running: clean-up passes, one kernel per node, value slots. Plans are made
+    /// later, one per binding of input shapes (on the first `run` with that binding).
+    ///
+    /// - Throws: `SegFormerError.unsupported` naming the node when an op (or an attribute value) is not
+    ///   implemented at the model's opset; `.invalid` when the graph is malformed (cycles, dangling values).
     public init(model: Model, options: SessionOptions = SessionOptions()) throws {
         context = ExecutionContext(threads: options.threads)
         compiled = try CompiledModel(model: model, optimize: options.optimize)
     }
 
-    /// Graph inputs the caller must feed, with their declared types.
+    /// Graph inputs the caller must feed, with their declared types (element type and shape, whose
+    /// dims may be symbols such as `batch`; for SegFormer, `pixel_values` float32 N×3×H×W).
     public var inputs: [ValueInfo] { compiled.runtimeInputs }
+    /// Graph outputs `run` returns, with their declared types (for SegFormer, `logits` float32
+    /// N×classes×H/4×W/4).
     public var outputs: [ValueInfo] { graph.outputs }
 
     /// The plan for inputs like `feeds` (made now if this binding is new), for inspection.
@@ -50,6 +65,10 @@ public final class Session {
 
     /// Runs the graph. `feeds` maps input names to tensors; every non-initializer input is required.
     /// Returns every graph output by name.
+    ///
+    /// - Throws: `SegFormerError.invalid` for an unknown or missing input, a wrong element type, rank or
+    ///   dimension (naming the input and the expected type), and for a kernel's failure (naming the node
+    ///   and its input shapes); `.unsupported` for an attribute value found unsupported only at run time.
     public func run(_ feeds: [String: Tensor]) throws -> [String: Tensor] {
         try validate(feeds)
         lock.lock()

@@ -4,9 +4,13 @@ import GraphIR
 
 /// An 8-bit image, row-major HWC (`pixels[(y * width + x) * channels + c]`), 1 or 3 channels.
 public struct Image: Equatable, Sendable {
+    /// Width in pixels.
     public var width: Int
+    /// Height in pixels.
     public var height: Int
+    /// Samples per pixel: 1 (grey, or class ids in a mask), 3 (RGB) or 4 (RGBA).
     public var channels: Int
+    /// `height * width * channels` samples, row-major HWC.
     public var pixels: [UInt8]
 
     /// How the decoder should present the stored samples.
@@ -18,6 +22,8 @@ public struct Image: Equatable, Sendable {
         case native
     }
 
+    /// An image from raw samples (e.g. a camera frame converted to RGB); traps when `pixels.count`
+    /// is not `width * height * channels` or `channels` is not 1, 3 or 4.
     public init(width: Int, height: Int, channels: Int, pixels: [UInt8]) {
         precondition(width >= 0 && height >= 0 && (channels == 1 || channels == 3 || channels == 4),
                      "Image: bad layout \(width)x\(height)x\(channels)")

@@ -198,6 +198,8 @@ public enum Classification {
         return out
     }
 
+    /// Class id → name from the `id2label` of the HF config.json at `path`.
+    /// - Throws: `SegFormerError.io` when the file cannot be read, `.invalid` (naming it) when it is malformed.
     public static func id2label(configPath path: String) throws -> [Int: String] {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {

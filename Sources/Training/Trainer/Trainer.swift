@@ -8,11 +8,17 @@ import SegmentationData
 public struct TrainerOptions: Sendable {
     /// Optimizer steps to take (after gradient accumulation). Either this or `epochs`.
     public var maxSteps: Int?
+    /// Passes over the training set (used when `maxSteps` is nil).
     public var epochs: Int?
+    /// Batches whose gradients are summed into one optimizer step.
     public var gradientAccumulation = 1
+    /// The peak learning rate (AdamW), reached after warm-up.
     public var learningRate = 6e-5
+    /// How the learning rate falls after warm-up: constant, linearly or polynomially (power 1) to 0.
     public var schedule: ScheduleKind = .poly
+    /// Optimizer steps of linear warm-up from 0 to `learningRate`.
     public var warmupSteps = 0
+    /// AdamW's decoupled weight decay.
     public var weightDecay = 0.01
     /// The paper trains the decode head at 10× the learning rate.
     public var headLearningRateMultiplier = 10.0
@@ -22,17 +28,24 @@ public struct TrainerOptions: Sendable {
     public var evaluateEvery: Int?
     /// Write a resumable checkpoint every N steps (and at the end).
     public var checkpointEvery = 50
+    /// The folder that receives `model.onnx`, `last.onnx` and `checkpoint/` (created if missing).
     public var outputDirectory: String
+    /// Append one JSON object per optimizer step (`TrainingLogEntry`) to this file.
     public var logJSONPath: String?
+    /// Continue from the checkpoint in `outputDirectory` exactly where it stopped.
     public var resume = false
     /// Start afresh in a folder that holds another run's checkpoint, replacing it (otherwise that is
     /// refused: a new run never silently destroys a resumable one).
     public var replaceExistingRun = false
+    /// Intra-op threads (default: all cores).
     public var threads: Int?
+    /// Label value the loss ignores.
     public var ignoreIndex = 255
 
+    /// Learning-rate schedules after warm-up.
     public enum ScheduleKind: String, Sendable, CaseIterable { case constant, linear, poly }
 
+    /// Defaults as above; set `maxSteps` or `epochs` before training.
     public init(outputDirectory: String) { self.outputDirectory = outputDirectory }
 }
 

@@ -1,0 +1,98 @@
+import Foundation
+import GraphIR
+import Runtime
+import SegmentationData
+import SegformerModels
+import Training
+
+/// Settings of a fine-tuning job: the trainer's (steps, learning rate, output folder, …) and the data
+/// pipeline's (batch, crop, augmentation, validation).
+public struct FineTuningOptions: Sendable {
+    /// Steps or epochs, learning rate and schedule, checkpoints, logging and the output folder.
+    public var trainer: TrainerOptions
+    /// Images per batch.
+    public var batchSize = 2
+    /// Side of the random training crop, in pixels.
+    public var cropSize = 512
+    /// The image processor's height and width in pixels (evaluation, and training without augmentation,
+    /// resize to it).
+    public var imageSize = 512
+    /// Random resize, crop, flip and colour jitter; without it images are resized to `imageSize`.
+    public var augment = true
+    /// Visit the training samples in a new seeded order every epoch.
+    public var shuffle = true
+    /// Seed for shuffling and augmentation.
+    public var seed: UInt64 = 0
+    /// The split evaluated during training (keeping the best model by mean IoU); nil, or a data source
+    /// without splits, trains without validation.
+    public var validationSplit: SegmentationDataset.Split? = .validation
+
+    /// Defaults as `segformer train`'s; set `trainer.maxSteps` or `trainer.epochs`.
+    public init(outputDirectory: String) { trainer = TrainerOptions(outputDirectory: outputDirectory) }
+}
+
+/// Fine-tunes a SegFormer model on a dataset, as `segformer train` does: the class count is read from
+/// the model, the data is loaded, augmented and batched, and the `Trainer` trains (HF loss, AdamW with
+/// warm-up and a schedule, 10× decode-head rate), evaluates, checkpoints and writes the model.
+///
+/// ```swift
+/// var options = FineTuningOptions(outputDirectory: "run")
+/// options.trainer.maxSteps = 100
+/// let job = try FineTuning(model: Model.load(contentsOf: "b0.onnx"),
+///                          data: SegmentationDataSource(.folders(images: "images", masks: "masks")), options: options)
+/// try job.run()   // writes run/model.onnx and run/config.json
+/// ```
+public final class FineTuning {
+    /// The trainer; set its `onLog` (progress) or `shouldStop` before `run`.
+    public let trainer: Trainer
+    /// The training samples.
+    public let trainingSet: SegmentationDataset
+    /// Classes the model predicts (the channel dimension of its logits).
+    public let classCount: Int
+
+    /// Prepares the job; nothing is trained or written yet.
+    ///
+    /// - Parameters:
+    ///   - model: a `SegformerForSemanticSegmentation` export, or a model built by `segformer init`.
+    ///   - data: where the dataset is (its labels are checked against the model's class count).
+    /// - Throws: `SegFormerError.invalid` when the class count is unknown, when the model's static input
+    ///   size differs from the crop or image size, when neither steps nor epochs are set, or when the data is
+    ///   malformed; `.io` when the output folder holds another run (and neither `resume` nor
+    ///   `replaceExistingRun` is set) or a folder cannot be read.
+    public init(model: Model, data: SegmentationDataSource, options: FineTuningOptions) throws {
+        let size = options.imageSize, crop = options.cropSize
+        classCount = try SegmentationModel.classCount(of: model)
+        if let dims = model.graph.runtimeInputs.first?.type.shape, dims.count == 4, let h = dims[2].value, let w = dims[3].value,
+           h != crop || w != crop || h != size || w != size {
+            throw SegFormerError.invalid("the model takes \(h)×\(w) inputs (static in the export); use --crop \(h) --size \(h) (cropSize and imageSize), or export with dynamic height/width")
+        }
+        trainingSet = try data.dataset(split: .training, numLabels: classCount)
+        var processor = SegformerImageProcessor(height: size, width: size)
+        processor.doReduceLabels = data.reducesLabels
+        let loader = try SegmentationDataLoader(dataset: trainingSet, batchSize: options.batchSize, shuffle: options.shuffle,
+                                                dropLast: trainingSet.count >= options.batchSize,
+                                                augmentation: options.augment ? SegmentationAugmentation(cropSize: crop) : nil,
+                                                processor: processor, seed: options.seed)
+        var validation: SegmentationDataset?
+        if data.hasSplits, let split = options.validationSplit {
+            validation = try data.dataset(split: split, numLabels: classCount)
+        }
+        let evaluator = SegmentationEvaluator(processor: processor, numLabels: classCount, reduceLabels: data.reducesLabels)
+        trainer = try Trainer(model: model, loader: loader, validation: validation,
+                              evaluator: validation == nil ? nil : evaluator, options: options.trainer)
+    }
+
+    /// Trains to the last step, then writes into the output folder `model.onnx` (the best by validation
+    /// mean IoU when validating, else the last), `last.onnx`, `config.json` (`id2label` from the data's
+    /// labels) and the checkpoint. Returns the path of `model.onnx`.
+    ///
+    /// - Throws: `TrainingStopped` when `trainer.shouldStop` ends training early; `SegFormerError.invalid`
+    ///   for a non-finite loss or gradient (naming the step and parameter) or bad data; `.io` when writing fails.
+    @discardableResult
+    public func run() throws -> String {
+        try trainer.run()
+        let output = trainer.options.outputDirectory
+        try ConfigJSON.write(numLabels: classCount, id2label: trainingSet.id2label, to: output + "/config.json")
+        return output + "/model.onnx"
+    }
+}
