@@ -1,19 +1,50 @@
 import GraphIR
 
-/// All ops the runtime implements, gathered from the op family files in `Ops/`.
+/// All ops the runtime implements. `families` is the one list of what is registered: each op family
+/// file under `Ops/` declares its schemas, and the training-domain kernels behind the gradient rules
+/// are listed as families of their own.
 public enum OpRegistry {
+    public static let families: [(name: String, schemas: [OpSchema])] = [
+        ("elementwise binary", binaryElementwiseOps),
+        ("elementwise unary", unaryElementwiseOps),
+        ("cast", castOps),
+        ("shape and data movement", shapeManipulationOps),
+        ("linear algebra", linearAlgebraOps),
+        ("convolution", convolutionOps),
+        ("pooling", poolingOps),
+        ("normalization", normalizationOps),
+        ("softmax", softmaxOps),
+        ("cross-entropy loss", crossEntropyOps),
+        ("reduction", reductionOps),
+        ("resize", resizeOps),
+        ("gradient kernels: elementwise binary", binaryGradientOps),
+        ("gradient kernels: elementwise unary", unaryGradientOps),
+        ("gradient kernels: shape and data movement", shapeGradientOps),
+        ("gradient kernels: normalization", normalizationGradOps),
+        ("gradient kernels: softmax", softmaxGradOps),
+        ("gradient kernels: reduction", reductionGradOps),
+        ("gradient kernels: resize", resizeGradOps),
+        ("gradient kernels: sum to shape", sumToShapeOps),
+    ]
+
+    /// Every registered schema by domain and op type (a key registered twice is a bug that
+    /// `duplicateRegistrations` names; the tests check there is none).
     public static let schemas: [String: OpSchema] = {
         var table: [String: OpSchema] = [:]
-        let families: [[OpSchema]] = [
-            elementwiseOps, shapeManipulationOps, linearAlgebraOps, convolutionOps, poolingOps,
-            normalizationOps, softmaxOps, reductionOps, resizeOps,
-            sumToShapeOps,
-        ]
         for family in families {
-            for s in family { table[key(s.domain, s.opType)] = s }
+            for s in family.schemas { table[key(s.domain, s.opType)] = s }
         }
         return table
     }()
+
+    /// Op keys that more than one schema claims.
+    public static var duplicateRegistrations: [String] {
+        var seen = Set<String>(), twice: [String] = []
+        for family in families {
+            for s in family.schemas where !seen.insert(key(s.domain, s.opType)).inserted { twice.append(key(s.domain, s.opType)) }
+        }
+        return twice
+    }
 
     static func key(_ domain: String, _ opType: String) -> String {
         let d = (domain == "ai.onnx") ? "" : domain

@@ -1,15 +1,10 @@
 import Foundation
 import GraphIR
 
-// The elementwise op family: schemas are gathered here; kernels live in ElementwiseBinary.swift,
-// ElementwiseUnary.swift and Cast.swift. This file holds the shared machinery: the element-type
-// protocols (switch on the DataType once, then run a loop specialised for the Swift type), the
-// broadcast plan that walks an output in contiguous runs, and the typed map/zip loops.
-
-extension OpRegistry {
-    /// Schemas of this family.
-    static let elementwiseOps: [OpSchema] = binaryElementwiseOps + unaryElementwiseOps + castOps
-}
+// The shared machinery of the elementwise ops (schemas and kernels in ElementwiseBinary.swift,
+// ElementwiseUnary.swift and Cast.swift): the element-type protocols (switch on the DataType once,
+// then run a loop specialised for the Swift type), the broadcast plan that walks an output in
+// contiguous runs, and the typed map/zip loops.
 
 // MARK: - Element types
 

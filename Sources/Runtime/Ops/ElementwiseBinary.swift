@@ -128,7 +128,7 @@ extension OpRegistry {
             }
         })
         let rules = binaryGradientRules
-        return ops.map { s in rules[s.opType].map { s.withGradient($0) } ?? s } + binaryGradientOps
+        return ops.map { s in rules[s.opType].map { s.withGradient($0) } ?? s }
     }()
 }
 

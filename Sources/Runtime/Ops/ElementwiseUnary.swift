@@ -113,7 +113,7 @@ extension OpRegistry {
             }
         })
         let rules = unaryGradientRules
-        return ops.map { s in rules[s.opType].map { s.withGradient($0) } ?? s } + unaryGradientOps
+        return ops.map { s in rules[s.opType].map { s.withGradient($0) } ?? s }
     }()
 }
 

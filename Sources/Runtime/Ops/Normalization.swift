@@ -79,7 +79,7 @@ extension OpRegistry {
                          [try Normalization.meanVarianceNorm(try inputs.required(0), axes: axes, label: label, context: context)]
                      }
                  }),
-    ] + normalizationGradOps
+    ]
 }
 
 enum Normalization {

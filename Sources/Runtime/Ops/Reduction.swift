@@ -22,7 +22,7 @@ extension OpRegistry {
         reduceSchema("ReduceSumSquare", .sumSquare, axesInputSince: 18).withGradient(reduceGradient(.sumSquare, axesInputSince: 18)),
         argSchema("ArgMax", isMax: true),
         argSchema("ArgMin", isMax: false),
-    ] + reductionGradOps
+    ]
 
     private static func reduceSchema(_ op: String, _ kind: ReduceKind, axesInputSince: Int) -> OpSchema {
         OpSchema(op, opsets: 1...28, inputs: 1...2, shapeInputs: [1],

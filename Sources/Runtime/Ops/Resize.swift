@@ -67,7 +67,7 @@ extension OpRegistry {
                          return [try ResizePlan.run(x, roi: nil, scales: scales, sizes: nil, attrs, label: label, context: context)]
                      }
                  }).withGradient(upsampleGradient),
-    ] + resizeGradOps
+    ]
 }
 
 enum ResizeMode: String { case nearest, linear, cubic }

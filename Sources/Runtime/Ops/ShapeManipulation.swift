@@ -13,7 +13,7 @@ extension OpRegistry {
         concatSchema, splitSchema, sliceSchema, expandSchema, tileSchema, padSchema,
         gatherSchema,
         constantSchema, constantOfShapeSchema, rangeSchema,
-    ] + shapeGradientOps
+    ]
 
     /// Training-domain kernels behind the gradient rules of this family.
     static let shapeGradientOps: [OpSchema] = [

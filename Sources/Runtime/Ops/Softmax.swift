@@ -11,7 +11,7 @@ extension OpRegistry {
     static let softmaxOps: [OpSchema] = [
         softmaxSchema(OpType.softmax, log: false).withGradient(softmaxGradient(false)),
         softmaxSchema("LogSoftmax", log: true).withGradient(softmaxGradient(true)),
-    ] + softmaxGradOps + crossEntropyOps
+    ]
 
     private static func softmaxSchema(_ op: String, log: Bool) -> OpSchema {
         OpSchema(op, opsets: 1...23, inputs: 1...1,
