@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "Runtime", targets: ["Runtime"]),
         .library(name: "Training", targets: ["Training"]),
         .executable(name: "segformer", targets: ["segformer"]),
+        .executable(name: "kernel-benchmarks", targets: ["kernel-benchmarks"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -30,10 +31,14 @@ let package = Package(
             "GraphIR", "Runtime", "Training",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // Kernel timings (not tests): `swift run -c release kernel-benchmarks [filter]`.
+        .executableTarget(name: "kernel-benchmarks", dependencies: ["GraphIR", "Runtime", "Training", "CBLAS"]),
 
-        .testTarget(name: "GraphIRTests", dependencies: ["GraphIR"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "RuntimeTests", dependencies: ["GraphIR", "Runtime"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "TrainingTests", dependencies: ["GraphIR", "Runtime", "Training"], resources: [.copy("Fixtures")]),
+        // Finds the tests' fixtures (bundled, or ../shared when present) and reads their JSON strictly.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "GraphIRTests", dependencies: ["GraphIR", "TestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "RuntimeTests", dependencies: ["GraphIR", "Runtime", "TestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "TrainingTests", dependencies: ["GraphIR", "Runtime", "Training", "TestSupport"], resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -8,6 +8,8 @@ import XCTest
 final class CLIRobustnessTests: XCTestCase {
     var binary: String!
     var scratch: String!
+    var model: String!
+    var image: String!
 
     override func setUpWithError() throws {
         let products = Bundle.module.bundleURL.deletingLastPathComponent()
@@ -16,6 +18,8 @@ final class CLIRobustnessTests: XCTestCase {
             throw XCTSkip("segformer binary not built at \(candidate); run `swift build` first")
         }
         binary = candidate
+        model = try fixtures.path("tiny-segformer/model.op17.onnx")
+        image = try fixtures.path("images/rgb.png")
         scratch = NSTemporaryDirectory() + "segformer-cli-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
     }
@@ -52,9 +56,6 @@ final class CLIRobustnessTests: XCTestCase {
         XCTAssertTrue(o.stderr.contains(mention), "\(args): error does not mention '\(mention)': \(o.stderr)", file: file, line: line)
     }
 
-    var model: String { Fixtures.path("tiny-segformer/model.op17.onnx") }
-    var image: String { Fixtures.path("images/rgb.png") }
-
     func write(_ bytes: [UInt8], _ name: String) throws -> String {
         let path = scratch + "/" + name
         try Data(bytes).write(to: URL(fileURLWithPath: path))
@@ -76,15 +77,15 @@ final class CLIRobustnessTests: XCTestCase {
             (try write(Array(good.prefix(good.count / 3)), "truncated.onnx"), "truncated.onnx"),
             (try write(flipped, "flipped.onnx"), "error"),
             (try write(random, "random.onnx"), "random.onnx"),
-            (Fixtures.path("cli/unknown-op.onnx"), "FancyOp"),
-            (Fixtures.path("cli/missing-data/model.onnx"), "weights.bin"),
-            (Fixtures.path("cli/escaping-data/model.onnx"), "outside"),
+            (try fixtures.path("cli/unknown-op.onnx"), "FancyOp"),
+            (try fixtures.path("cli/missing-data/model.onnx"), "weights.bin"),
+            (try fixtures.path("cli/escaping-data/model.onnx"), "outside"),
             (scratch + "/does-not-exist.onnx", "does-not-exist.onnx"),
         ]
     }
 
     func testEveryCommandRejectsBadModels() throws {
-        let input = Fixtures.path("tiny-segformer/test_data_set_0/input_0.pb")
+        let input = try fixtures.path("tiny-segformer/test_data_set_0/input_0.pb")
         for (path, mention) in try badModels() {
             try expectError(["inspect", path], mentioning: mention)
             try expectError(["run", path, "--input", "pixel_values=\(input)", "--output-dir", scratch + "/out"], mentioning: mention)
@@ -104,17 +105,17 @@ final class CLIRobustnessTests: XCTestCase {
     }
 
     func testWrongInputShapeAndCorruptImageAreNamed() throws {
-        let wrong = Fixtures.path("cli/wrong-shape.pb")   // float32 [1, 4, 32, 32]
+        let wrong = try fixtures.path("cli/wrong-shape.pb")   // float32 [1, 4, 32, 32]
         try expectError(["run", model, "--input", "pixel_values=\(wrong)", "--output-dir", scratch], mentioning: "pixel_values")
         let corrupt = try write([0xFF, 0xD8, 0xFF, 0xE0, 0, 16, 0x4A, 0x46, 0x49, 0x46, 0, 1, 2, 3], "corrupt.jpg")
-        try expectError(["classify", Fixtures.path("tiny-classifier/model.onnx"), corrupt], mentioning: "corrupt.jpg")
+        try expectError(["classify", fixtures.path("tiny-classifier/model.onnx"), corrupt], mentioning: "corrupt.jpg")
         try expectError(["predict", model, corrupt, "--out", scratch + "/p"], mentioning: "corrupt.jpg")
         let notImage = try write(Array("hello".utf8), "text.png")
         try expectError(["predict", model, notImage, "--out", scratch + "/p"], mentioning: "text.png")
     }
 
     func testOutputsAreNotOverwritten() throws {
-        let input = Fixtures.path("tiny-segformer/test_data_set_0/input_0.pb")
+        let input = try fixtures.path("tiny-segformer/test_data_set_0/input_0.pb")
         let first = try run(["run", model, "--input", "pixel_values=\(input)", "--output-dir", scratch])
         XCTAssertEqual(first.status, 0, first.stderr)
         try expectError(["run", model, "--input", "pixel_values=\(input)", "--output-dir", scratch], mentioning: "already exists")
@@ -125,16 +126,16 @@ final class CLIRobustnessTests: XCTestCase {
         XCTAssertEqual(o.status, 0, o.stderr)
         XCTAssertTrue(FileManager.default.fileExists(atPath: scratch + "/pred/rgb.mask.png"))
         XCTAssertTrue(FileManager.default.fileExists(atPath: scratch + "/pred/rgb.overlay.png"))
-        let c = try run(["classify", Fixtures.path("tiny-classifier/model.onnx"), image, "--size", "32", "--top", "3",
-                         "--config", Fixtures.path("tiny-classifier/config.json")])
+        let c = try run(["classify", fixtures.path("tiny-classifier/model.onnx"), image, "--size", "32", "--top", "3",
+                         "--config", fixtures.path("tiny-classifier/config.json")])
         XCTAssertEqual(c.status, 0, c.stderr)
         XCTAssertEqual(c.stdout.split(separator: "\n").count, 3)
         XCTAssertTrue(c.stdout.contains("label_"), c.stdout)
     }
 
     func testStepTrainsReportsLossesAndRefusesBadInput() throws {
-        let x = Fixtures.path("tiny-segformer/batch/pixel_values.pb")
-        let y = Fixtures.path("tiny-segformer/batch/labels.pb")
+        let x = try fixtures.path("tiny-segformer/batch/pixel_values.pb")
+        let y = try fixtures.path("tiny-segformer/batch/labels.pb")
         let out = scratch + "/trained.onnx", grads = scratch + "/grads.onnx"
         let o = try run(["step", model, "--pixel-values", x, "--labels", y, "--steps", "2", "--lr", "1e-3",
                          "--save-gradients", grads, "--save-model", out])
@@ -147,7 +148,7 @@ final class CLIRobustnessTests: XCTestCase {
         try expectError(["step", model, "--pixel-values", x, "--labels", y, "--save-model", model], mentioning: "input model")
         try expectError(["step", model, "--pixel-values", x, "--labels", y, "--save-model", out], mentioning: "already exists")
         // Every pixel ignored: the mean loss is 0/0, and training stops naming the step.
-        try expectError(["step", model, "--pixel-values", x, "--labels", Fixtures.path("cli/all-ignored.pb")], mentioning: "step 1")
+        try expectError(["step", model, "--pixel-values", x, "--labels", fixtures.path("cli/all-ignored.pb")], mentioning: "step 1")
         // Labels of the wrong shape are refused with a message, not a crash.
         try expectError(["step", model, "--pixel-values", x, "--labels", x], mentioning: "error")
     }

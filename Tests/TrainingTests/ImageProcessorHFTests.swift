@@ -13,10 +13,10 @@ final class ImageProcessorHFTests: XCTestCase {
             var processor = SegformerImageProcessor(height: size, width: size)
             processor.doReduceLabels = reduce
             let (pixels, labels) = try processor.preprocess(
-                images: [try Image(contentsOf: Fixtures.path("images/" + image))],
-                segmentationMaps: [try Image(labelsAt: Fixtures.path(stem + "_mask.png"))])
-            let expectedPixels = try Fixtures.tensor(stem + "_pixel_values.pb")
-            let expectedLabels = try Fixtures.tensor(stem + "_labels.pb")
+                images: [try Image(contentsOf: fixtures.path("images/" + image))],
+                segmentationMaps: [try Image(labelsAt: fixtures.path(stem + "_mask.png"))])
+            let expectedPixels = try fixtures.tensor(stem + "_pixel_values.pb")
+            let expectedLabels = try fixtures.tensor(stem + "_labels.pb")
             XCTAssertEqual(pixels.shape, expectedPixels.shape, stem)
             XCTAssertLessThanOrEqual(maxAbsDifference(pixels, expectedPixels), 0.018, stem)
             XCTAssertEqual(labels?.toArray(Int64.self), expectedLabels.toArray(Int64.self), stem)

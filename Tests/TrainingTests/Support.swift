@@ -2,21 +2,14 @@ import Foundation
 import XCTest
 import GraphIR
 import Runtime
+import TestSupport
 
-/// Paths of the test fixtures and of ../shared when it exists.
-enum Fixtures {
-    static var root: String { Bundle.module.resourcePath! + "/Fixtures" }
-    static func path(_ relative: String) -> String { root + "/" + relative }
+/// This target's bundled fixtures (Tests/TrainingTests/Fixtures).
+let fixtures = BundledFixtures(Bundle.module)
 
-    /// The shared reference folder (../shared next to the checkout), when present.
-    static var shared: String? {
-        var dir = URL(fileURLWithPath: #filePath)
-        for _ in 0..<3 { dir.deleteLastPathComponent() }   // Tests/TrainingTests/Support.swift → repo root
-        let candidate = dir.deletingLastPathComponent().appendingPathComponent("shared").path
-        return FileManager.default.fileExists(atPath: candidate + "/reference") ? candidate : nil
-    }
-
-    static func tensor(_ relative: String) throws -> Tensor { try ONNXImporter.readTensorFile(path(relative)).tensor }
+extension BundledFixtures {
+    /// A TensorProto (.pb) fixture.
+    func tensor(_ relative: String) throws -> Tensor { try ONNXImporter.readTensorFile(path(relative)).tensor }
 }
 
 /// Max |a − b| over two float tensors of the same shape.
