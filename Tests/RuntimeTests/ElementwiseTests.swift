@@ -77,7 +77,7 @@ final class ElementwiseTests: XCTestCase {
         print("elementwise fixtures: \(ran) ran, \(refused) with unstorable types")
     }
 
-    /// The same check against /work/shared when it exists is done by the fixtures above (they are
+    /// The same check against ../shared/onnx-node-tests is done by the fixtures above (they are
     /// generated from it); nothing here needs the folder.
 
     // MARK: - Hand-computed cases
