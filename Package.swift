@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "Training", targets: ["Training"]),
         .library(name: "Applications", targets: ["Applications"]),
         .executable(name: "segformer", targets: ["segformer"]),
+        .executable(name: "kernel-benchmarks", targets: ["kernel-benchmarks"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -41,17 +42,21 @@ let package = Package(
             "GraphIR", "Runtime", "SegmentationData", "SegformerModels", "Training", "Applications",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // Kernel timings (not tests; SegformerModels and Training for the built-versus-export suite):
+        // `swift run -c release kernel-benchmarks [filter]`.
+        .executableTarget(name: "kernel-benchmarks", dependencies: ["GraphIR", "Runtime", "SegformerModels", "Training", "CBLAS"]),
 
-        .testTarget(name: "GraphIRTests", dependencies: ["GraphIR"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "RuntimeTests", dependencies: ["GraphIR", "Runtime"], resources: [.copy("Fixtures")]),
-        // The fixtures and helpers the tests of the modules above share (one SegFormer export serves the
-        // model, training and CLI tests; SwiftPM gives each test target only its own resources).
-        .target(name: "SegFormerTestSupport", dependencies: ["GraphIR"], path: "Tests/SegFormerTestSupport",
+        // Finds the tests' fixtures (bundled, or ../shared when present), reads their JSON strictly, and holds
+        // the fixtures and numeric helpers the tests of the modules above share (one SegFormer export serves
+        // the data, model, training and CLI tests; SwiftPM gives each test target only its own resources).
+        .target(name: "TestSupport", dependencies: ["GraphIR"], path: "Tests/TestSupport",
                 resources: [.copy("Fixtures")]),
-        .testTarget(name: "SegmentationDataTests", dependencies: ["GraphIR", "SegmentationData", "Training", "SegFormerTestSupport"]),
-        .testTarget(name: "SegformerModelsTests", dependencies: ["GraphIR", "Runtime", "SegformerModels", "Training", "SegFormerTestSupport"]),
-        .testTarget(name: "TrainingTests", dependencies: ["GraphIR", "Runtime", "SegmentationData", "SegformerModels", "Training", "SegFormerTestSupport"]),
-        .testTarget(name: "ApplicationsTests", dependencies: ["GraphIR", "Runtime", "SegmentationData", "Applications", "SegFormerTestSupport"]),
+        .testTarget(name: "GraphIRTests", dependencies: ["GraphIR", "TestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "RuntimeTests", dependencies: ["GraphIR", "Runtime", "TestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "SegmentationDataTests", dependencies: ["GraphIR", "SegmentationData", "Training", "TestSupport"]),
+        .testTarget(name: "SegformerModelsTests", dependencies: ["GraphIR", "Runtime", "SegformerModels", "Training", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["GraphIR", "Runtime", "SegmentationData", "SegformerModels", "Training", "TestSupport"]),
+        .testTarget(name: "ApplicationsTests", dependencies: ["GraphIR", "Runtime", "SegmentationData", "Applications", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

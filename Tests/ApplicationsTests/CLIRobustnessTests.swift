@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-import SegFormerTestSupport
+import TestSupport
 
 /// Malformed input never crashes the tool: every command given a truncated, bit-flipped or random
 /// model, an unknown op, a wrong input shape, a missing or escaping external-data file or a corrupt
@@ -9,14 +9,18 @@ import SegFormerTestSupport
 final class CLIRobustnessTests: XCTestCase {
     var binary: String!
     var scratch: String!
+    var model: String!
+    var image: String!
 
     override func setUpWithError() throws {
-        let products = Fixtures.productsDirectory
+        let products = productsDirectory
         let candidate = products.appendingPathComponent("segformer").path
         guard FileManager.default.isExecutableFile(atPath: candidate) else {
             throw XCTSkip("segformer binary not built at \(candidate); run `swift build` first")
         }
         binary = candidate
+        model = try commonFixtures.path("tiny-segformer/model.op17.onnx")
+        image = try commonFixtures.path("images/rgb.png")
         scratch = NSTemporaryDirectory() + "segformer-cli-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
     }
@@ -53,9 +57,6 @@ final class CLIRobustnessTests: XCTestCase {
         XCTAssertTrue(o.stderr.contains(mention), "\(args): error does not mention '\(mention)': \(o.stderr)", file: file, line: line)
     }
 
-    var model: String { Fixtures.path("tiny-segformer/model.op17.onnx") }
-    var image: String { Fixtures.path("images/rgb.png") }
-
     func write(_ bytes: [UInt8], _ name: String) throws -> String {
         let path = scratch + "/" + name
         try Data(bytes).write(to: URL(fileURLWithPath: path))
@@ -77,15 +78,15 @@ final class CLIRobustnessTests: XCTestCase {
             (try write(Array(good.prefix(good.count / 3)), "truncated.onnx"), "truncated.onnx"),
             (try write(flipped, "flipped.onnx"), "error"),
             (try write(random, "random.onnx"), "random.onnx"),
-            (Fixtures.path("cli/unknown-op.onnx"), "FancyOp"),
-            (Fixtures.path("cli/missing-data/model.onnx"), "weights.bin"),
-            (Fixtures.path("cli/escaping-data/model.onnx"), "outside"),
+            (try commonFixtures.path("cli/unknown-op.onnx"), "FancyOp"),
+            (try commonFixtures.path("cli/missing-data/model.onnx"), "weights.bin"),
+            (try commonFixtures.path("cli/escaping-data/model.onnx"), "outside"),
             (scratch + "/does-not-exist.onnx", "does-not-exist.onnx"),
         ]
     }
 
     func testEveryCommandRejectsBadModels() throws {
-        let input = Fixtures.path("tiny-segformer/test_data_set_0/input_0.pb")
+        let input = try commonFixtures.path("tiny-segformer/test_data_set_0/input_0.pb")
         for (path, mention) in try badModels() {
             try expectError(["inspect", path], mentioning: mention)
             try expectError(["run", path, "--input", "pixel_values=\(input)", "--output-dir", scratch + "/out"], mentioning: mention)
@@ -105,17 +106,17 @@ final class CLIRobustnessTests: XCTestCase {
     }
 
     func testWrongInputShapeAndCorruptImageAreNamed() throws {
-        let wrong = Fixtures.path("cli/wrong-shape.pb")   // float32 [1, 4, 32, 32]
+        let wrong = try commonFixtures.path("cli/wrong-shape.pb")   // float32 [1, 4, 32, 32]
         try expectError(["run", model, "--input", "pixel_values=\(wrong)", "--output-dir", scratch], mentioning: "pixel_values")
         let corrupt = try write([0xFF, 0xD8, 0xFF, 0xE0, 0, 16, 0x4A, 0x46, 0x49, 0x46, 0, 1, 2, 3], "corrupt.jpg")
-        try expectError(["classify", Fixtures.path("tiny-classifier/model.onnx"), corrupt], mentioning: "corrupt.jpg")
+        try expectError(["classify", commonFixtures.path("tiny-classifier/model.onnx"), corrupt], mentioning: "corrupt.jpg")
         try expectError(["predict", model, corrupt, "--out", scratch + "/p"], mentioning: "corrupt.jpg")
         let notImage = try write(Array("hello".utf8), "text.png")
         try expectError(["predict", model, notImage, "--out", scratch + "/p"], mentioning: "text.png")
     }
 
     func testOutputsAreNotOverwritten() throws {
-        let input = Fixtures.path("tiny-segformer/test_data_set_0/input_0.pb")
+        let input = try commonFixtures.path("tiny-segformer/test_data_set_0/input_0.pb")
         let first = try run(["run", model, "--input", "pixel_values=\(input)", "--output-dir", scratch])
         XCTAssertEqual(first.status, 0, first.stderr)
         try expectError(["run", model, "--input", "pixel_values=\(input)", "--output-dir", scratch], mentioning: "already exists")
@@ -126,16 +127,16 @@ final class CLIRobustnessTests: XCTestCase {
         XCTAssertEqual(o.status, 0, o.stderr)
         XCTAssertTrue(FileManager.default.fileExists(atPath: scratch + "/pred/rgb.mask.png"))
         XCTAssertTrue(FileManager.default.fileExists(atPath: scratch + "/pred/rgb.overlay.png"))
-        let c = try run(["classify", Fixtures.path("tiny-classifier/model.onnx"), image, "--size", "32", "--top", "3",
-                         "--config", Fixtures.path("tiny-classifier/config.json")])
+        let c = try run(["classify", commonFixtures.path("tiny-classifier/model.onnx"), image, "--size", "32", "--top", "3",
+                         "--config", commonFixtures.path("tiny-classifier/config.json")])
         XCTAssertEqual(c.status, 0, c.stderr)
         XCTAssertEqual(c.stdout.split(separator: "\n").count, 3)
         XCTAssertTrue(c.stdout.contains("label_"), c.stdout)
     }
 
     func testStepTrainsReportsLossesAndRefusesBadInput() throws {
-        let x = Fixtures.path("tiny-segformer/batch/pixel_values.pb")
-        let y = Fixtures.path("tiny-segformer/batch/labels.pb")
+        let x = try commonFixtures.path("tiny-segformer/batch/pixel_values.pb")
+        let y = try commonFixtures.path("tiny-segformer/batch/labels.pb")
         let out = scratch + "/trained.onnx", grads = scratch + "/grads.onnx"
         let o = try run(["step", model, "--pixel-values", x, "--labels", y, "--steps", "2", "--lr", "1e-3",
                          "--save-gradients", grads, "--save-model", out])
@@ -148,7 +149,7 @@ final class CLIRobustnessTests: XCTestCase {
         try expectError(["step", model, "--pixel-values", x, "--labels", y, "--save-model", model], mentioning: "input model")
         try expectError(["step", model, "--pixel-values", x, "--labels", y, "--save-model", out], mentioning: "already exists")
         // Every pixel ignored: the mean loss is 0/0, and training stops naming the step.
-        try expectError(["step", model, "--pixel-values", x, "--labels", Fixtures.path("cli/all-ignored.pb")], mentioning: "step 1")
+        try expectError(["step", model, "--pixel-values", x, "--labels", commonFixtures.path("cli/all-ignored.pb")], mentioning: "step 1")
         // Labels of the wrong shape are refused with a message, not a crash.
         try expectError(["step", model, "--pixel-values", x, "--labels", x], mentioning: "error")
     }

@@ -1,13 +1,14 @@
 import Foundation
 import XCTest
 @testable import GraphIR
+import TestSupport
 
 /// ONNX import/export. Fixtures come from scripts/fixtures/make_onnx_fixtures.py; the expected values
 /// below are the literal values written there.
 final class ONNXTests: XCTestCase {
-    static let fixtures = Bundle.module.resourceURL!.appendingPathComponent("Fixtures/onnx").path
+    static let fixtures = BundledFixtures(Bundle.module)
 
-    func fixture(_ name: String) -> String { ONNXTests.fixtures + "/" + name }
+    func fixture(_ name: String) throws -> String { try Self.fixtures.path("onnx/" + name) }
 
     func tempDir() throws -> String {
         let dir = NSTemporaryDirectory() + "onnx-tests-\(UUID().uuidString)"
@@ -400,15 +401,8 @@ final class ONNXTests: XCTestCase {
 
     // MARK: reference models (only when ../shared is present)
 
-    static let shared: String? = {
-        for p in ["/work/shared", FileManager.default.currentDirectoryPath + "/../shared"]
-        where FileManager.default.fileExists(atPath: p + "/reference/segformer-b0-ade") { return p }
-        return nil
-    }()
-
     func testReferenceSegFormerExports() throws {
-        guard let shared = ONNXTests.shared else { throw XCTSkip("../shared not present") }
-        let dir = shared + "/reference/segformer-b0-ade/"
+        let dir = try SharedFixtures.path("reference/segformer-b0-ade") + "/"
         // Counts from python's onnx package (onnx.load(...).graph), independent of this importer.
         let expected: [(String, nodes: Int, initializers: Int, opset: Int, parameters: Int)] = [
             ("model.op17.onnx", 1407, 204, 17, 3_752_438),

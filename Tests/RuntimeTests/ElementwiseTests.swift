@@ -2,63 +2,18 @@ import Foundation
 import XCTest
 import GraphIR
 @testable import Runtime
+import TestSupport
 
 final class ElementwiseTests: XCTestCase {
 
     // MARK: - Fixture cases (ONNX conformance data + numpy cases; scripts/fixtures/make_elementwise_fixtures.py)
 
-    struct FixtureTensor: Decodable {
-        let dtype: Int32
-        let shape: [Int]
-        let data: String?
-        let strings: [String]?
-    }
-    enum FixtureAttribute: Decodable {
-        case int(Int), float(Float), string(String), ints([Int]), floats([Float])
-        init(from decoder: Decoder) throws {
-            let c = try decoder.container(keyedBy: Key.self)
-            if let v = try c.decodeIfPresent(Int.self, forKey: .int) { self = .int(v) }
-            else if let v = try c.decodeIfPresent(Float.self, forKey: .float) { self = .float(v) }
-            else if let v = try c.decodeIfPresent(String.self, forKey: .string) { self = .string(v) }
-            else if let v = try c.decodeIfPresent([Int].self, forKey: .ints) { self = .ints(v) }
-            else { self = .floats(try c.decode([Float].self, forKey: .floats)) }
-        }
-        enum Key: String, CodingKey { case int, float, string, ints, floats }
-        var attribute: Attribute {
-            switch self {
-            case .int(let v): return .int(v)
-            case .float(let v): return .float(v)
-            case .string(let v): return .string(v)
-            case .ints(let v): return .ints(v)
-            case .floats(let v): return .floats(v)
-            }
-        }
-    }
-    struct FixtureCase: Decodable {
-        let name: String
-        let op: String
-        let opset: Int
-        let attributes: [String: FixtureAttribute]
-        let inputs: [FixtureTensor?]
-        let outputs: [FixtureTensor]
-    }
-
-    /// nil when the element type is one the runtime cannot store (float8, int4, …).
-    func makeTensor(_ f: FixtureTensor) -> Tensor? {
-        guard let type = DataType(rawValue: f.dtype), type.byteSize != nil else { return nil }
-        if type == .string { return Tensor(strings: f.strings ?? [], shape: f.shape) }
-        let bytes = Data(base64Encoded: f.data ?? "") ?? Data()
-        let t = Tensor(uninitialized: type, shape: f.shape)
-        XCTAssertEqual(bytes.count, t.byteCount)
-        bytes.withUnsafeBytes { raw in
-            if let base = raw.baseAddress, t.byteCount > 0 { t.storage.pointer.copyMemory(from: base, byteCount: t.byteCount) }
-        }
-        return t
-    }
-
-    func loadFixtures() throws -> [FixtureCase] {
-        let url = try XCTUnwrap(Bundle.module.url(forResource: "elementwise_conformance", withExtension: "json", subdirectory: "Fixtures"))
-        return try JSONDecoder().decode([FixtureCase].self, from: Data(contentsOf: url))
+    /// A packed fixture tensor (see `FixtureRecord.packedTensor`), or nil when its element type is one
+    /// the runtime cannot store (float8, int4, …). An unknown type number is an error.
+    func makeTensor(_ t: FixtureRecord) throws -> Tensor? {
+        let raw: Int = try t.required("dtype")
+        guard let type = DataType(rawValue: Int32(raw)) else { throw t.malformed("unknown dtype \(raw)") }
+        return type.byteSize == nil ? nil : try t.packedTensor(type)
     }
 
     /// Float outputs within |Δ| ≤ 1e-6 + 1e-5·|expected| (NaN matches NaN); everything else exact.
@@ -84,41 +39,45 @@ final class ElementwiseTests: XCTestCase {
     }
 
     func testFixtureCases() throws {
-        let cases = try loadFixtures()
+        let cases = try FixtureRecord.list(fixtures.data("elementwise_conformance.json"), file: "elementwise_conformance.json")
         XCTAssertGreaterThan(cases.count, 200)
         var ran = 0, refused = 0
         for c in cases {
-            let inputs = c.inputs.map { $0.flatMap(makeTensor) }
-            let storable = c.inputs.allSatisfy { $0 == nil || makeTensor($0!) != nil } && c.outputs.allSatisfy { makeTensor($0) != nil }
-            let attrs = c.attributes.mapValues(\.attribute)
+            let name: String = try c.required("name"), op: String = try c.required("op")
+            let attrs = try c.keyedAttributes()
+            // nil: a tensor the runtime cannot store; a JSON null input stays an absent input.
+            let inputs = try c.objectsOrNulls("inputs", { $0 })
+            let outputs = try c.objects("outputs", makeTensor)
+            let inputTensors = try inputs.map { try $0.flatMap(makeTensor) }
+            let storable = zip(inputs, inputTensors).allSatisfy { ($0 == nil) == ($1 == nil) } && outputs.allSatisfy { $0 != nil }
             // Cast conformance cases are written at opsets beyond 23; the semantics for the types we
             // store did not change, so run them at the newest opset the schema accepts.
-            let schema = try XCTUnwrap(OpRegistry.schema(domain: "", opType: c.op), c.name)
-            let opset = Swift.min(c.opset, schema.opsets.upperBound)
+            let schema = try XCTUnwrap(OpRegistry.schema(domain: "", opType: op), name)
+            let opset = Swift.min(try c.required("opset", as: Int.self), schema.opsets.upperBound)
             if !storable {
                 // float8 / 4-bit / 2-bit: the Cast node itself must be refused as unsupported.
-                let to = c.attributes["to"].flatMap { if case .int(let v) = $0 { return v } else { return nil } }
+                let to = attrs["to"].flatMap { if case .int(let v) = $0 { return v } else { return nil } }
                 if let to, let t = DataType(rawValue: Int32(to)), t.byteSize == nil {
-                    XCTAssertThrowsError(try SingleOp.run(c.op, inputs: [Tensor([Float(1)], shape: [1])], attributes: attrs, opset: opset)) {
-                        XCTAssertTrue(($0 as? SegFormerError)?.isUnsupported == true, "\(c.name): \($0)")
+                    XCTAssertThrowsError(try SingleOp.run(op, inputs: [Tensor([Float(1)], shape: [1])], attributes: attrs, opset: opset)) {
+                        XCTAssertTrue(($0 as? SegFormerError)?.isUnsupported == true, "\(name): \($0)")
                     }
                 }
                 refused += 1
                 continue
             }
             do {
-                let out = try SingleOp.run(c.op, inputs: inputs, attributes: attrs, outputCount: c.outputs.count, opset: opset)
-                for (k, want) in c.outputs.enumerated() { assertClose(out[k], makeTensor(want)!, c.name) }
+                let out = try SingleOp.run(op, inputs: inputTensors, attributes: attrs, outputCount: outputs.count, opset: opset)
+                for (k, want) in outputs.enumerated() { assertClose(out[k], want!, name) }
                 ran += 1
             } catch {
-                XCTFail("\(c.name): \(error)")
+                XCTFail("\(name): \(error)")
             }
         }
         XCTAssertGreaterThan(ran, 150)
         print("elementwise fixtures: \(ran) ran, \(refused) with unstorable types")
     }
 
-    /// The same check against /work/shared when it exists is done by the fixtures above (they are
+    /// The same check against ../shared/onnx-node-tests is done by the fixtures above (they are
     /// generated from it); nothing here needs the folder.
 
     // MARK: - Hand-computed cases
@@ -314,48 +273,3 @@ final class ElementwiseTests: XCTestCase {
     }
 }
 
-/// Timings of the hot float32 kernels; run with EW_PERF=1 in release:
-/// `EW_PERF=1 swift test -c release -Xswiftc -enable-testing --filter ElementwisePerf`
-final class ElementwisePerfTests: XCTestCase {
-    func testHotKernelTimings() throws {
-        guard ProcessInfo.processInfo.environment["EW_PERF"] != nil else { throw XCTSkip("set EW_PERF=1") }
-        let ctx = ExecutionContext(threads: 2)
-        let n = 16384 * 128
-        let big = Tensor((0..<n).map { Float($0 % 1000) * 0.004 - 2 }, shape: [1, 16384, 128])
-        let big2 = Tensor((0..<n).map { Float($0 % 777) * 0.003 + 0.5 }, shape: [1, 16384, 128])
-        let bias = Tensor((0..<128).map { Float($0) * 0.01 }, shape: [128])
-        let nchw = big.reshaped([1, 128, 128, 128])
-        let chan = Tensor((0..<128).map { Float($0) * 0.01 + 1 }, shape: [1, 128, 1, 1])
-        let rowmean = Tensor((0..<16384).map { Float($0) * 0.001 }, shape: [1, 16384, 1])
-        let half = Tensor(scalar: Float(0.5))
-        func time(_ name: String, _ body: () throws -> Void) rethrows {
-            try body()
-            var best = Double.infinity
-            for _ in 0..<7 {
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                try body()
-                best = Swift.min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
-            }
-            print(String(format: "%-34@ %7.3f ms  (%.2f ns/elem)", name as NSString, best, best * 1e6 / Double(n)))
-        }
-        func op(_ o: String, _ i: [Tensor?], _ a: [String: Attribute] = [:], opset: Int = 17) throws {
-            _ = try SingleOp.run(o, inputs: i, attributes: a, opset: opset, context: ctx)
-        }
-        try time("Add same shape 2M") { try op("Add", [big, big2]) }
-        try time("Add [1,N,C]+[C] 2M") { try op("Add", [big, bias]) }
-        try time("Mul [1,C,H,W]*[1,C,1,1] 2M") { try op("Mul", [nchw, chan]) }
-        try time("Sub [1,N,C]-[1,N,1] 2M") { try op("Sub", [big, rowmean]) }
-        try time("Mul by scalar 2M") { try op("Mul", [big, half]) }
-        try time("Div same shape 2M") { try op("Div", [big, big2]) }
-        try time("Pow x^2 2M") { try op("Pow", [big, Tensor(scalar: Float(2))]) }
-        try time("Sqrt 2M") { try op("Sqrt", [big2]) }
-        try time("Erf 2M") { try op("Erf", [big]) }
-        try time("Gelu 2M") { try op("Gelu", [big], opset: 20) }
-        try time("Relu 2M") { try op("Relu", [big]) }
-        try time("Sigmoid 2M") { try op("Sigmoid", [big]) }
-        try time("Tanh 2M") { try op("Tanh", [big]) }
-        try time("Exp 2M") { try op("Exp", [big]) }
-        try time("Cast f32->f16 2M") { try op("Cast", [big], ["to": .int(10)]) }
-        try time("Where 2M") { try op("Where", [Tensor([true, false], shape: [2, 1, 1]).reshaped([2, 1, 1]), big.reshaped([2, 8192, 128]), half]) }
-    }
-}

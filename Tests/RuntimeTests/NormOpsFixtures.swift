@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import GraphIR
 @testable import Runtime
+import TestSupport
 
 /// Single-op cases written by scripts/fixtures/make_normops_fixtures.py (ONNX conformance cases,
 /// the onnx reference evaluator and PyTorch), shared by the Softmax / Reduction / Normalization /
@@ -17,25 +18,20 @@ enum NormOpsFixtures {
         var tolerance: Double?
     }
 
-    static let all: [Case] = {
-        guard let url = Bundle.module.resourceURL?.appendingPathComponent("Fixtures/normops_cases.json"),
-              let data = try? Data(contentsOf: url),
-              let list = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]] else { return [] }
-        return list.compactMap(parseCase)
-    }()
-
-    static func cases(ops: Set<String>) -> [Case] { all.filter { ops.contains($0.op) } }
-
-    static func number(_ v: Any) -> Double {
-        if let s = v as? String { return s == "nan" ? .nan : (s == "inf" ? .infinity : -.infinity) }
-        return (v as? NSNumber)?.doubleValue ?? .nan
+    /// Every case of Fixtures/normops_cases.json, read once. A missing file or a malformed case is an
+    /// error naming it, reported by every test that uses the cases.
+    static let all = Result<[Case], Error> {
+        try FixtureRecord.list(fixtures.data("normops_cases.json"), file: "normops_cases.json").map(parseCase)
     }
 
-    static func tensor(_ o: Any?) -> Tensor? {
-        guard let d = o as? [String: Any], let dtype = d["dtype"] as? String,
-              let shape = d["shape"] as? [Int], let data = d["data"] as? [Any] else { return nil }
-        let v = data.map(number)
-        switch dtype {
+    static func cases(ops: Set<String>) throws -> [Case] { try all.get().filter { ops.contains($0.op) } }
+
+    /// `{dtype: "float32" | "float64" | "float16" | "int64" | "int32" | "int8" | "uint8" | "bool", shape, data}`.
+    static func tensor(_ t: FixtureRecord) throws -> Tensor {
+        let shape: [Int] = try t.required("shape")
+        let v = try t.required("data", as: [Any].self).map(t.number)
+        guard v.count == shape.reduce(1, *) else { throw t.malformed("\(v.count) values for shape \(shape)") }
+        switch try t.required("dtype", as: String.self) {
         case "float32": return Tensor(v.map { Float($0) }, shape: shape)
         case "float64": return Tensor(v, shape: shape)
         case "float16": return Tensor(v.map { Float16(Float($0)) }, shape: shape)
@@ -44,29 +40,20 @@ enum NormOpsFixtures {
         case "int8": return Tensor(v.map { Int8($0) }, shape: shape)
         case "uint8": return Tensor(v.map { UInt8($0) }, shape: shape)
         case "bool": return Tensor(v.map { $0 != 0 }, shape: shape)
-        default: return nil
+        case let other: throw t.malformed("unknown dtype \(other)")
         }
     }
 
-    static func parseCase(_ d: [String: Any]) -> Case? {
-        guard let name = d["name"] as? String, let op = d["op"] as? String, let opset = d["opset"] as? Int,
-              let attrs = d["attributes"] as? [String: [String: Any]], let ins = d["inputs"] as? [Any],
-              let outs = d["outputs"] as? [Any] else { return nil }
-        var attributes: [String: Attribute] = [:]
-        for (k, v) in attrs {
-            if let i = v["int"] as? Int { attributes[k] = .int(i) }
-            else if let f = v["float"] { attributes[k] = .float(Float(number(f))) }
-            else if let s = v["string"] as? String { attributes[k] = .string(s) }
-            else if let a = v["ints"] as? [Int] { attributes[k] = .ints(a) }
-            else if let a = v["floats"] as? [Any] { attributes[k] = .floats(a.map { Float(number($0)) }) }
-        }
-        return Case(name: name, op: op, opset: opset, attributes: attributes, inputs: ins.map { tensor($0) },
-                    outputs: outs.compactMap { tensor($0) }, tolerance: d["tolerance"] as? Double)
+    static func parseCase(_ r: FixtureRecord) throws -> Case {
+        Case(name: try r.required("name"), op: try r.required("op"), opset: try r.required("opset"),
+             attributes: try r.keyedAttributes(), inputs: try r.objectsOrNulls("inputs", tensor),
+             outputs: try r.objects("outputs", tensor), tolerance: try r.optional("tolerance"))
     }
 
     /// Runs every case of the given ops; returns the names of failing cases with a reason.
     static func run(ops: Set<String>, threads: Int = 1, file: StaticString = #filePath, line: UInt = #line) -> Int {
-        let selected = cases(ops: ops)
+        let selected: [Case]
+        do { selected = try cases(ops: ops) } catch { XCTFail("\(error)", file: file, line: line); return 0 }
         XCTAssertFalse(selected.isEmpty, "no fixture cases for \(ops)", file: file, line: line)
         let context = ExecutionContext(threads: threads)
         for c in selected {

@@ -2,50 +2,54 @@ import Foundation
 import XCTest
 import GraphIR
 @testable import Runtime
+import TestSupport
 
 final class ShapeManipulationTests: XCTestCase {
     // MARK: conformance fixture (scripts/fixtures/shape_conformance.py)
 
     /// Runs every case packed from the ONNX backend tests (plus numpy-made extras) node by node.
     func testConformanceFixture() throws {
-        guard let url = Bundle.module.url(forResource: "Fixtures/shape_conformance", withExtension: "json") else {
-            throw XCTSkip("fixture missing")
-        }
-        let cases = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [[String: Any]]
+        let cases = try FixtureRecord.list(fixtures.data("shape_conformance.json"), file: "shape_conformance.json")
         XCTAssertGreaterThan(cases.count, 150)
         var failures: [String] = []
         var ran = 0
         for c in cases {
             ran += 1
-            let name = c["name"] as! String
+            let name = (c.fields["name"] as? String) ?? ""
             do {
                 try runCase(c)
             } catch let e as SegFormerError where e.isUnsupported && name.contains("sparse") {
                 continue
             } catch {
-                failures.append("\(name): \(error)")
+                failures.append("\(c.origin): \(error)")
             }
         }
         XCTAssertEqual(ran, cases.count)
         XCTAssertTrue(failures.isEmpty, "\(failures.count) of \(cases.count) cases failed:\n" + failures.joined(separator: "\n"))
     }
 
-    private func runCase(_ c: [String: Any]) throws {
-        let opset = c["opset"] as! Int
+    /// `{opset, initializers: {name: tensor}, inputs: {name: tensor}, nodes: [{op, inputs, outputs,
+    /// attributes: {name: {kind, value}}}], outputs: {name: tensor}}` with packed tensors.
+    private func runCase(_ c: FixtureRecord) throws {
+        let opset: Int = try c.required("opset")
         var values: [String: Tensor] = [:]
-        for (k, v) in c["initializers"] as! [String: Any] { values[k] = tensor(v) }
-        for (k, v) in c["inputs"] as! [String: Any] { values[k] = tensor(v) }
-        for n in c["nodes"] as! [[String: Any]] {
-            let ins = (n["inputs"] as! [String]).map { $0.isEmpty ? nil : values[$0] }
-            let outs = n["outputs"] as! [String]
+        for key in ["initializers", "inputs"] {
+            let group = try c.record(key)
+            for name in group.fields.keys { values[name] = try group.packedTensor(name) }
+        }
+        for node in try c.objects("nodes", { $0 }) {
+            let ins = try node.required("inputs", as: [String].self).map { $0.isEmpty ? nil : values[$0] }
+            let outs: [String] = try node.required("outputs")
+            let group = try node.record("attributes")
             var attrs: [String: Attribute] = [:]
-            for (k, v) in n["attributes"] as! [String: [String: Any]] { attrs[k] = try attribute(v) }
-            let results = try SingleOp.run(n["op"] as! String, inputs: ins, attributes: attrs,
+            for name in group.fields.keys { attrs[name] = try attribute(group.record(name)) }
+            let results = try SingleOp.run(try node.required("op"), inputs: ins, attributes: attrs,
                                            outputCount: outs.count, opset: opset)
             for (o, r) in zip(outs, results) where !o.isEmpty { values[o] = r }
         }
-        for (k, v) in c["outputs"] as! [String: Any] {
-            let want = tensor(v)
+        let expected = try c.record("outputs")
+        for k in expected.fields.keys {
+            let want = try expected.packedTensor(k)
             guard let got = values[k] else { throw SegFormerError.invalid("no output \(k)") }
             if !got.bitwiseEqual(want) {
                 throw SegFormerError.invalid("output \(k): got \(got) \(preview(got)), want \(want) \(preview(want))")
@@ -58,28 +62,16 @@ final class ShapeManipulationTests: XCTestCase {
         return "\(((try? t.doubles()) ?? []).prefix(8))"
     }
 
-    private func tensor(_ any: Any) -> Tensor {
-        let j = any as! [String: Any]
-        let type = DataType(rawValue: Int32(j["dtype"] as! Int))!
-        let shape = j["shape"] as! [Int]
-        if type == .string { return Tensor(strings: j["strings"] as! [String], shape: shape) }
-        let bytes = Data(base64Encoded: j["data"] as! String)!
-        let t = Tensor(uninitialized: type, shape: shape)
-        precondition(bytes.count == t.byteCount)
-        bytes.withUnsafeBytes { if t.byteCount > 0 { t.storage.pointer.copyMemory(from: $0.baseAddress!, byteCount: t.byteCount) } }
-        return t
-    }
-
-    private func attribute(_ j: [String: Any]) throws -> Attribute {
-        switch j["kind"] as! String {
-        case "int": return .int(j["value"] as! Int)
-        case "float": return .float(Float((j["value"] as! NSNumber).doubleValue))
-        case "ints": return .ints(j["value"] as! [Int])
-        case "floats": return .floats((j["value"] as! [NSNumber]).map { Float($0.doubleValue) })
-        case "string": return .string(j["value"] as! String)
-        case "strings": return .strings(j["value"] as! [String])
-        case "tensor": return .tensor(tensor(j["value"]!))
-        case let k: throw SegFormerError.unsupported("attribute kind \(k)")
+    private func attribute(_ a: FixtureRecord) throws -> Attribute {
+        switch try a.required("kind", as: String.self) {
+        case "int": return .int(try a.required("value"))
+        case "float": return .float(Float(try a.number(try a.required("value", as: Any.self))))
+        case "ints": return .ints(try a.required("value"))
+        case "floats": return .floats(try a.required("value", as: [Any].self).map { Float(try a.number($0)) })
+        case "string": return .string(try a.required("value"))
+        case "strings": return .strings(try a.required("value"))
+        case "tensor": return .tensor(try a.packedTensor("value"))
+        case let k: throw a.malformed("unknown attribute kind \(k)")
         }
     }
 
@@ -239,52 +231,13 @@ final class ShapeManipulationTests: XCTestCase {
     }
 }
 
-/// Timings of the SegFormer-b0 data-movement shapes; runs only with SHAPEOPS_BENCH=1 (use a release build).
-final class ShapeManipulationBenchmarks: XCTestCase {
-    func testBenchmarkSegFormerShapes() throws {
-        guard ProcessInfo.processInfo.environment["SHAPEOPS_BENCH"] == "1" else { throw XCTSkip("set SHAPEOPS_BENCH=1") }
-        let ctx = ExecutionContext(threads: ExecutionContext.coreCount)
-        func time(_ label: String, bytes: Int, _ body: () throws -> Void) rethrows {
-            try body()
-            var best = Double.infinity
-            for _ in 0..<7 {
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                try body()
-                best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
-            }
-            print(String(format: "%@: %.3f ms (%.1f GB/s read+write)", label, best, Double(2 * bytes) / best / 1e6))
-        }
-        for (shape, perm) in [([1, 16384, 32], [0, 2, 1]), ([1, 32, 16384], [0, 2, 1]), ([1, 16384, 1, 32], [0, 2, 1, 3]),
-                              ([1, 1024, 2, 32], [0, 2, 1, 3]), ([1, 256, 5, 32], [0, 2, 1, 3]), ([1, 64, 8, 32], [0, 2, 3, 1]),
-                              ([1, 128, 128, 32], [0, 3, 1, 2]), ([1, 64, 64, 64], [0, 3, 1, 2]), ([1, 16384, 256], [0, 2, 1]),
-                              ([1, 16384, 128], [0, 2, 1]), ([1, 128, 16384], [0, 2, 1]), ([1, 4096, 256], [0, 2, 1]),
-                              ([1, 256, 4096], [0, 2, 1]), ([1, 1024, 640], [0, 2, 1]), ([1, 640, 1024], [0, 2, 1])] {
-            let n = shape.reduce(1, *)
-            let x = Tensor([Float](repeating: 1, count: n), shape: shape)
-            try time("Transpose \(shape) \(perm)", bytes: n * 4) {
-                _ = try SingleOp.run("Transpose", inputs: [x], attributes: ["perm": .ints(perm)], context: ctx)
-            }
-        }
-        let parts = (0..<4).map { _ in Tensor([Float](repeating: 1, count: 256 * 128 * 128), shape: [1, 256, 128, 128]) }
-        try time("Concat 4×[1,256,128,128] axis 1", bytes: 4 * 4 * 256 * 128 * 128) {
-            _ = try SingleOp.run("Concat", inputs: parts, attributes: ["axis": .int(1)], context: ctx)
-        }
-        let big = Tensor([Float](repeating: 1, count: 16384 * 256), shape: [1, 16384, 256])
-        try time("Slice [1,16384,256] last axis 0..<128", bytes: 16384 * 128 * 4) {
-            _ = try SingleOp.run("Slice", inputs: [big, Tensor([Int64(0)], shape: [1]), Tensor([Int64(128)], shape: [1]),
-                                                   Tensor([Int64(2)], shape: [1])], context: ctx)
-        }
-    }
-}
-
 /// Runs the symbolic type rules of this family over the real SegFormer exports in ../shared (when present):
 /// no rule may throw, and with bound input sizes every Transpose/Reshape/Concat output shape must be known.
 final class ShapeManipulationRealGraphTests: XCTestCase {
     func testTypeRulesOnSegFormerExports() throws {
-        let root = "/work/shared/reference"
+        let root = try SharedFixtures.path("reference")
         let models = ["segformer-b0-ade/model.op17.onnx", "segformer-b0-ade/model.op14.onnx",
                       "segformer-b0-ade/model.op18-dynamo.onnx", "mit-b0-classifier/model.op17.onnx"]
-        guard FileManager.default.fileExists(atPath: root) else { throw XCTSkip("no ../shared reference models") }
         let mine = Set(OpRegistry.shapeManipulationOps.map(\.opType))
         for path in models { for symbolic in [false, true] {
             let model = try ONNXImporter.load(contentsOf: "\(root)/\(path)")

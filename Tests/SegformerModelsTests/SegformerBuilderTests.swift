@@ -4,7 +4,7 @@ import GraphIR
 import Runtime
 @testable import SegformerModels
 import Training
-import SegFormerTestSupport
+import TestSupport
 
 /// The natively built SegFormer graph against HuggingFace (fixtures: scripts/fixtures/make_builder_fixtures.py).
 final class SegformerBuilderTests: XCTestCase {
@@ -17,7 +17,7 @@ final class SegformerBuilderTests: XCTestCase {
 
     func testLogitsMatchPyTorchWithHFWeights() throws {
         var model = try SegformerBuilder.build(config: Self.tiny, seed: 1)
-        let params = try ONNXImporter.load(contentsOf: Fixtures.path("builder/params.onnx")).graph.initializers
+        let params = try ONNXImporter.load(contentsOf: commonFixtures.path("builder/params.onnx")).graph.initializers
         let ours = model.graph.initializers.keys.filter(Self.isParameter)
         XCTAssertEqual(Set(ours), Set(params.keys), "parameter names equal HF's")
         for (name, t) in params {
@@ -25,8 +25,8 @@ final class SegformerBuilderTests: XCTestCase {
             XCTAssertEqual(mine.shape, t.shape, name)
             model.graph.setInitializer(name, t)
         }
-        let x = try Fixtures.tensor("builder/input.pb")
-        let expected = try Fixtures.tensor("builder/logits.pb")
+        let x = try commonFixtures.tensor("builder/input.pb")
+        let expected = try commonFixtures.tensor("builder/logits.pb")
         let session = try Session(model: model, options: SessionOptions(threads: 2))
         let logits = try XCTUnwrap(session.run(["pixel_values": x])["logits"])
         XCTAssertEqual(logits.shape, [2, 5, 9, 11])
@@ -122,11 +122,11 @@ final class SegformerWeightLoadingTests: XCTestCase {
     /// All weights of a real op17 export (anonymous transposed MatMul weights included) give PyTorch's logits.
     func testFullExportLoadsAndMatchesPyTorch() throws {
         var model = try SegformerBuilder.build(config: Self.tinyConfig(labels: 5), seed: 3)
-        let export = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-segformer/model.op17.onnx"))
+        let export = try ONNXImporter.load(contentsOf: commonFixtures.path("tiny-segformer/model.op17.onnx"))
         let n = try SegformerBuilder.loadParameters(from: export, into: &model, scopes: ["segformer.", "decode_head."])
         XCTAssertEqual(n, model.graph.initializers.keys.filter(SegformerBuilderTests.isParameter).count)
-        let x = try Fixtures.tensor("tiny-segformer/test_data_set_0/input_0.pb")
-        let expected = try Fixtures.tensor("tiny-segformer/test_data_set_0/output_0.pb")
+        let x = try commonFixtures.tensor("tiny-segformer/test_data_set_0/input_0.pb")
+        let expected = try commonFixtures.tensor("tiny-segformer/test_data_set_0/output_0.pb")
         let logits = try Session(model: model).run(["pixel_values": x])["logits"]!
         XCTAssertLessThanOrEqual(maxAbsDifference(logits, expected), 1e-5)
     }
@@ -134,7 +134,7 @@ final class SegformerWeightLoadingTests: XCTestCase {
     /// The built graph trains: loaded with the tiny export's weights, its HF loss and the gradient of
     /// every parameter equal PyTorch's (criteria of TrainingAgainstPyTorchTests).
     func testBuiltGraphGivesPyTorchLossAndGradients() throws {
-        let folder = Fixtures.path("tiny-segformer")
+        let folder = try commonFixtures.path("tiny-segformer")
         var model = try SegformerBuilder.build(config: Self.tinyConfig(labels: 5), seed: 3)
         let export = try ONNXImporter.load(contentsOf: folder + "/model.op17.onnx")
         try SegformerBuilder.loadParameters(from: export, into: &model, scopes: ["segformer.", "decode_head."])
@@ -164,7 +164,7 @@ final class SegformerWeightLoadingTests: XCTestCase {
     func testEncoderFromClassifierExport() throws {
         var model = try SegformerBuilder.build(config: Self.tinyConfig(labels: 3), seed: 3)
         let head = model.graph.initializers["decode_head.classifier.weight"]!
-        let export = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-classifier/model.onnx"))
+        let export = try ONNXImporter.load(contentsOf: commonFixtures.path("tiny-classifier/model.onnx"))
         let n = try SegformerBuilder.loadEncoder(from: export, into: &model)
         let encoder = model.graph.initializers.keys.filter { $0.hasPrefix("segformer.") }
         XCTAssertEqual(n, encoder.count)
@@ -178,7 +178,7 @@ final class SegformerWeightLoadingTests: XCTestCase {
     }
 
     func testEncoderOfAnotherVariantIsRejected() throws {
-        let export = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-classifier/model.onnx"))
+        let export = try ONNXImporter.load(contentsOf: commonFixtures.path("tiny-classifier/model.onnx"))
         var b0 = try SegformerBuilder.build(config: SegformerConfig.variant("b0", numLabels: 3))
         XCTAssertThrowsError(try SegformerBuilder.loadEncoder(from: export, into: &b0)) { e in
             XCTAssertTrue("\(e)".contains("do not fit"), "\(e)")
@@ -221,8 +221,7 @@ final class SegformerBuilderSharedTests: XCTestCase {
     /// Weights of every export kind (TorchScript op17/op14, dynamo op18) load into the built b0, which
     /// then gives PyTorch's logits on 1×3×512×512 (README tolerance 1e-4).
     func testB0LoadsEveryExportKindAndMatchesPyTorch() throws {
-        guard let shared = Fixtures.shared else { throw XCTSkip("../shared not present") }
-        let dir = shared + "/reference/segformer-b0-ade/"
+        let dir = try SharedFixtures.path("reference/segformer-b0-ade") + "/"
         var loaded: [Model] = []
         for file in ["model.op17.onnx", "model.op14.onnx", "model.op18-dynamo.onnx"] {
             let export = try ONNXImporter.load(contentsOf: dir + file)
@@ -246,46 +245,11 @@ final class SegformerBuilderSharedTests: XCTestCase {
     }
 
     func testMitB0EncoderLoads() throws {
-        guard let shared = Fixtures.shared else { throw XCTSkip("../shared not present") }
-        let export = try ONNXImporter.load(contentsOf: shared + "/reference/mit-b0-classifier/model.op17.onnx")
+        let export = try ONNXImporter.load(contentsOf: try SharedFixtures.path("reference/mit-b0-classifier/model.op17.onnx"))
         var model = try SegformerBuilder.build(config: SegformerConfig.variant("b0", numLabels: 150))
         let n = try SegformerBuilder.loadEncoder(from: export, into: &model)
         XCTAssertEqual(n, model.graph.initializers.keys.filter { $0.hasPrefix("segformer.") }.count)
         var b1 = try SegformerBuilder.build(config: SegformerConfig.variant("b1", numLabels: 150))
         XCTAssertThrowsError(try SegformerBuilder.loadEncoder(from: export, into: &b1))
-    }
-}
-
-/// Built b0 vs the imported op17 export, forward and training step at 512×512. Skipped unless
-/// SEGFORMER_BUILDER_BENCH=1; meant for release builds:
-///   SEGFORMER_BUILDER_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter SegformerBuilderBenchmarks
-final class SegformerBuilderBenchmarks: XCTestCase {
-    func testB0BuiltVersusExport() throws {
-        guard ProcessInfo.processInfo.environment["SEGFORMER_BUILDER_BENCH"] == "1" else { throw XCTSkip("set SEGFORMER_BUILDER_BENCH=1") }
-        guard let shared = Fixtures.shared else { throw XCTSkip("../shared not present") }
-        let export = try ONNXImporter.load(contentsOf: shared + "/reference/segformer-b0-ade/model.op17.onnx")
-        var built = try SegformerBuilder.build(config: SegformerConfig.variant("b0", numLabels: 150))
-        try SegformerBuilder.loadParameters(from: export, into: &built, scopes: ["segformer.", "decode_head."])
-        func ms(_ body: () throws -> Void) rethrows -> Double {
-            try body()
-            var best = Double.infinity
-            for _ in 0..<3 {
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                try body()
-                best = min(best, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
-            }
-            return best
-        }
-        let x1 = try Benchmark.randomTensor(.float, shape: [1, 3, 512, 512])
-        for (label, model) in [("export", export), ("built", built)] {
-            let s = try Session(model: model, options: SessionOptions(threads: 2))
-            print("\(label) forward 1×3×512×512: \(try ms { _ = try s.run(["pixel_values": x1]) }) ms")
-        }
-        // Training step at batch 1 (measured here: built ≈ export, both ~0.55 s; forward ~135 ms).
-        let labels = Tensor([Int64](repeating: 3, count: 512 * 512), shape: [1, 512, 512])
-        for (label, model) in [("export", export), ("built", built)] {
-            let t = try TrainingSession(model: model, options: TrainingOptions(threads: 2))
-            print("\(label) loss+gradients batch 1: \(try ms { _ = try t.lossAndGradients(pixelValues: x1, labels: labels) }) ms")
-        }
     }
 }

@@ -1,17 +1,17 @@
 import XCTest
 import GraphIR
 import Runtime
-import SegFormerTestSupport
+import TestSupport
 
 /// The real HuggingFace SegFormer architecture (tiny config) exported by PyTorch at opsets 12, 14
 /// and 17, batch 2 with dynamic height/width: logits must equal PyTorch's
 /// (fixtures: scripts/fixtures/make_tiny_segformer.py).
 final class TinySegformerForwardTests: XCTestCase {
     func testLogitsMatchPyTorchAtEveryOpset() throws {
-        let x = try Fixtures.tensor("tiny-segformer/test_data_set_0/input_0.pb")
-        let expected = try Fixtures.tensor("tiny-segformer/test_data_set_0/output_0.pb")
+        let x = try commonFixtures.tensor("tiny-segformer/test_data_set_0/input_0.pb")
+        let expected = try commonFixtures.tensor("tiny-segformer/test_data_set_0/output_0.pb")
         for file in ["model.op17.onnx", "model.op14.onnx", "model.op12.onnx"] {
-            let model = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-segformer/" + file))
+            let model = try ONNXImporter.load(contentsOf: commonFixtures.path("tiny-segformer/" + file))
             let session = try Session(model: model, options: SessionOptions(threads: 2))
             let logits = try session.run(["pixel_values": x])["logits"]!
             XCTAssertEqual(logits.shape, [2, 5, 8, 8], file)
@@ -23,7 +23,7 @@ final class TinySegformerForwardTests: XCTestCase {
     }
 
     func testOtherInputSizesBindSymbolicDimensions() throws {
-        let model = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-segformer/model.op17.onnx"))
+        let model = try ONNXImporter.load(contentsOf: commonFixtures.path("tiny-segformer/model.op17.onnx"))
         let session = try Session(model: model)
         let x = try Benchmark.randomTensor(.float, shape: [1, 3, 64, 48])
         let logits = try session.run(["pixel_values": x])["logits"]!
@@ -31,7 +31,7 @@ final class TinySegformerForwardTests: XCTestCase {
     }
 
     func testWrongInputShapeNamesTheInput() throws {
-        let model = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-segformer/model.op17.onnx"))
+        let model = try ONNXImporter.load(contentsOf: commonFixtures.path("tiny-segformer/model.op17.onnx"))
         let session = try Session(model: model)
         let x = try Benchmark.randomTensor(.float, shape: [1, 4, 32, 32])
         XCTAssertThrowsError(try session.run(["pixel_values": x])) { e in
@@ -43,7 +43,7 @@ final class TinySegformerForwardTests: XCTestCase {
     /// Symbolic shapes flow through the whole graph, Reshapes to computed shapes included.
     func testTypeInferenceKeepsSymbolicDimensions() throws {
         for file in ["model.op17.onnx", "model.op14.onnx", "model.op12.onnx"] {
-            let model = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-segformer/" + file))
+            let model = try ONNXImporter.load(contentsOf: commonFixtures.path("tiny-segformer/" + file))
             let result = try TypeInference.infer(model.graph, opset: model.opset)
             XCTAssertTrue(result.unknown.isEmpty, "\(file): \(result.unknown)")
             let logits = try XCTUnwrap(result.types["logits"]?.shape, file)
@@ -55,10 +55,10 @@ final class TinySegformerForwardTests: XCTestCase {
     }
 
     func testClassifierMatchesPyTorch() throws {
-        let model = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-classifier/model.onnx"))
+        let model = try ONNXImporter.load(contentsOf: commonFixtures.path("tiny-classifier/model.onnx"))
         let session = try Session(model: model)
-        let x = try Fixtures.tensor("tiny-classifier/test_data_set_0/input_0.pb")
-        let expected = try Fixtures.tensor("tiny-classifier/test_data_set_0/output_0.pb")
+        let x = try commonFixtures.tensor("tiny-classifier/test_data_set_0/input_0.pb")
+        let expected = try commonFixtures.tensor("tiny-classifier/test_data_set_0/output_0.pb")
         let logits = try session.run(["pixel_values": x])["logits"]!
         XCTAssertLessThanOrEqual(maxAbsDifference(logits, expected), 1e-5)
     }

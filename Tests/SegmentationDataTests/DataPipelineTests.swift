@@ -4,7 +4,7 @@ import GraphIR
 import Runtime
 @testable import SegmentationData
 import Training
-import SegFormerTestSupport
+import TestSupport
 
 /// Tiny datasets written into a temporary folder by the tests themselves.
 private final class TempData {
@@ -434,9 +434,7 @@ final class DataPipelineTests: XCTestCase {
     // MARK: ../shared
 
     func testSharedADE20KSamples() throws {
-        guard let shared = Fixtures.shared else { throw XCTSkip("../shared not present") }
-        let root = shared + "/data/ade20k-samples"
-        guard FileManager.default.fileExists(atPath: root) else { throw XCTSkip("no ade20k-samples") }
+        let root = try SharedFixtures.path("data/ade20k-samples")
         let ds = try SegmentationDataset(adeRoot: root, split: .validation)
         XCTAssertEqual(ds.samples.map(\.stem), ["ADE_val_00000001", "ADE_val_00000002", "ADE_val_00000003"])
         XCTAssertEqual(ds.id2label.count, 150)

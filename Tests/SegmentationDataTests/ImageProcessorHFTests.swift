@@ -1,7 +1,7 @@
 import XCTest
 import GraphIR
 @testable import SegmentationData
-import SegFormerTestSupport
+import TestSupport
 
 /// SegformerImageProcessor against HuggingFace's own outputs on the test images (fixtures made with
 /// `transformers` by scripts/fixtures/make_hf_processor_fixtures.py). Criterion of the reference set:
@@ -14,10 +14,10 @@ final class ImageProcessorHFTests: XCTestCase {
             var processor = SegformerImageProcessor(height: size, width: size)
             processor.doReduceLabels = reduce
             let (pixels, labels) = try processor.preprocess(
-                images: [try Image(contentsOf: Fixtures.path("images/" + image))],
-                segmentationMaps: [try Image(labelsAt: Fixtures.path(stem + "_mask.png"))])
-            let expectedPixels = try Fixtures.tensor(stem + "_pixel_values.pb")
-            let expectedLabels = try Fixtures.tensor(stem + "_labels.pb")
+                images: [try Image(contentsOf: commonFixtures.path("images/" + image))],
+                segmentationMaps: [try Image(labelsAt: commonFixtures.path(stem + "_mask.png"))])
+            let expectedPixels = try commonFixtures.tensor(stem + "_pixel_values.pb")
+            let expectedLabels = try commonFixtures.tensor(stem + "_labels.pb")
             XCTAssertEqual(pixels.shape, expectedPixels.shape, stem)
             XCTAssertLessThanOrEqual(maxAbsDifference(pixels, expectedPixels), 0.018, stem)
             XCTAssertEqual(labels?.toArray(Int64.self), expectedLabels.toArray(Int64.self), stem)

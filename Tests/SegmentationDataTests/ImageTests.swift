@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 import GraphIR
 @testable import SegmentationData
-import SegFormerTestSupport
+import TestSupport
 
 /// Fixtures come from scripts/fixtures/make_image_fixtures.py (PIL + numpy); see its docstring.
 final class ImageTests: XCTestCase {
@@ -21,10 +21,8 @@ final class ImageTests: XCTestCase {
         let corrupt: [String]
     }
 
-    static let dir = URL(fileURLWithPath: Fixtures.path("images"))
-
-    func fixture(_ name: String) -> String { Self.dir.appendingPathComponent(name).path }
-    func bytes(_ name: String) throws -> Data { try Data(contentsOf: Self.dir.appendingPathComponent(name)) }
+    func fixture(_ name: String) throws -> String { try commonFixtures.path("images/" + name) }
+    func bytes(_ name: String) throws -> Data { try commonFixtures.data("images/" + name) }
     func manifest() throws -> Manifest { try JSONDecoder().decode(Manifest.self, from: bytes("manifest.json")) }
 
     func raw<T>(_ name: String, as: T.Type) throws -> [T] {
@@ -60,25 +58,28 @@ final class ImageTests: XCTestCase {
     }
 
     func testCorruptFilesThrowNamingTheFile() throws {
+        // Paths are resolved before the expected failures, so a missing fixture fails the test.
         for name in try manifest().corrupt {
-            XCTAssertThrowsError(try Image(contentsOf: fixture(name)), name) { error in
+            let path = try fixture(name), data = try bytes(name)
+            XCTAssertThrowsError(try Image(contentsOf: path), name) { error in
                 let text = "\(error)"
                 XCTAssertTrue(text.hasPrefix("corrupt or unsupported image: "), text)
                 XCTAssertTrue(text.contains(name), text)
             }
-            XCTAssertThrowsError(try Image.decode(bytes: bytes(name), mode: .native), name)
+            XCTAssertThrowsError(try Image.decode(bytes: data, mode: .native), name)
         }
         // Messages carry the library's reason.
-        XCTAssertThrowsError(try Image(contentsOf: fixture("huge_header.png"))) { e in
+        let hugePNG = try fixture("huge_header.png"), hugeJPEG = try fixture("huge_header.jpg"), truncated = try fixture("truncated.jpg")
+        XCTAssertThrowsError(try Image(contentsOf: hugePNG)) { e in
             XCTAssertTrue("\(e)".contains("exceeds the limit"), "\(e)")
         }
-        XCTAssertThrowsError(try Image(contentsOf: fixture("huge_header.jpg"))) { e in
+        XCTAssertThrowsError(try Image(contentsOf: hugeJPEG)) { e in
             XCTAssertTrue("\(e)".contains("exceeds the limit"), "\(e)")
         }
-        XCTAssertThrowsError(try Image(contentsOf: fixture("truncated.jpg"))) { e in
+        XCTAssertThrowsError(try Image(contentsOf: truncated)) { e in
             XCTAssertTrue("\(e)".contains("Premature end"), "\(e)")
         }
-        XCTAssertThrowsError(try Image(contentsOf: fixture("does-not-exist.png"))) { e in
+        XCTAssertThrowsError(try Image(contentsOf: commonFixtures.root.appendingPathComponent("images/does-not-exist.png").path)) { e in
             XCTAssertEqual((e as? SegFormerError).map { if case .io = $0 { return true } else { return false } }, true)
         }
     }
@@ -114,7 +115,8 @@ final class ImageTests: XCTestCase {
         XCTAssertEqual(labels.channels, 1)
         let pal = try Image(labelsAt: fixture("palette.png"))
         XCTAssertTrue(pal.pixels.allSatisfy { $0 < 12 })  // palette indices, not colours
-        XCTAssertThrowsError(try Image(labelsAt: fixture("rgb.png")))
+        let rgb = try fixture("rgb.png")
+        XCTAssertThrowsError(try Image(labelsAt: rgb))
     }
 
     // MARK: resizing
@@ -273,14 +275,11 @@ final class ImageTests: XCTestCase {
         XCTAssertThrowsError(try Classification.id2label(configJSON: Data(#"{"id2label": {"x": "wall"}}"#.utf8)))
     }
 
-    // MARK: the shared HF reference (skipped when /work/shared is absent)
+    // MARK: the shared HF reference (skipped when ../shared is absent)
 
     func testSharedHFProcessorReference() throws {
-        let root = "/work/shared/reference/image-processor"
-        let data = "/work/shared/data/ade20k-samples"
-        guard FileManager.default.fileExists(atPath: root), FileManager.default.fileExists(atPath: data) else {
-            throw XCTSkip("shared reference not present")
-        }
+        let root = try SharedFixtures.path("reference/image-processor")
+        let data = try SharedFixtures.path("data/ade20k-samples")
         let names = try FileManager.default.contentsOfDirectory(atPath: root).sorted()
         XCTAssertFalse(names.isEmpty)
         let seg = SegformerImageProcessor(doReduceLabels: true)

@@ -1,7 +1,7 @@
 import Foundation
 import XCTest
 @testable import Training
-import SegFormerTestSupport
+import TestSupport
 
 final class MeanIoUTests: XCTestCase {
     /// The worked example in the documentation of `evaluate`'s mean_iou, with its published result.
@@ -21,27 +21,28 @@ final class MeanIoUTests: XCTestCase {
 
     /// Every case of ../shared/reference/metrics/cases.json to 1e-9 (when ../shared is present).
     func testSharedCases() throws {
-        guard let shared = Fixtures.shared else { throw XCTSkip("../shared not present") }
-        let data = try Data(contentsOf: URL(fileURLWithPath: shared + "/reference/metrics/cases.json"))
-        let cases = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [[String: Any]])
+        let data = try Data(contentsOf: URL(fileURLWithPath: try SharedFixtures.path("reference/metrics/cases.json")))
+        let cases = try FixtureRecord.list(data, file: "reference/metrics/cases.json")
         XCTAssertFalse(cases.isEmpty)
         for c in cases {
-            let name = c["name"] as! String
-            var acc = MeanIoUAccumulator(numLabels: c["num_labels"] as! Int, ignoreIndex: c["ignore_index"] as! Int,
-                                         reduceLabels: c["reduce_labels"] as! Bool)
-            let preds = c["predictions"] as! [[[Int]]], refs = c["references"] as! [[[Int]]]
+            let name: String = try c.required("name")
+            var acc = MeanIoUAccumulator(numLabels: try c.required("num_labels"), ignoreIndex: try c.required("ignore_index"),
+                                         reduceLabels: try c.required("reduce_labels"))
+            let preds: [[[Int]]] = try c.required("predictions"), refs: [[[Int]]] = try c.required("references")
+            XCTAssertEqual(preds.count, refs.count, name)
             for (p, r) in zip(preds, refs) { try acc.add(prediction: p.flatMap { $0 }, reference: r.flatMap { $0 }) }
             let got = acc.result
-            let e = c["expected"] as! [String: Any]
-            XCTAssertEqual(got.meanIoU, e["mean_iou"] as! Double, accuracy: 1e-9, name)
-            XCTAssertEqual(got.meanAccuracy, e["mean_accuracy"] as! Double, accuracy: 1e-9, name)
-            XCTAssertEqual(got.overallAccuracy, e["overall_accuracy"] as! Double, accuracy: 1e-9, name)
+            let e = try c.record("expected")
+            XCTAssertEqual(got.meanIoU, try e.required("mean_iou", as: Double.self), accuracy: 1e-9, name)
+            XCTAssertEqual(got.meanAccuracy, try e.required("mean_accuracy", as: Double.self), accuracy: 1e-9, name)
+            XCTAssertEqual(got.overallAccuracy, try e.required("overall_accuracy", as: Double.self), accuracy: 1e-9, name)
             for (key, values) in [("per_category_iou", got.perCategoryIoU), ("per_category_accuracy", got.perCategoryAccuracy)] {
-                let expected = e[key] as! [Any]
+                let expected = try e.required(key, as: [Any].self)
                 XCTAssertEqual(expected.count, values.count, name)
-                for (i, v) in expected.enumerated() {
-                    if let d = v as? Double { XCTAssertEqual(values[i], d, accuracy: 1e-9, "\(name) \(key)[\(i)]") }
-                    else { XCTAssertTrue(values[i].isNaN, "\(name) \(key)[\(i)] should be NaN") }
+                for (i, v) in expected.enumerated() where i < values.count {
+                    if v is NSNull || (v as? String) == "nan" { XCTAssertTrue(values[i].isNaN, "\(name) \(key)[\(i)] should be NaN") }
+                    else if let d = v as? Double { XCTAssertEqual(values[i], d, accuracy: 1e-9, "\(name) \(key)[\(i)]") }
+                    else { throw e.malformed("\(key)[\(i)] is \(v), not a number, null or \"nan\"") }
                 }
             }
         }

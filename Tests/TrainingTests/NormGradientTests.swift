@@ -3,7 +3,7 @@ import XCTest
 import GraphIR
 @testable import Runtime
 @testable import Training
-import SegFormerTestSupport
+import TestSupport
 
 /// Gradient rules of the normalisation / softmax / reduction / resize / loss family: finite
 /// differences for every rule, PyTorch fixtures (scripts/fixtures/make_normgrad_fixtures.py) for the
@@ -239,21 +239,27 @@ final class NormGradientTests: XCTestCase {
 
     // MARK: PyTorch fixtures
 
+    /// One case of Fixtures/normgrad/normgrad_cases.json: named tensors `{dtype: "int64" | "float32", shape, data}`.
     struct Fixture {
-        var dict: [String: Any]
-        func tensor(_ key: String) -> Tensor {
-            let d = dict[key] as! [String: Any]
-            let shape = d["shape"] as! [Int]
-            let data = (d["data"] as! [Any]).map { ($0 as! NSNumber).doubleValue }
-            if (d["dtype"] as! String) == "int64" { return Tensor(data.map { Int64($0) }, shape: shape) }
-            return Tensor(data.map { Float($0) }, shape: shape)
+        var record: FixtureRecord
+        func tensor(_ key: String) throws -> Tensor {
+            let t = try record.record(key)
+            let shape: [Int] = try t.required("shape"), data: [NSNumber] = try t.required("data")
+            guard data.count == shape.reduce(1, *) else { throw t.malformed("\(data.count) values for shape \(shape)") }
+            switch try t.required("dtype", as: String.self) {
+            case "int64": return Tensor(data.map { $0.int64Value }, shape: shape)
+            case "float32": return Tensor(data.map { $0.floatValue }, shape: shape)
+            case let other: throw t.malformed("unknown dtype \(other)")
+            }
         }
     }
 
-    func fixtures() throws -> [String: Fixture] {
-        let url = URL(fileURLWithPath: Fixtures.path("normgrad/normgrad_cases.json"))
-        let list = try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as! [[String: Any]]
-        return Dictionary(uniqueKeysWithValues: list.map { ($0["name"] as! String, Fixture(dict: $0)) })
+    func cases() throws -> [String: Fixture] {
+        var byName: [String: Fixture] = [:]
+        for r in try FixtureRecord.list(commonFixtures.data("normgrad/normgrad_cases.json"), file: "normgrad_cases.json") {
+            guard byName.updateValue(Fixture(record: r), forKey: try r.required("name")) == nil else { throw r.malformed("duplicate name") }
+        }
+        return byName
     }
 
     func assertClose(_ a: Tensor, _ b: Tensor, rtol: Double, atol: Double, _ what: String,
@@ -267,8 +273,8 @@ final class NormGradientTests: XCTestCase {
 
     /// The HuggingFace loss graph and its gradient w.r.t. the logits, against PyTorch.
     func testHuggingFaceLossMatchesPyTorch() throws {
-        for (name, f) in try fixtures() where name.hasPrefix("hf_loss") {
-            let logits = f.tensor("logits")
+        for (name, f) in try cases() where name.hasPrefix("hf_loss") {
+            let logits = try f.tensor("logits")
             var g = Graph(name: "loss-test")
             g.inputs = [ValueInfo(name: "logits_in", type: TensorType(.float, known: logits.shape))]
             g.nodes = [Node(name: "id", opType: "Identity", inputs: ["logits_in"], outputs: ["logits"])]
@@ -302,7 +308,7 @@ final class NormGradientTests: XCTestCase {
     }
 
     func testLayerNormGradMatchesPyTorch() throws {
-        for (name, f) in try fixtures() where name.hasPrefix("layernorm") {
+        for (name, f) in try cases() where name.hasPrefix("layernorm") {
             let out = try SingleOp.run("LayerNormGrad", domain: trainingDomain,
                                        inputs: [f.tensor("dy"), f.tensor("x"), f.tensor("scale")],
                                        attributes: ["axis": .int(-1), "epsilon": .float(1e-5)], outputCount: 3, opset: 17)
@@ -316,8 +322,7 @@ final class NormGradientTests: XCTestCase {
 
     /// HF loss of the b0 training batch: must equal PyTorch's 5.014101 within 1e-5 relative.
     func testSegFormerTrainingBatchLoss() throws {
-        let dir = "/work/shared/reference/segformer-b0-train"
-        guard FileManager.default.fileExists(atPath: dir + "/model.op17.onnx") else { throw XCTSkip("no reference folder") }
+        let dir = try SharedFixtures.path("reference/segformer-b0-train")
         let model = try ONNXImporter.load(contentsOf: dir + "/model.op17.onnx")
         let opset = model.opsetImports[""] ?? 17
         let (g, loss) = try SegmentationLoss.appendHuggingFaceLoss(to: model.graph, logits: "logits", labels: "labels", opset: opset)

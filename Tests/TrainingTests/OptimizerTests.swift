@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 import GraphIR
 @testable import Training
-import SegFormerTestSupport
+import TestSupport
 
 /// Optimizer trajectories and schedules against torch.optim and transformers.get_scheduler
 /// (fixtures made by scripts/fixtures/make_optimizer_fixtures.py).
@@ -29,21 +29,30 @@ final class OptimizerTests: XCTestCase {
     }
 
     func load() throws -> Fixture {
-        let url = URL(fileURLWithPath: Fixtures.path("optimizers.json"))
-        return try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: url))
+        try JSONDecoder().decode(Fixture.self, from: commonFixtures.data("optimizers.json"))
     }
 
     func testOptimizersMatchTorch() throws {
         for c in try load().optimizers {
             let p = Tensor(c.initial, shape: c.shape)
-            let opt: Optimizer = c.kind == "adamw"
-                ? AdamW(beta1: c.betas![0], beta2: c.betas![1], epsilon: c.eps!, weightDecay: c.weight_decay!)
-                : SGD(momentum: c.momentum ?? 0, weightDecay: c.weight_decay ?? 0, nesterov: c.nesterov ?? false)
+            let opt: Optimizer
+            switch c.kind {
+            case "adamw":
+                guard let betas = c.betas, betas.count == 2, let eps = c.eps, let weightDecay = c.weight_decay else {
+                    XCTFail("adamw case lr \(c.lr): betas, eps or weight_decay missing"); continue
+                }
+                opt = AdamW(beta1: betas[0], beta2: betas[1], epsilon: eps, weightDecay: weightDecay)
+            case "sgd":   // absent options are torch.optim.SGD's defaults
+                opt = SGD(momentum: c.momentum ?? 0, weightDecay: c.weight_decay ?? 0, nesterov: c.nesterov ?? false)
+            default:
+                XCTFail("unknown optimizer kind \(c.kind)"); continue
+            }
+            XCTAssertEqual(c.final.count, c.initial.count, "\(c.kind) lr \(c.lr): final values")
             for g in c.grads {
                 try opt.update(parameters: ["w": p], gradients: ["w": Tensor(g, shape: c.shape)], learningRate: c.lr)
             }
             let got = p.toArray(Float.self)
-            for i in got.indices {
+            for i in got.indices where i < c.final.count {
                 XCTAssertEqual(got[i], c.final[i], accuracy: 1e-6 + 1e-5 * abs(c.final[i]), "\(c.kind) lr \(c.lr) element \(i)")
             }
         }
@@ -55,7 +64,8 @@ final class OptimizerTests: XCTestCase {
             switch s.name {
             case "linear": schedule = .linear(warmup: s.warmup, total: s.total)
             case "constant_with_warmup": schedule = .constantWithWarmup(warmup: s.warmup)
-            default: schedule = .polynomial(warmup: s.warmup, total: s.total, power: s.power, endRate: s.lr_end)
+            case "polynomial": schedule = .polynomial(warmup: s.warmup, total: s.total, power: s.power, endRate: s.lr_end)
+            default: XCTFail("unknown schedule \(s.name)"); continue
             }
             for (step, expected) in s.rates.enumerated() {
                 XCTAssertEqual(schedule.rate(at: step, base: s.base), expected, accuracy: 1e-12, "\(s.name) step \(step)")

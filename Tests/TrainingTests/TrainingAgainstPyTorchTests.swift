@@ -2,7 +2,7 @@ import XCTest
 import GraphIR
 import Runtime
 @testable import Training
-import SegFormerTestSupport
+import TestSupport
 
 /// The whole training path against PyTorch: HF loss, the gradient of every initializer and the
 /// parameters after 3 AdamW steps. Own fixture (tiny SegFormer, scripts/fixtures/make_tiny_segformer.py)
@@ -70,27 +70,26 @@ final class TrainingAgainstPyTorchTests: XCTestCase {
     }
 
     func testTinySegformerOpset17() throws {
-        try check(folder: Fixtures.path("tiny-segformer"))
+        try check(folder: commonFixtures.path("tiny-segformer"))
     }
 
     func testTinySegformerDecomposedLayerNormOpset14() throws {
-        try check(folder: Fixtures.path("tiny-segformer"), model: "model.op14.onnx")
+        try check(folder: commonFixtures.path("tiny-segformer"), model: "model.op14.onnx")
     }
 
     func testTinySegformerEagerAttentionOpset12() throws {
-        try check(folder: Fixtures.path("tiny-segformer"), model: "model.op12.onnx")
+        try check(folder: commonFixtures.path("tiny-segformer"), model: "model.op12.onnx")
     }
 
     func testSharedSegformerB0() throws {
-        guard let shared = Fixtures.shared else { throw XCTSkip("../shared not present") }
-        try check(folder: shared + "/reference/segformer-b0-train")
+        try check(folder: try SharedFixtures.path("reference/segformer-b0-train"))
     }
 
     /// Buffers are recycled between runs: a kernel that reads an output it did not fully write shows
     /// up as a second run differing from the first.
     func testRepeatedRunsGiveIdenticalGradients() throws {
-        var folders = [Fixtures.path("tiny-segformer")]
-        if let shared = Fixtures.shared { folders.append(shared + "/reference/segformer-b0-train") }
+        var folders = [try commonFixtures.path("tiny-segformer")]
+        if let shared = SharedFixtures.pathIfPresent("reference/segformer-b0-train") { folders.append(shared) }
         for folder in folders {
             let model = try ONNXImporter.load(contentsOf: folder + "/model.op17.onnx")
             let x = try ONNXImporter.readTensorFile(folder + "/batch/pixel_values.pb").tensor
@@ -112,9 +111,9 @@ final class TrainingAgainstPyTorchTests: XCTestCase {
     /// are random per pixel, which nothing can learn; here the top half is class 1, the bottom
     /// half class 3, with the fixture's ignored pixels kept.)
     func testLossDropsWhenTraining() throws {
-        let model = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-segformer/model.op17.onnx"))
-        let x = try Fixtures.tensor("tiny-segformer/batch/pixel_values.pb")
-        let labels = try Fixtures.tensor("tiny-segformer/batch/labels.pb").copy()
+        let model = try ONNXImporter.load(contentsOf: commonFixtures.path("tiny-segformer/model.op17.onnx"))
+        let x = try commonFixtures.tensor("tiny-segformer/batch/pixel_values.pb")
+        let labels = try commonFixtures.tensor("tiny-segformer/batch/labels.pb").copy()
         let lp = labels.pointer(Int64.self)
         for i in 0..<labels.count where lp[i] != 255 { lp[i] = (i % 1024) < 512 ? 1 : 3 }
         let training = try TrainingSession(model: model)

@@ -1,0 +1,103 @@
+import CBLAS
+import GraphIR
+import Runtime
+
+/// Every SegFormer-b0 Conv and MatMul shape forward (batch 1, 512×512) with its GFLOP/s, and raw
+/// OpenBLAS sgemm on the 1×1 convs' shapes as the ceiling under the same conditions; 2 threads.
+func convMatMulForward() throws {
+    let timer = Timer(.wall, threads: 2, repeats: 5, nameWidth: 40)
+    func gflops(_ flop: Double) -> (Double) -> String { { ms in String(format: "%.1f GFLOP/s", flop / ms / 1e6) } }
+    // (label, input shape, weight shape, group, stride, pad)
+    let convs: [(String, [Int], [Int], Int, Int, Int)] = [
+        ("patch1 7x7 s4 3→32", [1, 3, 512, 512], [32, 3, 7, 7], 1, 4, 3),
+        ("sr1 k8 s8 32→32", [1, 32, 128, 128], [32, 32, 8, 8], 1, 8, 0),
+        ("dw1 3x3 128ch @128²", [1, 128, 128, 128], [128, 1, 3, 3], 128, 1, 1),
+        ("patch2 3x3 s2 32→64", [1, 32, 128, 128], [64, 32, 3, 3], 1, 2, 1),
+        ("sr2 k4 s4 64→64", [1, 64, 64, 64], [64, 64, 4, 4], 1, 4, 0),
+        ("dw2 3x3 256ch @64²", [1, 256, 64, 64], [256, 1, 3, 3], 256, 1, 1),
+        ("patch3 3x3 s2 64→160", [1, 64, 64, 64], [160, 64, 3, 3], 1, 2, 1),
+        ("sr3 k2 s2 160→160", [1, 160, 32, 32], [160, 160, 2, 2], 1, 2, 0),
+        ("dw3 3x3 640ch @32²", [1, 640, 32, 32], [640, 1, 3, 3], 640, 1, 1),
+        ("patch4 3x3 s2 160→256", [1, 160, 32, 32], [256, 160, 3, 3], 1, 2, 1),
+        ("dw4 3x3 1024ch @16²", [1, 1024, 16, 16], [1024, 1, 3, 3], 1024, 1, 1),
+        ("fuse 1x1 1024→256 @128²", [1, 1024, 128, 128], [256, 1024, 1, 1], 1, 1, 0),
+        ("classifier 1x1 256→150 @128²", [1, 256, 128, 128], [150, 256, 1, 1], 1, 1, 0),
+    ]
+    for (label, xs, ws, group, s, p) in convs {
+        let x = try random(xs, seed: 1), w = try random(ws, seed: 2), b = try random([ws[0]], seed: 3)
+        let attributes: [String: Attribute] = ["group": .int(group), "strides": .ints([s, s]), "pads": .ints([p, p, p, p])]
+        let y = try timer.op("Conv", [x, w, b], attributes)[0]
+        let flop = 2.0 * Double(y.count) * Double(ws[1] * ws[2] * ws[3])
+        try timer.time(label, detail: gflops(flop)) { _ = try timer.op("Conv", [x, w, b], attributes) }
+    }
+    for (m, n, k) in [(256, 16384, 1024), (150, 16384, 256), (2048, 2048, 2048)] {
+        let a = try random([m, k], seed: 1), b = try random([k, n], seed: 2)
+        let c = Tensor(uninitialized: .float, shape: [m, n])
+        openblas_set_num_threads(Int32(timer.context.threads))
+        timer.time("raw sgemm \(m)×\(n)×\(k)", detail: gflops(2.0 * Double(m * n * k))) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1,
+                        a.pointer(Float.self), Int32(k), b.pointer(Float.self), Int32(n), 0, c.pointer(Float.self), Int32(n))
+        }
+    }
+    let matmuls: [(String, [Int], [Int])] = [
+        ("mlp1 [16384,32]x[32,128]", [1, 16384, 32], [32, 128]),
+        ("attn1 QK [16384,32]x[32,256]", [1, 1, 16384, 32], [1, 1, 32, 256]),
+        ("attn2 QK 2 heads [4096,32]x[32,256]", [1, 2, 4096, 32], [1, 2, 32, 256]),
+        ("attn4 QK 8 heads [256,32]x[32,256]", [1, 8, 256, 32], [1, 8, 32, 256]),
+        ("mlp4 [256,256]x[256,1024]", [1, 256, 256], [256, 1024]),
+        ("head linear_c1 [16384,32]x[32,256]", [1, 16384, 32], [32, 256]),
+    ]
+    for (label, sa, sb) in matmuls {
+        let a = try random(sa, seed: 1), b = try random(sb, seed: 2)
+        let y = try timer.op("MatMul", [a, b])[0]
+        try timer.time(label, detail: gflops(2.0 * Double(y.count) * Double(sa.last!))) { _ = try timer.op("MatMul", [a, b]) }
+    }
+}
+
+/// Backward kernels vs the forward of the same layer at SegFormer-b0 shapes (batch 2, 512×512),
+/// 2 threads: one table row per layer.
+func convMatMulGradients() throws {
+    let timer = Timer(.wall, threads: 2, repeats: 3)
+    let d = trainingDomain
+    print("layer | forward ms | dX ms | dW ms | dB ms | backward/forward")
+    let convs: [(String, [Int], [Int], [String: Attribute])] = [
+        ("patch embed 1 (7×7 s4)", [2, 3, 512, 512], [32, 3, 7, 7], ["strides": .ints([4, 4]), "pads": .ints([3, 3, 3, 3])]),
+        ("spatial reduction 1 (8×8 s8)", [2, 32, 128, 128], [32, 32, 8, 8], ["strides": .ints([8, 8])]),
+        ("MixFFN dwconv 1 (3×3, 128 ch, 128²)", [2, 128, 128, 128], [128, 1, 3, 3], ["group": .int(128), "pads": .ints([1, 1, 1, 1])]),
+        ("patch embed 2 (3×3 s2)", [2, 32, 128, 128], [64, 32, 3, 3], ["strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1])]),
+        ("spatial reduction 2 (4×4 s4)", [2, 64, 64, 64], [64, 64, 4, 4], ["strides": .ints([4, 4])]),
+        ("MixFFN dwconv 2 (3×3, 256 ch, 64²)", [2, 256, 64, 64], [256, 1, 3, 3], ["group": .int(256), "pads": .ints([1, 1, 1, 1])]),
+        ("patch embed 3 (3×3 s2)", [2, 64, 64, 64], [160, 64, 3, 3], ["strides": .ints([2, 2]), "pads": .ints([1, 1, 1, 1])]),
+        ("MixFFN dwconv 4 (3×3, 1024 ch, 16²)", [2, 1024, 16, 16], [1024, 1, 3, 3], ["group": .int(1024), "pads": .ints([1, 1, 1, 1])]),
+        ("decode fuse (1×1 1024→256, 128²)", [2, 1024, 128, 128], [256, 1024, 1, 1], [:]),
+    ]
+    var totalForward = 0.0, totalBackward = 0.0
+    for (name, xs, ws, attributes) in convs {
+        let x = try random(xs, seed: 1), w = try random(ws, seed: 2), b = try random([ws[0]], seed: 3)
+        let dy = try random(try timer.op("Conv", [x, w, b], attributes)[0].shape, seed: 4)
+        let f = try timer.best { _ = try timer.op("Conv", [x, w, b], attributes) }
+        let dx = try timer.best { _ = try timer.op("ConvGradInput", domain: d, [dy, w, ints(xs)], attributes) }
+        let dw = try timer.best { _ = try timer.op("ConvGradWeight", domain: d, [dy, x, ints(ws)], attributes) }
+        let db = try timer.best { _ = try timer.op("ConvGradBias", domain: d, [dy]) }
+        totalForward += f; totalBackward += dx + dw + db
+        print("\(name) | " + String(format: "%.2f | %.2f | %.2f | %.2f | %.2f", f, dx, dw, db, (dx + dw + db) / f))
+    }
+    let matmuls: [(String, [Int], [Int])] = [
+        ("MixFFN fc1 1 [2,16384,32]×[32,128]", [2, 16384, 32], [32, 128]),
+        ("MixFFN fc2 1 [2,16384,128]×[128,32]", [2, 16384, 128], [128, 32]),
+        ("attention QKᵀ 1 [2,1,16384,32]×[2,1,32,256]", [2, 1, 16384, 32], [2, 1, 32, 256]),
+        ("attention PV 1 [2,1,16384,256]×[2,1,256,32]", [2, 1, 16384, 256], [2, 1, 256, 32]),
+        ("attention QKᵀ 2 [2,2,4096,32]×[2,2,32,256]", [2, 2, 4096, 32], [2, 2, 32, 256]),
+        ("decode MLP 4 [2,256,256]×[256,256]", [2, 256, 256], [256, 256]),
+    ]
+    for (name, sa, sb) in matmuls {
+        let a = try random(sa, seed: 1), b = try random(sb, seed: 2)
+        let dy = try random(try timer.op("MatMul", [a, b])[0].shape, seed: 3)
+        let f = try timer.best { _ = try timer.op("MatMul", [a, b]) }
+        let da = try timer.best { _ = try timer.op("MatMulGrad", domain: d, [dy, b, ints(sa)], ["input": .int(0)]) }
+        let db = try timer.best { _ = try timer.op("MatMulGrad", domain: d, [dy, a, ints(sb)], ["input": .int(1)]) }
+        totalForward += f; totalBackward += da + db
+        print("\(name) | " + String(format: "%.2f | %.2f (dA) | %.2f (dB) | - | %.2f", f, da, db, (da + db) / f))
+    }
+    print(String(format: "total forward %.1f ms, backward %.1f ms", totalForward, totalBackward))
+}
