@@ -4,19 +4,19 @@ import GraphIR
 import Runtime
 import SegmentationData
 import Applications
-import SegFormerTestSupport
+import TestSupport
 
 /// The API an app embedding the runtime uses (the one Examples/ and the README show): a picture in
 /// memory segments as its file does, class shares are the mask's, and a fine-tuning job trains and
 /// writes its model and config.
 final class LibraryAPITests: XCTestCase {
-    let modelPath = Fixtures.path("tiny-segformer/model.op17.onnx")
+    func modelPath() throws -> String { try commonFixtures.path("tiny-segformer/model.op17.onnx") }
 
     func testPredictFromMemoryMatchesTheFileAndSharesCountTheMask() throws {
-        let labels = try Classification.id2label(configPath: Fixtures.path("tiny-segformer/config.json"))
-        let predictor = try SegmentationPredictor(session: Session(model: Model.load(contentsOf: modelPath)),
+        let labels = try Classification.id2label(configPath: try commonFixtures.path("tiny-segformer/config.json"))
+        let predictor = try SegmentationPredictor(session: Session(model: Model.load(contentsOf: modelPath())),
                                                   size: 32, labels: labels)
-        let imagePath = Fixtures.path("images/rgb.png")
+        let imagePath = try commonFixtures.path("images/rgb.png")
         let fromFile = try predictor.predict(imageAt: imagePath)
         let fromMemory = try predictor.predict(Image(contentsOf: imagePath))
         XCTAssertEqual(fromFile.mask, fromMemory.mask)
@@ -41,7 +41,7 @@ final class LibraryAPITests: XCTestCase {
         }
         // Two 37×23 pictures with striped masks of the model's 5 classes.
         for (name, picture) in [("a", "images/rgb.png"), ("b", "images/rgb.jpg")] {
-            try FileManager.default.copyItem(atPath: Fixtures.path(picture), toPath: "\(root)/data/images/\(name).\(picture.suffix(3))")
+            try FileManager.default.copyItem(atPath: try commonFixtures.path(picture), toPath: "\(root)/data/images/\(name).\(picture.suffix(3))")
             let mask = (0..<(37 * 23)).map { ($0 % 37) / 8 }
             try Segmentation.writeMaskPNG(mask, width: 37, height: 23, to: "\(root)/data/masks/\(name).png")
         }
@@ -50,7 +50,7 @@ final class LibraryAPITests: XCTestCase {
         options.trainer.learningRate = 1e-2
         options.cropSize = 32
         options.imageSize = 32
-        let original = try Model.load(contentsOf: modelPath)
+        let original = try Model.load(contentsOf: modelPath())
         let job = try FineTuning(model: original,
                                  data: SegmentationDataSource(.folders(images: root + "/data/images", masks: root + "/data/masks")),
                                  options: options)
