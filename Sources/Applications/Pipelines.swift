@@ -28,6 +28,8 @@ public func modelInputSize(_ session: Session, fallback: Int) throws -> (height:
 
 /// Image classification (SegformerForImageClassification): decode → processor → run → softmax top-k.
 public struct ImageClassifier {
+    // The same three properties and init as SegmentationPredictor (different default size): two small
+    // public types read better than a shared base type in the public API.
     /// The session running the classifier (first input N×3×H×W pixel values, first output [1, classes]).
     public let session: Session
     /// HF's `SegformerImageProcessor` at the model's input size.
@@ -74,6 +76,7 @@ public struct ImageClassifier {
 /// An app goes from an image to a class mask without touching tensors:
 /// `try SegmentationPredictor(session: Session(model: Model.load(contentsOf: path))).predict(imageAt: photo)`.
 public struct SegmentationPredictor {
+    // Properties and init as ImageClassifier's, on purpose; see there.
     /// The session running the model (first input N×3×H×W pixel values, first output N×classes×h×w logits).
     public let session: Session
     /// HF's `SegformerImageProcessor` at the model's input size.

@@ -7,6 +7,7 @@ import Runtime
 func convMatMulForward() throws {
     let timer = Timer(.wall, threads: 2, repeats: 5, nameWidth: 40)
     func gflops(_ flop: Double) -> (Double) -> String { { ms in String(format: "%.1f GFLOP/s", flop / ms / 1e6) } }
+    // A table of SegFormer-b0's shapes: its rows look alike on purpose.
     // (label, input shape, weight shape, group, stride, pad)
     let convs: [(String, [Int], [Int], Int, Int, Int)] = [
         ("patch1 7x7 s4 3→32", [1, 3, 512, 512], [32, 3, 7, 7], 1, 4, 3),

@@ -9,13 +9,14 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Time a model's forward pass on random inputs: median and min latency, peak memory.")
 
+    // Option declarations look like Demo's and the other commands': the options differ, the shape is ArgumentParser's.
     @Argument(help: "The .onnx model file.") var model: String
     @Option(help: "Batch size bound to the first symbolic dimension.") var batch: Int = 1
     @Option(help: "Input height for symbolic spatial dimensions.") var height: Int = 512
     @Option(help: "Input width for symbolic spatial dimensions.") var width: Int = 512
     @Option(help: "Timed iterations.") var iterations: Int = 10
     @Option(help: "Untimed warm-up iterations.") var warmup: Int = 2
-    @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+    @OptionGroup var threadOptions: ThreadOptions
     @Flag(help: "Print time spent per op type over the timed runs.") var profile = false
     @Flag(help: "Time one training step instead (HF loss, forward + backward + AdamW) on random inputs and labels.") var train = false
 
@@ -26,7 +27,7 @@ struct Bench: ParsableCommand {
             }
             let m = try ONNXImporter.load(contentsOf: model)
             if train { return try benchTraining(m) }
-            let session = try Session(model: m, options: SessionOptions(threads: threads))
+            let session = try Session(model: m, options: SessionOptions(threads: threadOptions.threads))
             var feeds: [String: Tensor] = [:]
             for (info, value) in try BenchmarkInputs.randomFeeds(for: session, batch: batch, height: height, width: width) {
                 feeds[info.name] = value
@@ -47,7 +48,7 @@ struct Bench: ParsableCommand {
 extension Bench {
     /// One training step per iteration (HF loss, forward + backward, AdamW) on a seeded random batch.
     func benchTraining(_ m: Model) throws {
-        let training = try TrainingSession(model: m, options: TrainingOptions(threads: threads))
+        let training = try TrainingSession(model: m, options: TrainingOptions(threads: threadOptions.threads))
         let (inputs, classes) = try BenchmarkInputs.randomBatch(for: training, batch: batch, height: height, width: width)
         let optimizer = AdamW()
         print("training step: pixel_values \(inputs.pixelValues.shape), labels \(inputs.labels.shape) over \(classes) classes, \(training.parameterNames.count) parameters, threads \(training.session.context.threads)")

@@ -14,14 +14,14 @@ struct Classify: ParsableCommand {
     @Option(help: "How many classes to print.") var top: Int = 5
     @Option(help: "HF config.json whose id2label names the classes.") var config: String?
     @Option(help: "Input size when the model's height/width are symbolic.") var size: Int = 224
-    @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+    @OptionGroup var threadOptions: ThreadOptions
 
     func run() throws {
         try reportingErrors {
             guard top > 0, size > 0 else { throw SegFormerError.invalid("--top and --size must be positive") }
             let labels = try config.map { try Classification.id2label(configPath: $0) } ?? [:]
             let session = try Session(model: try ONNXImporter.load(contentsOf: model),
-                                               options: SessionOptions(threads: threads))
+                                               options: SessionOptions(threads: threadOptions.threads))
             let classifier = try ImageClassifier(session: session, size: size, labels: labels)
             for (rank, r) in try classifier.classify(imageAt: image, top: top).enumerated() {
                 print(String(format: "%d. class %d  %.4f  ", rank + 1, r.id, r.probability) + (r.label ?? ""))

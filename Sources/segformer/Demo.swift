@@ -10,12 +10,13 @@ struct DemoCommand: ParsableCommand {
         commandName: "demo",
         abstract: "The whole fine-tuning job on a generated scene-parsing set: data → SegFormer-b0 → train → evaluate → overlays + ONNX.")
 
+    // Option declarations look like Bench's and the other commands': the options differ, the shape is ArgumentParser's.
     @Option(help: "Output folder (data, model.onnx, config.json, overlays, logs).") var output: String = "segformer-demo"
     @Option(help: "Optimizer steps.") var steps: Int = 900
     @Option(help: "Training images to generate.") var trainImages: Int = 320
     @Option(help: "Validation images to generate.") var validationImages: Int = 48
     @Option(help: "Seed for data, initialisation and training.") var seed: UInt64 = 0
-    @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+    @OptionGroup var threadOptions: ThreadOptions
     @Flag(help: "Reuse a non-empty output folder.") var overwrite = false
 
     func run() throws {
@@ -25,7 +26,7 @@ struct DemoCommand: ParsableCommand {
             o.trainImages = trainImages
             o.validationImages = validationImages
             o.seed = seed
-            o.threads = threads
+            o.threads = threadOptions.threads
             o.overwrite = overwrite
             let outcome = try Demo.run(o) { print($0); fflush(stdout) }
             print("wrote \(outcome.modelPath), \(output)/config.json, \(output)/overlays/ in \(Int(outcome.seconds)) s")

@@ -14,7 +14,7 @@ struct Predict: ParsableCommand {
     @Option(help: "Output folder (created if missing).") var out: String
     @Option(help: "HF config.json whose id2label names the classes in the summary.") var config: String?
     @Option(help: "Input size when the model's height/width are symbolic.") var size: Int = 512
-    @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+    @OptionGroup var threadOptions: ThreadOptions
     @Flag(help: "Replace output files that already exist.") var overwrite = false
 
     func run() throws {
@@ -23,7 +23,7 @@ struct Predict: ParsableCommand {
             guard size > 0 else { throw SegFormerError.invalid("--size must be positive") }
             let labels = try config.map { try Classification.id2label(configPath: $0) } ?? [:]
             let session = try Session(model: try ONNXImporter.load(contentsOf: model),
-                                               options: SessionOptions(threads: threads))
+                                               options: SessionOptions(threads: threadOptions.threads))
             let predictor = try SegmentationPredictor(session: session, size: size, labels: labels)
             for path in images {
                 let started = Benchmark.now()

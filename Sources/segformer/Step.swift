@@ -25,7 +25,7 @@ struct Step: ParsableCommand {
     @Option(name: .customLong("freeze"), help: "Freeze parameters whose name contains this (repeatable).") var freeze: [String] = []
     @Option(help: "Write the first step's gradients as a node-less ONNX model (initializers named by parameter).") var saveGradients: String?
     @Option(help: "Write the updated model as ONNX.") var saveModel: String?
-    @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+    @OptionGroup var threadOptions: ThreadOptions
     @Flag(help: "Replace output files that already exist.") var overwrite = false
 
     func run() throws {
@@ -38,7 +38,7 @@ struct Step: ParsableCommand {
             let pixels = try ONNXImporter.readTensorFile(pixelValues).tensor
             let labelTensor = try ONNXImporter.readTensorFile(labels).tensor
             let training = try TrainingSession(model: m, options: TrainingOptions(
-                freezePatterns: freeze, ignoreIndex: ignoreIndex, threads: threads))
+                freezePatterns: freeze, ignoreIndex: ignoreIndex, threads: threadOptions.threads))
             let opt: Optimizer
             switch optimizer.lowercased() {
             case "adamw": opt = AdamW(beta1: beta1, beta2: beta2, epsilon: eps, weightDecay: weightDecay)

@@ -34,6 +34,7 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Fine-tune a SegFormer ONNX model on a scene-parsing dataset; writes DIR/model.onnx, config.json, checkpoints, logs.")
 
+    // The header looks like Evaluate's below: the options differ, the shape is ArgumentParser's.
     @Argument(help: "The .onnx model to fine-tune (SegformerForSemanticSegmentation export or `segformer init`).") var model: String
     @OptionGroup var dataOptions: DataOptions
     @Option(help: "Validation split of the ADE layout ('none' to skip).") var valSplit: String = "validation"
@@ -56,7 +57,7 @@ struct Train: ParsableCommand {
     @Option(help: "Append one JSON object per optimizer step to this file.") var logJson: String?
     @Option(help: "Output folder.") var output: String = "segformer-output"
     @Flag(help: "Continue from OUTPUT/checkpoint exactly where it stopped.") var resume = false
-    @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+    @OptionGroup var threadOptions: ThreadOptions
 
     func run() throws {
         try reportingErrors {
@@ -86,7 +87,7 @@ struct Train: ParsableCommand {
             options.trainer.checkpointEvery = checkpointEvery
             options.trainer.logJSONPath = logJson
             options.trainer.resume = resume
-            options.trainer.threads = threads
+            options.trainer.threads = threadOptions.threads
             let job = try FineTuning(model: m, data: data, options: options)
             let trainer = job.trainer
             print("training \(trainer.training.parameterNames.count) parameters on \(job.trainingSet.count) images (\(job.classCount) classes), \(trainer.totalSteps) steps of batch \(batchSize)×\(gradientAccumulation)")
@@ -113,11 +114,12 @@ struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate a segmentation model: mean IoU, mean accuracy, overall accuracy and a per-class table.")
 
+    // The header looks like Train's above: the options differ, the shape is ArgumentParser's.
     @Argument(help: "The .onnx model.") var model: String
     @OptionGroup var dataOptions: DataOptions
     @Option(help: "Split of the ADE layout.") var split: String = "validation"
     @Option(help: "Image processor size.") var size: Int = 512
-    @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+    @OptionGroup var threadOptions: ThreadOptions
 
     func run() throws {
         try reportingErrors {
@@ -128,7 +130,7 @@ struct Evaluate: ParsableCommand {
             let classes = try SegmentationModel.classCount(of: m)
             let data = try dataOptions.source()
             let dataset = try data.dataset(split: s, numLabels: classes)
-            let session = try Session(model: m, options: SessionOptions(threads: threads))
+            let session = try Session(model: m, options: SessionOptions(threads: threadOptions.threads))
             let evaluator = SegmentationEvaluator(processor: SegformerImageProcessor(height: size, width: size),
                                                   numLabels: classes, reduceLabels: data.reducesLabels)
             let result = try evaluator.evaluate(session: session, dataset: dataset) { done, total in

@@ -33,4 +33,9 @@ func printErr(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8
 /// Whether stdout is a terminal (progress bars) or a pipe/file (plain lines).
 var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
 
+/// `--threads`, taken by every command that runs a model.
+struct ThreadOptions: ParsableArguments {
+    @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+}
+
 SegFormerCommand.main()

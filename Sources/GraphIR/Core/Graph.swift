@@ -33,6 +33,8 @@ public struct Node: Sendable, CustomStringConvertible {
     public var outputs: [String]
     public var attributes: [String: Attribute]
 
+    // Public memberwise inits (here, in ValueInfo and Graph) are written out because Swift's synthesised
+    // ones are internal; they look alike, as memberwise inits do.
     public init(name: String, opType: String, domain: String = "", inputs: [String], outputs: [String],
                 attributes: [String: Attribute] = [:]) {
         self.name = name
@@ -123,6 +125,7 @@ public struct Graph: Sendable {
     /// Known types of intermediate values (ONNX value_info).
     public var valueInfo: [String: TensorType]
 
+    // Written out to be public, like Node's init; see there.
     public init(name: String = "graph", nodes: [Node] = [], inputs: [ValueInfo] = [], outputs: [ValueInfo] = [],
                 initializers: [String: Tensor] = [:], initializerOrder: [String]? = nil,
                 valueInfo: [String: TensorType] = [:]) {

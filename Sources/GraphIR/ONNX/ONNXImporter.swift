@@ -36,16 +36,8 @@ public enum ONNXImporter {
     /// Parses a serialized TensorProto.
     public static func readTensor(bytes: [UInt8], baseDirectory: String? = nil,
                                   source: String = "<memory>") throws -> (name: String, tensor: Tensor) {
-        let parsed: UnsafeMutablePointer<Onnx__TensorProto>? = try bytes.withUnsafeBufferPointer { buf in
-            let base = buf.baseAddress
-            switch connx_check_tensor_nesting(base, buf.count, Int32(maxNesting)) {
-            case 0: break
-            case 1: throw SegFormerError.invalid("\(source): not a valid ONNX tensor (messages nested deeper than \(maxNesting) levels)")
-            default: throw SegFormerError.invalid("\(source): not a valid ONNX tensor (malformed protobuf)")
-            }
-            return onnx__tensor_proto__unpack(nil, buf.count, base)
-        }
-        guard let parsed else { throw SegFormerError.invalid("\(source): not a valid ONNX tensor (protobuf parse failed)") }
+        let parsed = try unpack(bytes, "tensor", source: source,
+                                checkNesting: connx_check_tensor_nesting, unpack: onnx__tensor_proto__unpack)
         defer { onnx__tensor_proto__free_unpacked(parsed, nil) }
         do {
             let resolver = ExternalDataResolver(baseDirectory: baseDirectory)
@@ -82,17 +74,28 @@ public enum ONNXImporter {
         return bytes
     }
 
-    static func load(bytes: [UInt8], baseDirectory: String?, source: String) throws -> Model {
-        let parsed: UnsafeMutablePointer<Onnx__ModelProto>? = try bytes.withUnsafeBufferPointer { buf in
+    /// Unpacks a serialized ONNX `what` ("model" or "tensor") with protobuf-c after checking its nesting
+    /// depth (a deep message would overflow protobuf-c's recursive parser); the caller frees the result.
+    static func unpack<Message>(_ bytes: [UInt8], _ what: String, source: String,
+                                checkNesting: (UnsafePointer<UInt8>?, Int, Int32) -> Int32,
+                                unpack: (UnsafeMutablePointer<ProtobufCAllocator>?, Int, UnsafePointer<UInt8>?)
+                                    -> UnsafeMutablePointer<Message>?) throws -> UnsafeMutablePointer<Message> {
+        let parsed: UnsafeMutablePointer<Message>? = try bytes.withUnsafeBufferPointer { buf in
             let base = buf.baseAddress
-            switch connx_check_model_nesting(base, buf.count, Int32(maxNesting)) {
+            switch checkNesting(base, buf.count, Int32(maxNesting)) {
             case 0: break
-            case 1: throw SegFormerError.invalid("\(source): not a valid ONNX model (messages nested deeper than \(maxNesting) levels)")
-            default: throw SegFormerError.invalid("\(source): not a valid ONNX model (malformed protobuf)")
+            case 1: throw SegFormerError.invalid("\(source): not a valid ONNX \(what) (messages nested deeper than \(maxNesting) levels)")
+            default: throw SegFormerError.invalid("\(source): not a valid ONNX \(what) (malformed protobuf)")
             }
-            return onnx__model_proto__unpack(nil, buf.count, base)
+            return unpack(nil, buf.count, base)
         }
-        guard let parsed else { throw SegFormerError.invalid("\(source): not a valid ONNX model (protobuf parse failed)") }
+        guard let parsed else { throw SegFormerError.invalid("\(source): not a valid ONNX \(what) (protobuf parse failed)") }
+        return parsed
+    }
+
+    static func load(bytes: [UInt8], baseDirectory: String?, source: String) throws -> Model {
+        let parsed = try unpack(bytes, "model", source: source,
+                                checkNesting: connx_check_model_nesting, unpack: onnx__model_proto__unpack)
         defer { onnx__model_proto__free_unpacked(parsed, nil) }
         var importer = Converter(resolver: ExternalDataResolver(baseDirectory: baseDirectory))
         do {

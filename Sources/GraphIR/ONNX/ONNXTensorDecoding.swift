@@ -196,6 +196,7 @@ extension ONNXImporter {
         }
         let int32s = cArray(t.int32_data, t.n_int32_data)
         let tensor: Tensor
+        // One case per typed field of TensorProto: the cases look alike because the fields do.
         switch dataType {
         case .float:
             try check(t.n_float_data, "float_data")

@@ -33,6 +33,8 @@ enum BLAS {
         }
     }
 
+    // sgemm and dgemm below are one wrapper for two CBLAS entry points (cblas_sgemm / cblas_dgemm):
+    // C has no generics, so the Float and Double versions stand side by side.
     private static func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
                       alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                       b: UnsafePointer<Float>, ldb: Int,
@@ -44,6 +46,7 @@ enum BLAS {
                     beta, c, Int32(max(1, ldc)))
     }
 
+    // The Double twin of sgemm above (CBLAS has one entry point per element type).
     private static func dgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
                       alpha: Double = 1, a: UnsafePointer<Double>, lda: Int,
                       b: UnsafePointer<Double>, ldb: Int,

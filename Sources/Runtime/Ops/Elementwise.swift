@@ -182,6 +182,8 @@ protocol CastVisitor {
     func visit<T: CastElement>(_: T.Type) throws -> Output
 }
 
+// The same switch as dispatchCast below (which adds Bool): the visitors constrain T to different
+// protocols, and Swift cannot abstract over a protocol constraint, so each is spelled out.
 func dispatchNumeric<V: NumericVisitor>(_ type: DataType, _ what: @autoclosure () -> String, _ v: V) throws -> V.Output {
     switch type {
     case .float: return try v.visit(Float.self)
@@ -200,6 +202,7 @@ func dispatchNumeric<V: NumericVisitor>(_ type: DataType, _ what: @autoclosure (
     }
 }
 
+// dispatchNumeric's switch plus Bool; see there for why the two are not one function.
 func dispatchCast<V: CastVisitor>(_ type: DataType, _ what: @autoclosure () -> String, _ v: V) throws -> V.Output {
     switch type {
     case .float: return try v.visit(Float.self)

@@ -51,6 +51,8 @@ extension OpRegistry {
             }
             let rowBytes = inner * es
             if rowBytes <= 32 && out.count <= 1 << 16 {
+                // A width switch like Pad's (SliceConcat.swift): Swift closures cannot be generic, so each
+                // byte-moving kernel switches onto its own generic function.
                 switch es {
                 case 1: small(UInt8.self)
                 case 2: small(UInt16.self)

@@ -169,6 +169,8 @@ enum CrossEntropy {
         return outs
     }
 
+    // rows and gradRows (below) share their blocking and scratch buffers but are separate hot loops
+    // (fused log-softmax + NLL here, its gradient there), each specialised for its own work.
     static func rows<T: BinaryFloatingPoint>(_ x: UnsafeMutablePointer<T>, _ logP: UnsafeMutablePointer<T>?, _ L: Layout,
                                              _ idx: [Int32], _ w: [Double], _ out: UnsafeMutablePointer<Double>,
                                              _ context: ExecutionContext) {
@@ -247,6 +249,7 @@ enum CrossEntropy {
         return NormOpsSupport.narrow(dx, to: scores0.dataType)
     }
 
+    // Blocked like `rows` above, deliberately not shared: see there.
     static func gradRows<T: BinaryFloatingPoint>(_ x: UnsafeMutablePointer<T>, _ dx: UnsafeMutablePointer<T>, _ L: Layout,
                                                  _ idx: [Int32], _ coef: [Double], _ context: ExecutionContext) {
         let nb = (L.d + block - 1) / block

@@ -113,18 +113,26 @@ enum Normalization {
 
     // MARK: LayerNormalization
 
+    /// How LayerNormalization and its gradient see x: the normalised axis (from the attribute), the
+    /// trailing shape normalised over, `rows` of `n` elements each, and Scale broadcast to one row.
+    static func layerNormLayout(_ shape: [Int], axis axisAttr: Int, scale scaleT: Tensor, label: String) throws
+        -> (axis: Int, normShape: [Int], rows: Int, n: Int, scale: [Double]) {
+        let axis = try Axes.normalise(axisAttr, rank: shape.count, scalarAsVector: true, label)
+        let normShape = Array(shape[axis...])
+        let rows = NormOpsSupport.product(shape, 0..<axis), n = Tensor.elementCount(normShape)
+        guard let scale = try expand(scaleT, to: normShape) else {
+            throw SegFormerError.invalid("\(label): Scale of shape \(scaleT.shape) does not broadcast to \(normShape)")
+        }
+        return (axis, normShape, rows, n, scale)
+    }
+
     static func layerNorm(_ inputs: [Tensor?], axis axisAttr: Int, epsilon: Double, outputs: Int, label: String,
                           context: ExecutionContext) throws -> [Tensor] {
         let x0 = try inputs.required(0), scaleT = try inputs.required(1, "Scale")
         let biasT = inputs.optional(2)
         guard x0.dataType.isFloatingPoint else { throw SegFormerError.unsupported("\(label): element type \(x0.dataType)") }
         let shape = x0.shape
-        let axis = try Axes.normalise(axisAttr, rank: shape.count, scalarAsVector: true, label)
-        let normShape = Array(shape[axis...])
-        let outer = NormOpsSupport.product(shape, 0..<axis), n = Tensor.elementCount(normShape)
-        guard let scale = try expand(scaleT, to: normShape) else {
-            throw SegFormerError.invalid("\(label): Scale of shape \(scaleT.shape) does not broadcast to \(normShape)")
-        }
+        let (axis, normShape, outer, n, scale) = try layerNormLayout(shape, axis: axisAttr, scale: scaleT, label: label)
         var bias: [Double]? = nil
         if let biasT {
             guard let b = try expand(biasT, to: normShape) else {
@@ -382,12 +390,7 @@ extension Normalization {
             throw SegFormerError.invalid("\(label): gradient shape \(dy0.shape) differs from input shape \(x0.shape)")
         }
         let shape = x0.shape
-        let axis = try Axes.normalise(axisAttr, rank: shape.count, scalarAsVector: true, label)
-        let normShape = Array(shape[axis...])
-        let rows = NormOpsSupport.product(shape, 0..<axis), n = Tensor.elementCount(normShape)
-        guard let scale = try expand(scaleT, to: normShape) else {
-            throw SegFormerError.invalid("\(label): Scale of shape \(scaleT.shape) does not broadcast to \(normShape)")
-        }
+        let (_, normShape, rows, n, scale) = try layerNormLayout(shape, axis: axisAttr, scale: scaleT, label: label)
         let wide = x0.dataType == .double ? .double : DataType.float
         let x = x0.dataType == .double ? x0 : NormOpsSupport.widenToFloat(x0)
         let dy = dy0.dataType == .double ? dy0 : NormOpsSupport.widenToFloat(dy0)

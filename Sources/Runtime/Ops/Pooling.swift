@@ -91,6 +91,8 @@ enum Pooling {
             let outShape = Array(x.shape.prefix(2)) + [Int](repeating: 1, count: x.rank - 2)
             let planes = x.shape[0] * x.shape[1], size = x.shape.dropFirst(2).reduce(1, *)
             guard size > 0 || planes == 0 else { throw SegFormerError.invalid("\(label): empty spatial extent in \(x.shape)") }
+            // The same element-type dispatch as the windowed kernels below, each onto its own generic
+            // kernel (Swift closures cannot be generic, so the switch is not shared).
             switch x.dataType {
             case .float: return [global(Float.self, x, outShape, planes, size, average, context)]
             case .double: return [global(Double.self, x, outShape, planes, size, average, context)]
@@ -147,6 +149,7 @@ enum Pooling {
             let outShape = Array(x.shape.prefix(2)) + g.output
             let planes = x.shape[0] * x.shape[1]
             if average {
+                // Element-type dispatch as in globalKernel above, onto this kernel.
                 switch x.dataType {
                 case .float: return [averagePool(Float.self, x, outShape, planes, plan, includePad, context)]
                 case .double: return [averagePool(Double.self, x, outShape, planes, plan, includePad, context)]

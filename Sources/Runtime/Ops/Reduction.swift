@@ -421,10 +421,7 @@ enum Reducer {
 extension OpRegistry {
     static let reductionGradOps: [OpSchema] = [
         OpSchema("ReduceGrad", domain: trainingDomain, inputs: 2...5, shapeInputs: [1],
-                 inferTypes: { ctx in
-                     guard let g = ctx.type(0), let shape = ctx.constant(1) else { return [nil] }
-                     return [TensorType(g.dataType, known: try shape.integers())]
-                 },
+                 inferTypes: gradientTypeAtShapeInput,
                  makeKernel: { node, _ in
                      let kindName = try node.string("kind", default: "sum")
                      guard let kind = ReduceGradient.kinds[kindName] else {

@@ -414,6 +414,8 @@ enum ResizePlan {
     }
 
     /// One axis of linear / cubic interpolation on [outer, L, inner] → [outer, O, inner].
+    /// Its setup repeats in `scatterPass` (its transpose); the hot loops differ (gather here, scatter-add
+    /// there), so the two stay separate functions.
     static func interpolatePass<T: BinaryFloatingPoint>(_ x: Tensor, _: T.Type, _ t: AxisTable, extrapolation: Double,
                                                         _ context: ExecutionContext) -> Tensor {
         var outShape = x.shape
@@ -568,10 +570,7 @@ enum ResizePlan {
 extension OpRegistry {
     static let resizeGradOps: [OpSchema] = [
         OpSchema("ResizeGrad", domain: trainingDomain, inputs: 2...5, shapeInputs: [1, 2, 3, 4],
-                 inferTypes: { ctx in
-                     guard let g = ctx.type(0), let shape = ctx.constant(1) else { return [nil] }
-                     return [TensorType(g.dataType, known: try shape.integers())]
-                 },
+                 inferTypes: gradientTypeAtShapeInput,
                  makeKernel: { node, _ in
                      let forwardOpset = try node.int("forward_opset", default: 13)
                      let attrs = try ResizeAttributes(node, forwardOpset)
@@ -638,6 +637,7 @@ extension ResizePlan {
     }
 
     /// Transpose of `interpolatePass`: [outer, O, inner] → [outer, L, inner].
+    /// Shares its setup with `interpolatePass` but not its inner loop; see there.
     static func scatterPass<T: BinaryFloatingPoint>(_ g: Tensor, _: T.Type, _ t: AxisTable, _ context: ExecutionContext) -> Tensor {
         var inShape = g.shape
         inShape[t.axis] = t.inLength

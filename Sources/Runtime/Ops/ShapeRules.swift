@@ -2,6 +2,13 @@ import GraphIR
 
 // Shape rules shared by several op families.
 
+/// The type rule of the gradient ops that take x's shape as input 1 (SliceGrad, TileGrad, ReduceGrad,
+/// ResizeGrad): dY's element type at that shape, once the shape is a known constant.
+func gradientTypeAtShapeInput(_ ctx: TypeInferenceContext) throws -> [TensorType?] {
+    guard let g = ctx.type(0), let shape = ctx.constant(1) else { return [nil] }
+    return [TensorType(g.dataType, known: try shape.integers())]
+}
+
 /// Multidirectional (numpy) broadcasting of two concrete shapes. Shapes are right-aligned; each pair of
 /// dimensions must be equal or one of them 1.
 public func broadcastShapes(_ a: [Int], _ b: [Int]) throws -> [Int] {

@@ -362,6 +362,7 @@ extension OpRegistry {
                 var i = 0
                 padWalk(outShape, maps, strides) { src in d[i] = src < 0 ? f : s[src]; i += 1 }
             }
+            // The width switch of Gather's small path: one per kernel, since Swift closures cannot be generic.
             switch es {
             case 1: run(UInt8.self)
             case 2: run(UInt16.self)
@@ -651,10 +652,7 @@ extension OpRegistry {
     /// SliceGrad(dY, Shape(x), starts, ends, axes?, steps?): zeros of x's shape with dY written at the
     /// positions Slice read (same clamping as the forward; the positions are distinct, so no sums).
     static let sliceGradSchema = OpSchema("SliceGrad", domain: trainingDomain, inputs: 4...6, shapeInputs: [1, 2, 3, 4, 5],
-                                          inferTypes: { ctx in
-        guard let g = ctx.type(0), let s = ctx.constant(1) else { return [nil] }
-        return [TensorType(g.dataType, known: try s.integers())]
-    }, makeKernel: { node, _ in
+                                          inferTypes: gradientTypeAtShapeInput, makeKernel: { node, _ in
         ClosureKernel { inputs, context in
             let dy = try inputs.required(0)
             let xShape = try inputs.required(1, "shape").integers()
@@ -689,10 +687,8 @@ extension OpRegistry {
     })
 
     /// TileGrad(dY, Shape(x)): dY seen as [r0, d0, r1, d1, …] summed over the repeat axes.
-    static let tileGradSchema = OpSchema("TileGrad", domain: trainingDomain, inputs: 2...2, shapeInputs: [1], inferTypes: { ctx in
-        guard let g = ctx.type(0), let s = ctx.constant(1) else { return [nil] }
-        return [TensorType(g.dataType, known: try s.integers())]
-    }, makeKernel: { node, _ in
+    static let tileGradSchema = OpSchema("TileGrad", domain: trainingDomain, inputs: 2...2, shapeInputs: [1],
+                                         inferTypes: gradientTypeAtShapeInput, makeKernel: { node, _ in
         ClosureKernel { inputs, context in
             let dy = try inputs.required(0)
             let xShape = try inputs.required(1, "shape").integers()
@@ -774,6 +770,8 @@ extension StridedCopy {
 
     /// The inverse of `copy`: the contiguous `src` of `shape` is written to `dst` at
     /// `offset + Σ m[k]·strides[k]`. The destinations must be distinct (nothing is accumulated).
+    /// Mirrors `copy` in StridedCopy.swift (the width switch onto a run specialised per element
+    /// width): the inner loops are opposite (strided write vs strided read), so they stay two.
     static func scatter(src: UnsafeRawPointer, dst: UnsafeMutableRawPointer, elementSize es: Int, offset: Int,
                         shape: [Int], strides: [Int], context: ExecutionContext) {
         // coalesce: `.src` is the strided side (here the destination), `.dst` the contiguous one.

@@ -77,6 +77,7 @@ enum SoftmaxKernels {
             }
             return
         }
+        // (gradKernel's strided branch below has the same scaffolding around a different hot loop.)
         // Strided: one [n, inner] block per outer index; per-lane max / sum arrays over inner.
         context.parallelFor(outer, minimumPerChunk: 1) { start, end in
             let maxv = UnsafeMutablePointer<Float>.allocate(capacity: inner)
@@ -248,6 +249,7 @@ extension SoftmaxKernels {
             }
             return
         }
+        // Strided: the scaffolding of floatKernel's strided branch around the gradient's own hot loop.
         context.parallelFor(outer, minimumPerChunk: 1) { start, end in
             let acc = UnsafeMutablePointer<Double>.allocate(capacity: inner)
             let s = UnsafeMutablePointer<T>.allocate(capacity: inner)

@@ -84,6 +84,7 @@ enum StridedCopy {
         return dims.reversed()
     }
 
+    /// `scatter` (SliceConcat.swift) is its mirror image, kept separate: strided read here, strided write there.
     static func copy(src: UnsafeRawPointer, dst: UnsafeMutableRawPointer, elementSize es: Int, offset: Int,
                      shape: [Int], strides: [Int], context: ExecutionContext) {
         let dims = coalesce(shape: shape, strides: strides)

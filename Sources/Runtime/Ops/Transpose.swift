@@ -44,10 +44,7 @@ extension OpRegistry {
         return [TensorType(t.dataType, [s[0], c, mul(s[2]), mul(s[3])])]
     }, makeKernel: { node, _ in
         let b = try blockSize(node)
-        let mode = try node.string("mode", default: "DCR")
-        guard mode == "DCR" || mode == "CRD" else {
-            throw SegFormerError.invalid("\(node.label): mode must be DCR or CRD, got \(mode)")
-        }
+        let mode = try depthToSpaceMode(node)
         return ClosureKernel { inputs, context in
             let x = try inputs.required(0)
             guard x.rank == 4, x.shape[1] % (b * b) == 0 else {
@@ -130,10 +127,7 @@ extension OpRegistry {
         return [TensorType(t.dataType, known: [s[0], s[1] * b * b, s[2] / b, s[3] / b])]
     }, makeKernel: { node, _ in
         let b = try blockSize(node)
-        let mode = try node.string("mode", default: "DCR")
-        guard mode == "DCR" || mode == "CRD" else {
-            throw SegFormerError.invalid("\(node.label): mode must be DCR or CRD, got \(mode)")
-        }
+        let mode = try depthToSpaceMode(node)
         return ClosureKernel { inputs, context in
             let dy = try inputs.required(0)
             guard dy.rank == 4, dy.shape[2] % b == 0, dy.shape[3] % b == 0 else {
@@ -152,5 +146,14 @@ extension OpRegistry {
             throw SegFormerError.invalid("\(node.label): blocksize must be a positive int")
         }
         return b
+    }
+
+    /// DepthToSpace's (and its gradient's) `mode`: "DCR" (the default) or "CRD".
+    static func depthToSpaceMode(_ node: Node) throws -> String {
+        let mode = try node.string("mode", default: "DCR")
+        guard mode == "DCR" || mode == "CRD" else {
+            throw SegFormerError.invalid("\(node.label): mode must be DCR or CRD, got \(mode)")
+        }
+        return mode
     }
 }

@@ -61,6 +61,7 @@ public final class AdamW: Optimizer {
     private var expAvg: [String: Tensor] = [:]
     private var expAvgSq: [String: Tensor] = [:]
 
+    // Stored hyper-parameters, like SGD's init: the shape is shared, the parameters are not.
     public init(beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-8, weightDecay: Double = 0.01,
                 groups: [ParameterGroup] = []) {
         self.beta1 = beta1
@@ -123,6 +124,7 @@ public final class SGD: Optimizer {
     public private(set) var step = 0
     private var buffers: [String: Tensor] = [:]
 
+    // Stored hyper-parameters, like AdamW's init: the shape is shared, the parameters are not.
     public init(momentum: Double = 0.9, dampening: Double = 0, weightDecay: Double = 0, nesterov: Bool = false,
                 groups: [ParameterGroup] = []) {
         self.momentum = momentum

@@ -66,6 +66,7 @@ extension Convolution {
     }
 
     /// Generic N-D im2col over whole images: col[r, p] with r = (c, kernel offset), p = output position.
+    /// Mirror image of `col2im` (gather here, scatter-add there); kept as two hot loops.
     static func im2colND<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ col: UnsafeMutablePointer<T>, _ g: WindowGeometry,
                                                  channels: Int, _ context: ExecutionContext) {
         let rank = g.rank
@@ -133,6 +134,7 @@ extension Convolution {
 
     /// y[c, o] += col[(c, k), i] where o = i·stride − padBegin + k·dilation lies inside the output.
     /// The last spatial dim runs as a contiguous range; the outer ones through an odometer.
+    /// Mirror image of `im2colND` (its window walk, with the accumulation reversed); kept as two hot loops.
     static func col2im<T: BinaryFloatingPoint>(_ col: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ g: WindowGeometry,
                                                channels: Int, _ context: ExecutionContext) {
         let rank = g.rank, last = rank - 1
