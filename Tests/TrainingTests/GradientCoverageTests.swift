@@ -22,9 +22,6 @@ final class GradientCoverageTests: XCTestCase {
         var differentiable = [0]
         /// `GradientCheck.check`'s default; no op here needs a looser one.
         var tolerance = 2e-2
-        /// Text of the error a known bug makes the case throw. The case keeps running: it must fail
-        /// with exactly this until the bug is fixed, and fails the test once it passes.
-        var knownFailure: String? = nil
 
         /// The registry's key of the op (domain-qualified outside ai.onnx).
         var key: String { OpRegistry.key(domain, op) }
@@ -189,10 +186,9 @@ final class GradientCoverageTests: XCTestCase {
             // MARK: resize
             Case(op: "Resize", inputs: [values([1, 1, 2, 3]), nil, nil, ints([1, 1, 4, 5])],
                  attributes: ["mode": .string("linear")], opset: 13),
-            // Known bug: the rule (and Resize's at opset 10) emits Shape, which the runtime has from opset 11
-            // only, so the backward graph of Upsample (opsets 7–9) cannot run.
+            // Its backward graph (and every one at opset ≤ 10) uses Shape and ConstantOfShape at the model's opset.
             Case(op: "Upsample", inputs: [values([1, 1, 2, 2]), Tensor([Float(1), 1, 2, 1.5], shape: [4])],
-                 attributes: ["mode": .string("linear")], opset: 9, knownFailure: "op Shape at opset 9"),
+                 attributes: ["mode": .string("linear")], opset: 9),
         ]
     }
 
@@ -200,23 +196,11 @@ final class GradientCoverageTests: XCTestCase {
 
     func testEveryCaseMatchesFiniteDifferences() {
         for c in Self.cases() {
-            var failure: String?
             do {
                 try GradientCheck.check(c.op, domain: c.domain, inputs: c.inputs, attributes: c.attributes, opset: c.opset,
                                         outputCount: c.outputCount, differentiable: c.differentiable, tolerance: c.tolerance)
             } catch {
-                failure = "\(error)"
-            }
-            let name = "\(c.key) (opset \(c.opset), inputs \(c.inputs.map { $0?.shape ?? [] }))"
-            switch (failure, c.knownFailure) {
-            case (let message?, let known?) where !message.contains(known):
-                XCTFail("\(name) fails differently from its known failure '\(known)': \(message)")
-            case (let message?, nil):
-                XCTFail("\(name): \(message)")
-            case (nil, let known?):
-                XCTFail("\(name) passes now: drop its knownFailure '\(known)'")
-            default:
-                break
+                XCTFail("\(c.key) (opset \(c.opset), inputs \(c.inputs.map { $0?.shape ?? [] })): \(error)")
             }
         }
     }

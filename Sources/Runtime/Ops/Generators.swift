@@ -43,7 +43,7 @@ extension OpRegistry {
 
     // MARK: ConstantOfShape
 
-    static let constantOfShapeSchema = OpSchema(OpType.constantOfShape, opsets: movementOpsets, inputs: 1...1,
+    static let constantOfShapeSchema = OpSchema(OpType.constantOfShape, opsets: 9...28, inputs: 1...1,
                                                 shapeInputs: [0], inferTypes: { ctx in
         let value = try fillValue(ctx.node)
         guard let target = ctx.symbols(0) else {

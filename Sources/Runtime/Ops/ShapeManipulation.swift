@@ -21,13 +21,14 @@ extension OpRegistry {
         gatherGradSchema, depthToSpaceGradSchema,
     ]
 
-    /// Opsets whose semantics these ops implement: versions after 13 only added element types (which
+    /// Opsets whose semantics these ops implement (Shape, Size, Identity and ConstantOfShape go back to their first
+    /// version, unchanged since but for types): versions after 13 only added element types (which
     /// the byte-moving kernels handle alike), and the conformance cases were written at up to 28.
     static let movementOpsets: ClosedRange<Int> = 11...28
 
     // MARK: Shape, Size
 
-    static let shapeSchema = OpSchema(OpType.shape, opsets: movementOpsets, inputs: 1...1, inferTypes: { ctx in
+    static let shapeSchema = OpSchema(OpType.shape, opsets: 1...28, inputs: 1...1, inferTypes: { ctx in
         guard let t = ctx.type(0), let shape = t.shape else { return [nil] }
         let (s, e) = try shapeRange(ctx.node, ctx.opset, rank: shape.count)
         return [TensorType(.int64, known: [e - s])]
@@ -55,7 +56,7 @@ extension OpRegistry {
         return (s, max(s, e))
     }
 
-    static let sizeSchema = OpSchema("Size", opsets: movementOpsets, inputs: 1...1, inferTypes: { _ in
+    static let sizeSchema = OpSchema("Size", opsets: 1...28, inputs: 1...1, inferTypes: { _ in
         [TensorType(.int64, known: [])]
     }, makeKernel: { _, _ in
         ClosureKernel { inputs, _ in [Tensor(scalar: Int64(try inputs.required(0).count))] }
@@ -274,7 +275,7 @@ extension OpRegistry {
 
     // MARK: Identity, Dropout
 
-    static let identitySchema = OpSchema(OpType.identity, opsets: movementOpsets, inputs: 1...1, inferTypes: { ctx in
+    static let identitySchema = OpSchema(OpType.identity, opsets: 1...28, inputs: 1...1, inferTypes: { ctx in
         [ctx.type(0)]
     }, makeKernel: { _, _ in
         ClosureKernel { inputs, _ in [try inputs.required(0)] }
