@@ -154,6 +154,3 @@ public final class Session {
         return plans.values.map { "\($0.steps.count) nodes to run, \($0.foldedNodeCount) folded" }.joined(separator: "; ")
     }
 }
-
-/// The name this class had while it ran only inference graphs; training graphs run in it too.
-public typealias InferenceSession = Session
