@@ -8,7 +8,7 @@ public final class Session {
     public let compiled: CompiledModel
     public let context: ExecutionContext
     public var model: Model { compiled.model }
-    /// The graph as executed (after the clean-up passes), topologically sorted.
+    /// The graph as executed (after the clean-up and optimizing passes), topologically sorted.
     public var graph: Graph { compiled.graph }
 
     private var plans: [InputBinding: ExecutionPlan] = [:]
@@ -22,7 +22,7 @@ public final class Session {
 
     public init(model: Model, options: SessionOptions = SessionOptions()) throws {
         context = ExecutionContext(threads: options.threads)
-        compiled = try CompiledModel(model: model, optimize: options.optimize)
+        compiled = try CompiledModel(model: model, optimize: options.optimize, optimizingPasses: options.optimizingPasses)
     }
 
     /// Graph inputs the caller must feed, with their declared types.
