@@ -13,28 +13,23 @@ extension GraphPass {
     ///
     /// When the convolution has fewer output channels than inputs, the resize then moves fewer channels
     /// at the high resolution, and the convolution runs at the low one.
-    public static let convBeforeResize = GraphPass(name: "conv-before-resize") { graph, context in
-        guard context.opset >= 11 else { return graph }   // Resize(X, roi, scales, sizes)
-        let r = GraphRewriter(graph, context: context, pass: "conv-before-resize")
-        for index in r.nodes.indices {
-            guard let conv = PointwiseConv(index, in: r), conv.bias == nil,
-                  let resize = r.soleProducer(of: conv.input, "Resize"), isChannelwiseLinear(resize),
-                  let before = r.shape(resize.inputs[0]), let after = r.shape(conv.input),
-                  before.count == 4, after.count == 4, before[0] == after[0], before[1] == after[1] else { continue }
-            var inputs = resize.inputs
-            if let sizes = resize.input(3) {
-                inputs[3] = r.replacingChannels(of: sizes, rank: 4, with: conv.outChannels)
-            } else if let scales = r.constant(resize.input(2)), scales.dataType == .float,
-                      scales.toArray(Float.self).prefix(2) == [1, 1] {
-                // scales keep N and C: nothing to change
-            } else {
-                continue
-            }
-            inputs[0] = r.add("Conv", [resize.inputs[0], conv.weight], attributes: conv.node.attributes)
-            r.replace(index)
-            r.add("Resize", inputs, attributes: resize.attributes, writing: conv.node.outputs[0])
+    public static let convBeforeResize = overPointwiseConvs("conv-before-resize", minimumOpset: 11) { conv, r in   // Resize(X, roi, scales, sizes)
+        guard conv.bias == nil,
+              let resize = r.soleProducer(of: conv.input, "Resize"), isChannelwiseLinear(resize),
+              let before = r.shape(resize.inputs[0]), let after = r.shape(conv.input),
+              before.count == 4, after.count == 4, before[0] == after[0], before[1] == after[1] else { return }
+        var inputs = resize.inputs
+        if let sizes = resize.input(3) {
+            inputs[3] = r.replacingChannels(of: sizes, rank: 4, with: conv.outChannels)
+        } else if let scales = r.constant(resize.input(2)), scales.dataType == .float,
+                  scales.toArray(Float.self).prefix(2) == [1, 1] {
+            // scales keep N and C: nothing to change
+        } else {
+            return
         }
-        return r.result()
+        inputs[0] = r.add("Conv", [resize.inputs[0], conv.weight], attributes: conv.node.attributes)
+        r.replace(conv.index)
+        r.add("Resize", inputs, attributes: resize.attributes, writing: conv.node.outputs[0])
     }
 
     /// Whether a Resize is a per-channel linear map over space (see `convBeforeResize`).

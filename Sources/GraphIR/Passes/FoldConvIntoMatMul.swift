@@ -16,46 +16,40 @@ extension GraphPass {
     /// the Reshape keeping the batch (checked on the inferred shapes) and the K channels (from the
     /// inferred shapes, or where they are symbolic from the convolution: it fails unless h·w = n,
     /// and then so does the new Reshape).
-    public static let foldConvIntoMatMul = GraphPass(name: "fold-conv-into-matmul") { graph, context in
-        guard context.opset >= 10 else { return graph }   // Slice with inputs
-        let r = GraphRewriter(graph, context: context, pass: "fold-conv-into-matmul")
-        for index in r.nodes.indices {
-            guard let conv = PointwiseConv(index, in: r),
-                  let (reshape, shapeReaders) = r.producerReadForShape(of: conv.input, "Reshape"),
-                  let transpose = r.soleProducer(of: reshape.inputs[0], "Transpose"),
-                  (try? transpose.ints("perm")) == [0, 2, 1],
-                  let tokens = r.shape(transpose.inputs[0]), let image = r.shape(conv.input),
-                  tokens.count == 3, image.count == 4, image[0] == tokens[0],
-                  image[1].value ?? conv.inChannels == conv.inChannels else { continue }
-            // y = MatMul(x, P) or Add(MatMul(x, P), c) in either order.
-            var product = r.soleProducer(of: transpose.inputs[0], "MatMul")
-            var offset: String?
-            if product == nil, let add = r.soleProducer(of: transpose.inputs[0], "Add") {
-                for (m, c) in [(0, 1), (1, 0)] where product == nil {
-                    if let matmul = r.soleProducer(of: add.inputs[m], "MatMul"), let t = r.constant(add.inputs[c]),
-                       t.count == conv.inChannels, t.shape.last == conv.inChannels, t.rank <= 3 {
-                        product = matmul
-                        offset = add.inputs[c]
-                    }
+    public static let foldConvIntoMatMul = overPointwiseConvs("fold-conv-into-matmul", minimumOpset: 10) { conv, r in   // Slice with inputs
+        guard let (reshape, shapeReaders) = r.producerReadForShape(of: conv.input, "Reshape"),
+              let transpose = r.soleProducer(of: reshape.inputs[0], "Transpose"),
+              (try? transpose.ints("perm")) == [0, 2, 1],
+              let tokens = r.shape(transpose.inputs[0]), let image = r.shape(conv.input),
+              tokens.count == 3, image.count == 4, image[0] == tokens[0],
+              image[1].value ?? conv.inChannels == conv.inChannels else { return }
+        // y = MatMul(x, P) or Add(MatMul(x, P), c) in either order.
+        var product = r.soleProducer(of: transpose.inputs[0], "MatMul")
+        var offset: String?
+        if product == nil, let add = r.soleProducer(of: transpose.inputs[0], "Add") {
+            for (m, c) in [(0, 1), (1, 0)] where product == nil {
+                if let matmul = r.soleProducer(of: add.inputs[m], "MatMul"), let t = r.constant(add.inputs[c]),
+                   t.count == conv.inChannels, t.shape.last == conv.inChannels, t.rank <= 3 {
+                    product = matmul
+                    offset = add.inputs[c]
                 }
             }
-            guard let matmul = product, let p = r.constant(matmul.inputs[1]), p.shape.count == 2,
-                  p.shape[1] == conv.inChannels else { continue }
-
-            let k = conv.inChannels, m = conv.outChannels
-            let wT = r.add("Transpose", [r.add("Reshape", [conv.weight, r.int64s([m, k])])],
-                           attributes: ["perm": .ints([1, 0])])                       // W2ᵀ: [K, M]
-            var y = r.add("MatMul", [matmul.inputs[0], r.add("MatMul", [matmul.inputs[1], wT])])
-            var bias: String?
-            if let offset { bias = r.add("MatMul", [r.add("Reshape", [offset, r.int64s([1, k])]), wT]) }   // [1, M]
-            if let b = conv.bias { bias = bias.map { r.add("Add", [$0, b]) } ?? b }
-            if let bias { y = r.add("Add", [y, bias]) }
-            let image2 = r.add("Transpose", [y], attributes: transpose.attributes)
-            let target = r.replacingChannels(of: reshape.inputs[1], rank: 4, with: m)
-            r.replace(index)
-            r.add("Reshape", [image2, target], attributes: reshape.attributes, writing: conv.node.outputs[0])
-            r.rewireShapeReaders(shapeReaders, to: conv.node.outputs[0], channels: k)
         }
-        return r.result()
+        guard let matmul = product, let p = r.constant(matmul.inputs[1]), p.shape.count == 2,
+              p.shape[1] == conv.inChannels else { return }
+
+        let k = conv.inChannels, m = conv.outChannels
+        let wT = r.add("Transpose", [r.add("Reshape", [conv.weight, r.int64s([m, k])])],
+                       attributes: ["perm": .ints([1, 0])])   // W2ᵀ: [K, M]
+        var y = r.add("MatMul", [matmul.inputs[0], r.add("MatMul", [matmul.inputs[1], wT])])
+        var bias: String?
+        if let offset { bias = r.add("MatMul", [r.add("Reshape", [offset, r.int64s([1, k])]), wT]) }   // [1, M]
+        if let b = conv.bias { bias = bias.map { r.add("Add", [$0, b]) } ?? b }
+        if let bias { y = r.add("Add", [y, bias]) }
+        let image2 = r.add("Transpose", [y], attributes: transpose.attributes)
+        let target = r.replacingChannels(of: reshape.inputs[1], rank: 4, with: m)
+        r.replace(conv.index)
+        r.add("Reshape", [image2, target], attributes: reshape.attributes, writing: conv.node.outputs[0])
+        r.rewireShapeReaders(shapeReaders, to: conv.node.outputs[0], channels: k)
     }
 }

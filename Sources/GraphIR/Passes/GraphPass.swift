@@ -21,7 +21,8 @@ public struct GraphPass: Sendable {
     }
 }
 
-/// What one pass changed, as nodes removed and added per op type (after folding and dead-node removal).
+/// What one pass changed: the nodes it removed and added (a node is identified by its op, inputs and
+/// outputs), counted per op type, after folding and dead-node removal.
 public struct PassReport: Sendable, CustomStringConvertible {
     public let pass: String
     public let removed: [String: Int]
@@ -29,19 +30,29 @@ public struct PassReport: Sendable, CustomStringConvertible {
 
     public init(pass: String, before: Graph, after: Graph) {
         self.pass = pass
-        let old = before.opCounts, new = after.opCounts
-        removed = Self.excess(old, over: new)
-        added = Self.excess(new, over: old)
+        let old = Self.nodeCounts(before), new = Self.nodeCounts(after)
+        removed = Self.opsOfExcess(old, over: new)
+        added = Self.opsOfExcess(new, over: old)
     }
 
-    /// Per op, how many more nodes `a` has than `b` (ops where it has more).
-    private static func excess(_ a: [String: Int], over b: [String: Int]) -> [String: Int] {
-        a.filter { $0.value > b[$0.key, default: 0] }.reduce(into: [:]) { $0[$1.key] = $1.value - b[$1.key, default: 0] }
+    private static func nodeCounts(_ g: Graph) -> [String: (op: String, count: Int)] {
+        g.nodes.reduce(into: [:]) { counts, n in
+            let key = "\(n.opName)(\(n.inputs.joined(separator: ",")))->\(n.outputs.joined(separator: ","))"
+            counts[key, default: (n.opName, 0)].count += 1
+        }
+    }
+
+    /// Per op, how many more nodes `a` has than `b`.
+    private static func opsOfExcess(_ a: [String: (op: String, count: Int)], over b: [String: (op: String, count: Int)]) -> [String: Int] {
+        a.reduce(into: [:]) { ops, entry in
+            let extra = entry.value.count - (b[entry.key]?.count ?? 0)
+            if extra > 0 { ops[entry.value.op, default: 0] += extra }
+        }
     }
 
     public var changedGraph: Bool { !removed.isEmpty || !added.isEmpty }
 
-    /// `name: −1 Concat, −1 Conv, +4 Conv, +3 Add` or `name: no change`.
+    /// `name: -1 Concat, -1 Conv, +3 Add, +4 Conv` or `name: no change`.
     public var description: String {
         guard changedGraph else { return "\(pass): no change" }
         func list(_ counts: [String: Int], _ sign: String) -> [String] {
@@ -53,11 +64,7 @@ public struct PassReport: Sendable, CustomStringConvertible {
 
 extension Graph {
     /// Op type (with its domain when not ai.onnx) → number of nodes.
-    public var opCounts: [String: Int] {
-        nodes.reduce(into: [:]) { counts, n in
-            counts[n.domain.isEmpty ? n.opType : "\(n.domain).\(n.opType)", default: 0] += 1
-        }
-    }
+    public var opCounts: [String: Int] { nodes.reduce(into: [:]) { $0[$1.opName, default: 0] += 1 } }
 
     /// `opCounts`, most frequent first (ties by name).
     public var opHistogram: [(op: String, count: Int)] {

@@ -135,6 +135,20 @@ final class GraphRewriter {
     }
 }
 
+extension GraphPass {
+    /// A pass that offers every 1×1 convolution (`PointwiseConv`) of a graph at `minimumOpset` or later
+    /// (the opset of the nodes the passes write) to `rewrite`, which replaces it or leaves it.
+    static func overPointwiseConvs(_ name: String, minimumOpset: Int,
+                                   _ rewrite: @escaping @Sendable (PointwiseConv, GraphRewriter) -> Void) -> GraphPass {
+        GraphPass(name: name) { graph, context in
+            guard context.opset >= minimumOpset else { return graph }
+            let r = GraphRewriter(graph, context: context, pass: name)
+            for index in r.nodes.indices { if let conv = PointwiseConv(index, in: r) { rewrite(conv, r) } }
+            return r.result()
+        }
+    }
+}
+
 /// A 1×1 convolution that is a pure channel map: 2-D, group 1, stride 1, no padding, a constant weight
 /// [M, C, 1, 1], so `Conv(x, W)[n, m, h, w] = Σ_c W[m, c] · x[n, c, h, w]` (dilation is irrelevant for a
 /// 1×1 kernel).

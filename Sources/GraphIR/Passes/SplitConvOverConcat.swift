@@ -12,31 +12,25 @@ extension GraphPass {
     ///
     /// On its own it trades one big convolution for n small ones and n−1 Adds; it exists so that each
     /// part's map can move further up its own branch (`convBeforeResize`, `foldConvIntoMatMul`).
-    public static let splitConvOverConcat = GraphPass(name: "split-conv-over-concat") { graph, context in
-        guard context.opset >= 10 else { return graph }   // Slice with inputs
-        let r = GraphRewriter(graph, context: context, pass: "split-conv-over-concat")
-        for index in r.nodes.indices {
-            guard let conv = PointwiseConv(index, in: r),
-                  let concat = r.soleProducer(of: conv.input, "Concat"), concat.inputs.count >= 2,
-                  let rank = r.shape(conv.input)?.count, rank == 4,
-                  let axis = try? concat.int("axis"), axis == 1 || axis == 1 - rank else { continue }
-            let channels = concat.inputs.map { r.channels(of: $0) }
-            guard channels.allSatisfy({ $0 != nil }), channels.reduce(0, { $0 + $1! }) == conv.inChannels else { continue }
+    public static let splitConvOverConcat = overPointwiseConvs("split-conv-over-concat", minimumOpset: 10) { conv, r in   // Slice with inputs
+        guard let concat = r.soleProducer(of: conv.input, "Concat"), concat.inputs.count >= 2,
+              let rank = r.shape(conv.input)?.count, rank == 4,
+              let axis = try? concat.int("axis"), axis == 1 || axis == 1 - rank else { return }
+        let channels = concat.inputs.map { r.channels(of: $0) }
+        guard channels.allSatisfy({ $0 != nil }), channels.reduce(0, { $0 + $1! }) == conv.inChannels else { return }
 
-            var attributes = conv.node.attributes
-            attributes["kernel_shape"] = nil   // inferred from each slice
-            var terms: [String] = []
-            var start = 0
-            for (part, c) in zip(concat.inputs, channels.map { $0! }) {
-                terms.append(r.add("Conv", [part, r.slice(conv.weight, axis: 1, start, start + c)], attributes: attributes))
-                start += c
-            }
-            if let bias = conv.bias {
-                terms.append(r.add("Reshape", [bias, r.int64s([-1, 1, 1])]))   // [M] → [M, 1, 1] over N×M×H×W
-            }
-            r.replace(index)
-            r.sum(terms, writing: conv.node.outputs[0])
+        var attributes = conv.node.attributes
+        attributes["kernel_shape"] = nil   // inferred from each slice
+        var terms: [String] = []
+        var start = 0
+        for (part, c) in zip(concat.inputs, channels.map { $0! }) {
+            terms.append(r.add("Conv", [part, r.slice(conv.weight, axis: 1, start, start + c)], attributes: attributes))
+            start += c
         }
-        return r.result()
+        if let bias = conv.bias {
+            terms.append(r.add("Reshape", [bias, r.int64s([-1, 1, 1])]))   // [M] → [M, 1, 1] over N×M×H×W
+        }
+        r.replace(conv.index)
+        r.sum(terms, writing: conv.node.outputs[0])
     }
 }
