@@ -27,9 +27,9 @@ func convMatMulForward() throws {
     for (label, xs, ws, group, s, p) in convs {
         let x = try random(xs, seed: 1), w = try random(ws, seed: 2), b = try random([ws[0]], seed: 3)
         let attributes: [String: Attribute] = ["group": .int(group), "strides": .ints([s, s]), "pads": .ints([p, p, p, p])]
-        let y = try timer.op("Conv", [x, w, b], attributes)[0]
+        let y = try timer.op(OpType.conv, [x, w, b], attributes)[0]
         let flop = 2.0 * Double(y.count) * Double(ws[1] * ws[2] * ws[3])
-        try timer.time(label, detail: gflops(flop)) { _ = try timer.op("Conv", [x, w, b], attributes) }
+        try timer.time(label, detail: gflops(flop)) { _ = try timer.op(OpType.conv, [x, w, b], attributes) }
     }
     for (m, n, k) in [(256, 16384, 1024), (150, 16384, 256), (2048, 2048, 2048)] {
         let a = try random([m, k], seed: 1), b = try random([k, n], seed: 2)
@@ -50,8 +50,8 @@ func convMatMulForward() throws {
     ]
     for (label, sa, sb) in matmuls {
         let a = try random(sa, seed: 1), b = try random(sb, seed: 2)
-        let y = try timer.op("MatMul", [a, b])[0]
-        try timer.time(label, detail: gflops(2.0 * Double(y.count) * Double(sa.last!))) { _ = try timer.op("MatMul", [a, b]) }
+        let y = try timer.op(OpType.matMul, [a, b])[0]
+        try timer.time(label, detail: gflops(2.0 * Double(y.count) * Double(sa.last!))) { _ = try timer.op(OpType.matMul, [a, b]) }
     }
 }
 
@@ -75,8 +75,8 @@ func convMatMulGradients() throws {
     var totalForward = 0.0, totalBackward = 0.0
     for (name, xs, ws, attributes) in convs {
         let x = try random(xs, seed: 1), w = try random(ws, seed: 2), b = try random([ws[0]], seed: 3)
-        let dy = try random(try timer.op("Conv", [x, w, b], attributes)[0].shape, seed: 4)
-        let f = try timer.best { _ = try timer.op("Conv", [x, w, b], attributes) }
+        let dy = try random(try timer.op(OpType.conv, [x, w, b], attributes)[0].shape, seed: 4)
+        let f = try timer.best { _ = try timer.op(OpType.conv, [x, w, b], attributes) }
         let dx = try timer.best { _ = try timer.op("ConvGradInput", domain: d, [dy, w, ints(xs)], attributes) }
         let dw = try timer.best { _ = try timer.op("ConvGradWeight", domain: d, [dy, x, ints(ws)], attributes) }
         let db = try timer.best { _ = try timer.op("ConvGradBias", domain: d, [dy]) }
@@ -93,8 +93,8 @@ func convMatMulGradients() throws {
     ]
     for (name, sa, sb) in matmuls {
         let a = try random(sa, seed: 1), b = try random(sb, seed: 2)
-        let dy = try random(try timer.op("MatMul", [a, b])[0].shape, seed: 3)
-        let f = try timer.best { _ = try timer.op("MatMul", [a, b]) }
+        let dy = try random(try timer.op(OpType.matMul, [a, b])[0].shape, seed: 3)
+        let f = try timer.best { _ = try timer.op(OpType.matMul, [a, b]) }
         let da = try timer.best { _ = try timer.op("MatMulGrad", domain: d, [dy, b, ints(sa)], ["input": .int(0)]) }
         let db = try timer.best { _ = try timer.op("MatMulGrad", domain: d, [dy, a, ints(sb)], ["input": .int(1)]) }
         totalForward += f; totalBackward += da + db

@@ -17,21 +17,21 @@ func elementwiseForward() throws {
               opset: Int = 17) throws {
         try timer.time(name, detail: perElement) { _ = try timer.op(opType, inputs, attributes, opset: opset) }
     }
-    try time("Add same shape 2M", "Add", [big, positive])
-    try time("Add [1,N,C]+[C] 2M", "Add", [big, bias])
-    try time("Mul [1,C,H,W]*[1,C,1,1] 2M", "Mul", [nchw, channelScale])
+    try time("Add same shape 2M", OpType.add, [big, positive])
+    try time("Add [1,N,C]+[C] 2M", OpType.add, [big, bias])
+    try time("Mul [1,C,H,W]*[1,C,1,1] 2M", OpType.mul, [nchw, channelScale])
     try time("Sub [1,N,C]-[1,N,1] 2M", "Sub", [big, rowMean])
-    try time("Mul by scalar 2M", "Mul", [big, half])
-    try time("Div same shape 2M", "Div", [big, positive])
+    try time("Mul by scalar 2M", OpType.mul, [big, half])
+    try time("Div same shape 2M", OpType.div, [big, positive])
     try time("Pow x^2 2M", "Pow", [big, Tensor(scalar: Float(2))])
     try time("Sqrt 2M", "Sqrt", [positive])
-    try time("Erf 2M", "Erf", [big])
+    try time("Erf 2M", OpType.erf, [big])
     try time("Gelu 2M", "Gelu", [big], opset: 20)
-    try time("Relu 2M", "Relu", [big])
+    try time("Relu 2M", OpType.relu, [big])
     try time("Sigmoid 2M", "Sigmoid", [big])
     try time("Tanh 2M", "Tanh", [big])
     try time("Exp 2M", "Exp", [big])
-    try time("Cast f32->f16 2M", "Cast", [big], ["to": .int(10)])
+    try time("Cast f32->f16 2M", OpType.cast, [big], ["to": .int(10)])
     try time("Where 2M", "Where", [Tensor([true, false], shape: [2, 1, 1]), big.reshaped([2, 8192, 128]), half])
 }
 
@@ -42,13 +42,13 @@ func elementwiseGradients() throws {
     let tr = trainingDomain
     let shape = [2, 16384, 128]
     let x = try random(shape, seed: 1), dy = try random(shape, seed: 2), c = try random([128], seed: 3)
-    try timer.time("Mul fwd (same shape)") { _ = try timer.op("Mul", [x, dy]) }
-    try timer.time("Mul fwd ([C] broadcast)") { _ = try timer.op("Mul", [x, c]) }
-    try timer.time("Erf fwd") { _ = try timer.op("Erf", [x]) }
+    try timer.time("Mul fwd (same shape)") { _ = try timer.op(OpType.mul, [x, dy]) }
+    try timer.time("Mul fwd ([C] broadcast)") { _ = try timer.op(OpType.mul, [x, c]) }
+    try timer.time("Erf fwd") { _ = try timer.op(OpType.erf, [x]) }
     try timer.time("ErfGrad") { _ = try timer.op("ErfGrad", domain: tr, [dy, x]) }
     try timer.time("Gelu fwd") { _ = try timer.op("Gelu", [x], opset: 20) }
     try timer.time("GeluGrad") { _ = try timer.op("GeluGrad", domain: tr, [dy, x]) }
-    try timer.time("Relu fwd") { _ = try timer.op("Relu", [x]) }
+    try timer.time("Relu fwd") { _ = try timer.op(OpType.relu, [x]) }
     try timer.time("ReluGrad") { _ = try timer.op("ReluGrad", domain: tr, [dy, x]) }
     try timer.time("DivGrad ([C] divisor)") { _ = try timer.op("DivGrad", domain: tr, [dy, x, c]) }
     let rowDivisor = try random([2, 16384, 1], seed: 4)

@@ -6,7 +6,7 @@ func normOpsForward() throws {
     let timer = Timer(.threadCPU, threads: 1, repeats: 5)
     for shape in [[1, 1, 16384, 256], [1, 2, 4096, 256], [1, 8, 256, 256]] {
         let x = try random(shape)
-        try timer.time("Softmax \(shape)") { _ = try timer.op("Softmax", [x], opset: 13) }
+        try timer.time("Softmax \(shape)") { _ = try timer.op(OpType.softmax, [x], opset: 13) }
     }
     let x1 = try random([1, 16384, 32])
     let lastAxis = ints([-1])
@@ -17,15 +17,15 @@ func normOpsForward() throws {
     let x2 = try random([1, 256, 256])
     try timer.time("ReduceMean last [1,256,256]") { _ = try timer.op("ReduceMean", [x2, lastAxis], opset: 18) }
     let scale = try random([32], seed: 1), bias = try random([32], seed: 2)
-    try timer.time("LayerNorm [1,16384,32]") { _ = try timer.op("LayerNormalization", [x1, scale, bias]) }
+    try timer.time("LayerNorm [1,16384,32]") { _ = try timer.op(OpType.layerNormalization, [x1, scale, bias]) }
     let linear: [String: Attribute] = ["mode": .string("linear")]
     let x3 = try random([1, 256, 16, 16])
     try timer.time("Resize bilinear [1,256,16,16]->128") {
-        _ = try timer.op("Resize", [x3, nil, nil, ints([1, 256, 128, 128])], linear, opset: 13)
+        _ = try timer.op(OpType.resize, [x3, nil, nil, ints([1, 256, 128, 128])], linear, opset: 13)
     }
     let x4 = try random([1, 150, 128, 128])
     try timer.time("Resize bilinear [1,150,128,128]->512", repeats: 3) {
-        _ = try timer.op("Resize", [x4, nil, nil, ints([1, 150, 512, 512])], linear, opset: 13)
+        _ = try timer.op(OpType.resize, [x4, nil, nil, ints([1, 150, 512, 512])], linear, opset: 13)
     }
     let x5 = try random([2, 150, 128, 128])
     try timer.time("ArgMax axis1 [2,150,128,128]") { _ = try timer.op("ArgMax", [x5], ["axis": .int(1)], opset: 13) }
@@ -41,7 +41,7 @@ func normGradients() throws {
     for shape in [[2, 16384, 32], [2, 4096, 64], [2, 256, 256]] {
         let x = try random(shape, seed: 1), dy = try random(shape, seed: 2)
         let scale = try random([shape[2]], seed: 3), bias = try random([shape[2]], seed: 4)
-        try timer.time("LayerNorm fwd \(shape)") { _ = try timer.op("LayerNormalization", [x, scale, bias]) }
+        try timer.time("LayerNorm fwd \(shape)") { _ = try timer.op(OpType.layerNormalization, [x, scale, bias]) }
         try timer.time("LayerNormGrad \(shape)") {
             _ = try timer.op("LayerNormGrad", domain: tr, [dy, x, scale], outputCount: 3)
         }
@@ -53,8 +53,8 @@ func normGradients() throws {
         }
     }
     let attention = try random([2, 1, 16384, 256], seed: 1), dAttention = try random([2, 1, 16384, 256], seed: 2)
-    let probabilities = try timer.op("Softmax", [attention], opset: 13)[0]
-    try timer.time("Softmax fwd [2,1,16384,256]") { _ = try timer.op("Softmax", [attention], opset: 13) }
+    let probabilities = try timer.op(OpType.softmax, [attention], opset: 13)[0]
+    try timer.time("Softmax fwd [2,1,16384,256]") { _ = try timer.op(OpType.softmax, [attention], opset: 13) }
     try timer.time("SoftmaxGrad [2,1,16384,256]") { _ = try timer.op("SoftmaxGrad", domain: tr, [dAttention, probabilities]) }
 
     let linear: [String: Attribute] = ["mode": .string("linear"), "coordinate_transformation_mode": .string("half_pixel")]
@@ -62,7 +62,7 @@ func normGradients() throws {
         let x = try random(inShape, seed: 1)
         let sizes = ints([inShape[0], inShape[1], outHW, outHW])
         let dy = try random([inShape[0], inShape[1], outHW, outHW], seed: 2)
-        try timer.time("Resize fwd \(inShape)→\(outHW)") { _ = try timer.op("Resize", [x, nil, nil, sizes], linear) }
+        try timer.time("Resize fwd \(inShape)→\(outHW)") { _ = try timer.op(OpType.resize, [x, nil, nil, sizes], linear) }
         try timer.time("ResizeGrad \(inShape)→\(outHW)") {
             _ = try timer.op("ResizeGrad", domain: tr, [dy, ints(inShape), nil, nil, sizes], linear)
         }
@@ -73,7 +73,7 @@ func normGradients() throws {
     for i in 0..<labels.count { lp[i] = i % 11 == 0 ? 255 : Int64((i * 7) % 150) }   // every 11th pixel ignored
     let ignore: [String: Attribute] = ["ignore_index": .int(255)]
     try timer.time("SoftmaxCrossEntropyLoss fwd [2,150,512,512]", repeats: 2) {
-        _ = try timer.op("SoftmaxCrossEntropyLoss", [scores, labels], ignore)
+        _ = try timer.op(OpType.softmaxCrossEntropyLoss, [scores, labels], ignore)
     }
     try timer.time("SoftmaxCrossEntropyLossGrad [2,150,512,512]", repeats: 2) {
         _ = try timer.op("SoftmaxCrossEntropyLossGrad", domain: tr, [Tensor(scalar: Float(1)), scores, labels], ignore)

@@ -13,16 +13,16 @@ func shapeOpsForward() throws {
                           ([1, 256, 4096], [0, 2, 1]), ([1, 1024, 640], [0, 2, 1]), ([1, 640, 1024], [0, 2, 1])] {
         let x = try random(shape)
         try timer.time("Transpose \(shape) \(perm)", detail: bandwidth(x.count * 4)) {
-            _ = try timer.op("Transpose", [x], ["perm": .ints(perm)])
+            _ = try timer.op(OpType.transpose, [x], ["perm": .ints(perm)])
         }
     }
     let parts = try (0..<4).map { try random([1, 256, 128, 128], seed: UInt64($0)) }
     try timer.time("Concat 4×[1,256,128,128] axis 1", detail: bandwidth(4 * 4 * 256 * 128 * 128)) {
-        _ = try timer.op("Concat", parts, ["axis": .int(1)])
+        _ = try timer.op(OpType.concat, parts, ["axis": .int(1)])
     }
     let big = try random([1, 16384, 256])
     try timer.time("Slice [1,16384,256] last axis 0..<128", detail: bandwidth(16384 * 128 * 4)) {
-        _ = try timer.op("Slice", [big, ints([0]), ints([128]), ints([2])])
+        _ = try timer.op(OpType.slice, [big, ints([0]), ints([128]), ints([2])])
     }
 }
 
@@ -36,20 +36,20 @@ func shapeGradients() throws {
         let parts = try (0..<4).map { try random([2, 256, 128, 128], seed: UInt64($0)) }
         let dy = try random([2, 1024, 128, 128], seed: 9)
         let partShape = ints([2, 256, 128, 128])
-        try timer.time("Concat fwd 4×[2,256,128,128] axis 1") { _ = try timer.op("Concat", parts, ["axis": .int(1)]) }
+        try timer.time("Concat fwd 4×[2,256,128,128] axis 1") { _ = try timer.op(OpType.concat, parts, ["axis": .int(1)]) }
         try timer.time("ConcatGrad [2,1024,128,128] → 4 parts") {
             _ = try timer.op("ConcatGrad", domain: tr, [dy, partShape, partShape, partShape, partShape],
                              ["axis": .int(1), "select": .ints([0, 1, 2, 3])], outputCount: 4)
         }
         // Patch-embedding transpose [2, 32, 16384] ↔ [2, 16384, 32] and its backward.
         let x = try random([2, 32, 16384], seed: 1), g = try random([2, 16384, 32], seed: 2)
-        try timer.time("Transpose fwd [2,32,16384] perm [0,2,1]") { _ = try timer.op("Transpose", [x], ["perm": .ints([0, 2, 1])]) }
-        try timer.time("Transpose bwd [2,16384,32] perm [0,2,1]") { _ = try timer.op("Transpose", [g], ["perm": .ints([0, 2, 1])]) }
+        try timer.time("Transpose fwd [2,32,16384] perm [0,2,1]") { _ = try timer.op(OpType.transpose, [x], ["perm": .ints([0, 2, 1])]) }
+        try timer.time("Transpose bwd [2,16384,32] perm [0,2,1]") { _ = try timer.op(OpType.transpose, [g], ["perm": .ints([0, 2, 1])]) }
         // Slice of half the channels with step 2 and its scatter.
         let s = try random([2, 64, 128, 128], seed: 3)
         let sliceInputs = [s, ints([1]), ints([64]), ints([1]), ints([2])]
-        let sliced = try timer.op("Slice", sliceInputs)[0]
-        try timer.time("Slice fwd [2,64,128,128] step 2 axis 1") { _ = try timer.op("Slice", sliceInputs) }
+        let sliced = try timer.op(OpType.slice, sliceInputs)[0]
+        try timer.time("Slice fwd [2,64,128,128] step 2 axis 1") { _ = try timer.op(OpType.slice, sliceInputs) }
         try timer.time("SliceGrad → [2,64,128,128]") {
             _ = try timer.op("SliceGrad", domain: tr, [sliced, ints([2, 64, 128, 128]), ints([1]), ints([64]), ints([1]), ints([2])])
         }

@@ -18,6 +18,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Untimed warm-up iterations.") var warmup: Int = 2
     @OptionGroup var threadOptions: ThreadOptions
     @Flag(help: "Print time spent per op type over the timed runs.") var profile = false
+    @Flag(help: "Skip the optimizing passes (constants are still folded), for A/B comparisons.") var noOptimize = false
     @Flag(help: "Time one training step instead (HF loss, forward + backward + AdamW) on random inputs and labels.") var train = false
 
     func run() throws {
@@ -27,11 +28,16 @@ struct Bench: ParsableCommand {
             }
             let m = try ONNXImporter.load(contentsOf: model)
             if train { return try benchTraining(m) }
-            let session = try Session(model: m, options: SessionOptions(threads: threadOptions.threads))
+            let session = try Session(model: m, options: SessionOptions(threads: threadOptions.threads, optimizingPasses: !noOptimize))
             var feeds: [String: Tensor] = [:]
             for (info, value) in try BenchmarkInputs.randomFeeds(for: session, batch: batch, height: height, width: width) {
                 feeds[info.name] = value
                 print("input \(info.name): \(value.dataType) \(value.shape)")
+            }
+            if let report = session.compiled.optimization {
+                print(report.passes.map(\.description).joined(separator: "\n"))
+            } else {
+                print("optimizing passes: off")
             }
             print("threads \(session.context.threads), warm-up \(warmup), iterations \(iterations)")
             let result = try Benchmark.measure(warmup: warmup, iterations: iterations, beforeTimed: {

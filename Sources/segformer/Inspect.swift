@@ -12,6 +12,8 @@ struct Inspect: ParsableCommand {
     @Flag(help: "Infer and list the type of every node output (symbolic shapes).") var shapes = false
     @Flag(help: "Plan a run without running it: the nodes left after folding, each value's type and size, the activation peak.")
     var plan = false
+    @Flag(help: "Compile the model and print the op histogram before and after the optimizing passes, and what each pass changed.")
+    var optimized = false
     @Option(name: .customLong("input-shape"), help: "NAME=1x3x512x512: an input shape to plan for (repeatable; needed for symbolic dimensions).")
     var inputShapes: [String] = []
 
@@ -31,8 +33,11 @@ struct Inspect: ParsableCommand {
                 }
                 for (node, reason) in inferred.unknown { print("  no type for \(node): \(reason)") }
             }
-            if plan {
-                let compiled = try CompiledModel(model: m)
+            let compiled = plan || optimized ? try CompiledModel(model: m) : nil
+            if optimized, let compiled {
+                print(compiled.optimization.map { "\($0)" } ?? "optimizing passes: off")
+            }
+            if plan, let compiled {
                 let shapes = try compiled.inputShapes(try parseInputShapes(inputShapes))
                 print("plan for " + shapes.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value.map(String.init).joined(separator: "x"))" }.joined(separator: ", ") + ":")
                 print(try Planner.plan(compiled, shapes: shapes).report())

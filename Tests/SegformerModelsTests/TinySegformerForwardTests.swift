@@ -22,6 +22,24 @@ final class TinySegformerForwardTests: XCTestCase {
         }
     }
 
+    /// The decode head's 1×1 fuse conv over the Concat of the four upsampled stages folds into the
+    /// stages' MatMuls (the optimizing passes); logits agree with the unoptimized graph.
+    func testDecodeHeadAlgebraRemovesTheFuseConv() throws {
+        let x = try Fixtures.tensor("tiny-segformer/test_data_set_0/input_0.pb")
+        for file in ["model.op17.onnx", "model.op14.onnx", "model.op12.onnx"] {
+            let model = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-segformer/" + file))
+            let optimized = try Session(model: model, options: SessionOptions(threads: 2))
+            let plain = try Session(model: model, options: SessionOptions(threads: 2, optimizingPasses: false))
+            let report = try XCTUnwrap(optimized.compiled.optimization, file)
+            XCTAssertTrue(report.passes.allSatisfy(\.changedGraph), "\(file): \(report)")
+            XCTAssertEqual(report.after["Conv"], report.before["Conv"].map { $0 - 1 }, "\(file): \(report)")
+            XCTAssertEqual(report.after["MatMul"], report.before["MatMul"], "\(file): \(report)")
+            let a = try optimized.run(["pixel_values": x])["logits"]!
+            let b = try plain.run(["pixel_values": x])["logits"]!
+            XCTAssertLessThanOrEqual(maxAbsDifference(a, b), 1e-5, file)
+        }
+    }
+
     func testOtherInputSizesBindSymbolicDimensions() throws {
         let model = try ONNXImporter.load(contentsOf: commonFixtures.path("tiny-segformer/model.op17.onnx"))
         let session = try Session(model: model)

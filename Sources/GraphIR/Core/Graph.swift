@@ -48,8 +48,11 @@ public struct Node: Sendable, CustomStringConvertible {
     /// `node "name" (OpType)` — how errors refer to a node.
     public var label: String {
         let shown = name.isEmpty ? (outputs.first.map { "→\($0)" } ?? "?") : name
-        return "node \"\(shown)\" (\(domain.isEmpty ? "" : domain + ".")\(opType))"
+        return "node \"\(shown)\" (\(opName))"
     }
+
+    /// The op type, with its domain when not ai.onnx.
+    public var opName: String { domain.isEmpty ? opType : "\(domain).\(opType)" }
     public var description: String { label }
 
     // MARK: typed attribute access (errors name the node and attribute)

@@ -43,6 +43,13 @@ public final class GraphBuilder {
         add(opType, domain: domain, inputs, attributes: attributes, outputs: 1, name: name)[0]
     }
 
+    /// Adds a node writing an existing value name: how a pass gives that value a new producer (the
+    /// pass removes the old one).
+    public func add(_ opType: String, _ inputs: [String], attributes: [String: Attribute] = [:], writing output: String) {
+        graph.nodes.append(Node(name: freshName(opType), opType: opType, inputs: inputs, outputs: [output],
+                                attributes: attributes))
+    }
+
     /// Adds a constant tensor as an initializer and returns its name.
     public func constant(_ tensor: Tensor, name hint: String = "const") -> String {
         let name = freshName(hint)

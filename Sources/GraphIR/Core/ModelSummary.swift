@@ -6,13 +6,7 @@ public struct ModelSummary {
     public init(model: Model) { self.model = model }
 
     /// Op type → node count, most frequent first.
-    public var opHistogram: [(op: String, count: Int)] {
-        var counts: [String: Int] = [:]
-        for n in model.graph.nodes {
-            counts[n.domain.isEmpty ? n.opType : "\(n.domain).\(n.opType)", default: 0] += 1
-        }
-        return counts.map { ($0.key, $0.value) }.sorted { $0.count != $1.count ? $0.count > $1.count : $0.op < $1.op }
-    }
+    public var opHistogram: [(op: String, count: Int)] { model.graph.opHistogram }
 
     public func text(listNodes: Bool = false) -> String {
         let g = model.graph

@@ -14,7 +14,7 @@ public final class Session {
     public let context: ExecutionContext
     /// The model as given to `init`.
     public var model: Model { compiled.model }
-    /// The graph as executed (after the clean-up passes), topologically sorted.
+    /// The graph as executed (after the clean-up and optimizing passes), topologically sorted.
     public var graph: Graph { compiled.graph }
 
     private var plans: [InputBinding: ExecutionPlan] = [:]
@@ -34,7 +34,7 @@ public final class Session {
     ///   implemented at the model's opset; `.invalid` when the graph is malformed (cycles, dangling values).
     public init(model: Model, options: SessionOptions = SessionOptions()) throws {
         context = ExecutionContext(threads: options.threads)
-        compiled = try CompiledModel(model: model, optimize: options.optimize)
+        compiled = try CompiledModel(model: model, optimize: options.optimize, optimizingPasses: options.optimizingPasses)
     }
 
     /// Graph inputs the caller must feed, with their declared types (element type and shape, whose

@@ -6,19 +6,25 @@ public struct SessionOptions: Sendable {
     public var threads: Int?
     /// Remove identities and fold constants before planning.
     public var optimize: Bool = true
-    public init(threads: Int? = nil, optimize: Bool = true) {
+    /// Run the optimizing passes (`OptimizingPipeline`) after the clean-up; needs `optimize`.
+    /// Off for A/B comparisons (`segformer bench --no-optimize`) and for training graphs.
+    public var optimizingPasses: Bool = true
+    public init(threads: Int? = nil, optimize: Bool = true, optimizingPasses: Bool = true) {
         self.threads = threads
         self.optimize = optimize
+        self.optimizingPasses = optimizingPasses
     }
 }
 
 /// A model made ready to plan: the graph after the clean-up passes (identities removed, constants
-/// folded, dead nodes dropped), topologically sorted, every node's kernel built (so an unsupported op
+/// folded, dead nodes dropped) and the optimizing passes (`OptimizingPipeline`), topologically sorted, every node's kernel built (so an unsupported op
 /// or a bad attribute is reported before any run), and every value given a slot number.
 public struct CompiledModel {
     public let model: Model
-    /// The graph as executed (after the clean-up passes), topologically sorted.
+    /// The graph as executed (after the clean-up and optimizing passes), topologically sorted.
     public let graph: Graph
+    /// What the optimizing passes changed (nil when they did not run).
+    public let optimization: OptimizingPipeline.Report?
     public var opset: Int { model.opset }
     let kernels: [Kernel]
     let schemas: [OpSchema]
@@ -31,22 +37,17 @@ public struct CompiledModel {
     /// may override; it is not here).
     let initializerSlots: [(slot: Int, value: Tensor)]
 
-    public init(model: Model, optimize: Bool = true) throws {
+    public init(model: Model, optimize: Bool = true, optimizingPasses: Bool = true) throws {
         self.model = model
         let opset = model.opset
         var g = try Passes.sorted(model.graph)
         try OpRegistry.checkSupported(g, opset: opset)
+        var report: OptimizingPipeline.Report?
         if optimize {
-            g = Passes.removeIdentities(g)
-            g = try Passes.foldConstants(g, isFoldable: { node in
-                (try? OpRegistry.schema(for: node, opset: opset).isDeterministic) ?? false
-            }) { node, inputs in
-                let kernel = try OpRegistry.schema(for: node, opset: opset).makeKernel(node, opset)
-                do { return try kernel.run(inputs, ExecutionContext.singleThreaded) } catch let e as SegFormerError {
-                    throw e.prefixed(node.label)
-                }
-            }
+            g = try OptimizingPipeline.foldConstants(Passes.removeIdentities(g), opset: opset)
+            if optimizingPasses { (g, report) = try OptimizingPipeline.run(g, opset: opset) }
         }
+        optimization = report
         graph = g
         runtimeInputs = g.runtimeInputs
 

@@ -74,8 +74,10 @@ public final class TrainingSession {
         self.labelsName = labels
         self.lossName = loss
         self.gradientGraph = gg
+        // The optimizing passes stay off: they would merge frozen weights and reorder sums, and the
+        // gradients must stay as PyTorch computes them.
         self.session = try Session(model: Model(graph: gg.graph, opsetImports: model.opsetImports),
-                                            options: SessionOptions(threads: options.threads))
+                                   options: SessionOptions(threads: options.threads, optimizingPasses: false))
     }
 
     /// Forward + backward on one batch: the loss and d loss / d parameter for every parameter.

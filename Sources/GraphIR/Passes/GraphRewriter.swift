@@ -1,0 +1,178 @@
+/// A graph being rewritten by a pass: who produces each value and how often it is read, which values
+/// are constants, their types, and a builder for replacement nodes. A rewrite gives a value a new
+/// producer (`replace`); the nodes that only fed the old producer become dead and the pipeline's
+/// dead-node removal drops them.
+final class GraphRewriter {
+    let context: PassContext
+    private let graph: Graph
+    private let producer: [String: Int]
+    private let uses: [String: Int]
+    private let feedable: Set<String>
+    private let builder: GraphBuilder
+    private var replaced = Set<Int>()
+
+    init(_ graph: Graph, context: PassContext, pass: String) {
+        self.graph = graph
+        self.context = context
+        producer = graph.producers()
+        var uses: [String: Int] = [:]
+        for n in graph.nodes { for i in n.inputs where !i.isEmpty { uses[i, default: 0] += 1 } }
+        for o in graph.outputs { uses[o.name, default: 0] += 1 }
+        self.uses = uses
+        feedable = Set(graph.inputs.map(\.name))
+        builder = GraphBuilder(graph: graph, prefix: pass)
+    }
+
+    var nodes: [Node] { graph.nodes }
+
+    /// The node producing `value`, if it is `opType` (ai.onnx) and `value` has no other reader: a
+    /// pattern may then consume it whole.
+    func soleProducer(of value: String, _ opType: String) -> Node? {
+        producer(of: value, opType, shapeReaders: []).map { $0.node }
+    }
+
+    /// The node producing `value`, if it is `opType` and `value`'s other readers are only plain Shape
+    /// nodes (exporters read the shape of a value to compute a later Reshape or Resize target). A
+    /// pattern consuming the value must then give those Shape nodes a new source (`rewireShapeReaders`).
+    func producerReadForShape(of value: String, _ opType: String) -> (node: Node, shapeReaders: [Int])? {
+        let readers = graph.nodes.indices.filter { i in
+            let n = graph.nodes[i]
+            return n.domain.isEmpty && n.opType == OpType.shape && n.inputs == [value] && n.attributes.isEmpty
+                && !replaced.contains(i)
+        }
+        return producer(of: value, opType, shapeReaders: readers)
+    }
+
+    private func producer(of value: String, _ opType: String, shapeReaders: [Int]) -> (node: Node, shapeReaders: [Int])? {
+        guard uses[value] == 1 + shapeReaders.count, let i = producer[value], !replaced.contains(i) else { return nil }
+        let node = graph.nodes[i]
+        return node.domain.isEmpty && node.opType == opType ? (node, shapeReaders) : nil
+    }
+
+    /// Replaces Shape nodes of an NCHW value that a rewrite removed by the shape of `replacement`, a
+    /// value of the same shape except for `channels` channels in place of its own.
+    func rewireShapeReaders(_ readers: [Int], to replacement: String, channels: Int) {
+        let shape = readers.isEmpty ? "" : add(OpType.shape, [replacement])
+        for i in readers {
+            replace(i)
+            replacingChannels(of: shape, rank: 4, with: channels, writing: graph.nodes[i].outputs[0])
+        }
+    }
+
+    /// A constant: an initializer a feed cannot replace. (Training graphs feed their parameters, so
+    /// patterns over constants never rewrite them.)
+    func constant(_ value: String?) -> Tensor? {
+        guard let value, !feedable.contains(value) else { return nil }
+        return graph.initializers[value]
+    }
+
+    /// The value's (possibly symbolic) shape, when its rank is known.
+    func shape(_ value: String) -> [Dim]? { context.types[value]?.shape }
+
+    /// The channel count (dim 1) of an NCHW value: from its inferred type or, where inference left it
+    /// symbolic (a Reshape to a computed shape with a -1), from its source — through a Resize that
+    /// keeps N and C, to a Reshape of a [B, K, n] tensor into [B, ·, h, w], which has K channels
+    /// whenever h·w = n. A rewrite relying on that writes a convolution or Reshape with exactly K
+    /// channels, which checks it at run time (a mismatch is an error, never a wrong result).
+    func channels(of value: String) -> Int? {
+        guard let dims = shape(value), dims.count == 4 else { return nil }
+        if let c = dims[1].value { return c }
+        guard let i = producer[value], graph.nodes[i].domain.isEmpty else { return nil }
+        let node = graph.nodes[i]
+        guard let source = shape(node.inputs[0]) else { return nil }
+        switch node.opType {
+        case OpType.resize where source.count == 4 && source[1] == dims[1]: return channels(of: node.inputs[0])
+        case OpType.reshape where source.count == 3 && source[0] == dims[0]: return source[1].value
+        default: return nil
+        }
+    }
+
+    /// Replaces the node at `index`: the caller adds nodes writing its outputs.
+    func replace(_ index: Int) { replaced.insert(index) }
+
+    // MARK: writing nodes
+
+    func add(_ opType: String, _ inputs: [String], attributes: [String: Attribute] = [:]) -> String {
+        builder.add1(opType, inputs, attributes: attributes)
+    }
+
+    func add(_ opType: String, _ inputs: [String], attributes: [String: Attribute] = [:], writing output: String) {
+        builder.add(opType, inputs, attributes: attributes, writing: output)
+    }
+
+    func int64s(_ values: [Int]) -> String { builder.int64s(values, name: "shape") }
+
+    /// `value[from..<to]` along `axis` (Slice with inputs, opset ≥ 10).
+    func slice(_ value: String, axis: Int, _ from: Int, _ to: Int) -> String {
+        add(OpType.slice, [value, int64s([from]), int64s([to]), int64s([axis])])
+    }
+
+    /// The 1-D int64 `shape` (of `rank` entries) with entry 1 — the channel count of an NCHW shape —
+    /// replaced by `channels`: shape arithmetic that folds once `shape` is known.
+    func replacingChannels(of shape: String, rank: Int, with channels: Int) -> String {
+        add(OpType.concat, channelsReplaced(shape, rank: rank, channels), attributes: ["axis": .int(0)])
+    }
+
+    func replacingChannels(of shape: String, rank: Int, with channels: Int, writing output: String) {
+        add(OpType.concat, channelsReplaced(shape, rank: rank, channels), attributes: ["axis": .int(0)], writing: output)
+    }
+
+    private func channelsReplaced(_ shape: String, rank: Int, _ channels: Int) -> [String] {
+        [slice(shape, axis: 0, 0, 1), int64s([channels]), slice(shape, axis: 0, 2, rank)]
+    }
+
+    /// terms[0] + terms[1] + … (at least two terms), left to right, the last Add writing `output`.
+    func sum(_ terms: [String], writing output: String) {
+        let partial = terms.dropLast().dropFirst().reduce(terms[0]) { add(OpType.add, [$0, $1]) }
+        add(OpType.add, [partial, terms.last!], writing: output)
+    }
+
+    /// The rewritten graph: replaced nodes gone, new nodes appended (the pipeline sorts and cleans up).
+    func result() -> Graph {
+        var g = builder.graph
+        g.nodes = g.nodes.indices.filter { !replaced.contains($0) }.map { g.nodes[$0] }
+        return g
+    }
+}
+
+extension GraphPass {
+    /// A pass that offers every 1×1 convolution (`PointwiseConv`) of a graph at `minimumOpset` or later
+    /// (the opset of the nodes the passes write) to `rewrite`, which replaces it or leaves it.
+    static func overPointwiseConvs(_ name: String, minimumOpset: Int,
+                                   _ rewrite: @escaping @Sendable (PointwiseConv, GraphRewriter) -> Void) -> GraphPass {
+        GraphPass(name: name) { graph, context in
+            guard context.opset >= minimumOpset else { return graph }
+            let r = GraphRewriter(graph, context: context, pass: name)
+            for index in r.nodes.indices { if let conv = PointwiseConv(index, in: r) { rewrite(conv, r) } }
+            return r.result()
+        }
+    }
+}
+
+/// A 1×1 convolution that is a pure channel map: 2-D, group 1, stride 1, no padding, a constant weight
+/// [M, C, 1, 1], so `Conv(x, W)[n, m, h, w] = Σ_c W[m, c] · x[n, c, h, w]` (dilation is irrelevant for a
+/// 1×1 kernel).
+struct PointwiseConv {
+    let node: Node
+    let index: Int
+    var input: String { node.inputs[0] }
+    var weight: String { node.inputs[1] }
+    var bias: String? { node.input(2) }
+    let outChannels: Int
+    let inChannels: Int
+
+    init?(_ index: Int, in rewriter: GraphRewriter) {
+        let node = rewriter.nodes[index]
+        guard node.domain.isEmpty, node.opType == OpType.conv, node.inputs.count >= 2,
+              let w = rewriter.constant(node.input(1)), w.shape.count == 4, w.shape[2] == 1, w.shape[3] == 1,
+              (try? node.int("group", default: 1)) == 1,
+              ["NOTSET", "VALID"].contains((try? node.string("auto_pad", default: "NOTSET")) ?? ""),
+              ((try? node.ints("strides")) ?? []).allSatisfy({ $0 == 1 }),
+              ((try? node.ints("pads")) ?? []).allSatisfy({ $0 == 0 }) else { return nil }
+        if let b = node.input(2), rewriter.constant(b) == nil { return nil }
+        self.node = node
+        self.index = index
+        outChannels = w.shape[0]
+        inChannels = w.shape[1]
+    }
+}

@@ -1,0 +1,57 @@
+import GraphIR
+
+/// The optimizing stage of compilation: named Graph → Graph passes (Sources/GraphIR/Passes), each
+/// given the value types `TypeInference` finds on the graph as it stands, each followed by constant
+/// folding and dead-node removal, so the next pass sees the constants the previous one computed.
+/// Every pass reports what it changed (`segformer inspect --optimized` prints it).
+public enum OptimizingPipeline {
+    /// The passes, in order. The decode-head algebra: split a 1×1 conv over its Concat, move each
+    /// part before its Resize, fold it into the MatMul that made its input.
+    public static let passes: [GraphPass] = [.splitConvOverConcat, .convBeforeResize, .foldConvIntoMatMul]
+
+    /// The op histograms around the pipeline and what each pass changed.
+    public struct Report: Sendable, CustomStringConvertible {
+        public var before: [String: Int]
+        public var after: [String: Int]
+        public var passes: [PassReport]
+
+        public var description: String {
+            var lines = ["op histogram before → after the optimizing passes:"]
+            for op in Set(before.keys).union(after.keys).sorted(by: { (before[$0] ?? 0, $1) > (before[$1] ?? 0, $0) }) {
+                let (b, a) = (before[op] ?? 0, after[op] ?? 0)
+                let mark = a == b ? "" : "  (\(a > b ? "+" : "")\(a - b))"
+                lines.append("  \(op.padding(toLength: max(op.count, 28), withPad: " ", startingAt: 0)) \(b) → \(a)\(mark)")
+            }
+            lines.append("  total \(before.values.reduce(0, +)) → \(after.values.reduce(0, +))")
+            lines.append("passes:")
+            lines += passes.map { "  \($0)" }
+            return lines.joined(separator: "\n")
+        }
+    }
+
+    /// Runs `passes` over a sorted, constant-folded graph.
+    public static func run(_ graph: Graph, opset: Int, passes: [GraphPass] = passes) throws -> (graph: Graph, report: Report) {
+        var g = graph
+        var reports: [PassReport] = []
+        for pass in passes {
+            let context = PassContext(types: try TypeInference.infer(g, opset: opset).types, opset: opset)
+            let rewritten = try foldConstants(try pass.rewrite(g, context), opset: opset)
+            reports.append(PassReport(pass: pass.name, before: g, after: rewritten))
+            g = rewritten
+        }
+        return (g, Report(before: graph.opCounts, after: g.opCounts, passes: reports))
+    }
+
+    /// Folds every deterministic node whose inputs are constants (running its kernel once), then
+    /// drops dead nodes; the result is sorted.
+    static func foldConstants(_ graph: Graph, opset: Int) throws -> Graph {
+        try Passes.foldConstants(graph, isFoldable: { node in
+            (try? OpRegistry.schema(for: node, opset: opset).isDeterministic) ?? false
+        }) { node, inputs in
+            let kernel = try OpRegistry.schema(for: node, opset: opset).makeKernel(node, opset)
+            do { return try kernel.run(inputs, ExecutionContext.singleThreaded) } catch let e as SegFormerError {
+                throw e.prefixed(node.label)
+            }
+        }
+    }
+}
