@@ -25,9 +25,9 @@ final class TinySegformerForwardTests: XCTestCase {
     /// The decode head's 1×1 fuse conv over the Concat of the four upsampled stages folds into the
     /// stages' MatMuls (the optimizing passes); logits agree with the unoptimized graph.
     func testDecodeHeadAlgebraRemovesTheFuseConv() throws {
-        let x = try Fixtures.tensor("tiny-segformer/test_data_set_0/input_0.pb")
+        let x = try commonFixtures.tensor("tiny-segformer/test_data_set_0/input_0.pb")
         for file in ["model.op17.onnx", "model.op14.onnx", "model.op12.onnx"] {
-            let model = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-segformer/" + file))
+            let model = try ONNXImporter.load(contentsOf: commonFixtures.path("tiny-segformer/" + file))
             let optimized = try Session(model: model, options: SessionOptions(threads: 2))
             let plain = try Session(model: model, options: SessionOptions(threads: 2, optimizingPasses: false))
             let report = try XCTUnwrap(optimized.compiled.optimization, file)

@@ -2,14 +2,14 @@ import XCTest
 import GraphIR
 import Runtime
 import Training
-import SegFormerTestSupport
+import TestSupport
 
 /// The optimizing passes rewrite constants only, so they leave a training graph alone: its parameters
 /// are fed, not initializers. (TrainingSession also turns the passes off, so frozen weights stay
 /// unmerged too.)
 final class TrainingGraphPassesTests: XCTestCase {
     func testPassesFindNothingToRewriteInTheGradientGraph() throws {
-        let model = try ONNXImporter.load(contentsOf: Fixtures.path("tiny-segformer/model.op17.onnx"))
+        let model = try ONNXImporter.load(contentsOf: commonFixtures.path("tiny-segformer/model.op17.onnx"))
         // The same model for inference: the decode-head passes do rewrite it.
         let inference = try XCTUnwrap(CompiledModel(model: model).optimization)
         XCTAssertTrue(inference.passes.allSatisfy(\.changedGraph), "\(inference)")
