@@ -36,6 +36,10 @@ var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
 /// `--threads`, taken by every command that runs a model.
 struct ThreadOptions: ParsableArguments {
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+    }
 }
 
 SegFormerCommand.main()
