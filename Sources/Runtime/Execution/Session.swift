@@ -55,8 +55,8 @@ public final class Session {
     private func cachedPlan(_ feeds: [String: Tensor]) throws -> ExecutionPlan {
         let key = InputBinding(compiled.runtimeInputs, feeds)
         if let plan = plans[key] { return plan }
-        let plan = try Planner.plan(compiled, shapes: feeds.mapValues(\.shape),
-                                    values: feeds.filter { InputBinding.isBoundByValue($0.value) }, context: context)
+        // The planner keeps the values of the small integer feeds only (`InputBinding.isBoundByValue`).
+        let plan = try Planner.plan(compiled, shapes: feeds.mapValues(\.shape), values: feeds, context: context)
         plans[key] = plan
         return plan
     }

@@ -8,8 +8,9 @@ import GraphIR
 /// checks it when the value is produced, so a wrong shape rule is reported, never silently used.
 public enum Planner {
 
-    /// The plan for runtime inputs of the given shapes; `values` holds the small integer inputs, which
-    /// are bound by value (they may decide shapes). Folded nodes run here, once, on `context`.
+    /// The plan for runtime inputs of the given shapes. Of `values` (e.g. a run's feeds) only the small
+    /// integer inputs are kept: they are bound by value, as they may decide shapes. Folded nodes run
+    /// here, once, on `context`.
     public static func plan(_ compiled: CompiledModel, shapes: [String: [Int]], values: [String: Tensor] = [:],
                             context: ExecutionContext = .singleThreaded) throws -> ExecutionPlan {
         let graph = compiled.graph
