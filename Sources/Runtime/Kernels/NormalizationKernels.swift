@@ -1,0 +1,428 @@
+import Foundation
+import GraphIR
+
+// CPU kernels of the Normalization family: the schemas (what each op means) are in Ops/Normalization.swift.
+enum Normalization {
+    /// Element type of LayerNorm's Mean / InvStdDev outputs.
+    static func statType(_ t: DataType) -> DataType { t == .double ? .double : .float }
+
+    /// `t` broadcast (numpy rules, right-aligned) to `target`, as Double values; nil if impossible.
+    static func expand(_ t: Tensor, to target: [Int]) throws -> [Double]? {
+        let v = try t.doubles()
+        if t.shape == target { return v }
+        if t.rank > target.count { 
+            // leading size-1 dims are harmless
+            guard t.shape.prefix(t.rank - target.count).allSatisfy({ $0 == 1 }) else { return nil }
+            return try expand(t.reshaped(Array(t.shape.suffix(target.count))), to: target)
+        }
+        let shape = [Int](repeating: 1, count: target.count - t.rank) + t.shape
+        for (a, b) in zip(shape, target) where a != b && a != 1 { return nil }
+        let strides = Strides.broadcast(shape, to: target)
+        let n = Tensor.elementCount(target)
+        var out = [Double](repeating: 0, count: n)
+        var idx = [Int](repeating: 0, count: target.count)
+        for i in 0..<n {
+            var off = 0
+            for d in 0..<target.count { off += idx[d] * strides[d] }
+            out[i] = v[off]
+            var d = target.count - 1
+            while d >= 0 { idx[d] += 1; if idx[d] < target[d] { break }; idx[d] = 0; d -= 1 }
+        }
+        return out
+    }
+
+    // MARK: LayerNormalization
+
+    /// How LayerNormalization and its gradient see x: the normalised axis (from the attribute), the
+    /// trailing shape normalised over, `rows` of `n` elements each, and Scale broadcast to one row.
+    static func layerNormLayout(_ shape: [Int], axis axisAttr: Int, scale scaleT: Tensor, label: String) throws
+        -> (axis: Int, normShape: [Int], rows: Int, n: Int, scale: [Double]) {
+        let axis = try Axes.normalise(axisAttr, rank: shape.count, scalarAsVector: true, label)
+        let normShape = Array(shape[axis...])
+        let rows = NormOpsSupport.product(shape, 0..<axis), n = Tensor.elementCount(normShape)
+        guard let scale = try expand(scaleT, to: normShape) else {
+            throw SegFormerError.invalid("\(label): Scale of shape \(scaleT.shape) does not broadcast to \(normShape)")
+        }
+        return (axis, normShape, rows, n, scale)
+    }
+
+    static func layerNorm(_ inputs: [Tensor?], axis axisAttr: Int, epsilon: Double, outputs: Int, label: String,
+                          context: ExecutionContext) throws -> [Tensor] {
+        let x0 = try inputs.required(0), scaleT = try inputs.required(1, "Scale")
+        let biasT = inputs.optional(2)
+        guard x0.dataType.isFloatingPoint else { throw SegFormerError.unsupported("\(label): element type \(x0.dataType)") }
+        let shape = x0.shape
+        let (axis, normShape, outer, n, scale) = try layerNormLayout(shape, axis: axisAttr, scale: scaleT, label: label)
+        var bias: [Double]? = nil
+        if let biasT {
+            guard let b = try expand(biasT, to: normShape) else {
+                throw SegFormerError.invalid("\(label): B of shape \(biasT.shape) does not broadcast to \(normShape)")
+            }
+            bias = b
+        }
+        let statShape = Array(shape[..<axis]) + [Int](repeating: 1, count: shape.count - axis)
+        let x = x0.dataType == .double ? x0 : NormOpsSupport.widenToFloat(x0)
+        let st = statType(x0.dataType)
+        let meanT = Tensor(uninitialized: st, shape: statShape), invT = Tensor(uninitialized: st, shape: statShape)
+        let y: Tensor
+        if x.dataType == .double {
+            y = Tensor(uninitialized: .double, shape: shape)
+            layerNormRows(x.pointer(Double.self), y.pointer(Double.self), meanT.pointer(Double.self), invT.pointer(Double.self),
+                          outer, n, scale.map { $0 }, bias, epsilon, context)
+        } else {
+            y = Tensor(uninitialized: .float, shape: shape)
+            layerNormRows(x.pointer(Float.self), y.pointer(Float.self), meanT.pointer(Float.self), invT.pointer(Float.self),
+                          outer, n, scale.map { Float($0) }, bias.map { $0.map { Float($0) } }, epsilon, context)
+        }
+        let all = [NormOpsSupport.narrow(y, to: x0.dataType), meanT, invT]
+        return Array(all.prefix(outputs))
+    }
+
+    static func layerNormRows<T: BinaryFloatingPoint>(_ x: UnsafeMutablePointer<T>, _ y: UnsafeMutablePointer<T>,
+                                                      _ meanOut: UnsafeMutablePointer<T>, _ invOut: UnsafeMutablePointer<T>,
+                                                      _ rows: Int, _ n: Int, _ scale: [T], _ bias: [T]?, _ eps: Double,
+                                                      _ context: ExecutionContext) {
+        if n == 0 {
+            for r in 0..<rows { meanOut[r] = .nan; invOut[r] = .nan }
+            return
+        }
+        scale.withUnsafeBufferPointer { w in
+            let b = bias ?? [T](repeating: 0, count: n)
+            b.withUnsafeBufferPointer { b in
+                context.parallelFor(rows, minimumPerChunk: max(1, 8192 / n)) { start, end in
+                    for r in start..<end {
+                        let s = x + r * n, d = y + r * n
+                        let (mean, inv) = layerNormRowStatistics(s, n, eps)
+                        meanOut[r] = T(mean); invOut[r] = T(inv)
+                        let m = T(mean), iv = T(inv)
+                        for k in 0..<n { d[k] = (s[k] - m) * iv * w[k] + b[k] }
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: BatchNormalization
+
+    static func batchNorm(_ inputs: [Tensor?], epsilon: Double, momentum: Double, training: Bool, outputs: Int,
+                          label: String, context: ExecutionContext) throws -> [Tensor] {
+        let x0 = try inputs.required(0)
+        guard x0.dataType.isFloatingPoint else { throw SegFormerError.unsupported("\(label): element type \(x0.dataType)") }
+        guard x0.rank >= 2 else { throw SegFormerError.invalid("\(label): input of shape \(x0.shape) needs rank ≥ 2") }
+        let shape = x0.shape
+        let n = shape[0], c = shape[1], spatial = NormOpsSupport.product(shape, 2..<shape.count)
+        var params: [[Double]] = []
+        for (i, what) in ["scale", "B", "input_mean", "input_var"].enumerated() {
+            let t = try inputs.required(i + 1, what)
+            guard t.count == c else { throw SegFormerError.invalid("\(label): \(what) has \(t.count) elements for \(c) channels") }
+            params.append(try NormOpsSupport.doubles(t, label))
+        }
+        let (scale, bias, runMean, runVar) = (params[0], params[1], params[2], params[3])
+        var mean = runMean, variance = runVar
+        let x = x0.dataType == .double ? x0 : NormOpsSupport.widenToFloat(x0)
+        if training {
+            // batch statistics over N and the spatial axes (population variance)
+            let xs = try x.doubles()
+            let count = Double(n * spatial)
+            for ch in 0..<c {
+                var s = 0.0
+                for b in 0..<n { let base = (b * c + ch) * spatial; for k in 0..<spatial { s += xs[base + k] } }
+                let m = s / count
+                var v = 0.0
+                for b in 0..<n { let base = (b * c + ch) * spatial; for k in 0..<spatial { let e = xs[base + k] - m; v += e * e } }
+                mean[ch] = m
+                variance[ch] = v / count
+            }
+        }
+        let a = (0..<c).map { scale[$0] / (variance[$0] + epsilon).squareRoot() }
+        func apply<T: BinaryFloatingPoint>(_: T.Type) -> Tensor {
+            let y = Tensor(uninitialized: x.dataType, shape: shape)
+            let s = x.pointer(T.self), d = y.pointer(T.self)
+            context.parallelFor(n * c, minimumPerChunk: max(1, 16384 / max(spatial, 1))) { start, end in
+                for p in start..<end {
+                    let ch = p % c
+                    let m = T(mean[ch]), k = T(a[ch]), b = T(bias[ch])
+                    let src = s + p * spatial, dst = d + p * spatial
+                    for i in 0..<spatial { dst[i] = (src[i] - m) * k + b }
+                }
+            }
+            return y
+        }
+        let y = NormOpsSupport.narrow(x.dataType == .double ? apply(Double.self) : apply(Float.self), to: x0.dataType)
+        if !training { return [y] }
+        func stat(_ v: [Double]) -> Tensor {
+            switch x0.dataType {
+            case .double: return Tensor(v, shape: [c])
+            case .float16: return Tensor(v.map { Float16(Float($0)) }, shape: [c])
+            case .bfloat16: return Tensor(v.map { BFloat16(Float($0)) }, shape: [c])
+            default: return Tensor(v.map { Float($0) }, shape: [c])
+            }
+        }
+        let newMean = (0..<c).map { runMean[$0] * momentum + mean[$0] * (1 - momentum) }
+        let newVar = (0..<c).map { runVar[$0] * momentum + variance[$0] * (1 - momentum) }
+        return Array([y, stat(newMean), stat(newVar)].prefix(outputs))
+    }
+
+    // MARK: GroupNormalization
+
+    static func groupNorm(_ inputs: [Tensor?], groups: Int, epsilon: Double, perChannel: Bool, label: String,
+                          context: ExecutionContext) throws -> Tensor {
+        let x0 = try inputs.required(0)
+        guard x0.dataType.isFloatingPoint else { throw SegFormerError.unsupported("\(label): element type \(x0.dataType)") }
+        guard x0.rank >= 2 else { throw SegFormerError.invalid("\(label): input of shape \(x0.shape) needs rank ≥ 2") }
+        let shape = x0.shape
+        let n = shape[0], c = shape[1], spatial = NormOpsSupport.product(shape, 2..<shape.count)
+        guard c % groups == 0 else { throw SegFormerError.invalid("\(label): \(c) channels not divisible into \(groups) groups") }
+        let scale = try NormOpsSupport.doubles(try inputs.required(1, "scale"), label)
+        let bias = try NormOpsSupport.doubles(try inputs.required(2, "bias"), label)
+        let want = perChannel ? c : groups
+        guard scale.count == want, bias.count == want else {
+            throw SegFormerError.invalid("\(label): scale/bias need \(want) elements, have \(scale.count)/\(bias.count)")
+        }
+        let x = x0.dataType == .double ? x0 : NormOpsSupport.widenToFloat(x0)
+        let per = c / groups, len = per * spatial
+        func run<T: BinaryFloatingPoint>(_: T.Type) -> Tensor {
+            let y = Tensor(uninitialized: x.dataType, shape: shape)
+            let s = x.pointer(T.self), d = y.pointer(T.self)
+            context.parallelFor(n * groups, minimumPerChunk: 1) { start, end in
+                for p in start..<end {
+                    let src = s + p * len, dst = d + p * len
+                    var sum = 0.0
+                    for i in 0..<len { sum += Double(src[i]) }
+                    let m = len > 0 ? sum / Double(len) : 0
+                    var v = 0.0
+                    for i in 0..<len { let e = Double(src[i]) - m; v += e * e }
+                    let inv = 1 / (v / Double(max(len, 1)) + epsilon).squareRoot()
+                    let g = p % groups
+                    for ci in 0..<per {
+                        let ch = g * per + ci
+                        let k = T(inv * scale[perChannel ? ch : g]), b = T(bias[perChannel ? ch : g]), mm = T(m)
+                        for i in 0..<spatial { dst[ci * spatial + i] = (src[ci * spatial + i] - mm) * k + b }
+                    }
+                }
+            }
+            return y
+        }
+        return NormOpsSupport.narrow(x.dataType == .double ? run(Double.self) : run(Float.self), to: x0.dataType)
+    }
+
+    // MARK: MeanVarianceNormalization
+
+    /// (X − E[X]) / (sqrt(E[X²] − E[X]²) + 1e-9) over `axes`, as the ONNX function body defines it.
+    static func meanVarianceNorm(_ x0: Tensor, axes: [Int], label: String, context: ExecutionContext) throws -> Tensor {
+        guard x0.dataType.isFloatingPoint else { throw SegFormerError.unsupported("\(label): element type \(x0.dataType)") }
+        let rank = x0.rank
+        let set = try Axes.set(axes, rank: rank, label)
+        let kept = (0..<rank).filter { !set.contains($0) }, red = (0..<rank).filter { set.contains($0) }
+        let perm = kept + red
+        let x = x0.dataType == .double ? x0 : NormOpsSupport.widenToFloat(x0)
+        let r = NormOpsSupport.product(x.shape, 0..<rank) / max(1, kept.reduce(1) { $0 * x.shape[$1] })
+        let rows = kept.reduce(1) { $0 * x.shape[$1] }
+        func run<T: BinaryFloatingPoint>(_: T.Type) throws -> Tensor {
+            // rows of the reduced elements are contiguous after moving the reduced axes last
+            // (a fresh copy either way: it is normalised in place)
+            let t = try StridedCopy.transposed(x, perm: perm, context: context)
+            let p = t.pointer(T.self)
+            if r > 0 {
+                context.parallelFor(rows, minimumPerChunk: max(1, 8192 / r)) { a, b in
+                    for row in a..<b {
+                        let s = p + row * r
+                        var sum = 0.0, sq = 0.0
+                        for i in 0..<r { let v = Double(s[i]); sum += v; sq += v * v }
+                        let mean = sum / Double(r)
+                        let std = max(0, sq / Double(r) - mean * mean).squareRoot() + 1e-9
+                        for i in 0..<r { s[i] = T((Double(s[i]) - mean) / std) }
+                    }
+                }
+            }
+            if perm == Array(0..<rank) { return t }
+            var inverse = [Int](repeating: 0, count: rank)
+            for (i, a) in perm.enumerated() { inverse[a] = i }
+            return try StridedCopy.transposed(t, perm: inverse, context: context)
+        }
+        return NormOpsSupport.narrow(x.dataType == .double ? try run(Double.self) : try run(Float.self), to: x0.dataType)
+    }
+}
+
+extension Normalization {
+    static func layerNormGrad(_ dy0: Tensor, _ x0: Tensor, _ scaleT: Tensor, axis axisAttr: Int, epsilon: Double,
+                              label: String, context: ExecutionContext) throws -> [Tensor] {
+        guard x0.dataType.isFloatingPoint else { throw SegFormerError.unsupported("\(label): element type \(x0.dataType)") }
+        guard dy0.shape == x0.shape else {
+            throw SegFormerError.invalid("\(label): gradient shape \(dy0.shape) differs from input shape \(x0.shape)")
+        }
+        let shape = x0.shape
+        let (_, normShape, rows, n, scale) = try layerNormLayout(shape, axis: axisAttr, scale: scaleT, label: label)
+        let wide = x0.dataType == .double ? .double : DataType.float
+        let x = x0.dataType == .double ? x0 : NormOpsSupport.widenToFloat(x0)
+        let dy = dy0.dataType == .double ? dy0 : NormOpsSupport.widenToFloat(dy0)
+        let dx = Tensor(uninitialized: wide, shape: shape)
+        var dScale = [Double](repeating: 0, count: n), dBias = [Double](repeating: 0, count: n)
+        if rows > 0 && n > 0 {
+            if wide == .double {
+                layerNormGradRows(x.pointer(Double.self), dy.pointer(Double.self), dx.pointer(Double.self), rows, n, scale,
+                                  epsilon, &dScale, &dBias, context)
+            } else {
+                layerNormGradRows(x.pointer(Float.self), dy.pointer(Float.self), dx.pointer(Float.self), rows, n,
+                                  scale.map { Float($0) }, epsilon, &dScale, &dBias, context)
+            }
+        } else if n == 0 {
+            // nothing to normalise over
+        }
+        func vec(_ v: [Double]) -> Tensor {
+            let t = wide == .double ? Tensor(v, shape: normShape) : Tensor(v.map { Float($0) }, shape: normShape)
+            return NormOpsSupport.narrow(t, to: x0.dataType)
+        }
+        return [NormOpsSupport.narrow(dx, to: x0.dataType), vec(dScale), vec(dBias)]
+    }
+
+    static func layerNormGradRows<T: BinaryFloatingPoint>(_ x: UnsafeMutablePointer<T>, _ dy: UnsafeMutablePointer<T>,
+                                                          _ dx: UnsafeMutablePointer<T>, _ rows: Int, _ n: Int, _ scale: [T],
+                                                          _ eps: Double, _ dScale: inout [Double], _ dBias: inout [Double],
+                                                          _ context: ExecutionContext) {
+        // Fixed chunking (independent of timing) so the parameter sums are deterministic.
+        let chunks = max(1, min(context.threads, rows * n / 16384))
+        let per = (rows + chunks - 1) / chunks
+        // per chunk: float partial sums over ≤ 64 rows, flushed into Double
+        var partial = [Double](repeating: 0, count: chunks * 2 * n)
+        scale.withUnsafeBufferPointer { w in
+        partial.withUnsafeMutableBufferPointer { part in
+            let partBase = part.baseAddress!
+            context.parallelFor(chunks, minimumPerChunk: 1) { c0, c1 in
+                let xh = UnsafeMutablePointer<T>.allocate(capacity: n)
+                let accS = UnsafeMutablePointer<T>.allocate(capacity: n)
+                let accB = UnsafeMutablePointer<T>.allocate(capacity: n)
+                defer { xh.deallocate(); accS.deallocate(); accB.deallocate() }
+                for c in c0..<c1 {
+                    let dS = partBase + c * 2 * n, dB = dS + n
+                    for k in 0..<n { accS[k] = 0; accB[k] = 0 }
+                    var pending = 0
+                    let r1 = min(rows, (c + 1) * per)
+                    var r = c * per
+                    while r < r1 {
+                        let s = x + r * n, g = dy + r * n, d = dx + r * n
+                        // statistics exactly as the forward
+                        let (mean, inv) = layerNormRowStatistics(s, n, eps)
+                        let m = T(mean), iv = T(inv)
+                        var sg0: T = 0, sg1: T = 0, sgx0: T = 0, sgx1: T = 0
+                        var i = 0
+                        while i + 2 <= n {
+                            let h0 = (s[i] - m) * iv, h1 = (s[i + 1] - m) * iv
+                            xh[i] = h0; xh[i + 1] = h1
+                            let g0 = g[i] * w[i], g1 = g[i + 1] * w[i + 1]
+                            sg0 += g0; sg1 += g1
+                            sgx0 += g0 * h0; sgx1 += g1 * h1
+                            i += 2
+                        }
+                        if i < n {
+                            let h = (s[i] - m) * iv
+                            xh[i] = h
+                            let gg = g[i] * w[i]
+                            sg0 += gg; sgx0 += gg * h
+                        }
+                        let mg = T(Double(sg0 + sg1) / Double(n)), mgx = T(Double(sgx0 + sgx1) / Double(n))
+                        for k in 0..<n {
+                            d[k] = iv * (g[k] * w[k] - mg - xh[k] * mgx)
+                            accS[k] += g[k] * xh[k]
+                            accB[k] += g[k]
+                        }
+                        pending += 1
+                        r += 1
+                        if pending == 64 || r == r1 {
+                            for k in 0..<n { dS[k] += Double(accS[k]); dB[k] += Double(accB[k]); accS[k] = 0; accB[k] = 0 }
+                            pending = 0
+                        }
+                    }
+                }
+            }
+        }}
+        for c in 0..<chunks {
+            for k in 0..<n {
+                dScale[k] += partial[c * 2 * n + k]
+                dBias[k] += partial[c * 2 * n + n + k]
+            }
+        }
+    }
+
+    static func batchNormGrad(_ inputs: [Tensor?], epsilon: Double, label: String, context: ExecutionContext) throws -> [Tensor] {
+        let dy0 = try inputs.required(0), x0 = try inputs.required(1)
+        guard x0.dataType.isFloatingPoint else { throw SegFormerError.unsupported("\(label): element type \(x0.dataType)") }
+        guard x0.rank >= 2, dy0.shape == x0.shape else {
+            throw SegFormerError.invalid("\(label): gradient shape \(dy0.shape) and input shape \(x0.shape) must agree, rank ≥ 2")
+        }
+        let shape = x0.shape
+        let n = shape[0], c = shape[1], spatial = NormOpsSupport.product(shape, 2..<shape.count)
+        var params: [[Double]] = []
+        for (i, what) in ["scale", "input_mean", "input_var"].enumerated() {
+            let t = try inputs.required(i + 2, what)
+            guard t.count == c else { throw SegFormerError.invalid("\(label): \(what) has \(t.count) elements for \(c) channels") }
+            params.append(try NormOpsSupport.doubles(t, label))
+        }
+        let (scale, mean, variance) = (params[0], params[1], params[2])
+        let inv = (0..<c).map { 1 / (variance[$0] + epsilon).squareRoot() }
+        let wide: DataType = x0.dataType == .double ? .double : .float
+        let x = x0.dataType == .double ? x0 : NormOpsSupport.widenToFloat(x0)
+        let dy = dy0.dataType == .double ? dy0 : NormOpsSupport.widenToFloat(dy0)
+        let dx = Tensor(uninitialized: wide, shape: shape)
+        var dS = [Double](repeating: 0, count: c), dB = [Double](repeating: 0, count: c)
+        func run<T: BinaryFloatingPoint>(_: T.Type) {
+            let xs = x.pointer(T.self), gs = dy.pointer(T.self), ds = dx.pointer(T.self)
+            // per (n, c) plane: dX = dY·scale·inv; plane sums of dY and dY·(x − mean)
+            var sums = [Double](repeating: 0, count: 2 * n * c)
+            sums.withUnsafeMutableBufferPointer { sums in
+                let sp = sums.baseAddress!
+                context.parallelFor(n * c, minimumPerChunk: max(1, 16384 / max(spatial, 1))) { a, b in
+                    for p in a..<b {
+                        let ch = p % c
+                        let k = T(scale[ch] * inv[ch]), m = T(mean[ch])
+                        let src = xs + p * spatial, g = gs + p * spatial, d = ds + p * spatial
+                        var sg = 0.0, sgx = 0.0
+                        for i in 0..<spatial {
+                            d[i] = g[i] * k
+                            sg += Double(g[i]); sgx += Double(g[i] * (src[i] - m))
+                        }
+                        sp[2 * p] = sg; sp[2 * p + 1] = sgx
+                    }
+                }
+            }
+            for p in 0..<(n * c) {
+                let ch = p % c
+                dB[ch] += sums[2 * p]
+                dS[ch] += sums[2 * p + 1] * inv[ch]
+            }
+        }
+        if wide == .double { run(Double.self) } else { run(Float.self) }
+        func vec(_ v: [Double]) -> Tensor {
+            let t = wide == .double ? Tensor(v, shape: [c]) : Tensor(v.map { Float($0) }, shape: [c])
+            return NormOpsSupport.narrow(t, to: inputs[2]!.dataType)
+        }
+        return [NormOpsSupport.narrow(dx, to: x0.dataType), vec(dS), vec(dB)]
+    }
+}
+
+/// Mean and 1/√(variance + eps) of one row, in Double (two-pass): shared by LayerNormalization and
+/// LayerNormGrad so the backward sees exactly the forward's statistics.
+@inline(__always)
+func layerNormRowStatistics<T: BinaryFloatingPoint>(_ s: UnsafePointer<T>, _ n: Int, _ eps: Double) -> (mean: Double, inv: Double) {
+    let mean: Double
+    if T.self == Float.self {
+        mean = NormOpsSupport.rowSum(UnsafeRawPointer(s).assumingMemoryBound(to: Float.self), n) / Double(n)
+    } else {
+        var a0 = 0.0, a1 = 0.0
+        var i = 0
+        while i + 2 <= n { a0 += Double(s[i]); a1 += Double(s[i + 1]); i += 2 }
+        if i < n { a0 += Double(s[i]) }
+        mean = (a0 + a1) / Double(n)
+    }
+    var v0 = 0.0, v1 = 0.0, v2 = 0.0, v3 = 0.0
+    var i = 0
+    while i + 4 <= n {
+        let e0 = Double(s[i]) - mean, e1 = Double(s[i + 1]) - mean
+        let e2 = Double(s[i + 2]) - mean, e3 = Double(s[i + 3]) - mean
+        v0 += e0 * e0; v1 += e1 * e1; v2 += e2 * e2; v3 += e3 * e3
+        i += 4
+    }
+    while i < n { let e = Double(s[i]) - mean; v0 += e * e; i += 1 }
+    let variance = (v0 + v1 + v2 + v3) / Double(n)
+    return (mean, 1 / (variance + eps).squareRoot())
+}
