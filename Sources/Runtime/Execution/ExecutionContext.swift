@@ -11,6 +11,7 @@ public final class ExecutionContext: @unchecked Sendable {
         let n = max(1, threads ?? ExecutionContext.coreCount)
         self.threads = n
         openblas_set_num_threads(Int32(n))
+        BufferPool.installShared()
     }
 
     public static var coreCount: Int { max(1, Int(openblas_get_num_procs())) }

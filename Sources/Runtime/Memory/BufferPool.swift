@@ -1,20 +1,27 @@
 import Foundation
+import GraphIR
 
 /// Recycles tensor buffers. When a tensor's last reference goes away (the executor drops a value
 /// after its last use), its buffer returns here and the next allocation of a similar size takes it
 /// again, so a steady-state run allocates almost nothing. Sizes are rounded up to a few classes per
 /// power of two so that near-equal sizes share buffers.
-public final class BufferPool: @unchecked Sendable {
+///
+/// The runtime installs the one shared pool as every tensor's allocator when it creates its first
+/// `ExecutionContext` (`BufferPool.installShared()`): kernels allocate their outputs through
+/// `Tensor`'s initialisers, which know no session, so the pool is per process. Tensors made before
+/// (an imported model's initializers) keep the system allocator they came from.
+public final class BufferPool: TensorAllocator, @unchecked Sendable {
     public static let shared = BufferPool()
+
+    /// Makes the shared pool the allocator of every tensor created from now on (idempotent).
+    public static func installShared() { _ = installation }
+    private static let installation: Void = { TensorStorage.allocator = shared }()
 
     private var free: [Int: [UnsafeMutableRawPointer]] = [:]
     private var lock = pthread_mutex_t()
     private var cachedBytes = 0
     /// Buffers above this many cached bytes are returned to the system instead of kept.
     public var cacheLimitBytes = 4 << 30
-
-    /// Alignment of every buffer: a cache line, and what AVX-512 loads like.
-    public static let alignment = 64
 
     public init() { pthread_mutex_init(&lock, nil) }
 
@@ -26,7 +33,7 @@ public final class BufferPool: @unchecked Sendable {
         return (bytes + step - 1) / step * step
     }
 
-    public func allocate(bytes: Int) -> (UnsafeMutableRawPointer, Int) {
+    public func allocate(bytes: Int) -> (pointer: UnsafeMutableRawPointer, capacity: Int) {
         let size = BufferPool.sizeClass(max(bytes, 1))
         pthread_mutex_lock(&lock)
         if var list = free[size], let p = list.popLast() {
@@ -36,10 +43,10 @@ public final class BufferPool: @unchecked Sendable {
             return (p, size)
         }
         pthread_mutex_unlock(&lock)
-        return (UnsafeMutableRawPointer.allocate(byteCount: size, alignment: BufferPool.alignment), size)
+        return (UnsafeMutableRawPointer.allocate(byteCount: size, alignment: TensorStorage.alignment), size)
     }
 
-    public func recycle(_ pointer: UnsafeMutableRawPointer, capacity: Int) {
+    public func release(_ pointer: UnsafeMutableRawPointer, capacity: Int) {
         pthread_mutex_lock(&lock)
         if cachedBytes + capacity <= cacheLimitBytes {
             free[capacity, default: []].append(pointer)
@@ -59,26 +66,5 @@ public final class BufferPool: @unchecked Sendable {
         cachedBytes = 0
         pthread_mutex_unlock(&lock)
         for (_, list) in all { for p in list { p.deallocate() } }
-    }
-}
-
-/// The bytes behind one or more tensors (reshapes share it). Freed back to the pool on last release.
-public final class TensorStorage: @unchecked Sendable {
-    public let pointer: UnsafeMutableRawPointer
-    public let byteCount: Int
-    private let capacity: Int
-    private let pooled: Bool
-
-    /// A pooled, uninitialised buffer of at least `byteCount` bytes.
-    public init(byteCount: Int) {
-        let (p, cap) = BufferPool.shared.allocate(bytes: byteCount)
-        pointer = p
-        capacity = cap
-        self.byteCount = byteCount
-        pooled = true
-    }
-
-    deinit {
-        if pooled { BufferPool.shared.recycle(pointer, capacity: capacity) } else { pointer.deallocate() }
     }
 }
