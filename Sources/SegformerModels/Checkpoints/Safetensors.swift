@@ -115,19 +115,22 @@ public enum Safetensors {
         return n.intValue
     }
 
-    /// The file's bytes for `tensors` (written in name order, each range aligned to 8 bytes) with
-    /// `metadata` as `__metadata__` (transformers wants `{"format": "pt"}`).
+    /// The file's bytes for `tensors` with `metadata` as `__metadata__` (transformers wants
+    /// `{"format": "pt"}`). As the reference writer does, tensors follow each other without gaps (its
+    /// reader insists), largest element size first and then by name, so every range stays aligned.
     public static func encode(_ tensors: [String: Tensor], metadata: [String: String] = ["format": "pt"]) throws -> [UInt8] {
         var header: [String: Any] = metadata.isEmpty ? [:] : ["__metadata__": metadata]
         var offset = 0
-        let names = tensors.keys.sorted()
+        let names = tensors.keys.sorted {
+            let a = tensors[$0]!.dataType.byteSize ?? 0, b = tensors[$1]!.dataType.byteSize ?? 0
+            return a != b ? a > b : $0 < $1
+        }
         var ranges: [(Int, Int)] = []
         for name in names {
             let t = tensors[name]!
             guard let code = dataTypes.first(where: { $0.value == t.dataType })?.key else {
                 throw SegFormerError.unsupported("tensor '\(name)': element type \(t.dataType) has no safetensors dtype")
             }
-            offset = (offset + 7) / 8 * 8
             ranges.append((offset, offset + t.byteCount))
             header[name] = ["dtype": code, "shape": t.shape, "data_offsets": [offset, offset + t.byteCount]] as [String: Any]
             offset += t.byteCount
