@@ -177,31 +177,31 @@ public struct SegmentationPredictor {
 
 // MARK: - From a model path
 
+/// What a pipeline needs for the model at `path`: an `.onnx` file (input size: the model's, else `size`;
+/// class names `labels`), or a HuggingFace checkpoint folder, which brings its own processor settings
+/// (preprocessor_config.json) and class names (config.json id2label; `labels`, when not empty, win).
+func pipelineParts(modelAt path: String, size: Int, labels: [Int: String], options: SessionOptions) throws
+    -> (session: Session, processor: SegformerImageProcessor, labels: [Int: String]) {
+    let companions = try ModelFile.companions(path)
+    let session = try Session(model: ModelFile.load(path), options: options)
+    if let companions { return (session, companions.processor, labels.isEmpty ? companions.id2label : labels) }
+    let (h, w) = try modelInputSize(session, fallback: size)
+    return (session, SegformerImageProcessor(height: h, width: w), labels)
+}
+
 extension ImageClassifier {
-    /// A classifier for the model at `path`: an `.onnx` file (input size: the model's, else `size`), or a
-    /// HuggingFace checkpoint folder, which brings its own processor settings (preprocessor_config.json)
-    /// and class names (config.json id2label). `labels`, when not empty, names the classes instead.
+    /// A classifier for the model at `path`: an `.onnx` file or a HuggingFace checkpoint folder (see
+    /// `pipelineParts(modelAt:size:labels:options:)` for where size and labels come from).
     public init(modelAt path: String, size: Int = 224, labels: [Int: String] = [:], options: SessionOptions = SessionOptions()) throws {
-        let companions = try ModelFile.companions(path)
-        let session = try Session(model: ModelFile.load(path), options: options)
-        if let companions {
-            self.init(session: session, processor: companions.processor, labels: labels.isEmpty ? companions.id2label : labels)
-        } else {
-            try self.init(session: session, size: size, labels: labels)
-        }
+        let parts = try pipelineParts(modelAt: path, size: size, labels: labels, options: options)
+        self.init(session: parts.session, processor: parts.processor, labels: parts.labels)
     }
 }
 
 extension SegmentationPredictor {
-    /// A predictor for the model at `path` (an `.onnx` file or a HuggingFace checkpoint folder; see
-    /// `ImageClassifier.init(modelAt:size:labels:options:)`).
+    /// A predictor for the model at `path` (as `ImageClassifier.init(modelAt:size:labels:options:)`).
     public init(modelAt path: String, size: Int = 512, labels: [Int: String] = [:], options: SessionOptions = SessionOptions()) throws {
-        let companions = try ModelFile.companions(path)
-        let session = try Session(model: ModelFile.load(path), options: options)
-        if let companions {
-            self.init(session: session, processor: companions.processor, labels: labels.isEmpty ? companions.id2label : labels)
-        } else {
-            try self.init(session: session, size: size, labels: labels)
-        }
+        let parts = try pipelineParts(modelAt: path, size: size, labels: labels, options: options)
+        self.init(session: parts.session, processor: parts.processor, labels: parts.labels)
     }
 }

@@ -39,27 +39,8 @@ struct ExportHF: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let written: SegformerConfig
-            if HFCheckpointFolder.isFolder(model) {
-                let folder = try HFCheckpointFolder(path: model)
-                let processor = try preprocessor.map { try SegformerImageProcessor(preprocessorConfigPath: $0) } ?? folder.imageProcessor()
-                written = folder.config
-                try HFCheckpointFolder.write(folder.loadModel(), config: folder.config, head: folder.head, processor: processor,
-                                             to: out, overwrite: overwrite)
-            } else {
-                let beside = (model as NSString).deletingLastPathComponent
-                func besideModel(_ name: String) -> String? {
-                    let p = ((beside.isEmpty ? "." : beside) as NSString).appendingPathComponent(name)
-                    return FileManager.default.fileExists(atPath: p) ? p : nil
-                }
-                let hint = try (config ?? besideModel(HFCheckpointFolder.configFile)).map { try HFCheckpointFolder.readConfig($0).config }
-                let processorPath = preprocessor ?? besideModel(HFCheckpointFolder.preprocessorFile)
-                let processor = try processorPath.map { try SegformerImageProcessor(preprocessorConfigPath: $0) } ?? SegformerImageProcessor()
-                let m = try ModelFile.load(model)
-                written = try ModelFile.segmentationConfig(of: m, hint: hint)
-                try HFCheckpointFolder.write(m, config: written, head: .semanticSegmentation, processor: processor,
-                                             to: out, overwrite: overwrite)
-            }
+            let written = try HFCheckpointFolder.export(modelAt: model, to: out, configPath: config,
+                                                        preprocessorPath: preprocessor, overwrite: overwrite)
             print("wrote \(out)/config.json, model.safetensors, preprocessor_config.json: \(written.numStages) stages, hidden sizes \(written.hiddenSizes), \(written.numLabels) labels")
         }
     }

@@ -157,4 +157,28 @@ final class HFCheckpointTests: XCTestCase {
         XCTAssertEqual(ok.tensors["w"]?.shape, [2, 2])
         XCTAssertEqual(ok.metadata, ["format": "pt"])
     }
+
+    /// Pickles no state dict contains: refused with one error, never run, never a crash.
+    func testUnpicklerRefusesWhatIsNotAStateDict() throws {
+        func unpickle(_ bytes: [UInt8]) throws -> Any {
+            var u = AllowListUnpickler(bytes: bytes, storages: nil)
+            return try u.load()
+        }
+        let proto2: [UInt8] = [0x80, 0x02]
+        // pickle.dumps(os.system) at protocol 4: STACK_GLOBAL with 'posix', 'system'.
+        let stackGlobal: [UInt8] = [0x80, 0x04, 0x8C, 0x05] + Array("posix".utf8) + [0x8C, 0x06] + Array("system".utf8) + [0x93, 0x2E]
+        expectError(try unpickle(stackGlobal), mentioning: ["refused global 'posix.system'"])
+        expectError(try unpickle(proto2 + [0x69] + Array("os\nsystem\n".utf8) + [0x2E]), mentioning: ["refused pickle opcode 0x69"])   // INST
+        expectError(try unpickle(proto2 + [0x7D, 0x29, 0x52, 0x2E]), mentioning: ["only allowed globals may be called"])     // {}()
+        expectError(try unpickle(proto2 + [0x68, 0x07, 0x2E]), mentioning: ["memo 7 read before it was written"])
+        expectError(try unpickle(proto2 + [0x58, 0xFF, 0xFF, 0xFF, 0x7F]), mentioning: ["truncated pickle"])
+        expectError(try unpickle(proto2 + [0x2E]), mentioning: ["stack underflow"])
+        // 100 000 nested 1-tuples would overflow the stack when freed; refused at depth 64.
+        let deep = proto2 + [0x29] + [UInt8](repeating: 0x85, count: 100_000) + [0x2E]
+        expectError(try unpickle(deep), mentioning: ["nested more than 64 deep"])
+        // A persistent id with no archive behind it.
+        let pid = proto2 + [0x28, 0x8C, 0x07] + Array("storage".utf8) + [0x63] + Array("torch\nFloatStorage\n".utf8)
+            + [0x8C, 0x01, 0x30, 0x8C, 0x03] + Array("cpu".utf8) + [0x4B, 0x01, 0x74, 0x51, 0x2E]
+        expectError(try unpickle(pid), mentioning: ["storage '0' named outside a checkpoint archive"])
+    }
 }

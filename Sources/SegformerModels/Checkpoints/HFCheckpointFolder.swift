@@ -268,6 +268,33 @@ public struct HFCheckpointFolder {
         try ONNXExporter.writeAtomically([UInt8](processorJSON), to: outputs[2])
     }
 
+    /// `segformer export-hf`: the model at `path` (a checkpoint folder, or an `.onnx` graph whose sizes
+    /// `ModelFile.segmentationConfig` reads off its weights, the rest from `configPath` or the config.json
+    /// beside it) written to `folder` by `write`. The processor: `preprocessorPath`, else the one in or
+    /// beside the model, else HF's defaults (only for an .onnx model). Returns the config written.
+    public static func export(modelAt path: String, to folder: String, configPath: String? = nil,
+                              preprocessorPath: String? = nil, overwrite: Bool = false) throws -> SegformerConfig {
+        let explicitProcessor = try preprocessorPath.map { try SegformerImageProcessor(preprocessorConfigPath: $0) }
+        if isFolder(path) {
+            let source = try HFCheckpointFolder(path: path)
+            try write(source.loadModel(), config: source.config, head: source.head,
+                      processor: explicitProcessor ?? source.imageProcessor(), to: folder, overwrite: overwrite)
+            return source.config
+        }
+        let beside = (path as NSString).deletingLastPathComponent
+        func besideModel(_ name: String) -> String? {
+            let p = file(beside.isEmpty ? "." : beside, name)
+            return FileManager.default.fileExists(atPath: p) ? p : nil
+        }
+        let hint = try (configPath ?? besideModel(configFile)).map { try readConfig($0).config }
+        let processor = try explicitProcessor ?? besideModel(preprocessorFile).map { try SegformerImageProcessor(preprocessorConfigPath: $0) }
+            ?? SegformerImageProcessor()
+        let model = try ModelFile.load(path)
+        let config = try ModelFile.segmentationConfig(of: model, hint: hint)
+        try write(model, config: config, head: .semanticSegmentation, processor: processor, to: folder, overwrite: overwrite)
+        return config
+    }
+
     /// A built model's parameters as PyTorch holds them: legacy names, Linear weights [out, in], and the
     /// folded decode head split back into a bias-free `linear_fuse` and an identity BatchNorm carrying the bias.
     static func legacyStateDict(_ model: Model) throws -> [String: Tensor] {

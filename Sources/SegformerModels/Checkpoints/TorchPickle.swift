@@ -115,8 +115,19 @@ struct AllowListUnpickler {
     /// A value on the pickle machine's stack. Lists and dicts are boxes: the memo shares them.
     indirect enum Value {
         case none, bool(Bool), int(Int), float(Double), string(String), bytes([UInt8])
-        case tuple([Value]), list(ListBox), dict(DictBox)
+        /// Containers carry their nesting depth, so a hostile pickle cannot build a structure deep enough
+        /// to overflow the stack when it is freed (or cost exponential time to measure through the memo).
+        case tuple([Value], depth: Int), list(ListBox), dict(DictBox)
         case global(AllowedGlobal), storage(Tensor), tensor(Tensor)
+
+        var depth: Int {
+            switch self {
+            case .tuple(_, let d): return d
+            case .list(let l): return l.depth
+            case .dict(let d): return d.depth
+            default: return 0
+            }
+        }
 
         var kind: String {
             switch self {
@@ -136,8 +147,11 @@ struct AllowListUnpickler {
         }
     }
 
-    final class ListBox { var items: [Value] = [] }
-    final class DictBox { var items: [(Value, Value)] = [] }
+    final class ListBox { var items: [Value] = []; var depth = 1 }
+    final class DictBox { var items: [(Value, Value)] = []; var depth = 1 }
+
+    /// Deeper than any state dict (a dict of tensors rebuilt from tuples is 4 levels deep).
+    static let maximumDepth = 64
 
     /// The globals a state dict may name.
     enum AllowedGlobal: CustomStringConvertible {
@@ -171,13 +185,14 @@ struct AllowListUnpickler {
     }
 
     let bytes: [UInt8]
-    let storages: TorchCheckpoint.StorageReader
+    /// Where persistent ids find storages (nil: a pickle that names one is an error).
+    let storages: TorchCheckpoint.StorageReader?
     private var position = 0
     private var stack: [Value] = []
     private var marks: [Int] = []
     private var memo: [Int: Value] = [:]
 
-    init(bytes: [UInt8], storages: TorchCheckpoint.StorageReader) {
+    init(bytes: [UInt8], storages: TorchCheckpoint.StorageReader?) {
         self.bytes = bytes
         self.storages = storages
     }
@@ -246,18 +261,18 @@ struct AllowListUnpickler {
             case 0x28: marks.append(stack.count)                                 // MARK
             case 0x7D: stack.append(.dict(DictBox()))                            // EMPTY_DICT
             case 0x5D: stack.append(.list(ListBox()))                            // EMPTY_LIST
-            case 0x29: stack.append(.tuple([]))                                  // EMPTY_TUPLE
-            case 0x74: stack.append(.tuple(try popToMark()))                     // TUPLE
+            case 0x29: stack.append(.tuple([], depth: 1))                        // EMPTY_TUPLE
+            case 0x74: stack.append(try tuple(try popToMark()))                  // TUPLE
             case 0x85, 0x86, 0x87:                                               // TUPLE1…3
                 let n = Int(op - 0x84)
                 guard stack.count >= n else { throw fail("stack underflow") }
                 let items = Array(stack.suffix(n))
                 stack.removeLast(n)
-                stack.append(.tuple(items))
+                stack.append(try tuple(items))
             case 0x6C:                                                           // LIST
-                let l = ListBox(); l.items = try popToMark(); stack.append(.list(l))
+                let l = ListBox(); try append(try popToMark(), to: l); stack.append(.list(l))
             case 0x64:                                                           // DICT
-                let d = DictBox(); d.items = try pairs(try popToMark()); stack.append(.dict(d))
+                let d = DictBox(); try insert(try pairs(try popToMark()), into: d); stack.append(.dict(d))
             case 0x71: try memoize(Int(try byte()))                              // BINPUT
             case 0x72: try memoize(Int(try littleEndian(4)))                     // LONG_BINPUT
             case 0x94: try memoize(memo.count)                                   // MEMOIZE
@@ -298,24 +313,42 @@ struct AllowListUnpickler {
             case 0x73:                                                           // SETITEM
                 let v = try pop(), k = try pop()
                 guard case .dict(let d) = stack.last else { throw fail("SETITEM on \(stack.last?.kind ?? "nothing")") }
-                d.items.append((k, v))
+                try insert([(k, v)], into: d)
             case 0x75:                                                           // SETITEMS
                 let items = try pairs(try popToMark())
                 guard case .dict(let d) = stack.last else { throw fail("SETITEMS on \(stack.last?.kind ?? "nothing")") }
-                d.items.append(contentsOf: items)
+                try insert(items, into: d)
             case 0x61:                                                           // APPEND
                 let v = try pop()
                 guard case .list(let l) = stack.last else { throw fail("APPEND on \(stack.last?.kind ?? "nothing")") }
-                l.items.append(v)
+                try append([v], to: l)
             case 0x65:                                                           // APPENDS
                 let items = try popToMark()
                 guard case .list(let l) = stack.last else { throw fail("APPENDS on \(stack.last?.kind ?? "nothing")") }
-                l.items.append(contentsOf: items)
+                try append(items, to: l)
             default:
                 position -= 1
                 throw fail(String(format: "refused pickle opcode 0x%02X: not part of a tensor state dict", op))
             }
         }
+    }
+
+    func nestedDepth(_ children: [Value]) throws -> Int {
+        let d = 1 + (children.map(\.depth).max() ?? 0)
+        guard d <= Self.maximumDepth else { throw fail("containers nested more than \(Self.maximumDepth) deep") }
+        return d
+    }
+
+    func tuple(_ items: [Value]) throws -> Value { .tuple(items, depth: try nestedDepth(items)) }
+
+    func append(_ items: [Value], to l: ListBox) throws {
+        l.depth = max(l.depth, try nestedDepth(items))
+        l.items.append(contentsOf: items)
+    }
+
+    func insert(_ items: [(Value, Value)], into d: DictBox) throws {
+        d.depth = max(d.depth, try nestedDepth(items.flatMap { [$0.0, $0.1] }))
+        d.items.append(contentsOf: items)
     }
 
     func pairs(_ items: [Value]) throws -> [(Value, Value)] {
@@ -325,15 +358,16 @@ struct AllowListUnpickler {
 
     /// ('storage', storage type, key, location, element count) → the storage's bytes as a 1-D tensor.
     func persistent(_ pid: Value) throws -> Value {
-        guard case .tuple(let t) = pid, t.count == 5, case .string("storage") = t[0],
+        guard case .tuple(let t, _) = pid, t.count == 5, case .string("storage") = t[0],
               case .global(.storageType(let type)) = t[1], case .string(let key) = t[2], case .int(let count) = t[4] else {
             throw fail("persistent id \(pid.kind) is not a ('storage', type, key, location, size) tuple")
         }
+        guard let storages else { throw fail("storage '\(key)' named outside a checkpoint archive") }
         return .storage(try storages.storage(key: key, type: type, count: count))
     }
 
     func call(_ callee: Value, _ args: Value) throws -> Value {
-        guard case .global(let g) = callee, case .tuple(let a) = args else {
+        guard case .global(let g) = callee, case .tuple(let a, _) = args else {
             throw fail("call of \(callee.kind) with \(args.kind): only allowed globals may be called")
         }
         switch g {
@@ -346,7 +380,7 @@ struct AllowListUnpickler {
         case .rebuildTensorV2:
             // (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
             guard a.count >= 4, case .storage(let storage) = a[0], case .int(let offset) = a[1],
-                  case .tuple(let sizeValues) = a[2], case .tuple(let strideValues) = a[3] else {
+                  case .tuple(let sizeValues, _) = a[2], case .tuple(let strideValues, _) = a[3] else {
                 throw fail("_rebuild_tensor_v2 arguments are not (storage, offset, size, stride, …)")
             }
             let shape = try sizeValues.map { v -> Int in guard case .int(let i) = v, i >= 0 else { throw fail("bad tensor size") }; return i }
