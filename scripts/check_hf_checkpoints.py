@@ -26,6 +26,10 @@ import onnxruntime as ort
 import torch
 from onnx import numpy_helper
 from transformers import SegformerConfig, SegformerForImageClassification, SegformerForSemanticSegmentation
+from transformers.utils import logging as hf_logging
+
+hf_logging.disable_progress_bar()
+hf_logging.set_verbosity_error()
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 FIXTURES = os.path.join(ROOT, "Tests", "TestSupport", "Fixtures", "hf-checkpoints")
@@ -57,7 +61,7 @@ def ort_logits(model, x):
 def hf_logits(folder, x, cls=SegformerForSemanticSegmentation):
     m = cls.from_pretrained(folder).eval()
     with torch.no_grad():
-        return m(pixel_values=torch.from_numpy(x)).logits.numpy()
+        return m(pixel_values=torch.from_numpy(np.array(x))).logits.numpy()
 
 
 def main():

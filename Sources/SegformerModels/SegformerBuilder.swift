@@ -80,7 +80,7 @@ public struct SegformerConfig: Sendable, Equatable {
 }
 
 /// Builds SegformerForSemanticSegmentation (eval mode, decode-head BatchNorm folded into a biased
-/// `linear_fuse`) natively as an opset-17 graph. Initializers carry HF parameter names
+/// `linear_fuse`) or SegformerForImageClassification natively as an opset-17 graph. Initializers carry HF parameter names
 /// (transformers ≥ 5: `segformer.stages.0.blocks.0.attention.q_proj.weight`); Linear weights are
 /// stored as MatMul right operands [in, out] (the transpose of PyTorch's [out, in]).
 public enum SegformerBuilder {

@@ -45,6 +45,14 @@ final class HFCheckpointTests: XCTestCase {
         for (name, t) in safe { XCTAssertTrue(bin[name]?.bitwiseEqual(t) == true, name) }
     }
 
+    /// Views of one storage (transposed, offset, strided, float16) come out as torch.save meant them.
+    func testPickledViewsAreGathered() throws {
+        let views = try TorchCheckpoint.read(contentsOf: commonFixtures.path("hf-checkpoints/views.bin"))
+        let expected = try Safetensors.read(contentsOf: commonFixtures.path("hf-checkpoints/views.safetensors")).tensors
+        XCTAssertEqual(Set(views.keys), Set(expected.keys))
+        for (name, t) in expected { XCTAssertTrue(views[name]?.bitwiseEqual(t) == true, "\(name): \(String(describing: views[name]))") }
+    }
+
     func testConfigAndProcessorAreRead() throws {
         let f = try HFCheckpointFolder(path: folder("seg-bin"))
         XCTAssertEqual(f.config.hiddenSizes, [8, 16, 24, 32])

@@ -403,6 +403,13 @@ struct AllowListUnpickler {
         }
         let size = storage.dataType.byteSize!
         let src = storage.storage.pointer, dst = out.storage.pointer
+        let contiguous = shape.indices.reversed().reduce((ok: true, next: 1)) { acc, d in
+            (acc.ok && (shape[d] == 1 || strides[d] == acc.next), acc.next * shape[d])
+        }.ok
+        if contiguous {   // the usual case: one copy
+            dst.copyMemory(from: src + offset * size, byteCount: count * size)
+            return out
+        }
         var index = [Int](repeating: 0, count: shape.count)
         for i in 0..<count {
             let element = zip(index, strides).reduce(offset) { $0 + $1.0 * $1.1 }
