@@ -16,6 +16,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // Reads pytorch_model.bin (a zip holding a pickle and the raw storages).
+        .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
     ],
     targets: [
         // System libraries and generated C.
@@ -32,8 +34,10 @@ let package = Package(
         .target(name: "Runtime", dependencies: ["GraphIR", "CBLAS", "CKernels"]),
         // Images, the HF image processor, datasets, augmentation and masks: what a model is fed.
         .target(name: "SegmentationData", dependencies: ["GraphIR", "CImageCodecs"]),
-        // SegFormer itself: the builder (HF initialisation), encoder loading, config.json, class count.
-        .target(name: "SegformerModels", dependencies: ["GraphIR", "Runtime"]),
+        // SegFormer itself: the builder (HF initialisation), encoder loading, config.json, class count, and
+        // HuggingFace checkpoint folders (safetensors, pytorch_model.bin) read and written without Python.
+        .target(name: "SegformerModels", dependencies: ["GraphIR", "Runtime", "SegmentationData",
+                                                        .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         // Autodiff, loss, optimizers, the training session and step, the trainer, checkpoints, evaluation.
         .target(name: "Training", dependencies: ["GraphIR", "Runtime", "SegmentationData", "SegformerModels"]),
         // End-to-end uses: classify/predict pipelines, the fine-tuning job, the demo, benchmark inputs.

@@ -42,9 +42,14 @@ public struct ImageClassifier {
     ///   - labels: class id → name, e.g. `Classification.id2label(configPath:)` of the model's config.json.
     /// - Throws: `SegFormerError.invalid` when the model's first input is not N×3×H×W pixel values.
     public init(session: Session, size: Int = 224, labels: [Int: String] = [:]) throws {
-        self.session = session
         let (h, w) = try modelInputSize(session, fallback: size)
-        processor = SegformerImageProcessor(height: h, width: w)
+        self.init(session: session, processor: SegformerImageProcessor(height: h, width: w), labels: labels)
+    }
+
+    /// With the model's own processor settings, e.g. a checkpoint folder's `preprocessor_config.json`.
+    public init(session: Session, processor: SegformerImageProcessor, labels: [Int: String] = [:]) {
+        self.session = session
+        self.processor = processor
         self.labels = labels
     }
 
@@ -89,9 +94,14 @@ public struct SegmentationPredictor {
     ///   - labels: class id → name, e.g. `Classification.id2label(configPath:)` of the model's config.json.
     /// - Throws: `SegFormerError.invalid` when the model's first input is not N×3×H×W pixel values.
     public init(session: Session, size: Int = 512, labels: [Int: String] = [:]) throws {
-        self.session = session
         let (h, w) = try modelInputSize(session, fallback: size)
-        processor = SegformerImageProcessor(height: h, width: w)
+        self.init(session: session, processor: SegformerImageProcessor(height: h, width: w), labels: labels)
+    }
+
+    /// With the model's own processor settings, e.g. a checkpoint folder's `preprocessor_config.json`.
+    public init(session: Session, processor: SegformerImageProcessor, labels: [Int: String] = [:]) {
+        self.session = session
+        self.processor = processor
         self.labels = labels
     }
 
@@ -162,5 +172,36 @@ public struct SegmentationPredictor {
         try p.writeMaskPNG(to: maskPath)
         try p.writeOverlayPNG(to: overlayPath)
         return (maskPath, overlayPath)
+    }
+}
+
+// MARK: - From a model path
+
+/// What a pipeline needs for the model at `path`: an `.onnx` file (input size: the model's, else `size`;
+/// class names `labels`), or a HuggingFace checkpoint folder, which brings its own processor settings
+/// (preprocessor_config.json) and class names (config.json id2label; `labels`, when not empty, win).
+func pipelineParts(modelAt path: String, size: Int, labels: [Int: String], options: SessionOptions) throws
+    -> (session: Session, processor: SegformerImageProcessor, labels: [Int: String]) {
+    let companions = try ModelFile.companions(path)
+    let session = try Session(model: ModelFile.load(path), options: options)
+    if let companions { return (session, companions.processor, labels.isEmpty ? companions.id2label : labels) }
+    let (h, w) = try modelInputSize(session, fallback: size)
+    return (session, SegformerImageProcessor(height: h, width: w), labels)
+}
+
+extension ImageClassifier {
+    /// A classifier for the model at `path`: an `.onnx` file or a HuggingFace checkpoint folder (see
+    /// `pipelineParts(modelAt:size:labels:options:)` for where size and labels come from).
+    public init(modelAt path: String, size: Int = 224, labels: [Int: String] = [:], options: SessionOptions = SessionOptions()) throws {
+        let parts = try pipelineParts(modelAt: path, size: size, labels: labels, options: options)
+        self.init(session: parts.session, processor: parts.processor, labels: parts.labels)
+    }
+}
+
+extension SegmentationPredictor {
+    /// A predictor for the model at `path` (as `ImageClassifier.init(modelAt:size:labels:options:)`).
+    public init(modelAt path: String, size: Int = 512, labels: [Int: String] = [:], options: SessionOptions = SessionOptions()) throws {
+        let parts = try pipelineParts(modelAt: path, size: size, labels: labels, options: options)
+        self.init(session: parts.session, processor: parts.processor, labels: parts.labels)
     }
 }

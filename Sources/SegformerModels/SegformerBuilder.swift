@@ -80,7 +80,7 @@ public struct SegformerConfig: Sendable, Equatable {
 }
 
 /// Builds SegformerForSemanticSegmentation (eval mode, decode-head BatchNorm folded into a biased
-/// `linear_fuse`) natively as an opset-17 graph. Initializers carry HF parameter names
+/// `linear_fuse`) or SegformerForImageClassification natively as an opset-17 graph. Initializers carry HF parameter names
 /// (transformers ≥ 5: `segformer.stages.0.blocks.0.attention.q_proj.weight`); Linear weights are
 /// stored as MatMul right operands [in, out] (the transpose of PyTorch's [out, in]).
 public enum SegformerBuilder {
@@ -105,9 +105,16 @@ public enum SegformerBuilder {
         }
     }
 
+    /// Which HF model class the graph is: the all-MLP decode head (logits N×labels×H/4×W/4) or
+    /// `SegformerForImageClassification`'s mean-pooled linear classifier (logits N×labels).
+    public enum Head: String, Sendable {
+        case semanticSegmentation = "SegformerForSemanticSegmentation"
+        case imageClassification = "SegformerForImageClassification"
+    }
+
     /// Emits the graph; parameters are initialised as the installed transformers' `_init_weights` does:
     /// Linear and Conv weights normal(0, initializer_range), biases 0, LayerNorm weight 1 / bias 0.
-    public static func build(config: SegformerConfig, seed: UInt64 = 0) throws -> Model {
+    public static func build(config: SegformerConfig, head: Head = .semanticSegmentation, seed: UInt64 = 0) throws -> Model {
         try config.validate()
         var rng = Normal(seed: seed)
         let input = ValueInfo(name: "pixel_values", type: TensorType(.float, [.symbol("batch"), .known(config.numChannels),
@@ -119,6 +126,7 @@ public enum SegformerBuilder {
         var x = "pixel_values"
         var inChannels = config.numChannels
         var features: [(value: String, hw: String, channels: Int)] = []
+        var lastTokens = ""
         for s in 0..<config.numStages {
             let c = config.hiddenSizes[s], p = "segformer.stages.\(s)"
             let k = config.patchSizes[s]
@@ -135,9 +143,25 @@ public enum SegformerBuilder {
                             mlp: c * config.mlpRatios[s], toImage: toImage, rng: &rng)
             }
             h = w.layerNorm(h, "\(p).layer_norm", c)
+            lastTokens = h
             x = w.image(h, toImage, "\(p)")
             features.append((x, toImage, c))
             inChannels = c
+        }
+
+        var metadata: [String: String] = ["architecture": head.rawValue]
+        if !config.id2label.isEmpty {
+            metadata["id2label"] = config.id2label.keys.sorted().map { "\($0):\(config.id2label[$0]!)" }.joined(separator: "\n")
+        }
+        if head == .imageClassification {
+            // Global average pooling over the last stage's tokens, then `classifier` (Linear).
+            let pooled = b.add1(OpType.reduceMean, [lastTokens], attributes: ["axes": .ints([1]), "keepdims": .int(0)],
+                                name: "/pooling/ReduceMean")
+            let c = config.hiddenSizes[config.numStages - 1]
+            let logits = w.linear(pooled, "classifier", weight: w.normal([config.numLabels, c], rng: &rng), inF: c,
+                                  outF: config.numLabels, output: "logits")
+            b.addOutput(logits, type: TensorType(.float, [.symbol("batch"), .known(config.numLabels)]))
+            return Model(graph: b.graph, opsetImports: ["": 17], metadata: metadata)
         }
 
         // Decode head: per-stage linear projection, upsample to stage-0 size, concat (last stage first), fuse.
@@ -167,10 +191,6 @@ public enum SegformerBuilder {
         b.addOutput(logits, type: TensorType(.float, [.symbol("batch"), .known(config.numLabels),
                                                       .symbol("logits_height"), .symbol("logits_width")]))
 
-        var metadata: [String: String] = ["architecture": "SegformerForSemanticSegmentation"]
-        if !config.id2label.isEmpty {
-            metadata["id2label"] = config.id2label.keys.sorted().map { "\($0):\(config.id2label[$0]!)" }.joined(separator: "\n")
-        }
         return Model(graph: b.graph, opsetImports: ["": 17], metadata: metadata)
     }
 
@@ -299,12 +319,16 @@ public enum SegformerBuilder {
         }
 
         /// Linear with a weight already drawn ([out, in] PyTorch layout), stored transposed as [in, out].
-        func linear(_ x: String, _ name: String, weight wt: Tensor, inF: Int, outF: Int) -> String {
+        func linear(_ x: String, _ name: String, weight wt: Tensor, inF: Int, outF: Int, output: String? = nil) -> String {
             precondition(wt.shape == [outF, inF], "\(name): weight \(wt.shape), expected [\(outF), \(inF)]")
             let wname = param("\(name).weight", SegformerBuilder.transposed2D(wt))
             let bname = param("\(name).bias", Tensor(zeros: .float, shape: [outF]))
             let path = "/" + name.replacingOccurrences(of: ".", with: "/")
             let mm = builder.add1(OpType.matMul, [x, wname], name: path + "/MatMul")
+            if let output {
+                builder.appendNode(Node(name: path + "/Add", opType: OpType.add, inputs: [mm, bname], outputs: [output]))
+                return output
+            }
             return builder.add1(OpType.add, [mm, bname], name: path + "/Add")
         }
 
@@ -491,40 +515,8 @@ extension SegformerBuilder {
         }
         let key = start.map { String(path[$0...]) }
         guard let k = key else { return nil }
-        let translated = translateLegacyName(k)
+        let translated = HFParameterNames.current(k)
         return scopes.contains { translated.hasPrefix($0) } ? translated : nil
-    }
-
-    /// transformers < 5 module names → today's.
-    static func translateLegacyName(_ name: String) -> String {
-        var parts = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-        guard parts.count >= 3, parts[0] == "segformer", parts[1] == "encoder" else { return name }
-        // segformer.encoder.patch_embeddings.{i}.X → segformer.stages.{i}.patch_embeddings.X
-        // segformer.encoder.block.{i}.{j}.X        → segformer.stages.{i}.blocks.{j}.X
-        // segformer.encoder.layer_norm.{i}.X       → segformer.stages.{i}.layer_norm.X
-        switch parts[2] {
-        case "patch_embeddings" where parts.count >= 4:
-            parts = ["segformer", "stages", parts[3], "patch_embeddings"] + parts[4...]
-        case "layer_norm" where parts.count >= 4:
-            parts = ["segformer", "stages", parts[3], "layer_norm"] + parts[4...]
-        case "block" where parts.count >= 5:
-            var rest = Array(parts[5...]).joined(separator: ".")
-            let renames = [("layer_norm_1.", "layernorm_before."), ("layer_norm_2.", "layernorm_after."),
-                           ("attention.self.query.", "attention.q_proj."), ("attention.self.key.", "attention.k_proj."),
-                           ("attention.self.value.", "attention.v_proj."),
-                           ("attention.self.sr.", "attention.sequence_reduction.sequence_reduction."),
-                           ("attention.self.layer_norm.", "attention.sequence_reduction.layer_norm."),
-                           ("attention.output.dense.", "attention.o_proj."), ("mlp.dense1.", "mlp.fc1."),
-                           ("mlp.dense2.", "mlp.fc2.")]
-            for (old, new) in renames where rest.hasPrefix(old) {
-                rest = new + rest.dropFirst(old.count)
-                break
-            }
-            return "segformer.stages.\(parts[3]).blocks.\(parts[4]).\(rest)"
-        default:
-            return name
-        }
-        return parts.joined(separator: ".")
     }
 
     static func transposed2D(_ t: Tensor) -> Tensor {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GraphIR
 import Runtime
+import SegformerModels
 import Training
 import Applications
 
@@ -10,7 +11,7 @@ struct Bench: ParsableCommand {
         abstract: "Time a model's forward pass on random inputs: median and min latency, peak memory.")
 
     // Option declarations look like Demo's and the other commands': the options differ, the shape is ArgumentParser's.
-    @Argument(help: "The .onnx model file.") var model: String
+    @Argument(help: "The .onnx model file, or a HuggingFace checkpoint folder.") var model: String
     @Option(help: "Batch size bound to the first symbolic dimension.") var batch: Int = 1
     @Option(help: "Input height for symbolic spatial dimensions.") var height: Int = 512
     @Option(help: "Input width for symbolic spatial dimensions.") var width: Int = 512
@@ -26,7 +27,7 @@ struct Bench: ParsableCommand {
             guard iterations > 0, batch > 0, height > 0, width > 0 else {
                 throw SegFormerError.invalid("--iterations, --batch, --height and --width must be positive")
             }
-            let m = try ONNXImporter.load(contentsOf: model)
+            let m = try ModelFile.load(model)
             if train { return try benchTraining(m) }
             let session = try Session(model: m, options: SessionOptions(threads: threadOptions.threads, optimizingPasses: !noOptimize))
             var feeds: [String: Tensor] = [:]

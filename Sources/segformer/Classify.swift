@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GraphIR
 import Runtime
+import SegformerModels
 import SegmentationData
 import Applications
 
@@ -9,7 +10,7 @@ struct Classify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Classify an image with a SegformerForImageClassification export (e.g. nvidia/mit-b0): top-k classes.")
 
-    @Argument(help: "The .onnx model file.") var model: String
+    @Argument(help: "The .onnx model file, or a HuggingFace checkpoint folder (its processor settings and labels are used).") var model: String
     @Argument(help: "A JPEG or PNG image.") var image: String
     @Option(help: "How many classes to print.") var top: Int = 5
     @Option(help: "HF config.json whose id2label names the classes.") var config: String?
@@ -20,9 +21,8 @@ struct Classify: ParsableCommand {
         try reportingErrors {
             guard top > 0, size > 0 else { throw SegFormerError.invalid("--top and --size must be positive") }
             let labels = try config.map { try Classification.id2label(configPath: $0) } ?? [:]
-            let session = try Session(model: try ONNXImporter.load(contentsOf: model),
-                                               options: SessionOptions(threads: threadOptions.threads))
-            let classifier = try ImageClassifier(session: session, size: size, labels: labels)
+            let classifier = try ImageClassifier(modelAt: model, size: size, labels: labels,
+                                                 options: SessionOptions(threads: threadOptions.threads))
             for (rank, r) in try classifier.classify(imageAt: image, top: top).enumerated() {
                 print(String(format: "%d. class %d  %.4f  ", rank + 1, r.id, r.probability) + (r.label ?? ""))
             }

@@ -12,7 +12,7 @@ struct Init: ParsableCommand {
     @Option(help: "b0, b1, b2, b3, b4 or b5.") var variant: String = "b0"
     @Option(help: "Number of classes of the new decode head.") var numLabels: Int?
     @Option(help: "HF config.json or labels file whose id2label names the classes.") var labels: String?
-    @Option(help: "ONNX export of SegformerForImageClassification (e.g. nvidia/mit-b0) whose encoder weights to use.") var encoder: String?
+    @Option(help: "ONNX export or HuggingFace checkpoint folder of SegformerForImageClassification (e.g. nvidia/mit-b0) whose encoder weights to use.") var encoder: String?
     @Option(help: "Seed of the initialisation.") var seed: UInt64 = 0
     @Option(help: "Output .onnx path.") var out: String
     @Flag(help: "Replace the output file if it exists.") var overwrite = false
@@ -26,7 +26,7 @@ struct Init: ParsableCommand {
             let config = try SegformerConfig.variant(variant, numLabels: count, id2label: id2label)
             var model = try SegformerBuilder.build(config: config, seed: seed)
             if let encoder {
-                let filled = try SegformerBuilder.loadEncoder(from: try ONNXImporter.load(contentsOf: encoder), into: &model)
+                let filled = try SegformerBuilder.loadEncoder(from: try ModelFile.load(encoder), into: &model)
                 print("encoder: \(filled) tensors from \(encoder)")
             }
             try ONNXExporter.write(model, to: out)

@@ -2,12 +2,13 @@ import ArgumentParser
 import Foundation
 import GraphIR
 import Runtime
+import SegformerModels
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Summarise an ONNX model: opset, inputs/outputs, op histogram, parameters, unsupported ops.")
 
-    @Argument(help: "The .onnx model file.") var model: String
+    @Argument(help: "The .onnx model file, or a HuggingFace checkpoint folder.") var model: String
     @Flag(help: "List every node.") var nodes = false
     @Flag(help: "Infer and list the type of every node output (symbolic shapes).") var shapes = false
     @Flag(help: "Plan a run without running it: the nodes left after folding, each value's type and size, the activation peak.")
@@ -19,7 +20,7 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let m = try ONNXImporter.load(contentsOf: model)
+            let m = try ModelFile.load(model)
             print(ModelSummary(model: m).text(listNodes: nodes))
             let inferred = try TypeInference.infer(m.graph, opset: m.opset)
             print("inferred outputs:")

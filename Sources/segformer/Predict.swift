@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GraphIR
 import Runtime
+import SegformerModels
 import SegmentationData
 import Applications
 
@@ -9,7 +10,7 @@ struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Segment images with a SegformerForSemanticSegmentation export: NAME.mask.png (class ids) and NAME.overlay.png.")
 
-    @Argument(help: "The .onnx model file.") var model: String
+    @Argument(help: "The .onnx model file, or a HuggingFace checkpoint folder (its processor settings and labels are used).") var model: String
     @Argument(help: "JPEG or PNG images.") var images: [String]
     @Option(help: "Output folder (created if missing).") var out: String
     @Option(help: "HF config.json whose id2label names the classes in the summary.") var config: String?
@@ -22,9 +23,8 @@ struct Predict: ParsableCommand {
             guard !images.isEmpty else { throw SegFormerError.invalid("no images given") }
             guard size > 0 else { throw SegFormerError.invalid("--size must be positive") }
             let labels = try config.map { try Classification.id2label(configPath: $0) } ?? [:]
-            let session = try Session(model: try ONNXImporter.load(contentsOf: model),
-                                               options: SessionOptions(threads: threadOptions.threads))
-            let predictor = try SegmentationPredictor(session: session, size: size, labels: labels)
+            let predictor = try SegmentationPredictor(modelAt: model, size: size, labels: labels,
+                                                      options: SessionOptions(threads: threadOptions.threads))
             for path in images {
                 let started = Benchmark.now()
                 let p = try predictor.predict(imageAt: path)

@@ -2,13 +2,14 @@ import ArgumentParser
 import Foundation
 import GraphIR
 import Runtime
+import SegformerModels
 import SegmentationData
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a model once on TensorProto (.pb) inputs and write each output as NAME.pb.")
 
-    @Argument(help: "The .onnx model file.") var model: String
+    @Argument(help: "The .onnx model file, or a HuggingFace checkpoint folder.") var model: String
     @Option(name: .customLong("input"), help: "NAME=FILE.pb (repeat for each input; FILE.pb alone for a single-input model).") var inputs: [String] = []
     @Option(help: "Folder for the output .pb files (created if missing).") var outputDir: String = "."
     @OptionGroup var threadOptions: ThreadOptions
@@ -16,7 +17,7 @@ struct Run: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let m = try ONNXImporter.load(contentsOf: model)
+            let m = try ModelFile.load(model)
             let session = try Session(model: m, options: SessionOptions(threads: threadOptions.threads))
             var feeds: [String: Tensor] = [:]
             for spec in inputs {

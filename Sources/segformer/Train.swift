@@ -35,7 +35,7 @@ struct Train: ParsableCommand {
         abstract: "Fine-tune a SegFormer ONNX model on a scene-parsing dataset; writes DIR/model.onnx, config.json, checkpoints, logs.")
 
     // The header looks like Evaluate's below: the options differ, the shape is ArgumentParser's.
-    @Argument(help: "The .onnx model to fine-tune (SegformerForSemanticSegmentation export or `segformer init`).") var model: String
+    @Argument(help: "The model to fine-tune: a SegformerForSemanticSegmentation .onnx export or `segformer init` output, or a HuggingFace checkpoint folder.") var model: String
     @OptionGroup var dataOptions: DataOptions
     @Option(help: "Validation split of the ADE layout ('none' to skip).") var valSplit: String = "validation"
     @Option(help: "Epochs to train.") var epochs: Int?
@@ -65,7 +65,7 @@ struct Train: ParsableCommand {
                 throw SegFormerError.invalid("--lr-schedule must be constant, linear or poly")
             }
             guard batchSize > 0, crop > 0, size > 0 else { throw SegFormerError.invalid("--batch-size, --crop and --size must be positive") }
-            let m = try Model.load(contentsOf: model)
+            let m = try ModelFile.load(model)
             let data = try dataOptions.source()
             var options = FineTuningOptions(outputDirectory: output)
             options.batchSize = batchSize
@@ -115,7 +115,7 @@ struct Evaluate: ParsableCommand {
         abstract: "Evaluate a segmentation model: mean IoU, mean accuracy, overall accuracy and a per-class table.")
 
     // The header looks like Train's above: the options differ, the shape is ArgumentParser's.
-    @Argument(help: "The .onnx model.") var model: String
+    @Argument(help: "The .onnx model, or a HuggingFace checkpoint folder.") var model: String
     @OptionGroup var dataOptions: DataOptions
     @Option(help: "Split of the ADE layout.") var split: String = "validation"
     @Option(help: "Image processor size.") var size: Int = 512
@@ -126,7 +126,7 @@ struct Evaluate: ParsableCommand {
             guard let s = SegmentationDataset.Split(rawValue: split) else {
                 throw SegFormerError.invalid("--split must be training or validation")
             }
-            let m = try ONNXImporter.load(contentsOf: model)
+            let m = try ModelFile.load(model)
             let classes = try SegmentationModel.classCount(of: m)
             let data = try dataOptions.source()
             let dataset = try data.dataset(split: s, numLabels: classes)

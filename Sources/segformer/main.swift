@@ -9,7 +9,7 @@ struct SegFormerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "segformer",
         abstract: "Import, run, check and benchmark SegFormer ONNX models on the CPU.",
-        subcommands: [Inspect.self, Run.self, TestModel.self, Classify.self, Predict.self, Bench.self, Step.self, Init.self, Train.self, Evaluate.self, DemoCommand.self])
+        subcommands: [Inspect.self, Run.self, TestModel.self, Classify.self, Predict.self, Bench.self, Step.self, Init.self, Train.self, Evaluate.self, Export.self, ExportHF.self, DemoCommand.self])
 }
 
 /// Runs a command body, turning library errors into one clear line on stderr and a non-zero exit.

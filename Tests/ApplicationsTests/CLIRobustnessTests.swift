@@ -153,4 +153,29 @@ final class CLIRobustnessTests: XCTestCase {
         // Labels of the wrong shape are refused with a message, not a crash.
         try expectError(["step", model, "--pixel-values", x, "--labels", x], mentioning: "error")
     }
+
+    /// A hostile checkpoint folder: one error line naming the file, from every command that takes a
+    /// model, and nothing written.
+    func testHostileCheckpointFolderIsOneErrorAndWritesNothing() throws {
+        let hostile = try commonFixtures.path("hf-checkpoints/bad/hostile")
+        let scratch: String = self.scratch, image: String = self.image
+        let onnx = scratch + "/out.onnx", folder = scratch + "/hf", masks = scratch + "/masks"
+        for args in [["export", hostile, "--out", onnx], ["export-hf", hostile, "--out", folder],
+                     ["classify", hostile, image], ["predict", hostile, image, "--out", masks],
+                     ["run", hostile, "--output-dir", scratch + "/run"], ["bench", hostile, "--iterations", "1"],
+                     ["init", "--encoder", hostile, "--out", onnx], ["inspect", hostile]] {
+            let o = try run(args)
+            XCTAssertEqual(o.status, 1, "\(args): \(o.stderr)")
+            XCTAssertEqual(o.stderr.split(separator: "\n").count, 1, "\(args): \(o.stderr)")
+            XCTAssertTrue(o.stderr.contains("pytorch_model.bin") && o.stderr.contains("refused global 'posix.system'"), "\(args): \(o.stderr)")
+        }
+        for p in [onnx, folder, masks, scratch + "/run"] { XCTAssertFalse(FileManager.default.fileExists(atPath: p), p) }
+    }
+
+    /// `classify DIR IMAGE --top 1` names HF's top class with the folder's own processor and labels.
+    func testClassifyCheckpointFolder() throws {
+        let o = try run(["classify", commonFixtures.path("hf-checkpoints/cls"), image!, "--top", "1"])
+        XCTAssertEqual(o.status, 0, o.stderr)
+        XCTAssertTrue(o.stdout.hasPrefix("1. class 3") && o.stdout.contains("boat"), o.stdout)
+    }
 }

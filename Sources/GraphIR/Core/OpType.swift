@@ -15,6 +15,7 @@ public enum OpType {
     public static let matMul = "MatMul"
     public static let mul = "Mul"
     public static let neg = "Neg"
+    public static let reduceMean = "ReduceMean"
     public static let reduceSum = "ReduceSum"
     public static let relu = "Relu"
     public static let reshape = "Reshape"

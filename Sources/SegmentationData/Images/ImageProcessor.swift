@@ -49,11 +49,11 @@ public struct SegformerImageProcessor: Sendable {
         }
         func bool(_ key: String) throws -> Bool? {
             guard let v = obj[key], !(v is NSNull) else { return nil }
-            if let n = v as? NSNumber, isJSONBool(n) { return n.boolValue }
+            if let n = v as? NSNumber, n.isJSONBool { return n.boolValue }
             throw SegFormerError.invalid("preprocessor config: \"\(key)\" must be true or false")
         }
         func number(_ v: Any, _ key: String) throws -> Double {
-            if let n = v as? NSNumber, !isJSONBool(n) { return n.doubleValue }
+            if let n = v as? NSNumber, !n.isJSONBool { return n.doubleValue }
             throw SegFormerError.invalid("preprocessor config: \"\(key)\" must be a number")
         }
         func int(_ v: Any, _ key: String) throws -> Int {
@@ -111,15 +111,24 @@ public struct SegformerImageProcessor: Sendable {
         }
     }
 
-    /// JSON true/false arrive as NSNumber; they are the ones with objCType "c" (on Linux and Darwin).
-    private func isJSONBool(_ n: NSNumber) -> Bool { String(cString: n.objCType) == "c" }
-
     public init(preprocessorConfigPath path: String) throws {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw SegFormerError.io("cannot read preprocessor config \(path): \(error.localizedDescription)")
         }
         do { try self.init(configJSON: data) } catch let e as SegFormerError { throw e.prefixed(path) }
+    }
+
+    /// This processor as a HuggingFace `preprocessor_config.json` (what `init(configJSON:)` and
+    /// `SegformerImageProcessor.from_pretrained` read).
+    public func configJSON() throws -> Data {
+        let config: [String: Any] = [
+            "image_processor_type": "SegformerImageProcessor", "do_resize": doResize,
+            "size": ["height": height, "width": width], "resample": resample.rawValue, "do_rescale": doRescale,
+            "rescale_factor": rescaleFactor, "do_normalize": doNormalize, "image_mean": imageMean, "image_std": imageStd,
+            "do_reduce_labels": doReduceLabels,
+        ]
+        return try JSONSerialization.data(withJSONObject: config, options: [.prettyPrinted, .sortedKeys])
     }
 
     /// The output size of one image (the input size when `doResize` is off).
@@ -202,4 +211,10 @@ public struct SegformerImageProcessor: Sendable {
         }
         return (pixelValues, labels)
     }
+}
+
+extension NSNumber {
+    /// Whether JSONSerialization made this number from `true`/`false`: both arrive as NSNumber, the
+    /// booleans with objCType "c" (on Linux and Darwin).
+    public var isJSONBool: Bool { String(cString: objCType) == "c" }
 }
