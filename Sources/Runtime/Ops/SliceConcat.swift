@@ -1,4 +1,3 @@
-import Foundation
 import GraphIR
 
 /// Concat, Split, Slice, Expand, Tile and Pad: copies of contiguous runs (memcpy) or strided views.
@@ -28,54 +27,9 @@ extension OpRegistry {
         return [TensorType(t0.dataType, out)]
     }, makeKernel: { node, _ in
         let axisAttr = try requiredInt(node, "axis")
+        let label = node.label
         return ClosureKernel { inputs, context in
-            let xs = inputs.compactMap { $0 }
-            guard let first = xs.first else { throw SegFormerError.invalid("\(node.label): no inputs") }
-            let axis = try Axes.normalise(axisAttr, rank: first.rank, node.label)
-            var outShape = first.shape
-            outShape[axis] = 0
-            for x in xs {
-                var a = x.shape, b = first.shape
-                guard x.dataType == first.dataType, x.rank == first.rank else {
-                    throw SegFormerError.invalid("\(node.label): cannot concatenate \(first) and \(x)")
-                }
-                a[axis] = 0; b[axis] = 0
-                guard a == b else {
-                    throw SegFormerError.invalid("\(node.label): shapes \(first.shape) and \(x.shape) differ off axis \(axis)")
-                }
-                outShape[axis] += x.shape[axis]
-            }
-            var out = Tensor(uninitialized: first.dataType, shape: outShape)
-            if out.count == 0 { return [out] }
-            let outer = Tensor.elementCount(Array(outShape[..<axis]))
-            let inner = Tensor.elementCount(Array(outShape[(axis + 1)...]))
-            let rowOut = outShape[axis] * inner
-            if first.dataType == .string {
-                var strings = [String]()
-                strings.reserveCapacity(out.count)
-                for o in 0..<outer { for x in xs { let r = x.shape[axis] * inner; strings += x.strings[(o * r)..<(o * r + r)] } }
-                out.strings = strings
-                return [out]
-            }
-            let es = try Movement.elementSize(first.dataType)
-            let dst = out.storage.pointer
-            var col = 0
-            for x in xs {
-                let rowBytes = x.shape[axis] * inner * es
-                if rowBytes > 0 {
-                    let src = UnsafeRawPointer(x.storage.pointer)
-                    let dstBase = dst + col * es
-                    if outer == 1 {
-                        StridedCopy.copyBytes(dst: dstBase, src: src, bytes: rowBytes, context: context)
-                    } else {
-                        context.parallelFor(outer, minimumPerChunk: max(1, 65536 / rowBytes)) { s, e in
-                            for o in s..<e { memcpy(dstBase + o * rowOut * es, src + o * rowBytes, rowBytes) }
-                        }
-                    }
-                }
-                col += x.shape[axis] * inner
-            }
-            return [out]
+            [try SliceConcatKernels.concat(inputs.compactMap { $0 }, axis: axisAttr, label: label, context: context)]
         }
     }).withGradient(concatGradient)
         .withSymbolicValue { ctx in
@@ -115,19 +69,7 @@ extension OpRegistry {
             let axis = try Axes.normalise(axisAttr, rank: x.rank, node.label)
             let dim = x.shape[axis]
             let sizes = try splitSizes(node, opset, dim: dim, given: opset >= 13 ? try inputs.optional(1)?.integers() : nil)
-            let outer = Tensor.elementCount(Array(x.shape[..<axis]))
-            let inner = Tensor.elementCount(Array(x.shape[(axis + 1)...]))
-            var outs: [Tensor] = []
-            var start = 0
-            for s in sizes {
-                var shape = x.shape
-                shape[axis] = s
-                outs.append(try StridedCopy.materialize(
-                    x, offset: start * inner, shape: [outer, s * inner], strides: [dim * inner, 1], context: context
-                ).reshaped(shape))
-                start += s
-            }
-            return outs
+            return try SliceConcatKernels.split(x, axis: axis, sizes: sizes, context: context)
         }
     }).withGradient(splitGradient)
 
@@ -187,25 +129,14 @@ extension OpRegistry {
         }
         return [TensorType(t.dataType, out)]
     }, makeKernel: { node, _ in
-        ClosureKernel { inputs, context in
+        let label = node.label
+        return ClosureKernel { inputs, context in
             let x = try inputs.required(0)
             let plan = try slicePlanAxes(starts: try inputs.required(1, "starts").integers(),
                                          ends: try inputs.required(2, "ends").integers(),
                                          axes: try inputs.optional(3)?.integers(),
-                                         steps: try inputs.optional(4)?.integers(), rank: x.rank, node.label)
-            let inStrides = Strides.rowMajor(x.shape)
-            var shape = x.shape
-            var strides = inStrides
-            var offset = 0
-            for (axis, s, e, st) in plan {
-                let r = sliceRange(s, e, st, dim: x.shape[axis])
-                shape[axis] = r.count
-                strides[axis] = inStrides[axis] * st
-                offset += r.start * inStrides[axis]
-            }
-            if shape == x.shape && strides == inStrides { return [x] }
-            if shape.contains(0) { return [Tensor(uninitialized: x.dataType, shape: shape)] }
-            return [try StridedCopy.materialize(x, offset: offset, shape: shape, strides: strides, context: context)]
+                                         steps: try inputs.optional(4)?.integers(), rank: x.rank, label)
+            return [try SliceConcatKernels.slice(x, plan: plan, context: context)]
         }
     }).withGradient(sliceGradient)
         .withSymbolicValue { ctx in
@@ -266,22 +197,11 @@ extension OpRegistry {
         }
         return [TensorType(t.dataType, out)]
     }, makeKernel: { node, _ in
-        ClosureKernel { inputs, context in
+        let label = node.label
+        return ClosureKernel { inputs, context in
             let x = try inputs.required(0)
             let target = try inputs.required(1, "shape").integers()
-            let rank = max(x.rank, target.count)
-            let xs = [Int](repeating: 1, count: rank - x.rank) + x.shape
-            let ts = [Int](repeating: 1, count: rank - target.count) + target
-            let inStrides = Strides.rowMajor(xs)
-            var out: [Int] = [], strides: [Int] = []
-            for k in 0..<rank {
-                if xs[k] == ts[k] || ts[k] == 1 { out.append(xs[k]); strides.append(inStrides[k]) }
-                else if xs[k] == 1 { out.append(ts[k]); strides.append(0) }
-                else { throw SegFormerError.invalid("\(node.label): cannot expand \(x.shape) to \(target)") }
-            }
-            try Movement.checkShape(out, node.label)
-            if out == x.shape { return [x] }
-            return [try StridedCopy.materialize(x, offset: 0, shape: out, strides: strides, context: context)]
+            return [try SliceConcatKernels.expand(x, to: target, label: label, context: context)]
         }
     }).withGradient(expandGradient)
 
@@ -297,19 +217,11 @@ extension OpRegistry {
             r == 1 ? d : (d.value.map { .known($0 * r) } ?? Movement.product([.known(r), d]))
         })]
     }, makeKernel: { node, _ in
-        ClosureKernel { inputs, context in
+        let label = node.label
+        return ClosureKernel { inputs, context in
             let x = try inputs.required(0)
             let reps = try inputs.required(1, "repeats").integers()
-            guard reps.count == x.rank, reps.allSatisfy({ $0 >= 0 }) else {
-                throw SegFormerError.invalid("\(node.label): repeats \(reps) must be \(x.rank) non-negative counts for input \(x.shape)")
-            }
-            let outShape = zip(x.shape, reps).map { $0 * $1 }
-            try Movement.checkShape(outShape, node.label)
-            // Tiling = broadcasting a [1, d0, 1, d1, …] view to [r0, d0, r1, d1, …].
-            let inStrides = Strides.rowMajor(x.shape)
-            var shape: [Int] = [], strides: [Int] = []
-            for k in 0..<x.rank { shape += [reps[k], x.shape[k]]; strides += [0, inStrides[k]] }
-            return [try StridedCopy.materialize(x, offset: 0, shape: shape, strides: strides, context: context).reshaped(outShape)]
+            return [try SliceConcatKernels.tile(x, repeats: reps, label: label, context: context)]
         }
     }).withGradient(tileGradient)
 
@@ -328,98 +240,15 @@ extension OpRegistry {
         guard ["constant", "reflect", "edge"].contains(mode) || (mode == "wrap" && opset >= 19) else {
             throw SegFormerError.unsupported("\(node.label): pad mode '\(mode)'")
         }
+        let label = node.label
         return ClosureKernel { inputs, _ in
             let x = try inputs.required(0)
             let (begin, end) = try padAmounts(try inputs.required(1, "pads").integers(),
                                               axes: opset >= 18 ? try inputs.optional(3)?.integers() : nil,
-                                              rank: x.rank, node.label)
-            let outShape = (0..<x.rank).map { x.shape[$0] + begin[$0] + end[$0] }
-            try Movement.checkShape(outShape, node.label)
-            let maps = try padMaps(x.shape, outShape, begin, mode, node.label)
-            var out = Tensor(uninitialized: x.dataType, shape: outShape)
-            if out.count == 0 { return [out] }
-            let strides = Strides.rowMajor(x.shape)
-            let value = inputs.optional(2)
-            if x.dataType == .string {
-                let fill = value?.strings.first ?? ""
-                var strings = [String]()
-                strings.reserveCapacity(out.count)
-                padWalk(outShape, maps, strides) { src in strings.append(src < 0 ? fill : x.strings[src]) }
-                out.strings = strings
-                return [out]
-            }
-            let es = try Movement.elementSize(x.dataType)
-            var fill = [UInt8](repeating: 0, count: es)
-            if let v = value, v.count > 0 {
-                guard v.dataType == x.dataType else {
-                    throw SegFormerError.invalid("\(node.label): constant_value is \(v.dataType), data is \(x.dataType)")
-                }
-                memcpy(&fill, v.storage.pointer, es)
-            }
-            func run<T>(_: T.Type) {
-                let s = x.pointer(T.self), d = out.pointer(T.self)
-                let f = fill.withUnsafeBytes { $0.load(as: T.self) }
-                var i = 0
-                padWalk(outShape, maps, strides) { src in d[i] = src < 0 ? f : s[src]; i += 1 }
-            }
-            // The width switch of Gather's small path: one per kernel, since Swift closures cannot be generic.
-            switch es {
-            case 1: run(UInt8.self)
-            case 2: run(UInt16.self)
-            case 4: run(UInt32.self)
-            default: run(UInt64.self)
-            }
-            return [out]
+                                              rank: x.rank, label)
+            return [try SliceConcatKernels.pad(x, begin: begin, end: end, value: inputs.optional(2), mode: mode, label: label)]
         }
     }).withGradient(padGradient)
-
-    /// Per axis: output index → input index, or -1 for the constant (Pad and PadGrad).
-    static func padMaps(_ inShape: [Int], _ outShape: [Int], _ begin: [Int], _ mode: String, _ label: String) throws -> [[Int]] {
-        var maps: [[Int]] = []
-        for k in 0..<inShape.count {
-            let d = inShape[k]
-            var m = [Int](repeating: -1, count: outShape[k])
-            for o in 0..<outShape[k] {
-                let i = o - begin[k]
-                if i >= 0 && i < d { m[o] = i; continue }
-                if mode == "constant" { continue }
-                guard d > 0 else { throw SegFormerError.invalid("\(label): cannot \(mode)-pad an empty axis \(k)") }
-                switch mode {
-                case "edge": m[o] = min(max(i, 0), d - 1)
-                case "wrap": m[o] = ((i % d) + d) % d
-                default:   // reflect (no edge repeat), period 2(d-1)
-                    if d == 1 { m[o] = 0 } else {
-                        let p = 2 * (d - 1)
-                        var j = ((i % p) + p) % p
-                        if j >= d { j = p - j }
-                        m[o] = j
-                    }
-                }
-            }
-            maps.append(m)
-        }
-        return maps
-    }
-
-    /// Visits output elements in order with their source offset (-1 = padding constant).
-    static func padWalk(_ outShape: [Int], _ maps: [[Int]], _ strides: [Int], _ body: (Int) -> Void) {
-        let rank = outShape.count
-        if rank == 0 { body(0); return }
-        let rows = Tensor.elementCount(Array(outShape.dropLast()))
-        let lastMap = maps[rank - 1], lastStride = strides[rank - 1]
-        var index = [Int](repeating: 0, count: rank - 1)
-        for _ in 0..<rows {
-            var base = 0
-            for k in 0..<(rank - 1) {
-                let m = maps[k][index[k]]
-                if m < 0 { base = -1; break }
-                base += m * strides[k]
-            }
-            for m in lastMap { body(base < 0 || m < 0 ? -1 : base + m * lastStride) }
-            var k = rank - 2
-            while k >= 0 { index[k] += 1; if index[k] < outShape[k] { break }; index[k] = 0; k -= 1 }
-        }
-    }
 
     /// Pads [b1, b2, …, e1, e2, …] (for `axes`, or all axes) → per-axis begin and end amounts.
     static func padAmounts(_ pads: [Int], axes: [Int]?, rank: Int, _ label: String) throws -> ([Int], [Int]) {
@@ -430,18 +259,6 @@ extension OpRegistry {
         var begin = [Int](repeating: 0, count: rank), end = begin
         for (j, a) in axes.enumerated() { begin[a] = pads[j]; end[a] = pads[j + axes.count] }
         return (begin, end)
-    }
-}
-
-extension StridedCopy {
-    /// memcpy, split across threads when large.
-    static func copyBytes(dst: UnsafeMutableRawPointer, src: UnsafeRawPointer, bytes: Int, context: ExecutionContext) {
-        let block = 1 << 16
-        let blocks = (bytes + block - 1) / block
-        context.parallelFor(blocks, minimumPerChunk: 16) { s, e in
-            let lo = s * block, hi = min(bytes, e * block)
-            memcpy(dst + lo, src + lo, hi - lo)
-        }
     }
 }
 
@@ -539,59 +356,11 @@ extension OpRegistry {
         guard select.count == node.outputs.count else {
             throw SegFormerError.invalid("\(node.label): select \(select) does not match \(node.outputs.count) outputs")
         }
+        let label = node.label
         return ClosureKernel { inputs, context in
             let dy = try inputs.required(0)
-            let axis = try Axes.normalise(axisAttr, rank: dy.rank, node.label)
-            var starts: [Int?] = [], sizes: [Int] = []
-            var position = 0
-            for k in 1..<inputs.count {
-                guard let s = inputs[k] else { starts.append(nil); sizes.append(0); continue }
-                let shape = try s.integers()
-                var a = shape, b = dy.shape
-                guard shape.count == dy.rank else {
-                    throw SegFormerError.invalid("\(node.label): input shape \(shape) does not match gradient \(dy.shape)")
-                }
-                a[axis] = 0; b[axis] = 0
-                guard a == b, shape[axis] >= 0 else {
-                    throw SegFormerError.invalid("\(node.label): input shape \(shape) does not match gradient \(dy.shape) off axis \(axis)")
-                }
-                starts.append(position); sizes.append(shape[axis])
-                position += shape[axis]
-            }
-            guard position == dy.shape[axis] else {
-                throw SegFormerError.invalid("\(node.label): input sizes \(sizes) along axis \(axis) do not add up to gradient \(dy.shape)")
-            }
-            let outer = Tensor.elementCount(Array(dy.shape[..<axis]))
-            let inner = Tensor.elementCount(Array(dy.shape[(axis + 1)...]))
-            let dim = dy.shape[axis]
-            return try select.map { i in
-                guard i >= 0, i < starts.count, let start = starts[i] else {
-                    throw SegFormerError.invalid("\(node.label): select \(i) names no input")
-                }
-                var shape = dy.shape
-                shape[axis] = sizes[i]
-                if sizes[i] == dim { return dy }
-                let out = Tensor(uninitialized: dy.dataType, shape: shape)
-                if out.count == 0 { return out }
-                if dy.dataType == .string {
-                    return try StridedCopy.materialize(dy, offset: start * inner, shape: [outer, sizes[i] * inner],
-                                                       strides: [dim * inner, 1], context: context).reshaped(shape)
-                }
-                let es = try Movement.elementSize(dy.dataType)
-                let rowBytes = sizes[i] * inner * es, rowIn = dim * inner * es
-                let src = UnsafeRawPointer(dy.storage.pointer) + start * inner * es, dst = out.storage.pointer
-                if outer < 4 * context.threads {
-                    // Few long rows (a channel concat at batch 2): split each row's copy across threads.
-                    for o in 0..<outer {
-                        StridedCopy.copyBytes(dst: dst + o * rowBytes, src: src + o * rowIn, bytes: rowBytes, context: context)
-                    }
-                } else {
-                    context.parallelFor(outer, minimumPerChunk: max(1, 65536 / rowBytes)) { s, e in
-                        for o in s..<e { memcpy(dst + o * rowBytes, src + o * rowIn, rowBytes) }
-                    }
-                }
-                return out
-            }
+            return try SliceConcatKernels.concatBackward(dy, inputShapes: Array(inputs.dropFirst()), axis: axisAttr,
+                                                         select: select, label: label, context: context)
         }
     })
 
@@ -600,52 +369,9 @@ extension OpRegistry {
     static let splitGradSchema = OpSchema("SplitGrad", domain: trainingDomain, inputs: 1...Int.max, makeKernel: { node, _ in
         let axisAttr = try node.int("axis", default: 0)
         let zeros = Set(try node.ints("zeros") ?? [])
+        let label = node.label
         return ClosureKernel { inputs, context in
-            guard let first = inputs.indices.first(where: { !zeros.contains($0) && inputs[$0] != nil }).map({ inputs[$0]! }) else {
-                throw SegFormerError.invalid("\(node.label): no gradient part")
-            }
-            let axis = try Axes.normalise(axisAttr, rank: first.rank, node.label)
-            var shapes: [[Int]] = []
-            var outShape = first.shape
-            outShape[axis] = 0
-            for i in inputs.indices {
-                let t = try inputs.required(i, "part")
-                let shape = zeros.contains(i) ? try t.integers() : t.shape
-                if !zeros.contains(i), t.dataType != first.dataType {
-                    throw SegFormerError.invalid("\(node.label): parts are \(first.dataType) and \(t.dataType)")
-                }
-                var a = shape, b = first.shape
-                guard shape.count == first.rank else { throw SegFormerError.invalid("\(node.label): part shapes \(first.shape) and \(shape) differ in rank") }
-                a[axis] = 0; b[axis] = 0
-                guard a == b, shape[axis] >= 0 else {
-                    throw SegFormerError.invalid("\(node.label): part shapes \(first.shape) and \(shape) differ off axis \(axis)")
-                }
-                shapes.append(shape)
-                outShape[axis] += shape[axis]
-            }
-            let out = Tensor(uninitialized: first.dataType, shape: outShape)
-            if out.count == 0 { return [out] }
-            let es = try Movement.elementSize(first.dataType)
-            let outer = Tensor.elementCount(Array(outShape[..<axis]))
-            let inner = Tensor.elementCount(Array(outShape[(axis + 1)...]))
-            let rowOut = outShape[axis] * inner * es
-            let dst = out.storage.pointer
-            var col = 0
-            for (i, shape) in shapes.enumerated() {
-                let rowBytes = shape[axis] * inner * es
-                if rowBytes > 0 {
-                    let base = dst + col
-                    let src: UnsafeRawPointer? = zeros.contains(i) ? nil : UnsafeRawPointer(inputs[i]!.storage.pointer)
-                    context.parallelFor(outer, minimumPerChunk: max(1, 65536 / rowBytes)) { s, e in
-                        for o in s..<e {
-                            if let src { memcpy(base + o * rowOut, src + o * rowBytes, rowBytes) }
-                            else { memset(base + o * rowOut, 0, rowBytes) }
-                        }
-                    }
-                }
-                col += rowBytes
-            }
-            return [out]
+            [try SliceConcatKernels.splitBackward(inputs, zeros: zeros, axis: axisAttr, label: label, context: context)]
         }
     })
 
@@ -653,64 +379,27 @@ extension OpRegistry {
     /// positions Slice read (same clamping as the forward; the positions are distinct, so no sums).
     static let sliceGradSchema = OpSchema("SliceGrad", domain: trainingDomain, inputs: 4...6, shapeInputs: [1, 2, 3, 4, 5],
                                           inferTypes: gradientTypeAtShapeInput, makeKernel: { node, _ in
-        ClosureKernel { inputs, context in
+        let label = node.label
+        return ClosureKernel { inputs, context in
             let dy = try inputs.required(0)
             let xShape = try inputs.required(1, "shape").integers()
-            try Movement.checkShape(xShape, node.label)
+            try Movement.checkShape(xShape, label)
             let plan = try slicePlanAxes(starts: try inputs.required(2, "starts").integers(),
                                          ends: try inputs.required(3, "ends").integers(),
                                          axes: try inputs.optional(4)?.integers(),
-                                         steps: try inputs.optional(5)?.integers(), rank: xShape.count, node.label)
-            let xStrides = Strides.rowMajor(xShape)
-            var shape = xShape, strides = xStrides
-            var offset = 0
-            for (axis, s, e, st) in plan {
-                let r = sliceRange(s, e, st, dim: xShape[axis])
-                shape[axis] = r.count
-                strides[axis] = xStrides[axis] * st
-                offset += r.start * xStrides[axis]
-            }
-            guard shape == dy.shape else {
-                throw SegFormerError.invalid("\(node.label): gradient shape \(dy.shape) is not the slice shape \(shape) of \(xShape)")
-            }
-            if shape == xShape && strides == xStrides { return [dy] }
-            let es = try Movement.elementSize(dy.dataType)
-            let out = Tensor(uninitialized: dy.dataType, shape: xShape)
-            if out.count == 0 { return [out] }
-            StridedCopy.zeroBytes(out.storage.pointer, bytes: out.count * es, context: context)
-            if dy.count > 0 {
-                StridedCopy.scatter(src: UnsafeRawPointer(dy.storage.pointer), dst: out.storage.pointer, elementSize: es,
-                                    offset: offset, shape: shape, strides: strides, context: context)
-            }
-            return [out]
+                                         steps: try inputs.optional(5)?.integers(), rank: xShape.count, label)
+            return [try SliceConcatKernels.sliceBackward(dy, xShape: xShape, plan: plan, label: label, context: context)]
         }
     })
 
     /// TileGrad(dY, Shape(x)): dY seen as [r0, d0, r1, d1, …] summed over the repeat axes.
     static let tileGradSchema = OpSchema("TileGrad", domain: trainingDomain, inputs: 2...2, shapeInputs: [1],
                                          inferTypes: gradientTypeAtShapeInput, makeKernel: { node, _ in
-        ClosureKernel { inputs, context in
+        let label = node.label
+        return ClosureKernel { inputs, context in
             let dy = try inputs.required(0)
             let xShape = try inputs.required(1, "shape").integers()
-            guard xShape.count == dy.rank else {
-                throw SegFormerError.invalid("\(node.label): gradient shape \(dy.shape) does not tile input shape \(xShape)")
-            }
-            try Movement.checkShape(xShape, node.label)
-            var tiled: [Int] = [], axes: [Int] = []
-            for (k, d) in xShape.enumerated() {
-                let t = dy.shape[k]
-                guard d > 0 ? t % d == 0 : t == 0 else {
-                    throw SegFormerError.invalid("\(node.label): gradient shape \(dy.shape) does not tile input shape \(xShape)")
-                }
-                let r = d > 0 ? t / d : 1
-                if r != 1 { axes.append(tiled.count) }
-                tiled += [r, d]
-            }
-            if axes.isEmpty { return [dy.reshaped(xShape)] }
-            if dy.count == 0 || Tensor.elementCount(xShape) == 0 { return [Tensor(zeros: dy.dataType, shape: xShape)] }
-            let summed = try SingleOp.run(OpType.reduceSum, inputs: [dy.reshaped(tiled), Tensor(axes.map { Int64($0) }, shape: [axes.count])],
-                                          attributes: ["keepdims": .int(1)], opset: 13, context: context)[0]
-            return [summed.reshaped(xShape)]
+            return [try SliceConcatKernels.tileBackward(dy, xShape: xShape, label: label, context: context)]
         }
     })
 
@@ -724,86 +413,14 @@ extension OpRegistry {
         guard ["constant", "reflect", "edge", "wrap"].contains(mode) else {
             throw SegFormerError.unsupported("\(node.label): pad mode '\(mode)'")
         }
+        let label = node.label
         return ClosureKernel { inputs, _ in
             let dy = try inputs.required(0)
             let xShape = try inputs.required(1, "shape").integers()
-            try Movement.checkShape(xShape, node.label)
+            try Movement.checkShape(xShape, label)
             let (begin, end) = try padAmounts(try inputs.required(2, "pads").integers(), axes: try inputs.optional(3)?.integers(),
-                                              rank: xShape.count, node.label)
-            let outShape = (0..<xShape.count).map { xShape[$0] + begin[$0] + end[$0] }
-            guard outShape == dy.shape else {
-                throw SegFormerError.invalid("\(node.label): gradient shape \(dy.shape) is not the padded shape \(outShape)")
-            }
-            let out = Tensor(zeros: dy.dataType, shape: xShape)
-            if out.count == 0 || dy.count == 0 { return [out] }
-            let maps = try padMaps(xShape, outShape, begin, mode, node.label)
-            let strides = Strides.rowMajor(xShape)
-            func run<T: BinaryFloatingPoint>(_: T.Type) {
-                let g = dy.pointer(T.self), o = out.pointer(T.self)
-                var i = 0
-                padWalk(outShape, maps, strides) { src in
-                    if src >= 0 { o[src] += g[i] }
-                    i += 1
-                }
-            }
-            switch dy.dataType {
-            case .float: run(Float.self)
-            case .double: run(Double.self)
-            case .float16: run(Float16.self)
-            default: throw SegFormerError.unsupported("\(node.label): Pad gradient of \(dy.dataType) tensors")
-            }
-            return [out]
+                                              rank: xShape.count, label)
+            return [try SliceConcatKernels.padBackward(dy, xShape: xShape, begin: begin, end: end, mode: mode, label: label)]
         }
     })
-}
-
-extension StridedCopy {
-    /// memset 0, split across threads when large.
-    static func zeroBytes(_ dst: UnsafeMutableRawPointer, bytes: Int, context: ExecutionContext) {
-        let block = 1 << 16
-        let blocks = (bytes + block - 1) / block
-        context.parallelFor(blocks, minimumPerChunk: 16) { s, e in
-            let lo = s * block, hi = min(bytes, e * block)
-            memset(dst + lo, 0, hi - lo)
-        }
-    }
-
-    /// The inverse of `copy`: the contiguous `src` of `shape` is written to `dst` at
-    /// `offset + Σ m[k]·strides[k]`. The destinations must be distinct (nothing is accumulated).
-    /// Mirrors `copy` in StridedCopy.swift (the width switch onto a run specialised per element
-    /// width): the inner loops are opposite (strided write vs strided read), so they stay two.
-    static func scatter(src: UnsafeRawPointer, dst: UnsafeMutableRawPointer, elementSize es: Int, offset: Int,
-                        shape: [Int], strides: [Int], context: ExecutionContext) {
-        // coalesce: `.src` is the strided side (here the destination), `.dst` the contiguous one.
-        let dims = coalesce(shape: shape, strides: strides)
-        switch es {
-        case 1: scatterRun(UInt8.self, src, dst, offset, dims, context)
-        case 2: scatterRun(UInt16.self, src, dst, offset, dims, context)
-        case 4: scatterRun(UInt32.self, src, dst, offset, dims, context)
-        default: scatterRun(UInt64.self, src, dst, offset, dims, context)
-        }
-    }
-
-    private static func scatterRun<T>(_: T.Type, _ srcRaw: UnsafeRawPointer, _ dstRaw: UnsafeMutableRawPointer,
-                                      _ offset: Int, _ dims: [Dim3], _ context: ExecutionContext) {
-        let s = srcRaw.assumingMemoryBound(to: T.self)
-        let d = dstRaw.assumingMemoryBound(to: T.self)
-        guard let last = dims.last else { d[offset] = s[0]; return }
-        let outer = Array(dims.dropLast())
-        let outerCount = outer.reduce(1) { $0 * $1.size }
-        let n = last.size, ls = last.src
-        let bytes = n * MemoryLayout<T>.stride
-        context.parallelFor(outerCount, minimumPerChunk: max(1, 32768 / max(n, 1))) { start, end in
-            var w = Walker(outer, start: start, baseSrc: offset)
-            for _ in start..<end {
-                let dp = d + w.src, sp = s + w.dst
-                if ls == 1 {
-                    if bytes <= 64 { for i in 0..<n { dp[i] = sp[i] } } else { memcpy(dp, sp, bytes) }
-                } else {
-                    for i in 0..<n { dp[i * ls] = sp[i] }
-                }
-                w.advance()
-            }
-        }
-    }
 }

@@ -1,36 +1,30 @@
 import GraphIR
 
 /// Transpose and the block rearrangements DepthToSpace / SpaceToDepth, which are a reshape, a
-/// transpose and a reshape: all three become one strided copy (see StridedCopy.swift).
+/// transpose and a reshape: all three become one strided copy (Kernels/TransposeKernels.swift).
 extension OpRegistry {
     static let transposeSchema = OpSchema(OpType.transpose, opsets: movementOpsets, inputs: 1...1, inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
         guard let shape = t.shape else { return [TensorType(t.dataType, nil)] }
-        let perm = try transposePerm(ctx.node, rank: shape.count)
+        let perm = try transposePerm(try ctx.node.ints("perm"), rank: shape.count, ctx.node.label)
         return [TensorType(t.dataType, perm.map { shape[$0] })]
     }, makeKernel: { node, _ in
-        ClosureKernel { inputs, context in
+        let permAttr = try node.ints("perm")
+        let label = node.label
+        return ClosureKernel { inputs, context in
             let x = try inputs.required(0)
-            let perm = try transposePerm(node, rank: x.rank)
-            return [try permuted(x, shape: x.shape, perm: perm, context)]
+            let perm = try transposePerm(permAttr, rank: x.rank, label)
+            return [try TransposeKernels.transpose(x, perm: perm, context: context)]
         }
     }).withGradient(transposeGradient)
 
-    /// `perm` (default: reversed axes), checked to be a permutation of 0..<rank.
-    static func transposePerm(_ node: Node, rank: Int) throws -> [Int] {
-        guard let perm = try node.ints("perm") else { return Array((0..<rank).reversed()) }
+    /// The `perm` attribute (default: reversed axes), checked to be a permutation of 0..<rank.
+    static func transposePerm(_ perm: [Int]?, rank: Int, _ label: String) throws -> [Int] {
+        guard let perm else { return Array((0..<rank).reversed()) }
         guard perm.count == rank, Set(perm) == Set(0..<rank) else {
-            throw SegFormerError.invalid("\(node.label): perm \(perm) is not a permutation of the \(rank) input axes")
+            throw SegFormerError.invalid("\(label): perm \(perm) is not a permutation of the \(rank) input axes")
         }
         return perm
-    }
-
-    /// Transposes `x` seen with the (same element count) shape `shape` by `perm`.
-    static func permuted(_ x: Tensor, shape: [Int], perm: [Int], _ context: ExecutionContext) throws -> Tensor {
-        let inStrides = Strides.rowMajor(shape)
-        if perm == Array(0..<perm.count) { return x.reshaped(shape) }   // identity: a view
-        return try StridedCopy.materialize(x, offset: 0, shape: perm.map { shape[$0] },
-                                           strides: perm.map { inStrides[$0] }, context: context)
     }
 
     // MARK: DepthToSpace / SpaceToDepth
@@ -45,20 +39,10 @@ extension OpRegistry {
     }, makeKernel: { node, _ in
         let b = try blockSize(node)
         let mode = try depthToSpaceMode(node)
+        let label = node.label
         return ClosureKernel { inputs, context in
-            let x = try inputs.required(0)
-            guard x.rank == 4, x.shape[1] % (b * b) == 0 else {
-                throw SegFormerError.invalid("\(node.label): input shape \(x.shape) must be [N, C, H, W] with C divisible by \(b * b)")
-            }
-            let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-            let cc = c / (b * b)
-            let y: Tensor
-            if mode == "DCR" {
-                y = try permuted(x, shape: [n, b, b, cc, h, w], perm: [0, 3, 4, 1, 5, 2], context)
-            } else {
-                y = try permuted(x, shape: [n, cc, b, b, h, w], perm: [0, 1, 4, 2, 5, 3], context)
-            }
-            return [y.reshaped([n, cc, h * b, w * b])]
+            [try TransposeKernels.depthToSpace(try inputs.required(0), blockSize: b, mode: mode, label: label,
+                                               context: context)]
         }
     }).withGradient(depthToSpaceGradient)
 
@@ -71,14 +55,9 @@ extension OpRegistry {
         return [TensorType(t.dataType, [s[0], c, div(s[2], 2), div(s[3], 3)])]
     }, makeKernel: { node, _ in
         let b = try blockSize(node)
+        let label = node.label
         return ClosureKernel { inputs, context in
-            let x = try inputs.required(0)
-            guard x.rank == 4, x.shape[2] % b == 0, x.shape[3] % b == 0 else {
-                throw SegFormerError.invalid("\(node.label): input shape \(x.shape) must be [N, C, H, W] with H and W divisible by \(b)")
-            }
-            let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-            let y = try permuted(x, shape: [n, c, h / b, b, w / b, b], perm: [0, 3, 5, 1, 2, 4], context)
-            return [y.reshaped([n, c * b * b, h / b, w / b])]
+            [try TransposeKernels.spaceToDepth(try inputs.required(0), blockSize: b, label: label, context: context)]
         }
     }).withGradient(spaceToDepthGradient)
 
@@ -128,16 +107,10 @@ extension OpRegistry {
     }, makeKernel: { node, _ in
         let b = try blockSize(node)
         let mode = try depthToSpaceMode(node)
+        let label = node.label
         return ClosureKernel { inputs, context in
-            let dy = try inputs.required(0)
-            guard dy.rank == 4, dy.shape[2] % b == 0, dy.shape[3] % b == 0 else {
-                throw SegFormerError.invalid("\(node.label): gradient shape \(dy.shape) must be [N, C, H, W] with H and W divisible by \(b)")
-            }
-            let (n, c, h, w) = (dy.shape[0], dy.shape[1], dy.shape[2] / b, dy.shape[3] / b)
-            // Forward: x [n, b, b, c, h, w] (DCR) or [n, c, b, b, h, w] (CRD) → y [n, c, h, b, w, b].
-            let perm = mode == "DCR" ? [0, 3, 5, 1, 2, 4] : [0, 1, 3, 5, 2, 4]
-            let g = try permuted(dy, shape: [n, c, h, b, w, b], perm: perm, context)
-            return [g.reshaped([n, c * b * b, h, w])]
+            [try TransposeKernels.depthToSpaceBackward(try inputs.required(0), blockSize: b, mode: mode, label: label,
+                                                       context: context)]
         }
     })
 

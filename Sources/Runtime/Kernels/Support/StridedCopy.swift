@@ -84,7 +84,7 @@ enum StridedCopy {
         return dims.reversed()
     }
 
-    /// `scatter` (SliceConcat.swift) is its mirror image, kept separate: strided read here, strided write there.
+    /// `scatter` (below) is its mirror image, kept separate: strided read here, strided write there.
     static func copy(src: UnsafeRawPointer, dst: UnsafeMutableRawPointer, elementSize es: Int, offset: Int,
                      shape: [Int], strides: [Int], context: ExecutionContext) {
         let dims = coalesce(shape: shape, strides: strides)
@@ -228,5 +228,68 @@ enum StridedCopy {
             }
         }
         _ = total
+    }
+}
+
+// MARK: - Bulk byte moves and the inverse of `copy`
+
+extension StridedCopy {
+    /// memcpy, split across threads when large.
+    static func copyBytes(dst: UnsafeMutableRawPointer, src: UnsafeRawPointer, bytes: Int, context: ExecutionContext) {
+        let block = 1 << 16
+        let blocks = (bytes + block - 1) / block
+        context.parallelFor(blocks, minimumPerChunk: 16) { s, e in
+            let lo = s * block, hi = min(bytes, e * block)
+            memcpy(dst + lo, src + lo, hi - lo)
+        }
+    }
+
+    /// memset 0, split across threads when large.
+    static func zeroBytes(_ dst: UnsafeMutableRawPointer, bytes: Int, context: ExecutionContext) {
+        let block = 1 << 16
+        let blocks = (bytes + block - 1) / block
+        context.parallelFor(blocks, minimumPerChunk: 16) { s, e in
+            let lo = s * block, hi = min(bytes, e * block)
+            memset(dst + lo, 0, hi - lo)
+        }
+    }
+
+    /// The inverse of `copy`: the contiguous `src` of `shape` is written to `dst` at
+    /// `offset + Σ m[k]·strides[k]`. The destinations must be distinct (nothing is accumulated).
+    /// Mirrors `copy` above (the width switch onto a run specialised per element
+    /// width): the inner loops are opposite (strided write vs strided read), so they stay two.
+    static func scatter(src: UnsafeRawPointer, dst: UnsafeMutableRawPointer, elementSize es: Int, offset: Int,
+                        shape: [Int], strides: [Int], context: ExecutionContext) {
+        // coalesce: `.src` is the strided side (here the destination), `.dst` the contiguous one.
+        let dims = coalesce(shape: shape, strides: strides)
+        switch es {
+        case 1: scatterRun(UInt8.self, src, dst, offset, dims, context)
+        case 2: scatterRun(UInt16.self, src, dst, offset, dims, context)
+        case 4: scatterRun(UInt32.self, src, dst, offset, dims, context)
+        default: scatterRun(UInt64.self, src, dst, offset, dims, context)
+        }
+    }
+
+    private static func scatterRun<T>(_: T.Type, _ srcRaw: UnsafeRawPointer, _ dstRaw: UnsafeMutableRawPointer,
+                                      _ offset: Int, _ dims: [Dim3], _ context: ExecutionContext) {
+        let s = srcRaw.assumingMemoryBound(to: T.self)
+        let d = dstRaw.assumingMemoryBound(to: T.self)
+        guard let last = dims.last else { d[offset] = s[0]; return }
+        let outer = Array(dims.dropLast())
+        let outerCount = outer.reduce(1) { $0 * $1.size }
+        let n = last.size, ls = last.src
+        let bytes = n * MemoryLayout<T>.stride
+        context.parallelFor(outerCount, minimumPerChunk: max(1, 32768 / max(n, 1))) { start, end in
+            var w = Walker(outer, start: start, baseSrc: offset)
+            for _ in start..<end {
+                let dp = d + w.src, sp = s + w.dst
+                if ls == 1 {
+                    if bytes <= 64 { for i in 0..<n { dp[i] = sp[i] } } else { memcpy(dp, sp, bytes) }
+                } else {
+                    for i in 0..<n { dp[i * ls] = sp[i] }
+                }
+                w.advance()
+            }
+        }
     }
 }
