@@ -117,14 +117,21 @@ final class DataParallelTrainingTests: XCTestCase {
         }
         let reference = try Model.load(contentsOf: single + "/last.onnx").graph.initializers
         let trained = try Model.load(contentsOf: parallel + "/last.onnx").graph.initializers
-        var compared = 0
+        // All parameters together, and each one alone (relative to its largest entry) — except the attention
+        // key biases: their gradient is zero in exact arithmetic (softmax over the keys ignores a bias added
+        // to every key), so what they hold is AdamW-amplified rounding noise, which differs with the batch split.
+        var compared = 0, differenceSquared = 0.0, referenceSquared = 0.0
         for (name, b) in reference where b.dataType == .float && b.rank >= 1 {
             guard let a = trained[name] else { XCTFail("\(name) missing from the 2-process model"); continue }
+            differenceSquared += pow(normOfDifference(a, b), 2)
+            referenceSquared += pow(norm(b), 2)
+            if name.hasSuffix("k_proj.bias") || name.hasSuffix("key.bias") { continue }
             let scale = max(Double(maxAbsDifference(b, Tensor(zeros: .float, shape: b.shape))), 1e-12)
             XCTAssertLessThanOrEqual(Double(maxAbsDifference(a, b)) / scale, 1e-5, "parameter \(name)")
             compared += 1
         }
         XCTAssertGreaterThan(compared, 10)
+        XCTAssertLessThanOrEqual((differenceSquared / referenceSquared).squareRoot(), 1e-5, "all parameters")
 
         // Resuming needs the same number of processes.
         let resumed = try run(binary, trainArgs(batch: 2, steps: steps + 2, output: parallel) + ["--resume"])
