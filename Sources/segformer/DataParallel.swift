@@ -25,7 +25,7 @@ struct DistributedOptions: ParsableArguments {
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let perProcess = threads ?? max(1, cores / max(1, group.localSize))
         do {
-            try reportingErrors { try body(group, perProcess) }
+            try body(group, perProcess)   // the commands' bodies report their errors (reportingErrors) and throw ExitCode
         } catch {
             if !(error is ExitCode) { printErr("error: \(error)") }
             printErr("rank \(group.rank) of \(group.size) failed: aborting the job")
