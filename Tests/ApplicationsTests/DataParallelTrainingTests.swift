@@ -168,6 +168,27 @@ final class DataParallelTrainingTests: XCTestCase {
         XCTAssertTrue(o.stderr.contains("signal 9") || o.stdout.contains("signal 9"), o.stderr)
     }
 
+    /// A process that is alive but stuck (SIGSTOP) leaves the others waiting in a collective: after
+    /// --collective-timeout they abort the job, naming the wait.
+    func testStuckProcessEndsTheJobAfterTheCollectiveTimeout() throws {
+        let output = scratch + "/stuck"
+        let log = output + ".jsonl"
+        var stoppedAt: Date?
+        let o = try mpirun(2, trainArgs(batch: 1, steps: 1_000_000, output: output) + ["--collective-timeout", "5"]) { launcher in
+            let deadline = Date().addingTimeInterval(90)
+            while Date() < deadline, ((try? String(contentsOfFile: log, encoding: .utf8))?.split(separator: "\n").count ?? 0) < 2 {
+                usleep(50_000)
+            }
+            let ranks = DataParallelTrainingTests.children(of: launcher.processIdentifier)
+            XCTAssertEqual(ranks.count, 2, "expected mpirun's 2 processes, found \(ranks)")
+            if let victim = ranks.last { kill(victim, SIGSTOP); stoppedAt = Date() }
+        }
+        XCTAssertNotEqual(o.status, 0)
+        let stopped = try XCTUnwrap(stoppedAt, "no process was stopped")
+        XCTAssertLessThan(Date().timeIntervalSince(stopped), 60, "the job outlived the stuck process by a minute")
+        XCTAssertTrue(o.stderr.contains("did not complete within 5 s"), o.stderr)
+    }
+
     func testBadImageOnOneProcessEndsTheJobWithItsName() throws {
         let data = scratch + "/bad"
         try makeDataset(at: data)
