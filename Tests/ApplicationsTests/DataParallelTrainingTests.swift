@@ -148,44 +148,38 @@ final class DataParallelTrainingTests: XCTestCase {
         XCTAssertEqual(sharded.stdout, alone.stdout)
     }
 
-    func testKillingOneProcessEndsTheJobSoon() throws {
-        let output = scratch + "/killed"
+    /// Trains with 2 processes until two steps are logged (both are training), sends `signal` to one of
+    /// them, and returns how the job ended and how long after the signal.
+    func signalOneProcessMidTraining(_ signal: Int32, _ extra: [String] = []) throws -> (Outcome, TimeInterval) {
+        let output = scratch + "/signalled"
         let log = output + ".jsonl"
-        var killedAt: Date?
-        let o = try mpirun(2, trainArgs(batch: 1, steps: 1_000_000, output: output)) { launcher in
-            // Wait for two logged steps (both processes are training), then SIGKILL one of them.
+        var signalledAt: Date?
+        let o = try mpirun(2, trainArgs(batch: 1, steps: 1_000_000, output: output) + extra) { launcher in
             let deadline = Date().addingTimeInterval(90)
             while Date() < deadline, ((try? String(contentsOfFile: log, encoding: .utf8))?.split(separator: "\n").count ?? 0) < 2 {
                 usleep(50_000)
             }
             let ranks = DataParallelTrainingTests.children(of: launcher.processIdentifier)
             XCTAssertEqual(ranks.count, 2, "expected mpirun's 2 processes, found \(ranks)")
-            if let victim = ranks.last { kill(victim, SIGKILL); killedAt = Date() }
+            if let victim = ranks.last { kill(victim, signal); signalledAt = Date() }
         }
+        let signalled = try XCTUnwrap(signalledAt, "no process was signalled")
+        return (o, Date().timeIntervalSince(signalled))
+    }
+
+    func testKillingOneProcessEndsTheJobSoon() throws {
+        let (o, after) = try signalOneProcessMidTraining(SIGKILL)
         XCTAssertNotEqual(o.status, 0)
-        let killed = try XCTUnwrap(killedAt, "no process was killed")
-        XCTAssertLessThan(Date().timeIntervalSince(killed), 60, "the job outlived the killed process by a minute")
+        XCTAssertLessThan(after, 60, "the job outlived the killed process by a minute")
         XCTAssertTrue(o.stderr.contains("signal 9") || o.stdout.contains("signal 9"), o.stderr)
     }
 
     /// A process that is alive but stuck (SIGSTOP) leaves the others waiting in a collective: after
     /// --collective-timeout they abort the job, naming the wait.
     func testStuckProcessEndsTheJobAfterTheCollectiveTimeout() throws {
-        let output = scratch + "/stuck"
-        let log = output + ".jsonl"
-        var stoppedAt: Date?
-        let o = try mpirun(2, trainArgs(batch: 1, steps: 1_000_000, output: output) + ["--collective-timeout", "5"]) { launcher in
-            let deadline = Date().addingTimeInterval(90)
-            while Date() < deadline, ((try? String(contentsOfFile: log, encoding: .utf8))?.split(separator: "\n").count ?? 0) < 2 {
-                usleep(50_000)
-            }
-            let ranks = DataParallelTrainingTests.children(of: launcher.processIdentifier)
-            XCTAssertEqual(ranks.count, 2, "expected mpirun's 2 processes, found \(ranks)")
-            if let victim = ranks.last { kill(victim, SIGSTOP); stoppedAt = Date() }
-        }
+        let (o, after) = try signalOneProcessMidTraining(SIGSTOP, ["--collective-timeout", "5"])
         XCTAssertNotEqual(o.status, 0)
-        let stopped = try XCTUnwrap(stoppedAt, "no process was stopped")
-        XCTAssertLessThan(Date().timeIntervalSince(stopped), 60, "the job outlived the stuck process by a minute")
+        XCTAssertLessThan(after, 60, "the job outlived the stuck process by a minute")
         XCTAssertTrue(o.stderr.contains("did not complete within 5 s"), o.stderr)
     }
 
