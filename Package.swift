@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "SegformerModels", targets: ["SegformerModels"]),
         .library(name: "Training", targets: ["Training"]),
         .library(name: "Applications", targets: ["Applications"]),
+        .library(name: "Distributed", targets: ["Distributed"]),
         .executable(name: "segformer", targets: ["segformer"]),
         .executable(name: "kernel-benchmarks", targets: ["kernel-benchmarks"]),
     ],
@@ -23,6 +24,9 @@ let package = Package(
         // System libraries and generated C.
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
+        // Open MPI's C API (Debian: libopenmpi-dev); only data-parallel training calls it.
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "CONNX", linkerSettings: [.linkedLibrary("protobuf-c")]),
         // Release builds compile C with -O2 (vectorised; no libm calls in these loops, so errno is moot).
         .target(name: "CKernels",
@@ -40,10 +44,12 @@ let package = Package(
                                                         .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         // Autodiff, loss, optimizers, the training session and step, the trainer, checkpoints, evaluation.
         .target(name: "Training", dependencies: ["GraphIR", "Runtime", "SegmentationData", "SegformerModels"]),
+        // Data-parallel training over MPI: the Training module's ProcessGroup on Open MPI (all-reduce, abort).
+        .target(name: "Distributed", dependencies: ["Training", "CMPI"]),
         // End-to-end uses: classify/predict pipelines, the fine-tuning job, the demo, benchmark inputs.
         .target(name: "Applications", dependencies: ["GraphIR", "Runtime", "SegmentationData", "SegformerModels", "Training"]),
         .executableTarget(name: "segformer", dependencies: [
-            "GraphIR", "Runtime", "SegmentationData", "SegformerModels", "Training", "Applications",
+            "GraphIR", "Runtime", "SegmentationData", "SegformerModels", "Training", "Applications", "Distributed",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Kernel timings (not tests; SegformerModels and Training for the built-versus-export suite):

@@ -2,13 +2,14 @@
 """Loss curve of `segformer train` against PyTorch (HuggingFace SegFormer + the same batches + AdamW).
 
     pip install torch transformers onnx pillow
-    python3 scripts/compare_finetune_pytorch.py DATA_DIR [--steps 20] [--size 128] [--batch 2] [--lr 1e-4]
+    python3 scripts/compare_finetune_pytorch.py DATA_DIR [--steps 20] [--size 128] [--batch 2] [--lr 1e-4] [--processes N]
 
 DATA_DIR is an ADEChallengeData2016-layout folder (e.g. the `data/` folder `segformer demo` writes).
 The script
   1. makes a SegformerForSemanticSegmentation (MiT-b0, 150 labels) with seeded random weights, folds the
      decode head's BatchNorm into linear_fuse (as an eval export does) and exports it to ONNX;
-  2. runs `segformer train` on it with augmentation off, fixed order, a constant lr, no head multiplier;
+  2. runs `segformer train` on it with augmentation off, fixed order, a constant lr, no head multiplier
+     (with --processes N: data-parallel, `mpirun -np N segformer train … --batch-size BATCH/N`);
   3. trains the same PyTorch model on the same batches (HF SegformerImageProcessor, do_reduce_labels,
      sorted file order) with torch.optim.AdamW and the same parameter groups (no weight decay on norms);
   4. prints both loss curves and the largest relative difference per step (target: ≤ 1e-3).
@@ -44,6 +45,7 @@ def main():
     p.add_argument("--batch", type=int, default=2)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--processes", type=int, default=1, help="run ours as mpirun -np N, batch/N per process")
     p.add_argument("--segformer", default=os.path.join(os.path.dirname(__file__), "..", ".build", "release", "segformer"))
     a = p.parse_args()
     work = tempfile.mkdtemp(prefix="finetune-compare-")
@@ -70,9 +72,11 @@ def main():
 
     # Ours.
     log = os.path.join(work, "log.jsonl")
-    cmd = [a.segformer, "train", onnx_path, "--data", a.data, "--val-split", "none", "--no-augment", "--no-shuffle",
+    assert a.batch % a.processes == 0, "--batch must be divisible by --processes"
+    launcher = [] if a.processes == 1 else ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", str(a.processes)]
+    cmd = launcher + [a.segformer, "train", onnx_path, "--data", a.data, "--val-split", "none", "--no-augment", "--no-shuffle",
            "--lr-schedule", "constant", "--lr", str(a.lr), "--weight-decay", str(a.weight_decay),
-           "--head-lr-multiplier", "1", "--max-steps", str(a.steps), "--batch-size", str(a.batch),
+           "--head-lr-multiplier", "1", "--max-steps", str(a.steps), "--batch-size", str(a.batch // a.processes),
            "--crop", str(a.size), "--size", str(a.size), "--log-json", log, "--output", os.path.join(work, "run")]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     ours = [json.loads(line)["loss"] for line in open(log)]

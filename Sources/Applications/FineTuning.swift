@@ -10,7 +10,8 @@ import Training
 public struct FineTuningOptions: Sendable {
     /// Steps or epochs, learning rate and schedule, checkpoints, logging and the output folder.
     public var trainer: TrainerOptions
-    /// Images per batch.
+    /// Images per batch (per process in a data-parallel job: the global batch is `trainer.processGroup`'s
+    /// size × this, the batch one process would take with that batch size).
     public var batchSize = 2
     /// Side of the random training crop, in pixels.
     public var cropSize = 512
@@ -69,10 +70,20 @@ public final class FineTuning {
         trainingSet = try data.dataset(split: .training, numLabels: classCount)
         var processor = SegformerImageProcessor(height: size, width: size)
         processor.doReduceLabels = data.reducesLabels
-        let loader = try SegmentationDataLoader(dataset: trainingSet, batchSize: options.batchSize, shuffle: options.shuffle,
-                                                dropLast: trainingSet.count >= options.batchSize,
+        // Data-parallel: every process walks the global batches and keeps its slice of each. A partial last
+        // batch cannot be split evenly, so it is dropped (and the data must fill one global batch).
+        var batch = options.batchSize, shard: DataShard?
+        if let group = options.trainer.processGroup {
+            batch *= group.size
+            shard = DataShard(index: group.rank, count: group.size)
+            guard trainingSet.count >= batch else {
+                throw SegFormerError.invalid("\(trainingSet.count) training images do not fill one global batch of \(group.size) processes × \(options.batchSize)")
+            }
+        }
+        let loader = try SegmentationDataLoader(dataset: trainingSet, batchSize: batch, shuffle: options.shuffle,
+                                                dropLast: trainingSet.count >= batch,
                                                 augmentation: options.augment ? SegmentationAugmentation(cropSize: crop) : nil,
-                                                processor: processor, seed: options.seed)
+                                                processor: processor, seed: options.seed, shard: shard)
         var validation: SegmentationDataset?
         if data.hasSplits, let split = options.validationSplit {
             validation = try data.dataset(split: split, numLabels: classCount)
@@ -92,6 +103,7 @@ public final class FineTuning {
     public func run() throws -> String {
         try trainer.run()
         let output = trainer.options.outputDirectory
+        guard trainer.isWriter else { return output + "/model.onnx" }
         try ConfigJSON.write(numLabels: classCount, id2label: trainingSet.id2label, to: output + "/config.json")
         return output + "/model.onnx"
     }

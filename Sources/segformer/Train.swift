@@ -40,7 +40,7 @@ struct Train: ParsableCommand {
     @Option(help: "Validation split of the ADE layout ('none' to skip).") var valSplit: String = "validation"
     @Option(help: "Epochs to train.") var epochs: Int?
     @Option(help: "Optimizer steps to train (overrides --epochs).") var maxSteps: Int?
-    @Option(help: "Images per batch.") var batchSize: Int = 2
+    @Option(help: "Images per batch (per process under mpirun: the global batch is N × this).") var batchSize: Int = 2
     @Option(help: "Batches per optimizer step.") var gradientAccumulation: Int = 1
     @Option(help: "Random crop size for training.") var crop: Int = 512
     @Option(help: "Image processor size (evaluation resizes to this).") var size: Int = 512
@@ -58,8 +58,13 @@ struct Train: ParsableCommand {
     @Option(help: "Output folder.") var output: String = "segformer-output"
     @Flag(help: "Continue from OUTPUT/checkpoint exactly where it stopped.") var resume = false
     @OptionGroup var threadOptions: ThreadOptions
+    @OptionGroup var distributedOptions: DistributedOptions
 
     func run() throws {
+        try distributedOptions.run(threads: threadOptions.threads) { group, threads in try train(group: group, threads: threads) }
+    }
+
+    func train(group: (any ProcessGroup)?, threads: Int?) throws {
         try reportingErrors {
             guard let schedule = TrainerOptions.ScheduleKind(rawValue: lrSchedule) else {
                 throw SegFormerError.invalid("--lr-schedule must be constant, linear or poly")
@@ -87,13 +92,17 @@ struct Train: ParsableCommand {
             options.trainer.checkpointEvery = checkpointEvery
             options.trainer.logJSONPath = logJson
             options.trainer.resume = resume
-            options.trainer.threads = threadOptions.threads
+            options.trainer.threads = threads
+            options.trainer.processGroup = group
             let job = try FineTuning(model: m, data: data, options: options)
             let trainer = job.trainer
-            print("training \(trainer.training.parameterNames.count) parameters on \(job.trainingSet.count) images (\(job.classCount) classes), \(trainer.totalSteps) steps of batch \(batchSize)×\(gradientAccumulation)")
+            let writer = trainer.isWriter
+            let processes = group.map { " on \($0.size) processes" } ?? ""
+            if writer { print("training \(trainer.training.parameterNames.count) parameters on \(job.trainingSet.count) images (\(job.classCount) classes), \(trainer.totalSteps) steps of batch \(batchSize)×\(gradientAccumulation)\(processes)") }
             let total = trainer.totalSteps
             trainer.onLog = { entry, line in
-                if stdoutIsTerminal {
+                // (mpirun hands its processes a pseudo-terminal even when its own output is a file: plain lines.)
+                if stdoutIsTerminal && group == nil {
                     // A progress bar redrawn in place; evaluations and the last step stay on screen.
                     let width = 24, filled = min(width, width * entry.step / max(1, total))
                     let bar = "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] "
@@ -104,6 +113,7 @@ struct Train: ParsableCommand {
                 fflush(stdout)
             }
             try job.run()
+            guard writer else { return }
             if let best = trainer.bestMIoU { print(String(format: "best validation mIoU %.4f", best)) }
             print("wrote \(output)/model.onnx, \(output)/config.json, \(output)/checkpoint")
         }
@@ -120,8 +130,14 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Split of the ADE layout.") var split: String = "validation"
     @Option(help: "Image processor size.") var size: Int = 512
     @OptionGroup var threadOptions: ThreadOptions
+    @OptionGroup var distributedOptions: DistributedOptions
 
     func run() throws {
+        try distributedOptions.run(threads: threadOptions.threads) { group, threads in try evaluate(group: group, threads: threads) }
+    }
+
+    /// Under mpirun each process scores its share of the images; rank 0 prints the table of the summed areas.
+    func evaluate(group: (any ProcessGroup)?, threads: Int?) throws {
         try reportingErrors {
             guard let s = SegmentationDataset.Split(rawValue: split) else {
                 throw SegFormerError.invalid("--split must be training or validation")
@@ -130,13 +146,15 @@ struct Evaluate: ParsableCommand {
             let classes = try SegmentationModel.classCount(of: m)
             let data = try dataOptions.source()
             let dataset = try data.dataset(split: s, numLabels: classes)
-            let session = try Session(model: m, options: SessionOptions(threads: threadOptions.threads))
+            let session = try Session(model: m, options: SessionOptions(threads: threads))
             let evaluator = SegmentationEvaluator(processor: SegformerImageProcessor(height: size, width: size),
                                                   numLabels: classes, reduceLabels: data.reducesLabels)
-            let result = try evaluator.evaluate(session: session, dataset: dataset) { done, total in
-                if stdoutIsTerminal { print("\r\(done)/\(total)", terminator: ""); fflush(stdout) }
+            let writer = (group?.rank ?? 0) == 0
+            let result = try evaluator.evaluate(session: session, dataset: dataset, group: group) { done, total in
+                if stdoutIsTerminal && group == nil { print("\r\(done)/\(total)", terminator: ""); fflush(stdout) }
             }
-            if stdoutIsTerminal { print("") }
+            guard writer else { return }
+            if stdoutIsTerminal && group == nil { print("") }
             print(result.table(labels: dataset.id2label))
         }
     }

@@ -412,6 +412,35 @@ final class DataPipelineTests: XCTestCase {
         XCTAssertThrowsError(try again.restore(DataLoaderState(epoch: 0, position: 99, rngState: 0)))
     }
 
+    /// Data-parallel shards: process r's batches are the r-th halves of the whole batches, with shuffling and
+    /// augmentation on (the draws depend on the sample's position, not on who loads it), epoch after epoch.
+    func testShardsTogetherMakeTheWholeBatch() throws {
+        let t = try TempData()
+        let ds = try SegmentationDataset(adeRoot: try t.ade(n: 9), split: .training)
+        func make(_ shard: DataShard?) throws -> SegmentationDataLoader {
+            try SegmentationDataLoader(dataset: ds, batchSize: 4, shuffle: true, dropLast: true,
+                                       augmentation: SegmentationAugmentation(cropSize: 12, scale: (40, 16)),
+                                       processor: SegformerImageProcessor(height: 12, width: 12, doReduceLabels: true),
+                                       seed: 5, shard: shard)
+        }
+        let whole = try batches(try make(nil), 9)
+        let parts = try [0, 1].map { try batches(try make(DataShard(index: $0, count: 2)), 9) }
+        for (k, w) in whole.enumerated() {
+            XCTAssertEqual(w == nil, parts[0][k] == nil); XCTAssertEqual(w == nil, parts[1][k] == nil)
+            guard let w, let p0 = parts[0][k], let p1 = parts[1][k] else { continue }
+            XCTAssertEqual(p0.indices + p1.indices, w.indices, "batch \(k)")
+            XCTAssertEqual(p0.pixelValues.shape, [2, 3, 12, 12])
+            XCTAssertEqual(floats(p0.pixelValues) + floats(p1.pixelValues), floats(w.pixelValues), "batch \(k)")
+            XCTAssertEqual(ints(p0.labels) + ints(p1.labels), ints(w.labels), "batch \(k)")
+        }
+        XCTAssertEqual(whole.compactMap { $0 }.count, 6)
+        // Shards need whole batches that split evenly.
+        XCTAssertThrowsError(try SegmentationDataLoader(dataset: ds, batchSize: 3, dropLast: true, shard: DataShard(index: 0, count: 2)))
+        XCTAssertThrowsError(try SegmentationDataLoader(dataset: ds, batchSize: 4, dropLast: false, shard: DataShard(index: 0, count: 2)))
+    }
+
+    private func floats(_ t: Tensor) -> [Float] { Array(UnsafeBufferPointer(start: t.pointer(Float.self), count: t.count)) }
+
     /// The loader state survives a checkpoint (`pipelineState` words) and resumes the same batches.
     func testLoaderStateThroughCheckpoint() throws {
         let t = try TempData()

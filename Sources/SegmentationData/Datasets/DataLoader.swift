@@ -67,6 +67,8 @@ public final class SegmentationDataLoader: @unchecked Sendable {
     public let augmentation: SegmentationAugmentation?
     public let processor: SegformerImageProcessor
     public let prefetch: Bool
+    /// In a data-parallel job: this process's part of every batch (see `DataShard`); nil: the whole batch.
+    public let shard: DataShard?
 
     public private(set) var state: DataLoaderState
 
@@ -85,10 +87,17 @@ public final class SegmentationDataLoader: @unchecked Sendable {
 
     /// - Parameters:
     ///   - processorResize: nil = automatic (off when the augmentation's crop size equals the processor size).
+    ///   - shard: deliver only this process's slice of each batch of `batchSize` (the global batch); needs
+    ///     `dropLast`, so that every batch is whole and every slice holds `batchSize / shard.count` samples.
     public init(dataset: SegmentationDataset, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false,
                 augmentation: SegmentationAugmentation? = nil, processor: SegformerImageProcessor = SegformerImageProcessor(),
-                processorResize: Bool? = nil, seed: UInt64 = 0, prefetch: Bool = true) throws {
+                processorResize: Bool? = nil, seed: UInt64 = 0, prefetch: Bool = true, shard: DataShard? = nil) throws {
         guard batchSize > 0 else { throw SegFormerError.invalid("data loader: batch size \(batchSize) must be positive") }
+        if let shard {
+            guard shard.count >= 1, shard.index >= 0, shard.index < shard.count, batchSize % shard.count == 0, dropLast else {
+                throw SegFormerError.invalid("data loader: shard \(shard.index) of \(shard.count) needs drop_last and a batch size (\(batchSize)) divisible by \(shard.count)")
+            }
+        }
         guard dataset.count > 0 else { throw SegFormerError.invalid("data loader: the dataset has no samples") }
         if dropLast, dataset.count < batchSize {
             throw SegFormerError.invalid("data loader: \(dataset.count) samples is fewer than one batch of \(batchSize) with drop_last")
@@ -109,6 +118,7 @@ public final class SegmentationDataLoader: @unchecked Sendable {
         p.doReduceLabels = false
         self.processor = p
         self.prefetch = prefetch
+        self.shard = shard
         self.state = DataLoaderState(epoch: 0, position: 0, rngState: seed)
     }
 
@@ -180,10 +190,19 @@ public final class SegmentationDataLoader: @unchecked Sendable {
         let endOfEpoch = DataLoaderState(epoch: s.epoch + 1, position: 0, rngState: plan.nextRNGState)
         var position = s.position
         var images: [Image] = [], labels: [Image] = [], indices: [Int] = []
-        while images.count < batchSize, position < n {
+        let mine = shard.map { $0.slots(batchSize: batchSize) } ?? 0..<batchSize
+        var taken = 0   // samples in the (global) batch so far, this process's and the others'
+        while taken < batchSize, position < n {
             let index = plan.order[position]
             var rng = SplitMix64.stream(seed: plan.augmentSeed, index: UInt64(position))
             position += 1
+            // Another process's sample: only whether it is skipped matters here (it moves the slots after
+            // it), so it is loaded only when bad samples are skipped; its owner augments it.
+            if !mine.contains(taken) {
+                if dataset.skipBadSamples, try dataset.loadOrSkip(index) == nil { continue }
+                taken += 1
+                continue
+            }
             guard var (image, label) = try dataset.loadOrSkip(index) else { continue }
             do {
                 if reduceLabels { SegmentationDataLoader.reduce(&label) }
@@ -192,8 +211,9 @@ public final class SegmentationDataLoader: @unchecked Sendable {
                 throw e.prefixed("sample \(dataset.samples[index].imagePath)")
             }
             images.append(image); labels.append(label); indices.append(index)
+            taken += 1
         }
-        if images.isEmpty || (dropLast && images.count < batchSize) { return (nil, endOfEpoch) }
+        if taken == 0 || (dropLast && taken < batchSize) { return (nil, endOfEpoch) }
         let (pixels, labs) = try processor.preprocess(images: images, segmentationMaps: labels)
         let batch = SegmentationBatch(pixelValues: pixels, labels: labs!, indices: indices, epoch: s.epoch)
         // A full batch that ends exactly at the epoch's end still leaves position = n; the next call gives nil.
@@ -208,5 +228,21 @@ public final class SegmentationDataLoader: @unchecked Sendable {
                 p[i] = v == 0 || v == 255 ? 255 : v - 1
             }
         }
+    }
+}
+
+/// One process's part of every batch in a data-parallel job: process `index` of `count` takes the
+/// `index`-th of `count` equal consecutive slices of each global batch, so the processes together see
+/// exactly the batch a single process would (same order, same augmentation draws: those depend only on
+/// the seed and the sample's position, never on who computes them).
+public struct DataShard: Sendable, Equatable {
+    public var index: Int
+    public var count: Int
+    public init(index: Int, count: Int) { self.index = index; self.count = count }
+
+    /// This shard's positions in a global batch of `batchSize`.
+    func slots(batchSize: Int) -> Range<Int> {
+        let per = batchSize / count
+        return index * per ..< (index + 1) * per
     }
 }

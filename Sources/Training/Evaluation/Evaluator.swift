@@ -23,12 +23,15 @@ public struct SegmentationEvaluator {
         self.reduceLabels = reduceLabels
     }
 
-    /// Runs every sample of `dataset` (bad samples follow the dataset's skip policy).
-    public func evaluate(session: Session, dataset: SegmentationDataset,
+    /// Runs every sample of `dataset` (bad samples follow the dataset's skip policy). In a data-parallel
+    /// job (`group`) each process scores every size-th sample and the per-class areas are summed over the
+    /// processes, so every process gets the single-process result (the sums are integers: exactly).
+    public func evaluate(session: Session, dataset: SegmentationDataset, group: (any ProcessGroup)? = nil,
                          progress: ((Int, Int) -> Void)? = nil) throws -> MeanIoUResult {
         var acc = MeanIoUAccumulator(numLabels: numLabels, ignoreIndex: ignoreIndex, reduceLabels: reduceLabels)
         let input = session.inputs[0].name, output = session.outputs[0].name
-        for i in 0..<dataset.count {
+        let rank = group?.rank ?? 0, size = group?.size ?? 1
+        for i in stride(from: rank, to: dataset.count, by: size) {
             guard let (image, label) = try dataset.loadOrSkip(i) else { continue }
             let (pixels, _) = try processor.preprocess(images: [image])
             let logits = try session.run([input: pixels])[output]!
@@ -38,6 +41,14 @@ public struct SegmentationEvaluator {
             let mask = try Segmentation.argmaxMask(logits: logits, height: label.height, width: label.width)
             try acc.add(prediction: mask, reference: label.pixels)
             progress?(i + 1, dataset.count)
+        }
+        if let group {
+            var areas = acc.intersection + acc.predictedArea + acc.labelArea
+            try group.allReduce(&areas, .sum)
+            let n = numLabels
+            acc.intersection = Array(areas[0..<n])
+            acc.predictedArea = Array(areas[n..<2 * n])
+            acc.labelArea = Array(areas[2 * n..<3 * n])
         }
         return acc.result
     }

@@ -11,9 +11,9 @@ public struct MeanIoUAccumulator: Sendable {
     public let numLabels: Int
     public let ignoreIndex: Int
     public let reduceLabels: Bool
-    public private(set) var intersection: [Int64]
-    public private(set) var predictedArea: [Int64]
-    public private(set) var labelArea: [Int64]
+    public internal(set) var intersection: [Int64]
+    public internal(set) var predictedArea: [Int64]
+    public internal(set) var labelArea: [Int64]
 
     public init(numLabels: Int, ignoreIndex: Int = 255, reduceLabels: Bool = false) {
         self.numLabels = numLabels

@@ -41,6 +41,9 @@ public struct TrainerOptions: Sendable {
     public var threads: Int?
     /// Label value the loss ignores.
     public var ignoreIndex = 255
+    /// The processes of a data-parallel job (nil: this process trains alone). Each process's loader gives
+    /// its slice of the global batch; rank 0 alone writes the log, checkpoints and models.
+    public var processGroup: (any ProcessGroup)?
 
     /// Learning-rate schedules after warm-up.
     public enum ScheduleKind: String, Sendable, CaseIterable { case constant, linear, poly }
@@ -92,6 +95,9 @@ public final class Trainer {
     }
 
     var checkpointPath: String { options.outputDirectory + "/checkpoint" }
+
+    /// Whether this process writes files and reports progress (rank 0 of a data-parallel job).
+    public var isWriter: Bool { (options.processGroup?.rank ?? 0) == 0 }
 
     public init(model: Model, loader: SegmentationDataLoader, validation: SegmentationDataset?,
                 evaluator: SegmentationEvaluator?, options: TrainerOptions) throws {
@@ -151,6 +157,7 @@ public final class Trainer {
 
     func saveCheckpoint() throws {
         var pipeline: [String: [UInt64]] = ["loader": loader.state.words]
+        if let group = options.processGroup { pipeline["processes"] = [UInt64(group.size)] }
         if let best = bestMIoU { pipeline["best_miou_bits"] = [best.bitPattern] }
         let ck = Checkpoint(step: step, parameters: training.parameters, optimizer: optimizer.state,
                             pipelineState: pipeline, metadata: ["format": "segformer-swift trainer"])
@@ -167,6 +174,10 @@ public final class Trainer {
         step = ck.step
         if let words = ck.pipelineState["loader"] { try loader.restore(try DataLoaderState(words: words)) }
         if let b = ck.pipelineState["best_miou_bits"]?.first { bestMIoU = Double(bitPattern: b) }
+        let processes = Int(ck.pipelineState["processes"]?.first ?? 1), now = options.processGroup?.size ?? 1
+        guard processes == now else {
+            throw SegFormerError.invalid("\(checkpointPath) was written by a run of \(processes) process(es); resume it with \(processes), not \(now)")
+        }
         return true
     }
 
@@ -176,13 +187,15 @@ public final class Trainer {
     @discardableResult
     public func run() throws -> TrainingLogEntry? {
         let fm = FileManager.default
-        try fm.createDirectory(atPath: options.outputDirectory, withIntermediateDirectories: true)
-        if options.resume, try resumeFromCheckpoint() {
+        if isWriter { try fm.createDirectory(atPath: options.outputDirectory, withIntermediateDirectories: true) }
+        let resumed = try options.resume && resumeFromCheckpoint()
+        try options.processGroup?.requireSameStart(resumed: resumed, step: step, parameters: training)
+        if resumed && isWriter {
             onLog(TrainingLogEntry(step: step, epoch: loader.state.epoch, loss: .nan, lr: 0, imagesPerSecond: 0,
                                    elapsedSeconds: 0, mIoU: bestMIoU), "resumed from \(checkpointPath) at step \(step)")
         }
         var logHandle: FileHandle?
-        if let path = options.logJSONPath {
+        if let path = options.logJSONPath, isWriter {
             if !fm.fileExists(atPath: path) || !options.resume { fm.createFile(atPath: path, contents: nil) }
             logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
             try logHandle?.seekToEnd()
@@ -194,8 +207,15 @@ public final class Trainer {
         while step < total {
             let t0 = Benchmark.now()
             let lr = schedule.rate(at: step, base: options.learningRate)
-            let taken = try training.step(step + 1, optimizer: optimizer, learningRate: lr,
+            let taken: TrainingStepResult
+            if let group = options.processGroup {
+                taken = try training.dataParallelStep(step + 1, group: group, optimizer: optimizer, learningRate: lr,
+                                                      microBatches: options.gradientAccumulation,
+                                                      ignoreIndex: options.ignoreIndex) { try loader.next() }
+            } else {
+                taken = try training.step(step + 1, optimizer: optimizer, learningRate: lr,
                                           microBatches: options.gradientAccumulation) { try loader.next() }
+            }
             step += 1
             let dt = (Benchmark.now() - t0) / 1000
             var entry = TrainingLogEntry(step: step, epoch: loader.state.epoch, loss: taken.meanLoss,
@@ -216,13 +236,17 @@ public final class Trainer {
             var line = String(format: "step %d/%d  epoch %d  loss %.4f  lr %.3g  %.2f img/s  ETA %@",
                               step, total, entry.epoch, entry.loss, lr, entry.imagesPerSecond, Trainer.duration(eta) as NSString)
             if let m = entry.mIoU { line += String(format: "  val mIoU %.4f", m) }
-            onLog(entry, line)
+            if isWriter { onLog(entry, line) }
             last = entry
-            if step % options.checkpointEvery == 0 || step == total { try saveCheckpoint() }
+            if step % options.checkpointEvery == 0 || step == total {
+                try options.processGroup?.requireSameParameters(training, step: step)
+                if isWriter { try saveCheckpoint() }
+            }
             if shouldStop(step) { throw TrainingStopped(step: step) }
         }
         // The final model: the best by validation mIoU when validating, else the last.
         let modelPath = options.outputDirectory + "/model.onnx"
+        guard isWriter else { return last }
         let final = training.updatedModel()
         if validation == nil || !fm.fileExists(atPath: modelPath) { try ONNXExporter.write(final, to: modelPath) }
         try ONNXExporter.write(final, to: options.outputDirectory + "/last.onnx")
@@ -234,10 +258,10 @@ public final class Trainer {
         guard let validation, let evaluator else { return nil }
         let current = training.updatedModel()
         let session = try Session(model: current, options: SessionOptions(threads: options.threads))
-        let m = try evaluator.evaluate(session: session, dataset: validation).meanIoU
+        let m = try evaluator.evaluate(session: session, dataset: validation, group: options.processGroup).meanIoU
         if bestMIoU == nil || m > bestMIoU! {
             bestMIoU = m
-            try ONNXExporter.write(current, to: options.outputDirectory + "/model.onnx")
+            if isWriter { try ONNXExporter.write(current, to: options.outputDirectory + "/model.onnx") }
         }
         return m
     }
