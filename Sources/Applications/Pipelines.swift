@@ -26,6 +26,13 @@ public func modelInputSize(_ session: Session, fallback: Int) throws -> (height:
     return (dims[2].value ?? fallback, dims[3].value ?? fallback)
 }
 
+/// Class names must fit the model's class count (the channel dimension of its first output, when the
+/// graph says it).
+func requireLabels(_ labels: [Int: String], fit session: Session) throws {
+    guard let dims = session.outputs.first?.type.shape, dims.count >= 2, let classes = dims[1].value else { return }
+    try Classification.requireNames(labels, fit: classes, source: "the config's id2label")
+}
+
 /// Image classification (SegformerForImageClassification): decode → processor → run → softmax top-k.
 public struct ImageClassifier {
     // The same three properties and init as SegmentationPredictor (different default size): two small
@@ -45,6 +52,7 @@ public struct ImageClassifier {
         self.session = session
         let (h, w) = try modelInputSize(session, fallback: size)
         processor = SegformerImageProcessor(height: h, width: w)
+        try requireLabels(labels, fit: session)
         self.labels = labels
     }
 
@@ -92,6 +100,7 @@ public struct SegmentationPredictor {
         self.session = session
         let (h, w) = try modelInputSize(session, fallback: size)
         processor = SegformerImageProcessor(height: h, width: w)
+        try requireLabels(labels, fit: session)
         self.labels = labels
     }
 

@@ -18,7 +18,6 @@ struct Classify: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            guard top > 0, size > 0 else { throw SegFormerError.invalid("--top and --size must be positive") }
             let labels = try config.map { try Classification.id2label(configPath: $0) } ?? [:]
             let session = try Session(model: try ONNXImporter.load(contentsOf: model),
                                                options: SessionOptions(threads: threadOptions.threads))

@@ -20,7 +20,6 @@ struct Predict: ParsableCommand {
     func run() throws {
         try reportingErrors {
             guard !images.isEmpty else { throw SegFormerError.invalid("no images given") }
-            guard size > 0 else { throw SegFormerError.invalid("--size must be positive") }
             let labels = try config.map { try Classification.id2label(configPath: $0) } ?? [:]
             let session = try Session(model: try ONNXImporter.load(contentsOf: model),
                                                options: SessionOptions(threads: threadOptions.threads))

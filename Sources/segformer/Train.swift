@@ -64,7 +64,6 @@ struct Train: ParsableCommand {
             guard let schedule = TrainerOptions.ScheduleKind(rawValue: lrSchedule) else {
                 throw SegFormerError.invalid("--lr-schedule must be constant, linear or poly")
             }
-            guard batchSize > 0, crop > 0, size > 0 else { throw SegFormerError.invalid("--batch-size, --crop and --size must be positive") }
             let m = try Model.load(contentsOf: model)
             let data = try dataOptions.source()
             var options = FineTuningOptions(outputDirectory: output)

@@ -28,8 +28,10 @@ public struct SegmentationEvaluator {
                          progress: ((Int, Int) -> Void)? = nil) throws -> MeanIoUResult {
         var acc = MeanIoUAccumulator(numLabels: numLabels, ignoreIndex: ignoreIndex, reduceLabels: reduceLabels)
         let input = session.inputs[0].name, output = session.outputs[0].name
+        var evaluated = 0
         for i in 0..<dataset.count {
             guard let (image, label) = try dataset.loadOrSkip(i) else { continue }
+            evaluated += 1
             let (pixels, _) = try processor.preprocess(images: [image])
             let logits = try session.run([input: pixels])[output]!
             guard logits.rank == 4, logits.shape[1] == numLabels else {
@@ -38,6 +40,13 @@ public struct SegmentationEvaluator {
             let mask = try Segmentation.argmaxMask(logits: logits, height: label.height, width: label.width)
             try acc.add(prediction: mask, reference: label.pixels)
             progress?(i + 1, dataset.count)
+        }
+        // A mean over nothing is NaN: say why instead of printing `mIoU nan`.
+        guard evaluated > 0 else {
+            throw SegFormerError.invalid("evaluation: all \(dataset.count) samples are bad (skipped); nothing to evaluate")
+        }
+        guard acc.labelArea.contains(where: { $0 > 0 }) else {
+            throw SegFormerError.invalid("evaluation: no labelled pixel in the \(evaluated) samples (every label is ignored or outside 0…\(numLabels - 1))")
         }
         return acc.result
     }
