@@ -29,6 +29,12 @@ public struct FineTuningOptions: Sendable {
 
     /// Defaults as `segformer train`'s; set `trainer.maxSteps` or `trainer.epochs`.
     public init(outputDirectory: String) { trainer = TrainerOptions(outputDirectory: outputDirectory) }
+
+    /// The data pipeline's options a checkpoint records beside the trainer's (`TrainerOptions.recordedOptions`).
+    var recordedOptions: [String: String] {
+        ["batch-size": String(batchSize), "crop": String(cropSize), "size": String(imageSize), "seed": String(seed),
+         "augment": String(augment), "shuffle": String(shuffle), "val-split": validationSplit?.rawValue ?? "none"]
+    }
 }
 
 /// Fine-tunes a SegFormer model on a dataset, as `segformer train` does: the class count is read from
@@ -78,8 +84,10 @@ public final class FineTuning {
             validation = try data.dataset(split: split, numLabels: classCount)
         }
         let evaluator = SegmentationEvaluator(processor: processor, numLabels: classCount, reduceLabels: data.reducesLabels)
+        var trainerOptions = options.trainer
+        trainerOptions.jobOptions.merge(options.recordedOptions) { _, job in job }
         trainer = try Trainer(model: model, loader: loader, validation: validation,
-                              evaluator: validation == nil ? nil : evaluator, options: options.trainer)
+                              evaluator: validation == nil ? nil : evaluator, options: trainerOptions)
     }
 
     /// Trains to the last step, then writes into the output folder `model.onnx` (the best by validation

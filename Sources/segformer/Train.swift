@@ -56,7 +56,9 @@ struct Train: ParsableCommand {
     @Flag(help: "Keep the dataset order.") var noShuffle = false
     @Option(help: "Append one JSON object per optimizer step to this file.") var logJson: String?
     @Option(help: "Output folder.") var output: String = "segformer-output"
-    @Flag(help: "Continue from OUTPUT/checkpoint exactly where it stopped.") var resume = false
+    @Flag(help: "Continue from OUTPUT/checkpoint exactly where it stopped (an error when there is none, or it does not verify).") var resume = false
+    @Flag(help: "With --resume: accept options that differ from the checkpoint's (listed otherwise).") var allowOptionChanges = false
+    @Flag(help: "Start afresh in an output folder holding another run (model.onnx, last.onnx, config.json, checkpoint, log), replacing it.") var overwrite = false
     @OptionGroup var threadOptions: ThreadOptions
 
     func run() throws {
@@ -86,6 +88,9 @@ struct Train: ParsableCommand {
             options.trainer.checkpointEvery = checkpointEvery
             options.trainer.logJSONPath = logJson
             options.trainer.resume = resume
+            options.trainer.allowOptionChanges = allowOptionChanges
+            options.trainer.replaceExistingRun = overwrite
+            options.trainer.inputPaths = [model] + [dataOptions.labels].compactMap { $0 }
             options.trainer.threads = threadOptions.threads
             let job = try FineTuning(model: m, data: data, options: options)
             let trainer = job.trainer

@@ -2,31 +2,42 @@ import Foundation
 
 extension SegFormerError {
     /// A Foundation file-system error as one `.io` line naming the file and the reason in words
-    /// ("cannot write run/model.onnx: it already exists"), never the raw `NSCocoaErrorDomain Code=516`
+    /// ("cannot access run/model.onnx: it already exists"), never the raw `NSCocoaErrorDomain Code=516`
     /// text. `path` names the file when the error itself does not.
     public static func fileSystem(_ error: Error, path: String? = nil) -> SegFormerError {
         if let e = error as? SegFormerError { return e }
         let ns = error as NSError
         let file = (ns.userInfo[NSFilePathErrorKey] as? String)
             ?? (ns.userInfo[NSURLErrorKey] as? URL)?.path ?? path ?? "a file"
-        if ns.domain == NSPOSIXErrorDomain {
-            return .io("cannot access \(file): \(String(cString: strerror(Int32(ns.code))))")
-        }
-        guard let cocoa = error as? CocoaError else { return .io("\(file): \(ns.localizedDescription)") }
+        return .io("cannot access \(file): \(fileSystemReason(error))")
+    }
+
+    /// Why a file-system operation failed, in words ("no such file or folder", "permission denied", …).
+    public static func fileSystemReason(_ error: Error) -> String {
+        let ns = error as NSError
+        if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
+        guard let cocoa = error as? CocoaError else { return ns.localizedDescription }
         switch cocoa.code {
-        case .fileWriteFileExists: return .io("cannot write \(file): it already exists")
-        case .fileWriteNoPermission: return .io("cannot write \(file): permission denied")
-        case .fileReadNoPermission: return .io("cannot read \(file): permission denied")
-        case .fileNoSuchFile, .fileReadNoSuchFile: return .io("\(file): no such file or folder")
-        case .fileWriteOutOfSpace: return .io("cannot write \(file): no space left on the device")
-        case .fileWriteVolumeReadOnly: return .io("cannot write \(file): the volume is read-only")
-        case .fileWriteInvalidFileName, .fileReadInvalidFileName: return .io("\(file): invalid file name")
-        case .fileReadCorruptFile: return .io("cannot read \(file): corrupt file")
+        case .fileWriteFileExists: return "it already exists"
+        case .fileWriteNoPermission, .fileReadNoPermission: return "permission denied"
+        case .fileNoSuchFile, .fileReadNoSuchFile: return "no such file or folder"
+        case .fileWriteOutOfSpace: return "no space left on the device"
+        case .fileWriteVolumeReadOnly: return "the volume is read-only"
+        case .fileWriteInvalidFileName, .fileReadInvalidFileName: return "invalid file name"
+        case .fileReadCorruptFile: return "corrupt file"
         default:
             if let posix = ns.userInfo[NSUnderlyingErrorKey] as? NSError, posix.domain == NSPOSIXErrorDomain {
-                return .io("cannot access \(file): \(String(cString: strerror(Int32(posix.code))))")
+                return String(cString: strerror(Int32(posix.code)))
             }
-            return .io("cannot access \(file) (file-system error \(cocoa.code.rawValue))")
+            return "file-system error \(cocoa.code.rawValue)"
         }
+    }
+}
+
+extension SegFormerError {
+    /// Where a JSON parser stopped (" (Invalid value around line 1, column 0.)"), or "" — the
+    /// parser's own detail without Foundation's generic "The operation could not be completed".
+    public static func parseDetail(_ error: Error) -> String {
+        ((error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String).map { " (\($0))" } ?? ""
     }
 }

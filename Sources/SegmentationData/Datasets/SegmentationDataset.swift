@@ -85,7 +85,7 @@ public final class SegmentationDataset: @unchecked Sendable {
         }
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: dir) } catch {
-            throw SegFormerError.io("dataset: cannot list \(what) folder \(dir): \(error.localizedDescription)")
+            throw SegFormerError.io("dataset: cannot list \(what) folder \(dir): \(SegFormerError.fileSystemReason(error))")
         }
         var out: [String: String] = [:]
         for name in names.sorted() where !name.hasPrefix(".") {
@@ -178,7 +178,7 @@ public final class SegmentationDataset: @unchecked Sendable {
     public static func loadLabels(path: String) throws -> [Int: String] {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw SegFormerError.io("cannot read labels file \(path): \(error.localizedDescription)")
+            throw SegFormerError.io("cannot read labels file \(path): \(SegFormerError.fileSystemReason(error))")
         }
         if path.lowercased().hasSuffix(".json") { return try Classification.id2label(configPath: path) }
         guard let text = String(data: data, encoding: .utf8) else {

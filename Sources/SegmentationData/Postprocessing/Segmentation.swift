@@ -189,7 +189,7 @@ public enum Classification {
     public static func id2label(configJSON data: Data) throws -> [Int: String] {
         let any: Any
         do { any = try JSONSerialization.jsonObject(with: data) } catch {
-            throw SegFormerError.invalid("config is not valid JSON: \(error.localizedDescription)")
+            throw SegFormerError.invalid("config is not valid JSON\(SegFormerError.parseDetail(error))")
         }
         guard let obj = any as? [String: Any] else { throw SegFormerError.invalid("config must be a JSON object") }
         guard let raw = obj["id2label"], !(raw is NSNull) else { return [:] }
@@ -212,7 +212,7 @@ public enum Classification {
     public static func id2label(configPath path: String) throws -> [Int: String] {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw SegFormerError.io("cannot read config \(path): \(error.localizedDescription)")
+            throw SegFormerError.io("cannot read config \(path): \(SegFormerError.fileSystemReason(error))")
         }
         do { return try id2label(configJSON: data) } catch let e as SegFormerError { throw e.prefixed(path) }
     }

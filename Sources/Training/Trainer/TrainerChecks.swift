@@ -23,8 +23,10 @@ extension Trainer {
         if let log = options.logJSONPath { outputs.append(log) }
         if options.resume {
             guard fm.fileExists(atPath: checkpoint + "/state.json") || fm.fileExists(atPath: checkpoint + ".old/state.json") else {
+                var isCheckpointFolder: ObjCBool = false
                 let what = !fm.fileExists(atPath: folder) ? "the folder does not exist"
-                    : fm.fileExists(atPath: checkpoint) ? "\(checkpoint) holds no state.json" : "there is no \(checkpoint)"
+                    : !fm.fileExists(atPath: checkpoint, isDirectory: &isCheckpointFolder) ? "there is no \(checkpoint)"
+                    : isCheckpointFolder.boolValue ? "\(checkpoint) holds no state.json" : "\(checkpoint) is a file"
                 throw SegFormerError.io("--resume: nothing to resume in \(folder) (\(what)); check --output, or start without --resume")
             }
             // The run's own outputs are replaced as it continues; inputs never are.
