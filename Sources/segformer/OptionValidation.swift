@@ -78,3 +78,12 @@ extension DemoCommand {
 extension TestModel {
     func validate() throws { try OptionCheck.finite(["atol": atol, "rtol": rtol]) }
 }
+
+extension DataOptions {
+    func validate() throws {
+        if data != nil && (images != nil || masks != nil) {
+            throw ValidationError("give --data DIR (ADE layout) or --images DIR --masks DIR, not both")
+        }
+        if (images == nil) != (masks == nil) { throw ValidationError("--images and --masks go together") }
+    }
+}

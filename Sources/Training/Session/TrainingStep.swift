@@ -25,8 +25,8 @@ extension TrainingSession {
     /// gradients averaged over the micro-batches (gradient accumulation); then one update by
     /// `optimizer` at `learningRate`.
     ///
-    /// With `skipUnlabelledBatches`, a batch whose labels are all `ignoreIndex` (its loss would be 0/0)
-    /// is not run: it counts as a micro-batch contributing zero loss and gradient and is listed in
+    /// A batch whose labels are all `ignoreIndex` has no loss (0/0): an error naming the step, or with
+    /// `skipUnlabelledBatches` it is not run: it counts as a micro-batch contributing zero loss and gradient and is listed in
     /// `skippedBatches`; when every micro-batch is skipped, no update is applied.
     public func step(_ number: Int, optimizer: Optimizer, learningRate: Double, microBatches: Int = 1,
                      skipUnlabelledBatches: Bool = false,
@@ -35,7 +35,11 @@ extension TrainingSession {
         var result = TrainingStepResult(losses: [], images: 0, gradients: [:])
         while result.losses.count + result.skippedBatches.count < microBatches {
             guard let batch = try next() else { continue }
-            if skipUnlabelledBatches && !hasLabelledPixel(batch.labels) {
+            if !hasLabelledPixel(batch.labels) {
+                guard skipUnlabelledBatches else {
+                    let samples = batch.indices.isEmpty ? "" : " (samples \(batch.indices))"
+                    throw SegFormerError.invalid("step \(number): every label of the batch\(samples) is the ignore index \(ignoreIndex), so it has no loss")
+                }
                 result.skippedBatches.append(batch.indices)
                 continue
             }
