@@ -15,7 +15,7 @@ final class CLIHardeningTests: XCTestCase {
     var classifier: String!
 
     override func setUpWithError() throws {
-        cli = CLIRobustnessTests()
+        cli = CLIRobustnessTests(name: "helper", testClosure: { _ in })
         try cli.setUpWithError()
         classifier = try commonFixtures.path("tiny-classifier/model.onnx")
     }

@@ -13,7 +13,7 @@ final class TrainerResumeTests: XCTestCase {
     var run: String!
 
     override func setUpWithError() throws {
-        base = TrainerTests()
+        base = TrainerTests(name: "helper", testClosure: { _ in })
         try base.setUpWithError()
         run = base.root + "/run"
         let trainer = try base.makeTrainer(output: run, steps: 4)
@@ -124,7 +124,7 @@ final class TrainerResumeTests: XCTestCase {
     }
 
     func testNothingToResumeIsAnError() throws {
-        for (output, mention) in [(base.root + "/typo", "does not exist"), (base.root + "/data", "no \(base.root)/data/checkpoint")] {
+        for (output, mention) in [(base.root + "/typo", "does not exist"), (base.root + "/data", "there is no \(base.root!)/data/checkpoint")] {
             XCTAssertThrowsError(try base.makeTrainer(output: output, steps: 2, resume: true)) { e in
                 XCTAssertTrue("\(e)".contains("nothing to resume") && "\(e)".contains(mention), "\(e)")
             }

@@ -6,6 +6,12 @@ public struct SegmentationSample: Equatable, Sendable {
     public var stem: String
     public var imagePath: String
     public var labelPath: String
+
+    public init(stem: String, imagePath: String, labelPath: String) {
+        self.stem = stem
+        self.imagePath = imagePath
+        self.labelPath = labelPath
+    }
 }
 
 /// A semantic-segmentation dataset on disk: a list of (image, mask) file pairs, decoded lazily.
