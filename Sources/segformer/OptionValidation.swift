@@ -45,7 +45,6 @@ extension Step {
         try OptionCheck.finite(["lr": lr, "weight-decay": weightDecay, "momentum": momentum])
         try OptionCheck.finite(["beta1": beta1, "beta2": beta2], in: 0...0.999_999_999)
         try OptionCheck.finite(["eps": eps], in: Double.leastNormalMagnitude...1)
-        try OptionCheck.atLeast(0, ["ignore-index": ignoreIndex])
     }
 }
 

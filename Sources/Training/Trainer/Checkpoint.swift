@@ -94,7 +94,7 @@ public struct Checkpoint: Sendable {
         }
         let state: StateFile
         do { state = try JSONDecoder().decode(StateFile.self, from: data) } catch {
-            throw SegFormerError.invalid("\(dir)/state.json: not a checkpoint state file (\(error))")
+            throw SegFormerError.invalid("\(dir)/state.json: not a checkpoint state file\(SegFormerError.parseDetail(error))")
         }
         guard state.formatVersion == 1 else {
             throw SegFormerError.unsupported("\(dir): checkpoint format \(state.formatVersion)")

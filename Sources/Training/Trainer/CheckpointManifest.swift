@@ -51,7 +51,7 @@ public struct CheckpointManifest: Codable, Equatable, Sendable {
         do { manifest = try JSONDecoder().decode(CheckpointManifest.self, from: Data(try read(path))) } catch let e as SegFormerError {
             throw e
         } catch {
-            throw SegFormerError.invalid("\(path): not a checkpoint manifest (\(error))")
+            throw SegFormerError.invalid("\(path): not a checkpoint manifest\(SegFormerError.parseDetail(error))")
         }
         guard manifest.formatVersion == 1 else {
             throw SegFormerError.unsupported("\(path): manifest format \(manifest.formatVersion)")

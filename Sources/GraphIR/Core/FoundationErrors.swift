@@ -35,9 +35,21 @@ extension SegFormerError {
 }
 
 extension SegFormerError {
-    /// Where a JSON parser stopped (" (Invalid value around line 1, column 0.)"), or "" — the
-    /// parser's own detail without Foundation's generic "The operation could not be completed".
+    /// What a JSON parser or decoder found wrong, as " (…)" to append to a message ("" when it says
+    /// nothing): the parser's own detail, or the key a `Decodable` missed — without Foundation's generic
+    /// "The operation could not be completed" or Swift's `DecodingError.Context(…)` dump.
     public static func parseDetail(_ error: Error) -> String {
-        ((error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String).map { " (\($0))" } ?? ""
+        if let decoding = error as? DecodingError {
+            func key(_ path: [CodingKey]) -> String { path.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".") }
+            switch decoding {
+            case .keyNotFound(let missing, let context): return " (\"\(key(context.codingPath + [missing]))\" is missing)"
+            case .typeMismatch(_, let context), .valueNotFound(_, let context):
+                return " (\"\(key(context.codingPath))\" has the wrong type)"
+            case .dataCorrupted(let context):
+                return context.underlyingError.map(parseDetail) ?? " (\(context.debugDescription))"
+            @unknown default: return ""
+            }
+        }
+        return ((error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String).map { " (\($0))" } ?? ""
     }
 }
