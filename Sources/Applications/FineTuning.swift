@@ -61,10 +61,12 @@ public final class FineTuning {
     /// - Parameters:
     ///   - model: a `SegformerForSemanticSegmentation` export, or a model built by `segformer init`.
     ///   - data: where the dataset is (its labels are checked against the model's class count).
-    /// - Throws: `SegFormerError.invalid` when the class count is unknown, when the model's static input
-    ///   size differs from the crop or image size, when neither steps nor epochs are set, or when the data is
-    ///   malformed; `.io` when the output folder holds another run (and neither `resume` nor
-    ///   `replaceExistingRun` is set) or a folder cannot be read.
+    /// - Throws: `SegFormerError.invalid` when the model is not a segmentation model or its class count is
+    ///   unknown, when the model's static input size differs from the crop or image size, when an option is
+    ///   out of range (`TrainerOptions.validate`), when the labels name another number of classes, or when
+    ///   the data is malformed; `.io` when the output folder holds another run's outputs (and neither
+    ///   `resume` nor `replaceExistingRun` is set), an output is one of `trainer.inputPaths`, `resume` finds
+    ///   nothing to resume, or a folder cannot be read. A checkpoint that does not verify is reported by `run`.
     public init(model: Model, data: SegmentationDataSource, options: FineTuningOptions) throws {
         let size = options.imageSize, crop = options.cropSize
         classCount = try SegmentationModel.classCount(of: model)
