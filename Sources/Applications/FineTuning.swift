@@ -30,6 +30,12 @@ public struct FineTuningOptions: Sendable {
     /// Defaults as `segformer train`'s; set `trainer.maxSteps` or `trainer.epochs`.
     public init(outputDirectory: String) { trainer = TrainerOptions(outputDirectory: outputDirectory) }
 
+    /// Checks every value before anything runs (the trainer's too), naming each by its command-line option.
+    public func validate() throws {
+        try OptionRange.atLeast(1, ["batch-size": batchSize, "crop": cropSize, "size": imageSize])
+        try trainer.validate()
+    }
+
     /// The data pipeline's options a checkpoint records beside the trainer's (`TrainerOptions.recordedOptions`).
     var recordedOptions: [String: String] {
         ["batch-size": String(batchSize), "crop": String(cropSize), "size": String(imageSize), "seed": String(seed),
@@ -68,6 +74,7 @@ public final class FineTuning {
     ///   `resume` nor `replaceExistingRun` is set), an output is one of `trainer.inputPaths`, `resume` finds
     ///   nothing to resume, or a folder cannot be read. A checkpoint that does not verify is reported by `run`.
     public init(model: Model, data: SegmentationDataSource, options: FineTuningOptions) throws {
+        try options.validate()
         let size = options.imageSize, crop = options.cropSize
         classCount = try SegmentationModel.classCount(of: model)
         if let dims = model.graph.runtimeInputs.first?.type.shape, dims.count == 4, let h = dims[2].value, let w = dims[3].value,

@@ -1,37 +1,31 @@
 import ArgumentParser
+import GraphIR
 
 // Every numeric option of every command is checked here, once, before the command runs: a bad value
 // is a usage error (exit 64) naming the option, never a trap, a hang or a NaN model later on.
 // Intervals (`--checkpoint-every`, `--eval-every`) are at least 1; there is no "0 = never".
 
-/// Range checks of option values, thrown as ArgumentParser usage errors.
+/// `OptionRange`'s checks (shared with the library's option types), thrown as ArgumentParser usage errors.
 enum OptionCheck {
-    /// Each present value must be at least `minimum`.
     static func atLeast(_ minimum: Int, _ options: KeyValuePairs<String, Int?>) throws {
-        for case let (name, value?) in options where value < minimum {
-            throw ValidationError("--\(name) must be at least \(minimum), got \(value)")
-        }
+        try usageError { try OptionRange.atLeast(minimum, options) }
     }
 
-    /// Each value must be finite and in `range`.
     static func finite(_ options: KeyValuePairs<String, Double>, in range: ClosedRange<Double> = 0...Double.greatestFiniteMagnitude) throws {
-        for (name, value) in options {
-            guard value.isFinite else { throw ValidationError("--\(name) must be a finite number, got \(value)") }
-            guard range.contains(value) else {
-                let bounds = range.upperBound == .greatestFiniteMagnitude ? "at least \(range.lowerBound)" : "in \(range.lowerBound)…\(range.upperBound)"
-                throw ValidationError("--\(name) must be \(bounds), got \(value)")
-            }
-        }
+        try usageError { try OptionRange.finite(options, in: range) }
+    }
+
+    /// A library check's error as a usage error (exit 64).
+    static func usageError(_ check: () throws -> Void) throws {
+        do { try check() } catch let e as SegFormerError { throw ValidationError(e.description) }
     }
 }
 
 extension Train {
+    /// The library's checks of the job's options (`FineTuningOptions.validate`), as usage errors.
     func validate() throws {
-        try OptionCheck.atLeast(1, ["epochs": epochs, "max-steps": maxSteps, "batch-size": batchSize,
-                                    "gradient-accumulation": gradientAccumulation, "crop": crop, "size": size,
-                                    "eval-every": evalEvery, "checkpoint-every": checkpointEvery])
-        try OptionCheck.atLeast(0, ["warmup-steps": warmupSteps])
-        try OptionCheck.finite(["lr": lr, "weight-decay": weightDecay, "head-lr-multiplier": headLrMultiplier])
+        try OptionCheck.atLeast(1, ["epochs": epochs])   // checked even where --max-steps overrides it
+        try OptionCheck.usageError { try fineTuningOptions().validate() }
     }
 }
 

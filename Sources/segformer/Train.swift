@@ -61,37 +61,50 @@ struct Train: ParsableCommand {
     @Flag(help: "Start afresh in an output folder holding another run (model.onnx, last.onnx, config.json, checkpoint, log), replacing it.") var overwrite = false
     @OptionGroup var threadOptions: ThreadOptions
 
+    /// The job's options as these flags set them (`validate()` checks them before `run`).
+    func fineTuningOptions() throws -> FineTuningOptions {
+        guard let schedule = TrainerOptions.ScheduleKind(rawValue: lrSchedule) else {
+            throw SegFormerError.invalid("--lr-schedule must be constant, linear or poly, not '\(lrSchedule)'")
+        }
+        var options = FineTuningOptions(outputDirectory: output)
+        options.batchSize = batchSize
+        options.cropSize = crop
+        options.imageSize = size
+        options.augment = !noAugment
+        options.shuffle = !noShuffle
+        options.seed = seed
+        if valSplit != "none" {
+            guard let split = SegmentationDataset.Split(rawValue: valSplit) else {
+                throw SegFormerError.invalid("--val-split must be training, validation or none, not '\(valSplit)'")
+            }
+            options.validationSplit = split
+        } else {
+            options.validationSplit = nil
+        }
+        options.trainer.maxSteps = maxSteps
+        options.trainer.epochs = maxSteps == nil ? (epochs ?? 1) : nil
+        options.trainer.gradientAccumulation = gradientAccumulation
+        options.trainer.learningRate = lr
+        options.trainer.schedule = schedule
+        options.trainer.warmupSteps = warmupSteps
+        options.trainer.weightDecay = weightDecay
+        options.trainer.headLearningRateMultiplier = headLrMultiplier
+        options.trainer.evaluateEvery = evalEvery
+        options.trainer.checkpointEvery = checkpointEvery
+        options.trainer.logJSONPath = logJson
+        options.trainer.resume = resume
+        options.trainer.allowOptionChanges = allowOptionChanges
+        options.trainer.replaceExistingRun = overwrite
+        options.trainer.inputPaths = [model] + [dataOptions.labels].compactMap { $0 }
+        options.trainer.threads = threadOptions.threads
+        return options
+    }
+
     func run() throws {
         try reportingErrors {
-            guard let schedule = TrainerOptions.ScheduleKind(rawValue: lrSchedule) else {
-                throw SegFormerError.invalid("--lr-schedule must be constant, linear or poly")
-            }
+            let options = try fineTuningOptions()
             let m = try Model.load(contentsOf: model)
             let data = try dataOptions.source()
-            var options = FineTuningOptions(outputDirectory: output)
-            options.batchSize = batchSize
-            options.cropSize = crop
-            options.imageSize = size
-            options.augment = !noAugment
-            options.shuffle = !noShuffle
-            options.seed = seed
-            options.validationSplit = valSplit == "none" ? nil : SegmentationDataset.Split(rawValue: valSplit)
-            options.trainer.maxSteps = maxSteps
-            options.trainer.epochs = maxSteps == nil ? (epochs ?? 1) : nil
-            options.trainer.gradientAccumulation = gradientAccumulation
-            options.trainer.learningRate = lr
-            options.trainer.schedule = schedule
-            options.trainer.warmupSteps = warmupSteps
-            options.trainer.weightDecay = weightDecay
-            options.trainer.headLearningRateMultiplier = headLrMultiplier
-            options.trainer.evaluateEvery = evalEvery
-            options.trainer.checkpointEvery = checkpointEvery
-            options.trainer.logJSONPath = logJson
-            options.trainer.resume = resume
-            options.trainer.allowOptionChanges = allowOptionChanges
-            options.trainer.replaceExistingRun = overwrite
-            options.trainer.inputPaths = [model] + [dataOptions.labels].compactMap { $0 }
-            options.trainer.threads = threadOptions.threads
             let job = try FineTuning(model: m, data: data, options: options)
             let trainer = job.trainer
             print("training \(trainer.training.parameterNames.count) parameters on \(job.trainingSet.count) images (\(job.classCount) classes), \(trainer.totalSteps) steps of batch \(batchSize)×\(gradientAccumulation)")

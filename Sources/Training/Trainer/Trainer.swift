@@ -75,19 +75,14 @@ public struct TrainerOptions: Sendable {
         return out
     }
 
-    /// Checks every value before anything runs (the CLI checks the same, naming its options): counts
-    /// and intervals ≥ 1, rates finite and ≥ 0.
+    /// Checks every value before anything runs, naming each by its command-line option: counts and
+    /// intervals ≥ 1 (no "0 = never"), rates finite and ≥ 0.
     public func validate() throws {
         guard maxSteps != nil || epochs != nil else { throw SegFormerError.invalid("training needs --max-steps or --epochs") }
-        for (name, value) in [("max-steps", maxSteps), ("epochs", epochs), ("gradient-accumulation", gradientAccumulation),
-                              ("eval-every", evaluateEvery), ("checkpoint-every", checkpointEvery)] {
-            if let value, value < 1 { throw SegFormerError.invalid("\(name) must be at least 1, got \(value)") }
-        }
-        guard warmupSteps >= 0 else { throw SegFormerError.invalid("warmup-steps must be at least 0, got \(warmupSteps)") }
-        for (name, value) in [("lr", learningRate), ("weight-decay", weightDecay), ("head-lr-multiplier", headLearningRateMultiplier)]
-        where !(value.isFinite && value >= 0) {
-            throw SegFormerError.invalid("\(name) must be a finite number ≥ 0, got \(value)")
-        }
+        try OptionRange.atLeast(1, ["max-steps": maxSteps, "epochs": epochs, "gradient-accumulation": gradientAccumulation,
+                                    "eval-every": evaluateEvery, "checkpoint-every": checkpointEvery])
+        try OptionRange.atLeast(0, ["warmup-steps": warmupSteps])
+        try OptionRange.finite(["lr": learningRate, "weight-decay": weightDecay, "head-lr-multiplier": headLearningRateMultiplier])
     }
 }
 
