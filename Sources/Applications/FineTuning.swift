@@ -30,6 +30,18 @@ public struct FineTuningOptions: Sendable {
 
     /// Defaults as `segformer train`'s; set `trainer.maxSteps` or `trainer.epochs`.
     public init(outputDirectory: String) { trainer = TrainerOptions(outputDirectory: outputDirectory) }
+
+    /// Checks every value before anything runs (the trainer's too), naming each by its command-line option.
+    public func validate() throws {
+        try OptionRange.atLeast(1, ["batch-size": batchSize, "crop": cropSize, "size": imageSize])
+        try trainer.validate()
+    }
+
+    /// The data pipeline's options a checkpoint records beside the trainer's (`TrainerOptions.recordedOptions`).
+    var recordedOptions: [String: String] {
+        ["batch-size": String(batchSize), "crop": String(cropSize), "size": String(imageSize), "seed": String(seed),
+         "augment": String(augment), "shuffle": String(shuffle), "val-split": validationSplit?.rawValue ?? "none"]
+    }
 }
 
 /// Fine-tunes a SegFormer model on a dataset, as `segformer train` does: the class count is read from
@@ -56,11 +68,14 @@ public final class FineTuning {
     /// - Parameters:
     ///   - model: a `SegformerForSemanticSegmentation` export, or a model built by `segformer init`.
     ///   - data: where the dataset is (its labels are checked against the model's class count).
-    /// - Throws: `SegFormerError.invalid` when the class count is unknown, when the model's static input
-    ///   size differs from the crop or image size, when neither steps nor epochs are set, or when the data is
-    ///   malformed; `.io` when the output folder holds another run (and neither `resume` nor
-    ///   `replaceExistingRun` is set) or a folder cannot be read.
+    /// - Throws: `SegFormerError.invalid` when the model is not a segmentation model or its class count is
+    ///   unknown, when the model's static input size differs from the crop or image size, when an option is
+    ///   out of range (`TrainerOptions.validate`), when the labels name another number of classes, or when
+    ///   the data is malformed; `.io` when the output folder holds another run's outputs (and neither
+    ///   `resume` nor `replaceExistingRun` is set), an output is one of `trainer.inputPaths`, `resume` finds
+    ///   nothing to resume, or a folder cannot be read. A checkpoint that does not verify is reported by `run`.
     public init(model: Model, data: SegmentationDataSource, options: FineTuningOptions) throws {
+        try options.validate()
         let size = options.imageSize, crop = options.cropSize
         classCount = try SegmentationModel.classCount(of: model)
         if let dims = model.graph.runtimeInputs.first?.type.shape, dims.count == 4, let h = dims[2].value, let w = dims[3].value,
@@ -89,8 +104,10 @@ public final class FineTuning {
             validation = try data.dataset(split: split, numLabels: classCount)
         }
         let evaluator = SegmentationEvaluator(processor: processor, numLabels: classCount, reduceLabels: data.reducesLabels)
+        var trainerOptions = options.trainer
+        trainerOptions.jobOptions.merge(options.recordedOptions) { _, job in job }
         trainer = try Trainer(model: model, loader: loader, validation: validation,
-                              evaluator: validation == nil ? nil : evaluator, options: options.trainer)
+                              evaluator: validation == nil ? nil : evaluator, options: trainerOptions)
     }
 
     /// Trains to the last step, then writes into the output folder `model.onnx` (the best by validation

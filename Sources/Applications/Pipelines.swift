@@ -26,6 +26,13 @@ public func modelInputSize(_ session: Session, fallback: Int) throws -> (height:
     return (dims[2].value ?? fallback, dims[3].value ?? fallback)
 }
 
+/// Class names must fit the model's class count (the channel dimension of its first output, when the
+/// graph says it).
+func requireLabels(_ labels: [Int: String], fit session: Session) throws {
+    guard let dims = session.outputs.first?.type.shape, dims.count >= 2, let classes = dims[1].value else { return }
+    try Classification.requireNames(labels, fit: classes, source: "the config's id2label")
+}
+
 /// Image classification (SegformerForImageClassification): decode → processor → run → softmax top-k.
 public struct ImageClassifier {
     // The same three properties and init as SegmentationPredictor (different default size): two small
@@ -43,13 +50,14 @@ public struct ImageClassifier {
     /// - Throws: `SegFormerError.invalid` when the model's first input is not N×3×H×W pixel values.
     public init(session: Session, size: Int = 224, labels: [Int: String] = [:]) throws {
         let (h, w) = try modelInputSize(session, fallback: size)
-        self.init(session: session, processor: SegformerImageProcessor(height: h, width: w), labels: labels)
+        try self.init(session: session, processor: SegformerImageProcessor(height: h, width: w), labels: labels)
     }
 
     /// With the model's own processor settings, e.g. a checkpoint folder's `preprocessor_config.json`.
-    public init(session: Session, processor: SegformerImageProcessor, labels: [Int: String] = [:]) {
+    public init(session: Session, processor: SegformerImageProcessor, labels: [Int: String] = [:]) throws {
         self.session = session
         self.processor = processor
+        try requireLabels(labels, fit: session)
         self.labels = labels
     }
 
@@ -95,13 +103,14 @@ public struct SegmentationPredictor {
     /// - Throws: `SegFormerError.invalid` when the model's first input is not N×3×H×W pixel values.
     public init(session: Session, size: Int = 512, labels: [Int: String] = [:]) throws {
         let (h, w) = try modelInputSize(session, fallback: size)
-        self.init(session: session, processor: SegformerImageProcessor(height: h, width: w), labels: labels)
+        try self.init(session: session, processor: SegformerImageProcessor(height: h, width: w), labels: labels)
     }
 
     /// With the model's own processor settings, e.g. a checkpoint folder's `preprocessor_config.json`.
-    public init(session: Session, processor: SegformerImageProcessor, labels: [Int: String] = [:]) {
+    public init(session: Session, processor: SegformerImageProcessor, labels: [Int: String] = [:]) throws {
         self.session = session
         self.processor = processor
+        try requireLabels(labels, fit: session)
         self.labels = labels
     }
 

@@ -248,7 +248,7 @@ static int decode_png(const unsigned char *data, size_t size, int mode, ic_image
     int kind = (color_type == PNG_COLOR_TYPE_PALETTE) ? IC_KIND_PALETTE
              : (color_type & PNG_COLOR_MASK_COLOR) ? IC_KIND_COLOR : IC_KIND_GRAY;
     int channels;
-    int keep16 = 0;  // native 16-bit grey: read 16-bit samples and reduce below
+    int keep16 = 0;  // native 16-bit grey: read 16-bit samples, check them below
     if (mode == IC_MODE_NATIVE && kind != IC_KIND_COLOR) {
         channels = 1;
         if (kind == IC_KIND_PALETTE) {
@@ -294,12 +294,18 @@ static int decode_png(const unsigned char *data, size_t size, int mode, ic_image
     rows = NULL;
 
     if (keep16) {
-        // 16-bit grey: label masks store class ids directly, so keep the values when they all fit in
-        // 8 bits; otherwise it is an intensity image and the high byte is the sensible 8-bit value.
+        // 16-bit grey, native: label masks store class ids at full value. Ids up to 255 (the ignore
+        // value) are kept as they are; a larger one cannot be a class id here, so it is an error
+        // naming the value and where it is (taking a byte of it would silently change the class).
         size_t n = (size_t)w * (size_t)h;
-        int fits = 1;
         for (size_t i = 0; i < n; i++) {
-            if (temp[2 * i] != 0) { fits = 0; break; }
+            unsigned value = ((unsigned)temp[2 * i] << 8) | temp[2 * i + 1];
+            if (value > 255) {
+                free(temp);
+                set_err(err, errlen, "16-bit mask value %u at (x %zu, y %zu) is not a class id (0…254, or 255 = ignore)",
+                        value, i % (size_t)w, i / (size_t)w);
+                return -1;
+            }
         }
         pixels = (unsigned char *)malloc(n);
         if (!pixels) {
@@ -307,7 +313,7 @@ static int decode_png(const unsigned char *data, size_t size, int mode, ic_image
             set_err(err, errlen, "out of memory for a %ux%u image", (unsigned)w, (unsigned)h);
             return -1;
         }
-        for (size_t i = 0; i < n; i++) pixels[i] = fits ? temp[2 * i + 1] : temp[2 * i];
+        for (size_t i = 0; i < n; i++) pixels[i] = temp[2 * i + 1];
         free(temp);
     } else {
         pixels = temp;

@@ -24,9 +24,6 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            guard iterations > 0, batch > 0, height > 0, width > 0 else {
-                throw SegFormerError.invalid("--iterations, --batch, --height and --width must be positive")
-            }
             let m = try ModelFile.load(model)
             if train { return try benchTraining(m) }
             let session = try Session(model: m, options: SessionOptions(threads: threadOptions.threads, optimizingPasses: !noOptimize))

@@ -19,7 +19,6 @@ struct Classify: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            guard top > 0, size > 0 else { throw SegFormerError.invalid("--top and --size must be positive") }
             let labels = try config.map { try Classification.id2label(configPath: $0) } ?? [:]
             let classifier = try ImageClassifier(modelAt: model, size: size, labels: labels,
                                                  options: SessionOptions(threads: threadOptions.threads))

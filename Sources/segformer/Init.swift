@@ -19,10 +19,10 @@ struct Init: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            try OutputGuard.requireWritable(out, overwrite: overwrite)
+            try OutputGuard.requireWritable([out], overwrite: overwrite, inputs: [labels, encoder].compactMap { $0 })
             let id2label = try labels.map { try SegmentationDataset.loadLabels(path: $0) } ?? [:]
             let count = numLabels ?? (id2label.isEmpty ? 150 : (id2label.keys.max() ?? 0) + 1)
-            guard count > 0 else { throw SegFormerError.invalid("--num-labels must be positive") }
+            try Classification.requireNames(id2label, fit: count, source: "labels file \(labels ?? "")")
             let config = try SegformerConfig.variant(variant, numLabels: count, id2label: id2label)
             var model = try SegformerBuilder.build(config: config, seed: seed)
             if let encoder {

@@ -21,7 +21,6 @@ struct Predict: ParsableCommand {
     func run() throws {
         try reportingErrors {
             guard !images.isEmpty else { throw SegFormerError.invalid("no images given") }
-            guard size > 0 else { throw SegFormerError.invalid("--size must be positive") }
             let labels = try config.map { try Classification.id2label(configPath: $0) } ?? [:]
             let predictor = try SegmentationPredictor(modelAt: model, size: size, labels: labels,
                                                       options: SessionOptions(threads: threadOptions.threads))

@@ -19,7 +19,7 @@ struct Run: ParsableCommand {
         try reportingErrors {
             let m = try ModelFile.load(model)
             let session = try Session(model: m, options: SessionOptions(threads: threadOptions.threads))
-            var feeds: [String: Tensor] = [:]
+            var feeds: [String: Tensor] = [:], feedFiles: [String] = []
             for spec in inputs {
                 // NAME=FILE.pb, or FILE.pb alone when the model has a single input.
                 let name: String, file: String
@@ -32,13 +32,16 @@ struct Run: ParsableCommand {
                 }
                 guard feeds[name] == nil else { throw SegFormerError.invalid("--input: '\(name)' is given twice") }
                 feeds[name] = try ONNXImporter.readTensorFile(file).tensor
+                feedFiles.append(file)
             }
+            // Every output file is checked before the model runs (collisions such as `a/b` and `a_b` included).
+            let paths = session.outputs.map { (outputDir as NSString).appendingPathComponent(safeFileName($0.name) + ".pb") }
+            try OutputGuard.requireWritable(paths, names: session.outputs.map { "output '\($0.name)'" }, overwrite: overwrite,
+                                            inputs: [model] + feedFiles)
             let outputs = try session.run(feeds)
             try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true)
-            for info in session.outputs {
+            for (info, path) in zip(session.outputs, paths) {
                 let t = outputs[info.name]!
-                let path = (outputDir as NSString).appendingPathComponent(safeFileName(info.name) + ".pb")
-                try OutputGuard.requireWritable(path, overwrite: overwrite)
                 try ONNXExporter.writeTensorFile(t, name: info.name, to: path)
                 print("\(info.name): \(t.dataType) \(t.shape) -> \(path)")
             }

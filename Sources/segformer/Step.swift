@@ -30,10 +30,8 @@ struct Step: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            guard steps >= 0 else { throw SegFormerError.invalid("--steps must be ≥ 0") }
-            for out in [saveGradients, saveModel].compactMap({ $0 }) {
-                try OutputGuard.requireWritable(out, overwrite: overwrite, input: model)
-            }
+            try OutputGuard.requireWritable([saveGradients, saveModel].compactMap { $0 }, overwrite: overwrite,
+                                            inputs: [model, pixelValues, labels])
             let m = try ONNXImporter.load(contentsOf: model)
             let pixels = try ONNXImporter.readTensorFile(pixelValues).tensor
             let labelTensor = try ONNXImporter.readTensorFile(labels).tensor

@@ -56,9 +56,50 @@ struct Train: ParsableCommand {
     @Flag(help: "Keep the dataset order.") var noShuffle = false
     @Option(help: "Append one JSON object per optimizer step to this file.") var logJson: String?
     @Option(help: "Output folder.") var output: String = "segformer-output"
-    @Flag(help: "Continue from OUTPUT/checkpoint exactly where it stopped.") var resume = false
+    @Flag(help: "Continue from OUTPUT/checkpoint exactly where it stopped (an error when there is none, or it does not verify).") var resume = false
+    @Flag(help: "With --resume: accept options that differ from the checkpoint's (listed otherwise).") var allowOptionChanges = false
+    @Flag(help: "Start afresh in an output folder holding another run (model.onnx, last.onnx, config.json, checkpoint, log), replacing it.") var overwrite = false
     @OptionGroup var threadOptions: ThreadOptions
     @OptionGroup var distributedOptions: DistributedOptions
+
+    /// The job's options as these flags set them (`validate()` checks them before `run`).
+    func fineTuningOptions() throws -> FineTuningOptions {
+        guard let schedule = TrainerOptions.ScheduleKind(rawValue: lrSchedule) else {
+            throw SegFormerError.invalid("--lr-schedule must be constant, linear or poly, not '\(lrSchedule)'")
+        }
+        var options = FineTuningOptions(outputDirectory: output)
+        options.batchSize = batchSize
+        options.cropSize = crop
+        options.imageSize = size
+        options.augment = !noAugment
+        options.shuffle = !noShuffle
+        options.seed = seed
+        if valSplit != "none" {
+            guard let split = SegmentationDataset.Split(rawValue: valSplit) else {
+                throw SegFormerError.invalid("--val-split must be training, validation or none, not '\(valSplit)'")
+            }
+            options.validationSplit = split
+        } else {
+            options.validationSplit = nil
+        }
+        options.trainer.maxSteps = maxSteps
+        options.trainer.epochs = maxSteps == nil ? (epochs ?? 1) : nil
+        options.trainer.gradientAccumulation = gradientAccumulation
+        options.trainer.learningRate = lr
+        options.trainer.schedule = schedule
+        options.trainer.warmupSteps = warmupSteps
+        options.trainer.weightDecay = weightDecay
+        options.trainer.headLearningRateMultiplier = headLrMultiplier
+        options.trainer.evaluateEvery = evalEvery
+        options.trainer.checkpointEvery = checkpointEvery
+        options.trainer.logJSONPath = logJson
+        options.trainer.resume = resume
+        options.trainer.allowOptionChanges = allowOptionChanges
+        options.trainer.replaceExistingRun = overwrite
+        options.trainer.inputPaths = [model] + [dataOptions.labels].compactMap { $0 }
+        options.trainer.threads = threadOptions.threads
+        return options
+    }
 
     func run() throws {
         try distributedOptions.run(threads: threadOptions.threads) { group, threads in try train(group: group, threads: threads) }
@@ -66,34 +107,11 @@ struct Train: ParsableCommand {
 
     func train(group: (any ProcessGroup)?, threads: Int?) throws {
         try reportingErrors {
-            guard let schedule = TrainerOptions.ScheduleKind(rawValue: lrSchedule) else {
-                throw SegFormerError.invalid("--lr-schedule must be constant, linear or poly")
-            }
-            guard batchSize > 0, crop > 0, size > 0 else { throw SegFormerError.invalid("--batch-size, --crop and --size must be positive") }
-            let m = try ModelFile.load(model)
-            let data = try dataOptions.source()
-            var options = FineTuningOptions(outputDirectory: output)
-            options.batchSize = batchSize
-            options.cropSize = crop
-            options.imageSize = size
-            options.augment = !noAugment
-            options.shuffle = !noShuffle
-            options.seed = seed
-            options.validationSplit = valSplit == "none" ? nil : SegmentationDataset.Split(rawValue: valSplit)
-            options.trainer.maxSteps = maxSteps
-            options.trainer.epochs = maxSteps == nil ? (epochs ?? 1) : nil
-            options.trainer.gradientAccumulation = gradientAccumulation
-            options.trainer.learningRate = lr
-            options.trainer.schedule = schedule
-            options.trainer.warmupSteps = warmupSteps
-            options.trainer.weightDecay = weightDecay
-            options.trainer.headLearningRateMultiplier = headLrMultiplier
-            options.trainer.evaluateEvery = evalEvery
-            options.trainer.checkpointEvery = checkpointEvery
-            options.trainer.logJSONPath = logJson
-            options.trainer.resume = resume
+            var options = try fineTuningOptions()
             options.trainer.threads = threads
             options.trainer.processGroup = group
+            let m = try ModelFile.load(model)
+            let data = try dataOptions.source()
             let job = try FineTuning(model: m, data: data, options: options)
             let trainer = job.trainer
             let writer = trainer.isWriter

@@ -13,18 +13,30 @@ struct SegFormerCommand: ParsableCommand {
 }
 
 /// Runs a command body, turning library errors into one clear line on stderr and a non-zero exit.
-/// Exit codes: 1 invalid input or failed check, 3 unsupported model feature, 4 I/O; ArgumentParser
-/// itself exits with 64 on a usage error (unknown option, bad value).
+/// Exit codes (README): 1 invalid input or failed check, 3 unsupported model feature, 4 file errors
+/// (Foundation's file-system errors included, in words); ArgumentParser itself exits with 64 on a usage
+/// error (unknown option, or a bad value refused by a command's `validate()`).
 func reportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
     } catch let e as SegFormerError {
+        try exit(reporting: e)
+    } catch let e as CocoaError {
+        try exit(reporting: .fileSystem(e))
+    } catch let e where (e as NSError).domain == NSPOSIXErrorDomain {
+        try exit(reporting: .fileSystem(e))
+    } catch let e where !(e is ExitCode) {
         FileHandle.standardError.write(Data("error: \(e)\n".utf8))
-        switch e {
-        case .unsupported: throw ExitCode(3)
-        case .io: throw ExitCode(4)
-        case .invalid: throw ExitCode(1)
-        }
+        throw ExitCode(1)
+    }
+}
+
+private func exit(reporting e: SegFormerError) throws -> Never {
+    FileHandle.standardError.write(Data("error: \(e)\n".utf8))
+    switch e {
+    case .unsupported: throw ExitCode(3)
+    case .io: throw ExitCode(4)
+    case .invalid: throw ExitCode(1)
     }
 }
 

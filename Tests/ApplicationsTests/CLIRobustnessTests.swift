@@ -146,7 +146,7 @@ final class CLIRobustnessTests: XCTestCase {
         XCTAssertEqual(lines.first, "loss 1.6095657", "the HF loss PyTorch computed for this batch")
         XCTAssertTrue(FileManager.default.fileExists(atPath: out) && FileManager.default.fileExists(atPath: grads))
         // Never over the input model, never over an existing file without --overwrite.
-        try expectError(["step", model, "--pixel-values", x, "--labels", y, "--save-model", model], mentioning: "input model")
+        try expectError(["step", model, "--pixel-values", x, "--labels", y, "--save-model", model], mentioning: "is an input")
         try expectError(["step", model, "--pixel-values", x, "--labels", y, "--save-model", out], mentioning: "already exists")
         // Every pixel ignored: the mean loss is 0/0, and training stops naming the step.
         try expectError(["step", model, "--pixel-values", x, "--labels", commonFixtures.path("cli/all-ignored.pb")], mentioning: "step 1")

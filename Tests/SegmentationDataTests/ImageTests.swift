@@ -57,6 +57,17 @@ final class ImageTests: XCTestCase {
         XCTAssertEqual(a, b)
     }
 
+    /// 16-bit masks are read at full value: ids up to 255 as they are (labels16.png, in the decode cases),
+    /// a larger value is refused naming the file and the value, never cut to a byte (300 is not class 1).
+    func testSixteenBitMaskValuesAboveAByteAreRefused() throws {
+        let path = try fixture("labels16_large.png")
+        XCTAssertThrowsError(try Image(labelsAt: path)) { e in
+            XCTAssertTrue("\(e)".contains("labels16_large.png") && "\(e)".contains("value 300 at (x 2, y 1)"), "\(e)")
+        }
+        // RGB decoding of the same file is an image's business and keeps PIL's high byte.
+        XCTAssertNoThrow(try Image(contentsOf: path, mode: .rgb))
+    }
+
     func testCorruptFilesThrowNamingTheFile() throws {
         // Paths are resolved before the expected failures, so a missing fixture fails the test.
         for name in try manifest().corrupt {

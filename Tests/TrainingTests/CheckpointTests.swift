@@ -40,4 +40,18 @@ final class CheckpointTests: XCTestCase {
         try Data("{not json".utf8).write(to: URL(fileURLWithPath: dir + "/state.json"))
         XCTAssertThrowsError(try Checkpoint.read(from: dir)) { e in XCTAssertTrue("\(e)".contains("state.json"), "\(e)") }
     }
+
+    /// A restored optimizer state with an impossible step count is an error at the next update, not a trap.
+    func testAnImpossibleOptimizerStepIsAnErrorNotATrap() throws {
+        let p = Tensor([Float(1)], shape: [1]), g = Tensor([Float(0.5)], shape: [1])
+        for optimizer in [AdamW(), SGD()] as [Optimizer] {
+            for step in [Int.max, -5] {
+                optimizer.state = OptimizerState(step: step, slots: [:])
+                XCTAssertThrowsError(try optimizer.update(parameters: ["w": p], gradients: ["w": g], learningRate: 0.1)) { e in
+                    XCTAssertTrue("\(e)".contains("step count \(step)"), "\(e)")
+                }
+            }
+        }
+        XCTAssertEqual(p.pointer(Float.self)[0], 1, "a refused update changes nothing")
+    }
 }

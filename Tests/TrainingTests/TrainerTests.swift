@@ -26,7 +26,8 @@ final class TrainerTests: XCTestCase {
         return try SegformerBuilder.build(config: config, seed: 1)
     }
 
-    func makeTrainer(output: String, steps: Int, resume: Bool = false) throws -> Trainer {
+    func makeTrainer(output: String, steps: Int, resume: Bool = false,
+                     configure: (inout TrainerOptions) -> Void = { _ in }) throws -> Trainer {
         func dataset(_ split: SegmentationDataset.Split) throws -> SegmentationDataset {
             let d = try SegmentationDataset(adeRoot: root + "/data", split: split, numLabels: 255)
             d.labelLookup = SyntheticScenes.trainingLookup
@@ -46,6 +47,7 @@ final class TrainerTests: XCTestCase {
         options.logJSONPath = output + "/log.jsonl"
         options.resume = resume
         options.threads = 1
+        configure(&options)
         let trainer = try Trainer(model: try tinyModel(), loader: loader, validation: try dataset(.validation),
                                   evaluator: SegmentationEvaluator(processor: processor, numLabels: 7, reduceLabels: false),
                                   options: options)
@@ -63,7 +65,7 @@ final class TrainerTests: XCTestCase {
         let entries = try lines.map { try JSONDecoder().decode(TrainingLogEntry.self, from: Data($0.utf8)) }
         XCTAssertEqual(entries.map(\.step), Array(1...6))
         XCTAssertNotNil(entries[2].mIoU)
-        XCTAssertTrue(entries.allSatisfy { $0.loss.isFinite && $0.lr > 0 })
+        XCTAssertTrue(entries.allSatisfy { ($0.loss ?? .nan).isFinite && $0.lr > 0 && $0.skippedBatches == nil })
         for file in ["model.onnx", "last.onnx", "checkpoint/state.json"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/" + file), file)
         }
@@ -82,5 +84,36 @@ final class TrainerTests: XCTestCase {
         for (name, p) in full.training.parameters {
             XCTAssertTrue(p.bitwiseEqual(resumed.training.parameters[name]!), "parameter \(name) differs after resume")
         }
+    }
+
+    /// A batch whose labels are all ignored has no loss (0/0): it is skipped with a warning, counted in
+    /// the log, and no update is applied for it — training goes on.
+    func testBatchesWithOnlyIgnoredLabelsAreSkipped() throws {
+        let masks = root + "/data/annotations/training"
+        for name in try FileManager.default.contentsOfDirectory(atPath: masks) {
+            try Image(width: 32, height: 32, channels: 1, pixels: [UInt8](repeating: 0, count: 32 * 32))   // ADE 0 → ignored
+                .writePNG(to: masks + "/" + name)
+        }
+        let out = root + "/ignored"
+        let trainer = try makeTrainer(output: out, steps: 2)
+        let before = trainer.training.parameters
+        let last = try XCTUnwrap(try trainer.run())
+        XCTAssertNil(last.loss)
+        XCTAssertEqual(last.skippedBatches, 2)
+        XCTAssertEqual(trainer.optimizer.step, 0, "a step without a labelled pixel applies no update")
+        for (name, p) in before { XCTAssertTrue(p.bitwiseEqual(trainer.training.parameters[name]!), name) }
+        let lines = try String(contentsOfFile: out + "/log.jsonl", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(try lines.map { try JSONDecoder().decode(TrainingLogEntry.self, from: Data($0.utf8)).skippedBatches }, [1, 2])
+    }
+
+    /// Every sample bad (and skipped): an error at the first batch, not an endless search for one.
+    func testADatasetWithoutOneGoodSampleIsAnErrorAtOnce() throws {
+        let corrupt = root + "/corrupt.png"
+        try Data("not an image".utf8).write(to: URL(fileURLWithPath: corrupt))
+        let samples = (0..<3).map { SegmentationSample(stem: "s\($0)", imagePath: corrupt, labelPath: corrupt) }
+        let dataset = SegmentationDataset(samples: samples, numLabels: 7, skipBadSamples: true)
+        let loader = try SegmentationDataLoader(dataset: dataset, batchSize: 1, augmentation: nil,
+                                                processor: SegformerImageProcessor(height: 32, width: 32), seed: 1)
+        XCTAssertThrowsError(try loader.next()) { e in XCTAssertTrue("\(e)".contains("3 of the 3 samples are bad"), "\(e)") }
     }
 }

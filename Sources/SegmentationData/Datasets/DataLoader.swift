@@ -213,7 +213,14 @@ public final class SegmentationDataLoader: @unchecked Sendable {
             images.append(image); labels.append(label); indices.append(index)
             taken += 1
         }
-        if taken == 0 || (dropLast && taken < batchSize) { return (nil, endOfEpoch) }
+        if taken == 0 || (dropLast && taken < batchSize) {
+            // A whole epoch without one batch would repeat forever: every sample bad (and skipped).
+            if s.position == 0 {
+                throw SegFormerError.invalid("data loader: \(n - taken) of the \(n) samples are bad (skipped), "
+                    + "leaving \(taken == 0 ? "no sample" : "fewer than one batch of \(batchSize)") to train on")
+            }
+            return (nil, endOfEpoch)
+        }
         let (pixels, labs) = try processor.preprocess(images: images, segmentationMaps: labels)
         let batch = SegmentationBatch(pixelValues: pixels, labels: labs!, indices: indices, epoch: s.epoch)
         // A full batch that ends exactly at the epoch's end still leaves position = n; the next call gives nil.

@@ -42,7 +42,7 @@ public struct SegmentationDataSource: Sendable {
     /// The samples of `split` (ignored by the `folders` layout), checked against `numLabels` classes.
     ///
     /// - Throws: `SegFormerError.io` when a folder cannot be read, `.invalid` when images and masks do not
-    ///   pair up (unless `skipBadSamples`) or the labels file is malformed.
+    ///   pair up (unless `skipBadSamples`), the labels file is malformed or names another number of classes.
     public func dataset(split: SegmentationDataset.Split, numLabels: Int) throws -> SegmentationDataset {
         let d: SegmentationDataset
         switch layout {
@@ -53,7 +53,10 @@ public struct SegmentationDataSource: Sendable {
                                         numLabels: numLabels, skipBadSamples: skipBadSamples)
             if reduceLabels ?? false { d.maxLabel = numLabels }
         }
-        if let labelsPath { try d.loadLabels(path: labelsPath) }
+        if let labelsPath {
+            try d.loadLabels(path: labelsPath)
+            try Classification.requireNames(d.id2label, fit: numLabels, source: "labels file \(labelsPath)")
+        }
         return d
     }
 }

@@ -6,6 +6,12 @@ public struct SegmentationSample: Equatable, Sendable {
     public var stem: String
     public var imagePath: String
     public var labelPath: String
+
+    public init(stem: String, imagePath: String, labelPath: String) {
+        self.stem = stem
+        self.imagePath = imagePath
+        self.labelPath = labelPath
+    }
 }
 
 /// A semantic-segmentation dataset on disk: a list of (image, mask) file pairs, decoded lazily.
@@ -85,7 +91,7 @@ public final class SegmentationDataset: @unchecked Sendable {
         }
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: dir) } catch {
-            throw SegFormerError.io("dataset: cannot list \(what) folder \(dir): \(error.localizedDescription)")
+            throw SegFormerError.io("dataset: cannot list \(what) folder \(dir): \(SegFormerError.fileSystemReason(error))")
         }
         var out: [String: String] = [:]
         for name in names.sorted() where !name.hasPrefix(".") {
@@ -178,7 +184,7 @@ public final class SegmentationDataset: @unchecked Sendable {
     public static func loadLabels(path: String) throws -> [Int: String] {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw SegFormerError.io("cannot read labels file \(path): \(error.localizedDescription)")
+            throw SegFormerError.io("cannot read labels file \(path): \(SegFormerError.fileSystemReason(error))")
         }
         if path.lowercased().hasSuffix(".json") { return try Classification.id2label(configPath: path) }
         guard let text = String(data: data, encoding: .utf8) else {

@@ -144,14 +144,14 @@ public enum SyntheticScenes {
                 let p = folder + "/" + name
                 if fm.fileExists(atPath: p) {
                     do { try fm.removeItem(atPath: p) } catch {
-                        throw SegFormerError.io("synthetic scenes: cannot remove \(p): \(error.localizedDescription)")
+                        throw SegFormerError.io("synthetic scenes: cannot remove \(p): \(SegFormerError.fileSystemReason(error))")
                     }
                 }
             }
         }
         for sub in ["images/training", "images/validation", "annotations/training", "annotations/validation"] {
             do { try fm.createDirectory(atPath: folder + "/" + sub, withIntermediateDirectories: true) } catch {
-                throw SegFormerError.io("synthetic scenes: cannot create \(folder)/\(sub): \(error.localizedDescription)")
+                throw SegFormerError.io("synthetic scenes: cannot create \(folder)/\(sub): \(SegFormerError.fileSystemReason(error))")
             }
         }
 
@@ -182,7 +182,7 @@ public enum SyntheticScenes {
                     case .jpeg:
                         let data = try scene.image.jpegData(quality: 92)
                         do { try data.write(to: URL(fileURLWithPath: imagePath), options: .atomic) } catch {
-                            throw SegFormerError.io("cannot write image \(imagePath): \(error.localizedDescription)")
+                            throw SegFormerError.io("cannot write image \(imagePath): \(SegFormerError.fileSystemReason(error))")
                         }
                     }
                     try scene.labels.writePNG(to: "\(folder)/annotations/\(split)/\(name).png")
@@ -206,7 +206,7 @@ public enum SyntheticScenes {
         do {
             try configJSON(seed: seed, width: width, height: height).write(to: URL(fileURLWithPath: folder + "/config.json"))
         } catch {
-            throw SegFormerError.io("synthetic scenes: cannot write \(folder)/config.json: \(error.localizedDescription)")
+            throw SegFormerError.io("synthetic scenes: cannot write \(folder)/config.json: \(SegFormerError.fileSystemReason(error))")
         }
         return Summary(folder: folder, trainCount: trainCount, validationCount: validationCount,
                        width: width, height: height, seed: seed, imageExtension: imageFormat.fileExtension,

@@ -7,11 +7,30 @@ public enum OutputGuard {
     /// Refuses to replace an existing file unless `overwrite`, and refuses `input` (the model the
     /// output is computed from) even with `overwrite`.
     public static func requireWritable(_ path: String, overwrite: Bool, input: String? = nil) throws {
-        if let input, resolved(path) == resolved(input) {
-            throw SegFormerError.io("\(path) is the input model; choose another output path")
+        try requireWritable([path], overwrite: overwrite, inputs: input.map { [$0] } ?? [])
+    }
+
+    /// The policy for every command's set of outputs, checked before any work starts: no two outputs
+    /// are the same file (e.g. values `a/b` and `a_b` both written to `a_b.pb`; `names` say what each
+    /// output holds, for that message), no output is one of `inputs` (even with `overwrite`), and
+    /// outputs that exist are refused unless `overwrite`, all of them named in one error.
+    public static func requireWritable(_ outputs: [String], names: [String]? = nil, overwrite: Bool,
+                                       inputs: [String] = []) throws {
+        var seen: [String: Int] = [:]
+        for (i, path) in outputs.enumerated() {
+            let key = resolved(path)
+            if let j = seen[key] {
+                let what = names.map { "\($0[j]) and \($0[i])" } ?? "two outputs"
+                throw SegFormerError.invalid("\(what) would both be written to \(path); rename one of them")
+            }
+            seen[key] = i
+            if let input = inputs.first(where: { resolved($0) == key }) {
+                throw SegFormerError.io("\(path) is an input of this command (\(input)); an output never replaces an input")
+            }
         }
-        if !overwrite && FileManager.default.fileExists(atPath: path) {
-            throw SegFormerError.io("\(path) already exists (use --overwrite to replace it)")
+        let existing = outputs.filter { FileManager.default.fileExists(atPath: $0) }
+        if !overwrite && !existing.isEmpty {
+            throw SegFormerError.io("\(existing.joined(separator: ", ")) already exist\(existing.count == 1 ? "s" : "") (use --overwrite to replace \(existing.count == 1 ? "it" : "them"))")
         }
     }
 

@@ -41,7 +41,7 @@ public struct Image: Equatable, Sendable {
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
-            throw SegFormerError.io("cannot read image \(path): \(error.localizedDescription)")
+            throw SegFormerError.io("cannot read image \(path): \(SegFormerError.fileSystemReason(error))")
         }
         switch Image.decodeResult(data, mode: mode) {
         case .success(let image): self = image
@@ -151,7 +151,7 @@ public struct Image: Equatable, Sendable {
         do {
             try data.write(to: tmp)
         } catch {
-            throw SegFormerError.io("cannot write image \(path): \(error.localizedDescription)")
+            throw SegFormerError.io("cannot write image \(path): \(SegFormerError.fileSystemReason(error))")
         }
         if rename(tmp.path, url.path) != 0 {
             let reason = String(cString: strerror(errno))

@@ -42,7 +42,7 @@ public struct SegformerImageProcessor: Sendable {
         self.init()
         let any: Any
         do { any = try JSONSerialization.jsonObject(with: data) } catch {
-            throw SegFormerError.invalid("preprocessor config is not valid JSON: \(error.localizedDescription)")
+            throw SegFormerError.invalid("preprocessor config is not valid JSON\(SegFormerError.parseDetail(error))")
         }
         guard let obj = any as? [String: Any] else {
             throw SegFormerError.invalid("preprocessor config must be a JSON object")
@@ -114,7 +114,7 @@ public struct SegformerImageProcessor: Sendable {
     public init(preprocessorConfigPath path: String) throws {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw SegFormerError.io("cannot read preprocessor config \(path): \(error.localizedDescription)")
+            throw SegFormerError.io("cannot read preprocessor config \(path): \(SegFormerError.fileSystemReason(error))")
         }
         do { try self.init(configJSON: data) } catch let e as SegFormerError { throw e.prefixed(path) }
     }

@@ -175,12 +175,21 @@ public enum Classification {
         return order.prefix(k).map { ($0, probs[$0]) }
     }
 
+    /// Checks that class names (`id2label` from `source`, a file or option) fit a model with `classes`
+    /// classes: ids 0…classes−1, no more, no fewer. No names is fine (ids are printed instead).
+    public static func requireNames(_ id2label: [Int: String], fit classes: Int, source: String) throws {
+        guard !id2label.isEmpty else { return }
+        guard id2label.count == classes, id2label.keys.allSatisfy({ (0..<classes).contains($0) }) else {
+            throw SegFormerError.invalid("\(source) names \(id2label.count) classes (ids \(id2label.keys.min()!)…\(id2label.keys.max()!)) but the model has \(classes) classes")
+        }
+    }
+
     /// `id2label` of a HuggingFace config.json (`{"0": "wall", ...}`) as `[Int: String]`.
     /// Returns an empty dictionary when the config has no id2label.
     public static func id2label(configJSON data: Data) throws -> [Int: String] {
         let any: Any
         do { any = try JSONSerialization.jsonObject(with: data) } catch {
-            throw SegFormerError.invalid("config is not valid JSON: \(error.localizedDescription)")
+            throw SegFormerError.invalid("config is not valid JSON\(SegFormerError.parseDetail(error))")
         }
         guard let obj = any as? [String: Any] else { throw SegFormerError.invalid("config must be a JSON object") }
         guard let raw = obj["id2label"], !(raw is NSNull) else { return [:] }
@@ -203,7 +212,7 @@ public enum Classification {
     public static func id2label(configPath path: String) throws -> [Int: String] {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-            throw SegFormerError.io("cannot read config \(path): \(error.localizedDescription)")
+            throw SegFormerError.io("cannot read config \(path): \(SegFormerError.fileSystemReason(error))")
         }
         do { return try id2label(configJSON: data) } catch let e as SegFormerError { throw e.prefixed(path) }
     }

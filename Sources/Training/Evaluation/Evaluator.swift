@@ -31,8 +31,10 @@ public struct SegmentationEvaluator {
         var acc = MeanIoUAccumulator(numLabels: numLabels, ignoreIndex: ignoreIndex, reduceLabels: reduceLabels)
         let input = session.inputs[0].name, output = session.outputs[0].name
         let rank = group?.rank ?? 0, size = group?.size ?? 1
+        var evaluated = 0
         for i in stride(from: rank, to: dataset.count, by: size) {
             guard let (image, label) = try dataset.loadOrSkip(i) else { continue }
+            evaluated += 1
             let (pixels, _) = try processor.preprocess(images: [image])
             let logits = try session.run([input: pixels])[output]!
             guard logits.rank == 4, logits.shape[1] == numLabels else {
@@ -43,12 +45,21 @@ public struct SegmentationEvaluator {
             progress?(i + 1, dataset.count)
         }
         if let group {
-            var areas = acc.intersection + acc.predictedArea + acc.labelArea
+            // The areas and the count of evaluated samples, summed over the processes (integers: exact).
+            var areas = acc.intersection + acc.predictedArea + acc.labelArea + [Int64(evaluated)]
             try group.allReduce(&areas, .sum)
             let n = numLabels
             acc.intersection = Array(areas[0..<n])
             acc.predictedArea = Array(areas[n..<2 * n])
             acc.labelArea = Array(areas[2 * n..<3 * n])
+            evaluated = Int(areas[3 * n])
+        }
+        // A mean over nothing is NaN: say why instead of printing `mIoU nan`.
+        guard evaluated > 0 else {
+            throw SegFormerError.invalid("evaluation: all \(dataset.count) samples are bad (skipped); nothing to evaluate")
+        }
+        guard acc.labelArea.contains(where: { $0 > 0 }) else {
+            throw SegFormerError.invalid("evaluation: no labelled pixel in the \(evaluated) samples (every label is ignored or outside 0…\(numLabels - 1))")
         }
         return acc.result
     }

@@ -72,7 +72,7 @@ public final class AdamW: Optimizer {
     }
 
     public func update(parameters: [String: Tensor], gradients: [String: Tensor], learningRate lr: Double) throws {
-        step += 1
+        step = try nextStep(after: step)
         let bc1 = 1 - pow(beta1, Double(step))
         let bc2 = 1 - pow(beta2, Double(step))
         for (name, p) in parameters {
@@ -135,7 +135,7 @@ public final class SGD: Optimizer {
     }
 
     public func update(parameters: [String: Tensor], gradients: [String: Tensor], learningRate lr: Double) throws {
-        step += 1
+        step = try nextStep(after: step)
         for (name, p) in parameters {
             guard let g = gradients[name] else { continue }
             try checkSameShape(p, g, name)
@@ -165,6 +165,13 @@ public final class SGD: Optimizer {
             buffers = newValue.slots.compactMapValues { $0["momentum_buffer"]?.copy() }
         }
     }
+}
+
+/// The step count after `step`: a restored state with a negative or exhausted count (a damaged
+/// checkpoint) is an error, not a trap or a bias correction of 1 − β^−5.
+private func nextStep(after step: Int) throws -> Int {
+    guard step >= 0, step < Int.max else { throw SegFormerError.invalid("optimizer: step count \(step) is not a valid state") }
+    return step + 1
 }
 
 private func checkSameShape(_ p: Tensor, _ g: Tensor, _ name: String) throws {

@@ -33,6 +33,8 @@ public final class TrainingSession {
     public let pixelValuesName: String
     public let labelsName: String
     public let lossName: String
+    /// The label value the loss ignores.
+    public let ignoreIndex: Int
     public let gradientGraph: GradientGraph
     public let session: Session
 
@@ -73,6 +75,7 @@ public final class TrainingSession {
         self.pixelValuesName = pixel.name
         self.labelsName = labels
         self.lossName = loss
+        self.ignoreIndex = options.ignoreIndex
         self.gradientGraph = gg
         // The optimizing passes stay off: they would merge frozen weights and reorder sums, and the
         // gradients must stay as PyTorch computes them.

@@ -3,8 +3,11 @@ import SegmentationData
 
 /// What one training step did.
 public struct TrainingStepResult {
-    /// The loss of each micro-batch, computed before the update.
+    /// The loss of each micro-batch, computed before the update (skipped batches have none).
     public var losses: [Float]
+    /// The sample indices of each batch skipped because every label in it was ignored (with
+    /// `skipUnlabelledBatches`); such a batch contributes zero loss and gradient.
+    public var skippedBatches: [[Int]] = []
     /// Images in all micro-batches.
     public var images: Int
     /// The gradients the optimizer applied (averaged over the micro-batches). They stay valid until
@@ -21,12 +24,25 @@ extension TrainingSession {
     /// stopping at a non-finite loss or gradient with an error naming step `number` (1-based); the
     /// gradients averaged over the micro-batches (gradient accumulation); then one update by
     /// `optimizer` at `learningRate`.
+    ///
+    /// A batch whose labels are all `ignoreIndex` has no loss (0/0): an error naming the step, or with
+    /// `skipUnlabelledBatches` it is not run: it counts as a micro-batch contributing zero loss and gradient and is listed in
+    /// `skippedBatches`; when every micro-batch is skipped, no update is applied.
     public func step(_ number: Int, optimizer: Optimizer, learningRate: Double, microBatches: Int = 1,
+                     skipUnlabelledBatches: Bool = false,
                      next: () throws -> SegmentationBatch?) throws -> TrainingStepResult {
         precondition(microBatches >= 1, "a step needs at least one micro-batch")
         var result = TrainingStepResult(losses: [], images: 0, gradients: [:])
-        while result.losses.count < microBatches {
+        while result.losses.count + result.skippedBatches.count < microBatches {
             guard let batch = try next() else { continue }
+            if !hasLabelledPixel(batch.labels) {
+                guard skipUnlabelledBatches else {
+                    let samples = batch.indices.isEmpty ? "" : " (samples \(batch.indices))"
+                    throw SegFormerError.invalid("step \(number): every label of the batch\(samples) is the ignore index \(ignoreIndex), so it has no loss")
+                }
+                result.skippedBatches.append(batch.indices)
+                continue
+            }
             let (loss, grads) = try lossAndGradients(pixelValues: batch.pixelValues, labels: batch.labels)
             try TrainingSession.requireFinite(loss: loss, step: number,
                                               detail: batch.indices.isEmpty ? "" : " (samples \(batch.indices))")
@@ -38,8 +54,18 @@ extension TrainingSession {
             result.losses.append(loss)
             result.images += batch.pixelValues.shape[0]
         }
-        try update(with: optimizer, gradients: result.gradients, learningRate: learningRate)
+        if !result.losses.isEmpty {
+            try update(with: optimizer, gradients: result.gradients, learningRate: learningRate)
+        }
         return result
+    }
+
+    /// Whether any label is not the ignore index (counted before the step runs).
+    func hasLabelledPixel(_ labels: Tensor) -> Bool {
+        guard labels.dataType == .int64 else { return true }   // the session reports a wrong type itself
+        let p = labels.pointer(Int64.self), ignore = Int64(ignoreIndex)
+        for i in 0..<labels.count where p[i] != ignore { return true }
+        return false
     }
 
     /// The step on one batch.

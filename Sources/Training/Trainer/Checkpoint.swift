@@ -7,6 +7,8 @@ import GraphIR
 ///     NAME/parameters.onnx   node-less ONNX bundle, initializers named by parameter
 ///     NAME/optimizer.onnx    optimizer slots as `<slot>/<parameter>` initializers
 ///     NAME/state.json        step, optimizer kind, data-pipeline state, free-form metadata
+///     NAME/manifest.json     every file's size and checksum, every tensor's shape, the run's options
+///                            (`CheckpointManifest`, verified by `read`)
 ///
 /// A checkpoint is written into a temporary sibling folder and renamed into place, so a crash (even
 /// kill -9) leaves either the previous checkpoint or the new one, never a half-written one.
@@ -17,14 +19,19 @@ public struct Checkpoint: Sendable {
     /// Opaque pipeline state, e.g. RNG words and the loader's epoch/position.
     public var pipelineState: [String: [UInt64]]
     public var metadata: [String: String]
+    /// The options of the run that wrote it, by command-line name (kept in the manifest).
+    public var options: [String: String]
+    /// The manifest it was read with (nil for a checkpoint written before manifests, or not yet written).
+    public internal(set) var manifest: CheckpointManifest?
 
     public init(step: Int, parameters: [String: Tensor], optimizer: OptimizerState,
-                pipelineState: [String: [UInt64]] = [:], metadata: [String: String] = [:]) {
+                pipelineState: [String: [UInt64]] = [:], metadata: [String: String] = [:], options: [String: String] = [:]) {
         self.step = step
         self.parameters = parameters
         self.optimizer = optimizer
         self.pipelineState = pipelineState
         self.metadata = metadata
+        self.options = options
     }
 
     struct StateFile: Codable {
@@ -58,6 +65,8 @@ public struct Checkpoint: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try ONNXExporter.writeAtomically([UInt8](try encoder.encode(state)), to: temp + "/state.json")
+        let manifest = try CheckpointManifest.describing(folder: temp, checkpoint: self)
+        try ONNXExporter.writeAtomically([UInt8](try encoder.encode(manifest)), to: temp + "/" + CheckpointManifest.fileName)
 
         // Swap: old → .old, temp → folder, drop .old. A crash between the renames leaves `.old`,
         // which `read` falls back to.
@@ -68,20 +77,30 @@ public struct Checkpoint: Sendable {
         try? fm.removeItem(atPath: old)
     }
 
-    /// Reads a checkpoint folder (or its `.old` twin left by an interrupted write).
+    /// Reads a checkpoint folder (or its `.old` twin left by an interrupted write), verifying its
+    /// manifest when it has one: a missing, extra or corrupt file or tensor is an error naming it.
     public static func read(from folder: String) throws -> Checkpoint {
         let fm = FileManager.default
         var dir = folder
         if !fm.fileExists(atPath: dir + "/state.json"), fm.fileExists(atPath: folder + ".old/state.json") { dir = folder + ".old" }
+        var isFolder: ObjCBool = false
+        guard fm.fileExists(atPath: dir, isDirectory: &isFolder) else {
+            throw SegFormerError.io("\(folder): no checkpoint here (the folder does not exist)")
+        }
+        guard isFolder.boolValue else { throw SegFormerError.io("\(folder) is a file, not a checkpoint folder") }
+        let manifest = try CheckpointManifest.verifyFiles(in: dir)
         guard let data = fm.contents(atPath: dir + "/state.json") else {
             throw SegFormerError.io("\(folder): no checkpoint here (state.json missing)")
         }
         let state: StateFile
         do { state = try JSONDecoder().decode(StateFile.self, from: data) } catch {
-            throw SegFormerError.invalid("\(dir)/state.json: not a checkpoint state file (\(error))")
+            throw SegFormerError.invalid("\(dir)/state.json: not a checkpoint state file\(SegFormerError.parseDetail(error))")
         }
         guard state.formatVersion == 1 else {
             throw SegFormerError.unsupported("\(dir): checkpoint format \(state.formatVersion)")
+        }
+        guard state.step >= 0, state.optimizerStep >= 0, state.optimizerStep <= state.step else {
+            throw SegFormerError.invalid("\(dir)/state.json: step \(state.step) with optimizer step \(state.optimizerStep) (needs 0 ≤ optimizer step ≤ step)")
         }
         let params = try ONNXImporter.load(contentsOf: dir + "/parameters.onnx").graph.initializers
         var slots: [String: [String: Tensor]] = [:]
@@ -98,8 +117,11 @@ public struct Checkpoint: Sendable {
                 return v
             }
         }
-        return Checkpoint(step: state.step, parameters: params,
-                          optimizer: OptimizerState(step: state.optimizerStep, slots: slots),
-                          pipelineState: pipeline, metadata: state.metadata)
+        var checkpoint = Checkpoint(step: state.step, parameters: params,
+                                    optimizer: OptimizerState(step: state.optimizerStep, slots: slots),
+                                    pipelineState: pipeline, metadata: state.metadata, options: manifest?.options ?? [:])
+        try manifest?.verifyTensors(of: checkpoint, folder: dir)
+        checkpoint.manifest = manifest
+        return checkpoint
     }
 }

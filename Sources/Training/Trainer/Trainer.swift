@@ -24,19 +24,29 @@ public struct TrainerOptions: Sendable {
     public var headLearningRateMultiplier = 10.0
     /// No weight decay on norm and position-block parameters (NVlabs recipe).
     public var noDecayOnNorms = true
-    /// Evaluate (and keep the best model) every N steps; nil: at the end of every epoch.
+    /// Evaluate (and keep the best model) every N ≥ 1 steps; nil: at the end of every epoch.
     public var evaluateEvery: Int?
-    /// Write a resumable checkpoint every N steps (and at the end).
+    /// Write a resumable checkpoint every N ≥ 1 steps (and at the end).
     public var checkpointEvery = 50
     /// The folder that receives `model.onnx`, `last.onnx` and `checkpoint/` (created if missing).
     public var outputDirectory: String
     /// Append one JSON object per optimizer step (`TrainingLogEntry`) to this file.
     public var logJSONPath: String?
-    /// Continue from the checkpoint in `outputDirectory` exactly where it stopped.
+    /// Continue from the checkpoint in `outputDirectory` exactly where it stopped (an error when there
+    /// is none, or when it does not verify).
     public var resume = false
-    /// Start afresh in a folder that holds another run's checkpoint, replacing it (otherwise that is
-    /// refused: a new run never silently destroys a resumable one).
+    /// Resume although some of `recordedOptions` differ from the checkpoint's (otherwise that is an
+    /// error listing them).
+    public var allowOptionChanges = false
+    /// Start afresh in a folder that holds another run's outputs (checkpoint, model.onnx, last.onnx,
+    /// config.json, the log), replacing them (otherwise that is refused: a new run never silently
+    /// destroys what another one left).
     public var replaceExistingRun = false
+    /// Files the run reads (the model, a labels file): no output may replace one, even when replacing.
+    public var inputPaths: [String] = []
+    /// Options of the job around the trainer (batch size, crop, seed, …) by command-line name, recorded
+    /// in each checkpoint's manifest with the trainer's own (`recordedOptions`).
+    public var jobOptions: [String: String] = [:]
     /// Intra-op threads (default: all cores).
     public var threads: Int?
     /// Label value the loss ignores.
@@ -50,17 +60,47 @@ public struct TrainerOptions: Sendable {
 
     /// Defaults as above; set `maxSteps` or `epochs` before training.
     public init(outputDirectory: String) { self.outputDirectory = outputDirectory }
+
+    /// The options that decide what the run computes, by command-line name: a checkpoint records them
+    /// and `resume` refuses to continue with different ones unless `allowOptionChanges`.
+    public var recordedOptions: [String: String] {
+        var out = jobOptions
+        out["max-steps"] = maxSteps.map(String.init) ?? "-"
+        out["epochs"] = maxSteps == nil ? epochs.map(String.init) ?? "-" : "-"
+        out["gradient-accumulation"] = String(gradientAccumulation)
+        out["lr"] = String(learningRate)
+        out["lr-schedule"] = schedule.rawValue
+        out["warmup-steps"] = String(warmupSteps)
+        out["weight-decay"] = String(weightDecay)
+        out["head-lr-multiplier"] = String(headLearningRateMultiplier)
+        out["eval-every"] = evaluateEvery.map(String.init) ?? "epoch"
+        out["ignore-index"] = String(ignoreIndex)
+        return out
+    }
+
+    /// Checks every value before anything runs, naming each by its command-line option: counts and
+    /// intervals ≥ 1 (no "0 = never"), rates finite and ≥ 0.
+    public func validate() throws {
+        guard maxSteps != nil || epochs != nil else { throw SegFormerError.invalid("training needs --max-steps or --epochs") }
+        try OptionRange.atLeast(1, ["max-steps": maxSteps, "epochs": epochs, "gradient-accumulation": gradientAccumulation,
+                                    "eval-every": evaluateEvery, "checkpoint-every": checkpointEvery])
+        try OptionRange.atLeast(0, ["warmup-steps": warmupSteps])
+        try OptionRange.finite(["lr": learningRate, "weight-decay": weightDecay, "head-lr-multiplier": headLearningRateMultiplier])
+    }
 }
 
 /// One line of the training log (also written as a JSON object per optimizer step).
 public struct TrainingLogEntry: Codable, Sendable {
     public var step: Int
     public var epoch: Int
-    public var loss: Double
+    /// The mean loss of the step's batches; nil when no batch of the step had a labelled pixel.
+    public var loss: Double?
     public var lr: Double
     public var imagesPerSecond: Double
     public var elapsedSeconds: Double
     public var mIoU: Double?
+    /// Batches skipped so far because every label in them was ignored (nil: none).
+    public var skippedBatches: Int?
 }
 
 /// Thrown by `Trainer.run` when `shouldStop` ends training early.
@@ -82,6 +122,8 @@ public final class Trainer {
     public let optimizer: AdamW
     public private(set) var step = 0
     public private(set) var bestMIoU: Double?
+    /// Batches skipped so far because every label in them was ignored (kept across resumes).
+    public internal(set) var skippedBatches = 0
     /// Called with human-readable progress (a progress bar on terminals is the CLI's business).
     public var onLog: (TrainingLogEntry, String) -> Void = { _, line in print(line) }
     /// Asked with the step number once the step is logged and checkpointed: `true` stops training
@@ -101,14 +143,8 @@ public final class Trainer {
 
     public init(model: Model, loader: SegmentationDataLoader, validation: SegmentationDataset?,
                 evaluator: SegmentationEvaluator?, options: TrainerOptions) throws {
-        guard options.maxSteps != nil || options.epochs != nil else {
-            throw SegFormerError.invalid("training needs --max-steps or --epochs")
-        }
-        guard options.gradientAccumulation >= 1 else { throw SegFormerError.invalid("gradient accumulation must be ≥ 1") }
-        if !options.resume && !options.replaceExistingRun
-            && FileManager.default.fileExists(atPath: options.outputDirectory + "/checkpoint") {
-            throw SegFormerError.io("\(options.outputDirectory) already holds a training run; use --resume to continue it or choose another --output")
-        }
+        try options.validate()
+        try Trainer.checkOutputs(options)
         self.options = options
         self.loader = loader
         self.validation = validation
@@ -156,29 +192,30 @@ public final class Trainer {
     // MARK: checkpoints
 
     func saveCheckpoint() throws {
-        var pipeline: [String: [UInt64]] = ["loader": loader.state.words]
+        var pipeline: [String: [UInt64]] = ["loader": loader.state.words, "skipped_batches": [UInt64(skippedBatches)]]
         if let group = options.processGroup { pipeline["processes"] = [UInt64(group.size)] }
         if let best = bestMIoU { pipeline["best_miou_bits"] = [best.bitPattern] }
         let ck = Checkpoint(step: step, parameters: training.parameters, optimizer: optimizer.state,
-                            pipelineState: pipeline, metadata: ["format": "segformer-swift trainer"])
+                            pipelineState: pipeline, metadata: ["format": "segformer-swift trainer"],
+                            options: options.recordedOptions)
         try ck.write(to: checkpointPath)
     }
 
-    /// Restores parameters, optimizer, step, best mIoU and the loader position from the checkpoint.
-    public func resumeFromCheckpoint() throws -> Bool {
-        guard FileManager.default.fileExists(atPath: checkpointPath + "/state.json")
-                || FileManager.default.fileExists(atPath: checkpointPath + ".old/state.json") else { return false }
+    /// Restores parameters, optimizer, step, best mIoU and the loader position from the checkpoint,
+    /// after verifying it against this run (`verifyForResume`). Throws when there is nothing to resume.
+    public func resumeFromCheckpoint() throws {
         let ck = try Checkpoint.read(from: checkpointPath)
+        try verifyForResume(ck)
         do { try training.loadParameters(ck.parameters) } catch let e as SegFormerError { throw e.prefixed(checkpointPath) }
         optimizer.state = ck.optimizer
         step = ck.step
         if let words = ck.pipelineState["loader"] { try loader.restore(try DataLoaderState(words: words)) }
         if let b = ck.pipelineState["best_miou_bits"]?.first { bestMIoU = Double(bitPattern: b) }
+        skippedBatches = Int(clamping: ck.pipelineState["skipped_batches"]?.first ?? 0)
         let processes = Int(ck.pipelineState["processes"]?.first ?? 1), now = options.processGroup?.size ?? 1
         guard processes == now else {
             throw SegFormerError.invalid("\(checkpointPath) was written by a run of \(processes) process(es); resume it with \(processes), not \(now)")
         }
-        return true
     }
 
     // MARK: running
@@ -187,11 +224,15 @@ public final class Trainer {
     @discardableResult
     public func run() throws -> TrainingLogEntry? {
         let fm = FileManager.default
-        if isWriter { try fm.createDirectory(atPath: options.outputDirectory, withIntermediateDirectories: true) }
-        let resumed = try options.resume && resumeFromCheckpoint()
-        try options.processGroup?.requireSameStart(resumed: resumed, step: step, parameters: training)
-        if resumed && isWriter {
-            onLog(TrainingLogEntry(step: step, epoch: loader.state.epoch, loss: .nan, lr: 0, imagesPerSecond: 0,
+        if isWriter {
+            do { try fm.createDirectory(atPath: options.outputDirectory, withIntermediateDirectories: true) } catch {
+                throw SegFormerError.fileSystem(error, path: options.outputDirectory)
+            }
+        }
+        if options.resume { try resumeFromCheckpoint() }
+        try options.processGroup?.requireSameStart(resumed: options.resume, step: step, parameters: training)
+        if options.resume && isWriter {
+            onLog(TrainingLogEntry(step: step, epoch: loader.state.epoch, loss: nil, lr: 0, imagesPerSecond: 0,
                                    elapsedSeconds: 0, mIoU: bestMIoU), "resumed from \(checkpointPath) at step \(step)")
         }
         var logHandle: FileHandle?
@@ -214,13 +255,15 @@ public final class Trainer {
                                                       ignoreIndex: options.ignoreIndex) { try loader.next() }
             } else {
                 taken = try training.step(step + 1, optimizer: optimizer, learningRate: lr,
-                                          microBatches: options.gradientAccumulation) { try loader.next() }
+                                          microBatches: options.gradientAccumulation, skipUnlabelledBatches: true) { try loader.next() }
             }
             step += 1
+            warnAboutSkipped(taken.skippedBatches)
             let dt = (Benchmark.now() - t0) / 1000
-            var entry = TrainingLogEntry(step: step, epoch: loader.state.epoch, loss: taken.meanLoss,
+            var entry = TrainingLogEntry(step: step, epoch: loader.state.epoch, loss: taken.losses.isEmpty ? nil : taken.meanLoss,
                                          lr: lr, imagesPerSecond: Double(taken.images) / max(dt, 1e-9),
-                                         elapsedSeconds: (Benchmark.now() - started) / 1000, mIoU: nil)
+                                         elapsedSeconds: (Benchmark.now() - started) / 1000, mIoU: nil,
+                                         skippedBatches: skippedBatches == 0 ? nil : skippedBatches)
             let evaluateNow = validation != nil && (options.evaluateEvery.map { step % $0 == 0 } ?? (step % max(1, loader.batchesPerEpoch / options.gradientAccumulation) == 0))
             if evaluateNow || (step == total && validation != nil) {
                 entry.mIoU = try evaluateAndKeepBest()
@@ -233,8 +276,10 @@ public final class Trainer {
                 try h.write(contentsOf: data)
             }
             let eta = (entry.elapsedSeconds / Double(max(1, step))) * Double(total - step)
-            var line = String(format: "step %d/%d  epoch %d  loss %.4f  lr %.3g  %.2f img/s  ETA %@",
-                              step, total, entry.epoch, entry.loss, lr, entry.imagesPerSecond, Trainer.duration(eta) as NSString)
+            let loss = entry.loss.map { String(format: "%.4f", $0) } ?? "- (no labelled pixel)"
+            var line = String(format: "step %d/%d  epoch %d  loss %@  lr %.3g  %.2f img/s  ETA %@",
+                              step, total, entry.epoch, loss as NSString, lr, entry.imagesPerSecond, Trainer.duration(eta) as NSString)
+            if skippedBatches > 0 { line += "  skipped batches \(skippedBatches)" }
             if let m = entry.mIoU { line += String(format: "  val mIoU %.4f", m) }
             if isWriter { onLog(entry, line) }
             last = entry
