@@ -20,13 +20,13 @@ final class TrainerTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: root) }
 
-    func tinyModel() throws -> Model {
+    func tinyModel(form: SegformerBuilder.Form = .inference) throws -> Model {
         let config = SegformerConfig(hiddenSizes: [8, 16], depths: [1, 1], numAttentionHeads: [1, 2], srRatios: [2, 1],
                                      patchSizes: [7, 3], strides: [4, 2], mlpRatios: [2, 2], decoderHiddenSize: 16, numLabels: 7)
-        return try SegformerBuilder.build(config: config, seed: 1)
+        return try SegformerBuilder.build(config: config, seed: 1, form: form)
     }
 
-    func makeTrainer(output: String, steps: Int, resume: Bool = false) throws -> Trainer {
+    func makeTrainer(output: String, steps: Int, resume: Bool = false, form: SegformerBuilder.Form = .inference) throws -> Trainer {
         func dataset(_ split: SegmentationDataset.Split) throws -> SegmentationDataset {
             let d = try SegmentationDataset(adeRoot: root + "/data", split: split, numLabels: 255)
             d.labelLookup = SyntheticScenes.trainingLookup
@@ -46,7 +46,8 @@ final class TrainerTests: XCTestCase {
         options.logJSONPath = output + "/log.jsonl"
         options.resume = resume
         options.threads = 1
-        let trainer = try Trainer(model: try tinyModel(), loader: loader, validation: try dataset(.validation),
+        options.seed = 11
+        let trainer = try Trainer(model: try tinyModel(form: form), loader: loader, validation: try dataset(.validation),
                                   evaluator: SegmentationEvaluator(processor: processor, numLabels: 7, reduceLabels: false),
                                   options: options)
         trainer.onLog = { _, _ in }
@@ -81,6 +82,35 @@ final class TrainerTests: XCTestCase {
         try resumed.run()
         for (name, p) in full.training.parameters {
             XCTAssertTrue(p.bitwiseEqual(resumed.training.parameters[name]!), "parameter \(name) differs after resume")
+        }
+    }
+
+    /// HF's train-mode graph (BatchNorm on batch statistics, dropout, drop-path): resuming reproduces the
+    /// uninterrupted run bit for bit (running statistics and the random stream are in the checkpoint),
+    /// and the written model is the inference form.
+    func testTrainingGraphResumesExactlyAndWritesInferenceForm() throws {
+        let full = try makeTrainer(output: root + "/full", steps: 5, form: .training)
+        try full.run()
+        XCTAssertEqual(full.training.bufferNames.count, 2)
+        let first = try makeTrainer(output: root + "/split", steps: 5, form: .training)
+        first.shouldStop = { step in step == 3 }
+        XCTAssertThrowsError(try first.run())
+        let resumed = try makeTrainer(output: root + "/split", steps: 5, resume: true, form: .training)
+        try resumed.run()
+        let resumedState = resumed.training.modelState
+        for (name, p) in full.training.modelState {
+            XCTAssertTrue(p.bitwiseEqual(resumedState[name]!), "\(name) differs after resume")
+        }
+        for file in ["model.onnx", "last.onnx"] {
+            let written = try ONNXImporter.load(contentsOf: root + "/full/" + file)
+            let ops = written.graph.nodes.map(\.opType)
+            XCTAssertFalse(ops.contains(OpType.dropout) || ops.contains(OpType.randomUniformLike), "\(file): \(Set(ops))")
+            let bn = try XCTUnwrap(written.graph.nodes.first { $0.opType == OpType.batchNormalization })
+            XCTAssertEqual(bn.outputs.count, 1, file)
+            if file == "last.onnx" {
+                XCTAssertTrue(written.graph.initializers[bn.inputs[3]]!.bitwiseEqual(full.training.modelState[bn.inputs[3]]!),
+                              "running statistics written with the model")
+            }
         }
     }
 }

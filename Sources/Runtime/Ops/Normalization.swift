@@ -1,7 +1,7 @@
 import Foundation
 import GraphIR
 
-// LayerNormalization (opset 17), BatchNormalization (inference; training_mode at 14+),
+// LayerNormalization (opset 17), BatchNormalization (inference; training forms in BatchNormTraining.swift),
 // GroupNormalization (18: per-group scale/bias, 21: per-channel).
 // Statistics accumulate in Double; the normalised values are computed in the input's precision
 // (float16 / bfloat16 via float32).
@@ -40,16 +40,18 @@ extension OpRegistry {
                  makeKernel: { node, opset in
                      let eps = Double(try node.float("epsilon", default: 1e-5))
                      let momentum = Double(try node.float("momentum", default: 0.9))
-                     let training = try opset >= 14 && node.int("training_mode", default: 0) != 0
+                     let training = try BatchNormMode.isTraining(node, opset: opset)
                      if opset < 9, try node.int("spatial", default: 1) == 0 {
                          throw SegFormerError.unsupported("\(node.label): spatial = 0")
                      }
-                     let outs = node.outputs.filter { !$0.isEmpty }.count
-                     if !training && outs > 1 {
-                         throw SegFormerError.unsupported("\(node.label): training-mode outputs at opset \(opset) (only training_mode=1 at opset ≥ 14)")
+                     if opset < 9 && node.outputs.count > 1 {
+                         throw SegFormerError.unsupported("\(node.label): training-mode outputs at opset \(opset) (implemented from opset 9)")
                      }
-                     if training && node.outputs.count > 3 {
+                     if opset >= 14 && training && node.outputs.count > 3 {
                          throw SegFormerError.invalid("\(node.label): at most 3 outputs in training mode")
+                     }
+                     if !training && node.outputs.dropFirst().contains(where: { !$0.isEmpty }) {
+                         throw SegFormerError.invalid("\(node.label): running-statistics outputs need training_mode=1")
                      }
                      let label = node.label, outCount = node.outputs.count
                      return ClosureKernel { inputs, context in
@@ -184,8 +186,10 @@ enum Normalization {
 
     // MARK: BatchNormalization
 
+    /// `unbiasedRunningVariance`: PyTorch's rule (running_var moves towards the batch variance with
+    /// Bessel's correction, see BatchNormTraining.swift); ONNX's own rule uses the biased variance.
     static func batchNorm(_ inputs: [Tensor?], epsilon: Double, momentum: Double, training: Bool, outputs: Int,
-                          label: String, context: ExecutionContext) throws -> [Tensor] {
+                          unbiasedRunningVariance: Bool = false, label: String, context: ExecutionContext) throws -> [Tensor] {
         let x0 = try inputs.required(0)
         guard x0.dataType.isFloatingPoint else { throw SegFormerError.unsupported("\(label): element type \(x0.dataType)") }
         guard x0.rank >= 2 else { throw SegFormerError.invalid("\(label): input of shape \(x0.shape) needs rank ≥ 2") }
@@ -200,20 +204,7 @@ enum Normalization {
         let (scale, bias, runMean, runVar) = (params[0], params[1], params[2], params[3])
         var mean = runMean, variance = runVar
         let x = x0.dataType == .double ? x0 : NormOpsSupport.widenToFloat(x0)
-        if training {
-            // batch statistics over N and the spatial axes (population variance)
-            let xs = try x.doubles()
-            let count = Double(n * spatial)
-            for ch in 0..<c {
-                var s = 0.0
-                for b in 0..<n { let base = (b * c + ch) * spatial; for k in 0..<spatial { s += xs[base + k] } }
-                let m = s / count
-                var v = 0.0
-                for b in 0..<n { let base = (b * c + ch) * spatial; for k in 0..<spatial { let e = xs[base + k] - m; v += e * e } }
-                mean[ch] = m
-                variance[ch] = v / count
-            }
-        }
+        if training { (mean, variance) = try batchStatistics(x, label: label) }
         let a = (0..<c).map { scale[$0] / (variance[$0] + epsilon).squareRoot() }
         func apply<T: BinaryFloatingPoint>(_: T.Type) -> Tensor {
             let y = Tensor(uninitialized: x.dataType, shape: shape)
@@ -239,8 +230,11 @@ enum Normalization {
             }
         }
         let newMean = (0..<c).map { runMean[$0] * momentum + mean[$0] * (1 - momentum) }
-        let newVar = (0..<c).map { runVar[$0] * momentum + variance[$0] * (1 - momentum) }
-        return Array([y, stat(newMean), stat(newVar)].prefix(outputs))
+        let count = Double(n * spatial)
+        let correction = unbiasedRunningVariance && count > 1 ? count / (count - 1) : 1
+        let newVar = (0..<c).map { runVar[$0] * momentum + variance[$0] * correction * (1 - momentum) }
+        // Opsets 9–13 add saved_mean / saved_var: the batch statistics.
+        return Array([y, stat(newMean), stat(newVar), stat(mean), stat(variance)].prefix(outputs))
     }
 
     // MARK: GroupNormalization
@@ -371,9 +365,7 @@ extension OpRegistry {
     }
 
     static let batchNormGradient: GradientRule = { ctx in
-        if try ctx.opset >= 14 && ctx.node.int("training_mode", default: 0) != 0 {
-            throw SegFormerError.unsupported("\(ctx.node.label): gradient of BatchNormalization in training mode")
-        }
+        if try BatchNormMode.isTraining(ctx.node, opset: ctx.opset) { return try batchNormTrainingGradient(ctx) }
         let attrs: [String: Attribute] = ["epsilon": .float(try ctx.node.float("epsilon", default: 1e-5))]
         let outs = ctx.builder.add("BatchNormInferenceGrad", domain: trainingDomain,
                                    [try ctx.gradient(), ctx.input(0), ctx.input(1), ctx.input(3), ctx.input(4)],
@@ -505,23 +497,10 @@ extension Normalization {
         var dS = [Double](repeating: 0, count: c), dB = [Double](repeating: 0, count: c)
         func run<T: BinaryFloatingPoint>(_: T.Type) {
             let xs = x.pointer(T.self), gs = dy.pointer(T.self), ds = dx.pointer(T.self)
-            // per (n, c) plane: dX = dY·scale·inv; plane sums of dY and dY·(x − mean)
-            var sums = [Double](repeating: 0, count: 2 * n * c)
-            sums.withUnsafeMutableBufferPointer { sums in
-                let sp = sums.baseAddress!
-                context.parallelFor(n * c, minimumPerChunk: max(1, 16384 / max(spatial, 1))) { a, b in
-                    for p in a..<b {
-                        let ch = p % c
-                        let k = T(scale[ch] * inv[ch]), m = T(mean[ch])
-                        let src = xs + p * spatial, g = gs + p * spatial, d = ds + p * spatial
-                        var sg = 0.0, sgx = 0.0
-                        for i in 0..<spatial {
-                            d[i] = g[i] * k
-                            sg += Double(g[i]); sgx += Double(g[i] * (src[i] - m))
-                        }
-                        sp[2 * p] = sg; sp[2 * p + 1] = sgx
-                    }
-                }
+            // per (n, c) plane: dX = dY·scale·inv, in the same pass as the plane sums
+            let sums = batchNormPlaneSums(xs, gs, mean: mean, n: n, c: c, spatial: spatial, context: context) { p in
+                let k = T(scale[p % c] * inv[p % c]), g = gs + p * spatial, d = ds + p * spatial
+                for i in 0..<spatial { d[i] = g[i] * k }
             }
             for p in 0..<(n * c) {
                 let ch = p % c

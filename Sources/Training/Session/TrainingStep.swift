@@ -20,17 +20,20 @@ extension TrainingSession {
     /// forward + backward on `microBatches` batches from `next` (nil, an epoch boundary, is skipped),
     /// stopping at a non-finite loss or gradient with an error naming step `number` (1-based); the
     /// gradients averaged over the micro-batches (gradient accumulation); then one update by
-    /// `optimizer` at `learningRate`.
+    /// `optimizer` at `learningRate`. Running statistics of training-mode BatchNorms move with each
+    /// micro-batch's forward pass, as PyTorch's do.
     public func step(_ number: Int, optimizer: Optimizer, learningRate: Double, microBatches: Int = 1,
                      next: () throws -> SegmentationBatch?) throws -> TrainingStepResult {
         precondition(microBatches >= 1, "a step needs at least one micro-batch")
         var result = TrainingStepResult(losses: [], images: 0, gradients: [:])
         while result.losses.count < microBatches {
             guard let batch = try next() else { continue }
-            let (loss, grads) = try lossAndGradients(pixelValues: batch.pixelValues, labels: batch.labels)
+            let (loss, grads, runningStatistics) = try forwardBackward(pixelValues: batch.pixelValues, labels: batch.labels)
             try TrainingSession.requireFinite(loss: loss, step: number,
                                               detail: batch.indices.isEmpty ? "" : " (samples \(batch.indices))")
             try requireFinite(gradients: grads, step: number)
+            // Each forward pass in train mode moves the BatchNorm running statistics (as in PyTorch).
+            commit(buffers: runningStatistics)
             // One batch: its gradients as they are (scaling by 1 would change no bit, only cost a copy).
             if microBatches == 1 { result.gradients = grads } else {
                 TrainingSession.accumulate(&result.gradients, grads, scale: 1 / Float(microBatches))

@@ -39,6 +39,8 @@ public struct TrainerOptions: Sendable {
     public var replaceExistingRun = false
     /// Intra-op threads (default: all cores).
     public var threads: Int?
+    /// Seed of dropout / drop-path masks in training-mode graphs (the stream's position is checkpointed).
+    public var seed: UInt64 = 0
     /// Label value the loss ignores.
     public var ignoreIndex = 255
 
@@ -108,7 +110,7 @@ public final class Trainer {
         self.validation = validation
         self.evaluator = evaluator
         training = try TrainingSession(model: model, options: TrainingOptions(ignoreIndex: options.ignoreIndex,
-                                                                              threads: options.threads))
+                                                                              threads: options.threads, seed: options.seed))
         // Parameter groups: decode head at a higher rate; no decay on norms / position blocks.
         let consumers = Trainer.consumerNodes(training.model.graph)
         var head: [String] = [], noDecay: [String] = [], headNoDecay: [String] = []
@@ -152,7 +154,9 @@ public final class Trainer {
     func saveCheckpoint() throws {
         var pipeline: [String: [UInt64]] = ["loader": loader.state.words]
         if let best = bestMIoU { pipeline["best_miou_bits"] = [best.bitPattern] }
-        let ck = Checkpoint(step: step, parameters: training.parameters, optimizer: optimizer.state,
+        pipeline["random"] = training.randomState.words
+        // Parameters and BatchNorm running statistics (`loadParameters` takes both back).
+        let ck = Checkpoint(step: step, parameters: training.modelState, optimizer: optimizer.state,
                             pipelineState: pipeline, metadata: ["format": "segformer-swift trainer"])
         try ck.write(to: checkpointPath)
     }
@@ -167,6 +171,7 @@ public final class Trainer {
         step = ck.step
         if let words = ck.pipelineState["loader"] { try loader.restore(try DataLoaderState(words: words)) }
         if let b = ck.pipelineState["best_miou_bits"]?.first { bestMIoU = Double(bitPattern: b) }
+        if let words = ck.pipelineState["random"] { training.randomState = try RandomStream(words: words) }
         return true
     }
 
@@ -223,7 +228,7 @@ public final class Trainer {
         }
         // The final model: the best by validation mIoU when validating, else the last.
         let modelPath = options.outputDirectory + "/model.onnx"
-        let final = training.updatedModel()
+        let final = try training.inferenceModel()
         if validation == nil || !fm.fileExists(atPath: modelPath) { try ONNXExporter.write(final, to: modelPath) }
         try ONNXExporter.write(final, to: options.outputDirectory + "/last.onnx")
         return last
@@ -232,7 +237,7 @@ public final class Trainer {
     /// Evaluates the current parameters; writes `model.onnx` when the mIoU is the best so far.
     func evaluateAndKeepBest() throws -> Double? {
         guard let validation, let evaluator else { return nil }
-        let current = training.updatedModel()
+        let current = try training.inferenceModel()
         let session = try Session(model: current, options: SessionOptions(threads: options.threads))
         let m = try evaluator.evaluate(session: session, dataset: validation).meanIoU
         if bestMIoU == nil || m > bestMIoU! {
