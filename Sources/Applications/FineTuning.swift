@@ -22,7 +22,7 @@ public struct FineTuningOptions: Sendable {
     public var augment = true
     /// Visit the training samples in a new seeded order every epoch.
     public var shuffle = true
-    /// Seed for shuffling and augmentation.
+    /// Seed for shuffling, augmentation and dropout / drop-path masks (it sets `trainer.seed`).
     public var seed: UInt64 = 0
     /// The split evaluated during training (keeping the best model by mean IoU); nil, or a data source
     /// without splits, trains without validation.
@@ -106,6 +106,7 @@ public final class FineTuning {
         let evaluator = SegmentationEvaluator(processor: processor, numLabels: classCount, reduceLabels: data.reducesLabels)
         var trainerOptions = options.trainer
         trainerOptions.jobOptions.merge(options.recordedOptions) { _, job in job }
+        trainerOptions.seed = options.seed
         trainer = try Trainer(model: model, loader: loader, validation: validation,
                               evaluator: validation == nil ? nil : evaluator, options: trainerOptions)
     }

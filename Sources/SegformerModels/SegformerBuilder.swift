@@ -16,6 +16,13 @@ public struct SegformerConfig: Sendable, Equatable {
     public var id2label: [Int: String]
     /// HF's init std (`initializer_range`).
     public var initializerRange: Float = 0.02
+    /// Train-mode regularisation (HF's `SegformerConfig` defaults): dropout after the attention and MLP
+    /// projections, on the attention probabilities, before the classifier; stochastic depth spread
+    /// linearly over all blocks (block k of n: rate·k/(n−1)).
+    public var hiddenDropoutProb = 0.0
+    public var attentionProbsDropoutProb = 0.0
+    public var classifierDropoutProb = 0.1
+    public var dropPathRate = 0.1
 
     public init(hiddenSizes: [Int], depths: [Int], numAttentionHeads: [Int] = [1, 2, 5, 8], srRatios: [Int] = [8, 4, 2, 1],
                 patchSizes: [Int] = [7, 3, 3, 3], strides: [Int] = [4, 2, 2, 2], mlpRatios: [Int] = [4, 4, 4, 4],
@@ -76,11 +83,20 @@ public struct SegformerConfig: Sendable, Equatable {
         guard numChannels >= 1, numChannels <= 64 else {
             throw SegFormerError.invalid("SegformerConfig: num_channels \(numChannels) out of range")
         }
+        for (name, p) in [("hidden_dropout_prob", hiddenDropoutProb), ("attention_probs_dropout_prob", attentionProbsDropoutProb),
+                          ("classifier_dropout_prob", classifierDropoutProb), ("drop_path_rate", dropPathRate)]
+            where !(p >= 0 && p < 1) {
+            throw SegFormerError.invalid("SegformerConfig: \(name) \(p) must be in [0, 1)")
+        }
     }
 }
 
-/// Builds SegformerForSemanticSegmentation (eval mode, decode-head BatchNorm folded into a biased
-/// `linear_fuse`) or SegformerForImageClassification natively as an opset-17 graph. Initializers carry HF parameter names
+/// Builds SegformerForSemanticSegmentation or SegformerForImageClassification natively as an opset-17
+/// graph. The segmentation model comes in one of two forms: `.inference` (eval mode: decode-head
+/// BatchNorm folded into a biased `linear_fuse`, no dropout) or `.training` (HF's train mode:
+/// `linear_fuse` without bias → BatchNormalization training_mode=1 with running statistics, dropout and
+/// drop-path as torch.onnx exports them; `Passes.inferenceForm` turns it into the eval graph).
+/// Initializers carry HF parameter names
 /// (transformers ≥ 5: `segformer.stages.0.blocks.0.attention.q_proj.weight`); Linear weights are
 /// stored as MatMul right operands [in, out] (the transpose of PyTorch's [out, in]).
 public enum SegformerBuilder {
@@ -112,15 +128,23 @@ public enum SegformerBuilder {
         case imageClassification = "SegformerForImageClassification"
     }
 
+    public enum Form: Sendable { case inference, training }
+
     /// Emits the graph; parameters are initialised as the installed transformers' `_init_weights` does:
-    /// Linear and Conv weights normal(0, initializer_range), biases 0, LayerNorm weight 1 / bias 0.
-    public static func build(config: SegformerConfig, head: Head = .semanticSegmentation, seed: UInt64 = 0) throws -> Model {
+    /// Linear and Conv weights normal(0, initializer_range), biases 0, LayerNorm and BatchNorm weight 1 /
+    /// bias 0, running mean 0 / variance 1.
+    public static func build(config: SegformerConfig, head: Head = .semanticSegmentation, seed: UInt64 = 0,
+                             form: Form = .inference) throws -> Model {
         try config.validate()
         var rng = Normal(seed: seed)
         let input = ValueInfo(name: "pixel_values", type: TensorType(.float, [.symbol("batch"), .known(config.numChannels),
                                                                                  .symbol("height"), .symbol("width")]))
         let b = GraphBuilder(graph: Graph(name: "segformer", inputs: [input]), prefix: "")
         let w = Writer(builder: b, std: config.initializerRange)
+        if form == .training {
+            w.regularisation = Writer.Regularisation(hidden: config.hiddenDropoutProb, attention: config.attentionProbsDropoutProb,
+                                                     dropPath: config.dropPathRate, blocks: config.depths.reduce(0, +))
+        }
 
         // Encoder.
         var x = "pixel_values"
@@ -184,8 +208,11 @@ public enum SegformerBuilder {
             upsampled.append(img)
         }
         let cat = b.add1(OpType.concat, upsampled.reversed(), attributes: ["axis": .int(1)], name: "decode_head/Concat")
-        let fused = w.conv(cat, "decode_head.linear_fuse", inC: d * config.numStages, outC: d, kernel: 1, stride: 1, pad: 0, rng: &rng)
-        let act = b.add1(OpType.relu, [fused], name: "decode_head/activation")
+        var fused = w.conv(cat, "decode_head.linear_fuse", inC: d * config.numStages, outC: d, kernel: 1, stride: 1, pad: 0,
+                           bias: form == .inference, rng: &rng)
+        if form == .training { fused = w.batchNormTraining(fused, "decode_head.batch_norm", d) }
+        var act = b.add1(OpType.relu, [fused], name: "decode_head/activation")
+        if form == .training { act = w.dropout(act, config.classifierDropoutProb, "decode_head.dropout") }
         let logits = w.conv(act, "decode_head.classifier", inC: d, outC: config.numLabels, kernel: 1, stride: 1, pad: 0,
                             rng: &rng, output: "logits")
         b.addOutput(logits, type: TensorType(.float, [.symbol("batch"), .known(config.numLabels),
@@ -200,9 +227,61 @@ public enum SegformerBuilder {
         let std: Float
         private var constants: [String: String] = [:]
 
+        /// Train-mode dropout rates; nil builds the eval graph.
+        struct Regularisation {
+            var hidden: Double, attention: Double, dropPath: Double
+            /// Blocks in all stages (drop-path's rate grows linearly over them).
+            var blocks: Int
+        }
+        var regularisation: Regularisation?
+        /// Blocks emitted so far (the index of the next block's drop-path rate).
+        private var blocksEmitted = 0
+
         init(builder: GraphBuilder, std: Float) {
             self.builder = builder
             self.std = std
+        }
+
+        /// Dropout as torch.onnx exports it in training mode (ratio and training_mode inputs, mask
+        /// output); nothing at ratio 0.
+        func dropout(_ x: String, _ ratio: Double, _ scope: String) -> String {
+            guard ratio > 0 else { return x }
+            let path = "/" + scope.replacingOccurrences(of: ".", with: "/")
+            let training = constants["training_mode"] ?? {
+                let on = Tensor(uninitialized: .bool, shape: [])
+                on.pointer(Bool.self)[0] = true
+                let name = builder.constant(on, name: "training_mode")
+                constants["training_mode"] = name
+                return name
+            }()
+            return builder.add(OpType.dropout, [x, scalar(Float(ratio), "ratio"), training], outputs: 2,
+                               name: path + "/Dropout")[0]
+        }
+
+        /// HF's drop_path on tokens [B, N, C] as torch.onnx exports it: x / keep · floor(keep + U[B, 1, 1]).
+        func dropPath(_ x: String, _ rate: Double, _ scope: String) -> String {
+            guard rate > 0 else { return x }
+            let b = builder, path = "/" + scope.replacingOccurrences(of: ".", with: "/")
+            let keep = scalar(Float(1 - rate), "keep_prob")
+            let batch = b.add1(OpType.slice, [b.add1(OpType.shape, [x]), int64s([0], "starts"), int64s([1], "ends")])
+            let shape = b.add1(OpType.concat, [batch, int64s([1, 1], "ones")], attributes: ["axis": .int(0)])
+            let zeros = b.add1(OpType.constantOfShape, [shape], attributes: ["value": .tensor(Tensor([Float(0)], shape: [1]))])
+            let u = b.add1(OpType.randomUniformLike, [zeros], attributes: ["dtype": .int(Int(DataType.float.rawValue))],
+                           name: path + "/RandomUniformLike")
+            let mask = b.add1(OpType.floor, [b.add1(OpType.add, [keep, u], name: path + "/Add")], name: path + "/Floor")
+            return b.add1(OpType.mul, [b.add1(OpType.div, [x, keep], name: path + "/Div"), mask], name: path + "/Mul")
+        }
+
+        /// BatchNorm2d in train mode (PyTorch's defaults: eps 1e-5, momentum 0.1 = ONNX momentum 0.9),
+        /// with the running-statistics outputs a training session writes back.
+        func batchNormTraining(_ x: String, _ name: String, _ c: Int) -> String {
+            let scale = param("\(name).weight", Tensor([Float](repeating: 1, count: c), shape: [c]))
+            let bias = param("\(name).bias", Tensor(zeros: .float, shape: [c]))
+            let mean = param("\(name).running_mean", Tensor(zeros: .float, shape: [c]))
+            let variance = param("\(name).running_var", Tensor([Float](repeating: 1, count: c), shape: [c]))
+            return builder.add(OpType.batchNormalization, [x, scale, bias, mean, variance],
+                               attributes: ["epsilon": .float(1e-5), "momentum": .float(0.9), "training_mode": .int(1)],
+                               outputs: 3, name: "/" + name.replacingOccurrences(of: ".", with: "/") + "/BatchNormalization")[0]
         }
 
         /// Shared small constants (one initializer per distinct value).
@@ -235,19 +314,19 @@ public enum SegformerBuilder {
         }
 
         func conv(_ x: String, _ name: String, inC: Int, outC: Int, kernel: Int, stride: Int, pad: Int, groups: Int = 1,
-                  rng: inout Normal, output: String? = nil) -> String {
+                  bias: Bool = true, rng: inout Normal, output: String? = nil) -> String {
             let wname = param("\(name).weight", normal([outC, inC / groups, kernel, kernel], rng: &rng))
-            let bname = param("\(name).bias", Tensor(zeros: .float, shape: [outC]))
+            let inputs = bias ? [x, wname, param("\(name).bias", Tensor(zeros: .float, shape: [outC]))] : [x, wname]
             let attrs: [String: Attribute] = ["kernel_shape": .ints([kernel, kernel]), "strides": .ints([stride, stride]),
                                               "pads": .ints([pad, pad, pad, pad]), "group": .int(groups),
                                               "dilations": .ints([1, 1])]
             let nodeName = "/" + name.replacingOccurrences(of: ".", with: "/") + "/Conv"
             if let output {
-                builder.appendNode(Node(name: nodeName, opType: OpType.conv, inputs: [x, wname, bname], outputs: [output],
+                builder.appendNode(Node(name: nodeName, opType: OpType.conv, inputs: inputs, outputs: [output],
                                         attributes: attrs))
                 return output
             }
-            return builder.add1(OpType.conv, [x, wname, bname], attributes: attrs, name: nodeName)
+            return builder.add1(OpType.conv, inputs, attributes: attrs, name: nodeName)
         }
 
         func linear(_ x: String, _ name: String, inF: Int, outF: Int, rng: inout Normal) -> String {
@@ -302,20 +381,27 @@ public enum SegformerBuilder {
             let vh = b.add1(OpType.transpose, [b.add1(OpType.reshape, [v, headsShape])], attributes: ["perm": .ints([0, 2, 1, 3])])
             let scores = b.add1(OpType.mul, [b.add1(OpType.matMul, [qh, kt], name: path + "/attention/MatMul"),
                                         scalar(Float(1 / Double(hd).squareRoot()), "scaling")])
-            let probs = b.add1(OpType.softmax, [scores], attributes: ["axis": .int(-1)], name: path + "/attention/Softmax")
+            let r = regularisation
+            let probs = dropout(b.add1(OpType.softmax, [scores], attributes: ["axis": .int(-1)], name: path + "/attention/Softmax"),
+                                r?.attention ?? 0, "\(a).dropout")
             let ctx = b.add1(OpType.matMul, [probs, vh], name: path + "/attention/MatMul_1")
             let merged = b.add1(OpType.reshape, [b.add1(OpType.transpose, [ctx], attributes: ["perm": .ints([0, 2, 1, 3])]),
                                             int64s([0, 0, c], "merge_shape")])
-            let attn = linear(merged, "\(a).o_proj", weight: oW, inF: c, outF: c)
+            // Drop-path rate of this block: linear from 0 to drop_path_rate over all blocks.
+            let blockIndex = blocksEmitted
+            blocksEmitted += 1
+            let rate = r.map { $0.blocks > 1 ? $0.dropPath * Double(blockIndex) / Double($0.blocks - 1) : 0 } ?? 0
+            let attn = dropPath(dropout(linear(merged, "\(a).o_proj", weight: oW, inF: c, outF: c), r?.hidden ?? 0,
+                                        "\(p).hidden_dropout"), rate, "\(p).drop_path")
             let h1 = b.add1(OpType.add, [attn, x], name: path + "/Add")
 
             let normed2 = layerNorm(h1, "\(p).layernorm_after", c)
             let fc1 = linear(normed2, "\(p).mlp.fc1", inF: c, outF: hidden, rng: &rng)
             let dw = conv(image(fc1, toImage, "\(p).mlp.dwconv"), "\(p).mlp.dwconv.dwconv", inC: hidden, outC: hidden,
                           kernel: 3, stride: 1, pad: 1, groups: hidden, rng: &rng)
-            let g = gelu(tokens(dw, "\(p).mlp.dwconv"), "\(p).mlp")
-            let fc2 = linear(g, "\(p).mlp.fc2", inF: hidden, outF: c, rng: &rng)
-            return b.add1(OpType.add, [fc2, h1], name: path + "/Add_1")
+            let g = dropout(gelu(tokens(dw, "\(p).mlp.dwconv"), "\(p).mlp"), r?.hidden ?? 0, "\(p).mlp.dropout")
+            let fc2 = dropout(linear(g, "\(p).mlp.fc2", inF: hidden, outF: c, rng: &rng), r?.hidden ?? 0, "\(p).mlp.dropout_1")
+            return b.add1(OpType.add, [dropPath(fc2, rate, "\(p).drop_path_1"), h1], name: path + "/Add_1")
         }
 
         /// Linear with a weight already drawn ([out, in] PyTorch layout), stored transposed as [in, out].
@@ -435,8 +521,10 @@ extension SegformerBuilder {
         }
         var out: [String: SourceParameter] = [:]
         func record(_ path: String, _ tensor: Tensor, layoutUnknown: Bool) throws {
-            // Only module parameters (`….weight`, `….bias`), not exporter-made names such as `…weight_bias`.
-            guard let key = parameterKey(path, scopes: scopes), key.hasSuffix(".weight") || key.hasSuffix(".bias") else { return }
+            // Only module parameters (`….weight`, `….bias`) and BatchNorm running statistics (training-mode
+            // exports keep them), not exporter-made names such as `…weight_bias`.
+            guard let key = parameterKey(path, scopes: scopes),
+                  [".weight", ".bias", ".running_mean", ".running_var"].contains(where: { key.hasSuffix($0) }) else { return }
             if let prev = out[key], !(prev.tensor.shape == tensor.shape && prev.tensor.bitwiseEqual(tensor)) {
                 throw SegFormerError.invalid("source model has two different tensors for parameter '\(key)'")
             }
@@ -444,6 +532,12 @@ extension SegformerBuilder {
         }
         // Values named by module path: initializers and Identity outputs.
         for (name, t) in graph.initializers where t.dataType.isFloatingPoint {
+            // Training-mode exports (no constant folding) keep Linear weights in PyTorch's [out, in]
+            // layout and transpose them in the graph.
+            if t.shape.count == 2, graph.nodes.contains(where: { $0.opType == OpType.transpose && $0.inputs.first == name }) {
+                try record(name, transposed2D(t), layoutUnknown: false)
+                continue
+            }
             try record(name, t, layoutUnknown: t.shape.count == 2 && !consumedAsMatMulWeight(name, graph))
         }
         for (out, _) in alias { if let src = resolve(out) {

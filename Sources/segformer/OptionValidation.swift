@@ -43,7 +43,13 @@ extension Step {
 }
 
 extension Init {
-    func validate() throws { try OptionCheck.atLeast(1, ["num-labels": numLabels]) }
+    func validate() throws {
+        try OptionCheck.atLeast(1, ["num-labels": numLabels])
+        // Rates are probabilities below 1 (a rate of 1 would drop everything and scale the rest by 1/0).
+        try OptionCheck.finite(["drop-path-rate": dropPathRate ?? 0, "classifier-dropout": classifierDropout ?? 0,
+                                "hidden-dropout": hiddenDropout ?? 0, "attention-dropout": attentionDropout ?? 0],
+                               in: 0...0.999_999)
+    }
 }
 
 extension Bench {

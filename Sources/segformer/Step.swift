@@ -8,7 +8,11 @@ import SegmentationData
 struct Step: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a SegFormer ONNX graph for N steps on one batch (HF loss, autodiff, AdamW/SGD).",
-        discussion: "Prints `loss <value>` before each step and once after the last (N+1 lines).")
+        discussion: """
+            Prints `loss <value>` before each step and once after the last (N+1 lines). Training-mode exports \
+            train as PyTorch trains: BatchNorm on batch statistics, its running statistics moved by each step \
+            (not by the last loss), dropout and drop-path masks drawn from --seed.
+            """)
 
     @Argument(help: "The .onnx model (SegformerForSemanticSegmentation export).") var model: String
     @Option(help: "pixel_values tensor (.pb), float32 B×3×H×W.") var pixelValues: String
@@ -24,7 +28,8 @@ struct Step: ParsableCommand {
     @Option(help: "Label value the loss ignores.") var ignoreIndex: Int = 255
     @Option(name: .customLong("freeze"), help: "Freeze parameters whose name contains this (repeatable).") var freeze: [String] = []
     @Option(help: "Write the first step's gradients as a node-less ONNX model (initializers named by parameter).") var saveGradients: String?
-    @Option(help: "Write the updated model as ONNX.") var saveModel: String?
+    @Option(help: "Write the updated model as ONNX (parameters and BatchNorm running statistics after the N steps).") var saveModel: String?
+    @Option(help: "Seed of dropout / drop-path masks in training-mode graphs.") var seed: UInt64 = 0
     @OptionGroup var threadOptions: ThreadOptions
     @Flag(help: "Replace output files that already exist.") var overwrite = false
 
@@ -36,7 +41,7 @@ struct Step: ParsableCommand {
             let pixels = try ONNXImporter.readTensorFile(pixelValues).tensor
             let labelTensor = try ONNXImporter.readTensorFile(labels).tensor
             let training = try TrainingSession(model: m, options: TrainingOptions(
-                freezePatterns: freeze, ignoreIndex: ignoreIndex, threads: threadOptions.threads))
+                freezePatterns: freeze, ignoreIndex: ignoreIndex, threads: threadOptions.threads, seed: seed))
             let opt: Optimizer
             switch optimizer.lowercased() {
             case "adamw": opt = AdamW(beta1: beta1, beta2: beta2, epsilon: eps, weightDecay: weightDecay)

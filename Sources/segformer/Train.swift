@@ -51,7 +51,7 @@ struct Train: ParsableCommand {
     @Option(help: "Learning-rate multiplier for the decode head.") var headLrMultiplier: Double = 10
     @Option(help: "Evaluate every N steps (default: every epoch).") var evalEvery: Int?
     @Option(help: "Checkpoint every N steps.") var checkpointEvery: Int = 50
-    @Option(help: "Seed for shuffling and augmentation.") var seed: UInt64 = 0
+    @Option(help: "Seed for shuffling, augmentation and dropout / drop-path masks.") var seed: UInt64 = 0
     @Flag(help: "No random resize/crop/flip/colour jitter (images are resized to --size).") var noAugment = false
     @Flag(help: "Keep the dataset order.") var noShuffle = false
     @Option(help: "Append one JSON object per optimizer step to this file.") var logJson: String?

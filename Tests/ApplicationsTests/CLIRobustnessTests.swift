@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import GraphIR
 import TestSupport
 
 /// Malformed input never crashes the tool: every command given a truncated, bit-flipped or random
@@ -177,5 +178,35 @@ final class CLIRobustnessTests: XCTestCase {
         let o = try run(["classify", commonFixtures.path("hf-checkpoints/cls"), image!, "--top", "1"])
         XCTAssertEqual(o.status, 0, o.stderr)
         XCTAssertTrue(o.stdout.hasPrefix("1. class 3") && o.stdout.contains("boat"), o.stdout)
+    }
+
+    /// `step --steps 3` on a training-mode export prints PyTorch's 4 losses (1e-4 relative) and saves the
+    /// running statistics PyTorch has after 3 steps (1e-3 relative); --seed fixes dropout masks.
+    func testStepOnTrainingModeExport() throws {
+        let folder = try commonFixtures.path("tiny-segformer-train")
+        let x = folder + "/batch/pixel_values.pb", y = folder + "/batch/labels.pb", out = scratch + "/trained.onnx"
+        let o = try run(["step", folder + "/model.op17.onnx", "--pixel-values", x, "--labels", y, "--steps", "3", "--lr", "1e-3",
+                         "--weight-decay", "0.01", "--save-model", out])
+        XCTAssertEqual(o.status, 0, o.stderr)
+        let losses = o.stdout.split(separator: "\n").filter { $0.hasPrefix("loss ") }.compactMap { Double($0.dropFirst(5)) }
+        let expected = try ONNXImporter.readTensorFile(folder + "/expected/adamw-losses.pb").tensor.doubles()
+        XCTAssertEqual(losses.count, 4, o.stdout)
+        for (got, want) in zip(losses, expected) { XCTAssertEqual(got, want, accuracy: 1e-4 * abs(want), o.stdout) }
+        let saved = try ONNXImporter.load(contentsOf: out).graph.initializers
+        let after = try ONNXImporter.load(contentsOf: folder + "/expected/after-3-adamw.onnx").graph.initializers
+        for name in ["m.decode_head.batch_norm.running_mean", "m.decode_head.batch_norm.running_var"] {
+            let got = try XCTUnwrap(saved[name], name), want = try XCTUnwrap(after[name], name)
+            XCTAssertLessThanOrEqual(normOfDifference(got, want), 1e-3 * norm(want), name)
+        }
+        func dropoutLosses(_ seed: Int, threads: Int = 2) throws -> [Substring] {
+            let r = try run(["step", folder + "/model.dropout.op17.onnx", "--pixel-values", x, "--labels", y, "--steps", "2",
+                             "--seed", "\(seed)", "--threads", "\(threads)"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            return r.stdout.split(separator: "\n").filter { $0.hasPrefix("loss ") }
+        }
+        let first = try dropoutLosses(1)
+        XCTAssertEqual(first.count, 3)
+        XCTAssertEqual(try dropoutLosses(1, threads: 1), first, "same seed, other thread count")
+        XCTAssertNotEqual(try dropoutLosses(2), first, "another seed")
     }
 }

@@ -91,6 +91,20 @@ final class NormGradientTests: XCTestCase {
         check("BatchNormalization", [random([2, 3], seed: 19), scale, bias, mean, variance], opset: 11, differentiable: [0, 1, 2])
     }
 
+    /// Batch statistics: the gradient flows through the mean and variance too (BatchNormTrainingGrad).
+    func testBatchNormTrainingGradients() throws {
+        let x = random([3, 2, 2, 3], seed: 24, scale: 2, offset: 0.3)
+        let scale = random([2], seed: 25, offset: 1), bias = random([2], seed: 26)
+        let mean = random([2], seed: 27, scale: 0.3), variance = random([2], seed: 28, scale: 0.2, offset: 0.8)
+        check("BatchNormalization", [x, scale, bias, mean, variance], ["training_mode": .int(1)], opset: 15,
+              differentiable: [0, 1, 2])
+        // opsets 9–13: training is asked for by the running-statistics outputs (no gradient flows there)
+        try GradientCheck.checkRule("BatchNormalization", inputs: [x, scale, bias, mean, variance], opset: 12, outputCount: 3,
+                                    differentiable: [0, 1, 2], withoutGradient: [1, 2])
+        try GradientCheck.checkRule("BatchNormTraining", domain: trainingDomain, inputs: [x, scale, bias, mean, variance],
+                                    attributes: ["epsilon": .float(1e-3)], differentiable: [0, 1, 2])
+    }
+
     // MARK: reductions
 
     func testReductionGradients() {

@@ -20,13 +20,13 @@ final class TrainerTests: XCTestCase {
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(atPath: root) }
 
-    func tinyModel() throws -> Model {
+    func tinyModel(form: SegformerBuilder.Form = .inference) throws -> Model {
         let config = SegformerConfig(hiddenSizes: [8, 16], depths: [1, 1], numAttentionHeads: [1, 2], srRatios: [2, 1],
                                      patchSizes: [7, 3], strides: [4, 2], mlpRatios: [2, 2], decoderHiddenSize: 16, numLabels: 7)
-        return try SegformerBuilder.build(config: config, seed: 1)
+        return try SegformerBuilder.build(config: config, seed: 1, form: form)
     }
 
-    func makeTrainer(output: String, steps: Int, resume: Bool = false,
+    func makeTrainer(output: String, steps: Int, resume: Bool = false, form: SegformerBuilder.Form = .inference,
                      configure: (inout TrainerOptions) -> Void = { _ in }) throws -> Trainer {
         func dataset(_ split: SegmentationDataset.Split) throws -> SegmentationDataset {
             let d = try SegmentationDataset(adeRoot: root + "/data", split: split, numLabels: 255)
@@ -47,8 +47,9 @@ final class TrainerTests: XCTestCase {
         options.logJSONPath = output + "/log.jsonl"
         options.resume = resume
         options.threads = 1
+        options.seed = 11
         configure(&options)
-        let trainer = try Trainer(model: try tinyModel(), loader: loader, validation: try dataset(.validation),
+        let trainer = try Trainer(model: try tinyModel(form: form), loader: loader, validation: try dataset(.validation),
                                   evaluator: SegmentationEvaluator(processor: processor, numLabels: 7, reduceLabels: false),
                                   options: options)
         trainer.onLog = { _, _ in }
@@ -115,5 +116,34 @@ final class TrainerTests: XCTestCase {
         let loader = try SegmentationDataLoader(dataset: dataset, batchSize: 1, augmentation: nil,
                                                 processor: SegformerImageProcessor(height: 32, width: 32), seed: 1)
         XCTAssertThrowsError(try loader.next()) { e in XCTAssertTrue("\(e)".contains("3 of the 3 samples are bad"), "\(e)") }
+    }
+
+    /// HF's train-mode graph (BatchNorm on batch statistics, dropout, drop-path): resuming reproduces the
+    /// uninterrupted run bit for bit (running statistics and the random stream are in the checkpoint),
+    /// and the written model is the inference form.
+    func testTrainingGraphResumesExactlyAndWritesInferenceForm() throws {
+        let full = try makeTrainer(output: root + "/full", steps: 5, form: .training)
+        try full.run()
+        XCTAssertEqual(full.training.bufferNames.count, 2)
+        let first = try makeTrainer(output: root + "/split", steps: 5, form: .training)
+        first.shouldStop = { step in step == 3 }
+        XCTAssertThrowsError(try first.run())
+        let resumed = try makeTrainer(output: root + "/split", steps: 5, resume: true, form: .training)
+        try resumed.run()
+        let resumedState = resumed.training.modelState
+        for (name, p) in full.training.modelState {
+            XCTAssertTrue(p.bitwiseEqual(resumedState[name]!), "\(name) differs after resume")
+        }
+        for file in ["model.onnx", "last.onnx"] {
+            let written = try ONNXImporter.load(contentsOf: root + "/full/" + file)
+            let ops = written.graph.nodes.map(\.opType)
+            XCTAssertFalse(ops.contains(OpType.dropout) || ops.contains(OpType.randomUniformLike), "\(file): \(Set(ops))")
+            let bn = try XCTUnwrap(written.graph.nodes.first { $0.opType == OpType.batchNormalization })
+            XCTAssertEqual(bn.outputs.count, 1, file)
+            if file == "last.onnx" {
+                XCTAssertTrue(written.graph.initializers[bn.inputs[3]]!.bitwiseEqual(full.training.modelState[bn.inputs[3]]!),
+                              "running statistics written with the model")
+            }
+        }
     }
 }

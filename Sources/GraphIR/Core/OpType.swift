@@ -4,17 +4,23 @@
 /// there. `scripts/check-op-names.py` keeps it that way.
 public enum OpType {
     public static let add = "Add"
+    public static let batchNormalization = "BatchNormalization"
+    /// Training domain: BatchNormalization with PyTorch's running-statistics rule (training sessions).
+    public static let batchNormTraining = "BatchNormTraining"
     public static let cast = "Cast"
     public static let concat = "Concat"
     public static let constantOfShape = "ConstantOfShape"
     public static let conv = "Conv"
     public static let div = "Div"
+    public static let dropout = "Dropout"
     public static let erf = "Erf"
+    public static let floor = "Floor"
     public static let identity = "Identity"
     public static let layerNormalization = "LayerNormalization"
     public static let matMul = "MatMul"
     public static let mul = "Mul"
     public static let neg = "Neg"
+    public static let randomUniformLike = "RandomUniformLike"
     public static let reduceMean = "ReduceMean"
     public static let reduceSum = "ReduceSum"
     public static let relu = "Relu"

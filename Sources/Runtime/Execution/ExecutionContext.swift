@@ -2,10 +2,13 @@ import Dispatch
 import CBLAS
 import GraphIR
 
-/// Per-session settings the kernels see: how many threads they may use.
+/// Per-session settings the kernels see: how many threads they may use, and the random stream that
+/// training-mode ops (Dropout, RandomUniformLike) draw from.
 public final class ExecutionContext: @unchecked Sendable {
     /// Intra-op threads for our own loops and for OpenBLAS.
     public let threads: Int
+    /// Seed and run counter of the random numbers; `Session.run` advances `run` after each run.
+    public var random = RandomStream(seed: 0)
 
     public init(threads: Int? = nil) {
         let n = max(1, threads ?? ExecutionContext.coreCount)

@@ -13,6 +13,8 @@ public enum OpRegistry {
         ("convolution", convolutionOps),
         ("pooling", poolingOps),
         ("normalization", normalizationOps),
+        ("batch normalization in training", batchNormTrainingOps),
+        ("random generators", randomOps),
         ("softmax", softmaxOps),
         ("cross-entropy loss", crossEntropyOps),
         ("reduction", reductionOps),

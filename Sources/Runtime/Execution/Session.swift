@@ -78,6 +78,8 @@ public final class Session {
         for (s, t) in compiled.initializerSlots { slots[s] = t }
         for info in graph.inputs { if let t = feeds[info.name] { slots[compiled.slotOf[info.name]!] = t } }
         for (s, t) in plan.foldedValues { slots[s] = t }
+        // Each run draws fresh random numbers (a failed run too, so retrying does not repeat masks).
+        defer { context.random.run &+= 1 }
         for step in plan.steps { try execute(step, &slots) }
         var result: [String: Tensor] = [:]
         for o in graph.outputs {

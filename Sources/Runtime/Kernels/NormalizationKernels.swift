@@ -104,8 +104,10 @@ enum Normalization {
 
     // MARK: BatchNormalization
 
+    /// `unbiasedRunningVariance`: PyTorch's rule (running_var moves towards the batch variance with
+    /// Bessel's correction, see BatchNormTraining.swift); ONNX's own rule uses the biased variance.
     static func batchNorm(_ inputs: [Tensor?], epsilon: Double, momentum: Double, training: Bool, outputs: Int,
-                          label: String, context: ExecutionContext) throws -> [Tensor] {
+                          unbiasedRunningVariance: Bool = false, label: String, context: ExecutionContext) throws -> [Tensor] {
         let x0 = try inputs.required(0)
         guard x0.dataType.isFloatingPoint else { throw SegFormerError.unsupported("\(label): element type \(x0.dataType)") }
         guard x0.rank >= 2 else { throw SegFormerError.invalid("\(label): input of shape \(x0.shape) needs rank ≥ 2") }
@@ -120,20 +122,7 @@ enum Normalization {
         let (scale, bias, runMean, runVar) = (params[0], params[1], params[2], params[3])
         var mean = runMean, variance = runVar
         let x = x0.dataType == .double ? x0 : NormOpsSupport.widenToFloat(x0)
-        if training {
-            // batch statistics over N and the spatial axes (population variance)
-            let xs = try x.doubles()
-            let count = Double(n * spatial)
-            for ch in 0..<c {
-                var s = 0.0
-                for b in 0..<n { let base = (b * c + ch) * spatial; for k in 0..<spatial { s += xs[base + k] } }
-                let m = s / count
-                var v = 0.0
-                for b in 0..<n { let base = (b * c + ch) * spatial; for k in 0..<spatial { let e = xs[base + k] - m; v += e * e } }
-                mean[ch] = m
-                variance[ch] = v / count
-            }
-        }
+        if training { (mean, variance) = try batchStatistics(x, label: label) }
         let a = (0..<c).map { scale[$0] / (variance[$0] + epsilon).squareRoot() }
         func apply<T: BinaryFloatingPoint>(_: T.Type) -> Tensor {
             let y = Tensor(uninitialized: x.dataType, shape: shape)
@@ -159,8 +148,11 @@ enum Normalization {
             }
         }
         let newMean = (0..<c).map { runMean[$0] * momentum + mean[$0] * (1 - momentum) }
-        let newVar = (0..<c).map { runVar[$0] * momentum + variance[$0] * (1 - momentum) }
-        return Array([y, stat(newMean), stat(newVar)].prefix(outputs))
+        let count = Double(n * spatial)
+        let correction = unbiasedRunningVariance && count > 1 ? count / (count - 1) : 1
+        let newVar = (0..<c).map { runVar[$0] * momentum + variance[$0] * correction * (1 - momentum) }
+        // Opsets 9–13 add saved_mean / saved_var: the batch statistics.
+        return Array([y, stat(newMean), stat(newVar), stat(mean), stat(variance)].prefix(outputs))
     }
 
     // MARK: GroupNormalization
@@ -367,23 +359,10 @@ extension Normalization {
         var dS = [Double](repeating: 0, count: c), dB = [Double](repeating: 0, count: c)
         func run<T: BinaryFloatingPoint>(_: T.Type) {
             let xs = x.pointer(T.self), gs = dy.pointer(T.self), ds = dx.pointer(T.self)
-            // per (n, c) plane: dX = dY·scale·inv; plane sums of dY and dY·(x − mean)
-            var sums = [Double](repeating: 0, count: 2 * n * c)
-            sums.withUnsafeMutableBufferPointer { sums in
-                let sp = sums.baseAddress!
-                context.parallelFor(n * c, minimumPerChunk: max(1, 16384 / max(spatial, 1))) { a, b in
-                    for p in a..<b {
-                        let ch = p % c
-                        let k = T(scale[ch] * inv[ch]), m = T(mean[ch])
-                        let src = xs + p * spatial, g = gs + p * spatial, d = ds + p * spatial
-                        var sg = 0.0, sgx = 0.0
-                        for i in 0..<spatial {
-                            d[i] = g[i] * k
-                            sg += Double(g[i]); sgx += Double(g[i] * (src[i] - m))
-                        }
-                        sp[2 * p] = sg; sp[2 * p + 1] = sgx
-                    }
-                }
+            // per (n, c) plane: dX = dY·scale·inv, in the same pass as the plane sums
+            let sums = batchNormPlaneSums(xs, gs, mean: mean, n: n, c: c, spatial: spatial, context: context) { p in
+                let k = T(scale[p % c] * inv[p % c]), g = gs + p * spatial, d = ds + p * spatial
+                for i in 0..<spatial { d[i] = g[i] * k }
             }
             for p in 0..<(n * c) {
                 let ch = p % c

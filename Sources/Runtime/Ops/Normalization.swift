@@ -1,7 +1,7 @@
 import Foundation
 import GraphIR
 
-// LayerNormalization (opset 17), BatchNormalization (inference; training_mode at 14+),
+// LayerNormalization (opset 17), BatchNormalization (inference; training forms in BatchNormTraining.swift),
 // GroupNormalization (18: per-group scale/bias, 21: per-channel).
 // Statistics accumulate in Double; the normalised values are computed in the input's precision
 // (float16 / bfloat16 via float32).
@@ -40,16 +40,18 @@ extension OpRegistry {
                  makeKernel: { node, opset in
                      let eps = Double(try node.float("epsilon", default: 1e-5))
                      let momentum = Double(try node.float("momentum", default: 0.9))
-                     let training = try opset >= 14 && node.int("training_mode", default: 0) != 0
+                     let training = try BatchNormMode.isTraining(node, opset: opset)
                      if opset < 9, try node.int("spatial", default: 1) == 0 {
                          throw SegFormerError.unsupported("\(node.label): spatial = 0")
                      }
-                     let outs = node.outputs.filter { !$0.isEmpty }.count
-                     if !training && outs > 1 {
-                         throw SegFormerError.unsupported("\(node.label): training-mode outputs at opset \(opset) (only training_mode=1 at opset ≥ 14)")
+                     if opset < 9 && node.outputs.count > 1 {
+                         throw SegFormerError.unsupported("\(node.label): training-mode outputs at opset \(opset) (implemented from opset 9)")
                      }
-                     if training && node.outputs.count > 3 {
+                     if opset >= 14 && training && node.outputs.count > 3 {
                          throw SegFormerError.invalid("\(node.label): at most 3 outputs in training mode")
+                     }
+                     if !training && node.outputs.dropFirst().contains(where: { !$0.isEmpty }) {
+                         throw SegFormerError.invalid("\(node.label): running-statistics outputs need training_mode=1")
                      }
                      let label = node.label, outCount = node.outputs.count
                      return ClosureKernel { inputs, context in
@@ -129,9 +131,7 @@ extension OpRegistry {
     }
 
     static let batchNormGradient: GradientRule = { ctx in
-        if try ctx.opset >= 14 && ctx.node.int("training_mode", default: 0) != 0 {
-            throw SegFormerError.unsupported("\(ctx.node.label): gradient of BatchNormalization in training mode")
-        }
+        if try BatchNormMode.isTraining(ctx.node, opset: ctx.opset) { return try batchNormTrainingGradient(ctx) }
         let attrs: [String: Attribute] = ["epsilon": .float(try ctx.node.float("epsilon", default: 1e-5))]
         let outs = ctx.builder.add("BatchNormInferenceGrad", domain: trainingDomain,
                                    [try ctx.gradient(), ctx.input(0), ctx.input(1), ctx.input(3), ctx.input(4)],

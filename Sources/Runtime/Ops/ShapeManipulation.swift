@@ -291,7 +291,8 @@ extension OpRegistry {
         let seed = try node.int("seed")
         let attributeRatio = try node.float("ratio", default: 0.5)
         let wantsMask = node.outputs.count > 1 && !node.outputs[1].isEmpty
-        return ClosureKernel { inputs, _ in
+        let streamKey = node.outputs.first ?? node.name
+        return ClosureKernel { inputs, context in
             let x = try inputs.required(0)
             var training = false
             var ratio = Double(attributeRatio)
@@ -316,20 +317,30 @@ extension OpRegistry {
             guard ratio > 0 && ratio < 1 else {
                 throw SegFormerError.invalid("\(node.label): dropout ratio \(ratio) must be in [0, 1)")
             }
-            return try trainingDropout(x, ratio: ratio, seed: seed, wantsMask: wantsMask, node.label)
+            return try trainingDropout(x, ratio: ratio, seed: seed, stream: (context, streamKey), wantsMask: wantsMask, node.label)
         }
     }).withGradient(dropoutGradient)
         .nondeterministic()
 
-    /// Training-mode dropout. Keeps element i when u_i ≥ ratio, u_i the i-th double of numpy's legacy
-    /// `RandomState(seed).uniform` stream (MT19937), which is how ONNX's reference draws the mask; kept
-    /// elements are scaled by 1/(1-ratio) computed in the tensor's precision.
-    static func trainingDropout(_ x: Tensor, ratio: Double, seed: Int?, wantsMask: Bool, _ label: String) throws -> [Tensor] {
-        var rng = MT19937(seed: UInt32(truncatingIfNeeded: seed ?? Int(UInt32.random(in: 0...UInt32.max))))
+    /// Training-mode dropout. Keeps element i when u_i ≥ ratio: with a `seed` attribute, u_i is the i-th
+    /// double of numpy's legacy `RandomState(seed).uniform` stream (MT19937), which is how ONNX's
+    /// reference draws the mask; without one, u_i comes from the session's counter-based random stream
+    /// keyed by the node (reproducible from `--seed` on any thread count). Kept elements are scaled by
+    /// 1/(1-ratio) computed in the tensor's precision.
+    static func trainingDropout(_ x: Tensor, ratio: Double, seed: Int?, stream: (context: ExecutionContext, key: String),
+                                wantsMask: Bool, _ label: String) throws -> [Tensor] {
         let n = x.count
         let mask = Tensor(uninitialized: .bool, shape: x.shape)
         let m = mask.pointer(Bool.self)
-        for i in 0..<n { m[i] = rng.nextDouble() >= ratio }
+        if let seed {
+            var rng = MT19937(seed: UInt32(truncatingIfNeeded: seed))
+            for i in 0..<n { m[i] = rng.nextDouble() >= ratio }
+        } else {
+            let u = Tensor(uninitialized: .float, shape: x.shape)
+            let up = u.pointer(Float.self)
+            stream.context.random.uniforms(node: stream.key, count: n, context: stream.context, up)
+            for i in 0..<n { m[i] = Double(up[i]) >= ratio }
+        }
         let y = Tensor(uninitialized: x.dataType, shape: x.shape)
         func apply<T: BinaryFloatingPoint>(_: T.Type) {
             let s = x.pointer(T.self), d = y.pointer(T.self)

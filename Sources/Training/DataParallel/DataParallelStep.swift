@@ -36,10 +36,12 @@ extension TrainingSession {
             }
             var weighted = 0.0
             if labelled > 0 {
-                let (loss, grads) = try lossAndGradients(pixelValues: batch.pixelValues, labels: batch.labels)
+                let (loss, grads, runningStatistics) = try forwardBackward(pixelValues: batch.pixelValues, labels: batch.labels)
                 try TrainingSession.requireFinite(loss: loss, step: number,
                                                   detail: batch.indices.isEmpty ? "" : " (samples \(batch.indices))")
                 try requireFinite(gradients: grads, step: number)
+                // Each process's BatchNorms move on its own slice (DDP's default, without --sync-batchnorm).
+                commit(buffers: runningStatistics)
                 let share = Double(labelled) / Double(counts[0])
                 weighted = Double(loss) * share
                 TrainingSession.accumulate(&sums, grads, scale: Float(share / Double(microBatches)))
@@ -58,13 +60,5 @@ extension TrainingSession {
         try group.allReduceSum(&weightedLosses)
         try update(with: optimizer, gradients: sums, learningRate: learningRate)
         return TrainingStepResult(losses: weightedLosses.map { Float($0) }, images: images, gradients: sums)
-    }
-
-    /// Pixels of `labels` (int64) the loss counts: those not equal to `ignoreIndex`.
-    static func labelledPixels(_ labels: Tensor, ignoreIndex: Int) -> Int {
-        let p = labels.pointer(Int64.self), ignored = Int64(ignoreIndex)
-        var n = 0
-        for i in 0..<labels.count where p[i] != ignored { n += 1 }
-        return n
     }
 }

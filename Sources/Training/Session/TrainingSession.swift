@@ -11,18 +11,27 @@ public struct TrainingOptions: Sendable {
     /// Give each use of a merged initializer its own parameter (see `Passes.untieInitializers`).
     public var untieMergedInitializers = true
     public var threads: Int? = nil
+    /// Seed of the random numbers of training-mode graphs (dropout masks, drop-path).
+    public var seed: UInt64 = 0
     public init(freezePatterns: [String] = [], ignoreIndex: Int = 255, untieMergedInitializers: Bool = true,
-                threads: Int? = nil) {
+                threads: Int? = nil, seed: UInt64 = 0) {
         self.freezePatterns = freezePatterns
         self.ignoreIndex = ignoreIndex
         self.untieMergedInitializers = untieMergedInitializers
         self.threads = threads
+        self.seed = seed
     }
 }
 
 /// A SegFormer graph made trainable: its float initializers become parameters (graph inputs), the
 /// HuggingFace loss is appended, and autodiff adds the backward pass; forward + backward run as one
 /// planned graph.
+///
+/// Training-mode exports train as PyTorch trains them: BatchNormalization in training mode runs as
+/// `BatchNormTraining` (batch statistics; PyTorch's running-statistics rule), and its running mean and
+/// variance are model state ("buffers"), not parameters: each training step replaces them with the
+/// values its forward pass computed. Dropout and drop-path draw from the session's seeded random
+/// stream (`randomState`).
 public final class TrainingSession {
     public private(set) var model: Model
     /// The current parameter values, owned by the session: they change only through `update(with:…)`
@@ -30,6 +39,10 @@ public final class TrainingSession {
     private var values: [String: Tensor]
     /// Parameter names in the model's initializer order.
     public let parameterNames: [String]
+    /// Running statistics of training-mode BatchNorms, owned like `values`; each step moves them.
+    private var buffers: [String: Tensor]
+    /// Buffer name → the graph output holding its value after a forward pass.
+    public let bufferUpdates: [String: String]
     public let pixelValuesName: String
     public let labelsName: String
     public let lossName: String
@@ -48,13 +61,21 @@ public final class TrainingSession {
         let logits = graph.outputs[0].name
         var forwardModel = model
         forwardModel.graph = graph
+        let (trainingGraph, updates) = try TrainingSession.batchNormsOnBatchStatistics(graph, opset: model.opset)
+        graph = trainingGraph
 
         // Float initializers become parameters (0-d scalars are constants the exporter wrote, not
         // module parameters, so they stay constants).
         var names: [String] = []
-        var values: [String: Tensor] = [:]
+        var values: [String: Tensor] = [:], buffers: [String: Tensor] = [:]
         for name in graph.initializerOrder {
             guard let t = graph.initializers[name], t.dataType == .float, t.rank > 0 else { continue }
+            if updates[name] != nil {
+                buffers[name] = t.copy()
+                graph.removeInitializer(name)
+                graph.inputs.append(ValueInfo(name: name, type: TensorType(.float, known: t.shape)))
+                continue
+            }
             if options.freezePatterns.contains(where: { name.contains($0) }) { continue }
             names.append(name)
             values[name] = t.copy()
@@ -68,9 +89,14 @@ public final class TrainingSession {
                 || graph.nodes.contains(where: { $0.outputs.contains(labels) }) { labels += "_" }
         let (withLoss, loss) = try SegmentationLoss.appendHuggingFaceLoss(
             to: graph, logits: logits, labels: labels, ignoreIndex: options.ignoreIndex, opset: model.opset)
-        let gg = try Autodiff.differentiate(withLoss, opset: model.opset, loss: loss, parameters: names)
+        var gg = try Autodiff.differentiate(withLoss, opset: model.opset, loss: loss, parameters: names)
+        for (buffer, updated) in updates.sorted(by: { $0.key < $1.key }) where buffers[buffer] != nil {
+            gg.graph.outputs.append(ValueInfo(name: updated, type: TensorType(.float, known: buffers[buffer]!.shape)))
+        }
         self.model = forwardModel
         self.values = values
+        self.buffers = buffers
+        self.bufferUpdates = updates.filter { buffers[$0.key] != nil }
         self.parameterNames = names
         self.pixelValuesName = pixel.name
         self.labelsName = labels
@@ -81,12 +107,43 @@ public final class TrainingSession {
         // gradients must stay as PyTorch computes them.
         self.session = try Session(model: Model(graph: gg.graph, opsetImports: model.opsetImports),
                                    options: SessionOptions(threads: options.threads, optimizingPasses: false))
+        session.context.random = RandomStream(seed: options.seed)
+    }
+
+    /// Rewrites every BatchNormalization in training mode to `BatchNormTraining` with its running mean
+    /// and variance outputs named; returns the graph and, per running-statistics initializer, the
+    /// output that holds its next value.
+    static func batchNormsOnBatchStatistics(_ graph: Graph, opset: Int) throws -> (Graph, [String: String]) {
+        var g = graph
+        var updates: [String: String] = [:]
+        for i in g.nodes.indices {
+            var node = g.nodes[i]
+            guard node.domain.isEmpty, node.opType == OpType.batchNormalization,
+                  try BatchNormMode.isTraining(node, opset: opset), node.inputs.count == 5 else { continue }
+            node.opType = OpType.batchNormTraining
+            node.domain = trainingDomain
+            node.attributes["training_mode"] = nil
+            while node.outputs.count < 3 { node.outputs.append("") }
+            for k in 1...2 where node.outputs[k].isEmpty { node.outputs[k] = "\(node.outputs[0])/running_statistics_\(k)" }
+            for k in 3...4 where g.initializers[node.inputs[k]] != nil { updates[node.inputs[k]] = node.outputs[k - 2] }
+            g.nodes[i] = node
+        }
+        return (g, updates)
     }
 
     /// Forward + backward on one batch: the loss and d loss / d parameter for every parameter.
     /// Throws, naming the tensor, if the loss or a gradient is not finite.
+    /// Leaves the running statistics of training-mode BatchNorms where they are (a step moves them).
     public func lossAndGradients(pixelValues: Tensor, labels: Tensor) throws -> (loss: Float, gradients: [String: Tensor]) {
+        let pass = try forwardBackward(pixelValues: pixelValues, labels: labels)
+        return (pass.loss, pass.gradients)
+    }
+
+    /// Forward + backward, with the running statistics the forward computed (not yet committed).
+    func forwardBackward(pixelValues: Tensor, labels: Tensor) throws
+        -> (loss: Float, gradients: [String: Tensor], buffers: [String: Tensor]) {
         var feeds = values
+        for (name, t) in buffers { feeds[name] = t }
         feeds[pixelValuesName] = pixelValues
         feeds[labelsName] = labels
         let out = try session.run(feeds)
@@ -94,8 +151,26 @@ public final class TrainingSession {
         let loss = lossTensor.pointer(Float.self)[0]
         var grads: [String: Tensor] = [:]
         for (p, g) in gradientGraph.gradients { grads[p] = out[g]! }
-        return (loss, grads)
+        return (loss, grads, bufferUpdates.mapValues { out[$0]! })
     }
+
+    /// Makes the running statistics of a forward pass the model's.
+    func commit(buffers new: [String: Tensor]) {
+        for (name, t) in new { buffers[name] = t.copy() }
+    }
+
+    /// The random stream of dropout / drop-path (seed and how many runs drew from it): part of the
+    /// state a checkpoint keeps so a resumed run draws the masks the uninterrupted one would.
+    public var randomState: RandomStream {
+        get { session.context.random }
+        set { session.context.random = newValue }
+    }
+
+    /// Names of the running statistics (buffers) in name order.
+    public var bufferNames: [String] { buffers.keys.sorted() }
+
+    /// Parameters and running statistics: everything a checkpoint keeps of the model.
+    public var modelState: [String: Tensor] { parameters.merging(buffers.mapValues { $0.copy() }) { a, _ in a } }
 
     /// A copy of the current parameter values by name.
     public var parameters: [String: Tensor] { values.mapValues { $0.copy() } }
@@ -111,13 +186,16 @@ public final class TrainingSession {
 
     /// Replaces parameter values (e.g. from a checkpoint). Each must name a parameter of this session
     /// and have its type and shape; nothing changes when one does not.
+    /// Running statistics (buffers) are accepted too: `modelState` loads back this way.
     public func loadParameters(_ new: [String: Tensor]) throws {
         for (name, value) in new {
-            guard let p = values[name], p.dataType == value.dataType, p.shape == value.shape else {
+            guard let p = values[name] ?? buffers[name], p.dataType == value.dataType, p.shape == value.shape else {
                 throw SegFormerError.invalid("parameter '\(name)' \(value.dataType) \(value.shape) does not fit this model")
             }
         }
-        for (name, value) in new { values[name] = value.copy() }
+        for (name, value) in new {
+            if values[name] != nil { values[name] = value.copy() } else { buffers[name] = value.copy() }
+        }
     }
 
     /// Stops training at a non-finite loss, naming the (1-based) step and, when given, what was in it.
@@ -136,11 +214,22 @@ public final class TrainingSession {
         }
     }
 
-    /// The model with the current parameter values as initializers: the imported graph, except
-    /// that merged initializers were untied (each use has its own, independently trained, tensor).
+    /// The model with the current parameter values and running statistics as initializers: the
+    /// imported graph, except that merged initializers were untied (each use has its own,
+    /// independently trained, tensor); training-mode BatchNorms stay in training form (see
+    /// `Passes.inferenceForm` for the graph to deploy).
     public func updatedModel() -> Model {
         var m = model
         for (name, value) in values { m.graph.initializers[name] = value.copy() }
+        for (name, value) in buffers { m.graph.initializers[name] = value.copy() }
+        return m
+    }
+
+    /// `updatedModel()` in inference form (BatchNorm on its running statistics, no dropout or
+    /// drop-path; `Passes.inferenceForm`): the graph to evaluate and deploy, which onnxruntime runs.
+    public func inferenceModel() throws -> Model {
+        var m = updatedModel()
+        m.graph = try Passes.inferenceForm(m.graph, opset: m.opset)
         return m
     }
 

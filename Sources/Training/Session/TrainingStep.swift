@@ -23,7 +23,8 @@ extension TrainingSession {
     /// forward + backward on `microBatches` batches from `next` (nil, an epoch boundary, is skipped),
     /// stopping at a non-finite loss or gradient with an error naming step `number` (1-based); the
     /// gradients averaged over the micro-batches (gradient accumulation); then one update by
-    /// `optimizer` at `learningRate`.
+    /// `optimizer` at `learningRate`. Running statistics of training-mode BatchNorms move with each
+    /// micro-batch's forward pass, as PyTorch's do.
     ///
     /// A batch whose labels are all `ignoreIndex` has no loss (0/0): an error naming the step, or with
     /// `skipUnlabelledBatches` it is not run: it counts as a micro-batch contributing zero loss and gradient and is listed in
@@ -35,7 +36,7 @@ extension TrainingSession {
         var result = TrainingStepResult(losses: [], images: 0, gradients: [:])
         while result.losses.count + result.skippedBatches.count < microBatches {
             guard let batch = try next() else { continue }
-            if !hasLabelledPixel(batch.labels) {
+            if TrainingSession.labelledPixels(batch.labels, ignoreIndex: ignoreIndex) == 0 {
                 guard skipUnlabelledBatches else {
                     let samples = batch.indices.isEmpty ? "" : " (samples \(batch.indices))"
                     throw SegFormerError.invalid("step \(number): every label of the batch\(samples) is the ignore index \(ignoreIndex), so it has no loss")
@@ -43,10 +44,12 @@ extension TrainingSession {
                 result.skippedBatches.append(batch.indices)
                 continue
             }
-            let (loss, grads) = try lossAndGradients(pixelValues: batch.pixelValues, labels: batch.labels)
+            let (loss, grads, runningStatistics) = try forwardBackward(pixelValues: batch.pixelValues, labels: batch.labels)
             try TrainingSession.requireFinite(loss: loss, step: number,
                                               detail: batch.indices.isEmpty ? "" : " (samples \(batch.indices))")
             try requireFinite(gradients: grads, step: number)
+            // Each forward pass in train mode moves the BatchNorm running statistics (as in PyTorch).
+            commit(buffers: runningStatistics)
             // One batch: its gradients as they are (scaling by 1 would change no bit, only cost a copy).
             if microBatches == 1 { result.gradients = grads } else {
                 TrainingSession.accumulate(&result.gradients, grads, scale: 1 / Float(microBatches))
@@ -60,12 +63,14 @@ extension TrainingSession {
         return result
     }
 
-    /// Whether any label is not the ignore index (counted before the step runs).
-    func hasLabelledPixel(_ labels: Tensor) -> Bool {
-        guard labels.dataType == .int64 else { return true }   // the session reports a wrong type itself
-        let p = labels.pointer(Int64.self), ignore = Int64(ignoreIndex)
-        for i in 0..<labels.count where p[i] != ignore { return true }
-        return false
+    /// The labels that are not `ignoreIndex` (counted before a step runs, so an unlabelled batch can be
+    /// skipped and a data-parallel step can weight each process's share).
+    static func labelledPixels(_ labels: Tensor, ignoreIndex: Int) -> Int {
+        guard labels.dataType == .int64 else { return labels.count }   // the session reports a wrong type itself
+        let p = labels.pointer(Int64.self), ignored = Int64(ignoreIndex)
+        var n = 0
+        for i in 0..<labels.count where p[i] != ignored { n += 1 }
+        return n
     }
 
     /// The step on one batch.

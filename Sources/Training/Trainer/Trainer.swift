@@ -49,6 +49,8 @@ public struct TrainerOptions: Sendable {
     public var jobOptions: [String: String] = [:]
     /// Intra-op threads (default: all cores).
     public var threads: Int?
+    /// Seed of dropout / drop-path masks in training-mode graphs (the stream's position is checkpointed).
+    public var seed: UInt64 = 0
     /// Label value the loss ignores.
     public var ignoreIndex = 255
     /// The processes of a data-parallel job (nil: this process trains alone). Each process's loader gives
@@ -150,7 +152,7 @@ public final class Trainer {
         self.validation = validation
         self.evaluator = evaluator
         training = try TrainingSession(model: model, options: TrainingOptions(ignoreIndex: options.ignoreIndex,
-                                                                              threads: options.threads))
+                                                                              threads: options.threads, seed: options.seed))
         // Parameter groups: decode head at a higher rate; no decay on norms / position blocks.
         let consumers = Trainer.consumerNodes(training.model.graph)
         var head: [String] = [], noDecay: [String] = [], headNoDecay: [String] = []
@@ -195,7 +197,9 @@ public final class Trainer {
         var pipeline: [String: [UInt64]] = ["loader": loader.state.words, "skipped_batches": [UInt64(skippedBatches)]]
         if let group = options.processGroup { pipeline["processes"] = [UInt64(group.size)] }
         if let best = bestMIoU { pipeline["best_miou_bits"] = [best.bitPattern] }
-        let ck = Checkpoint(step: step, parameters: training.parameters, optimizer: optimizer.state,
+        pipeline["random"] = training.randomState.words
+        // Parameters and BatchNorm running statistics (`loadParameters` takes both back).
+        let ck = Checkpoint(step: step, parameters: training.modelState, optimizer: optimizer.state,
                             pipelineState: pipeline, metadata: ["format": "segformer-swift trainer"],
                             options: options.recordedOptions)
         try ck.write(to: checkpointPath)
@@ -212,6 +216,7 @@ public final class Trainer {
         if let words = ck.pipelineState["loader"] { try loader.restore(try DataLoaderState(words: words)) }
         if let b = ck.pipelineState["best_miou_bits"]?.first { bestMIoU = Double(bitPattern: b) }
         skippedBatches = Int(clamping: ck.pipelineState["skipped_batches"]?.first ?? 0)
+        if let words = ck.pipelineState["random"] { training.randomState = try RandomStream(words: words) }
         let processes = Int(ck.pipelineState["processes"]?.first ?? 1), now = options.processGroup?.size ?? 1
         guard processes == now else {
             throw SegFormerError.invalid("\(checkpointPath) was written by a run of \(processes) process(es); resume it with \(processes), not \(now)")
@@ -292,7 +297,7 @@ public final class Trainer {
         // The final model: the best by validation mIoU when validating, else the last.
         let modelPath = options.outputDirectory + "/model.onnx"
         guard isWriter else { return last }
-        let final = training.updatedModel()
+        let final = try training.inferenceModel()
         if validation == nil || !fm.fileExists(atPath: modelPath) { try ONNXExporter.write(final, to: modelPath) }
         try ONNXExporter.write(final, to: options.outputDirectory + "/last.onnx")
         return last
@@ -301,7 +306,7 @@ public final class Trainer {
     /// Evaluates the current parameters; writes `model.onnx` when the mIoU is the best so far.
     func evaluateAndKeepBest() throws -> Double? {
         guard let validation, let evaluator else { return nil }
-        let current = training.updatedModel()
+        let current = try training.inferenceModel()
         let session = try Session(model: current, options: SessionOptions(threads: options.threads))
         let m = try evaluator.evaluate(session: session, dataset: validation, group: options.processGroup).meanIoU
         if bestMIoU == nil || m > bestMIoU! {
