@@ -203,7 +203,7 @@ extension ImageClassifier {
     /// `pipelineParts(modelAt:size:labels:options:)` for where size and labels come from).
     public init(modelAt path: String, size: Int = 224, labels: [Int: String] = [:], options: SessionOptions = SessionOptions()) throws {
         let parts = try pipelineParts(modelAt: path, size: size, labels: labels, options: options)
-        self.init(session: parts.session, processor: parts.processor, labels: parts.labels)
+        try self.init(session: parts.session, processor: parts.processor, labels: parts.labels)
     }
 }
 
@@ -211,6 +211,6 @@ extension SegmentationPredictor {
     /// A predictor for the model at `path` (as `ImageClassifier.init(modelAt:size:labels:options:)`).
     public init(modelAt path: String, size: Int = 512, labels: [Int: String] = [:], options: SessionOptions = SessionOptions()) throws {
         let parts = try pipelineParts(modelAt: path, size: size, labels: labels, options: options)
-        self.init(session: parts.session, processor: parts.processor, labels: parts.labels)
+        try self.init(session: parts.session, processor: parts.processor, labels: parts.labels)
     }
 }
