@@ -17,16 +17,15 @@ struct Bench: ParsableCommand {
     @Option(help: "Input width for symbolic spatial dimensions.") var width: Int = 512
     @Option(help: "Timed iterations.") var iterations: Int = 10
     @Option(help: "Untimed warm-up iterations.") var warmup: Int = 2
-    @OptionGroup var threadOptions: ThreadOptions
+    @OptionGroup var sessionFlags: SessionFlags
     @Flag(help: "Print time spent per op type over the timed runs.") var profile = false
-    @Flag(help: "Skip the optimizing passes (constants are still folded), for A/B comparisons.") var noOptimize = false
     @Flag(help: "Time one training step instead (HF loss, forward + backward + AdamW) on random inputs and labels.") var train = false
 
     func run() throws {
         try reportingErrors {
             let m = try ModelFile.load(model)
             if train { return try benchTraining(m) }
-            let session = try Session(model: m, options: SessionOptions(threads: threadOptions.threads, optimizingPasses: !noOptimize))
+            let session = try Session(model: m, options: sessionFlags.sessionOptions)
             var feeds: [String: Tensor] = [:]
             for (info, value) in try BenchmarkInputs.randomFeeds(for: session, batch: batch, height: height, width: width) {
                 feeds[info.name] = value
@@ -52,7 +51,7 @@ struct Bench: ParsableCommand {
 extension Bench {
     /// One training step per iteration (HF loss, forward + backward, AdamW) on a seeded random batch.
     func benchTraining(_ m: Model) throws {
-        let training = try TrainingSession(model: m, options: TrainingOptions(threads: threadOptions.threads))
+        let training = try TrainingSession(model: m, options: TrainingOptions(threads: sessionFlags.threads))
         let (inputs, classes) = try BenchmarkInputs.randomBatch(for: training, batch: batch, height: height, width: width)
         let optimizer = AdamW()
         print("training step: pixel_values \(inputs.pixelValues.shape), labels \(inputs.labels.shape) over \(classes) classes, \(training.parameterNames.count) parameters, threads \(training.session.context.threads)")

@@ -12,13 +12,13 @@ struct Run: ParsableCommand {
     @Argument(help: "The .onnx model file, or a HuggingFace checkpoint folder.") var model: String
     @Option(name: .customLong("input"), help: "NAME=FILE.pb (repeat for each input; FILE.pb alone for a single-input model).") var inputs: [String] = []
     @Option(help: "Folder for the output .pb files (created if missing).") var outputDir: String = "."
-    @OptionGroup var threadOptions: ThreadOptions
+    @OptionGroup var sessionFlags: SessionFlags
     @Flag(help: "Replace output files that already exist.") var overwrite = false
 
     func run() throws {
         try reportingErrors {
             let m = try ModelFile.load(model)
-            let session = try Session(model: m, options: SessionOptions(threads: threadOptions.threads))
+            let session = try Session(model: m, options: sessionFlags.sessionOptions)
             var feeds: [String: Tensor] = [:], feedFiles: [String] = []
             for spec in inputs {
                 // NAME=FILE.pb, or FILE.pb alone when the model has a single input.

@@ -12,14 +12,13 @@ struct TestModel: ParsableCommand {
     @Option(help: "Which .onnx to use when the folder has several.") var model: String?
     @Option(help: "Absolute tolerance.") var atol: Double = 1e-5
     @Option(help: "Relative tolerance.") var rtol: Double = 1e-3
-    @OptionGroup var threadOptions: ThreadOptions
-    @Flag(help: "Skip the optimizing passes (constants are still folded), for A/B comparisons.") var noOptimize = false
+    @OptionGroup var sessionFlags: SessionFlags
 
     func run() throws {
         try reportingErrors {
             let tester = try ModelTester(folder: folder, modelFile: model)
             let m = try ONNXImporter.load(contentsOf: tester.modelPath)
-            let session = try Session(model: m, options: SessionOptions(threads: threadOptions.threads, optimizingPasses: !noOptimize))
+            let session = try Session(model: m, options: sessionFlags.sessionOptions)
             let results = try tester.run(session: session, tolerance: .init(absolute: atol, relative: rtol)) { r in
                 let status = r.passed ? "ok  " : "FAIL"
                 var line = "\(status) \(r.dataSet) \(r.name) \(r.shape) max abs diff \(String(format: "%.3g", r.maxAbsDifference))"

@@ -54,4 +54,14 @@ struct ThreadOptions: ParsableArguments {
     }
 }
 
+/// `--threads` and `--no-optimize`: how the inference commands (`run`, `bench`, `test-model`) compile
+/// and run a model.
+struct SessionFlags: ParsableArguments {
+    @OptionGroup var threadOptions: ThreadOptions
+    @Flag(help: "Skip the optimizing passes (constants are still folded), for A/B comparisons.") var noOptimize = false
+
+    var threads: Int? { threadOptions.threads }
+    var sessionOptions: SessionOptions { SessionOptions(threads: threadOptions.threads, optimizingPasses: !noOptimize) }
+}
+
 SegFormerCommand.main()

@@ -164,6 +164,10 @@ final class GradientCoverageTests: XCTestCase {
             // MARK: normalisation, softmax, loss
             Case(op: "LayerNormalization", inputs: [values([3, 4]), values([4], seed: 2), values([4], seed: 3)],
                  differentiable: [0, 1, 2]),
+            // The fused forms the canonicalising passes write below the ops' opsets: the same schemas and rules.
+            Case(op: "LayerNormalization", domain: fusedDomain, inputs: [values([3, 4]), values([4], seed: 2), values([4], seed: 3)],
+                 opset: 12, differentiable: [0, 1, 2]),
+            Case(op: "Gelu", domain: fusedDomain, inputs: [values([2, 3], -3, 3)], opset: 12),
             // Inference mode: mean and variance are constants.
             Case(op: "BatchNormalization", inputs: [values([2, 3, 2, 2]), values([3], seed: 2), values([3], seed: 3),
                                                     values([3], -0.3, 0.3, seed: 4), values([3], 0.6, 1, seed: 5)],

@@ -45,8 +45,9 @@ public final class GraphBuilder {
 
     /// Adds a node writing an existing value name: how a pass gives that value a new producer (the
     /// pass removes the old one).
-    public func add(_ opType: String, _ inputs: [String], attributes: [String: Attribute] = [:], writing output: String) {
-        graph.nodes.append(Node(name: freshName(opType), opType: opType, inputs: inputs, outputs: [output],
+    public func add(_ opType: String, domain: String = "", _ inputs: [String], attributes: [String: Attribute] = [:],
+                    writing output: String) {
+        graph.nodes.append(Node(name: freshName(opType), opType: opType, domain: domain, inputs: inputs, outputs: [output],
                                 attributes: attributes))
     }
 

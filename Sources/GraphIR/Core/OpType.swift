@@ -15,11 +15,13 @@ public enum OpType {
     public static let dropout = "Dropout"
     public static let erf = "Erf"
     public static let floor = "Floor"
+    public static let gelu = "Gelu"
     public static let identity = "Identity"
     public static let layerNormalization = "LayerNormalization"
     public static let matMul = "MatMul"
     public static let mul = "Mul"
     public static let neg = "Neg"
+    public static let pow = "Pow"
     public static let randomUniformLike = "RandomUniformLike"
     public static let reduceMean = "ReduceMean"
     public static let reduceSum = "ReduceSum"
@@ -30,7 +32,14 @@ public enum OpType {
     public static let slice = "Slice"
     public static let softmax = "Softmax"
     public static let softmaxCrossEntropyLoss = "SoftmaxCrossEntropyLoss"
+    public static let sqrt = "Sqrt"
+    public static let sub = "Sub"
     public static let sum = "Sum"
     public static let sumToShape = "SumToShape"
     public static let transpose = "Transpose"
 }
+
+/// The domain of the fused forms the canonicalising passes write when the model's opset predates the
+/// ONNX op (LayerNormalization came at opset 17, Gelu at 20): the same op, attributes and meaning,
+/// run by the runtime's own kernel for it. Internal: a model file never needs it.
+public let fusedDomain = "ai.segformer.fused"

@@ -7,6 +7,10 @@ public struct PassContext: Sendable {
         self.types = types
         self.opset = opset
     }
+
+    /// Where a pass writes an ONNX op that opset `introduced` brought: in ai.onnx ("") when the model's
+    /// opset has it, else in `fusedDomain`, so the node is valid at the model's opset either way.
+    public func domain(ofOpIntroducedAt introduced: Int) -> String { opset >= introduced ? "" : fusedDomain }
 }
 
 /// One named Graph → Graph rewrite of the optimizing pipeline. A pass that finds nothing to do returns

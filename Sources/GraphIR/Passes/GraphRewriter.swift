@@ -27,8 +27,15 @@ final class GraphRewriter {
 
     /// The node producing `value`, if it is `opType` (ai.onnx) and `value` has no other reader: a
     /// pattern may then consume it whole.
-    func soleProducer(of value: String, _ opType: String) -> Node? {
-        producer(of: value, opType, shapeReaders: []).map { $0.node }
+    func soleProducer(of value: String, _ opType: String) -> Node? { producer(of: value, opType, readers: 1) }
+
+    /// The node producing `value`, if it is `opType` and `value` has exactly `readers` readers: a
+    /// pattern that is itself all of those readers may consume it whole (e.g. LayerNorm's centred
+    /// input, read by its square and by the quotient).
+    func producer(of value: String, _ opType: String, readers: Int) -> Node? {
+        guard uses[value] == readers, let i = producer[value], !replaced.contains(i) else { return nil }
+        let node = graph.nodes[i]
+        return node.domain.isEmpty && node.opType == opType ? node : nil
     }
 
     /// The node producing `value`, if it is `opType` and `value`'s other readers are only plain Shape
@@ -40,13 +47,7 @@ final class GraphRewriter {
             return n.domain.isEmpty && n.opType == OpType.shape && n.inputs == [value] && n.attributes.isEmpty
                 && !replaced.contains(i)
         }
-        return producer(of: value, opType, shapeReaders: readers)
-    }
-
-    private func producer(of value: String, _ opType: String, shapeReaders: [Int]) -> (node: Node, shapeReaders: [Int])? {
-        guard uses[value] == 1 + shapeReaders.count, let i = producer[value], !replaced.contains(i) else { return nil }
-        let node = graph.nodes[i]
-        return node.domain.isEmpty && node.opType == opType ? (node, shapeReaders) : nil
+        return producer(of: value, opType, readers: 1 + readers.count).map { ($0, readers) }
     }
 
     /// Replaces Shape nodes of an NCHW value that a rewrite removed by the shape of `replacement`, a
@@ -64,6 +65,21 @@ final class GraphRewriter {
     func constant(_ value: String?) -> Tensor? {
         guard let value, !feedable.contains(value) else { return nil }
         return graph.initializers[value]
+    }
+
+    /// The number a float constant of one element holds (a 0-d or one-element 1-d tensor, which
+    /// broadcasts against a tensor of rank ≥ 1 without changing its shape), with its element type.
+    func scalar(_ value: String?) -> (value: Double, type: DataType)? {
+        guard let t = constant(value), t.count == 1, t.rank <= 1, t.dataType == .float || t.dataType == .double,
+              let v = try? t.doubles().first else { return nil }
+        return (v, t.dataType)
+    }
+
+    /// Whether `value` is a float constant of one element holding `expected` as its element type writes
+    /// it (float32 √2 is 1.4142135).
+    func isScalar(_ value: String?, _ expected: Double) -> Bool {
+        guard let (v, type) = scalar(value) else { return false }
+        return type == .float ? v == Double(Float(expected)) : v == expected
     }
 
     /// The value's (possibly symbolic) shape, when its rank is known.
@@ -96,8 +112,9 @@ final class GraphRewriter {
         builder.add1(opType, inputs, attributes: attributes)
     }
 
-    func add(_ opType: String, _ inputs: [String], attributes: [String: Attribute] = [:], writing output: String) {
-        builder.add(opType, inputs, attributes: attributes, writing: output)
+    func add(_ opType: String, domain: String = "", _ inputs: [String], attributes: [String: Attribute] = [:],
+             writing output: String) {
+        builder.add(opType, domain: domain, inputs, attributes: attributes, writing: output)
     }
 
     func int64s(_ values: [Int]) -> String { builder.int64s(values, name: "shape") }
@@ -136,15 +153,28 @@ final class GraphRewriter {
 }
 
 extension GraphPass {
+    /// A pass that offers every ai.onnx node of `opType` (with its index) to `rewrite`, which replaces
+    /// it or leaves it.
+    static func overNodes(_ name: String, of opType: String,
+                          _ rewrite: @escaping @Sendable (Int, Node, GraphRewriter) -> Void) -> GraphPass {
+        GraphPass(name: name) { graph, context in
+            let r = GraphRewriter(graph, context: context, pass: name)
+            for (index, node) in r.nodes.enumerated() where node.domain.isEmpty && node.opType == opType {
+                rewrite(index, node, r)
+            }
+            return r.result()
+        }
+    }
+
     /// A pass that offers every 1×1 convolution (`PointwiseConv`) of a graph at `minimumOpset` or later
     /// (the opset of the nodes the passes write) to `rewrite`, which replaces it or leaves it.
     static func overPointwiseConvs(_ name: String, minimumOpset: Int,
                                    _ rewrite: @escaping @Sendable (PointwiseConv, GraphRewriter) -> Void) -> GraphPass {
-        GraphPass(name: name) { graph, context in
-            guard context.opset >= minimumOpset else { return graph }
-            let r = GraphRewriter(graph, context: context, pass: name)
-            for index in r.nodes.indices { if let conv = PointwiseConv(index, in: r) { rewrite(conv, r) } }
-            return r.result()
+        let pass = overNodes(name, of: OpType.conv) { index, _, r in
+            if let conv = PointwiseConv(index, in: r) { rewrite(conv, r) }
+        }
+        return GraphPass(name: name) { graph, context in
+            context.opset >= minimumOpset ? try pass.rewrite(graph, context) : graph
         }
     }
 }
@@ -175,4 +205,9 @@ struct PointwiseConv {
         outChannels = w.shape[0]
         inChannels = w.shape[1]
     }
+}
+
+extension Node {
+    /// A commutative binary node's operands in both orders.
+    var operandOrders: [(String, String)] { inputs.count == 2 ? [(inputs[0], inputs[1]), (inputs[1], inputs[0])] : [] }
 }

@@ -1,8 +1,8 @@
 import GraphIR
 
 /// All ops the runtime implements. `families` is the one list of what is registered: each op family
-/// file under `Ops/` declares its schemas, and the training-domain kernels behind the gradient rules
-/// are listed as families of their own.
+/// file under `Ops/` declares its schemas; the fused forms the canonicalising passes write and the
+/// training-domain kernels behind the gradient rules are listed as families of their own.
 public enum OpRegistry {
     public static let families: [(name: String, schemas: [OpSchema])] = [
         ("elementwise binary", binaryElementwiseOps),
@@ -19,6 +19,7 @@ public enum OpRegistry {
         ("cross-entropy loss", crossEntropyOps),
         ("reduction", reductionOps),
         ("resize", resizeOps),
+        ("fused forms of decomposed ops", fusedForms),
         ("gradient kernels: elementwise binary", binaryGradientOps),
         ("gradient kernels: elementwise unary", unaryGradientOps),
         ("gradient kernels: shape and data movement", shapeGradientOps),

@@ -36,7 +36,7 @@ public struct TypeInferenceContext {
 /// kernels; nothing else in the runtime special-cases an op by name.
 public struct OpSchema: @unchecked Sendable {
     public let opType: String
-    public let domain: String
+    public private(set) var domain: String
     /// ai.onnx opset versions whose semantics the kernel implements.
     public let opsets: ClosedRange<Int>
     public let inputCount: ClosedRange<Int>
@@ -87,6 +87,13 @@ extension OpSchema {
     public func withValueFromShape(_ rule: @escaping (Node, Int, [Int]) throws -> Tensor) -> OpSchema {
         var s = self
         s.valueFromShape = rule
+        return s
+    }
+
+    /// The same op registered under another domain (same rules, same kernel).
+    public func inDomain(_ domain: String) -> OpSchema {
+        var s = self
+        s.domain = domain
         return s
     }
 

@@ -8,7 +8,7 @@ extension OpRegistry {
     static let binaryElementwiseOps: [OpSchema] = {
         var ops: [OpSchema] = []
         let arithmetic: [(String, ArithOp, DimArithmetic)] = [
-            (OpType.add, .add, .add), ("Sub", .sub, .subtract), (OpType.mul, .mul, .multiply), (OpType.div, .div, .floorDivide),
+            (OpType.add, .add, .add), (OpType.sub, .sub, .subtract), (OpType.mul, .mul, .multiply), (OpType.div, .div, .floorDivide),
         ]
         for (name, op, dimOp) in arithmetic {
             ops.append(OpSchema(name, opsets: 7...23, inputs: 2...2, inferTypes: inferBroadcast()) { node, _ in
@@ -24,7 +24,7 @@ extension OpRegistry {
                 return (0..<n).map { i in dimOp.apply(x[x.count == 1 ? 0 : i], y[y.count == 1 ? 0 : i]) }
             })
         }
-        ops.append(OpSchema("Pow", opsets: 7...23, inputs: 2...2, inferTypes: inferBroadcast()) { node, _ in
+        ops.append(OpSchema(OpType.pow, opsets: 7...23, inputs: 2...2, inferTypes: inferBroadcast()) { node, _ in
             let label = node.opType
             return ClosureKernel { inputs, ctx in [try pow(try inputs.required(0), try inputs.required(1), label, ctx)] }
         })
@@ -142,7 +142,7 @@ extension OpRegistry {
             let g = try c.gradient()
             return [c.reduced(g, like: 0), c.reduced(g, like: 1)]
         },
-        "Sub": { c in
+        OpType.sub: { c in
             let g = try c.gradient()
             return [c.reduced(g, like: 0), c.needs(1) ? c.builder.add1(OpType.neg, [c.sumToShape(g, like: c.input(1))]) : nil]
         },
@@ -156,7 +156,7 @@ extension OpRegistry {
             return [c.reduced(b.add1(OpType.div, [g, c.input(1)]), like: 0),
                     c.reduced(b.add1("DivGrad", domain: trainingDomain, [g, c.output(0), c.input(1)]), like: 1)]
         },
-        "Pow": { c in
+        OpType.pow: { c in
             let g = try c.gradient(), b = c.builder
             func grad(_ i: Int) -> String {
                 b.add1("PowGrad", domain: trainingDomain, [g, c.input(0), c.input(1)], attributes: ["input": .int(i)])

@@ -38,7 +38,7 @@ extension OpRegistry {
         numeric("Abs", 6...23, AbsFn(), AbsIntFn())
         numeric("Sign", 9...23, SignFn(), SignIntFn())
         numeric(OpType.relu, 6...23, ReluFn(), ReluIntFn())
-        float("Sqrt", 6...23, SqrtFn())
+        float(OpType.sqrt, 6...23, SqrtFn())
         float("Reciprocal", 6...23, ReciprocalFn())
         float("Exp", 6...23, ExpFn())
         float("Log", 6...23, LogFn())
@@ -66,7 +66,7 @@ extension OpRegistry {
         floatAttr("HardSigmoid", 6...23) {
             HardSigmoidFn(alpha: try $0.float("alpha", default: 0.2), beta: try $0.float("beta", default: 0.5))
         }
-        ops.append(OpSchema("Gelu", opsets: 20...23, inputs: 1...1, inferTypes: inferSameShape()) { node, _ in
+        ops.append(OpSchema(OpType.gelu, opsets: 20...23, inputs: 1...1, inferTypes: inferSameShape()) { node, _ in
             let label = node.opType
             let mode = try node.string("approximate", default: "none")
             guard mode == "none" || mode == "tanh" else {
@@ -140,7 +140,7 @@ extension OpRegistry {
             // grad · sgn(x)
             "Abs": { c in [c.needs(0) ? c.builder.add1(OpType.mul, [try c.gradient(), c.builder.add1("Sign", [c.input(0)])]) : nil] },
             // grad / (2·y), with 2·y written y + y (exact).
-            "Sqrt": { c in
+            OpType.sqrt: { c in
                 let y = c.output(0)
                 return [c.needs(0) ? c.builder.add1(OpType.div, [try c.gradient(), c.builder.add1(OpType.add, [y, y])]) : nil]
             },
@@ -156,7 +156,7 @@ extension OpRegistry {
             "Sigmoid": fused("SigmoidGrad", forwardOutput),
             "Tanh": fused("TanhGrad", forwardOutput),
             OpType.erf: fused("ErfGrad", forwardInput),
-            "Gelu": fused("GeluGrad", forwardInput),
+            OpType.gelu: fused("GeluGrad", forwardInput),
             "Softplus": fused("SoftplusGrad", forwardInput),
             "LeakyRelu": fused("LeakyReluGrad", forwardInput),
             "Elu": fused("EluGrad", forwardInput),

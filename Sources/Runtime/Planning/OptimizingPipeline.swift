@@ -5,9 +5,11 @@ import GraphIR
 /// folding and dead-node removal, so the next pass sees the constants the previous one computed.
 /// Every pass reports what it changed (`segformer inspect --optimized` prints it).
 public enum OptimizingPipeline {
-    /// The passes, in order. The decode-head algebra: split a 1×1 conv over its Concat, move each
-    /// part before its Resize, fold it into the MatMul that made its input.
-    public static let passes: [GraphPass] = [.splitConvOverConcat, .convBeforeResize, .foldConvIntoMatMul]
+    /// The passes, in order. Canonicalise: LayerNorm and GELU written out in elementary ops (exports
+    /// at opsets before the ONNX op) become single nodes. Then the decode-head algebra: split a 1×1
+    /// conv over its Concat, move each part before its Resize, fold it into the MatMul that made its input.
+    public static let passes: [GraphPass] = [.fuseLayerNormalization, .fuseGelu,
+                                             .splitConvOverConcat, .convBeforeResize, .foldConvIntoMatMul]
 
     /// The op histograms around the pipeline and what each pass changed.
     public struct Report: Sendable, CustomStringConvertible {
