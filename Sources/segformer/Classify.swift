@@ -13,7 +13,7 @@ struct Classify: ParsableCommand {
     @Argument(help: "A JPEG or PNG image.") var image: String
     @Option(help: "How many classes to print.") var top: Int = 5
     @Option(help: "HF config.json whose id2label names the classes.") var config: String?
-    @Option(help: "Input size when the model's height/width are symbolic.") var size: Int = 224
+    @Option(name: .customLong("size"), help: "Input size when the model's height/width are symbolic (default 224; an error on a fixed-size model).") var sizeOption: Int?
     @OptionGroup var threadOptions: ThreadOptions
 
     func run() throws {
@@ -22,10 +22,16 @@ struct Classify: ParsableCommand {
             let labels = try config.map { try Classification.id2label(configPath: $0) } ?? [:]
             let session = try Session(model: try ONNXImporter.load(contentsOf: model),
                                                options: SessionOptions(threads: threadOptions.threads))
+            if let sizeOption {
+                try InputSizeRequest.check([InputSizeRequest(option: "--size", axes: [.height, .width], value: sizeOption)],
+                                           against: Array(session.inputs.prefix(1)))
+            }
             let classifier = try ImageClassifier(session: session, size: size, labels: labels)
             for (rank, r) in try classifier.classify(imageAt: image, top: top).enumerated() {
                 print(String(format: "%d. class %d  %.4f  ", rank + 1, r.id, r.probability) + (r.label ?? ""))
             }
         }
     }
+
+    var size: Int { sizeOption ?? 224 }
 }

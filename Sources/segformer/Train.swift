@@ -88,6 +88,8 @@ struct Train: ParsableCommand {
             options.trainer.logJSONPath = logJson
             options.trainer.resume = resume
             options.trainer.threads = threadOptions.threads
+            let validationProgress = ProgressLine("validation")
+            options.validationProgress = { validationProgress.update($0, $1) }
             let job = try FineTuning(model: m, data: data, options: options)
             let trainer = job.trainer
             print("training \(trainer.training.parameterNames.count) parameters on \(job.trainingSet.count) images (\(job.classCount) classes), \(trainer.totalSteps) steps of batch \(batchSize)×\(gradientAccumulation)")
@@ -133,10 +135,8 @@ struct Evaluate: ParsableCommand {
             let session = try Session(model: m, options: SessionOptions(threads: threadOptions.threads))
             let evaluator = SegmentationEvaluator(processor: SegformerImageProcessor(height: size, width: size),
                                                   numLabels: classes, reduceLabels: data.reducesLabels)
-            let result = try evaluator.evaluate(session: session, dataset: dataset) { done, total in
-                if stdoutIsTerminal { print("\r\(done)/\(total)", terminator: ""); fflush(stdout) }
-            }
-            if stdoutIsTerminal { print("") }
+            let progress = ProgressLine("evaluating")
+            let result = try evaluator.evaluate(session: session, dataset: dataset, progress: progress.update)
             print(result.table(labels: dataset.id2label))
         }
     }
