@@ -64,6 +64,30 @@ final class MemoryBudgetTests: XCTestCase {
                          mentions: ["fill", "'y'", "float32[100000×100000]", "37.3 GB"])
     }
 
+    /// Range(0, 2^28, 1) — a 121-byte model — made `inspect` take 2 GB: its shape rule built the range
+    /// to count it. Now it is counted; a span overflowing Int is an error, not a trap.
+    func testRangeIsCountedNotFilled() throws {
+        func rangeModel(_ limit: Int64, start: Int64 = 0) -> Model {
+            let node = Node(name: "r", opType: "Range", inputs: ["a", "b", "c"], outputs: ["y"])
+            return Model(graph: Graph(nodes: [node], outputs: [ValueInfo(name: "y", type: TensorType(.int64, nil))],
+                                      initializers: ["a": Tensor([start], shape: []), "b": Tensor([limit], shape: []), "c": Tensor([Int64(1)], shape: [])]))
+        }
+        let big = rangeModel(1 << 28)
+        XCTAssertEqual(try TypeInference.infer(big.graph, opset: 17).types["y"]?.knownShape, [1 << 28])
+        let session = try Session(model: big)
+        XCTAssertEqual(session.graph.nodes.count, 1, "not folded")
+        MemoryBudget.setLimit(256 << 20)
+        assertOverBudget({ _ = try session.run([:]) }, mentions: ["Range", "int64[268435456]", "2.0 GB"])
+        XCTAssertThrowsError(try Session(model: rangeModel(.max, start: -2)).run([:])) { XCTAssertTrue("\($0)".contains("too large"), "\($0)") }
+        XCTAssertEqual(try Session(model: rangeModel(5, start: 2)).run([:])["y"]?.toArray(Int64.self), [2, 3, 4])
+    }
+
+    func testNegativeDimensionIsNamed() throws {
+        XCTAssertThrowsError(try Session(model: constantOfShapeModel([-1, 4])).run([:])) {
+            XCTAssertTrue("\($0)".contains("'y' would have the shape [-1, 4], with a negative dimension"), "\($0)")
+        }
+    }
+
     func testSizesParse() {
         XCTAssertEqual(MemoryBudget.parse("4G"), 4 << 30)
         XCTAssertEqual(MemoryBudget.parse("512m"), 512 << 20)

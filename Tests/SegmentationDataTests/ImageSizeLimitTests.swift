@@ -38,7 +38,7 @@ final class ImageSizeLimitTests: XCTestCase {
         let reduced = try Image(contentsOf: path, fitting: (300, 300))
         XCTAssertEqual([reduced.width, reduced.height], [500, 500])
         // DCT scaling is an area average: the horizontal ramp survives at a quarter of the resolution.
-        XCTAssertEqual(Double(reduced[x: 250, y: 250, c: 0]), Double(pixels[(1000 * 2000 + 1000) * 3]), accuracy: 3)
+        XCTAssertEqual(Double(reduced[250, 250, 0]), Double(pixels[(1000 * 2000 + 1000) * 3]), accuracy: 3)
         for target in [(1500, 1500), nil] as [(Int, Int)?] {
             XCTAssertThrowsError(try Image(contentsOf: path, fitting: target)) { XCTAssertTrue("\($0)".contains("exceeds the limit"), "\($0)") }
         }

@@ -29,13 +29,13 @@ final class MaskPaletteAndLegendTests: XCTestCase {
         for (row, id) in [12, 7].enumerated() {
             let c = Segmentation.color(forClass: id)
             let y = m + row * Legend.rowHeight + 2
-            XCTAssertEqual([picture[x: m + 2, y: y, c: 0], picture[x: m + 2, y: y, c: 1], picture[x: m + 2, y: y, c: 2]], [c.0, c.1, c.2])
+            XCTAssertEqual([picture[m + 2, y, 0], picture[m + 2, y, 1], picture[m + 2, y, 2]], [c.0, c.1, c.2])
         }
         let digitsX = 2 * m + Legend.swatch
         // "12": the '1' glyph's top row is .#. — its middle column is white.
-        XCTAssertEqual(picture[x: digitsX + Legend.scale, y: m, c: 0], 255)
-        XCTAssertEqual(picture[x: digitsX, y: m, c: 0], 24, "panel background beside the stroke")
-        XCTAssertEqual(picture[x: 150, y: 100, c: 0], 90, "the rest of the overlay is untouched")
+        XCTAssertEqual(picture[digitsX + Legend.scale, m, 0], 255)
+        XCTAssertEqual(picture[digitsX, m, 0], 24, "panel background beside the stroke")
+        XCTAssertEqual(picture[150, 100, 0], 90, "the rest of the overlay is untouched")
         // A tiny overlay gets no legend rather than one covering it.
         var tiny = Image(width: 37, height: 23, channels: 3, pixels: [UInt8](repeating: 90, count: 37 * 23 * 3))
         Legend.draw(classes: [3, 0], on: &tiny)

@@ -87,8 +87,15 @@ public final class ExecutionPlan {
     }
 
     /// Throws when the activation peak known before running is above `MemoryBudget.limit`, naming the
-    /// node at the peak and its largest output.
+    /// node at the peak and its largest output (and, first, when a shape rule gave a negative dimension).
     func checkMemoryBudget() throws {
+        for step in steps {
+            for s in step.outputs where s >= 0 {
+                guard let shape = slotTypes[s]?.knownShape, shape.contains(where: { $0 < 0 }) else { continue }
+                let node = compiled.graph.nodes[step.nodeIndex]
+                throw SegFormerError.invalid("\(node.label): output '\(compiled.slotNames[s])' would have the shape \(shape), with a negative dimension")
+            }
+        }
         let peak = activationPeak()
         guard let k = peak.step, peak.bytes > MemoryBudget.limit else { return }
         let step = steps[k]
