@@ -66,11 +66,10 @@ final class CLIResourceTests: CLITestCase {
     /// model's shape (and the model's own size still works).
     func testSizeOptionsOnFixedShapeModelsAreErrors() throws {
         let fixed = try fixedShapeCopy(model, [1, 3, 64, 64])
-        for args in [["bench", fixed, "--height", "128", "--iterations", "1", "--warmup", "0"],
-                     ["bench", fixed, "--batch", "2", "--iterations", "1", "--warmup", "0"],
-                     ["predict", fixed, image, "--size", "32", "--out", scratch + "/p"]] {
-            try expectError(args, mentioning: "fixed shape float32[1×3×64×64]")
-        }
+        let cases: [[String]] = [["bench", fixed, "--height", "128", "--iterations", "1", "--warmup", "0"],
+                                 ["bench", fixed, "--batch", "2", "--iterations", "1", "--warmup", "0"],
+                                 ["predict", fixed, image, "--size", "32", "--out", scratch + "/p"]]
+        for args in cases { try expectError(args, mentioning: "fixed shape float32[1×3×64×64]") }
         let same = try run(["bench", fixed, "--height", "64", "--width", "64", "--iterations", "1", "--warmup", "0"])
         XCTAssertEqual(same.status, 0, same.stderr)
         let classifier = try fixedShapeCopy(commonFixtures.path("tiny-classifier/model.onnx"), [1, 3, 32, 32])

@@ -141,7 +141,11 @@ extension OpRegistry {
         var out: [Dim?] = []
         var inferred: Int? = nil
         for (i, d) in requested.enumerated() {
-            if d.value == -1 { inferred = i; out.append(nil) }
+            if d.value == -1 {
+                guard inferred == nil else { throw SegFormerError.invalid("\(label): the shape \(requested) has more than one -1") }
+                inferred = i
+                out.append(nil)
+            }
             else if d.value == 0 && !allowZero {
                 guard let input, i < input.count else { return input == nil ? nil : [] }
                 out.append(input[i])
