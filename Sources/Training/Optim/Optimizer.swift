@@ -72,7 +72,7 @@ public final class AdamW: Optimizer {
     }
 
     public func update(parameters: [String: Tensor], gradients: [String: Tensor], learningRate lr: Double) throws {
-        step += 1
+        step = try nextStep(after: step)
         let bc1 = 1 - pow(beta1, Double(step))
         let bc2 = 1 - pow(beta2, Double(step))
         for (name, p) in parameters {
@@ -140,7 +140,7 @@ public final class SGD: Optimizer {
     }
 
     public func update(parameters: [String: Tensor], gradients: [String: Tensor], learningRate lr: Double) throws {
-        step += 1
+        step = try nextStep(after: step)
         for (name, p) in parameters {
             guard let g = gradients[name] else { continue }
             try checkSameShape(p, g, name)
@@ -181,5 +181,14 @@ private func checkSameShape(_ p: Tensor, _ g: Tensor, _ name: String) throws {
     }
     guard p.shape == g.shape else {
         throw SegFormerError.invalid("optimizer: parameter '\(name)' has shape \(p.shape) but its gradient \(g.shape)")
+    }
+}
+
+extension Optimizer {
+    /// step + 1, an error instead of an overflow trap when a restored state's step is at Int.max.
+    func nextStep(after step: Int) throws -> Int {
+        let (next, overflow) = step.addingReportingOverflow(1)
+        guard !overflow else { throw SegFormerError.invalid("optimizer step \(step) cannot advance (a damaged checkpoint?)") }
+        return next
     }
 }
