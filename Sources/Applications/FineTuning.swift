@@ -27,6 +27,8 @@ public struct FineTuningOptions: Sendable {
     /// The split evaluated during training (keeping the best model by mean IoU); nil, or a data source
     /// without splits, trains without validation.
     public var validationSplit: SegmentationDataset.Split? = .validation
+    /// Told (images done, images in total) during each validation pass.
+    public var validationProgress: (@Sendable (Int, Int) -> Void)?
 
     /// Defaults as `segformer train`'s; set `trainer.maxSteps` or `trainer.epochs`.
     public init(outputDirectory: String) { trainer = TrainerOptions(outputDirectory: outputDirectory) }
@@ -103,7 +105,8 @@ public final class FineTuning {
         if data.hasSplits, let split = options.validationSplit {
             validation = try data.dataset(split: split, numLabels: classCount)
         }
-        let evaluator = SegmentationEvaluator(processor: processor, numLabels: classCount, reduceLabels: data.reducesLabels)
+        var evaluator = SegmentationEvaluator(processor: processor, numLabels: classCount, reduceLabels: data.reducesLabels)
+        evaluator.progress = options.validationProgress
         var trainerOptions = options.trainer
         trainerOptions.jobOptions.merge(options.recordedOptions) { _, job in job }
         trainerOptions.seed = options.seed

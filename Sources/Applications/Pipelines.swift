@@ -66,7 +66,7 @@ public struct ImageClassifier {
     /// - Throws: `SegFormerError.io` / `.invalid` when the image cannot be read or decoded, `.invalid`
     ///   when the model's output is not [1, classes], and whatever `Session.run` throws.
     public func classify(imageAt path: String, top k: Int) throws -> [(id: Int, label: String?, probability: Double)] {
-        try classify(Image(contentsOf: path), top: k)
+        try classify(Image(contentsOf: path, fitting: (processor.width, processor.height)), top: k)
     }
 
     /// The `k` most probable classes of an 8-bit RGB image, most probable first (probabilities are the
@@ -151,7 +151,13 @@ public struct SegmentationPredictor {
     /// - Throws: `SegFormerError.io` / `.invalid` when the image cannot be read or decoded, `.invalid`
     ///   when the model's output is not [1, classes, h, w], and whatever `Session.run` throws.
     public func predict(imageAt path: String) throws -> Prediction {
-        try predict(Image(contentsOf: path))
+        try predict(image(at: path))
+    }
+
+    /// The picture at `path` as `predict(imageAt:)` reads it: a JPEG far larger than the model's
+    /// input is decoded at reduced scale (see `Image.init(contentsOf:mode:fitting:)`).
+    public func image(at path: String) throws -> Image {
+        try Image(contentsOf: path, fitting: (processor.width, processor.height))
     }
 
     /// Segments an 8-bit RGB image (any size: it is resized for the model and the mask is upsampled
@@ -174,13 +180,19 @@ public struct SegmentationPredictor {
     ///
     /// - Throws: `SegFormerError.io` when a file exists and `overwrite` is false, or writing fails.
     public func write(_ p: Prediction, name: String, to folder: String, overwrite: Bool) throws -> (mask: String, overlay: String) {
-        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
         let maskPath = (folder as NSString).appendingPathComponent("\(name).mask.png")
         let overlayPath = (folder as NSString).appendingPathComponent("\(name).overlay.png")
         for path in [maskPath, overlayPath] { try OutputGuard.requireWritable(path, overwrite: overwrite) }
-        try p.writeMaskPNG(to: maskPath)
-        try p.writeOverlayPNG(to: overlayPath)
+        try write(p, to: PredictionJob.Item(image: "", mask: maskPath, overlay: overlayPath))
         return (maskPath, overlayPath)
+    }
+
+    /// Writes the mask and overlay of one item of a `PredictionJob` (whose outputs were checked up front).
+    public func write(_ p: Prediction, to item: PredictionJob.Item) throws {
+        let folder = (item.mask as NSString).deletingLastPathComponent
+        if !folder.isEmpty { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+        try p.writeMaskPNG(to: item.mask)
+        try p.writeOverlayPNG(to: item.overlay)
     }
 }
 

@@ -31,17 +31,39 @@ int ic_sniff(const unsigned char *data, size_t size) {
     return IC_FORMAT_UNKNOWN;
 }
 
-static int check_size(unsigned long w, unsigned long h, char *err, size_t errlen) {
+/// The pixel limit of a decode: the caller's, never above IC_MAX_PIXELS.
+static unsigned long long pixel_limit(long max_pixels) {
+    return (max_pixels > 0 && max_pixels < IC_MAX_PIXELS) ? (unsigned long long)max_pixels : (unsigned long long)IC_MAX_PIXELS;
+}
+
+static int check_size_limit(unsigned long w, unsigned long h, unsigned long long limit, char *err, size_t errlen) {
     if (w == 0 || h == 0) {
         set_err(err, errlen, "image has zero size (%lux%lu)", w, h);
         return -1;
     }
-    if (w > (unsigned long)IC_MAX_PIXELS || h > (unsigned long)IC_MAX_PIXELS ||
-        (unsigned long long)w * (unsigned long long)h > (unsigned long long)IC_MAX_PIXELS) {
-        set_err(err, errlen, "image size %lux%lu exceeds the limit of %ld pixels", w, h, (long)IC_MAX_PIXELS);
+    if ((unsigned long long)w > limit || (unsigned long long)h > limit ||
+        (unsigned long long)w * (unsigned long long)h > limit) {
+        set_err(err, errlen, "image size %lux%lu (%llu pixels) exceeds the limit of %llu pixels", w, h,
+                (unsigned long long)w * (unsigned long long)h, limit);
         return -1;
     }
     return 0;
+}
+
+static int check_size(unsigned long w, unsigned long h, char *err, size_t errlen) {
+    return check_size_limit(w, h, IC_MAX_PIXELS, err, errlen);
+}
+
+/// The largest JPEG reduction (libjpeg-turbo decodes at 1/2, 1/4, 1/8 from the DCT coefficients,
+/// without the full-size pixels ever existing) whose output still covers min_w × min_h and fits the
+/// pixel limit; 1 when the image fits as it is or no target was given.
+static int jpeg_reduction(unsigned long w, unsigned long h, int min_w, int min_h, unsigned long long limit) {
+    if ((unsigned long long)w * h <= limit || min_w <= 0 || min_h <= 0) return 1;
+    for (int d = 8; d >= 2; d /= 2) {
+        unsigned long sw = (w + d - 1) / d, sh = (h + d - 1) / d;
+        if (sw >= (unsigned long)min_w && sh >= (unsigned long)min_h && (unsigned long long)sw * sh <= limit) return d;
+    }
+    return 1;
 }
 
 // MARK: - JPEG
@@ -76,7 +98,8 @@ static inline unsigned char muldiv255(unsigned int a, unsigned int b) {
     return (unsigned char)((t + (t >> 8)) >> 8);
 }
 
-static int decode_jpeg(const unsigned char *data, size_t size, int mode, ic_image *out, char *err, size_t errlen) {
+static int decode_jpeg(const unsigned char *data, size_t size, int mode, long max_pixels, int min_w, int min_h,
+                       ic_image *out, char *err, size_t errlen) {
     struct jpeg_decompress_struct cinfo;
     jpeg_err_ctx jerr;
     unsigned char *volatile pixels = NULL;
@@ -102,7 +125,12 @@ static int decode_jpeg(const unsigned char *data, size_t size, int mode, ic_imag
     jpeg_mem_src(&cinfo, (const unsigned char *)data, (unsigned long)size);
     jpeg_read_header(&cinfo, TRUE);
 
-    if (check_size(cinfo.image_width, cinfo.image_height, err, errlen) != 0) {
+    unsigned long long limit = pixel_limit(max_pixels);
+    int reduction = jpeg_reduction(cinfo.image_width, cinfo.image_height, min_w, min_h, limit);
+    if (reduction > 1) {
+        cinfo.scale_num = 1;
+        cinfo.scale_denom = (unsigned int)reduction;
+    } else if (check_size_limit(cinfo.image_width, cinfo.image_height, limit, err, errlen) != 0) {
         jpeg_destroy_decompress(&cinfo);
         return -1;
     }
@@ -127,7 +155,7 @@ static int decode_jpeg(const unsigned char *data, size_t size, int mode, ic_imag
     int w = (int)cinfo.output_width, h = (int)cinfo.output_height;
     int comps = cinfo.output_components;
     int channels = (gray && mode == IC_MODE_NATIVE) ? 1 : 3;
-    if (check_size((unsigned long)w, (unsigned long)h, err, errlen) != 0 ||
+    if (check_size_limit((unsigned long)w, (unsigned long)h, limit, err, errlen) != 0 ||
         !((comps == 1 && channels == 1) || (comps == 3 && channels == 3) || (comps == 4 && cmyk))) {
         if (!err || !err[0]) set_err(err, errlen, "unexpected JPEG output layout (%d components)", comps);
         jpeg_destroy_decompress(&cinfo);
@@ -203,7 +231,7 @@ static void png_read_cb(png_structp png, png_bytep dst, size_t length) {
     ctx->pos += length;
 }
 
-static int decode_png(const unsigned char *data, size_t size, int mode, ic_image *out, char *err, size_t errlen) {
+static int decode_png(const unsigned char *data, size_t size, int mode, long max_pixels, ic_image *out, char *err, size_t errlen) {
     png_read_ctx ctx;
     memset(&ctx, 0, sizeof ctx);
     ctx.data = data;
@@ -240,7 +268,7 @@ static int decode_png(const unsigned char *data, size_t size, int mode, ic_image
     png_uint_32 w = 0, h = 0;
     int bit_depth = 0, color_type = 0, interlace = 0;
     png_get_IHDR(png, info, &w, &h, &bit_depth, &color_type, &interlace, NULL, NULL);
-    if (check_size(w, h, err, errlen) != 0) {
+    if (check_size_limit(w, h, pixel_limit(max_pixels), err, errlen) != 0) {
         png_destroy_read_struct(&png, &info, NULL);
         return -1;
     }
@@ -329,6 +357,11 @@ static int decode_png(const unsigned char *data, size_t size, int mode, ic_image
 }
 
 int ic_decode(const unsigned char *data, size_t size, int mode, ic_image *out, char *err, size_t errlen) {
+    return ic_decode_limited(data, size, mode, 0, 0, 0, out, err, errlen);
+}
+
+int ic_decode_limited(const unsigned char *data, size_t size, int mode, long max_pixels, int min_width, int min_height,
+                      ic_image *out, char *err, size_t errlen) {
     if (err && errlen) err[0] = 0;
     if (!out) {
         set_err(err, errlen, "no output");
@@ -340,8 +373,8 @@ int ic_decode(const unsigned char *data, size_t size, int mode, ic_image *out, c
         return -1;
     }
     switch (ic_sniff(data, size)) {
-    case IC_FORMAT_JPEG: return decode_jpeg(data, size, mode, out, err, errlen);
-    case IC_FORMAT_PNG: return decode_png(data, size, mode, out, err, errlen);
+    case IC_FORMAT_JPEG: return decode_jpeg(data, size, mode, max_pixels, min_width, min_height, out, err, errlen);
+    case IC_FORMAT_PNG: return decode_png(data, size, mode, max_pixels, out, err, errlen);
     default:
         set_err(err, errlen, "not a JPEG or PNG file (unrecognised signature)");
         return -1;
@@ -387,8 +420,10 @@ static void png_write_error_cb(png_structp png, png_const_charp msg) {
     png_longjmp(png, 1);
 }
 
-int ic_encode_png(const unsigned char *pixels, int width, int height, int channels,
-                  unsigned char **png_out, size_t *png_size, char *err, size_t errlen) {
+/// Grey (channels 1, palette NULL), palette-indexed (channels 1 with `colors` RGB entries) or RGB.
+static int encode_png(const unsigned char *pixels, int width, int height, int channels,
+                      const unsigned char *palette, int colors,
+                      unsigned char **png_out, size_t *png_size, char *err, size_t errlen) {
     if (err && errlen) err[0] = 0;
     if (!png_out || !png_size || !pixels) {
         set_err(err, errlen, "no pixels or output");
@@ -427,8 +462,17 @@ int ic_encode_png(const unsigned char *pixels, int width, int height, int channe
     }
     png_set_write_fn(png, &ctx, png_write_cb, png_flush_cb);
     png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8,
-                 channels == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB,
+                 channels == 3 ? PNG_COLOR_TYPE_RGB : (palette ? PNG_COLOR_TYPE_PALETTE : PNG_COLOR_TYPE_GRAY),
                  PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    if (palette) {
+        png_color entries[256];
+        for (int i = 0; i < colors; i++) {
+            entries[i].red = palette[3 * i];
+            entries[i].green = palette[3 * i + 1];
+            entries[i].blue = palette[3 * i + 2];
+        }
+        png_set_PLTE(png, info, entries, colors);
+    }
     png_write_info(png, info);
     rows = (png_bytep *)malloc(sizeof(png_bytep) * (size_t)height);
     if (!rows) png_error(png, "out of memory while encoding PNG");
@@ -441,6 +485,20 @@ int ic_encode_png(const unsigned char *pixels, int width, int height, int channe
     *png_out = ctx.buf;
     *png_size = ctx.size;
     return 0;
+}
+
+int ic_encode_png(const unsigned char *pixels, int width, int height, int channels,
+                  unsigned char **png_out, size_t *png_size, char *err, size_t errlen) {
+    return encode_png(pixels, width, height, channels, NULL, 0, png_out, png_size, err, errlen);
+}
+
+int ic_encode_png_palette(const unsigned char *indices, int width, int height, const unsigned char *palette, int colors,
+                          unsigned char **png_out, size_t *png_size, char *err, size_t errlen) {
+    if (!palette || colors < 1 || colors > 256) {
+        if (err && errlen) set_err(err, errlen, "a PNG palette has 1 to 256 colours, got %d", colors);
+        return -1;
+    }
+    return encode_png(indices, width, height, 1, palette, colors, png_out, png_size, err, errlen);
 }
 
 int ic_write_png_file(const char *path, const unsigned char *pixels, int width, int height, int channels,

@@ -68,6 +68,12 @@ void ck_gelu(const float *x, float *y, ptrdiff_t n) {
         float g = (float)(0.5 * v * (1.0 + erf_rational(v * 0.7071067811865476)));
         y[i] = x[i] != x[i] ? x[i] : g;
     }
+    // Below x = -3, 1 + erf(x/√2) cancels (and erf_rational's clamp at -4 leaves 1.5e-8 where the true
+    // value vanishes: x = -1e10 gave -80.85). erfc has no cancellation; a second pass keeps the loop
+    // above vectorised, and such inputs are rare.
+    for (ptrdiff_t i = 0; i < n; i++) {
+        if (x[i] < GELU_TAIL) y[i] = (float)(0.5 * (double)x[i] * erfc(-(double)x[i] * 0.7071067811865476));
+    }
 }
 
 MULTIVERSION

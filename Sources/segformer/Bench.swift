@@ -12,9 +12,9 @@ struct Bench: ParsableCommand {
 
     // Option declarations look like Demo's and the other commands': the options differ, the shape is ArgumentParser's.
     @Argument(help: "The .onnx model file, or a HuggingFace checkpoint folder.") var model: String
-    @Option(help: "Batch size bound to the first symbolic dimension.") var batch: Int = 1
-    @Option(help: "Input height for symbolic spatial dimensions.") var height: Int = 512
-    @Option(help: "Input width for symbolic spatial dimensions.") var width: Int = 512
+    @Option(name: .customLong("batch"), help: "Batch size bound to the first symbolic dimension (default 1; an error on a fixed-batch model).") var batchOption: Int?
+    @Option(name: .customLong("height"), help: "Input height for symbolic spatial dimensions (default 512; an error on a fixed-size model).") var heightOption: Int?
+    @Option(name: .customLong("width"), help: "Input width for symbolic spatial dimensions (default 512; an error on a fixed-size model).") var widthOption: Int?
     @Option(help: "Timed iterations.") var iterations: Int = 10
     @Option(help: "Untimed warm-up iterations.") var warmup: Int = 2
     @OptionGroup var sessionFlags: SessionFlags
@@ -24,6 +24,7 @@ struct Bench: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let m = try ModelFile.load(model)
+            try InputSizeRequest.check(sizeRequests, against: m.graph.runtimeInputs)
             if train { return try benchTraining(m) }
             let session = try Session(model: m, options: sessionFlags.sessionOptions)
             var feeds: [String: Tensor] = [:]
@@ -49,6 +50,16 @@ struct Bench: ParsableCommand {
 }
 
 extension Bench {
+    var batch: Int { batchOption ?? 1 }
+    var height: Int { heightOption ?? 512 }
+    var width: Int { widthOption ?? 512 }
+
+    /// The sizes given explicitly: they must fit the model's fixed dimensions.
+    var sizeRequests: [InputSizeRequest] {
+        [(batchOption, "--batch", InputSizeRequest.Axis.batch), (heightOption, "--height", .height), (widthOption, "--width", .width)]
+            .compactMap { value, option, axis in value.map { InputSizeRequest(option: option, axes: [axis], value: $0) } }
+    }
+
     /// One training step per iteration (HF loss, forward + backward, AdamW) on a seeded random batch.
     func benchTraining(_ m: Model) throws {
         let training = try TrainingSession(model: m, options: TrainingOptions(threads: sessionFlags.threads))

@@ -14,7 +14,7 @@ struct Classify: ParsableCommand {
     @Argument(help: "A JPEG or PNG image.") var image: String
     @Option(help: "How many classes to print.") var top: Int = 5
     @Option(help: "HF config.json whose id2label names the classes.") var config: String?
-    @Option(help: "Input size when the model's height/width are symbolic.") var size: Int = 224
+    @Option(name: .customLong("size"), help: "Input size when the model's height/width are symbolic (default 224; an error on a fixed-size model).") var sizeOption: Int?
     @OptionGroup var threadOptions: ThreadOptions
 
     func run() throws {
@@ -22,9 +22,15 @@ struct Classify: ParsableCommand {
             let labels = try config.map { try Classification.id2label(configPath: $0) } ?? [:]
             let classifier = try ImageClassifier(modelAt: model, size: size, labels: labels,
                                                  options: SessionOptions(threads: threadOptions.threads))
+            if let sizeOption {
+                try InputSizeRequest.check([InputSizeRequest(option: "--size", axes: [.height, .width], value: sizeOption)],
+                                           against: Array(classifier.session.inputs.prefix(1)))
+            }
             for (rank, r) in try classifier.classify(imageAt: image, top: top).enumerated() {
                 print(String(format: "%d. class %d  %.4f  ", rank + 1, r.id, r.probability) + (r.label ?? ""))
             }
         }
     }
+
+    var size: Int { sizeOption ?? 224 }
 }

@@ -112,6 +112,8 @@ struct Train: ParsableCommand {
             options.trainer.processGroup = group
             let m = try ModelFile.load(model)
             let data = try dataOptions.source()
+            let validationProgress = ProgressLine("validation")
+            if (group?.rank ?? 0) == 0 { options.validationProgress = { validationProgress.update($0, $1) } }
             let job = try FineTuning(model: m, data: data, options: options)
             let trainer = job.trainer
             let writer = trainer.isWriter
@@ -168,11 +170,11 @@ struct Evaluate: ParsableCommand {
             let evaluator = SegmentationEvaluator(processor: SegformerImageProcessor(height: size, width: size),
                                                   numLabels: classes, reduceLabels: data.reducesLabels)
             let writer = (group?.rank ?? 0) == 0
+            let progress = ProgressLine("evaluating")
             let result = try evaluator.evaluate(session: session, dataset: dataset, group: group) { done, total in
-                if stdoutIsTerminal && group == nil { print("\r\(done)/\(total)", terminator: ""); fflush(stdout) }
+                if writer { progress.update(done, total) }
             }
             guard writer else { return }
-            if stdoutIsTerminal && group == nil { print("") }
             print(result.table(labels: dataset.id2label))
         }
     }

@@ -45,12 +45,22 @@ func printErr(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8
 /// Whether stdout is a terminal (progress bars) or a pipe/file (plain lines).
 var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
 
-/// `--threads`, taken by every command that runs a model.
+/// `--threads` and `--max-memory`, taken by every command that runs a model.
 struct ThreadOptions: ParsableArguments {
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+    @Option(help: ArgumentHelp("Memory budget for a run, e.g. 4G or 512M (default: the available memory, at least 512M). A plan or image above it is an error naming what needs the memory.", valueName: "size"))
+    var maxMemory: String?
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
+        if let maxMemory {
+            guard let bytes = MemoryBudget.parse(maxMemory) else {
+                throw ValidationError("--max-memory must be a positive size such as 4G, 512M or 300000 (bytes), got '\(maxMemory)'")
+            }
+            // The budget is process-wide (the planner and image decoding read it); validation runs once,
+            // before the command, so this is where the option takes effect.
+            MemoryBudget.setLimit(bytes)
+        }
     }
 }
 

@@ -248,6 +248,17 @@ final class ONNXTests: XCTestCase {
         XCTAssertTrue(e.description.contains("/nonexistent/model.onnx"), "\(e)")
     }
 
+    /// Without a default-domain opset the standard ops' semantics are unknown (Softmax changed at 13):
+    /// refused, as onnxruntime does, instead of guessing opset 1.
+    func testModelWithoutDefaultDomainOpsetIsRefused() throws {
+        var m = try ONNXImporter.load(contentsOf: fixture("two_node.onnx"))
+        m.opsetImports = ["test.domain": 1]
+        let bytes = try ONNXExporter.serialize(m)
+        assertInvalid({ try ONNXImporter.load(bytes: bytes, baseDirectory: nil) }, mentions: ["default ONNX domain", "'test.domain'"])
+        m.opsetImports = ["ai.onnx": 17]   // the default domain's long name is as good
+        XCTAssertEqual(try ONNXImporter.load(bytes: try ONNXExporter.serialize(m), baseDirectory: nil).opset, 17)
+    }
+
     func testRandomBytes() {
         var rng = SplitMix(seed: 42)
         for size in [1, 2, 7, 64, 1000, 5000] {

@@ -55,6 +55,13 @@ int ic_sniff(const unsigned char *data, size_t size);
 /// with ic_free), or -1 with a message in `err` (always NUL-terminated when errlen > 0).
 int ic_decode(const unsigned char *data, size_t size, int mode, ic_image *out, char *err, size_t errlen);
 
+/// ic_decode with a pixel limit (0: IC_MAX_PIXELS; never above it), checked from the header before any
+/// pixel is allocated. A JPEG above the limit is decoded at a reduced scale (1/2, 1/4 or 1/8, libjpeg-turbo's
+/// DCT scaling) when the result still covers min_width × min_height (0: no reduction) and fits the limit;
+/// `out` then holds the reduced size.
+int ic_decode_limited(const unsigned char *data, size_t size, int mode, long max_pixels, int min_width, int min_height,
+                      ic_image *out, char *err, size_t errlen);
+
 /// Encodes 8-bit grey (channels 1) or RGB (channels 3) pixels as a baseline JPEG (libjpeg-turbo, quality
 /// 1…100) in memory. Returns 0 with a malloc'd buffer in `*jpeg` (free with ic_free), or -1 with a message.
 int ic_encode_jpeg(const unsigned char *pixels, int width, int height, int channels, int quality,
@@ -64,6 +71,12 @@ int ic_encode_jpeg(const unsigned char *pixels, int width, int height, int chann
 /// with a malloc'd buffer in `*png` (free with ic_free) of `*png_size` bytes, or -1 with a message.
 int ic_encode_png(const unsigned char *pixels, int width, int height, int channels,
                   unsigned char **png, size_t *png_size, char *err, size_t errlen);
+
+/// Encodes 8-bit indices as a palette PNG (colour type 3) whose palette holds `colors` (1…256) RGB triples:
+/// viewers show the colours, readers of the samples (PIL's mode "P", IC_MODE_NATIVE) get the indices.
+/// Indices must be below `colors`. Returns 0 with a malloc'd buffer, or -1 with a message.
+int ic_encode_png_palette(const unsigned char *indices, int width, int height, const unsigned char *palette, int colors,
+                          unsigned char **png, size_t *png_size, char *err, size_t errlen);
 
 /// Encodes and writes a PNG file (written to `path` directly; callers wanting atomicity write to a
 /// temporary name and rename). Returns 0 on success, -1 with a message.

@@ -14,6 +14,8 @@ void ck_erf(const float *x, float *y, ptrdiff_t n);
 
 /// y[i] = x/2 · (1 + erf(x/√2)) (exact GELU), evaluated in double.
 void ck_gelu(const float *x, float *y, ptrdiff_t n);
+/// Below this x, GELU is evaluated as x/2 · erfc(-x/√2) (no cancellation in the negative tail).
+#define GELU_TAIL (-3.0f)
 
 /// y[i] = exp(x[i]) for float32 (about 1 ulp).
 void ck_exp(const float *x, float *y, ptrdiff_t n);

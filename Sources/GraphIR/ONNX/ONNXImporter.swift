@@ -135,6 +135,12 @@ public enum ONNXImporter {
             if opsets.isEmpty {
                 throw SegFormerError.invalid("not a valid ONNX model (no opset_import)")
             }
+            // Without it every standard op's semantics would be guessed (Softmax before and after 13
+            // differ); onnxruntime refuses such a model too.
+            if opsets[""] == nil && opsets["ai.onnx"] == nil {
+                let listed = opsets.keys.sorted().map { "'\($0)'" }.joined(separator: ", ")
+                throw SegFormerError.invalid("opset_import has no version for the default ONNX domain (only \(listed))")
+            }
             var metadata: [String: String] = [:]
             for e in cArray(m.metadata_props, m.n_metadata_props) {
                 guard let e else { continue }

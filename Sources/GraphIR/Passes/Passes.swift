@@ -91,18 +91,19 @@ public enum Passes {
     }
 
     /// Replaces nodes whose inputs are all constants (initializers) with initializers holding their
-    /// results. `evaluate` runs one node; `isFoldable` may veto a node (e.g. random ops).
+    /// results. `evaluate` runs one node; `isFoldable` may veto a node given its constant inputs (e.g.
+    /// random ops, or results too large to keep as constants).
     /// Folded values that are graph outputs stay initializers named as the output.
     public static func foldConstants(_ graph: Graph,
-                                     isFoldable: (Node) -> Bool = { _ in true },
+                                     isFoldable: (Node, [Tensor?]) -> Bool = { _, _ in true },
                                      evaluate: (Node, [Tensor?]) throws -> [Tensor]) throws -> Graph {
         var g = try sorted(graph)
         var kept: [Node] = []
         let graphInputs = Set(g.inputs.map(\.name))   // an initializer listed as input may be overridden
         for node in g.nodes {
             let constant = node.inputs.allSatisfy { $0.isEmpty || (g.initializers[$0] != nil && !graphInputs.contains($0)) }
-            if constant, isFoldable(node) {
-                let inputs: [Tensor?] = node.inputs.map { $0.isEmpty ? nil : g.initializers[$0] }
+            let inputs: [Tensor?] = constant ? node.inputs.map { $0.isEmpty ? nil : g.initializers[$0] } : []
+            if constant, isFoldable(node, inputs) {
                 let results = try evaluate(node, inputs)
                 for (name, t) in zip(node.outputs, results) where !name.isEmpty { g.setInitializer(name, t) }
             } else {

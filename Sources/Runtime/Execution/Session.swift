@@ -98,6 +98,7 @@ public final class Session {
         let node = graph.nodes[step.nodeIndex]
         let started = profiling ? Benchmark.now() : 0
         do {
+            if step.checksOutputSizes { try checkOutputSizes(step, node, inputs) }
             outputs = try step.kernel.run(inputs, context)
             if profiling {
                 let previous = profile[node.opType] ?? (0, 0)
@@ -115,6 +116,20 @@ public final class Session {
             throw SegFormerError.invalid("\(node.label): produced '\(compiled.slotNames[s])' of shape \(slots[s]?.shape ?? []) where the op's shape rule predicted \(shape) (an internal error: please report it)")
         }
         for s in step.release { slots[s] = nil }
+    }
+
+    /// The budget check for outputs whose size only the real inputs reveal: the op's shape rule on
+    /// the concrete input types, before the kernel allocates.
+    private func checkOutputSizes(_ step: Step, _ node: Node, _ inputs: [Tensor?]) throws {
+        guard let rule = compiled.schemas[step.nodeIndex].inferTypes else { return }
+        let context = TypeInferenceContext(node: node, opset: compiled.opset,
+                                           inputTypes: inputs.map { $0.map { TensorType($0.dataType, known: $0.shape) } },
+                                           constantInputs: inputs.map { $0.flatMap { InputBinding.isBoundByValue($0) ? $0 : nil } })
+        guard let types = try? rule(context) else { return }
+        for (type, name) in zip(types, node.outputs) {
+            guard let type, let shape = type.knownShape else { continue }
+            try MemoryBudget.require(Tensor.checkedByteCount(shape, type.dataType), for: "output '\(name)' \(type)")
+        }
     }
 
     private func validate(_ feeds: [String: Tensor]) throws {

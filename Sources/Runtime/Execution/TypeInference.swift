@@ -48,10 +48,16 @@ public enum TypeInference {
                 continue
             }
             let ins: [Tensor?] = node.inputs.map { $0.isEmpty ? nil : constants[$0] }
-            // Evaluate nodes whose inputs are all small constants.
+            let ctx = TypeInferenceContext(node: node, opset: opset,
+                                           inputTypes: node.inputs.map { $0.isEmpty ? nil : types[$0] },
+                                           constantInputs: ins,
+                                           symbolicInputs: node.inputs.map { $0.isEmpty ? nil : symbolic[$0] })
+            // Evaluate nodes whose inputs are all small constants — unless the shape rule says a result
+            // is large (a tiny ConstantOfShape input can ask for gigabytes).
             let present = node.inputs.filter { !$0.isEmpty }
             if schema.isDeterministic, present.allSatisfy({ constants[$0] != nil }),
                present.reduce(0, { $0 + constants[$1]!.count }) <= limit,
+               !TypeInference.mayExceed(limit, schema, ctx),
                let outs = try? schema.makeKernel(node, opset).run(ins, .singleThreaded) {
                 for (name, t) in zip(node.outputs, outs) where !name.isEmpty {
                     types[name] = TensorType(t.dataType, known: t.shape)
@@ -59,10 +65,6 @@ public enum TypeInference {
                 }
                 continue
             }
-            let ctx = TypeInferenceContext(node: node, opset: opset,
-                                           inputTypes: node.inputs.map { $0.isEmpty ? nil : types[$0] },
-                                           constantInputs: ins,
-                                           symbolicInputs: node.inputs.map { $0.isEmpty ? nil : symbolic[$0] })
             guard let rule = schema.inferTypes else {
                 unknown.append((node.label, "op \(node.opType) has no shape rule"))
                 continue
@@ -89,5 +91,15 @@ public enum TypeInference {
             if types[out] == nil { types[out] = type }
         }
         return Result(types: types, constants: constants, unknown: unknown)
+    }
+
+    /// Whether the shape rule gives some output more than `elements` elements (or a count that
+    /// overflows). Unknown results do not count: the caller decides for those.
+    static func mayExceed(_ elements: Int, _ schema: OpSchema, _ ctx: TypeInferenceContext) -> Bool {
+        guard let rule = schema.inferTypes, let outs = try? rule(ctx) else { return false }
+        return outs.contains { type in
+            guard let shape = type?.knownShape else { return false }
+            return (Tensor.checkedElementCount(shape) ?? .max) > elements
+        }
     }
 }

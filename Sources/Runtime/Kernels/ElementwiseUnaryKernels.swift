@@ -57,7 +57,7 @@ struct SoftplusGradFn: FloatFn2 {
 struct GeluGradFn: FloatFn2 {
     @inline(__always) func f(_ g: Float, _ x: Float) -> Float { Float(d(Double(g), Double(x))) }
     @inline(__always) func d(_ g: Double, _ x: Double) -> Double {
-        let cdf = 0.5 * (1 + erfCore(x * 0.7071067811865476))
+        let cdf = x < Double(GELU_TAIL) ? 0.5 * Foundation.erfc(-x * 0.7071067811865476) : 0.5 * (1 + erfCore(x * 0.7071067811865476))
         let pdf = 0.3989422804014327 * Double(expNonPositive(Float(-0.5 * x * x)))
         return g * (cdf + x * pdf)
     }
@@ -295,9 +295,11 @@ struct GeluFn: FloatFn {
     var bulkFloat: ((UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void)? { { ck_gelu($0, $1, $2) } }
     @inline(__always) func f(_ x: Float) -> Float {
         let v = Double(x)
+        if x < GELU_TAIL { return Float(d(v)) }   // the negative tail, where 1 + erf cancels (as ck_gelu)
         return Float(0.5 * v * (1 + erfCore(v * 0.7071067811865476)))
     }
-    func d(_ x: Double) -> Double { 0.5 * x * (1 + Foundation.erf(x * 0.7071067811865476)) }
+    /// erfc(-x/√2) = 1 + erf(x/√2) without the cancellation for large negative x.
+    func d(_ x: Double) -> Double { 0.5 * x * Foundation.erfc(-x * 0.7071067811865476) }
 }
 
 /// Gelu (approximate = tanh): x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³))).

@@ -99,7 +99,7 @@ extension OpRegistry {
                                       inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
         if let s = ctx.constant(0), let l = ctx.constant(1), let d = ctx.constant(2) {
-            return [TensorType(t.dataType, known: [try range(s, l, d, ctx.node.label).count])]
+            return [TensorType(t.dataType, known: [try rangeCount(s, l, d, ctx.node.label)])]   // counted, not filled
         }
         return [TensorType(t.dataType, [.symbol("\(ctx.node.outputs.first ?? "?")#0")])]
     }, makeKernel: { node, _ in
@@ -109,8 +109,8 @@ extension OpRegistry {
         }
     }).notDifferentiable()
 
-    /// output[i] = start + i·delta for i < max(ceil((limit − start)/delta), 0), in the inputs' type.
-    static func range(_ start: Tensor, _ limit: Tensor, _ delta: Tensor, _ label: String) throws -> Tensor {
+    /// max(ceil((limit − start)/delta), 0): the element count of Range, found without allocating.
+    static func rangeCount(_ start: Tensor, _ limit: Tensor, _ delta: Tensor, _ label: String) throws -> Int {
         let type = start.dataType
         guard limit.dataType == type, delta.dataType == type else {
             throw SegFormerError.invalid("\(label): start, limit and delta differ in type (\(type), \(limit.dataType), \(delta.dataType))")
@@ -118,18 +118,41 @@ extension OpRegistry {
         guard start.count == 1, limit.count == 1, delta.count == 1 else {
             throw SegFormerError.invalid("\(label): start, limit and delta must be scalars (shapes \(start.shape), \(limit.shape), \(delta.shape))")
         }
+        let count: Double
         if type.isInteger {
             let s = try start.integers()[0], l = try limit.integers()[0], d = try delta.integers()[0]
             guard d != 0 else { throw SegFormerError.invalid("\(label): delta is 0") }
-            let span = l - s   // shape values: no overflow in practice; clamp via Double check below
-            var n = span / d
-            if span % d != 0 && (span > 0) == (d > 0) { n += 1 }
-            n = max(n, 0)
-            guard n <= Movement.maxElements else { throw SegFormerError.invalid("\(label): range of \(n) elements is too large") }
-            let out = Tensor(uninitialized: type, shape: [n])
+            // Exact while the span fits an Int; a span that does not is far above the limit anyway.
+            let (span, overflow) = l.subtractingReportingOverflow(s)
+            if overflow {
+                count = (Double(l) - Double(s)) / Double(d)
+            } else {
+                var n = span / d
+                if span % d != 0 && (span > 0) == (d > 0) { n += 1 }
+                count = Double(max(n, 0))
+            }
+        } else {
+            guard type.isFloatingPoint else { throw SegFormerError.unsupported("\(label): Range of \(type)") }
+            let s = try start.doubles()[0], l = try limit.doubles()[0], d = try delta.doubles()[0]
+            guard d != 0, s.isFinite, l.isFinite, d.isFinite else {
+                throw SegFormerError.invalid("\(label): Range start \(s), limit \(l), delta \(d) are not finite / delta is 0")
+            }
+            count = max(((l - s) / d).rounded(.up), 0)
+        }
+        guard count <= Double(Movement.maxElements) else { throw SegFormerError.invalid("\(label): range of \(count) elements is too large") }
+        return Int(count)
+    }
+
+    /// output[i] = start + i·delta for i < rangeCount(start, limit, delta), in the inputs' type.
+    static func range(_ start: Tensor, _ limit: Tensor, _ delta: Tensor, _ label: String) throws -> Tensor {
+        let type = start.dataType
+        let n = try rangeCount(start, limit, delta, label)
+        let out = Tensor(uninitialized: type, shape: [n])
+        if type.isInteger {
+            let s = try start.integers()[0], d = try delta.integers()[0]
             func fill<T: FixedWidthInteger>(_: T.Type) {
                 let p = out.pointer(T.self)
-                for i in 0..<n { p[i] = T(truncatingIfNeeded: s + i * d) }
+                for i in 0..<n { p[i] = T(truncatingIfNeeded: s &+ i &* d) }
             }
             switch type {
             case .int8: fill(Int8.self)
@@ -143,15 +166,7 @@ extension OpRegistry {
             }
             return out
         }
-        guard type.isFloatingPoint else { throw SegFormerError.unsupported("\(label): Range of \(type)") }
-        let s = try start.doubles()[0], l = try limit.doubles()[0], d = try delta.doubles()[0]
-        guard d != 0, s.isFinite, l.isFinite, d.isFinite else {
-            throw SegFormerError.invalid("\(label): Range start \(s), limit \(l), delta \(d) are not finite / delta is 0")
-        }
-        let count = max(((l - s) / d).rounded(.up), 0)
-        guard count <= Double(Movement.maxElements) else { throw SegFormerError.invalid("\(label): range of \(count) elements is too large") }
-        let n = Int(count)
-        let out = Tensor(uninitialized: type, shape: [n])
+        let s = try start.doubles()[0], d = try delta.doubles()[0]
         switch type {
         case .float:
             let p = out.pointer(Float.self), fs = Float(s), fd = Float(d)

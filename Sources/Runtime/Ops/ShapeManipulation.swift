@@ -85,9 +85,11 @@ extension OpRegistry {
         }
     }).withGradient(viewGradient)
 
-    /// `count` fresh symbolic dims named after the node (nil count: unknown rank).
+    /// `count` fresh symbolic dims named after the node (nil count: unknown rank). A count that is
+    /// no rank (negative, or absurdly large, from a broken model's declared shapes) is an unknown rank.
     static func freshDims(_ ctx: TypeInferenceContext, count: Int?) -> [Dim]? {
-        count.map { n in (0..<n).map { .symbol("\(ctx.node.outputs.first ?? "?")#\($0)") } }
+        guard let n = count, (0...1024).contains(n) else { return nil }
+        return (0..<n).map { .symbol("\(ctx.node.outputs.first ?? "?")#\($0)") }
     }
 
     /// The concrete output shape of Reshape (0 copies the input dim unless allowzero, -1 is inferred).
@@ -141,7 +143,11 @@ extension OpRegistry {
         var out: [Dim?] = []
         var inferred: Int? = nil
         for (i, d) in requested.enumerated() {
-            if d.value == -1 { inferred = i; out.append(nil) }
+            if d.value == -1 {
+                guard inferred == nil else { throw SegFormerError.invalid("\(label): the shape \(requested) has more than one -1") }
+                inferred = i
+                out.append(nil)
+            }
             else if d.value == 0 && !allowZero {
                 guard let input, i < input.count else { return input == nil ? nil : [] }
                 out.append(input[i])

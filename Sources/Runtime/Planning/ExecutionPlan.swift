@@ -34,6 +34,10 @@ struct Step {
     var release: [Int] = []
     /// Outputs whose shape the plan relied on (a Shape of them was folded): checked after the run.
     var shapeChecks: [(slot: Int, shape: [Int])] = []
+    /// Some output's size was unknown when planning (a data-dependent shape): the executor asks the
+    /// op's shape rule again with the real inputs and checks the sizes against the memory budget
+    /// before the kernel allocates.
+    var checksOutputSizes = false
 }
 
 /// An execution plan for one input binding, made before anything runs: every value that depends only
@@ -60,23 +64,54 @@ public final class ExecutionPlan {
     /// allocation until its release. An upper bound (views such as Reshape share their input's
     /// buffer but are counted as copies); nil when some output's shape is not known before running.
     public var peakActivationBytes: Int? {
-        var live = 0, peak = 0
+        let peak = activationPeak()
+        return peak.complete ? peak.bytes : nil
+    }
+
+    /// The activation peak over the outputs whose size is known before running, the step where it
+    /// occurs, and whether every output's size was known. Sizes too large to count saturate at Int.max.
+    func activationPeak() -> (bytes: Int, step: Int?, complete: Bool) {
+        var live = 0, peak = 0, peakStep: Int? = nil, complete = true
         var size = [Int: Int]()
+        for (k, step) in steps.enumerated() {
+            for s in step.outputs where s >= 0 {
+                guard let type = slotTypes[s], let shape = type.knownShape else { complete = false; continue }
+                let bytes = Tensor.checkedByteCount(shape, type.dataType) ?? .max
+                size[s] = bytes
+                live = live.addingReportingOverflow(bytes).overflow ? .max : live + bytes
+            }
+            if live > peak || peakStep == nil { (peak, peakStep) = (live, k) }
+            for s in step.release where size[s] != nil && live != .max { live -= size[s]! }
+        }
+        return (peak, peakStep, complete)
+    }
+
+    /// Throws when the activation peak known before running is above `MemoryBudget.limit`, naming the
+    /// node at the peak and its largest output (and, first, when a shape rule gave a negative dimension).
+    func checkMemoryBudget() throws {
         for step in steps {
             for s in step.outputs where s >= 0 {
-                guard let bytes = bytes(of: s) else { return nil }
-                size[s] = bytes
-                live += bytes
+                guard let shape = slotTypes[s]?.knownShape, shape.contains(where: { $0 < 0 }) else { continue }
+                let node = compiled.graph.nodes[step.nodeIndex]
+                throw SegFormerError.invalid("\(node.label): output '\(compiled.slotNames[s])' would have the shape \(shape), with a negative dimension")
             }
-            peak = max(peak, live)
-            for s in step.release { live -= size[s] ?? 0 }
         }
-        return peak
+        let peak = activationPeak()
+        guard let k = peak.step, peak.bytes > MemoryBudget.limit else { return }
+        let step = steps[k]
+        let node = compiled.graph.nodes[step.nodeIndex]
+        let largest = step.outputs.filter { $0 >= 0 }.max { (bytes(of: $0) ?? .max) < (bytes(of: $1) ?? .max) }
+        var what = "running the model (peak at \(node.label)"
+        if let s = largest {
+            what += ", whose output '\(compiled.slotNames[s])' \(slotTypes[s].map { "\($0)" } ?? "?") takes \(bytes(of: s).map(formatBytes) ?? "more than can be counted")"
+        }
+        what += ")"
+        try MemoryBudget.require(peak.bytes == .max ? nil : peak.bytes, for: what)
     }
 
     func bytes(of slot: Int) -> Int? {
-        guard let type = slotTypes[slot], let shape = type.knownShape, let width = type.dataType.byteSize else { return nil }
-        return Tensor.elementCount(shape) * width
+        guard let type = slotTypes[slot], let shape = type.knownShape, type.dataType.byteSize != nil else { return nil }
+        return Tensor.checkedByteCount(shape, type.dataType)
     }
 
     /// The plan as text: one line per step (op, node, output types and sizes, values freed), then the
@@ -100,12 +135,4 @@ public final class ExecutionPlan {
         lines.append("activation peak: " + (peakActivationBytes.map { formatBytes($0) + " (upper bound)" } ?? "unknown (some shapes are only known at run time)"))
         return lines.joined(separator: "\n")
     }
-}
-
-/// `bytes` as B, KB, MB or GB (powers of 1024), for reports.
-public func formatBytes(_ bytes: Int) -> String {
-    let units = ["B", "KB", "MB", "GB", "TB"]
-    var v = Double(bytes), u = 0
-    while v >= 1024 && u < units.count - 1 { v /= 1024; u += 1 }
-    return u == 0 ? "\(bytes) B" : String(format: "%.1f %@", v, units[u])
 }

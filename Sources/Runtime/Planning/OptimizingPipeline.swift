@@ -45,10 +45,15 @@ public enum OptimizingPipeline {
     }
 
     /// Folds every deterministic node whose inputs are constants (running its kernel once), then
-    /// drops dead nodes; the result is sorted.
+    /// drops dead nodes; the result is sorted. A node whose shape rule gives a result above
+    /// `MemoryBudget.foldLimitBytes` stays a node (it runs, under the memory budget, when the model does).
     static func foldConstants(_ graph: Graph, opset: Int) throws -> Graph {
-        try Passes.foldConstants(graph, isFoldable: { node in
-            (try? OpRegistry.schema(for: node, opset: opset).isDeterministic) ?? false
+        try Passes.foldConstants(graph, isFoldable: { node, inputs in
+            guard let schema = try? OpRegistry.schema(for: node, opset: opset), schema.isDeterministic else { return false }
+            let context = TypeInferenceContext(node: node, opset: opset,
+                                               inputTypes: inputs.map { $0.map { TensorType($0.dataType, known: $0.shape) } },
+                                               constantInputs: inputs)
+            return !TypeInference.mayExceed(MemoryBudget.foldLimitBytes / 8, schema, context)
         }) { node, inputs in
             let kernel = try OpRegistry.schema(for: node, opset: opset).makeKernel(node, opset)
             do { return try kernel.run(inputs, ExecutionContext.singleThreaded) } catch let e as SegFormerError {

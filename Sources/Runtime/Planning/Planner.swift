@@ -51,7 +51,7 @@ public enum Planner {
             let present = ins.filter { $0 >= 0 }
             var results: [Tensor]? = nil
             do {
-                if schema.isDeterministic, present.allSatisfy({ known[$0] != nil }) {
+                if schema.isDeterministic, present.allSatisfy({ known[$0] != nil }), !exceedsFoldLimit(outs, plan) {
                     results = try compiled.kernels[i].run(ins.map { $0 < 0 ? nil : known[$0] }, context)
                 } else if let fromShape = schema.valueFromShape, let first = present.first, let s = shape(of: first) {
                     results = [try fromShape(node, compiled.opset, s)]
@@ -79,13 +79,24 @@ public enum Planner {
         plan.foldedNodeCount = graph.nodes.count - runSteps.count
 
         for k in runSteps.indices {
+            runSteps[k].checksOutputSizes = runSteps[k].outputs.contains { $0 >= 0 && plan.slotTypes[$0]?.knownShape == nil }
             runSteps[k].shapeChecks = runSteps[k].outputs.compactMap { s in
                 s >= 0 ? shapeChecks[s].map { (s, $0) } : nil
             }
         }
         plan.steps = Liveness.withReleases(runSteps, slotCount: slotCount,
                                            keep: { outputSlots.contains($0) || known[$0] != nil })
+        try plan.checkMemoryBudget()
         return plan
+    }
+
+    /// Whether some output's inferred size is above `MemoryBudget.foldLimitBytes`: such a node runs
+    /// with the plan (its size counted in the activation peak) instead of being folded now.
+    static func exceedsFoldLimit(_ outs: [Int], _ plan: ExecutionPlan) -> Bool {
+        outs.contains { s in
+            guard s >= 0, let type = plan.slotTypes[s], let shape = type.knownShape else { return false }
+            return (Tensor.checkedByteCount(shape, type.dataType) ?? .max) > MemoryBudget.foldLimitBytes
+        }
     }
 }
 

@@ -51,6 +51,9 @@ public struct Benchmark {
     public static func randomTensor(_ dataType: DataType, shape: [Int], seed: UInt64 = 42) throws -> Tensor {
         var state = seed &* 0x9E3779B97F4A7C15 | 1
         func next() -> UInt64 { state ^= state << 13; state ^= state >> 7; state ^= state << 17; return state }
+        // A fixed-shape input's declared dims decide this size, whatever they are.
+        guard shape.allSatisfy({ $0 >= 0 }) else { throw SegFormerError.invalid("random input: negative dimension in \(shape)") }
+        try MemoryBudget.require(Tensor.checkedByteCount(shape, dataType), for: "a random \(dataType) input of shape \(shape)")
         let n = Tensor.elementCount(shape)
         switch dataType {
         case .float:

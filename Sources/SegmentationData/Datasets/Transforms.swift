@@ -217,6 +217,13 @@ public struct SegmentationAugmentation: Codable, Equatable, Sendable {
         guard (0...1).contains(flipProbability) else {
             throw SegFormerError.invalid("augmentation: flip probability \(flipProbability) must be in 0…1")
         }
+        // An image and its label (4 bytes a pixel) at the crop size, and at the largest random resize.
+        try MemoryBudget.require(Tensor.checkedByteCount([cropHeight, cropWidth, 4], .uint8),
+                                 for: "augmentation: a \(cropHeight)×\(cropWidth) crop")
+        if let r = ratioRange {
+            let long = Int(Double(scaleLong) * r.upperBound), short = Int(Double(scaleShort) * r.upperBound)
+            try MemoryBudget.require(Tensor.checkedByteCount([long, short, 4], .uint8), for: "augmentation: a \(long)×\(short) random resize")
+        }
     }
 
     /// Applies the augmentation to an RGB image and its single-channel label (same size).

@@ -36,14 +36,18 @@ public struct Image: Equatable, Sendable {
     }
 
     /// Reads a JPEG or PNG file; the format is detected from its content, not its name.
-    public init(contentsOf path: String, mode: DecodeMode = .rgb) throws {
+    ///
+    /// The header's size is checked against `Image.pixelLimit` before anything is decoded. A JPEG above
+    /// it is decoded at 1/2, 1/4 or 1/8 scale when the result still covers `fitting` (the size a
+    /// model needs), else refused; a PNG above it is refused.
+    public init(contentsOf path: String, mode: DecodeMode = .rgb, fitting target: (width: Int, height: Int)? = nil) throws {
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
             throw SegFormerError.io("cannot read image \(path): \(SegFormerError.fileSystemReason(error))")
         }
-        switch Image.decodeResult(data, mode: mode) {
+        switch Image.decodeResult(data, mode: mode, fitting: target) {
         case .success(let image): self = image
         case .failure(let reason): throw SegFormerError.invalid("corrupt or unsupported image: \(path): \(reason.message)")
         }
@@ -60,15 +64,23 @@ public struct Image: Equatable, Sendable {
         }
     }
 
-    static func decodeResult<Bytes: ContiguousBytes>(_ bytes: Bytes, mode: DecodeMode) -> Result<Image, DecodeFailure> {
+    /// Largest image decoded, in pixels: PIL's decompression-bomb limit (`Image.MAX_IMAGE_PIXELS`),
+    /// lower when the memory budget is (a decoded pixel costs about `bytesPerPixel` on its way through
+    /// resizing, the mask and the overlay).
+    public static var pixelLimit: Int { min(89_478_485, MemoryBudget.limit / bytesPerPixel) }
+    static let bytesPerPixel = 32
+
+    static func decodeResult<Bytes: ContiguousBytes>(_ bytes: Bytes, mode: DecodeMode,
+                                                     fitting target: (width: Int, height: Int)? = nil) -> Result<Image, DecodeFailure> {
         var result: Image?
         var message = ""
         bytes.withUnsafeBytes { raw in
             var img = ic_image()
             var err = [CChar](repeating: 0, count: 512)
             let base = raw.bindMemory(to: UInt8.self).baseAddress
-            let rc = ic_decode(base, raw.count, mode == .rgb ? Int32(IC_MODE_RGB) : Int32(IC_MODE_NATIVE),
-                               &img, &err, err.count)
+            let rc = ic_decode_limited(base, raw.count, mode == .rgb ? Int32(IC_MODE_RGB) : Int32(IC_MODE_NATIVE),
+                                       Image.pixelLimit, Int32(clamping: target?.width ?? 0), Int32(clamping: target?.height ?? 0),
+                                       &img, &err, err.count)
             if rc != 0 || img.pixels == nil {
                 message = String(cString: err)
                 return
@@ -103,19 +115,27 @@ public struct Image: Equatable, Sendable {
         }
     }
 
-    /// PNG bytes of this image (1- or 3-channel).
-    public func pngData() throws -> Data {
-        guard channels == 1 || channels == 3 else {
-            throw SegFormerError.unsupported("PNG encoding of a \(channels)-channel image")
+    /// PNG bytes of this image (1- or 3-channel). With a `palette` (1…256 colours) a 1-channel image is
+    /// written as a palette PNG: its samples are the indices, viewers show the colours.
+    public func pngData(palette: [(UInt8, UInt8, UInt8)]? = nil) throws -> Data {
+        guard channels == 1 || channels == 3, palette == nil || channels == 1 else {
+            throw SegFormerError.unsupported("PNG encoding of a \(channels)-channel image\(palette == nil ? "" : " with a palette")")
         }
         guard width > 0, height > 0 else {
             throw SegFormerError.invalid("cannot encode an empty \(width)x\(height) image as PNG")
+        }
+        if let palette, let top = pixels.max(), Int(top) >= palette.count {
+            throw SegFormerError.invalid("PNG palette has \(palette.count) colours but the image holds index \(top)")
         }
         var out: UnsafeMutablePointer<UInt8>?
         var size = 0
         var err = [CChar](repeating: 0, count: 512)
         let rc = pixels.withUnsafeBufferPointer { px in
-            ic_encode_png(px.baseAddress, Int32(width), Int32(height), Int32(channels), &out, &size, &err, err.count)
+            guard let palette else {
+                return ic_encode_png(px.baseAddress, Int32(width), Int32(height), Int32(channels), &out, &size, &err, err.count)
+            }
+            let entries = palette.flatMap { [$0.0, $0.1, $0.2] }
+            return ic_encode_png_palette(px.baseAddress, Int32(width), Int32(height), entries, Int32(palette.count), &out, &size, &err, err.count)
         }
         guard rc == 0, let buf = out else {
             throw SegFormerError.invalid("PNG encoding failed: \(String(cString: err))")
@@ -143,8 +163,8 @@ public struct Image: Equatable, Sendable {
     }
 
     /// Writes a PNG atomically: to a temporary file in the same folder, then renamed over `path`.
-    public func writePNG(to path: String) throws {
-        let data = try pngData()
+    public func writePNG(to path: String, palette: [(UInt8, UInt8, UInt8)]? = nil) throws {
+        let data = try pngData(palette: palette)
         let url = URL(fileURLWithPath: path)
         let dir = url.deletingLastPathComponent()
         let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")

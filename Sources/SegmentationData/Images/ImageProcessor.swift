@@ -194,6 +194,9 @@ public struct SegformerImageProcessor: Sendable {
                 throw SegFormerError.invalid("image processor: image \(i) is \(s.width)x\(s.height), image 0 is \(w)x\(h); batch images must share a size when do_resize is off")
             }
         }
+        // The model's input size decides this allocation (a fixed-shape export may declare anything).
+        try MemoryBudget.require(Tensor.checkedByteCount([images.count, 3, h, w], .float),
+                                 for: "image processor: pixel values of \(images.count)×3×\(h)×\(w)")
         let pixelValues = Tensor(uninitialized: .float, shape: [images.count, 3, h, w])
         let base = pixelValues.pointer(Float.self)
         for (i, img) in images.enumerated() {

@@ -81,9 +81,13 @@ public enum Segmentation {
         return Image(width: width, height: height, channels: 1, pixels: px)
     }
 
-    /// Writes the class-id mask as an 8-bit grey PNG.
+    /// Writes the class-id mask as an 8-bit palette PNG: each pixel's value is its class id (what
+    /// training reads back, PIL's mode "P"), and the palette gives each id its ADE20K colour, so a
+    /// viewer shows the classes instead of near-black greys.
     public static func writeMaskPNG(_ mask: [Int], width: Int, height: Int, to path: String) throws {
-        try maskImage(mask, width: width, height: height).writePNG(to: path)
+        let image = try maskImage(mask, width: width, height: height)
+        let colors = Int(image.pixels.max() ?? 0) + 1
+        try image.writePNG(to: path, palette: (0..<colors).map(color(forClass:)))
     }
 
     /// The ADE20K colour of each of the 150 classes, as used by mmsegmentation and HF examples.
@@ -148,8 +152,13 @@ public enum Segmentation {
         return Image(width: rgb.width, height: rgb.height, channels: 3, pixels: px)
     }
 
+    /// Writes the overlay with a legend of the classes present (`Legend`), largest first.
     public static func writeOverlayPNG(image: Image, mask: [Int], alpha: Double = 0.5, to path: String) throws {
-        try overlay(image: image, mask: mask, alpha: alpha).writePNG(to: path)
+        var picture = try overlay(image: image, mask: mask, alpha: alpha)
+        var counts: [Int: Int] = [:]
+        for c in mask where c != 255 { counts[c, default: 0] += 1 }
+        Legend.draw(classes: counts.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map(\.key), on: &picture)
+        try picture.writePNG(to: path)
     }
 }
 

@@ -12,6 +12,9 @@ public struct SegmentationEvaluator {
     public var ignoreIndex: Int
     /// Apply reduce_labels to the raw masks (ADE20K: 0 = other → ignored, k → k − 1).
     public var reduceLabels: Bool
+    /// Told (images done, images in total) after each image when `evaluate` is given no progress of
+    /// its own — how the trainer's validation passes report progress.
+    public var progress: (@Sendable (Int, Int) -> Void)?
 
     public init(processor: SegformerImageProcessor = SegformerImageProcessor(), numLabels: Int,
                 ignoreIndex: Int = 255, reduceLabels: Bool) {
@@ -42,7 +45,7 @@ public struct SegmentationEvaluator {
             }
             let mask = try Segmentation.argmaxMask(logits: logits, height: label.height, width: label.width)
             try acc.add(prediction: mask, reference: label.pixels)
-            progress?(i + 1, dataset.count)
+            (progress ?? self.progress)?(i + 1, dataset.count)
         }
         if let group {
             // The areas and the count of evaluated samples, summed over the processes (integers: exact).

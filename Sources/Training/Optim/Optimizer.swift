@@ -81,6 +81,10 @@ public final class AdamW: Optimizer {
             let (groupLR, wd) = groups.settings(name, learningRate: lr, weightDecay: weightDecay)
             let m = expAvg[name] ?? Tensor(zeros: .float, shape: p.shape)
             let v = expAvgSq[name] ?? Tensor(zeros: .float, shape: p.shape)
+            // Restored moments of another shape would be read past their end.
+            guard m.shape == p.shape, v.shape == p.shape, m.dataType == .float, v.dataType == .float else {
+                throw SegFormerError.invalid("AdamW state for '\(name)' has moments \(m.dataType)\(m.shape) and \(v.dataType)\(v.shape); the parameter is \(p.shape)")
+            }
             expAvg[name] = m
             expAvgSq[name] = v
             let pp = p.pointer(Float.self), gp = g.pointer(Float.self)
@@ -106,7 +110,8 @@ public final class AdamW: Optimizer {
     public var state: OptimizerState {
         get {
             var slots: [String: [String: Tensor]] = [:]
-            for (n, m) in expAvg { slots[n] = ["exp_avg": m.copy(), "exp_avg_sq": expAvgSq[n]!.copy()] }
+            // A restored state may lack one of the moments (a damaged checkpoint): such a slot is dropped, not unwrapped.
+            for (n, m) in expAvg { if let v = expAvgSq[n] { slots[n] = ["exp_avg": m.copy(), "exp_avg_sq": v.copy()] } }
             return OptimizerState(step: step, slots: slots)
         }
         set {
@@ -145,6 +150,9 @@ public final class SGD: Optimizer {
             let mom = Float(momentum), damp = Float(dampening)
             let first = buffers[name] == nil
             let buf = buffers[name] ?? Tensor(zeros: .float, shape: p.shape)
+            guard buf.shape == p.shape, buf.dataType == .float else {
+                throw SegFormerError.invalid("SGD momentum buffer for '\(name)' is \(buf.dataType)\(buf.shape); the parameter is \(p.shape)")
+            }
             buffers[name] = buf
             let bp = buf.pointer(Float.self)
             for i in 0..<p.count {
@@ -180,5 +188,14 @@ private func checkSameShape(_ p: Tensor, _ g: Tensor, _ name: String) throws {
     }
     guard p.shape == g.shape else {
         throw SegFormerError.invalid("optimizer: parameter '\(name)' has shape \(p.shape) but its gradient \(g.shape)")
+    }
+}
+
+extension Optimizer {
+    /// step + 1, an error instead of an overflow trap when a restored state's step is at Int.max.
+    func nextStep(after step: Int) throws -> Int {
+        let (next, overflow) = step.addingReportingOverflow(1)
+        guard !overflow else { throw SegFormerError.invalid("optimizer step \(step) cannot advance (a damaged checkpoint?)") }
+        return next
     }
 }
