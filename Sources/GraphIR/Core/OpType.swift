@@ -26,4 +26,5 @@ public enum OpType {
     public static let sum = "Sum"
     public static let sumToShape = "SumToShape"
     public static let transpose = "Transpose"
+    public static let upsampledCrossEntropyLoss = "UpsampledCrossEntropyLoss"
 }

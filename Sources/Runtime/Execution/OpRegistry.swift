@@ -15,6 +15,7 @@ public enum OpRegistry {
         ("normalization", normalizationOps),
         ("softmax", softmaxOps),
         ("cross-entropy loss", crossEntropyOps),
+        ("segmentation loss (fused upsampling + cross-entropy)", fusedSegmentationLossOps),
         ("reduction", reductionOps),
         ("resize", resizeOps),
         ("gradient kernels: elementwise binary", binaryGradientOps),

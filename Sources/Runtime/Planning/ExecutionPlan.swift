@@ -59,19 +59,32 @@ public final class ExecutionPlan {
     /// Bytes of the values live at once, at the worst step: each step's outputs are counted from its
     /// allocation until its release. An upper bound (views such as Reshape share their input's
     /// buffer but are counted as copies); nil when some output's shape is not known before running.
-    public var peakActivationBytes: Int? {
-        var live = 0, peak = 0
-        var size = [Int: Int]()
-        for step in steps {
+    public var peakActivationBytes: Int? { activationPeak?.bytes }
+
+    /// The activation peak: its bytes, the step (0-based) after which it is reached, and the values
+    /// live there by name, largest first — what to shrink to lower the peak. Nil as for
+    /// `peakActivationBytes`.
+    public var activationPeak: (bytes: Int, step: Int, values: [(name: String, bytes: Int)])? {
+        var live: [Int: Int] = [:], total = 0
+        var peak = (bytes: 0, step: -1, live: [Int: Int]())
+        for (k, step) in steps.enumerated() {
             for s in step.outputs where s >= 0 {
                 guard let bytes = bytes(of: s) else { return nil }
-                size[s] = bytes
-                live += bytes
+                live[s] = bytes
+                total += bytes
             }
-            peak = max(peak, live)
-            for s in step.release { live -= size[s] ?? 0 }
+            if total > peak.bytes { peak = (total, k, live) }
+            for s in step.release { total -= live.removeValue(forKey: s) ?? 0 }
         }
-        return peak
+        let names = compiled.slotNames
+        let values = peak.live.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map { (name: names[$0.key], bytes: $0.value) }
+        return (peak.bytes, peak.step, values)
+    }
+
+    /// The node a step runs, as "op name" (for reports).
+    public func describeStep(_ k: Int) -> String {
+        let node = compiled.graph.nodes[steps[k].nodeIndex]
+        return "\(node.opType) \(node.name.isEmpty ? "-" : node.name)"
     }
 
     func bytes(of slot: Int) -> Int? {
