@@ -67,8 +67,10 @@ extension Bench {
         if profile { printProfile(training.session) }
         print("loss after \(optimizer.step) steps: \(lastLoss)")
         let plan = try training.executionPlan(pixelValues: inputs.pixelValues, labels: inputs.labels)
-        if let peak = plan.activationPeak, peak.step >= 0 {
-            print("activation peak (plan, upper bound): \(formatBytes(peak.bytes)) after step \(peak.step + 1) of \(plan.stepCount) (\(plan.describeStep(peak.step))); largest values live there:")
+        let peak = plan.activationPeak
+        if peak.step >= 0 {
+            let unsized = peak.unsizedValues == 0 ? "" : ", \(peak.unsizedValues) values of run-time size not counted"
+            print("activation peak (plan, upper bound\(unsized)): \(formatBytes(peak.bytes)) after step \(peak.step + 1) of \(plan.stepCount) (\(plan.describeStep(peak.step))); largest values live there:")
             for v in peak.values.prefix(8) { print("  \(formatBytes(v.bytes).padding(toLength: 10, withPad: " ", startingAt: 0)) \(v.name)") }
         }
         print(result)

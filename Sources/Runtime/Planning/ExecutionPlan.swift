@@ -59,17 +59,20 @@ public final class ExecutionPlan {
     /// Bytes of the values live at once, at the worst step: each step's outputs are counted from its
     /// allocation until its release. An upper bound (views such as Reshape share their input's
     /// buffer but are counted as copies); nil when some output's shape is not known before running.
-    public var peakActivationBytes: Int? { activationPeak?.bytes }
+    public var peakActivationBytes: Int? {
+        let peak = activationPeak
+        return peak.unsizedValues == 0 ? peak.bytes : nil
+    }
 
     /// The activation peak: its bytes, the step (0-based) after which it is reached, and the values
-    /// live there by name, largest first — what to shrink to lower the peak. Nil as for
-    /// `peakActivationBytes`.
-    public var activationPeak: (bytes: Int, step: Int, values: [(name: String, bytes: Int)])? {
-        var live: [Int: Int] = [:], total = 0
+    /// live there by name, largest first — what to shrink to lower the peak. Values whose size is only
+    /// known at run time are left out (and counted).
+    public var activationPeak: (bytes: Int, step: Int, values: [(name: String, bytes: Int)], unsizedValues: Int) {
+        var live: [Int: Int] = [:], total = 0, unsized = 0
         var peak = (bytes: 0, step: -1, live: [Int: Int]())
         for (k, step) in steps.enumerated() {
             for s in step.outputs where s >= 0 {
-                guard let bytes = bytes(of: s) else { return nil }
+                guard let bytes = bytes(of: s) else { unsized += 1; continue }
                 live[s] = bytes
                 total += bytes
             }
@@ -78,7 +81,7 @@ public final class ExecutionPlan {
         }
         let names = compiled.slotNames
         let values = peak.live.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map { (name: names[$0.key], bytes: $0.value) }
-        return (peak.bytes, peak.step, values)
+        return (peak.bytes, peak.step, values, unsized)
     }
 
     /// The node a step runs, as "op name" (for reports).
