@@ -19,7 +19,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Untimed warm-up iterations.") var warmup: Int = 2
     @OptionGroup var sessionFlags: SessionFlags
     @Flag(help: "Print time spent per op type over the timed runs.") var profile = false
-    @Flag(help: "Time one training step instead (HF loss, forward + backward + AdamW) on random inputs and labels.") var train = false
+    @Flag(help: "Time one training step instead (HF loss, forward + backward + AdamW) on random inputs and labels; also prints the activation peak of its plan and the largest values live there.") var train = false
 
     func run() throws {
         try reportingErrors {
@@ -74,6 +74,13 @@ extension Bench {
         }
         if profile { printProfile(training.session) }
         print("loss after \(optimizer.step) steps: \(lastLoss)")
+        let plan = try training.executionPlan(pixelValues: inputs.pixelValues, labels: inputs.labels)
+        let peak = plan.activationPeak
+        if peak.step >= 0 {
+            let unsized = peak.unsizedValues == 0 ? "" : ", \(peak.unsizedValues) values of run-time size not counted"
+            print("activation peak (plan, upper bound\(unsized)): \(formatBytes(peak.bytes)) after step \(peak.step + 1) of \(plan.stepCount) (\(plan.describeStep(peak.step))); largest values live there:")
+            for v in peak.values.prefix(8) { print("  \(formatBytes(v.bytes).padding(toLength: 10, withPad: " ", startingAt: 0)) \(v.name)") }
+        }
         print(result)
     }
 

@@ -181,6 +181,10 @@ final class GradientCoverageTests: XCTestCase {
             Case(op: "LogSoftmax", inputs: [values([2, 4])], opset: 13),
             Case(op: "SoftmaxCrossEntropyLoss", inputs: [values([2, 4, 3]), Tensor([Int64(0), 3, 1, 2, 255, 1], shape: [2, 3])],
                  attributes: ["ignore_index": .int(255)], opset: 13),
+            // HF's segmentation loss fused (2×3 logits upsampled to 3×5); one output: the rule recomputes.
+            Case(op: "UpsampledCrossEntropyLoss", domain: trainingDomain, inputs: [values([2, 4, 2, 3]),
+                 Tensor((0..<30).map { Int64($0 % 7 == 3 ? 255 : $0 % 4) }, shape: [2, 3, 5])],
+                 attributes: ["mode": .string("linear"), "ignore_index": .int(255)]),
 
             // MARK: reductions
             Case(op: "ReduceSum", inputs: [x, ints([1])], attributes: ["keepdims": .int(0)], opset: 13),

@@ -293,19 +293,22 @@ final class NormGradientTests: XCTestCase {
             g.inputs = [ValueInfo(name: "logits_in", type: TensorType(.float, known: logits.shape))]
             g.nodes = [Node(name: "id", opType: "Identity", inputs: ["logits_in"], outputs: ["logits"])]
             g.outputs = [ValueInfo(name: "logits", type: TensorType(.float, known: logits.shape))]
-            for opset in [12, 17] {
-                let (lg, loss) = try SegmentationLoss.appendHuggingFaceLoss(to: g, logits: "logits", labels: "labels", opset: opset)
+            for opset in [12, 17] { for fused in [true, false] {
+                let (lg, loss) = try SegmentationLoss.appendHuggingFaceLoss(to: g, logits: "logits", labels: "labels", opset: opset,
+                                                                            fused: fused)
                 let s = try Session(model: Model(graph: lg, opsetImports: ["": opset]))
                 let out = try s.run(["logits_in": logits, "labels": f.tensor("labels")])
                 let expected = try f.tensor("loss").doubles()[0]
                 let got = try XCTUnwrap(out[loss]).doubles()[0]
-                XCTAssertEqual(got, expected, accuracy: 1e-5 * abs(expected), "\(name) opset \(opset)")
+                XCTAssertEqual(got, expected, accuracy: 1e-5 * abs(expected), "\(name) opset \(opset) fused \(fused)")
 
-                // Gradient w.r.t. the logits: SoftmaxCrossEntropyLossGrad then ResizeGrad, via the rules.
+                // Gradient w.r.t. the logits via the rules: the fused node's, or SoftmaxCrossEntropyLossGrad
+                // then ResizeGrad.
                 let b = GraphBuilder(graph: lg, prefix: "bw")
                 var current = b.add1("ConstantOfShape", [b.add1("Shape", [loss])],
                                      attributes: ["value": .tensor(Tensor([Float(1)], shape: [1]))])
-                for node in lg.nodes.reversed() where ["SoftmaxCrossEntropyLoss", "Resize"].contains(node.opType) {
+                for node in lg.nodes.reversed()
+                where [OpType.upsampledCrossEntropyLoss, "SoftmaxCrossEntropyLoss", "Resize"].contains(node.opType) {
                     let rule = try XCTUnwrap(try OpRegistry.schema(for: node, opset: opset).gradient)
                     let ctx = GradientContext(node: node, opset: opset, outputGradients: [current],
                                               needsInputGradient: node.inputs.enumerated().map { $0.offset == 0 }, builder: b)
@@ -316,8 +319,8 @@ final class NormGradientTests: XCTestCase {
                 let gs = try Session(model: Model(graph: bg, opsetImports: ["": opset]))
                 let gout = try gs.run(["logits_in": logits, "labels": f.tensor("labels")])
                 try assertClose(try XCTUnwrap(gout[current]), f.tensor("grad_logits"), rtol: 1e-4, atol: 1e-7,
-                                "\(name) opset \(opset) d loss / d logits")
-            }
+                                "\(name) opset \(opset) fused \(fused) d loss / d logits")
+            }}
         }
     }
 

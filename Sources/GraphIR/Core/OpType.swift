@@ -37,6 +37,7 @@ public enum OpType {
     public static let sum = "Sum"
     public static let sumToShape = "SumToShape"
     public static let transpose = "Transpose"
+    public static let upsampledCrossEntropyLoss = "UpsampledCrossEntropyLoss"
 }
 
 /// The domain of the fused forms the canonicalising passes write when the model's opset predates the

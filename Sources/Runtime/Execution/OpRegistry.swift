@@ -17,6 +17,7 @@ public enum OpRegistry {
         ("random generators", randomOps),
         ("softmax", softmaxOps),
         ("cross-entropy loss", crossEntropyOps),
+        ("segmentation loss (fused upsampling + cross-entropy)", fusedSegmentationLossOps),
         ("reduction", reductionOps),
         ("resize", resizeOps),
         ("fused forms of decomposed ops", fusedForms),

@@ -375,30 +375,8 @@ enum ResizePlan {
                             for j in 0..<outW { drow[j] = extrapolation }
                             continue
                         }
-                        // vertical: tmp = Σ_k wh · row(ih)
-                        let r0 = s + Int(ih[y * nh]) * inW, w0 = wh[y * nh]
-                        if nh == 2 {
-                            let r1 = s + Int(ih[y * nh + 1]) * inW, w1 = wh[y * nh + 1]
-                            for j in 0..<inW { tmp[j] = w0 * r0[j] + w1 * r1[j] }
-                        } else {
-                            for j in 0..<inW { tmp[j] = w0 * r0[j] }
-                            for k in 1..<max(nh, 1) {
-                                let rk = s + Int(ih[y * nh + k]) * inW, wk = wh[y * nh + k]
-                                for j in 0..<inW { tmp[j] += wk * rk[j] }
-                            }
-                        }
-                        // horizontal: out = Σ_k ww · tmp(iw)
-                        if nw == 2 {
-                            for xo in 0..<outW {
-                                drow[xo] = ww[2 * xo] * tmp[Int(iw[2 * xo])] + ww[2 * xo + 1] * tmp[Int(iw[2 * xo + 1])]
-                            }
-                        } else {
-                            for xo in 0..<outW {
-                                var acc: Float = 0
-                                for k in 0..<nw { acc += ww[xo * nw + k] * tmp[Int(iw[xo * nw + k])] }
-                                drow[xo] = acc
-                            }
-                        }
+                        interpolateRow(s, inW: inW, ih: ih.baseAddress! + y * nh, wh: wh.baseAddress! + y * nh, nh: nh,
+                                       iw: iw.baseAddress!, ww: ww.baseAddress!, nw: nw, outW: outW, tmp: tmp, out: drow)
                         if let e = tw.extrapolated {
                             for xo in 0..<outW where e[xo] { drow[xo] = extrapolation }
                         }
@@ -407,6 +385,39 @@ enum ResizePlan {
             }
         }}}}
         return out
+    }
+
+    /// One output row of a float32 plane: the `nh` vertical taps (`ih`, `wh`, this row's) mix input rows
+    /// into `tmp`, then `nw` horizontal taps per output column (`iw`, `ww`) make `out`. Shared with the
+    /// fused segmentation loss, which must upsample exactly as Resize does.
+    @inline(__always)
+    static func interpolateRow(_ plane: UnsafePointer<Float>, inW: Int, ih: UnsafePointer<Int32>, wh: UnsafePointer<Float>, nh: Int,
+                               iw: UnsafePointer<Int32>, ww: UnsafePointer<Float>, nw: Int, outW: Int,
+                               tmp: UnsafeMutablePointer<Float>, out drow: UnsafeMutablePointer<Float>) {
+        // vertical: tmp = Σ_k wh · row(ih)
+        let r0 = plane + Int(ih[0]) * inW, w0 = wh[0]
+        if nh == 2 {
+            let r1 = plane + Int(ih[1]) * inW, w1 = wh[1]
+            for j in 0..<inW { tmp[j] = w0 * r0[j] + w1 * r1[j] }
+        } else {
+            for j in 0..<inW { tmp[j] = w0 * r0[j] }
+            for k in 1..<max(nh, 1) {
+                let rk = plane + Int(ih[k]) * inW, wk = wh[k]
+                for j in 0..<inW { tmp[j] += wk * rk[j] }
+            }
+        }
+        // horizontal: out = Σ_k ww · tmp(iw)
+        if nw == 2 {
+            for xo in 0..<outW {
+                drow[xo] = ww[2 * xo] * tmp[Int(iw[2 * xo])] + ww[2 * xo + 1] * tmp[Int(iw[2 * xo + 1])]
+            }
+        } else {
+            for xo in 0..<outW {
+                var acc: Float = 0
+                for k in 0..<nw { acc += ww[xo * nw + k] * tmp[Int(iw[xo * nw + k])] }
+                drow[xo] = acc
+            }
+        }
     }
 
     /// Double → integer type: round half to even, clamp to the type's range.

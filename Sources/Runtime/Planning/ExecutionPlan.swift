@@ -64,26 +64,38 @@ public final class ExecutionPlan {
     /// allocation until its release. An upper bound (views such as Reshape share their input's
     /// buffer but are counted as copies); nil when some output's shape is not known before running.
     public var peakActivationBytes: Int? {
-        let peak = activationPeak()
-        return peak.complete ? peak.bytes : nil
+        let peak = activationPeak
+        return peak.unsizedValues == 0 ? peak.bytes : nil
     }
 
-    /// The activation peak over the outputs whose size is known before running, the step where it
-    /// occurs, and whether every output's size was known. Sizes too large to count saturate at Int.max.
-    func activationPeak() -> (bytes: Int, step: Int?, complete: Bool) {
-        var live = 0, peak = 0, peakStep: Int? = nil, complete = true
-        var size = [Int: Int]()
+    /// The activation peak: its bytes (saturating at Int.max when too large to count), the step
+    /// (0-based) after which it is reached, and the values live there by name, largest first — what to
+    /// shrink to lower the peak. Values whose size is only known at run time are left out (and counted).
+    public var activationPeak: (bytes: Int, step: Int, values: [(name: String, bytes: Int)], unsizedValues: Int) {
+        var live: [Int: Int] = [:], total = 0, unsized = 0
+        var peak = (bytes: 0, step: -1, live: [Int: Int]())
         for (k, step) in steps.enumerated() {
             for s in step.outputs where s >= 0 {
-                guard let type = slotTypes[s], let shape = type.knownShape else { complete = false; continue }
-                let bytes = Tensor.checkedByteCount(shape, type.dataType) ?? .max
-                size[s] = bytes
-                live = live.addingReportingOverflow(bytes).overflow ? .max : live + bytes
+                guard slotTypes[s]?.knownShape != nil else { unsized += 1; continue }
+                let bytes = self.bytes(of: s) ?? .max   // a shape too large to count in bytes
+                live[s] = bytes
+                total = total.addingReportingOverflow(bytes).overflow ? .max : total + bytes
             }
-            if live > peak || peakStep == nil { (peak, peakStep) = (live, k) }
-            for s in step.release where size[s] != nil && live != .max { live -= size[s]! }
+            if total > peak.bytes || peak.step < 0 { peak = (total, k, live) }
+            for s in step.release {
+                let bytes = live.removeValue(forKey: s) ?? 0
+                if total != .max { total -= bytes }
+            }
         }
-        return (peak, peakStep, complete)
+        let names = compiled.slotNames
+        let values = peak.live.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map { (name: names[$0.key], bytes: $0.value) }
+        return (peak.bytes, peak.step, values, unsized)
+    }
+
+    /// The node a step runs, as "op name" (for reports).
+    public func describeStep(_ k: Int) -> String {
+        let node = compiled.graph.nodes[steps[k].nodeIndex]
+        return "\(node.opType) \(node.name.isEmpty ? "-" : node.name)"
     }
 
     /// Throws when the activation peak known before running is above `MemoryBudget.limit`, naming the
@@ -96,9 +108,9 @@ public final class ExecutionPlan {
                 throw SegFormerError.invalid("\(node.label): output '\(compiled.slotNames[s])' would have the shape \(shape), with a negative dimension")
             }
         }
-        let peak = activationPeak()
-        guard let k = peak.step, peak.bytes > MemoryBudget.limit else { return }
-        let step = steps[k]
+        let peak = activationPeak
+        guard peak.step >= 0, peak.bytes > MemoryBudget.limit else { return }
+        let step = steps[peak.step]
         let node = compiled.graph.nodes[step.nodeIndex]
         let largest = step.outputs.filter { $0 >= 0 }.max { (bytes(of: $0) ?? .max) < (bytes(of: $1) ?? .max) }
         var what = "running the model (peak at \(node.label)"

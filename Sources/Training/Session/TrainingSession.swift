@@ -172,6 +172,15 @@ public final class TrainingSession {
     /// Parameters and running statistics: everything a checkpoint keeps of the model.
     public var modelState: [String: Tensor] { parameters.merging(buffers.mapValues { $0.copy() }) { a, _ in a } }
 
+    /// The execution plan of forward + backward for a batch of these shapes (made now if new): its
+    /// activation peak and the values live there, for memory reports.
+    public func executionPlan(pixelValues: Tensor, labels: Tensor) throws -> ExecutionPlan {
+        var feeds = values
+        feeds[pixelValuesName] = pixelValues
+        feeds[labelsName] = labels
+        return try session.plan(for: feeds)
+    }
+
     /// A copy of the current parameter values by name.
     public var parameters: [String: Tensor] { values.mapValues { $0.copy() } }
 
