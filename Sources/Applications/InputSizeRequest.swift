@@ -33,4 +33,10 @@ public struct InputSizeRequest {
             }
         }
     }
+
+    /// `predict/classify --size`, when given: the height and width of the pipeline's first input.
+    public static func checkImageSize(_ size: Int?, option: String = "--size", for session: Session) throws {
+        guard let size else { return }
+        try check([InputSizeRequest(option: option, axes: [.height, .width], value: size)], against: Array(session.inputs.prefix(1)))
+    }
 }

@@ -22,10 +22,7 @@ struct Classify: ParsableCommand {
             let labels = try config.map { try Classification.id2label(configPath: $0) } ?? [:]
             let classifier = try ImageClassifier(modelAt: model, size: size, labels: labels,
                                                  options: SessionOptions(threads: threadOptions.threads))
-            if let sizeOption {
-                try InputSizeRequest.check([InputSizeRequest(option: "--size", axes: [.height, .width], value: sizeOption)],
-                                           against: Array(classifier.session.inputs.prefix(1)))
-            }
+            try InputSizeRequest.checkImageSize(sizeOption, for: classifier.session)
             for (rank, r) in try classifier.classify(imageAt: image, top: top).enumerated() {
                 print(String(format: "%d. class %d  %.4f  ", rank + 1, r.id, r.probability) + (r.label ?? ""))
             }

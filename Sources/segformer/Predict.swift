@@ -26,10 +26,7 @@ struct Predict: ParsableCommand {
             let labels = try config.map { try Classification.id2label(configPath: $0) } ?? [:]
             let predictor = try SegmentationPredictor(modelAt: model, size: size, labels: labels,
                                                       options: SessionOptions(threads: threadOptions.threads))
-            if let sizeOption {
-                try InputSizeRequest.check([InputSizeRequest(option: "--size", axes: [.height, .width], value: sizeOption)],
-                                           against: Array(predictor.session.inputs.prefix(1)))
-            }
+            try InputSizeRequest.checkImageSize(sizeOption, for: predictor.session)
             var skipped: [(path: String, reason: String)] = []
             for item in job.items {
                 let started = Benchmark.now()

@@ -168,18 +168,7 @@ enum UpsampledCrossEntropy {
             for k in 0..<c {
                 let t = s.tile + k * outW
                 row.update(repeating: 0, count: w)
-                if nw == 2 {
-                    for xo in 0..<outW {
-                        let v = t[xo]
-                        row[Int(iw[2 * xo])] += ww[2 * xo] * v
-                        row[Int(iw[2 * xo + 1])] += ww[2 * xo + 1] * v
-                    }
-                } else {
-                    for xo in 0..<outW {
-                        let v = t[xo]
-                        for j in 0..<nw { row[Int(iw[xo * nw + j])] += ww[xo * nw + j] * v }
-                    }
-                }
+                ResizePlan.scatterRow(t, outW: outW, iw: iw, ww: ww, nw: nw, into: row)
                 for j in 0..<nh where rows.contains(Int(taps[j])) {
                     let r = target + k * plane + Int(taps[j]) * w, wk = s.wh[y * nh + j]
                     for i in 0..<w { r[i] += wk * row[i] }

@@ -420,6 +420,26 @@ enum ResizePlan {
         }
     }
 
+    /// The transpose of `interpolateRow`'s horizontal pass: each output column's value `v[xo]` is added
+    /// into the input columns it read, with their weights. Shared with the fused segmentation loss, whose
+    /// gradient must go back through the upsampling exactly as ResizeGrad does.
+    @inline(__always)
+    static func scatterRow(_ v: UnsafePointer<Float>, outW: Int, iw: UnsafePointer<Int32>, ww: UnsafePointer<Float>, nw: Int,
+                           into row: UnsafeMutablePointer<Float>) {
+        if nw == 2 {
+            for xo in 0..<outW {
+                let x = v[xo]
+                row[Int(iw[2 * xo])] += ww[2 * xo] * x
+                row[Int(iw[2 * xo + 1])] += ww[2 * xo + 1] * x
+            }
+        } else {
+            for xo in 0..<outW {
+                let x = v[xo]
+                for k in 0..<nw { row[Int(iw[xo * nw + k])] += ww[xo * nw + k] * x }
+            }
+        }
+    }
+
     /// Double → integer type: round half to even, clamp to the type's range.
     static func saturate(_ t: Tensor, to type: DataType) -> Tensor {
         let v = t.buffer(Double.self)
@@ -547,18 +567,7 @@ extension ResizePlan {
                         if let e = th.extrapolated, e[y] { continue }
                         let grow = s + y * outW
                         for j in 0..<inW { tmp[j] = 0 }
-                        if nw == 2 {
-                            for xo in 0..<outW {
-                                let v = grow[xo]
-                                tmp[Int(iw[2 * xo])] += ww[2 * xo] * v
-                                tmp[Int(iw[2 * xo + 1])] += ww[2 * xo + 1] * v
-                            }
-                        } else {
-                            for xo in 0..<outW {
-                                let v = grow[xo]
-                                for k in 0..<nw { tmp[Int(iw[xo * nw + k])] += ww[xo * nw + k] * v }
-                            }
-                        }
+                        scatterRow(grow, outW: outW, iw: iw.baseAddress!, ww: ww.baseAddress!, nw: nw, into: tmp)
                         for k in 0..<nh {
                             let r = d + Int(ih[y * nh + k]) * inW, wk = wh[y * nh + k]
                             for j in 0..<inW { r[j] += wk * tmp[j] }

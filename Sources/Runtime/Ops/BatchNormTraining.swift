@@ -28,6 +28,7 @@ extension OpRegistry {
                                                      unbiasedRunningVariance: true, label: label, context: context)
                      }
                  }).withGradient(batchNormTrainingGradient),
+        // Declared like BatchNormInferenceGrad (Normalization.swift): the same outputs, another kernel.
         OpSchema("BatchNormTrainingGrad", domain: trainingDomain, inputs: 3...3, outputs: 1...3,
                  inferTypes: { ctx in [ctx.type(1), ctx.type(2), ctx.type(2)] },
                  makeKernel: { node, _ in

@@ -2,6 +2,8 @@ import GraphIR
 
 /// Gather: picks slices of `data` along `axis` by (possibly negative) indices of any rank.
 extension OpRegistry {
+    // Gather and GatherGrad below share the schema pattern (attributes parsed once, inputs fetched per run,
+    // the kernel in Kernels/GatherKernels.swift); their rules differ.
     static let gatherSchema = OpSchema("Gather", opsets: movementOpsets, inputs: 2...2, inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
         guard let data = t.shape, let idx = ctx.type(1)?.shape else { return [TensorType(t.dataType, nil)] }
@@ -41,6 +43,7 @@ extension OpRegistry {
 
     /// GatherGrad(dY, indices, Shape(data); axis): zeros of data's shape with every gathered slab of dY
     /// added back at its (possibly negative, possibly repeated) index, repeats summed.
+    // The schema pattern of Gather's above, for the backward kernel.
     static let gatherGradSchema = OpSchema("GatherGrad", domain: trainingDomain, inputs: 3...3, shapeInputs: [2], inferTypes: { ctx in
         guard let g = ctx.type(0), let s = ctx.constant(2) else { return [nil] }
         return [TensorType(g.dataType, known: try s.integers())]

@@ -105,6 +105,7 @@ extension OpRegistry {
                                                          axis: axis, epsilon: eps, label: label, context: context)
                      }
                  }),
+        // Declared like BatchNormTrainingGrad (BatchNormTraining.swift): the same outputs, another kernel.
         OpSchema("BatchNormInferenceGrad", domain: trainingDomain, inputs: 5...5, outputs: 1...3,
                  inferTypes: { ctx in [ctx.type(1), ctx.type(2), ctx.type(2)] },
                  makeKernel: { node, _ in

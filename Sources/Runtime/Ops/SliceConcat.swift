@@ -178,6 +178,7 @@ extension OpRegistry {
 
     // MARK: Expand
 
+    // Its kernel factory is shaped like Tile's below (one integer input read per run).
     static let expandSchema = OpSchema("Expand", opsets: movementOpsets, inputs: 2...2, shapeInputs: [1],
                                        inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
@@ -207,6 +208,8 @@ extension OpRegistry {
 
     // MARK: Tile
 
+    // Tile's kernel factory has the shape of Expand's above (one integer input read per run): the same
+    // schema pattern, different ops.
     static let tileSchema = OpSchema("Tile", opsets: movementOpsets, inputs: 2...2, shapeInputs: [1],
                                      inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }

@@ -29,6 +29,7 @@ extension OpRegistry {
 
     // MARK: DepthToSpace / SpaceToDepth
 
+    // Its kernel factory is shaped like DepthToSpaceGrad's below (the same attributes, the inverse kernel).
     static let depthToSpaceSchema = OpSchema("DepthToSpace", opsets: movementOpsets, inputs: 1...1, inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
         guard let s = t.shape, s.count == 4 else { return [TensorType(t.dataType, nil)] }
@@ -99,6 +100,7 @@ extension OpRegistry {
 
     /// DepthToSpaceGrad(dY) [N, C, H·b, W·b] → [N, C·b², H, W]: the inverse rearrangement of DepthToSpace
     /// in `mode` (the transpose by the inverse permutation).
+    // Its kernel factory is shaped like DepthToSpace's above (the same attributes, the inverse kernel).
     static let depthToSpaceGradSchema = OpSchema("DepthToSpaceGrad", domain: trainingDomain, inputs: 1...1, inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
         guard let s = t.knownShape, s.count == 4 else { return [TensorType(t.dataType, nil)] }

@@ -9,6 +9,7 @@ public struct DataLoaderState: Codable, Equatable, Sendable {
     public var position: Int
     public var rngState: UInt64
 
+    // A public memberwise init, shaped like SegmentationSample's (Swift makes memberwise inits internal).
     public init(epoch: Int, position: Int, rngState: UInt64) {
         self.epoch = epoch
         self.position = position

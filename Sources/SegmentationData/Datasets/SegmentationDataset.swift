@@ -7,6 +7,7 @@ public struct SegmentationSample: Equatable, Sendable {
     public var imagePath: String
     public var labelPath: String
 
+    // A public memberwise init, shaped like DataLoaderState's (Swift makes memberwise inits internal).
     public init(stem: String, imagePath: String, labelPath: String) {
         self.stem = stem
         self.imagePath = imagePath
