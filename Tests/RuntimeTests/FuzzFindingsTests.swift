@@ -36,4 +36,14 @@ final class FuzzFindingsTests: XCTestCase {
         }
         XCTAssertThrowsError(try Benchmark.randomTensor(.float, shape: [-1, 3]))
     }
+
+    /// `inspect --plan --input-shape x=1x3x4000000000x4000000000` trapped counting Reshape's input
+    /// elements (Int overflow); element counts saturate and Reshape names the input it cannot count.
+    func testReshapeOfAnUncountableInputIsAnError() throws {
+        XCTAssertEqual(Tensor.elementCount([1, 3, 4_000_000_000, 4_000_000_000]), .max)
+        XCTAssertEqual(Tensor.elementCount([4_000_000_000, 4_000_000_000, 0]), 0)
+        XCTAssertThrowsError(try OpRegistry.reshapeShape([1, 3, 4_000_000_000, 4_000_000_000], [1, -1], allowZero: false, "r")) {
+            XCTAssertTrue("\($0)".contains("too many to count"), "\($0)")
+        }
+    }
 }

@@ -13,7 +13,18 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
     public var rank: Int { shape.count }
     public var byteCount: Int { count * (dataType.byteSize ?? 0) }
 
-    public static func elementCount(_ shape: [Int]) -> Int { shape.reduce(1, *) }
+    /// Elements in a tensor of `shape`. Saturates at Int.max instead of trapping: a shape rule fed
+    /// absurd input sizes then meets the size and memory checks, which name it, rather than an overflow.
+    public static func elementCount(_ shape: [Int]) -> Int {
+        if shape.contains(0) { return 0 }
+        var n = 1
+        for d in shape {
+            let (product, overflow) = n.multipliedReportingOverflow(by: d)
+            if overflow { return .max }
+            n = product
+        }
+        return n
+    }
 
     /// An uninitialised tensor (contents are whatever the pool hands back).
     /// Precondition: the element type has a storage size and no dimension is negative.

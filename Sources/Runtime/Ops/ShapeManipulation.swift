@@ -112,6 +112,7 @@ extension OpRegistry {
         }
         if allowZero && inferred != nil && requested.contains(0) { throw fail("allowzero with both 0 and -1") }
         let total = Tensor.elementCount(input)
+        guard total != .max else { throw fail("the input's \(input) elements are too many to count") }
         if let i = inferred {
             var rest = 1
             for (k, v) in out.enumerated() where k != i {
