@@ -190,12 +190,3 @@ private func checkSameShape(_ p: Tensor, _ g: Tensor, _ name: String) throws {
         throw SegFormerError.invalid("optimizer: parameter '\(name)' has shape \(p.shape) but its gradient \(g.shape)")
     }
 }
-
-extension Optimizer {
-    /// step + 1, an error instead of an overflow trap when a restored state's step is at Int.max.
-    func nextStep(after step: Int) throws -> Int {
-        let (next, overflow) = step.addingReportingOverflow(1)
-        guard !overflow else { throw SegFormerError.invalid("optimizer step \(step) cannot advance (a damaged checkpoint?)") }
-        return next
-    }
-}

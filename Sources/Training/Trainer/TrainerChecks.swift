@@ -44,16 +44,18 @@ extension Trainer {
     /// the same options (or `allowOptionChanges`).
     func verifyForResume(_ ck: Checkpoint) throws {
         let at = checkpointPath
-        let names = Set(training.parameterNames)
-        if let missing = training.parameterNames.first(where: { ck.parameters[$0] == nil }) {
+        // The model's state: its parameters and the running statistics of training-mode BatchNorms.
+        let state = training.modelState
+        let names = Set(state.keys)
+        if let missing = state.keys.sorted().first(where: { ck.parameters[$0] == nil }) {
             throw SegFormerError.invalid("\(at): parameter '\(missing)' is missing")
         }
         if let extra = ck.parameters.keys.sorted().first(where: { !names.contains($0) }) {
             throw SegFormerError.invalid("\(at): parameter '\(extra)' is not a parameter of this model")
         }
-        for name in training.parameterNames {
+        for (name, current) in state.sorted(by: { $0.key < $1.key }) {
             let t = ck.parameters[name]!
-            if let current = training.parameter(name), current.shape != t.shape || current.dataType != t.dataType {
+            if current.shape != t.shape || current.dataType != t.dataType {
                 throw SegFormerError.invalid("\(at): parameter '\(name)' is \(t.dataType) \(t.shape), the model's is \(current.dataType) \(current.shape)")
             }
             try Trainer.requireFinite(t, "\(at): parameter '\(name)'")
