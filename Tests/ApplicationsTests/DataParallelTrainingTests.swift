@@ -134,7 +134,7 @@ final class DataParallelTrainingTests: XCTestCase {
         XCTAssertLessThanOrEqual((differenceSquared / referenceSquared).squareRoot(), 1e-5, "all parameters")
 
         // Resuming needs the same number of processes.
-        let resumed = try run(binary, trainArgs(batch: 2, steps: steps + 2, output: parallel) + ["--resume"])
+        let resumed = try run(binary, trainArgs(batch: 2, steps: steps + 2, output: parallel) + ["--resume", "--allow-option-changes"])
         XCTAssertEqual(resumed.status, 1, resumed.stderr)
         XCTAssertTrue(resumed.stderr.contains("2 process"), resumed.stderr)
 

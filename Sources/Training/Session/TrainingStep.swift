@@ -26,9 +26,10 @@ extension TrainingSession {
     /// `optimizer` at `learningRate`. Running statistics of training-mode BatchNorms move with each
     /// micro-batch's forward pass, as PyTorch's do.
     ///
-    /// A batch whose labels are all `ignoreIndex` has no loss (0/0): an error naming the step, or with
-    /// `skipUnlabelledBatches` it is not run: it counts as a micro-batch contributing zero loss and gradient and is listed in
-    /// `skippedBatches`; when every micro-batch is skipped, no update is applied.
+    /// A batch whose labels are all `ignoreIndex` gives loss 0 and zero gradients (the fused HF loss), so
+    /// it is run like any other; with `skipUnlabelledBatches` (the trainer) it is not run at all: it counts
+    /// as a micro-batch contributing zero loss and gradient and is listed in `skippedBatches`; when every
+    /// micro-batch is skipped, no update is applied (AdamW would otherwise still move the parameters).
     public func step(_ number: Int, optimizer: Optimizer, learningRate: Double, microBatches: Int = 1,
                      skipUnlabelledBatches: Bool = false,
                      next: () throws -> SegmentationBatch?) throws -> TrainingStepResult {
@@ -36,11 +37,7 @@ extension TrainingSession {
         var result = TrainingStepResult(losses: [], images: 0, gradients: [:])
         while result.losses.count + result.skippedBatches.count < microBatches {
             guard let batch = try next() else { continue }
-            if TrainingSession.labelledPixels(batch.labels, ignoreIndex: ignoreIndex) == 0 {
-                guard skipUnlabelledBatches else {
-                    let samples = batch.indices.isEmpty ? "" : " (samples \(batch.indices))"
-                    throw SegFormerError.invalid("step \(number): every label of the batch\(samples) is the ignore index \(ignoreIndex), so it has no loss")
-                }
+            if skipUnlabelledBatches && TrainingSession.labelledPixels(batch.labels, ignoreIndex: ignoreIndex) == 0 {
                 result.skippedBatches.append(batch.indices)
                 continue
             }
