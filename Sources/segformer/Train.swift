@@ -82,6 +82,7 @@ struct Train: ParsableCommand {
         } else {
             options.validationSplit = nil
         }
+        // One line per option: a list of distinct settings whose halves only look alike.
         options.trainer.maxSteps = maxSteps
         options.trainer.epochs = maxSteps == nil ? (epochs ?? 1) : nil
         options.trainer.gradientAccumulation = gradientAccumulation
