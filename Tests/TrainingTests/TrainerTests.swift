@@ -118,6 +118,17 @@ final class TrainerTests: XCTestCase {
         XCTAssertThrowsError(try loader.next()) { e in XCTAssertTrue("\(e)".contains("3 of the 3 samples are bad"), "\(e)") }
     }
 
+    /// `bench --train`'s memory report plans the training graph with its BatchNorm running statistics
+    /// fed (they are inputs of the graph, not parameters): the plan exists and has a peak.
+    func testTrainingGraphPlansWithItsRunningStatistics() throws {
+        let training = try TrainingSession(model: try tinyModel(form: .training))
+        XCTAssertFalse(training.bufferNames.isEmpty)
+        let pixels = Tensor(zeros: .float, shape: [2, 3, 32, 32])
+        let labels = Tensor([Int64](repeating: 1, count: 2 * 32 * 32), shape: [2, 32, 32])
+        let plan = try training.executionPlan(pixelValues: pixels, labels: labels)
+        XCTAssertGreaterThan(plan.activationPeak.bytes, 0)
+    }
+
     /// HF's train-mode graph (BatchNorm on batch statistics, dropout, drop-path): resuming reproduces the
     /// uninterrupted run bit for bit (running statistics and the random stream are in the checkpoint),
     /// and the written model is the inference form.

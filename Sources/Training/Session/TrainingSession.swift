@@ -142,11 +142,7 @@ public final class TrainingSession {
     /// Forward + backward, with the running statistics the forward computed (not yet committed).
     func forwardBackward(pixelValues: Tensor, labels: Tensor) throws
         -> (loss: Float, gradients: [String: Tensor], buffers: [String: Tensor]) {
-        var feeds = values
-        for (name, t) in buffers { feeds[name] = t }
-        feeds[pixelValuesName] = pixelValues
-        feeds[labelsName] = labels
-        let out = try session.run(feeds)
+        let out = try session.run(feeds(pixelValues: pixelValues, labels: labels))
         let lossTensor = out[lossName]!
         let loss = lossTensor.pointer(Float.self)[0]
         var grads: [String: Tensor] = [:]
@@ -175,10 +171,17 @@ public final class TrainingSession {
     /// The execution plan of forward + backward for a batch of these shapes (made now if new): its
     /// activation peak and the values live there, for memory reports.
     public func executionPlan(pixelValues: Tensor, labels: Tensor) throws -> ExecutionPlan {
+        try session.plan(for: feeds(pixelValues: pixelValues, labels: labels))
+    }
+
+    /// What the graph is fed for one batch: parameters, the running statistics of training-mode
+    /// BatchNorms, pixels and labels.
+    private func feeds(pixelValues: Tensor, labels: Tensor) -> [String: Tensor] {
         var feeds = values
+        for (name, t) in buffers { feeds[name] = t }
         feeds[pixelValuesName] = pixelValues
         feeds[labelsName] = labels
-        return try session.plan(for: feeds)
+        return feeds
     }
 
     /// A copy of the current parameter values by name.
