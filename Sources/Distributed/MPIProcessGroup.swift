@@ -4,7 +4,8 @@ import GraphIR
 import Training
 
 /// A data-parallel job's processes on Open MPI (`mpirun -np N segformer train …`): rank and size from
-/// `MPI_COMM_WORLD`, gradient all-reduce in buckets started together (`MPI_Iallreduce`), and no hang:
+/// `MPI_COMM_WORLD`, gradient all-reduce in buckets (`MPI_Iallreduce`) started as the backward pass
+/// finishes them (`BucketedAllReduce`), and no hang:
 /// errors are returned (`MPI_ERRORS_RETURN`) and every wait gives up after `timeout` seconds with an
 /// error, which the caller turns into `abort` — that ends every process of the job.
 ///
@@ -57,35 +58,8 @@ public final class MPIProcessGroup: ProcessGroup, @unchecked Sendable {
 
     // MARK: collectives
 
-    public func allReduceSum(_ buffers: [UnsafeMutableBufferPointer<Float>]) throws {
-        // Buckets: a large buffer goes alone and in place; runs of small ones are packed into one array.
-        var buckets: [[Int]] = [], current: [Int] = [], currentBytes = 0
-        for (i, b) in buffers.enumerated() where b.count > 0 {
-            if b.count * 4 >= bucketBytes { buckets.append([i]); continue }
-            current.append(i)
-            currentBytes += b.count * 4
-            if currentBytes >= bucketBytes { buckets.append(current); current = []; currentBytes = 0 }
-        }
-        if !current.isEmpty { buckets.append(current) }
-        var packed: [[Float]] = buckets.map { $0.count == 1 ? [] : $0.flatMap { Array(buffers[$0]) } }
-        var requests = [MPI_Request?](repeating: nil, count: buckets.count)
-        for k in buckets.indices {
-            if buckets[k].count == 1 {
-                let b = buffers[buckets[k][0]]
-                requests[k] = try start(b.baseAddress!, b.count, cmpi_float(), cmpi_sum())
-            } else {
-                requests[k] = try packed[k].withUnsafeMutableBufferPointer { try start($0.baseAddress!, $0.count, cmpi_float(), cmpi_sum()) }
-            }
-        }
-        try wait(requests, what: "gradient all-reduce")
-        for k in buckets.indices where buckets[k].count > 1 {
-            var offset = 0
-            for i in buckets[k] {
-                let b = buffers[i]
-                for j in 0..<b.count { b[j] = packed[k][offset + j] }
-                offset += b.count
-            }
-        }
+    public func startAllReduceSum(_ buffers: [UnsafeMutableBufferPointer<Float>]) throws -> any PendingAllReduce {
+        BucketedAllReduce(group: self, buffers: buffers)
     }
 
     public func allReduceSum(_ values: inout [Double]) throws {
@@ -109,7 +83,7 @@ public final class MPIProcessGroup: ProcessGroup, @unchecked Sendable {
     }
 
     /// Starts an in-place all-reduce of `count` elements at `buffer` (which must stay alive until `wait`).
-    private func start(_ buffer: UnsafeMutableRawPointer, _ count: Int, _ type: MPI_Datatype, _ op: MPI_Op) throws -> MPI_Request? {
+    fileprivate func start(_ buffer: UnsafeMutableRawPointer, _ count: Int, _ type: MPI_Datatype, _ op: MPI_Op) throws -> MPI_Request? {
         var request: MPI_Request? = cmpi_request_null()
         try MPIProcessGroup.check(MPI_Iallreduce(cmpi_in_place(), buffer, Int32(count), type, op, cmpi_comm_world(), &request),
                                   "MPI_Iallreduce")
@@ -118,7 +92,7 @@ public final class MPIProcessGroup: ProcessGroup, @unchecked Sendable {
 
     /// Waits for `requests`, polling (spinning briefly, then sleeping up to 2 ms so a waiting process leaves
     /// the cores to the ones still computing), and throws after `timeout` seconds.
-    private func wait(_ requests: [MPI_Request?], what: String) throws {
+    fileprivate func wait(_ requests: [MPI_Request?], what: String) throws {
         var pending = requests
         let deadline = Date().addingTimeInterval(timeout)
         var polls = 0
@@ -134,11 +108,88 @@ public final class MPIProcessGroup: ProcessGroup, @unchecked Sendable {
         }
     }
 
-    private static func check(_ code: Int32, _ call: String) throws {
+    fileprivate static func check(_ code: Int32, _ call: String) throws {
         guard code != MPI_SUCCESS else { return }
         var text = [CChar](repeating: 0, count: Int(MPI_MAX_ERROR_STRING) + 1)
         var length: Int32 = 0
         MPI_Error_string(code, &text, &length)
         throw SegFormerError.invalid("\(call) failed: \(String(cString: text))")
+    }
+}
+
+/// The gradient all-reduce of one step: buffers below `bucketBytes` are packed, in the order given, into
+/// buckets of about that size; a larger one is a bucket alone, summed in place. A bucket's
+/// `MPI_Iallreduce` starts when its last buffer is ready — every process starts the same buckets in the
+/// same order, as collectives must be — and `progress` (`MPI_Testall`) moves the started ones along.
+final class BucketedAllReduce: PendingAllReduce {
+    private let group: MPIProcessGroup
+    private let buffers: [UnsafeMutableBufferPointer<Float>]
+    private var buckets: [[Int]] = []
+    private var bucketOf: [Int]
+    private var missing: [Int] = []
+    private var isReady: [Bool]
+    /// A packed bucket's contiguous copy (empty for a bucket of one buffer, summed in place).
+    private var packed: [UnsafeMutableBufferPointer<Float>] = []
+    private var requests: [MPI_Request?] = []
+
+    init(group: MPIProcessGroup, buffers: [UnsafeMutableBufferPointer<Float>]) {
+        self.group = group
+        self.buffers = buffers
+        bucketOf = [Int](repeating: -1, count: buffers.count)
+        isReady = buffers.map { $0.count == 0 }
+        var current: [Int] = [], currentBytes = 0
+        for (i, b) in buffers.enumerated() where b.count > 0 {
+            if b.count * 4 >= group.bucketBytes { buckets.append([i]); continue }
+            current.append(i)
+            currentBytes += b.count * 4
+            if currentBytes >= group.bucketBytes { buckets.append(current); current = []; currentBytes = 0 }
+        }
+        if !current.isEmpty { buckets.append(current) }
+        for (k, bucket) in buckets.enumerated() { for i in bucket { bucketOf[i] = k } }
+        missing = buckets.map(\.count)
+        packed = buckets.map { _ in UnsafeMutableBufferPointer(start: nil, count: 0) }
+        requests = buckets.map { _ in cmpi_request_null() }
+    }
+
+    deinit { for p in packed where p.baseAddress != nil { p.deallocate() } }
+
+    func bufferReady(_ index: Int) throws {
+        guard !isReady[index] else { return }
+        isReady[index] = true
+        let k = bucketOf[index]
+        missing[k] -= 1
+        guard missing[k] == 0 else { return }
+        if buckets[k].count == 1 {
+            requests[k] = try group.start(buffers[index].baseAddress!, buffers[index].count, cmpi_float(), cmpi_sum())
+            return
+        }
+        let bucket = UnsafeMutableBufferPointer<Float>.allocate(capacity: buckets[k].reduce(0) { $0 + buffers[$1].count })
+        var offset = 0
+        for i in buckets[k] {
+            _ = UnsafeMutableBufferPointer(rebasing: bucket[offset..<(offset + buffers[i].count)]).initialize(fromContentsOf: buffers[i])
+            offset += buffers[i].count
+        }
+        packed[k] = bucket
+        requests[k] = try group.start(bucket.baseAddress!, bucket.count, cmpi_float(), cmpi_sum())
+    }
+
+    func progress() throws {
+        var done: Int32 = 0
+        try MPIProcessGroup.check(MPI_Testall(Int32(requests.count), &requests, &done, cmpi_statuses_ignore()), "MPI_Testall (gradient all-reduce)")
+    }
+
+    func finish() throws {
+        guard let notReady = isReady.firstIndex(of: false) else {
+            try group.wait(requests, what: "gradient all-reduce")
+            for (k, bucket) in buckets.enumerated() where bucket.count > 1 {
+                var offset = 0
+                for i in bucket {
+                    _ = buffers[i].update(fromContentsOf: packed[k][offset..<(offset + buffers[i].count)])
+                    offset += buffers[i].count
+                }
+            }
+            return
+        }
+        throw SegFormerError.invalid("gradient all-reduce finished before buffer \(notReady) was ready (an internal error)")
     }
 }

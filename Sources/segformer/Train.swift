@@ -59,6 +59,8 @@ struct Train: ParsableCommand {
     @Flag(help: "Continue from OUTPUT/checkpoint exactly where it stopped (an error when there is none, or it does not verify).") var resume = false
     @Flag(help: "With --resume: accept options that differ from the checkpoint's (listed otherwise).") var allowOptionChanges = false
     @Flag(help: "Start afresh in an output folder holding another run (model.onnx, last.onnx, config.json, checkpoint, log), replacing it.") var overwrite = false
+    @Flag(help: "Under mpirun: training-mode BatchNorm normalises with the statistics of the whole global batch (PyTorch's SyncBatchNorm), so N processes of --batch-size B train as one of N×B; without it each process uses its own slice's. One process: no effect.")
+    var syncBatchnorm = false
     @OptionGroup var threadOptions: ThreadOptions
     @OptionGroup var distributedOptions: DistributedOptions
 
@@ -99,6 +101,7 @@ struct Train: ParsableCommand {
         options.trainer.replaceExistingRun = overwrite
         options.trainer.inputPaths = [model] + [dataOptions.labels].compactMap { $0 }
         options.trainer.threads = threadOptions.threads
+        options.trainer.synchronizeBatchNorm = syncBatchnorm
         return options
     }
 

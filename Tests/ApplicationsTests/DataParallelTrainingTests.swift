@@ -83,9 +83,9 @@ final class DataParallelTrainingTests: XCTestCase {
         try run(mpirun, ["--allow-run-as-root", "--oversubscribe", "-np", "\(n)", binary] + args, whileRunning: whileRunning)
     }
 
-    func trainArgs(batch: Int, steps: Int, output: String, data: String? = nil) -> [String] {
+    func trainArgs(batch: Int, steps: Int, output: String, data: String? = nil, model: String? = nil) -> [String] {
         let d = data ?? scratch + "/data"
-        return ["train", model, "--images", d + "/images", "--masks", d + "/masks", "--max-steps", "\(steps)",
+        return ["train", model ?? self.model, "--images", d + "/images", "--masks", d + "/masks", "--max-steps", "\(steps)",
                 "--batch-size", "\(batch)", "--no-shuffle", "--no-augment", "--crop", "32", "--size", "32",
                 "--lr", "1e-2", "--lr-schedule", "constant", "--threads", "1",
                 "--log-json", output + ".jsonl", "--output", output]
@@ -98,6 +98,20 @@ final class DataParallelTrainingTests: XCTestCase {
         }
     }
 
+    /// The losses of both logs agree at every step (1e-5 relative), and so do the trained models
+    /// (`assertSameParameters`, leaving out `noise`).
+    func assertSameTraining(_ parallel: String, as single: String, steps: Int, noise: [String] = [], elementwise: Bool = true,
+                            file: StaticString = #filePath, line: UInt = #line) throws {
+        let expected = try losses(single + ".jsonl"), got = try losses(parallel + ".jsonl")
+        XCTAssertEqual(got.count, steps, file: file, line: line)
+        XCTAssertEqual(expected.count, steps, file: file, line: line)
+        for (s, (a, b)) in zip(got, expected).enumerated() {
+            XCTAssertLessThanOrEqual(abs(a - b), 1e-5 * abs(b), "step \(s + 1): loss \(a) with 2 processes, \(b) with one", file: file, line: line)
+        }
+        try assertSameParameters(parallel + "/last.onnx", single + "/last.onnx", noise: noise, elementwise: elementwise,
+                                 file: file, line: line)
+    }
+
     func testTwoProcessesOfBatchOneEqualOneProcessOfBatchTwo() throws {
         let steps = 6   // three epochs of two global batches
         let single = scratch + "/single", parallel = scratch + "/parallel"
@@ -108,30 +122,7 @@ final class DataParallelTrainingTests: XCTestCase {
         XCTAssertTrue(two.stdout.contains("on 2 processes"), two.stdout)
         // Rank 0 alone reports: one line per step.
         XCTAssertEqual(two.stdout.components(separatedBy: "step 1/\(steps) ").count - 1, 1, two.stdout)
-
-        let expected = try losses(single + ".jsonl"), got = try losses(parallel + ".jsonl")
-        XCTAssertEqual(got.count, steps)
-        XCTAssertEqual(expected.count, steps)
-        for (s, (a, b)) in zip(got, expected).enumerated() {
-            XCTAssertLessThanOrEqual(abs(a - b), 1e-5 * abs(b), "step \(s + 1): loss \(a) with 2 processes, \(b) with one")
-        }
-        let reference = try Model.load(contentsOf: single + "/last.onnx").graph.initializers
-        let trained = try Model.load(contentsOf: parallel + "/last.onnx").graph.initializers
-        // All parameters together, and each one alone (relative to its largest entry) — except the attention
-        // key biases: their gradient is zero in exact arithmetic (softmax over the keys ignores a bias added
-        // to every key), so what they hold is AdamW-amplified rounding noise, which differs with the batch split.
-        var compared = 0, differenceSquared = 0.0, referenceSquared = 0.0
-        for (name, b) in reference where b.dataType == .float && b.rank >= 1 {
-            guard let a = trained[name] else { XCTFail("\(name) missing from the 2-process model"); continue }
-            differenceSquared += pow(normOfDifference(a, b), 2)
-            referenceSquared += pow(norm(b), 2)
-            if name.hasSuffix("k_proj.bias") || name.hasSuffix("key.bias") { continue }
-            let scale = max(Double(maxAbsDifference(b, Tensor(zeros: .float, shape: b.shape))), 1e-12)
-            XCTAssertLessThanOrEqual(Double(maxAbsDifference(a, b)) / scale, 1e-5, "parameter \(name)")
-            compared += 1
-        }
-        XCTAssertGreaterThan(compared, 10)
-        XCTAssertLessThanOrEqual((differenceSquared / referenceSquared).squareRoot(), 1e-5, "all parameters")
+        try assertSameTraining(parallel, as: single, steps: steps)
 
         // Resuming needs the same number of processes.
         let resumed = try run(binary, trainArgs(batch: 2, steps: steps + 2, output: parallel) + ["--resume", "--allow-option-changes"])
@@ -146,6 +137,71 @@ final class DataParallelTrainingTests: XCTestCase {
         XCTAssertEqual(sharded.status, 0, sharded.stderr)
         XCTAssertTrue(alone.stdout.contains("mIoU"), alone.stdout)
         XCTAssertEqual(sharded.stdout, alone.stdout)
+    }
+
+    /// The training-mode export (BatchNorm on batch statistics in the decode head): with --sync-batchnorm,
+    /// 2 processes of batch 1 normalise with the statistics of the global batch of 2, so losses, parameters
+    /// and the running mean and variance equal one process's with --batch-size 2; without it each process
+    /// normalises its one image alone, and the losses differ. A checkpoint records the option.
+    func testSyncBatchNormTwoProcessesOfBatchOneEqualOneProcessOfBatchTwo() throws {
+        let trainMode = try commonFixtures.path("tiny-segformer-train/model.op17.onnx")
+        func train(_ name: String, processes: Int, steps: Int, _ extra: [String] = []) throws -> String {
+            let output = scratch + "/" + name
+            let args = trainArgs(batch: 2 / processes, steps: steps, output: output, model: trainMode) + extra
+            let o = processes == 1 ? try run(binary, args) : try mpirun(processes, args)
+            XCTAssertEqual(o.status, 0, o.stderr)
+            return output
+        }
+        // The biases that reach the BatchNorm through linear maps only (the decode head's projections, and the
+        // last stage's LayerNorm, which feeds only them) shift its input by a per-channel constant, which its
+        // mean removes: their gradient is zero in exact arithmetic, so they hold AdamW-amplified rounding noise
+        // that differs with the batch split (as the attention key biases do), and the running mean follows them.
+        // After one step the running mean is still the data's alone: both statistics are compared there.
+        // Each parameter is compared in norm: AdamW's first steps move an entry by lr · g / (|g| + 1e-8), so the
+        // odd entry whose gradient is near 1e-8 (one of stage 1's query weights here) moves by a fraction of a
+        // step that rounding decides (2e-6 of a 0.16 maximum) while the others agree to 1e-8.
+        let noise = ["linear_projections.0.proj.bias", "linear_projections.1.proj.bias", "stages.1.layer_norm.bias", "running_mean"]
+        try assertSameTraining(try train("sync-4", processes: 2, steps: 4, ["--sync-batchnorm"]),
+                               as: try train("single-4", processes: 1, steps: 4), steps: 4, noise: noise, elementwise: false)
+        let single = try train("single-1", processes: 1, steps: 1)
+        try assertSameTraining(try train("sync-1", processes: 2, steps: 1, ["--sync-batchnorm"]), as: single, steps: 1,
+                               noise: Array(noise.dropLast()), elementwise: false)
+        let statistics = try Model.load(contentsOf: single + "/last.onnx").graph.initializers.keys.filter { $0.contains("running_") }
+        XCTAssertEqual(statistics.count, 2, "the running mean and variance are in the model (and compared)")
+
+        let apart = try train("separate-1", processes: 2, steps: 1)
+        let perProcess = try losses(apart + ".jsonl"), global = try losses(single + ".jsonl")
+        XCTAssertGreaterThan(abs(perProcess[0] - global[0]), 1e-4 * abs(global[0]), "per-process statistics should give another loss")
+
+        let resumed = try run(binary, trainArgs(batch: 1, steps: 1, output: scratch + "/sync-1", model: trainMode) + ["--resume"])
+        XCTAssertEqual(resumed.status, 1, resumed.stderr)
+        XCTAssertTrue(resumed.stderr.contains("--sync-batchnorm true → unset"), resumed.stderr)
+    }
+
+    /// All parameters (and running statistics) of two models agree: together within 1e-5 relative, and
+    /// each one alone — `elementwise`: every entry relative to its largest entry; otherwise in norm, relative
+    /// to its norm. Names ending in one of `noise` are left out.
+    func assertSameParameters(_ path: String, _ referencePath: String, noise: [String] = [], elementwise: Bool = true,
+                              file: StaticString = #filePath, line: UInt = #line) throws {
+        let reference = try Model.load(contentsOf: referencePath).graph.initializers
+        let trained = try Model.load(contentsOf: path).graph.initializers
+        // All parameters together, and each one alone (relative to its largest entry) — except the attention
+        // key biases: their gradient is zero in exact arithmetic (softmax over the keys ignores a bias added
+        // to every key), so what they hold is AdamW-amplified rounding noise, which differs with the batch split.
+        var compared = 0, differenceSquared = 0.0, referenceSquared = 0.0
+        for (name, b) in reference where b.dataType == .float && b.rank >= 1 {
+            if noise.contains(where: { name.hasSuffix($0) }) { continue }
+            guard let a = trained[name] else { XCTFail("\(name) missing from the 2-process model"); continue }
+            differenceSquared += pow(normOfDifference(a, b), 2)
+            referenceSquared += pow(norm(b), 2)
+            if name.hasSuffix("k_proj.bias") || name.hasSuffix("key.bias") { continue }
+            let relative = elementwise ? Double(maxAbsDifference(a, b)) / max(Double(maxAbsDifference(b, Tensor(zeros: .float, shape: b.shape))), 1e-12)
+                                       : normOfDifference(a, b) / max(norm(b), 1e-12)
+            XCTAssertLessThanOrEqual(relative, 1e-5, "parameter \(name)", file: file, line: line)
+            compared += 1
+        }
+        XCTAssertGreaterThan(compared, 10, file: file, line: line)
+        XCTAssertLessThanOrEqual((differenceSquared / referenceSquared).squareRoot(), 1e-5, "all parameters", file: file, line: line)
     }
 
     /// Trains with 2 processes until two steps are logged (both are training), sends `signal` to one of

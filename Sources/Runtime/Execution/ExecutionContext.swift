@@ -9,6 +9,9 @@ public final class ExecutionContext: @unchecked Sendable {
     public let threads: Int
     /// Seed and run counter of the random numbers; `Session.run` advances `run` after each run.
     public var random = RandomStream(seed: 0)
+    /// The processes whose batches together make the batch that training-mode BatchNorm normalises with
+    /// (`--sync-batchnorm` in a data-parallel job); nil, the default, uses this process's batch alone.
+    public var crossProcessSum: (any CrossProcessSum)?
 
     public init(threads: Int? = nil) {
         let n = max(1, threads ?? ExecutionContext.coreCount)

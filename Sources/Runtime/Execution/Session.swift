@@ -66,10 +66,13 @@ public final class Session {
     /// Runs the graph. `feeds` maps input names to tensors; every non-initializer input is required.
     /// Returns every graph output by name.
     ///
+    /// `observer`, when given, hears after every step which outputs it finished (see `RunObserver`);
+    /// without one the steps run back to back.
+    ///
     /// - Throws: `SegFormerError.invalid` for an unknown or missing input, a wrong element type, rank or
     ///   dimension (naming the input and the expected type), and for a kernel's failure (naming the node
     ///   and its input shapes); `.unsupported` for an attribute value found unsupported only at run time.
-    public func run(_ feeds: [String: Tensor]) throws -> [String: Tensor] {
+    public func run(_ feeds: [String: Tensor], observer: RunObserver? = nil) throws -> [String: Tensor] {
         try validate(feeds)
         lock.lock()
         defer { lock.unlock() }
@@ -80,7 +83,22 @@ public final class Session {
         for (s, t) in plan.foldedValues { slots[s] = t }
         // Each run draws fresh random numbers (a failed run too, so retrying does not repeat masks).
         defer { context.random.run &+= 1 }
-        for step in plan.steps { try execute(step, &slots) }
+        if let observer {
+            let finished = plan.outputsFinished
+            func report(_ k: Int) throws {
+                try observer.afterStep(finished: finished[k].compactMap { i in
+                    let name = graph.outputs[i].name
+                    return slots[compiled.slotOf[name]!].map { (name: name, value: $0) }
+                })
+            }
+            try report(0)
+            for (k, step) in plan.steps.enumerated() {
+                try execute(step, &slots)
+                try report(k + 1)
+            }
+        } else {
+            for step in plan.steps { try execute(step, &slots) }
+        }
         var result: [String: Tensor] = [:]
         for o in graph.outputs {
             guard let t = slots[compiled.slotOf[o.name]!] else {

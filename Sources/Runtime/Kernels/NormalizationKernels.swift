@@ -106,8 +106,11 @@ enum Normalization {
 
     /// `unbiasedRunningVariance`: PyTorch's rule (running_var moves towards the batch variance with
     /// Bessel's correction, see BatchNormTraining.swift); ONNX's own rule uses the biased variance.
+    /// `statisticsAcross`: in training, the batch statistics are those of every process's batch together
+    /// (SyncBatchNorm; `batchStatistics`).
     static func batchNorm(_ inputs: [Tensor?], epsilon: Double, momentum: Double, training: Bool, outputs: Int,
-                          unbiasedRunningVariance: Bool = false, label: String, context: ExecutionContext) throws -> [Tensor] {
+                          unbiasedRunningVariance: Bool = false, statisticsAcross processes: (any CrossProcessSum)? = nil,
+                          label: String, context: ExecutionContext) throws -> [Tensor] {
         let x0 = try inputs.required(0)
         guard x0.dataType.isFloatingPoint else { throw SegFormerError.unsupported("\(label): element type \(x0.dataType)") }
         guard x0.rank >= 2 else { throw SegFormerError.invalid("\(label): input of shape \(x0.shape) needs rank ≥ 2") }
@@ -120,9 +123,9 @@ enum Normalization {
             params.append(try NormOpsSupport.doubles(t, label))
         }
         let (scale, bias, runMean, runVar) = (params[0], params[1], params[2], params[3])
-        var mean = runMean, variance = runVar
+        var mean = runMean, variance = runVar, count = Double(n * spatial)
         let x = x0.dataType == .double ? x0 : NormOpsSupport.widenToFloat(x0)
-        if training { (mean, variance) = try batchStatistics(x, label: label) }
+        if training { (mean, variance, count) = try batchStatistics(x, label: label, across: processes) }
         let a = (0..<c).map { scale[$0] / (variance[$0] + epsilon).squareRoot() }
         func apply<T: BinaryFloatingPoint>(_: T.Type) -> Tensor {
             let y = Tensor(uninitialized: x.dataType, shape: shape)
@@ -148,7 +151,6 @@ enum Normalization {
             }
         }
         let newMean = (0..<c).map { runMean[$0] * momentum + mean[$0] * (1 - momentum) }
-        let count = Double(n * spatial)
         let correction = unbiasedRunningVariance && count > 1 ? count / (count - 1) : 1
         let newVar = (0..<c).map { runVar[$0] * momentum + variance[$0] * correction * (1 - momentum) }
         // Opsets 9–13 add saved_mean / saved_var: the batch statistics.

@@ -10,6 +10,8 @@ import GraphIR
 // - BatchNormTrainingGrad (training domain): (dY, X, scale) → (dX, dScale, dB), the batch statistics
 //   recomputed from X exactly as the forward computes them. With x̂ = (x − μ)·σ⁻¹ over M values:
 //     dB = Σ dY,  dScale = Σ dY·x̂,  dX = scale·σ⁻¹ · (dY − dB/M − x̂ · dScale/M).
+// Both follow `ExecutionContext.crossProcessSum` when a data-parallel job sets it (--sync-batchnorm): the
+// statistics, M and the two sums in dX are then the global batch's, as PyTorch's SyncBatchNorm computes them.
 
 extension OpRegistry {
     static let batchNormTrainingOps: [OpSchema] = [
@@ -25,7 +27,8 @@ extension OpRegistry {
                      let label = node.label, outCount = node.outputs.count
                      return ClosureKernel { inputs, context in
                          try Normalization.batchNorm(inputs, epsilon: eps, momentum: momentum, training: true, outputs: outCount,
-                                                     unbiasedRunningVariance: true, label: label, context: context)
+                                                     unbiasedRunningVariance: true, statisticsAcross: context.crossProcessSum,
+                                                     label: label, context: context)
                      }
                  }).withGradient(batchNormTrainingGradient),
         // Declared like BatchNormInferenceGrad (Normalization.swift): the same outputs, another kernel.
@@ -36,7 +39,8 @@ extension OpRegistry {
                      let label = node.label
                      return ClosureKernel { inputs, context in
                          try Normalization.batchNormTrainingGrad(try inputs.required(0), try inputs.required(1),
-                                                                 try inputs.required(2), epsilon: eps, label: label, context: context)
+                                                                 try inputs.required(2), epsilon: eps, label: label,
+                                                                 across: context.crossProcessSum, context: context)
                      }
                  }),
     ]

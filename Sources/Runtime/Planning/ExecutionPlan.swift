@@ -60,6 +60,28 @@ public final class ExecutionPlan {
     /// Nodes the plan runs on every call.
     public var stepCount: Int { steps.count }
 
+    /// Graph outputs (by index) final before step k runs, at k = 0 (folded or fed), and after step k − 1
+    /// ran, at k ≥ 1: the step that writes an output is its only writer, so from then on it is final.
+    /// `Session.run(_:observer:)` reports them; a data-parallel step orders its gradient buckets by them.
+    lazy var outputsFinished: [[Int]] = {
+        var producedAt: [Int: Int] = [:]
+        for (k, step) in steps.enumerated() { for s in step.outputs where s >= 0 { producedAt[s] = k + 1 } }
+        var finished = [[Int]](repeating: [], count: steps.count + 1)
+        for (i, output) in compiled.graph.outputs.enumerated() {
+            finished[producedAt[compiled.slotOf[output.name]!] ?? 0].append(i)
+        }
+        return finished
+    }()
+
+    /// The step after which the graph output `name` is final (0: before the first step); nil when it is
+    /// not a graph output.
+    public func stepFinishing(output name: String) -> Int? {
+        for (k, outputs) in outputsFinished.enumerated() where outputs.contains(where: { compiled.graph.outputs[$0].name == name }) {
+            return k
+        }
+        return nil
+    }
+
     /// Bytes of the values live at once, at the worst step: each step's outputs are counted from its
     /// allocation until its release. An upper bound (views such as Reshape share their input's
     /// buffer but are counted as copies); nil when some output's shape is not known before running.

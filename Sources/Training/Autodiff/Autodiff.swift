@@ -17,8 +17,10 @@ public struct GradientGraph {
 public enum Autodiff {
 
     /// Differentiates the scalar `loss` of `graph` with respect to `parameters` (graph inputs).
-    /// Parameters the loss does not depend on get a zero gradient.
-    public static func differentiate(_ graph: Graph, opset: Int, loss: String, parameters: [String]) throws -> GradientGraph {
+    /// Parameters the loss does not depend on get a zero gradient. `seed`, a graph input holding a float
+    /// scalar w, makes the gradients those of w · loss (the backward pass starts from w instead of 1).
+    public static func differentiate(_ graph: Graph, opset: Int, loss: String, parameters: [String],
+                                     seed: String? = nil) throws -> GradientGraph {
         let sorted = try Passes.sorted(graph)
         let producer = sorted.producers()
         guard producer[loss] != nil || sorted.inputs.contains(where: { $0.name == loss }) else {
@@ -49,7 +51,7 @@ public enum Autodiff {
         var contributions: [String: [String]] = [:]
         let ones = builder.add1(OpType.constantOfShape, [builder.add1(OpType.shape, [loss])],
                                 attributes: ["value": .tensor(Tensor([Float(1)], shape: [1]))], name: "seed")
-        contributions[loss] = [ones]
+        contributions[loss] = [seed.map { builder.add1(OpType.mul, [ones, $0], name: "weighted_seed") } ?? ones]
 
         func total(_ value: String) -> String? {
             guard let list = contributions[value], !list.isEmpty else { return nil }

@@ -1,23 +1,36 @@
 import GraphIR
+import Runtime
 
 /// The processes of a data-parallel job, as training needs them: who am I, how many are we, and sums
 /// over all of us. `Distributed.MPIProcessGroup` implements it on Open MPI; the Training module itself
-/// never links MPI.
+/// never links MPI. As a `CrossProcessSum` it is also what training-mode BatchNorm kernels sum their
+/// statistics with under `--sync-batchnorm` (`TrainingOptions.batchNormProcesses`).
 ///
 /// Every process must make the same calls in the same order (they are collectives). A call that cannot
 /// complete — a peer died, or is stuck past the group's timeout — throws instead of hanging.
-public protocol ProcessGroup: AnyObject, Sendable {
+public protocol ProcessGroup: CrossProcessSum {
     /// This process's index, 0..<size. Rank 0 is the one that writes files.
     var rank: Int { get }
     /// The number of processes.
     var size: Int { get }
-    /// Element-wise sum over all processes of each buffer, in place. Every process ends with the same
-    /// bits. Implementations may send the buffers in buckets, several at once.
-    func allReduceSum(_ buffers: [UnsafeMutableBufferPointer<Float>]) throws
-    /// Element-wise sum over all processes, in place.
-    func allReduceSum(_ values: inout [Double]) throws
+    /// Starts an element-wise sum over all processes of `buffers`, in place, in buckets: a bucket's sum
+    /// starts once every buffer in it is `bufferReady`, so buffers given in the order they are finished
+    /// overlap the sums with the work still to do. The buffers must stay alive until `finish` returns.
+    func startAllReduceSum(_ buffers: [UnsafeMutableBufferPointer<Float>]) throws -> any PendingAllReduce
     /// Element-wise sum, minimum or maximum over all processes, in place (exact: integers).
     func allReduce(_ values: inout [Int64], _ op: ReduceOperation) throws
+}
+
+/// A bucketed sum over the processes under way (`ProcessGroup.startAllReduceSum`).
+public protocol PendingAllReduce: AnyObject {
+    /// Buffer `index` holds its final local value: its bucket starts when it is the bucket's last.
+    func bufferReady(_ index: Int) throws
+    /// Lets the started sums progress (Open MPI 4 has no progress thread: they advance only inside MPI
+    /// calls), so call it between pieces of other work.
+    func progress() throws
+    /// Waits for every bucket (every buffer must be ready); then each buffer holds the sum, the same bits
+    /// on every process.
+    func finish() throws
 }
 
 /// How `ProcessGroup.allReduce` combines the processes' values.

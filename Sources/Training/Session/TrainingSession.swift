@@ -13,13 +13,20 @@ public struct TrainingOptions: Sendable {
     public var threads: Int? = nil
     /// Seed of the random numbers of training-mode graphs (dropout masks, drop-path).
     public var seed: UInt64 = 0
+    /// SyncBatchNorm (`--sync-batchnorm`): training-mode BatchNorms normalise with the statistics of the
+    /// batches of all these processes together, and their backward sums its two per-channel sums over them
+    /// (the kernels reach them through `ExecutionContext.crossProcessSum`). The gradient graph then also
+    /// takes the loss's weight as an input (`lossWeightName`), because a process's share of the global loss
+    /// must weight what flows back into those sums, not only its own gradients. nil: each process's own batch.
+    public var batchNormProcesses: (any CrossProcessSum)?
     public init(freezePatterns: [String] = [], ignoreIndex: Int = 255, untieMergedInitializers: Bool = true,
-                threads: Int? = nil, seed: UInt64 = 0) {
+                threads: Int? = nil, seed: UInt64 = 0, batchNormProcesses: (any CrossProcessSum)? = nil) {
         self.freezePatterns = freezePatterns
         self.ignoreIndex = ignoreIndex
         self.untieMergedInitializers = untieMergedInitializers
         self.threads = threads
         self.seed = seed
+        self.batchNormProcesses = batchNormProcesses
     }
 }
 
@@ -48,6 +55,9 @@ public final class TrainingSession {
     public let lossName: String
     /// The label value the loss ignores.
     public let ignoreIndex: Int
+    /// With `TrainingOptions.batchNormProcesses`: the graph input (a float scalar) the backward pass starts
+    /// from, d objective / d loss — this process's share of the global loss; nil otherwise (it is 1).
+    public let lossWeightName: String?
     public let gradientGraph: GradientGraph
     public let session: Session
 
@@ -89,7 +99,14 @@ public final class TrainingSession {
                 || graph.nodes.contains(where: { $0.outputs.contains(labels) }) { labels += "_" }
         let (withLoss, loss) = try SegmentationLoss.appendHuggingFaceLoss(
             to: graph, logits: logits, labels: labels, ignoreIndex: options.ignoreIndex, opset: model.opset)
-        var gg = try Autodiff.differentiate(withLoss, opset: model.opset, loss: loss, parameters: names)
+        var withWeight = withLoss, lossWeight: String?
+        if options.batchNormProcesses != nil {
+            var name = "loss_weight"
+            while withLoss.valueInfo[name] != nil || withLoss.inputs.contains(where: { $0.name == name }) { name += "_" }
+            withWeight.inputs.append(ValueInfo(name: name, type: TensorType(.float, known: [])))
+            lossWeight = name
+        }
+        var gg = try Autodiff.differentiate(withWeight, opset: model.opset, loss: loss, parameters: names, seed: lossWeight)
         for (buffer, updated) in updates.sorted(by: { $0.key < $1.key }) where buffers[buffer] != nil {
             gg.graph.outputs.append(ValueInfo(name: updated, type: TensorType(.float, known: buffers[buffer]!.shape)))
         }
@@ -102,12 +119,14 @@ public final class TrainingSession {
         self.labelsName = labels
         self.lossName = loss
         self.ignoreIndex = options.ignoreIndex
+        self.lossWeightName = lossWeight
         self.gradientGraph = gg
         // The optimizing passes stay off: they would merge frozen weights and reorder sums, and the
         // gradients must stay as PyTorch computes them.
         self.session = try Session(model: Model(graph: gg.graph, opsetImports: model.opsetImports),
                                    options: SessionOptions(threads: options.threads, optimizingPasses: false))
         session.context.random = RandomStream(seed: options.seed)
+        session.context.crossProcessSum = options.batchNormProcesses
     }
 
     /// Rewrites every BatchNormalization in training mode to `BatchNormTraining` with its running mean
@@ -140,9 +159,11 @@ public final class TrainingSession {
     }
 
     /// Forward + backward, with the running statistics the forward computed (not yet committed).
-    func forwardBackward(pixelValues: Tensor, labels: Tensor) throws
+    /// `lossWeight` scales every gradient (it seeds the backward pass; only with `lossWeightName`);
+    /// `observer` hears each gradient as soon as it is final.
+    func forwardBackward(pixelValues: Tensor, labels: Tensor, lossWeight: Float = 1, observer: RunObserver? = nil) throws
         -> (loss: Float, gradients: [String: Tensor], buffers: [String: Tensor]) {
-        let out = try session.run(feeds(pixelValues: pixelValues, labels: labels))
+        let out = try session.run(feeds(pixelValues: pixelValues, labels: labels, lossWeight: lossWeight), observer: observer)
         let lossTensor = out[lossName]!
         let loss = lossTensor.pointer(Float.self)[0]
         var grads: [String: Tensor] = [:]
@@ -175,12 +196,13 @@ public final class TrainingSession {
     }
 
     /// What the graph is fed for one batch: parameters, the running statistics of training-mode
-    /// BatchNorms, pixels and labels.
-    private func feeds(pixelValues: Tensor, labels: Tensor) -> [String: Tensor] {
+    /// BatchNorms, pixels and labels (and the loss's weight where the graph takes one).
+    func feeds(pixelValues: Tensor, labels: Tensor, lossWeight: Float = 1) -> [String: Tensor] {
         var feeds = values
         for (name, t) in buffers { feeds[name] = t }
         feeds[pixelValuesName] = pixelValues
         feeds[labelsName] = labels
+        if let lossWeightName { feeds[lossWeightName] = Tensor([lossWeight], shape: []) }
         return feeds
     }
 

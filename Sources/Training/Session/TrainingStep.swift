@@ -78,16 +78,19 @@ extension TrainingSession {
     /// sum += grads · scale, per parameter (the first call allocates the sums).
     static func accumulate(_ sum: inout [String: Tensor], _ grads: [String: Tensor], scale: Float) {
         for (name, g) in grads {
-            let src = g.pointer(Float.self)
-            if let s = sum[name] {
-                let dst = s.pointer(Float.self)
-                for i in 0..<g.count { dst[i] += src[i] * scale }
-            } else {
-                let s = Tensor(uninitialized: .float, shape: g.shape)
-                let dst = s.pointer(Float.self)
-                for i in 0..<g.count { dst[i] = src[i] * scale }
-                sum[name] = s
-            }
+            let s = sum[name] ?? Tensor(uninitialized: .float, shape: g.shape)
+            scaledAdd(g, scale: scale, into: s, overwrite: sum[name] == nil)
+            sum[name] = s
+        }
+    }
+
+    /// sum += g · scale, or sum = g · scale with `overwrite` (a new sum): the one place gradients are weighted.
+    static func scaledAdd(_ g: Tensor, scale: Float, into sum: Tensor, overwrite: Bool) {
+        let src = g.pointer(Float.self), dst = sum.pointer(Float.self)
+        if overwrite {
+            for i in 0..<g.count { dst[i] = src[i] * scale }
+        } else {
+            for i in 0..<g.count { dst[i] += src[i] * scale }
         }
     }
 }

@@ -56,6 +56,12 @@ public struct TrainerOptions: Sendable {
     /// The processes of a data-parallel job (nil: this process trains alone). Each process's loader gives
     /// its slice of the global batch; rank 0 alone writes the log, checkpoints and models.
     public var processGroup: (any ProcessGroup)?
+    /// SyncBatchNorm (`--sync-batchnorm`): with a `processGroup`, training-mode BatchNorms normalise with the
+    /// statistics of the whole global batch and their running statistics move alike on every process, so
+    /// N processes of batch B train as one process of batch N×B (`TrainingOptions.batchNormProcesses`).
+    /// Off: each process's own slice, as PyTorch DDP without SyncBatchNorm. One process: no change (its
+    /// batch is the global batch).
+    public var synchronizeBatchNorm = false
 
     /// Learning-rate schedules after warm-up.
     public enum ScheduleKind: String, Sendable, CaseIterable { case constant, linear, poly }
@@ -77,6 +83,8 @@ public struct TrainerOptions: Sendable {
         out["head-lr-multiplier"] = String(headLearningRateMultiplier)
         out["eval-every"] = evaluateEvery.map(String.init) ?? "epoch"
         out["ignore-index"] = String(ignoreIndex)
+        // Recorded when on only, so checkpoints written before the option existed resume unchanged.
+        if synchronizeBatchNorm { out["sync-batchnorm"] = "true" }
         return out
     }
 
@@ -151,8 +159,10 @@ public final class Trainer {
         self.loader = loader
         self.validation = validation
         self.evaluator = evaluator
+        let batchNormProcesses = options.synchronizeBatchNorm ? options.processGroup : nil
         training = try TrainingSession(model: model, options: TrainingOptions(ignoreIndex: options.ignoreIndex,
-                                                                              threads: options.threads, seed: options.seed))
+                                                                              threads: options.threads, seed: options.seed,
+                                                                              batchNormProcesses: batchNormProcesses))
         // Parameter groups: decode head at a higher rate; no decay on norms / position blocks.
         let consumers = Trainer.consumerNodes(training.model.graph)
         var head: [String] = [], noDecay: [String] = [], headNoDecay: [String] = []
