@@ -32,5 +32,9 @@ final class EvaluateModesCLITests: CLITestCase {
             XCTAssertEqual(o.status, 64, "\(extra): \(o.stderr)")
             XCTAssertTrue(o.stderr.contains(option), "\(extra): \(o.stderr)")
         }
+        let train = try run(["train", root + "/model.onnx", "--images", root + "/images", "--masks", root + "/masks",
+                             "--eval-mode", "tiles", "--output", scratch + "/run"])
+        XCTAssertEqual(train.status, 64, train.stderr)
+        XCTAssertTrue(train.stderr.contains("--eval-mode"), train.stderr)
     }
 }

@@ -30,6 +30,29 @@ final class TrainingFormModelTests: CLITestCase {
         XCTAssertLessThan(maxAbsDifference(ours, pytorch), 1e-4)
     }
 
+    /// `init`'s default training graph and `init --form inference` with the same seed hold the same
+    /// weights: `run` on the training form gives the inference form's logits (BatchNorm on running
+    /// statistics 0 / 1 against BatchNorm folded into the convolution: equal up to float rounding).
+    func testInitTrainingFormRunsAsItsInferenceForm() throws {
+        let input = scratch + "/x.pb"
+        let values: [Float] = (0..<(3 * 64 * 64)).map { i in Float((i * 37) % 101) / 50 - 1 }
+        try ONNXExporter.writeTensorFile(Tensor(values, shape: [1, 3, 64, 64]), name: "pixel_values", to: input)
+        var logits: [Tensor] = []
+        for form in ["training", "inference"] {
+            let model = scratch + "/\(form).onnx"
+            let made = try run(["init", "--variant", "b0", "--num-labels", "3", "--seed", "7", "--form", form, "--out", model])
+            XCTAssertEqual(made.status, 0, made.stderr)
+            let o = try run(["run", model, "--input", input, "--output-dir", scratch + "/\(form)"])
+            XCTAssertEqual(o.status, 0, o.stderr)
+            XCTAssertEqual(o.stderr.contains("training-form graph"), form == "training", o.stderr)
+            logits.append(try ONNXImporter.readTensorFile(scratch + "/\(form)/logits.pb").tensor)
+        }
+        XCTAssertEqual(logits[0].shape, logits[1].shape)
+        let largest = maxAbsDifference(logits[1], Tensor(zeros: .float, shape: logits[1].shape))
+        XCTAssertGreaterThan(largest, 0)
+        XCTAssertLessThan(maxAbsDifference(logits[0], logits[1]), 1e-5 * largest)
+    }
+
     /// predict on the training form is predict on its inference form (whose logits the test above
     /// holds to PyTorch's); an eval graph says nothing.
     func testPredictUsesTheInferenceForm() throws {
