@@ -20,6 +20,9 @@ public struct DemoOptions: Sendable {
     public var learningRate = 6e-4
     public var warmupSteps = 60
     public var seed: UInt64 = 0
+    /// HF's train-mode graph (BatchNorm, classifier dropout, drop-path), as `segformer init` builds it,
+    /// or the eval graph (BatchNorm folded, no dropout).
+    public var form: SegformerBuilder.Form = .training
     public var threads: Int?
     public var overwrite = false
     public init(output: String) { self.output = output }
@@ -45,8 +48,10 @@ public enum Demo {
         let labels = Dictionary(uniqueKeysWithValues: SyntheticScenes.labels.map { ($0.index, $0.name) })
         let numLabels = labels.count
         let config = try SegformerConfig.variant("b0", numLabels: numLabels, id2label: labels)
-        let model = try SegformerBuilder.build(config: config, seed: o.seed)
-        log("built SegFormer-b0 with \(numLabels) classes, \(model.graph.parameterCount) parameters (HF initialisation)")
+        // By default HF's training graph, as `segformer init` builds it: BatchNorm on batch statistics,
+        // classifier dropout 0.1, drop-path 0.1; the trainer writes model.onnx in inference form.
+        let model = try SegformerBuilder.build(config: config, seed: o.seed, form: o.form)
+        log("built SegFormer-b0 with \(numLabels) classes, \(model.graph.parameterCount) parameters (HF initialisation, \(o.form == .training ? "HF's train-mode graph" : "eval graph"))")
 
         func dataset(_ split: SegmentationDataset.Split) throws -> SegmentationDataset {
             let d = try SegmentationDataset(adeRoot: dataDir, split: split, numLabels: 255)

@@ -27,8 +27,14 @@ public struct FineTuningOptions: Sendable {
     /// The split evaluated during training (keeping the best model by mean IoU); nil, or a data source
     /// without splits, trains without validation.
     public var validationSplit: SegmentationDataset.Split? = .validation
+    /// How validation turns an image into scores: HF's processor size by default, or the paper's
+    /// whole-image / sliding-window inference (`EvaluationMode`).
+    public var evaluationMode: EvaluationMode = .resize
     /// Told (images done, images in total) during each validation pass.
     public var validationProgress: (@Sendable (Int, Int) -> Void)?
+    /// Class names of the model being fine-tuned (a checkpoint folder's id2label, `ModelFile.classNames`),
+    /// written to config.json when the data names none (a labels file or ADE's objectInfo150.csv win).
+    public var classNames: [Int: String] = [:]
 
     /// Defaults as `segformer train`'s; set `trainer.maxSteps` or `trainer.epochs`.
     public init(outputDirectory: String) { trainer = TrainerOptions(outputDirectory: outputDirectory) }
@@ -41,8 +47,11 @@ public struct FineTuningOptions: Sendable {
 
     /// The data pipeline's options a checkpoint records beside the trainer's (`TrainerOptions.recordedOptions`).
     var recordedOptions: [String: String] {
-        ["batch-size": String(batchSize), "crop": String(cropSize), "size": String(imageSize), "seed": String(seed),
-         "augment": String(augment), "shuffle": String(shuffle), "val-split": validationSplit?.rawValue ?? "none"]
+        var recorded = ["batch-size": String(batchSize), "crop": String(cropSize), "size": String(imageSize), "seed": String(seed),
+                        "augment": String(augment), "shuffle": String(shuffle), "val-split": validationSplit?.rawValue ?? "none"]
+        // Recorded only when set, so checkpoints from before the option resume unchanged.
+        if evaluationMode != .resize { recorded["eval-mode"] = evaluationMode.name }
+        return recorded
     }
 }
 
@@ -64,6 +73,8 @@ public final class FineTuning {
     public let trainingSet: SegmentationDataset
     /// Classes the model predicts (the channel dimension of its logits).
     public let classCount: Int
+    /// The names written to config.json: the data's, else the model's (`FineTuningOptions.classNames`).
+    public let classNames: [Int: String]
 
     /// Prepares the job; nothing is trained or written yet.
     ///
@@ -85,6 +96,8 @@ public final class FineTuning {
             throw SegFormerError.invalid("the model takes \(h)×\(w) inputs (static in the export); use --crop \(h) --size \(h) (cropSize and imageSize), or export with dynamic height/width")
         }
         trainingSet = try data.dataset(split: .training, numLabels: classCount)
+        try Classification.requireNames(options.classNames, fit: classCount, source: "the model's id2label")
+        classNames = trainingSet.id2label.isEmpty ? options.classNames : trainingSet.id2label
         var processor = SegformerImageProcessor(height: size, width: size)
         processor.doReduceLabels = data.reducesLabels
         // Data-parallel: every process walks the global batches and keeps its slice of each. A partial last
@@ -107,6 +120,7 @@ public final class FineTuning {
         }
         var evaluator = SegmentationEvaluator(processor: processor, numLabels: classCount, reduceLabels: data.reducesLabels)
         evaluator.progress = options.validationProgress
+        evaluator.mode = options.evaluationMode
         var trainerOptions = options.trainer
         trainerOptions.jobOptions.merge(options.recordedOptions) { _, job in job }
         trainerOptions.seed = options.seed
@@ -115,8 +129,8 @@ public final class FineTuning {
     }
 
     /// Trains to the last step, then writes into the output folder `model.onnx` (the best by validation
-    /// mean IoU when validating, else the last), `last.onnx`, `config.json` (`id2label` from the data's
-    /// labels) and the checkpoint. Returns the path of `model.onnx`.
+    /// mean IoU when validating, else the last), `last.onnx`, `config.json` (`id2label`: `classNames`) and
+    /// the checkpoint. Returns the path of `model.onnx`.
     ///
     /// - Throws: `TrainingStopped` when `trainer.shouldStop` ends training early; `SegFormerError.invalid`
     ///   for a non-finite loss or gradient (naming the step and parameter) or bad data; `.io` when writing fails.
@@ -125,7 +139,7 @@ public final class FineTuning {
         try trainer.run()
         let output = trainer.options.outputDirectory
         guard trainer.isWriter else { return output + "/model.onnx" }
-        try ConfigJSON.write(numLabels: classCount, id2label: trainingSet.id2label, to: output + "/config.json")
+        try ConfigJSON.write(numLabels: classCount, id2label: classNames, to: output + "/config.json")
         return output + "/model.onnx"
     }
 }

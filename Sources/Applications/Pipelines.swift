@@ -199,12 +199,13 @@ public struct SegmentationPredictor {
 // MARK: - From a model path
 
 /// What a pipeline needs for the model at `path`: an `.onnx` file (input size: the model's, else `size`;
-/// class names `labels`), or a HuggingFace checkpoint folder, which brings its own processor settings
+/// class names `labels`; a training-form graph runs in its inference form, see `ModelFile.loadForInference`),
+/// or a HuggingFace checkpoint folder, which brings its own processor settings
 /// (preprocessor_config.json) and class names (config.json id2label; `labels`, when not empty, win).
 func pipelineParts(modelAt path: String, size: Int, labels: [Int: String], options: SessionOptions) throws
     -> (session: Session, processor: SegformerImageProcessor, labels: [Int: String]) {
     let companions = try ModelFile.companions(path)
-    let session = try Session(model: ModelFile.load(path), options: options)
+    let session = try Session(model: ModelFile.loadForInference(path), options: options)
     if let companions { return (session, companions.processor, labels.isEmpty ? companions.id2label : labels) }
     let (h, w) = try modelInputSize(session, fallback: size)
     return (session, SegformerImageProcessor(height: h, width: w), labels)

@@ -128,7 +128,7 @@ public enum SegformerBuilder {
         case imageClassification = "SegformerForImageClassification"
     }
 
-    public enum Form: Sendable { case inference, training }
+    public enum Form: String, Sendable { case inference, training }
 
     /// Emits the graph; parameters are initialised as the installed transformers' `_init_weights` does:
     /// Linear and Conv weights normal(0, initializer_range), biases 0, LayerNorm and BatchNorm weight 1 /

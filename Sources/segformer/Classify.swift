@@ -10,7 +10,7 @@ struct Classify: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Classify an image with a SegformerForImageClassification export (e.g. nvidia/mit-b0): top-k classes.")
 
-    @Argument(help: "The .onnx model file, or a HuggingFace checkpoint folder (its processor settings and labels are used).") var model: String
+    @Argument(help: "The .onnx model file (a training-form graph runs in its inference form), or a HuggingFace checkpoint folder (its processor settings and labels are used).") var model: String
     @Argument(help: "A JPEG or PNG image.") var image: String
     @Option(help: "How many classes to print.") var top: Int = 5
     @Option(help: "HF config.json whose id2label names the classes.") var config: String?

@@ -34,17 +34,11 @@ struct Init: ParsableCommand {
             let count = numLabels ?? (id2label.isEmpty ? 150 : (id2label.keys.max() ?? 0) + 1)
             try Classification.requireNames(id2label, fit: count, source: "labels file \(labels ?? "")")
             var config = try SegformerConfig.variant(variant, numLabels: count, id2label: id2label)
-            let graphForm: SegformerBuilder.Form
-            switch form {
-            case "training": graphForm = .training
-            case "inference": graphForm = .inference
-            default: throw SegFormerError.invalid("--form must be training or inference, not '\(form)'")
-            }
             if let p = dropPathRate { config.dropPathRate = p }
             if let p = classifierDropout { config.classifierDropoutProb = p }
             if let p = hiddenDropout { config.hiddenDropoutProb = p }
             if let p = attentionDropout { config.attentionProbsDropoutProb = p }
-            var model = try SegformerBuilder.build(config: config, seed: seed, form: graphForm)
+            var model = try SegformerBuilder.build(config: config, seed: seed, form: graphForm(form))
             if let encoder {
                 let filled = try SegformerBuilder.loadEncoder(from: try ModelFile.load(encoder), into: &model)
                 print("encoder: \(filled) tensors from \(encoder)")
@@ -53,4 +47,12 @@ struct Init: ParsableCommand {
             print("wrote \(out): SegFormer-\(variant) (\(form) graph), \(count) classes, \(model.graph.parameterCount) parameters")
         }
     }
+}
+
+/// The graph form `--form` names (`init`, `demo`).
+func graphForm(_ option: String) throws -> SegformerBuilder.Form {
+    guard let form = SegformerBuilder.Form(rawValue: option) else {
+        throw SegFormerError.invalid("--form must be training or inference, not '\(option)'")
+    }
+    return form
 }

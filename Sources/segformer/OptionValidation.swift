@@ -30,7 +30,10 @@ extension Train {
 }
 
 extension Evaluate {
-    func validate() throws { try OptionCheck.atLeast(1, ["size": size]) }
+    func validate() throws {
+        try OptionCheck.atLeast(1, ["size": size])
+        try OptionCheck.usageError { _ = try evaluationMode }
+    }
 }
 
 extension Step {

@@ -10,7 +10,7 @@ struct Predict: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Segment images with a SegformerForSemanticSegmentation export: NAME.mask.png (class ids, ADE20K palette) and NAME.overlay.png (with a legend).")
 
-    @Argument(help: "The .onnx model file, or a HuggingFace checkpoint folder (its processor settings and labels are used).") var model: String
+    @Argument(help: "The .onnx model file (a training-form graph runs in its inference form), or a HuggingFace checkpoint folder (its processor settings and labels are used).") var model: String
     @Argument(help: "JPEG or PNG images, or folders of them.") var images: [String]
     @Option(help: "Output folder (created if missing).") var out: String
     @Option(help: "HF config.json whose id2label names the classes in the summary.") var config: String?

@@ -9,7 +9,7 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a model once on TensorProto (.pb) inputs and write each output as NAME.pb.")
 
-    @Argument(help: "The .onnx model file, or a HuggingFace checkpoint folder.") var model: String
+    @Argument(help: "The .onnx model file (a training-form graph runs in its inference form: BatchNorm on running statistics, no dropout), or a HuggingFace checkpoint folder.") var model: String
     @Option(name: .customLong("input"), help: "NAME=FILE.pb (repeat for each input; FILE.pb alone for a single-input model).") var inputs: [String] = []
     @Option(help: "Folder for the output .pb files (created if missing).") var outputDir: String = "."
     @OptionGroup var sessionFlags: SessionFlags
@@ -17,7 +17,7 @@ struct Run: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let m = try ModelFile.load(model)
+            let m = try ModelFile.loadForInference(model)
             let session = try Session(model: m, options: sessionFlags.sessionOptions)
             var feeds: [String: Tensor] = [:], feedFiles: [String] = []
             for spec in inputs {

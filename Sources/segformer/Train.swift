@@ -35,7 +35,7 @@ struct Train: ParsableCommand {
         abstract: "Fine-tune a SegFormer ONNX model on a scene-parsing dataset; writes DIR/model.onnx, config.json, checkpoints, logs.")
 
     // The header looks like Evaluate's below: the options differ, the shape is ArgumentParser's.
-    @Argument(help: "The model to fine-tune: a SegformerForSemanticSegmentation .onnx export or `segformer init` output, or a HuggingFace checkpoint folder.") var model: String
+    @Argument(help: "The model to fine-tune: a SegformerForSemanticSegmentation .onnx export or `segformer init` output, or a HuggingFace checkpoint folder (its id2label goes into config.json unless --labels or the data names the classes).") var model: String
     @OptionGroup var dataOptions: DataOptions
     @Option(help: "Validation split of the ADE layout ('none' to skip).") var valSplit: String = "validation"
     @Option(help: "Epochs to train.") var epochs: Int?
@@ -50,6 +50,7 @@ struct Train: ParsableCommand {
     @Option(help: "AdamW weight decay (none on norms).") var weightDecay: Double = 0.01
     @Option(help: "Learning-rate multiplier for the decode head.") var headLrMultiplier: Double = 10
     @Option(help: "Evaluate every N steps (default: every epoch).") var evalEvery: Int?
+    @Option(help: "How validation evaluates: resize (HF: images at --size), whole or slide (the paper's, with evaluate's default scale, crop and stride; see evaluate --help).") var evalMode: String = "resize"
     @Option(help: "Checkpoint every N steps.") var checkpointEvery: Int = 50
     @Option(help: "Seed for shuffling, augmentation and dropout / drop-path masks.") var seed: UInt64 = 0
     @Flag(help: "No random resize/crop/flip/colour jitter (images are resized to --size).") var noAugment = false
@@ -76,6 +77,10 @@ struct Train: ParsableCommand {
         options.augment = !noAugment
         options.shuffle = !noShuffle
         options.seed = seed
+        guard let mode = try? EvaluationMode(name: evalMode) else {
+            throw SegFormerError.invalid("--eval-mode must be resize, whole or slide, not '\(evalMode)'")
+        }
+        options.evaluationMode = mode
         if valSplit != "none" {
             guard let split = SegmentationDataset.Split(rawValue: valSplit) else {
                 throw SegFormerError.invalid("--val-split must be training, validation or none, not '\(valSplit)'")
@@ -115,6 +120,7 @@ struct Train: ParsableCommand {
             options.trainer.threads = threads
             options.trainer.processGroup = group
             let m = try ModelFile.load(model)
+            options.classNames = try ModelFile.classNames(model)
             let data = try dataOptions.source()
             let validationProgress = ProgressLine("validation")
             if (group?.rank ?? 0) == 0 { options.validationProgress = { validationProgress.update($0, $1) } }
@@ -152,9 +158,23 @@ struct Evaluate: ParsableCommand {
     @Argument(help: "The .onnx model, or a HuggingFace checkpoint folder.") var model: String
     @OptionGroup var dataOptions: DataOptions
     @Option(help: "Split of the ADE layout.") var split: String = "validation"
-    @Option(help: "Image processor size.") var size: Int = 512
+    @Option(help: "Image processor size (--mode resize).") var size: Int = 512
+    @Option(help: ArgumentHelp("resize, whole or slide.", discussion: """
+        resize: HF's evaluation, images resized to --size. whole: the paper's (MMSegmentation's ADE20K test \
+        pipeline): each image resized keeping its aspect ratio to short side 512 with the long side at most \
+        2048 (--scale), the logits upsampled to that size, then to the label's. slide: the same resize, then \
+        --crop windows every --stride pixels whose logits are averaged where they overlap. Images are \
+        resampled with the processor's filter (PIL bilinear, as HF), where MMSegmentation uses OpenCV's.
+        """)) var mode: String = "resize"
+    @Option(help: "mmseg's Resize scale LONG,SHORT for --mode whole and slide.") var scale: String = "2048,512"
+    @Option(help: "Window side of --mode slide.") var crop: Int = 512
+    @Option(help: "Step between windows of --mode slide (at most --crop).") var stride: Int = 341
     @OptionGroup var threadOptions: ThreadOptions
     @OptionGroup var distributedOptions: DistributedOptions
+
+    var evaluationMode: EvaluationMode {
+        get throws { try EvaluationMode(name: mode, scale: scale, crop: crop, stride: stride) }
+    }
 
     func run() throws {
         try distributedOptions.run(threads: threadOptions.threads) { group, threads in try evaluate(group: group, threads: threads) }
@@ -166,13 +186,14 @@ struct Evaluate: ParsableCommand {
             guard let s = SegmentationDataset.Split(rawValue: split) else {
                 throw SegFormerError.invalid("--split must be training or validation")
             }
-            let m = try ModelFile.load(model)
+            let m = try ModelFile.loadForInference(model)
             let classes = try SegmentationModel.classCount(of: m)
             let data = try dataOptions.source()
             let dataset = try data.dataset(split: s, numLabels: classes)
             let session = try Session(model: m, options: SessionOptions(threads: threads))
-            let evaluator = SegmentationEvaluator(processor: SegformerImageProcessor(height: size, width: size),
+            var evaluator = SegmentationEvaluator(processor: SegformerImageProcessor(height: size, width: size),
                                                   numLabels: classes, reduceLabels: data.reducesLabels)
+            evaluator.mode = try evaluationMode
             let writer = (group?.rank ?? 0) == 0
             let progress = ProgressLine("evaluating")
             let result = try evaluator.evaluate(session: session, dataset: dataset, group: group) { done, total in

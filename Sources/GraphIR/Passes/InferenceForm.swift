@@ -9,6 +9,21 @@ public enum BatchNormMode {
 }
 
 extension Passes {
+    /// Whether `graph` computes in training form — a BatchNormalization on batch statistics, a Dropout
+    /// given a training_mode input, or drop-path's RandomUniformLike — so that running it as it is would
+    /// give random, batch-dependent results (`inferenceForm` gives the graph to run instead).
+    public static func isTrainingForm(_ graph: Graph, opset: Int) throws -> Bool {
+        for n in graph.nodes where n.domain.isEmpty || n.domain == "ai.onnx" {
+            switch n.opType {
+            case OpType.batchNormalization where try BatchNormMode.isTraining(n, opset: opset): return true
+            case OpType.dropout where n.inputs.count >= 3 && !n.inputs[2].isEmpty: return true
+            case OpType.randomUniformLike: return true
+            default: continue
+            }
+        }
+        return false
+    }
+
     /// The graph a training-mode export (or `segformer init`) computes in eval mode, as PyTorch's
     /// `model.eval()` does: BatchNormalization on its running statistics (training_mode removed, one
     /// output), Dropout gone, and drop-path — `x / keep · Floor(keep + RandomUniformLike(…))` — back

@@ -12,12 +12,35 @@ public enum ModelFile {
         HFCheckpointFolder.isFolder(path) ? try HFCheckpointFolder(path: path).loadModel() : try ONNXImporter.load(contentsOf: path)
     }
 
+    /// The model at `path` (as `load`) to run for predictions: a training-form graph (`segformer init`'s
+    /// default, a training-mode export) becomes its inference form (`Passes.inferenceForm`: BatchNorm on
+    /// its running statistics, no dropout or drop-path, as PyTorch's `model.eval()`), so results are
+    /// deterministic and equal those of the same weights in an eval graph. `notice` is told once when
+    /// that happens (by default one line on stderr).
+    public static func loadForInference(_ path: String, notice: (String) -> Void = printNotice) throws -> Model {
+        var model = try load(path)
+        guard try Passes.isTrainingForm(model.graph, opset: model.opset) else { return model }
+        model.graph = try Passes.inferenceForm(model.graph, opset: model.opset)
+        notice("\(path) is a training-form graph (BatchNorm on batch statistics, dropout, drop-path): running its inference form (running statistics, no dropout), as PyTorch's model.eval()")
+        return model
+    }
+
+    /// Writes `note: MESSAGE` on stderr.
+    public static func printNotice(_ message: String) {
+        FileHandle.standardError.write(Data(("note: " + message + "\n").utf8))
+    }
+
     /// The image processor and class names that travel with the model at `path`: a folder's
     /// preprocessor_config.json (required) and config.json id2label; nil for an ONNX file.
     public static func companions(_ path: String) throws -> (processor: SegformerImageProcessor, id2label: [Int: String])? {
         guard HFCheckpointFolder.isFolder(path) else { return nil }
         let folder = try HFCheckpointFolder(path: path)
         return (try folder.imageProcessor(), folder.config.id2label)
+    }
+
+    /// The class names a checkpoint folder's config.json gives (id2label); empty for an ONNX file.
+    public static func classNames(_ path: String) throws -> [Int: String] {
+        HFCheckpointFolder.isFolder(path) ? try HFCheckpointFolder(path: path).config.id2label : [:]
     }
 
     /// The SegFormer configuration of a model, for writing it as a HF checkpoint: a folder's own

@@ -52,6 +52,35 @@ public enum Segmentation {
         return mask
     }
 
+    /// Logits [1, C, h, w] (float32) upsampled to [1, C, `height`, `width`] as
+    /// `torch.nn.functional.interpolate(mode="bilinear", align_corners=False)` computes them (the same
+    /// taps and order as `argmaxMask`), for when the upsampled logits themselves are needed — mmseg's
+    /// evaluation sums and resizes them again.
+    public static func upsampleLogits(_ logits: Tensor, height: Int, width: Int) throws -> Tensor {
+        guard logits.dataType == .float, logits.rank == 4, logits.shape[0] == 1 else {
+            throw SegFormerError.invalid("segmentation logits must be float32 [1, C, h, w], got \(logits.dataType) \(logits.shape)")
+        }
+        let classes = logits.shape[1], inH = logits.shape[2], inW = logits.shape[3]
+        try MemoryBudget.require(Tensor.checkedByteCount([classes, height, width], .float),
+                                 for: "logits upsampled to \(classes)×\(height)×\(width)")
+        let ys = linearTaps(inSize: inH, outSize: height), xs = linearTaps(inSize: inW, outSize: width)
+        let out = Tensor(uninitialized: .float, shape: [1, classes, height, width])
+        let src = UnsafePointer(logits.pointer(Float.self)), dst = out.pointer(Float.self)
+        for c in 0..<classes {
+            let p = src + c * inH * inW, o = dst + c * height * width
+            for oy in 0..<height {
+                let ty = ys[oy], r0 = ty.i0 * inW, r1 = ty.i1 * inW
+                for ox in 0..<width {
+                    let tx = xs[ox]
+                    let top = tx.w0 * p[r0 + tx.i0] + tx.w1 * p[r0 + tx.i1]
+                    let bottom = tx.w0 * p[r1 + tx.i0] + tx.w1 * p[r1 + tx.i1]
+                    o[oy * width + ox] = ty.w0 * top + ty.w1 * bottom
+                }
+            }
+        }
+        return out
+    }
+
     /// Source indices and weights of linear interpolation with align_corners=False, as PyTorch computes
     /// them in float: src = max((i + 0.5) * (in / out) - 0.5, 0), i0 = floor(src) clamped, i1 = i0 + 1 unless at the edge.
     static func linearTaps(inSize: Int, outSize: Int) -> [(i0: Int, i1: Int, w0: Float, w1: Float)] {

@@ -6,12 +6,16 @@ import SegmentationData
 /// Validation as HuggingFace's semantic-segmentation guide computes it: each image goes through the
 /// image processor, the logits are upsampled bilinearly to the *original* label size, argmax gives the
 /// prediction, and `evaluate`'s mean_iou accumulates (as per-class counts, so memory stays flat).
+/// `mode` selects the paper's (MMSegmentation's) whole-image or sliding-window inference instead.
 public struct SegmentationEvaluator {
     public var processor: SegformerImageProcessor
     public var numLabels: Int
     public var ignoreIndex: Int
     /// Apply reduce_labels to the raw masks (ADE20K: 0 = other → ignored, k → k − 1).
     public var reduceLabels: Bool
+    /// How an image becomes class scores (`EvaluationMode`): HF's processor size by default. The other
+    /// modes use the processor's resampling filter and normalisation at their own sizes.
+    public var mode: EvaluationMode = .resize
     /// Told (images done, images in total) after each image when `evaluate` is given no progress of
     /// its own — how the trainer's validation passes report progress.
     public var progress: (@Sendable (Int, Int) -> Void)?
@@ -32,18 +36,13 @@ public struct SegmentationEvaluator {
     public func evaluate(session: Session, dataset: SegmentationDataset, group: (any ProcessGroup)? = nil,
                          progress: ((Int, Int) -> Void)? = nil) throws -> MeanIoUResult {
         var acc = MeanIoUAccumulator(numLabels: numLabels, ignoreIndex: ignoreIndex, reduceLabels: reduceLabels)
-        let input = session.inputs[0].name, output = session.outputs[0].name
         let rank = group?.rank ?? 0, size = group?.size ?? 1
         var evaluated = 0
         for i in stride(from: rank, to: dataset.count, by: size) {
             guard let (image, label) = try dataset.loadOrSkip(i) else { continue }
             evaluated += 1
-            let (pixels, _) = try processor.preprocess(images: [image])
-            let logits = try session.run([input: pixels])[output]!
-            guard logits.rank == 4, logits.shape[1] == numLabels else {
-                throw SegFormerError.invalid("evaluation: model output \(logits.shape) does not have \(numLabels) classes")
-            }
-            let mask = try Segmentation.argmaxMask(logits: logits, height: label.height, width: label.width)
+            let mask = try Segmentation.argmaxMask(logits: scores(session: session, image: image),
+                                                   height: label.height, width: label.width)
             try acc.add(prediction: mask, reference: label.pixels)
             (progress ?? self.progress)?(i + 1, dataset.count)
         }
