@@ -6,8 +6,8 @@ import GraphIR
 /// `gemm` is the only entry point: it handles the degenerate sizes BLAS dislikes (zero
 /// dimensions, leading dimensions of 0) and runs on the caller's `ExecutionContext`'s thread count.
 /// Callers check their sizes against OpenBLAS's 32-bit ints with `checkSizes` first. The library
-/// threads inside each call: call it from the kernel's own thread, or from `parallelFor` with
-/// `ExecutionContext.singleThreaded` (each chunk its own single-threaded product).
+/// threads inside each call: call it from the kernel's own thread, not from `parallelFor`
+/// (`sgemmInRowBlocks` is the way to spread single-threaded products over the threads).
 enum BLAS {
     /// Largest dimension / leading dimension OpenBLAS's `blasint` (int32) can take.
     static let maxDimension = Int(Int32.max)
