@@ -6,7 +6,6 @@ import Runtime
 /// OpenBLAS sgemm on the 1×1 convs' shapes as the ceiling under the same conditions; 2 threads.
 func convMatMulForward() throws {
     let timer = Timer(.wall, threads: 2, repeats: 5, nameWidth: 40)
-    func gflops(_ flop: Double) -> (Double) -> String { { ms in String(format: "%.1f GFLOP/s", flop / ms / 1e6) } }
     // A table of SegFormer-b0's shapes: its rows look alike on purpose.
     // (label, input shape, weight shape, group, stride, pad)
     let convs: [(String, [Int], [Int], Int, Int, Int)] = [
@@ -52,6 +51,43 @@ func convMatMulForward() throws {
         let a = try random(sa, seed: 1), b = try random(sb, seed: 2)
         let y = try timer.op(OpType.matMul, [a, b])[0]
         try timer.time(label, detail: gflops(2.0 * Double(y.count) * Double(sa.last!))) { _ = try timer.op(OpType.matMul, [a, b]) }
+    }
+}
+
+/// A timing's rate for `flop` floating-point operations.
+func gflops(_ flop: Double) -> (Double) -> String { { ms in String(format: "%.1f GFLOP/s", flop / ms / 1e6) } }
+
+/// float32 products on each GEMM library there is (`--gemm`), 2 threads: the encoder's skinny shapes
+/// (M = 16384 tokens at 512²) and a square one; then a linear layer with its bias and residual as
+/// MatMul → Add → Add beside the one FusedMatMul the fuse-matmul-epilogue pass makes of it.
+func gemmLibraries() throws {
+    let timer = Timer(.wall, threads: 2, repeats: 10, nameWidth: 44)
+    let initial = GEMMLibrary.current
+    defer { try? GEMMLibrary.use(initial) }
+    let libraries = GEMMLibrary.allCases.filter { $0 == .openBLAS || GEMMLibrary.oneDNNAvailable }
+    for (m, n, k) in [(16384, 32, 32), (16384, 128, 32), (16384, 32, 256), (16384, 256, 32), (16384, 256, 1024), (2048, 2048, 2048)] {
+        let a = try random([m, k], seed: 1), b = try random([k, n], seed: 2)
+        for library in libraries {
+            try GEMMLibrary.use(library)
+            try timer.time("\(library.rawValue) \(m)×\(n)×\(k)", detail: gflops(2.0 * Double(m * n * k))) {
+                _ = try timer.op(OpType.matMul, [a, b])
+            }
+        }
+    }
+    // Stage 1's MLP output (fc2: 128 → 32 channels over 16384 tokens) and stage 4's, with bias and residual.
+    for (tokens, k, n) in [(16384, 128, 32), (256, 1024, 256)] {
+        let x = try random([1, tokens, k], seed: 3), w = try random([k, n], seed: 4)
+        let bias = try random([n], seed: 5), residual = try random([1, tokens, n], seed: 6)
+        for library in libraries {
+            try GEMMLibrary.use(library)
+            try timer.time("\(library.rawValue) MatMul+Add+Add [\(tokens),\(k)]x[\(k),\(n)]") {
+                let y = try timer.op(OpType.matMul, [x, w])[0]
+                _ = try timer.op(OpType.add, [try timer.op(OpType.add, [y, bias])[0], residual])
+            }
+            try timer.time("\(library.rawValue) FusedMatMul [\(tokens),\(k)]x[\(k),\(n)]") {
+                _ = try timer.op(OpType.fusedMatMul, domain: fusedDomain, [x, w, bias, residual])
+            }
+        }
     }
 }
 

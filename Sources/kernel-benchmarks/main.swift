@@ -22,6 +22,7 @@ let suites: [Suite] = [
     Suite(name: "norm-ops", summary: "Softmax, reductions, LayerNorm, Resize, ArgMax forward", run: normOpsForward),
     Suite(name: "norm-grad", summary: "LayerNorm, ReduceMean, Softmax, Resize, loss: forward vs backward", run: normGradients),
     Suite(name: "conv-matmul", summary: "every b0 Conv and MatMul shape forward, GFLOP/s, raw sgemm ceiling", run: convMatMulForward),
+    Suite(name: "gemm-libraries", summary: "sgemm per GEMM library at b0's skinny shapes; fused vs separate epilogue", run: gemmLibraries),
     Suite(name: "nn-grad", summary: "Conv and MatMul forward vs dX/dW/dB at batch 2", run: convMatMulGradients),
     Suite(name: "shape-ops", summary: "Transpose, Concat, Slice forward, GB/s", run: shapeOpsForward),
     Suite(name: "shape-grad", summary: "Concat, Transpose, Slice, Gather forward vs backward", run: shapeGradients),

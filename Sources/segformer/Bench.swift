@@ -37,7 +37,7 @@ struct Bench: ParsableCommand {
             } else {
                 print("optimizing passes: off")
             }
-            print("threads \(session.context.threads), warm-up \(warmup), iterations \(iterations)")
+            print("threads \(session.context.threads), gemm \(GEMMLibrary.current.rawValue), warm-up \(warmup), iterations \(iterations)")
             let result = try Benchmark.measure(warmup: warmup, iterations: iterations, beforeTimed: {
                 session.profiling = profile
             }) {
@@ -65,7 +65,7 @@ extension Bench {
         let training = try TrainingSession(model: m, options: TrainingOptions(threads: sessionFlags.threads))
         let (inputs, classes) = try BenchmarkInputs.randomBatch(for: training, batch: batch, height: height, width: width)
         let optimizer = AdamW()
-        print("training step: pixel_values \(inputs.pixelValues.shape), labels \(inputs.labels.shape) over \(classes) classes, \(training.parameterNames.count) parameters, threads \(training.session.context.threads)")
+        print("training step: pixel_values \(inputs.pixelValues.shape), labels \(inputs.labels.shape) over \(classes) classes, \(training.parameterNames.count) parameters, threads \(training.session.context.threads), gemm \(GEMMLibrary.current.rawValue)")
         var lastLoss: Float = 0
         let result = try Benchmark.measure(warmup: warmup, iterations: iterations, beforeTimed: {
             training.session.profiling = profile

@@ -45,9 +45,11 @@ func printErr(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8
 /// Whether stdout is a terminal (progress bars) or a pipe/file (plain lines).
 var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
 
-/// `--threads` and `--max-memory`, taken by every command that runs a model.
+/// `--threads`, `--gemm` and `--max-memory`, taken by every command that runs a model.
 struct ThreadOptions: ParsableArguments {
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
+    @Option(help: ArgumentHelp("Float32 GEMM library: onednn (the default when libdnnl.so.2 is installed) or openblas.", valueName: "library"))
+    var gemm: GEMMLibrary?
     @Option(help: ArgumentHelp("Memory budget for a run, e.g. 4G or 512M (default: the available memory, at least 512M). A plan or image above it is an error naming what needs the memory.", valueName: "size"))
     var maxMemory: String?
 
@@ -61,8 +63,14 @@ struct ThreadOptions: ParsableArguments {
             // before the command, so this is where the option takes effect.
             MemoryBudget.setLimit(bytes)
         }
+        // Process-wide like the budget (and like the libraries' own thread pools).
+        if let gemm {
+            do { try GEMMLibrary.use(gemm) } catch { throw ValidationError("--gemm \(gemm.rawValue): \(error)") }
+        }
     }
 }
+
+extension GEMMLibrary: ExpressibleByArgument {}
 
 /// `--threads` and `--no-optimize`: how the inference commands (`run`, `bench`, `test-model`) compile
 /// and run a model.

@@ -15,6 +15,9 @@ public enum OpType {
     public static let dropout = "Dropout"
     public static let erf = "Erf"
     public static let floor = "Floor"
+    /// Fused domain: MatMul with transpose flags and an epilogue (bias, residual, Relu), written by
+    /// the fuse-matmul-epilogue pass.
+    public static let fusedMatMul = "FusedMatMul"
     public static let gelu = "Gelu"
     public static let identity = "Identity"
     public static let layerNormalization = "LayerNormalization"

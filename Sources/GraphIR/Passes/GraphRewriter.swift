@@ -7,6 +7,8 @@ final class GraphRewriter {
     private let graph: Graph
     private let producer: [String: Int]
     private let uses: [String: Int]
+    /// The reading node of each value read by exactly one node (and not a graph output).
+    private let soleReaders: [String: Int]
     private let feedable: Set<String>
     private let builder: GraphBuilder
     private var replaced = Set<Int>()
@@ -19,6 +21,9 @@ final class GraphRewriter {
         for n in graph.nodes { for i in n.inputs where !i.isEmpty { uses[i, default: 0] += 1 } }
         for o in graph.outputs { uses[o.name, default: 0] += 1 }
         self.uses = uses
+        var readers: [String: Int] = [:]
+        for (i, n) in graph.nodes.enumerated() { for v in Set(n.inputs) where uses[v] == 1 { readers[v] = i } }
+        soleReaders = readers
         feedable = Set(graph.inputs.map(\.name))
         builder = GraphBuilder(graph: graph, prefix: pass)
     }
@@ -28,6 +33,14 @@ final class GraphRewriter {
     /// The node producing `value`, if it is `opType` (ai.onnx) and `value` has no other reader: a
     /// pattern may then consume it whole.
     func soleProducer(of value: String, _ opType: String) -> Node? { producer(of: value, opType, readers: 1) }
+
+    /// The node reading `value` (with its index), if it is `opType` (ai.onnx) and the only reader, so a
+    /// pattern may take `value` into the node it writes.
+    func soleReader(of value: String, _ opType: String) -> (index: Int, node: Node)? {
+        guard let i = soleReaders[value], !replaced.contains(i) else { return nil }
+        let node = graph.nodes[i]
+        return node.domain.isEmpty && node.opType == opType ? (i, node) : nil
+    }
 
     /// The node producing `value`, if it is `opType` and `value` has exactly `readers` readers: a
     /// pattern that is itself all of those readers may consume it whole (e.g. LayerNorm's centred

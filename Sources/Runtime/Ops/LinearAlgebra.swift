@@ -14,6 +14,10 @@ extension OpRegistry {
                  inferTypes: { try LinearAlgebra.inferGemm($0) },
                  makeKernel: { node, opset in try LinearAlgebra.gemmKernel(node, opset: opset) })
             .withGradient { try LinearAlgebra.gemmGradient($0) },
+        // The fuse-matmul-epilogue pass's op (inference graphs only, so no gradient rule).
+        OpSchema(OpType.fusedMatMul, domain: fusedDomain, inputs: 2...4,
+                 inferTypes: { try LinearAlgebra.inferFusedMatMul($0) },
+                 makeKernel: { node, _ in try LinearAlgebra.fusedMatMulKernel(node) }),
         // Training kernels (see "MARK: gradients").
         OpSchema("MatMulTransposed", domain: trainingDomain, inputs: 2...3, shapeInputs: [2],
                  inferTypes: { ctx in [LinearAlgebra.inferFromTarget(ctx, 2)] },
@@ -28,7 +32,29 @@ extension LinearAlgebra {
     static func inferMatMul(_ ctx: TypeInferenceContext) throws -> [TensorType?] {
         guard let ta = ctx.type(0) else { return [nil] }
         guard let sa0 = ta.shape, let sb0 = ctx.type(1)?.shape else { return [TensorType(ta.dataType, nil)] }
+        return [TensorType(ta.dataType, try matMulShape(sa0, sb0, ctx.node.label))]
+    }
+
+    /// MatMul's with op(A), op(B) the operands with their last two axes swapped where transA/transB say.
+    static func inferFusedMatMul(_ ctx: TypeInferenceContext) throws -> [TensorType?] {
+        guard let ta = ctx.type(0) else { return [nil] }
+        guard let sa = ta.shape, let sb = ctx.type(1)?.shape else { return [TensorType(ta.dataType, nil)] }
         let label = ctx.node.label
+        guard sa.count >= 2, sb.count >= 2 else {
+            throw SegFormerError.invalid("\(label): FusedMatMul operands must have rank ≥ 2, got ranks \(sa.count) and \(sb.count)")
+        }
+        let transA = try ctx.node.int("transA", default: 0) != 0, transB = try ctx.node.int("transB", default: 0) != 0
+        return [TensorType(ta.dataType, try matMulShape(transA ? swappingLastTwo(sa) : sa, transB ? swappingLastTwo(sb) : sb, label))]
+    }
+
+    static func swappingLastTwo<D>(_ shape: [D]) -> [D] {
+        var s = shape
+        s.swapAt(s.count - 1, s.count - 2)
+        return s
+    }
+
+    /// numpy matmul's output shape (1-D operands promoted and their unit dim dropped again).
+    static func matMulShape(_ sa0: [Dim], _ sb0: [Dim], _ label: String) throws -> [Dim] {
         guard !sa0.isEmpty, !sb0.isEmpty else {
             throw SegFormerError.invalid("\(label): MatMul inputs must have rank ≥ 1, got ranks \(sa0.count) and \(sb0.count)")
         }
@@ -44,7 +70,7 @@ extension LinearAlgebra {
         }
         if sa0.count > 1 { out.append(sa[sa.count - 2]) }
         if sb0.count > 1 { out.append(sb[sb.count - 1]) }
-        return [TensorType(ta.dataType, out)]
+        return out
     }
 
     static func inferGemm(_ ctx: TypeInferenceContext) throws -> [TensorType?] {

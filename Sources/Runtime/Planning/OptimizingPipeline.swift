@@ -8,8 +8,11 @@ public enum OptimizingPipeline {
     /// The passes, in order. Canonicalise: LayerNorm and GELU written out in elementary ops (exports
     /// at opsets before the ONNX op) become single nodes. Then the decode-head algebra: split a 1×1
     /// conv over its Concat, move each part before its Resize, fold it into the MatMul that made its input.
+    /// Last, fusion: each float32 MatMul takes in the Transposes before it and the bias, residual and
+    /// Relu after it (inference graphs: training sessions run no optimizing passes).
     public static let passes: [GraphPass] = [.fuseLayerNormalization, .fuseGelu,
-                                             .splitConvOverConcat, .convBeforeResize, .foldConvIntoMatMul]
+                                             .splitConvOverConcat, .convBeforeResize, .foldConvIntoMatMul,
+                                             .fuseMatMulEpilogue]
 
     /// The op histograms around the pipeline and what each pass changed.
     public struct Report: Sendable, CustomStringConvertible {

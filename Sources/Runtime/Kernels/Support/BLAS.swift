@@ -1,11 +1,13 @@
 import CBLAS
 import GraphIR
 
-/// Row-major GEMM over OpenBLAS: C = alpha·op(A)·op(B) + beta·C with op(A) m×k, op(B) k×n, C m×n.
-/// `gemm` is the only entry point: it handles the degenerate sizes OpenBLAS dislikes (zero
+/// Row-major GEMM: C = alpha·op(A)·op(B) + beta·C with op(A) m×k, op(B) k×n, C m×n, float32 on
+/// `GEMMLibrary.current` (oneDNN or OpenBLAS), float64 on OpenBLAS.
+/// `gemm` is the only entry point: it handles the degenerate sizes BLAS dislikes (zero
 /// dimensions, leading dimensions of 0) and runs on the caller's `ExecutionContext`'s thread count.
-/// Callers check their sizes against OpenBLAS's 32-bit ints with `checkSizes` first. OpenBLAS
-/// threads inside each call: call it from the kernel's own thread, not from `parallelFor`.
+/// Callers check their sizes against OpenBLAS's 32-bit ints with `checkSizes` first. The library
+/// threads inside each call: call it from the kernel's own thread, not from `parallelFor`
+/// (`sgemmInRowBlocks` is the way to spread single-threaded products over the threads).
 enum BLAS {
     /// Largest dimension / leading dimension OpenBLAS's `blasint` (int32) can take.
     static let maxDimension = Int(Int32.max)
@@ -34,45 +36,74 @@ enum BLAS {
     }
 
     // sgemm and dgemm below are one wrapper for two CBLAS entry points (cblas_sgemm / cblas_dgemm):
-    // C has no generics, so the Float and Double versions stand side by side.
-    private static func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+    // C has no generics, so the Float and Double versions stand side by side. sgemm alone may go to
+    // oneDNN, whose dnnl_sgemm is row-major with the same arguments.
+    private static func sgemm(threads: Int, transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
                       alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                       b: UnsafePointer<Float>, ldb: Int,
                       beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
         if m == 0 || n == 0 { return }
         if k == 0 || alpha == 0 { scale(c, m: m, n: n, ldc: ldc, beta: beta); return }
+        if GEMMLibrary.current == .oneDNN, let dnnl = OneDNN.shared {
+            if dnnl.maxThreads() != Int32(threads) { dnnl.setThreads(Int32(threads)) }
+            let status = dnnl.sgemm(transA ? 84 : 78, transB ? 84 : 78, Int64(m), Int64(n), Int64(k), alpha,   // 'T' / 'N'
+                                    a, Int64(max(1, lda)), b, Int64(max(1, ldb)), beta, c, Int64(max(1, ldc)))
+            // Only invalid arguments fail (the callers' sizes are checked); OpenBLAS then says which.
+            if status == 0 { return }
+        }
+        useThreads(threads)
         cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(max(1, lda)), b, Int32(max(1, ldb)),
                     beta, c, Int32(max(1, ldc)))
     }
 
     // The Double twin of sgemm above (CBLAS has one entry point per element type).
-    private static func dgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+    private static func dgemm(threads: Int, transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
                       alpha: Double = 1, a: UnsafePointer<Double>, lda: Int,
                       b: UnsafePointer<Double>, ldb: Int,
                       beta: Double = 0, c: UnsafeMutablePointer<Double>, ldc: Int) {
         if m == 0 || n == 0 { return }
         if k == 0 || alpha == 0 { scale(c, m: m, n: n, ldc: ldc, beta: beta); return }
+        useThreads(threads)
         cblas_dgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(max(1, lda)), b, Int32(max(1, ldb)),
                     beta, c, Int32(max(1, ldc)))
     }
 
+    /// C = A·op(B) for a tall float32 product, in blocks of `blockRows` rows spread over `context`'s
+    /// threads: each block one single-threaded GEMM, then `finish(rows)` on it while it is in cache
+    /// (a fused kernel's epilogue). A block's result does not depend on the thread computing it, so the
+    /// output is the same at every thread count.
+    static func sgemmInRowBlocks(_ context: ExecutionContext, m: Int, n: Int, k: Int, blockRows: Int,
+                                 a: UnsafePointer<Float>, lda: Int, transB: Bool, b: UnsafePointer<Float>, ldb: Int,
+                                 c: UnsafeMutablePointer<Float>, ldc: Int, finish: (Range<Int>) -> Void) {
+        let blocks = (m + blockRows - 1) / blockRows
+        // OpenBLAS's thread count is process-global: set it once here, not from every worker.
+        if GEMMLibrary.current == .openBLAS { useThreads(1) }
+        context.parallelFor(blocks) { first, end in
+            for block in first..<end {
+                let r0 = block * blockRows, r1 = min(m, r0 + blockRows)
+                sgemm(threads: 1, transB: transB, m: r1 - r0, n: n, k: k, a: a + r0 * lda, lda: lda, b: b, ldb: ldb,
+                      c: c + r0 * ldc, ldc: ldc)
+                finish(r0..<r1)
+            }
+        }
+    }
+
     /// The GEMM for an element type that BLAS covers (Float, Double), dispatched once per call, with
-    /// OpenBLAS running on `context`'s threads.
+    /// the library running on `context`'s threads.
     @inline(__always)
     static func gemm<T>(_: T.Type, _ context: ExecutionContext, transA: Bool = false, transB: Bool = false,
                         m: Int, n: Int, k: Int,
                         alpha: Double = 1, a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,
                         beta: Double = 0, c: UnsafeMutablePointer<T>, ldc: Int) {
-        useThreads(context.threads)
         if T.self == Float.self {
-            sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: Float(alpha),
+            sgemm(threads: context.threads, transA: transA, transB: transB, m: m, n: n, k: k, alpha: Float(alpha),
                   a: UnsafeRawPointer(a).assumingMemoryBound(to: Float.self), lda: lda,
                   b: UnsafeRawPointer(b).assumingMemoryBound(to: Float.self), ldb: ldb, beta: Float(beta),
                   c: UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self), ldc: ldc)
         } else if T.self == Double.self {
-            dgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+            dgemm(threads: context.threads, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
                   a: UnsafeRawPointer(a).assumingMemoryBound(to: Double.self), lda: lda,
                   b: UnsafeRawPointer(b).assumingMemoryBound(to: Double.self), ldb: ldb, beta: beta,
                   c: UnsafeMutableRawPointer(c).assumingMemoryBound(to: Double.self), ldc: ldc)

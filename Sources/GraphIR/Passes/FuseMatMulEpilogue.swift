@@ -1,0 +1,68 @@
+extension GraphPass {
+    /// A float32 MatMul, the Transposes that feed it and the elementwise ops that follow it become one
+    /// `FusedMatMul` (in `fusedDomain`), whose kernel adds the bias and the residual and applies the
+    /// Relu to each block of the product while it is still in cache, and reads transposed operands
+    /// in place:
+    ///
+    ///     Relu((MatMul(Transpose(a), Transpose(b)) + bias) + residual)
+    ///       = FusedMatMul(a, b, bias, residual; transA, transB, activation = Relu)
+    ///
+    /// every part optional but the MatMul, and at least one present. Why it is the same function: a
+    /// Transpose swapping the last two axes is what transA/transB mean for the GEMM of each batch;
+    /// the epilogue performs the very float operations of the Add, Add and Relu nodes, in their order
+    /// (Add is commutative in IEEE arithmetic, so operand order does not matter). Matched only: both
+    /// operands of rank ≥ 2 (no 1-D promotion); a Transpose whose perm swaps exactly the last two axes;
+    /// a bias that is a float constant of N elements along the last axis (N = the product's last dim,
+    /// rank ≤ the product's, so it broadcasts without changing the shape); a residual whose inferred
+    /// shape equals the product's; each intermediate read by the next op of the pattern alone.
+    /// Inference graphs only: `TrainingSession` runs no optimizing passes, and FusedMatMul has no
+    /// gradient rule.
+    public static let fuseMatMulEpilogue = overNodes("fuse-matmul-epilogue", of: OpType.matMul) { index, matmul, r in
+        guard let type = r.context.types[matmul.outputs[0]], type.dataType == .float, let shape = type.shape,
+              let n = shape.last?.value,
+              matmul.inputs.allSatisfy({ (r.shape($0)?.count ?? 0) >= 2 }) else { return }
+        var operands = matmul.inputs, flags = [false, false]
+        for i in 0..<2 {
+            if let transpose = r.soleProducer(of: operands[i], OpType.transpose), swapsLastTwoAxes(transpose) {
+                operands[i] = transpose.inputs[0]
+                flags[i] = true
+            }
+        }
+        var replaced = [index]
+        var output = matmul.outputs[0]
+        var bias = "", residual = ""
+        // The Adds after the product: first a constant bias, then a residual (either may be absent).
+        while let reader = r.soleReader(of: output, OpType.add), reader.node.inputs.count == 2, residual.isEmpty {
+            let add = reader.node
+            let other = add.inputs[0] == output ? add.inputs[1] : add.inputs[0]
+            if bias.isEmpty, let t = r.constant(other), t.dataType == .float, t.count == n, t.shape.last == n,
+               t.rank <= shape.count {
+                bias = other
+            } else if let s = r.shape(other), s == shape, r.context.types[other]?.dataType == .float {
+                residual = other
+            } else {
+                break
+            }
+            replaced.append(reader.index)
+            output = add.outputs[0]
+        }
+        var attributes: [String: Attribute] = ["transA": .int(flags[0] ? 1 : 0), "transB": .int(flags[1] ? 1 : 0)]
+        if let relu = r.soleReader(of: output, OpType.relu) {
+            attributes["activation"] = .string(OpType.relu)
+            replaced.append(relu.index)
+            output = relu.node.outputs[0]
+        }
+        guard replaced.count > 1 || flags.contains(true) else { return }   // a plain MatMul stays a MatMul
+        replaced.forEach(r.replace)
+        var inputs = operands + [bias, residual]   // optional inputs: "" when absent, trailing ones dropped
+        while inputs.last == "" { inputs.removeLast() }
+        r.add(OpType.fusedMatMul, domain: fusedDomain, inputs, attributes: attributes, writing: output)
+    }
+
+    /// Whether `transpose` exchanges the last two axes and keeps the others in place.
+    private static func swapsLastTwoAxes(_ transpose: Node) -> Bool {
+        guard let perm = try? transpose.ints("perm"), perm.count >= 2 else { return false }
+        let r = perm.count
+        return perm == Array(0..<(r - 2)) + [r - 1, r - 2]
+    }
+}

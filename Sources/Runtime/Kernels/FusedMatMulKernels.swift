@@ -1,0 +1,91 @@
+import GraphIR
+
+// FusedMatMul (written by the fuse-matmul-epilogue pass, schema in Ops/LinearAlgebra.swift): a MatMul
+// whose operands may be read transposed (the last two axes swapped, as GEMM transpose flags: no copy)
+// and whose epilogue — bias, residual, Relu — runs on each block of the product while it is in cache.
+extension LinearAlgebra {
+    /// The elementwise ops after the product, applied per row in the order of the nodes they replace:
+    /// ((y + bias) + residual), then Relu — the same float operations, so the same bits.
+    struct Epilogue {
+        var bias: UnsafePointer<Float>?       // n values, broadcast over the rows
+        var residual: UnsafePointer<Float>?   // the product's shape
+        var relu = false
+        var isEmpty: Bool { bias == nil && residual == nil && !relu }
+
+        func apply(_ c: UnsafeMutablePointer<Float>, rows: Range<Int>, n: Int) {
+            for i in rows {
+                let row = c + i * n
+                if let bias { for j in 0..<n { row[j] += bias[j] } }
+                if let residual { let r = residual + i * n; for j in 0..<n { row[j] += r[j] } }
+                if relu { for j in 0..<n { row[j] = ReluFn().f(row[j]) } }
+            }
+        }
+    }
+
+    /// Output values per row block of a tall product (~256 KB of float32): the block is still in the
+    /// core's L2 cache when its epilogue runs.
+    static let epilogueBlockOutputs = 1 << 16
+
+    static func fusedMatMulKernel(_ node: Node) throws -> Kernel {
+        let label = node.label
+        let transA = try node.int("transA", default: 0) != 0, transB = try node.int("transB", default: 0) != 0
+        let activation = try node.string("activation", default: "")
+        guard activation.isEmpty || activation == OpType.relu else {
+            throw SegFormerError.invalid("\(label): FusedMatMul activation must be Relu or absent, got '\(activation)'")
+        }
+        return ClosureKernel { inputs, context in
+            let a = try inputs.required(0, "A"), b = try inputs.required(1, "B")
+            let bias = inputs.optional(2), residual = inputs.optional(3)
+            for t in [a, b] + [bias, residual].compactMap({ $0 }) where t.dataType != .float {
+                throw SegFormerError.unsupported("\(label): FusedMatMul of \(t.dataType) tensors (float32 only)")
+            }
+            guard a.rank >= 2, b.rank >= 2 else {
+                throw SegFormerError.invalid("\(label): FusedMatMul operands must have rank ≥ 2, got shapes \(a.shape) and \(b.shape)")
+            }
+            let p = try plan(transA ? swappingLastTwo(a.shape) : a.shape, transB ? swappingLastTwo(b.shape) : b.shape, label)
+            if let bias, bias.count != p.n {
+                throw SegFormerError.invalid("\(label): FusedMatMul bias has shape \(bias.shape), the product \(p.outShape) has \(p.n) columns")
+            }
+            if let residual, residual.shape != p.outShape {
+                throw SegFormerError.invalid("\(label): FusedMatMul residual has shape \(residual.shape), the product has \(p.outShape)")
+            }
+            let epilogue = Epilogue(bias: bias.map { UnsafePointer($0.pointer(Float.self)) },
+                                    residual: residual.map { UnsafePointer($0.pointer(Float.self)) }, relu: !activation.isEmpty)
+            return [try withExtendedLifetime((bias, residual)) {
+                try fusedMatMul(a, b, p, transA: transA, transB: transB, epilogue, context)
+            }]
+        }
+    }
+
+    static func fusedMatMul(_ a: Tensor, _ b: Tensor, _ p: MatMulPlan, transA: Bool, transB: Bool, _ epilogue: Epilogue,
+                            _ context: ExecutionContext) throws -> Tensor {
+        let out = Tensor(uninitialized: .float, shape: p.outShape)
+        if out.count == 0 { return out }
+        let (m, k, n) = (p.m, p.k, p.n)
+        let pa = a.pointer(Float.self), pb = b.pointer(Float.self), pc = out.pointer(Float.self)
+        let lda = a.shape[a.rank - 1], ldb = b.shape[b.rank - 1]
+        let rows = p.batch * m
+        try BLAS.checkSizes(rows, n, k, lda, ldb, n)
+        let stacked = p.foldIntoM && !transA   // one shared B, A's rows one after the other: M = batch·m
+        let blockRows = max(16, epilogueBlockOutputs / n)
+        if stacked && rows >= 2 * context.threads * blockRows {
+            BLAS.sgemmInRowBlocks(context, m: rows, n: n, k: k, blockRows: blockRows, a: pa, lda: lda, transB: transB,
+                                  b: pb, ldb: ldb, c: pc, ldc: n) { epilogue.apply(pc, rows: $0, n: n) }
+            return out
+        }
+        if stacked {
+            BLAS.gemm(Float.self, context, transB: transB, m: rows, n: n, k: k, a: pa, lda: lda, b: pb, ldb: ldb, c: pc, ldc: n)
+        } else {
+            let aSize = a.shape.suffix(2).reduce(1, *), bSize = b.shape.suffix(2).reduce(1, *)
+            for i in 0..<p.batch {
+                let (ai, bi) = p.foldIntoM ? (i, 0) : (p.aIndex[i], p.bIndex[i])
+                BLAS.gemm(Float.self, context, transA: transA, transB: transB, m: m, n: n, k: k,
+                          a: pa + ai * aSize, lda: lda, b: pb + bi * bSize, ldb: ldb, c: pc + i * m * n, ldc: n)
+            }
+        }
+        if !epilogue.isEmpty {
+            context.parallelFor(rows, minimumPerChunk: max(1, 4096 / n)) { epilogue.apply(pc, rows: $0..<$1, n: n) }
+        }
+        return out
+    }
+}
