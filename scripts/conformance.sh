@@ -4,7 +4,7 @@
 # process with a time limit, so a crash or a hang shows up as a failure of that case instead of
 # stopping the run (scripts/lib/check-cases.sh, shared with scripts/model-suites.sh).
 #
-#   scripts/conformance.sh DIR [--expected FILE] [--verbose]     check against FILE
+#   scripts/conformance.sh DIR [--expected FILE] [--timeout SECONDS] [--verbose]   check against FILE
 #   scripts/conformance.sh DIR --write-expected FILE              write today's passing cases to FILE
 #
 # FILE defaults to scripts/conformance-expected-pass.txt (one case name a line, `#` comments). It was
@@ -13,20 +13,8 @@
 # Exits non-zero naming every expected case that no longer passes (failed, unsupported, crashed or
 # missing), and when any case crashed or hung. Cases that pass but are not in the list are reported only.
 set -uo pipefail
-usage="usage: conformance.sh DIR [--expected FILE | --write-expected FILE] [--verbose]"
-DIR="${1:?$usage}"; shift
-DIR=$(cd "$DIR" && pwd) || exit 2
-cd "$(dirname "$0")/.."
-source scripts/lib/check-cases.sh
-EXPECTED=scripts/conformance-expected-pass.txt; WRITE=""; VERBOSE=0
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --expected) EXPECTED="$2"; shift 2 ;;
-        --write-expected) WRITE="$2"; shift 2 ;;
-        --verbose) VERBOSE=1; shift ;;
-        *) echo "unknown option $1; $usage" >&2; exit 2 ;;
-    esac
-done
+source "$(dirname "$0")/lib/check-cases.sh"
+parse_case_arguments scripts/conformance-expected-pass.txt "$@"
 case_options() { echo "--atol 1e-5 --rtol 1e-3 --threads 1"; }
 list_header() {
     echo "# ONNX conformance cases expected to pass (scripts/conformance.sh checks them)."
@@ -34,4 +22,4 @@ list_header() {
 }
 cases=()
 for folder in "$DIR"/*/; do cases+=("$(basename "$folder")=$folder"); done
-check_cases conformance "$EXPECTED" "$WRITE" "$VERBOSE" 120 "${cases[@]}"
+check_cases conformance "$EXPECTED" "$WRITE" "$VERBOSE" "$LIMIT" "${cases[@]}"

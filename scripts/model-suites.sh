@@ -11,21 +11,8 @@
 # suites atol 1e-5, rtol 1e-3. Case names are SUITE/CASE; FILE defaults to scripts/model-suites-expected-pass.txt.
 # Exits non-zero naming every expected case that no longer passes, and when any case crashed or hung.
 set -uo pipefail
-usage="usage: model-suites.sh DIR [--expected FILE | --write-expected FILE] [--timeout SECONDS] [--verbose]"
-DIR="${1:?$usage}"; shift
-DIR=$(cd "$DIR" && pwd) || exit 2
-cd "$(dirname "$0")/.."
-source scripts/lib/check-cases.sh
-EXPECTED=scripts/model-suites-expected-pass.txt; WRITE=""; VERBOSE=0; LIMIT=120
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --expected) EXPECTED="$2"; shift 2 ;;
-        --write-expected) WRITE="$2"; shift 2 ;;
-        --timeout) LIMIT="$2"; shift 2 ;;
-        --verbose) VERBOSE=1; shift ;;
-        *) echo "unknown option $1; $usage" >&2; exit 2 ;;
-    esac
-done
+source "$(dirname "$0")/lib/check-cases.sh"
+parse_case_arguments scripts/model-suites-expected-pass.txt "$@"
 case_options() {
     case "$1" in
         light/densenet121) echo "--atol 1e-7 --rtol 2e-3 --threads 1" ;;

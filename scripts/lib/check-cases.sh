@@ -13,6 +13,27 @@
 # Returns non-zero naming every expected case that no longer passes (failed, unsupported, crashed or
 # missing), and when any case crashed or hung. Cases that pass but are not in the list are reported only.
 
+# Reads the scripts' common arguments `DIR [--expected FILE | --write-expected FILE] [--timeout SECONDS]
+# [--verbose]` into DIR (made absolute), EXPECTED (default: the first argument), WRITE, LIMIT (default 120 s)
+# and VERBOSE, then moves to the repository root.
+parse_case_arguments() {
+    local usage="usage: $(basename "$0") DIR [--expected FILE | --write-expected FILE] [--timeout SECONDS] [--verbose]"
+    EXPECTED="$1"; shift
+    DIR="${1:?$usage}"; shift
+    DIR=$(cd "$DIR" && pwd) || exit 2
+    WRITE=""; VERBOSE=0; LIMIT=120
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --expected) EXPECTED="$2"; shift 2 ;;
+            --write-expected) WRITE="$2"; shift 2 ;;
+            --timeout) LIMIT="$2"; shift 2 ;;
+            --verbose) VERBOSE=1; shift ;;
+            *) echo "unknown option $1; $usage" >&2; exit 2 ;;
+        esac
+    done
+    cd "$(dirname "$0")/.." || exit 2
+}
+
 check_cases() {
     local title="$1" expected="$2" write="$3" verbose="$4" limit="$5"; shift 5
     if [ -z "$write" ] && [ ! -f "$expected" ]; then echo "no expected-pass list at $expected" >&2; return 2; fi
