@@ -46,6 +46,19 @@ final class PassesTests: XCTestCase {
         XCTAssertNil(out.initializers["w"])
     }
 
+    /// IR-3 models list their initializers among the inputs; an unused one is still the input's default,
+    /// so dropping it would make the input one that every run must feed (ONNX model suites: resnet50).
+    func testAnUnusedInitializerThatIsAGraphInputStays() {
+        var g = Graph(nodes: [node("Relu", ["x"], ["r"])],
+                      inputs: [ValueInfo(name: "x", type: TensorType(.float, nil)),
+                               ValueInfo(name: "w", type: TensorType(.float, known: [1]))],
+                      outputs: [ValueInfo(name: "r", type: TensorType(.float, nil))])
+        g.setInitializer("w", Tensor([Float(1)], shape: [1]))
+        let out = Passes.removeDeadNodes(g)
+        XCTAssertNotNil(out.initializers["w"])
+        XCTAssertEqual(out.runtimeInputs.map(\.name), ["x"])
+    }
+
     func testConstantFoldingEvaluatesOnlyConstantNodes() throws {
         var g = Graph(nodes: [node("Neg", ["w"], ["nw"]), node("Add", ["x", "nw"], ["y"])],
                       inputs: [ValueInfo(name: "x", type: TensorType(.float, known: [2]))],

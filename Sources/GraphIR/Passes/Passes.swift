@@ -73,10 +73,12 @@ public enum Passes {
         return g
     }
 
-    /// Drops nodes whose outputs reach no graph output, and initializers nothing reads.
+    /// Drops nodes whose outputs reach no graph output, and initializers nothing reads — but not the
+    /// default of a graph input (IR < 4 lists initializers among the inputs): without it the input would
+    /// become one that every run must feed.
     public static func removeDeadNodes(_ graph: Graph) -> Graph {
         var g = graph
-        var live = Set(g.outputs.map(\.name))
+        var live = Set(g.outputs.map(\.name) + g.inputs.map(\.name))
         var keep = [Bool](repeating: false, count: g.nodes.count)
         for i in g.nodes.indices.reversed() {
             let n = g.nodes[i]

@@ -256,6 +256,14 @@ struct ThresholdedReluFn: FloatFn {
     func f(_ x: Float) -> Float { x > alpha ? x : 0 }
     func d(_ x: Double) -> Double { x > Double(alpha) ? x : 0 }
 }
+/// Shrink: x + bias below −lambda, x − bias above lambda, 0 between.
+struct ShrinkFn: FloatFn {
+    let lambda: Float, bias: Float
+    func f(_ x: Float) -> Float { x < -lambda ? x + bias : (x > lambda ? x - bias : 0) }
+    func d(_ x: Double) -> Double {
+        x < -Double(lambda) ? x + Double(bias) : (x > Double(lambda) ? x - Double(bias) : 0)
+    }
+}
 /// Rarely used math (trigonometry): double libm, rounded once for float types.
 struct LibmFn: FloatFn {
     let fn: (Double) -> Double

@@ -202,6 +202,39 @@ enum Normalization {
 
     // MARK: MeanVarianceNormalization
 
+    /// Local response normalisation across channels (AlexNet): y = x / (bias + alpha/size · Σ x²)^beta,
+    /// the sum over channels c − ⌊(size−1)/2⌋ … c + ⌈(size−1)/2⌉ that exist, at each position.
+    static func lrn(_ x0: Tensor, size: Int, alpha: Double, beta: Double, bias: Double, label: String,
+                    context: ExecutionContext) throws -> Tensor {
+        guard x0.dataType.isFloatingPoint else { throw SegFormerError.unsupported("\(label): element type \(x0.dataType)") }
+        guard x0.rank >= 2 else { throw SegFormerError.invalid("\(label): input of shape \(x0.shape) needs rank ≥ 2") }
+        let shape = x0.shape
+        let n = shape[0], c = shape[1], spatial = NormOpsSupport.product(shape, 2..<shape.count)
+        let below = (size - 1) / 2, above = size - 1 - below
+        let x = x0.dataType == .double ? x0 : NormOpsSupport.widenToFloat(x0)
+        func run<T: BinaryFloatingPoint>(_: T.Type) -> Tensor {
+            let y = Tensor(uninitialized: x.dataType, shape: shape)
+            let s = x.pointer(T.self), d = y.pointer(T.self)
+            context.parallelFor(n * c, minimumPerChunk: 1) { start, end in
+                var sums = [Double](repeating: 0, count: spatial)
+                for plane in start..<end {
+                    let image = plane / c, ch = plane % c
+                    for i in 0..<spatial { sums[i] = 0 }
+                    for k in max(0, ch - below)...min(c - 1, ch + above) {
+                        let src = s + (image * c + k) * spatial
+                        for i in 0..<spatial { let v = Double(src[i]); sums[i] += v * v }
+                    }
+                    let src = s + plane * spatial, dst = d + plane * spatial
+                    for i in 0..<spatial {
+                        dst[i] = T(Double(src[i]) / Foundation.pow(bias + alpha / Double(size) * sums[i], beta))
+                    }
+                }
+            }
+            return y
+        }
+        return NormOpsSupport.narrow(x.dataType == .double ? run(Double.self) : run(Float.self), to: x0.dataType)
+    }
+
     /// (X − E[X]) / (sqrt(E[X²] − E[X]²) + 1e-9) over `axes`, as the ONNX function body defines it.
     static func meanVarianceNorm(_ x0: Tensor, axes: [Int], label: String, context: ExecutionContext) throws -> Tensor {
         guard x0.dataType.isFloatingPoint else { throw SegFormerError.unsupported("\(label): element type \(x0.dataType)") }

@@ -11,10 +11,12 @@ extension OpRegistry {
             (OpType.add, .add, .add), (OpType.sub, .sub, .subtract), (OpType.mul, .mul, .multiply), (OpType.div, .div, .floorDivide),
         ]
         for (name, op, dimOp) in arithmetic {
-            ops.append(OpSchema(name, opsets: 7...23, inputs: 2...2, inferTypes: inferBroadcast()) { node, _ in
+            ops.append(OpSchema(name, opsets: 1...23, inputs: 2...2, inferTypes: LegacyBroadcast.shapeRule(inferBroadcast())) { node, opset in
                 let label = node.opType
+                let legacy = try LegacyBroadcast(node, opset: opset)
                 return ClosureKernel { inputs, ctx in
-                    [try arith(op, try inputs.required(0), try inputs.required(1), label, ctx)]
+                    let (a, b) = try LegacyBroadcast.operands(legacy, inputs, label)
+                    return [try arith(op, a, b, label, ctx)]
                 }
             }.withSymbolicValue { ctx in
                 // Shape arithmetic (e.g. height / 4): the same op on symbolic dims, broadcast.
@@ -24,9 +26,13 @@ extension OpRegistry {
                 return (0..<n).map { i in dimOp.apply(x[x.count == 1 ? 0 : i], y[y.count == 1 ? 0 : i]) }
             })
         }
-        ops.append(OpSchema(OpType.pow, opsets: 7...23, inputs: 2...2, inferTypes: inferBroadcast()) { node, _ in
+        ops.append(OpSchema(OpType.pow, opsets: 1...23, inputs: 2...2, inferTypes: LegacyBroadcast.shapeRule(inferBroadcast())) { node, opset in
             let label = node.opType
-            return ClosureKernel { inputs, ctx in [try pow(try inputs.required(0), try inputs.required(1), label, ctx)] }
+            let legacy = try LegacyBroadcast(node, opset: opset)
+            return ClosureKernel { inputs, ctx in
+                let (a, b) = try LegacyBroadcast.operands(legacy, inputs, label)
+                return [try pow(a, b, label, ctx)]
+            }
         })
         ops.append(OpSchema("Mod", opsets: 10...23, inputs: 2...2, inferTypes: inferBroadcast()) { node, _ in
             let label = node.opType
@@ -41,7 +47,8 @@ extension OpRegistry {
             }
         })
         for (name, op) in [("Max", ArithOp.max), ("Min", .min), (OpType.sum, .add), ("Mean", .add)] {
-            ops.append(OpSchema(name, opsets: 8...23, inputs: 1...Int.max, inferTypes: inferBroadcast()) { node, _ in
+            // Before opset 8 the inputs had one shape (numpy broadcasting accepts that too).
+            ops.append(OpSchema(name, opsets: 1...23, inputs: 1...Int.max, inferTypes: inferBroadcast()) { node, _ in
                 let label = node.opType
                 let isMean = name == "Mean"
                 return ClosureKernel { inputs, ctx in
@@ -61,22 +68,27 @@ extension OpRegistry {
             })
         }
         let comparisons: [(String, CompareOp, ClosedRange<Int>)] = [
-            ("Equal", .equal, 7...23), ("Greater", .greater, 7...23), ("Less", .less, 7...23),
+            ("Equal", .equal, 1...23), ("Greater", .greater, 1...23), ("Less", .less, 1...23),
             ("GreaterOrEqual", .greaterOrEqual, 12...23), ("LessOrEqual", .lessOrEqual, 12...23),
         ]
         for (name, op, range) in comparisons {
-            ops.append(OpSchema(name, opsets: range, inputs: 2...2, inferTypes: inferBroadcast(resultType: .bool)) { node, _ in
+            ops.append(OpSchema(name, opsets: range, inputs: 2...2,
+                                inferTypes: LegacyBroadcast.shapeRule(inferBroadcast(resultType: .bool), resultType: .bool)) { node, opset in
                 let label = node.opType
+                let legacy = try LegacyBroadcast(node, opset: opset)
                 return ClosureKernel { inputs, ctx in
-                    [try compare(op, try inputs.required(0), try inputs.required(1), label, ctx)]
+                    let (a, b) = try LegacyBroadcast.operands(legacy, inputs, label)
+                    return [try compare(op, a, b, label, ctx)]
                 }
             })
         }
         for (name, op) in [("And", LogicOp.and), ("Or", .or), ("Xor", .xor)] {
-            ops.append(OpSchema(name, opsets: 7...23, inputs: 2...2, inferTypes: inferBroadcast(resultType: .bool)) { node, _ in
+            ops.append(OpSchema(name, opsets: 1...23, inputs: 2...2,
+                                inferTypes: LegacyBroadcast.shapeRule(inferBroadcast(resultType: .bool), resultType: .bool)) { node, opset in
                 let label = node.opType
+                let legacy = try LegacyBroadcast(node, opset: opset)
                 return ClosureKernel { inputs, ctx in
-                    let a = try inputs.required(0), b = try inputs.required(1)
+                    let (a, b) = try LegacyBroadcast.operands(legacy, inputs, label)
                     guard a.dataType == .bool, b.dataType == .bool else {
                         throw SegFormerError.invalid("\(label): inputs must be bool, got \(a.dataType) and \(b.dataType)")
                     }
@@ -107,11 +119,15 @@ extension OpRegistry {
                 }
             }
         })
-        // PRelu: the slope broadcasts onto x (unidirectionally: the output has x's shape).
-        ops.append(OpSchema("PRelu", opsets: 7...23, inputs: 2...2, inferTypes: inferSameShape()) { node, _ in
+        // PRelu: the slope broadcasts onto x (unidirectionally: the output has x's shape). Before opset 7 a
+        // one-dimensional slope of x's channel count is per channel (axis 1), as Caffe2 and PyTorch's
+        // opset-6 exports mean it; `perChannelSlope` turns it into the [C, 1, …] that broadcasts so.
+        ops.append(OpSchema("PRelu", opsets: 1...23, inputs: 2...2, inferTypes: inferSameShape()) { node, opset in
             let label = node.opType
             return ClosureKernel { inputs, ctx in
-                let x = try inputs.required(0), slope = try inputs.required(1)
+                let x = try inputs.required(0)
+                var slope = try inputs.required(1)
+                if opset < 7 { slope = perChannelSlope(slope, x) }
                 try sameType(x, slope, label)
                 let y = try dispatchNumeric(x.dataType, label, PReluVisitor(x: x, slope: slope, ctx: ctx))
                 guard y.shape == x.shape else {
@@ -128,8 +144,14 @@ extension OpRegistry {
             }
         })
         let rules = binaryGradientRules
-        return ops.map { s in rules[s.opType].map { s.withGradient($0) } ?? s }
+        return ops.map { s in rules[s.opType].map { s.withGradient(LegacyBroadcast.gradientRule($0)) } ?? s }
     }()
+
+    /// A PRelu slope of opset < 7: [C] on x of shape [N, C, …] becomes [C, 1, …]; anything else as it is.
+    static func perChannelSlope(_ slope: Tensor, _ x: Tensor) -> Tensor {
+        guard x.rank > 2, slope.rank == 1, slope.count == x.shape[1] else { return slope }
+        return slope.reshaped([slope.count] + [Int](repeating: 1, count: x.rank - 2))
+    }
 }
 
 // MARK: - Gradients
@@ -168,6 +190,7 @@ extension OpRegistry {
         // PyTorch's prelu backward: x > 0 → grad, else slope · grad; the slope gets x · grad where
         // x ≤ 0, summed over what it was broadcast across.
         "PRelu": { c in
+            if c.opset < 7 { throw SegFormerError.unsupported("\(c.node.label): gradient of PRelu before opset 7") }
             let g = try c.gradient(), b = c.builder
             func grad(_ i: Int) -> String {
                 b.add1("PReluGrad", domain: trainingDomain, [g, c.input(0), c.input(1)], attributes: ["input": .int(i)])

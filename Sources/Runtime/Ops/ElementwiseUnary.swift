@@ -34,19 +34,20 @@ extension OpRegistry {
                 }
             })
         }
-        numeric(OpType.neg, 6...23, NegFn(), NegIntFn())
-        numeric("Abs", 6...23, AbsFn(), AbsIntFn())
+        // Opsets 1–5 differ from 6 only by the ignored `consumed_inputs` attribute.
+        numeric(OpType.neg, 1...23, NegFn(), NegIntFn())
+        numeric("Abs", 1...23, AbsFn(), AbsIntFn())
         numeric("Sign", 9...23, SignFn(), SignIntFn())
-        numeric(OpType.relu, 6...23, ReluFn(), ReluIntFn())
-        float(OpType.sqrt, 6...23, SqrtFn())
-        float("Reciprocal", 6...23, ReciprocalFn())
-        float("Exp", 6...23, ExpFn())
-        float("Log", 6...23, LogFn())
+        numeric(OpType.relu, 1...23, ReluFn(), ReluIntFn())
+        float(OpType.sqrt, 1...23, SqrtFn())
+        float("Reciprocal", 1...23, ReciprocalFn())
+        float("Exp", 1...23, ExpFn())
+        float("Log", 1...23, LogFn())
         float(OpType.erf, 9...23, ErfFn())
-        float("Sigmoid", 6...23, SigmoidFn())
-        float("Tanh", 6...23, TanhFn())
-        float("Floor", 6...23, FloorFn())
-        float("Ceil", 6...23, CeilFn())
+        float("Sigmoid", 1...23, SigmoidFn())
+        float("Tanh", 1...23, TanhFn())
+        float("Floor", 1...23, FloorFn())
+        float("Ceil", 1...23, CeilFn())
         float("Round", 11...23, RoundFn())
         float("Softplus", 1...23, SoftplusFn())
         float("Softsign", 1...23, SoftsignFn())
@@ -56,14 +57,15 @@ extension OpRegistry {
                            ("Sinh", sinh), ("Cosh", cosh), ("Asinh", asinh), ("Acosh", acosh), ("Atanh", atanh)] as [(String, (Double) -> Double)] {
             float(name, 7...23, LibmFn(fn: fn))
         }
+        floatAttr("Shrink", 9...23) { ShrinkFn(lambda: try $0.float("lambd", default: 0.5), bias: try $0.float("bias", default: 0)) }
         floatAttr("ThresholdedRelu", 10...23) { ThresholdedReluFn(alpha: try $0.float("alpha", default: 1)) }
-        floatAttr("LeakyRelu", 6...23) { LeakyReluFn(alpha: try $0.float("alpha", default: 0.01)) }
-        floatAttr("Elu", 6...23) { EluFn(alpha: try $0.float("alpha", default: 1)) }
-        floatAttr("Selu", 6...23) {
+        floatAttr("LeakyRelu", 1...23) { LeakyReluFn(alpha: try $0.float("alpha", default: 0.01)) }
+        floatAttr("Elu", 1...23) { EluFn(alpha: try $0.float("alpha", default: 1)) }
+        floatAttr("Selu", 1...23) {
             SeluFn(alpha: try $0.float("alpha", default: 1.67326319217681884765625),
                    gamma: try $0.float("gamma", default: 1.05070102214813232421875))
         }
-        floatAttr("HardSigmoid", 6...23) {
+        floatAttr("HardSigmoid", 1...23) {
             HardSigmoidFn(alpha: try $0.float("alpha", default: 0.2), beta: try $0.float("beta", default: 0.5))
         }
         ops.append(OpSchema(OpType.gelu, opsets: 20...23, inputs: 1...1, inferTypes: inferSameShape()) { node, _ in
@@ -95,9 +97,9 @@ extension OpRegistry {
                 return [mapElements(NotF(), x, output: .bool, ctx)]
             }
         })
-        ops.append(OpSchema("Clip", opsets: 6...23, inputs: 1...3, inferTypes: inferSameShape()) { node, opset in
+        ops.append(OpSchema("Clip", opsets: 1...23, inputs: 1...3, inferTypes: inferSameShape()) { node, opset in
             let label = node.opType
-            // Opsets 6–10 carry the bounds as attributes, 11+ as optional scalar inputs.
+            // Opsets 1–10 carry the bounds as attributes, 11+ as optional scalar inputs.
             let attrMin = opset < 11 ? Double(try node.float("min", default: -Float.greatestFiniteMagnitude)) : nil
             let attrMax = opset < 11 ? Double(try node.float("max", default: Float.greatestFiniteMagnitude)) : nil
             return ClosureKernel { inputs, ctx in

@@ -4,7 +4,7 @@ import GraphIR
 extension OpRegistry {
     // Gather and GatherGrad below share the schema pattern (attributes parsed once, inputs fetched per run,
     // the kernel in Kernels/GatherKernels.swift); their rules differ.
-    static let gatherSchema = OpSchema("Gather", opsets: movementOpsets, inputs: 2...2, inferTypes: { ctx in
+    static let gatherSchema = OpSchema("Gather", opsets: movementOpsets(since: 1), inputs: 2...2, inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
         guard let data = t.shape, let idx = ctx.type(1)?.shape else { return [TensorType(t.dataType, nil)] }
         let axis = try Axes.normalise(try ctx.node.int("axis", default: 0), rank: data.count, ctx.node.label)

@@ -5,7 +5,7 @@ import GraphIR
 extension OpRegistry {
     // MARK: Constant
 
-    static let constantSchema = OpSchema("Constant", opsets: movementOpsets, inputs: 0...0, inferTypes: { ctx in
+    static let constantSchema = OpSchema("Constant", opsets: movementOpsets(since: 1), inputs: 0...0, inferTypes: { ctx in
         let t = try constantValue(ctx.node)
         return [TensorType(t.dataType, known: t.shape)]
     }, makeKernel: { node, _ in

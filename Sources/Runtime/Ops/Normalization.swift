@@ -2,7 +2,7 @@ import Foundation
 import GraphIR
 
 // LayerNormalization (opset 17), BatchNormalization (inference; training forms in BatchNormTraining.swift),
-// GroupNormalization (18: per-group scale/bias, 21: per-channel).
+// GroupNormalization (18: per-group scale/bias, 21: per-channel), InstanceNormalization, LRN.
 // Statistics accumulate in Double; the normalised values are computed in the input's precision
 // (float16 / bfloat16 via float32).
 
@@ -70,6 +70,36 @@ extension OpRegistry {
                      return ClosureKernel { inputs, context in
                          [try Normalization.groupNorm(inputs, groups: groups, epsilon: eps, perChannel: opset >= 21,
                                                       label: label, context: context)]
+                     }
+                 }),
+        // InstanceNormalization is GroupNormalization (opset 21 form) with one group per channel.
+        OpSchema("InstanceNormalization", opsets: 1...28, inputs: 3...3,
+                 inferTypes: { ctx in [ctx.type(0)] },
+                 makeKernel: { node, _ in
+                     let eps = Double(try node.float("epsilon", default: 1e-5))
+                     let label = node.label
+                     return ClosureKernel { inputs, context in
+                         let x = try inputs.required(0)
+                         guard x.rank >= 2, x.shape[1] > 0 else {
+                             throw SegFormerError.invalid("\(label): input of shape \(x.shape) needs rank ≥ 2 and at least one channel")
+                         }
+                         return [try Normalization.groupNorm(inputs, groups: x.shape[1], epsilon: eps, perChannel: true,
+                                                             label: label, context: context)]
+                     }
+                 }),
+        OpSchema("LRN", opsets: 1...28, inputs: 1...1,
+                 inferTypes: { ctx in [ctx.type(0)] },
+                 makeKernel: { node, _ in
+                     guard let size = try node.int("size"), size > 0 else {
+                         throw SegFormerError.invalid("\(node.label): LRN needs a positive attribute 'size'")
+                     }
+                     let alpha = Double(try node.float("alpha", default: 1e-4))
+                     let beta = Double(try node.float("beta", default: 0.75))
+                     let bias = Double(try node.float("bias", default: 1))
+                     let label = node.label
+                     return ClosureKernel { inputs, context in
+                         [try Normalization.lrn(try inputs.required(0), size: size, alpha: alpha, beta: beta, bias: bias,
+                                                label: label, context: context)]
                      }
                  }),
         OpSchema("MeanVarianceNormalization", opsets: 9...28, inputs: 1...1,

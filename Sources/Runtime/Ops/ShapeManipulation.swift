@@ -26,6 +26,12 @@ extension OpRegistry {
     /// the byte-moving kernels handle alike), and the conformance cases were written at up to 28.
     static let movementOpsets: ClosedRange<Int> = 11...28
 
+    /// `movementOpsets` reaching back to the op's first version whose meaning the schema implements.
+    /// Before 11 most of these ops differ only in refusing negative axes/indices (accepted here); where
+    /// an input was an attribute before (Slice < 10, Pad < 11, Squeeze/Unsqueeze/Split ≤ 12), the schema
+    /// reads the attribute at those opsets.
+    static func movementOpsets(since first: Int) -> ClosedRange<Int> { first...movementOpsets.upperBound }
+
     // MARK: Shape, Size
 
     static let shapeSchema = OpSchema(OpType.shape, opsets: 1...28, inputs: 1...1, inferTypes: { ctx in
@@ -65,7 +71,7 @@ extension OpRegistry {
 
     // MARK: Reshape
 
-    static let reshapeSchema = OpSchema(OpType.reshape, opsets: movementOpsets, inputs: 2...2, shapeInputs: [1],
+    static let reshapeSchema = OpSchema(OpType.reshape, opsets: movementOpsets(since: 5), inputs: 2...2, shapeInputs: [1],
                                         inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
         guard let target = ctx.symbols(1) else {
@@ -179,7 +185,7 @@ extension OpRegistry {
 
     // MARK: Flatten
 
-    static let flattenSchema = OpSchema("Flatten", opsets: movementOpsets, inputs: 1...1, inferTypes: { ctx in
+    static let flattenSchema = OpSchema("Flatten", opsets: movementOpsets(since: 1), inputs: 1...1, inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
         guard let shape = t.shape else { return [TensorType(t.dataType, [.symbol("\(ctx.node.outputs.first ?? "?")#0"), .symbol("\(ctx.node.outputs.first ?? "?")#1")])] }
         let a = try flattenAxis(ctx.node, rank: shape.count)
@@ -204,7 +210,7 @@ extension OpRegistry {
         return try inputs.optional(1)?.integers()
     }
 
-    static let squeezeSchema = OpSchema("Squeeze", opsets: movementOpsets, inputs: 1...2, shapeInputs: [1],
+    static let squeezeSchema = OpSchema("Squeeze", opsets: movementOpsets(since: 1), inputs: 1...2, shapeInputs: [1],
                                         inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
         let axes: [Int]?
@@ -246,7 +252,7 @@ extension OpRegistry {
             return v
         }
 
-    static let unsqueezeSchema = OpSchema("Unsqueeze", opsets: movementOpsets, inputs: 1...2, shapeInputs: [1],
+    static let unsqueezeSchema = OpSchema("Unsqueeze", opsets: movementOpsets(since: 1), inputs: 1...2, shapeInputs: [1],
                                           inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
         let axes: [Int]
@@ -289,11 +295,11 @@ extension OpRegistry {
     }).withGradient(identityGradient)
         .withSymbolicValue { ctx in ctx.symbols(0) }
 
-    static let dropoutSchema = OpSchema("Dropout", opsets: movementOpsets, inputs: 1...3, outputs: 1...2,
+    static let dropoutSchema = OpSchema("Dropout", opsets: movementOpsets(since: 7), inputs: 1...3, outputs: 1...2,
                                         inferTypes: { ctx in
         let n = ctx.node.outputs.count
         guard let t = ctx.type(0) else { return Array(repeating: nil, count: n) }
-        return Array([t, TensorType(.bool, t.shape)].prefix(n))
+        return Array([t, TensorType(ctx.opset < 10 ? t.dataType : .bool, t.shape)].prefix(n))
     }, makeKernel: { node, opset in
         let seed = try node.int("seed")
         let attributeRatio = try node.float("ratio", default: 0.5)
@@ -317,7 +323,8 @@ extension OpRegistry {
                 if wantsMask {
                     let mask = Tensor(uninitialized: .bool, shape: x.shape)
                     if mask.count > 0 { memset(mask.storage.pointer, 1, mask.count) }
-                    outs.append(mask)
+                    // Opsets 7–9 give the mask the data's type.
+                    outs.append(opset < 10 ? try castTensor(mask, to: x.dataType, node.label, context) : mask)
                 }
                 return outs
             }

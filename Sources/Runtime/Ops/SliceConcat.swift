@@ -4,7 +4,7 @@ import GraphIR
 extension OpRegistry {
     // MARK: Concat
 
-    static let concatSchema = OpSchema(OpType.concat, opsets: movementOpsets, inputs: 1...Int.max, inferTypes: { ctx in
+    static let concatSchema = OpSchema(OpType.concat, opsets: movementOpsets(since: 4), inputs: 1...Int.max, inferTypes: { ctx in
         guard let t0 = ctx.type(0) else { return [nil] }
         let types = (0..<ctx.node.inputs.count).map { ctx.type($0) }
         guard let shapes = Optional(types.compactMap { $0?.shape }), shapes.count == types.count,
@@ -46,7 +46,7 @@ extension OpRegistry {
 
     // MARK: Split
 
-    static let splitSchema = OpSchema("Split", opsets: movementOpsets, inputs: 1...2, outputs: 1...Int.max,
+    static let splitSchema = OpSchema("Split", opsets: movementOpsets(since: 2), inputs: 1...2, outputs: 1...Int.max,
                                       shapeInputs: [1], inferTypes: { ctx in
         let n = ctx.node.outputs.count
         guard let t = ctx.type(0) else { return Array(repeating: nil, count: n) }
@@ -103,7 +103,7 @@ extension OpRegistry {
 
     // MARK: Slice
 
-    static let sliceSchema = OpSchema(OpType.slice, opsets: movementOpsets, inputs: 3...5, shapeInputs: [1, 2, 3, 4],
+    static let sliceSchema = OpSchema(OpType.slice, opsets: movementOpsets(since: 1), inputs: 1...5, shapeInputs: [1, 2, 3, 4],
                                       inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
         guard let shape = t.shape else { return [TensorType(t.dataType, nil)] }
@@ -112,12 +112,17 @@ extension OpRegistry {
             guard let c = ctx.constant(i) else { return nil }
             return .some(try c.integers())
         }
-        guard let starts = try const(1) ?? nil, let ends = try const(2) ?? nil,
-              let axes = try const(3), let steps = try const(4) else {
-            return [TensorType(t.dataType, freshDims(ctx, count: shape.count))]
+        let plan: [(Int, Int, Int, Int)]
+        if ctx.opset < 10 {
+            plan = try legacySlicePlan(ctx.node, rank: shape.count)
+        } else {
+            guard let starts = try const(1) ?? nil, let ends = try const(2) ?? nil,
+                  let axes = try const(3), let steps = try const(4) else {
+                return [TensorType(t.dataType, freshDims(ctx, count: shape.count))]
+            }
+            plan = try slicePlanAxes(starts: starts, ends: ends, axes: axes, steps: steps, rank: shape.count, ctx.node.label)
         }
         var out = shape
-        let plan = try slicePlanAxes(starts: starts, ends: ends, axes: axes, steps: steps, rank: shape.count, ctx.node.label)
         for (axis, s, e, st) in plan {
             if let d = shape[axis].value {
                 out[axis] = .known(sliceRange(s, e, st, dim: d).count)
@@ -128,10 +133,11 @@ extension OpRegistry {
             }
         }
         return [TensorType(t.dataType, out)]
-    }, makeKernel: { node, _ in
+    }, makeKernel: { node, opset in
         let label = node.label
         return ClosureKernel { inputs, context in
             let x = try inputs.required(0)
+            if opset < 10 { return [try SliceConcatKernels.slice(x, plan: try legacySlicePlan(node, rank: x.rank), context: context)] }
             let plan = try slicePlanAxes(starts: try inputs.required(1, "starts").integers(),
                                          ends: try inputs.required(2, "ends").integers(),
                                          axes: try inputs.optional(3)?.integers(),
@@ -148,6 +154,14 @@ extension OpRegistry {
             let r = sliceRange(s, e, 1, dim: v.count)
             return Array(v[r.start..<r.start + r.count])
         }
+
+    /// Slice before opset 10: `starts`, `ends` and optional `axes` are attributes, every step is 1.
+    static func legacySlicePlan(_ node: Node, rank: Int) throws -> [(Int, Int, Int, Int)] {
+        guard let starts = try node.ints("starts"), let ends = try node.ints("ends") else {
+            throw SegFormerError.invalid("\(node.label): Slice before opset 10 needs the attributes 'starts' and 'ends'")
+        }
+        return try slicePlanAxes(starts: starts, ends: ends, axes: try node.ints("axes"), steps: nil, rank: rank, node.label)
+    }
 
     /// (axis, start, end, step) per sliced axis, axes normalised and checked.
     static func slicePlanAxes(starts: [Int], ends: [Int], axes: [Int]?, steps: [Int]?, rank: Int,
@@ -179,7 +193,7 @@ extension OpRegistry {
     // MARK: Expand
 
     // Its kernel factory is shaped like Tile's below (one integer input read per run).
-    static let expandSchema = OpSchema("Expand", opsets: movementOpsets, inputs: 2...2, shapeInputs: [1],
+    static let expandSchema = OpSchema("Expand", opsets: movementOpsets(since: 8), inputs: 2...2, shapeInputs: [1],
                                        inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
         guard let target = ctx.symbols(1), let shape = t.shape else {
@@ -210,7 +224,7 @@ extension OpRegistry {
 
     // Tile's kernel factory has the shape of Expand's above (one integer input read per run): the same
     // schema pattern, different ops.
-    static let tileSchema = OpSchema("Tile", opsets: movementOpsets, inputs: 2...2, shapeInputs: [1],
+    static let tileSchema = OpSchema("Tile", opsets: movementOpsets(since: 6), inputs: 2...2, shapeInputs: [1],
                                      inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
         guard let c = ctx.constant(1), let shape = t.shape else { return [TensorType(t.dataType, t.shape.map { s in s.enumerated().map { .symbol("\(ctx.node.outputs.first ?? "?")#\($0.offset)") } })] }
@@ -230,11 +244,15 @@ extension OpRegistry {
 
     // MARK: Pad
 
-    static let padSchema = OpSchema("Pad", opsets: movementOpsets, inputs: 2...4, shapeInputs: [1, 3], inferTypes: { ctx in
+    static let padSchema = OpSchema("Pad", opsets: movementOpsets(since: 2), inputs: 1...4, shapeInputs: [1, 3], inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
-        guard let shape = t.shape, let p = ctx.constant(1) else { return [TensorType(t.dataType, nil)] }
+        guard let shape = t.shape else { return [TensorType(t.dataType, nil)] }
+        let pads: [Int]
+        if ctx.opset < 11 { pads = try legacyPads(ctx.node) }
+        else if let p = ctx.constant(1) { pads = try p.integers() }
+        else { return [TensorType(t.dataType, nil)] }
         if ctx.node.input(3) != nil && ctx.constant(3) == nil { return [TensorType(t.dataType, nil)] }
-        let (begin, end) = try padAmounts(try p.integers(), axes: try ctx.constant(3)?.integers(), rank: shape.count, ctx.node.label)
+        let (begin, end) = try padAmounts(pads, axes: try ctx.constant(3)?.integers(), rank: shape.count, ctx.node.label)
         return [TensorType(t.dataType, shape.enumerated().map { k, d in
             begin[k] == 0 && end[k] == 0 ? d : (d.value.map { .known($0 + begin[k] + end[k]) } ?? .symbol("\(ctx.node.outputs.first ?? "?")#\(k)"))
         })]
@@ -244,14 +262,29 @@ extension OpRegistry {
             throw SegFormerError.unsupported("\(node.label): pad mode '\(mode)'")
         }
         let label = node.label
-        return ClosureKernel { inputs, _ in
+        // Before opset 11 the pads and the fill value (a float, whatever the data's type) are attributes.
+        let legacyValue = opset < 11 ? try node.float("value", default: 0) : nil
+        return ClosureKernel { inputs, context in
             let x = try inputs.required(0)
+            if let legacyValue {
+                let (begin, end) = try padAmounts(try legacyPads(node), axes: nil, rank: x.rank, label)
+                let value = x.dataType == .string ? nil : try castTensor(Tensor(scalar: legacyValue), to: x.dataType, label, context)
+                return [try SliceConcatKernels.pad(x, begin: begin, end: end, value: value, mode: mode, label: label)]
+            }
             let (begin, end) = try padAmounts(try inputs.required(1, "pads").integers(),
                                               axes: opset >= 18 ? try inputs.optional(3)?.integers() : nil,
                                               rank: x.rank, label)
             return [try SliceConcatKernels.pad(x, begin: begin, end: end, value: inputs.optional(2), mode: mode, label: label)]
         }
     }).withGradient(padGradient)
+
+    /// Pad before opset 11: the `pads` attribute.
+    static func legacyPads(_ node: Node) throws -> [Int] {
+        guard let pads = try node.ints("pads") else {
+            throw SegFormerError.invalid("\(node.label): Pad before opset 11 needs the attribute 'pads'")
+        }
+        return pads
+    }
 
     /// Pads [b1, b2, …, e1, e2, …] (for `axes`, or all axes) → per-axis begin and end amounts.
     static func padAmounts(_ pads: [Int], axes: [Int]?, rank: Int, _ label: String) throws -> ([Int], [Int]) {
@@ -310,6 +343,7 @@ extension OpRegistry {
 
     /// Slice: dY written into zeros of Shape(x) at the sliced positions (SliceGrad).
     static let sliceGradient: GradientRule = { ctx in
+        if ctx.opset < 10 { throw SegFormerError.unsupported("\(ctx.node.label): gradient of Slice before opset 10") }
         let n = ctx.node.inputs
         var grads = [String?](repeating: nil, count: n.count)
         guard ctx.needs(0) else { return grads }
@@ -333,6 +367,7 @@ extension OpRegistry {
     /// Pad: every output element's gradient goes to the input element it was read from (constant
     /// padding: none) — PadGrad, for all modes. The pad value gets no gradient.
     static let padGradient: GradientRule = { ctx in
+        if ctx.opset < 11 { throw SegFormerError.unsupported("\(ctx.node.label): gradient of Pad before opset 11") }
         let n = ctx.node.inputs
         var grads = [String?](repeating: nil, count: n.count)
         guard ctx.needs(0) else { return grads }

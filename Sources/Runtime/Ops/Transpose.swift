@@ -3,7 +3,7 @@ import GraphIR
 /// Transpose and the block rearrangements DepthToSpace / SpaceToDepth, which are a reshape, a
 /// transpose and a reshape: all three become one strided copy (Kernels/TransposeKernels.swift).
 extension OpRegistry {
-    static let transposeSchema = OpSchema(OpType.transpose, opsets: movementOpsets, inputs: 1...1, inferTypes: { ctx in
+    static let transposeSchema = OpSchema(OpType.transpose, opsets: movementOpsets(since: 1), inputs: 1...1, inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
         guard let shape = t.shape else { return [TensorType(t.dataType, nil)] }
         let perm = try transposePerm(try ctx.node.ints("perm"), rank: shape.count, ctx.node.label)
@@ -30,7 +30,7 @@ extension OpRegistry {
     // MARK: DepthToSpace / SpaceToDepth
 
     // Its kernel factory is shaped like DepthToSpaceGrad's below (the same attributes, the inverse kernel).
-    static let depthToSpaceSchema = OpSchema("DepthToSpace", opsets: movementOpsets, inputs: 1...1, inferTypes: { ctx in
+    static let depthToSpaceSchema = OpSchema("DepthToSpace", opsets: movementOpsets(since: 1), inputs: 1...1, inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
         guard let s = t.shape, s.count == 4 else { return [TensorType(t.dataType, nil)] }
         let b = try blockSize(ctx.node)
@@ -47,7 +47,7 @@ extension OpRegistry {
         }
     }).withGradient(depthToSpaceGradient)
 
-    static let spaceToDepthSchema = OpSchema("SpaceToDepth", opsets: movementOpsets, inputs: 1...1, inferTypes: { ctx in
+    static let spaceToDepthSchema = OpSchema("SpaceToDepth", opsets: movementOpsets(since: 1), inputs: 1...1, inferTypes: { ctx in
         guard let t = ctx.type(0) else { return [nil] }
         guard let s = t.shape, s.count == 4 else { return [TensorType(t.dataType, nil)] }
         let b = try blockSize(ctx.node)
