@@ -67,8 +67,10 @@ extension Bench {
         let optimizer = AdamW()
         print("training step: pixel_values \(inputs.pixelValues.shape), labels \(inputs.labels.shape) over \(classes) classes, \(training.parameterNames.count) parameters, threads \(training.session.context.threads)")
         var lastLoss: Float = 0
+        var poolBeforeTimed = BufferPool.shared.statistics
         let result = try Benchmark.measure(warmup: warmup, iterations: iterations, beforeTimed: {
             training.session.profiling = profile
+            poolBeforeTimed = BufferPool.shared.statistics
         }) {
             lastLoss = try training.step(optimizer.step + 1, batch: inputs, optimizer: optimizer, learningRate: 6e-5).losses[0]
         }
@@ -83,6 +85,9 @@ extension Bench {
         }
         printMemory(peakResident: result.peakMegabytes, activationPeak: peak.step >= 0 ? peak.bytes : nil,
                     parameters: training.parameterNames.reduce(0) { $0 + (training.parameter($1)?.count ?? 0) })
+        // What keeping the pool under its cap costs: buffers evicted and taken again from the system.
+        let fresh = BufferPool.shared.statistics.systemAllocatedBytes - poolBeforeTimed.systemAllocatedBytes
+        print("  taken from the system per timed step  \(formatBytes(fresh / max(1, iterations)))")
         print(result)
     }
 

@@ -69,12 +69,15 @@ final class MultiTensorAdamWTests: XCTestCase {
             state = state &* 6364136223846793005 &+ 1442695040888963407
             return Float(Int64(bitPattern: state >> 11) % 2_000_001 - 1_000_000) / 1_000_000
         }
+        // Drawn in name order: a dictionary's own order differs from one instance to the next.
+        let names = shapes.keys.sorted()
         var params: [String: Tensor] = [:]
-        for (name, shape) in shapes.sorted(by: { $0.key < $1.key }) {
-            params[name] = Tensor((0..<Tensor.elementCount(shape)).map { _ in next() }, shape: shape)
-        }
-        let grads = (0..<4).map { _ in
-            params.mapValues { p in Tensor((0..<p.count).map { _ in next() * 0.1 }, shape: p.shape) }
+        for name in names { params[name] = Tensor((0..<Tensor.elementCount(shapes[name]!)).map { _ in next() }, shape: shapes[name]!) }
+        var grads: [[String: Tensor]] = []
+        for _ in 0..<4 {
+            var g: [String: Tensor] = [:]
+            for name in names { g[name] = Tensor((0..<params[name]!.count).map { _ in next() * 0.1 }, shape: shapes[name]!) }
+            grads.append(g)
         }
         return (params, grads)
     }
