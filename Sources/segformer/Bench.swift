@@ -67,8 +67,10 @@ extension Bench {
         let optimizer = AdamW()
         print("training step: pixel_values \(inputs.pixelValues.shape), labels \(inputs.labels.shape) over \(classes) classes, \(training.parameterNames.count) parameters, threads \(training.session.context.threads), gemm \(GEMMLibrary.current.rawValue)")
         var lastLoss: Float = 0
+        var poolBeforeTimed = BufferPool.shared.statistics
         let result = try Benchmark.measure(warmup: warmup, iterations: iterations, beforeTimed: {
             training.session.profiling = profile
+            poolBeforeTimed = BufferPool.shared.statistics
         }) {
             lastLoss = try training.step(optimizer.step + 1, batch: inputs, optimizer: optimizer, learningRate: 6e-5).losses[0]
         }
@@ -81,7 +83,31 @@ extension Bench {
             print("activation peak (plan, upper bound\(unsized)): \(formatBytes(peak.bytes)) after step \(peak.step + 1) of \(plan.stepCount) (\(plan.describeStep(peak.step))); largest values live there:")
             for v in peak.values.prefix(8) { print("  \(formatBytes(v.bytes).padding(toLength: 10, withPad: " ", startingAt: 0)) \(v.name)") }
         }
+        printMemory(peakResident: result.peakMegabytes, activationPeak: peak.step >= 0 ? peak.bytes : nil,
+                    parameters: training.parameterNames.reduce(0) { $0 + (training.parameter($1)?.count ?? 0) })
+        // What keeping the pool under its cap costs: buffers evicted and taken again from the system.
+        let fresh = BufferPool.shared.statistics.systemAllocatedBytes - poolBeforeTimed.systemAllocatedBytes
+        print("  taken from the system per timed step  \(formatBytes(fresh / max(1, iterations)))")
         print(result)
+    }
+
+    /// Where the peak resident memory of a training run went: the buffer pool (activations, gradients,
+    /// AdamW's moments, the batch) and the rest of the process.
+    func printMemory(peakResident: Double, activationPeak: Int?, parameters: Int) {
+        let pool = BufferPool.shared.statistics
+        let resident = Int(peakResident * 1024 * 1024)
+        func line(_ what: String, _ bytes: Int, _ note: String = "") {
+            print("  " + what.padding(toLength: 44, withPad: " ", startingAt: 0)
+                  + formatBytes(bytes).padding(toLength: 10, withPad: " ", startingAt: 0) + note)
+        }
+        print("memory at its peak:")
+        line("peak resident (RSS)", resident)
+        line("buffer pool, most held at once", pool.peakHeldBytes, "  (in use + cached for reuse)")
+        line("  most in use at once", pool.peakLiveBytes)
+        if let activationPeak { line("    plan's activation peak (upper bound)", activationPeak, "  (gradients included)") }
+        line("    AdamW moments", 2 * parameters * MemoryLayout<Float>.stride)
+        line("outside the pool", resident - pool.peakHeldBytes,
+             "  (code and libraries, the model as loaded and \(formatBytes(parameters * MemoryLayout<Float>.stride)) of parameters, OpenBLAS's buffers)")
     }
 
     func printProfile(_ session: Session) {

@@ -6,6 +6,13 @@ import GraphIR
 /// again, so a steady-state run allocates almost nothing. Sizes are rounded up to a few classes per
 /// power of two so that near-equal sizes share buffers.
 ///
+/// What the pool holds — buffers in use plus cached ones — stays within the most the process has had
+/// in use at once (`Statistics.peakLiveBytes`) plus `slackBytes`: a request that finds no cached buffer
+/// of its size class first returns the least recently released cached buffers to the system. Without
+/// that cap every size class would keep as many buffers as it ever had in use at once, and a training
+/// step's resident memory would sit far above its activation peak (the plan's figure). Large buffers
+/// are mapped (mmap), so returning one gives its pages back to the system at once.
+///
 /// The runtime installs the one shared pool as every tensor's allocator when it creates its first
 /// `ExecutionContext` (`BufferPool.installShared()`): kernels allocate their outputs through
 /// `Tensor`'s initialisers, which know no session, so the pool is per process. Tensors made before
@@ -17,11 +24,31 @@ public final class BufferPool: TensorAllocator, @unchecked Sendable {
     public static func installShared() { _ = installation }
     private static let installation: Void = { TensorStorage.allocator = shared }()
 
-    private var free: [Int: [UnsafeMutableRawPointer]] = [:]
+    /// Byte counts of the pool's buffers, for memory reports.
+    public struct Statistics: Sendable {
+        /// Handed out and not yet returned.
+        public var liveBytes = 0
+        /// Returned and kept for reuse.
+        public var cachedBytes = 0
+        /// The most ever handed out at once.
+        public var peakLiveBytes = 0
+        /// The most ever held at once (in use + cached): what the pool adds to resident memory.
+        public var peakHeldBytes = 0
+        /// Taken from the system / given back to it, in total.
+        public var systemAllocatedBytes = 0
+        public var systemReleasedBytes = 0
+    }
+
+    /// Buffers from this size on are mapped directly (page-aligned, unmapped when evicted).
+    static let mappedThreshold = 1 << 20
+    /// How far above the peak in use the held bytes may go before cached buffers are evicted: a little
+    /// room spares a run the system calls and page faults of evicting a buffer it will soon need again.
+    public var slackBytes = 32 << 20
+
+    private var free: [Int: [(pointer: UnsafeMutableRawPointer, released: Int)]] = [:]
+    private var releases = 0   // release counter: orders cached buffers from least to most recently released
+    private var stats = Statistics()
     private var lock = pthread_mutex_t()
-    private var cachedBytes = 0
-    /// Buffers above this many cached bytes are returned to the system instead of kept.
-    public var cacheLimitBytes = 4 << 30
 
     public init() { pthread_mutex_init(&lock, nil) }
 
@@ -33,29 +60,45 @@ public final class BufferPool: TensorAllocator, @unchecked Sendable {
         return (bytes + step - 1) / step * step
     }
 
+    public var statistics: Statistics {
+        pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }
+        return stats
+    }
+
     public func allocate(bytes: Int) -> (pointer: UnsafeMutableRawPointer, capacity: Int) {
         let size = BufferPool.sizeClass(max(bytes, 1))
         pthread_mutex_lock(&lock)
-        if var list = free[size], let p = list.popLast() {
+        stats.liveBytes += size
+        stats.peakLiveBytes = max(stats.peakLiveBytes, stats.liveBytes)
+        if var list = free[size], let cached = list.popLast() {
             free[size] = list
-            cachedBytes -= size
+            stats.cachedBytes -= size
             pthread_mutex_unlock(&lock)
-            return (p, size)
+            return (cached.pointer, size)
         }
+        // A miss: make room under the cap first, from the least recently released buffers.
+        var evicted: [(UnsafeMutableRawPointer, Int)] = []
+        let cap = stats.peakLiveBytes + slackBytes
+        while stats.liveBytes + stats.cachedBytes > cap, let oldest = leastRecentlyReleasedClass() {
+            let p = free[oldest]!.removeFirst().pointer
+            stats.cachedBytes -= oldest
+            stats.systemReleasedBytes += oldest
+            evicted.append((p, oldest))
+        }
+        stats.systemAllocatedBytes += size
+        stats.peakHeldBytes = max(stats.peakHeldBytes, stats.liveBytes + stats.cachedBytes)
         pthread_mutex_unlock(&lock)
-        return (UnsafeMutableRawPointer.allocate(byteCount: size, alignment: TensorStorage.alignment), size)
+        for (p, capacity) in evicted { BufferPool.systemRelease(p, capacity: capacity) }
+        return (BufferPool.systemAllocate(size), size)
     }
 
     public func release(_ pointer: UnsafeMutableRawPointer, capacity: Int) {
         pthread_mutex_lock(&lock)
-        if cachedBytes + capacity <= cacheLimitBytes {
-            free[capacity, default: []].append(pointer)
-            cachedBytes += capacity
-            pthread_mutex_unlock(&lock)
-        } else {
-            pthread_mutex_unlock(&lock)
-            pointer.deallocate()
-        }
+        stats.liveBytes -= capacity
+        stats.cachedBytes += capacity
+        releases += 1
+        free[capacity, default: []].append((pointer, releases))
+        pthread_mutex_unlock(&lock)
     }
 
     /// Returns every cached buffer to the system.
@@ -63,8 +106,32 @@ public final class BufferPool: TensorAllocator, @unchecked Sendable {
         pthread_mutex_lock(&lock)
         let all = free
         free = [:]
-        cachedBytes = 0
+        stats.systemReleasedBytes += stats.cachedBytes
+        stats.cachedBytes = 0
         pthread_mutex_unlock(&lock)
-        for (_, list) in all { for p in list { p.deallocate() } }
+        for (capacity, list) in all { for c in list { BufferPool.systemRelease(c.pointer, capacity: capacity) } }
+    }
+
+    /// The size class whose oldest cached buffer was released first (lists are in release order).
+    private func leastRecentlyReleasedClass() -> Int? {
+        var best: (size: Int, released: Int)? = nil
+        for (size, list) in free {
+            guard let first = list.first else { continue }
+            if best == nil || first.released < best!.released { best = (size, first.released) }
+        }
+        return best?.size
+    }
+
+    private static func systemAllocate(_ size: Int) -> UnsafeMutableRawPointer {
+        guard size >= mappedThreshold else { return UnsafeMutableRawPointer.allocate(byteCount: size, alignment: TensorStorage.alignment) }
+        // Out of memory ends the process, as a failed malloc in `allocate(byteCount:)` does.
+        guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED else {
+            fatalError("out of memory: cannot map \(size) bytes for a tensor")
+        }
+        return p
+    }
+
+    private static func systemRelease(_ pointer: UnsafeMutableRawPointer, capacity: Int) {
+        if capacity >= mappedThreshold { munmap(pointer, capacity) } else { pointer.deallocate() }
     }
 }

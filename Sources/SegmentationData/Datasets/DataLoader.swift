@@ -46,7 +46,8 @@ public struct SegmentationBatch: @unchecked Sendable {
 }
 
 /// Turns a dataset into batches: load → (reduce labels) → augmentation → `SegformerImageProcessor` →
-/// collate, with the next batch prepared on a background thread while the current one trains.
+/// collate, with the next batch prepared on a background thread of lower priority while the current
+/// one trains (`BackgroundThread`: the step keeps its cores).
 ///
 /// Determinism: an epoch's order and the augmentation of each sample depend only on the epoch's RNG
 /// state and the sample's position in the order (each position has its own RNG stream), never on timing
@@ -84,7 +85,7 @@ public final class SegmentationDataLoader: @unchecked Sendable {
         init(state: DataLoaderState) { self.state = state }
     }
     private var pending: Pending?
-    private let queue = DispatchQueue(label: "segformer.dataloader.prefetch")
+    private let prefetcher = BackgroundThread(name: "segformer.dataloader.prefetch")
 
     /// - Parameters:
     ///   - processorResize: nil = automatic (off when the augmentation's crop size equals the processor size).
@@ -124,6 +125,8 @@ public final class SegmentationDataLoader: @unchecked Sendable {
     }
 
     private let reduceLabels: Bool
+
+    deinit { prefetcher.stop() }
 
     /// Batches in one epoch (assuming no sample is skipped).
     public var batchesPerEpoch: Int {
@@ -166,7 +169,7 @@ public final class SegmentationDataLoader: @unchecked Sendable {
     private func startPrefetch(_ s: DataLoaderState) {
         let p = Pending(state: s)
         pending = p
-        queue.async { [self] in
+        prefetcher.async { [self] in
             p.result = Result { try self.makeBatch(at: s) }
             p.done.signal()
         }

@@ -1,5 +1,6 @@
 import Foundation
 import GraphIR
+import Runtime
 
 /// A set of parameters sharing hyper-parameters (the SegFormer recipe trains the decode head at
 /// 10× the learning rate and applies no weight decay to norm and position-block parameters).
@@ -49,76 +50,18 @@ public protocol Optimizer: AnyObject {
     /// Applies one update with learning rate `lr` (already scheduled) to every parameter that has a
     /// gradient. `parameters` are updated in place.
     func update(parameters: [String: Tensor], gradients: [String: Tensor], learningRate lr: Double) throws
+    /// The same update, free to split its work across `context`'s threads (the training session passes
+    /// its own); the result must not depend on the thread count.
+    func update(parameters: [String: Tensor], gradients: [String: Tensor], learningRate lr: Double,
+                context: ExecutionContext) throws
     var state: OptimizerState { get set }
 }
 
-/// AdamW with PyTorch's semantics and defaults (torch.optim.AdamW): decoupled weight decay
-/// p ← p·(1 − lr·wd), then the Adam step with bias corrections.
-public final class AdamW: Optimizer {
-    public var beta1: Double, beta2: Double, epsilon: Double, weightDecay: Double
-    public let groups: ParameterGroups
-    public private(set) var step = 0
-    private var expAvg: [String: Tensor] = [:]
-    private var expAvgSq: [String: Tensor] = [:]
-
-    // Stored hyper-parameters, like SGD's init: the shape is shared, the parameters are not.
-    public init(beta1: Double = 0.9, beta2: Double = 0.999, epsilon: Double = 1e-8, weightDecay: Double = 0.01,
-                groups: [ParameterGroup] = []) {
-        self.beta1 = beta1
-        self.beta2 = beta2
-        self.epsilon = epsilon
-        self.weightDecay = weightDecay
-        self.groups = ParameterGroups(groups)
-    }
-
-    public func update(parameters: [String: Tensor], gradients: [String: Tensor], learningRate lr: Double) throws {
-        step = try nextStep(after: step)
-        let bc1 = 1 - pow(beta1, Double(step))
-        let bc2 = 1 - pow(beta2, Double(step))
-        for (name, p) in parameters {
-            guard let g = gradients[name] else { continue }
-            try checkSameShape(p, g, name)
-            let (groupLR, wd) = groups.settings(name, learningRate: lr, weightDecay: weightDecay)
-            let m = expAvg[name] ?? Tensor(zeros: .float, shape: p.shape)
-            let v = expAvgSq[name] ?? Tensor(zeros: .float, shape: p.shape)
-            // Restored moments of another shape would be read past their end.
-            guard m.shape == p.shape, v.shape == p.shape, m.dataType == .float, v.dataType == .float else {
-                throw SegFormerError.invalid("AdamW state for '\(name)' has moments \(m.dataType)\(m.shape) and \(v.dataType)\(v.shape); the parameter is \(p.shape)")
-            }
-            expAvg[name] = m
-            expAvgSq[name] = v
-            let pp = p.pointer(Float.self), gp = g.pointer(Float.self)
-            let mp = m.pointer(Float.self), vp = v.pointer(Float.self)
-            let decay = Float(1 - groupLR * wd)
-            let b1 = Float(beta1), b2 = Float(beta2)
-            let stepSize = Float(groupLR / bc1)
-            let sqrtBC2 = Float(bc2.squareRoot())
-            let eps = Float(epsilon)
-            for i in 0..<p.count {
-                let gi = gp[i]
-                var x = pp[i] * decay
-                let mi = mp[i] * b1 + (1 - b1) * gi
-                let vi = vp[i] * b2 + (1 - b2) * gi * gi
-                mp[i] = mi
-                vp[i] = vi
-                x -= stepSize * mi / (vi.squareRoot() / sqrtBC2 + eps)
-                pp[i] = x
-            }
-        }
-    }
-
-    public var state: OptimizerState {
-        get {
-            var slots: [String: [String: Tensor]] = [:]
-            // A restored state may lack one of the moments (a damaged checkpoint): such a slot is dropped, not unwrapped.
-            for (n, m) in expAvg { if let v = expAvgSq[n] { slots[n] = ["exp_avg": m.copy(), "exp_avg_sq": v.copy()] } }
-            return OptimizerState(step: step, slots: slots)
-        }
-        set {
-            step = newValue.step
-            expAvg = newValue.slots.compactMapValues { $0["exp_avg"]?.copy() }
-            expAvgSq = newValue.slots.compactMapValues { $0["exp_avg_sq"]?.copy() }
-        }
+extension Optimizer {
+    /// An optimizer that does not split its work updates on the calling thread.
+    public func update(parameters: [String: Tensor], gradients: [String: Tensor], learningRate lr: Double,
+                       context: ExecutionContext) throws {
+        try update(parameters: parameters, gradients: gradients, learningRate: lr)
     }
 }
 
@@ -177,12 +120,12 @@ public final class SGD: Optimizer {
 
 /// The step count after `step`: a restored state with a negative or exhausted count (a damaged
 /// checkpoint) is an error, not a trap or a bias correction of 1 − β^−5.
-private func nextStep(after step: Int) throws -> Int {
+func nextStep(after step: Int) throws -> Int {
     guard step >= 0, step < Int.max else { throw SegFormerError.invalid("optimizer: step count \(step) is not a valid state") }
     return step + 1
 }
 
-private func checkSameShape(_ p: Tensor, _ g: Tensor, _ name: String) throws {
+func checkSameShape(_ p: Tensor, _ g: Tensor, _ name: String) throws {
     guard p.dataType == .float, g.dataType == .float else {
         throw SegFormerError.unsupported("optimizer: parameter '\(name)' is \(p.dataType) with gradient \(g.dataType); only float32 is trained")
     }

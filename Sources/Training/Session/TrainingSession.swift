@@ -213,9 +213,9 @@ public final class TrainingSession {
     public func parameter(_ name: String) -> Tensor? { values[name]?.copy() }
 
     /// One update of the parameters by `optimizer` from `gradients` (d loss / d parameter) at
-    /// `learningRate`: the optimizer works on the session's own tensors.
+    /// `learningRate`: the optimizer works on the session's own tensors, with the session's threads.
     public func update(with optimizer: Optimizer, gradients: [String: Tensor], learningRate: Double) throws {
-        try optimizer.update(parameters: values, gradients: gradients, learningRate: learningRate)
+        try optimizer.update(parameters: values, gradients: gradients, learningRate: learningRate, context: session.context)
     }
 
     /// Replaces parameter values (e.g. from a checkpoint). Each must name a parameter of this session
