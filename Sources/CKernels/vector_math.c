@@ -121,3 +121,42 @@ void ck_softmax_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n, int 
         }
     }
 }
+
+MULTIVERSION
+void ck_softmax_block_rows(float *s, ptrdiff_t rows, ptrdiff_t n, float *max, double *sum, float *rescale) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        float *row = s + r * n;
+        float m = max[r];
+        int bad = 0;
+        for (ptrdiff_t i = 0; i < n; i++) {
+            m = row[i] > m ? row[i] : m;
+            bad |= (row[i] != row[i]) | (row[i] == INFINITY);
+        }
+        // As ck_softmax_rows: a row that is all -inf so far shifts by 0 (its exps are 0).
+        float shift = m == -INFINITY ? 0.0f : m;
+        float old = max[r] == -INFINITY ? -INFINITY : max[r] - shift;
+        float factor = old < -87.0f ? 0.0f : exp_poly(old);
+        float lanes[16] = {0};
+        ptrdiff_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+            for (int k = 0; k < 16; k++) {
+                float v = row[i + k] - shift;
+                float e = exp_poly(v);
+                e = v < -87.0f ? 0.0f : e;
+                row[i + k] = e;
+                lanes[k] += e;
+            }
+        }
+        double total = 0;
+        for (int k = 0; k < 16; k++) total += lanes[k];
+        for (; i < n; i++) {
+            float v = row[i] - shift;
+            float e = v < -87.0f ? 0.0f : exp_poly(v);
+            row[i] = e;
+            total += e;
+        }
+        max[r] = m;
+        rescale[r] = factor;
+        sum[r] = bad ? NAN : sum[r] * factor + total;
+    }
+}
