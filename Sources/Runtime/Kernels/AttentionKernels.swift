@@ -45,10 +45,10 @@ enum AttentionKernels {
     static func forward(_ q: Tensor, _ k: Tensor, _ v: Tensor, scale: Float, label: String, context: ExecutionContext,
                         rowBlock: Int = rowBlock, keyBlock: Int = keyBlock) throws -> Tensor {
         let s = try Shape(q: q, k: k, v: v, label: label)
+        // No keys: the softmax row is empty and P·V a sum over nothing, as the unfused graph gives.
+        if s.n * s.dv * s.m == 0 { return Tensor(zeros: .float, shape: s.outputShape) }
         let o = Tensor(uninitialized: .float, shape: s.outputShape)
         let (pq, pk, pv, po) = (q.pointer(Float.self), k.pointer(Float.self), v.pointer(Float.self), o.pointer(Float.self))
-        if s.n * s.dv == 0 { return o }
-        if s.m == 0 { for i in 0..<o.count { po[i] = .nan }; return o }   // softmax over nothing: 0/0
         let blocks = (s.n + rowBlock - 1) / rowBlock
         let serial = BLAS.callsFromParallelChunks()
         context.parallelFor(s.batch * blocks, minimumPerChunk: 1) { start, end in
@@ -63,8 +63,7 @@ enum AttentionKernels {
                 let qb = pq + (b * s.n + r0) * s.d, kb = pk + b * s.m * s.d, vb = pv + b * s.m * s.dv
                 let ob = po + (b * s.n + r0) * s.dv
                 if s.m <= keyBlock {
-                    BLAS.gemm(Float.self, serial, transB: true, m: rows, n: s.m, k: s.d, alpha: Double(scale),
-                              a: qb, lda: s.d, b: kb, ldb: s.d, c: scores, ldc: s.m)
+                    blockScores(scores, qb, kb, rows: rows, keys: 0, width: s.m, s, scale, serial)
                     ck_softmax_rows(scores, scores, rows, s.m, 0)
                     BLAS.gemm(Float.self, serial, m: rows, n: s.dv, k: s.m, a: scores, lda: s.m, b: vb, ldb: s.dv, c: ob, ldc: s.dv)
                     continue
@@ -72,8 +71,7 @@ enum AttentionKernels {
                 for r in 0..<rows { runningMax[r] = -.infinity; runningSum[r] = 0 }
                 for j0 in stride(from: 0, to: s.m, by: keyBlock) {
                     let width = min(keyBlock, s.m - j0)
-                    BLAS.gemm(Float.self, serial, transB: true, m: rows, n: width, k: s.d, alpha: Double(scale),
-                              a: qb, lda: s.d, b: kb + j0 * s.d, ldb: s.d, c: scores, ldc: width)
+                    blockScores(scores, qb, kb, rows: rows, keys: j0, width: width, s, scale, serial)
                     ck_softmax_block_rows(scores, rows, width, runningMax, runningSum, rescale)
                     if j0 > 0 { scaleRows(ob, rows: rows, width: s.dv, by: { rescale[$0] }) }
                     BLAS.gemm(Float.self, serial, m: rows, n: s.dv, k: width, a: scores, lda: width,
@@ -83,6 +81,15 @@ enum AttentionKernels {
             }
         }
         return o
+    }
+
+    /// scores = scale · Q_blk·K_jᵀ for `rows` queries from `q` and the keys j0 ..< j0 + width of the batch
+    /// item's K at `k` (sgemm reads K transposed in place); `scores` has row stride `width`.
+    @inline(__always)
+    private static func blockScores(_ scores: UnsafeMutablePointer<Float>, _ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>,
+                                    rows: Int, keys j0: Int, width: Int, _ s: Shape, _ scale: Float, _ serial: ExecutionContext) {
+        BLAS.gemm(Float.self, serial, transB: true, m: rows, n: width, k: s.d, alpha: Double(scale),
+                  a: q, lda: s.d, b: k + j0 * s.d, ldb: s.d, c: scores, ldc: width)
     }
 
     /// Multiplies row r of a rows × width block by factor(r).
@@ -149,15 +156,13 @@ enum AttentionKernels {
                             for r in 0..<rows { rowMax[r] = -.infinity; rowSum[r] = 0 }
                             for j0 in stride(from: 0, to: s.m, by: keyBlock) {
                                 let width = min(keyBlock, s.m - j0)
-                                BLAS.gemm(Float.self, serial, transB: true, m: rows, n: width, k: s.d, alpha: Double(scale),
-                                          a: qb, lda: s.d, b: kb + j0 * s.d, ldb: s.d, c: p, ldc: width)
+                                blockScores(p, qb, kb, rows: rows, keys: j0, width: width, s, scale, serial)
                                 ck_softmax_block_rows(p, rows, width, rowMax, rowSum, rescale)
                             }
                         }
                         for j0 in stride(from: 0, to: s.m, by: keyBlock) {
                             let width = min(keyBlock, s.m - j0)
-                            BLAS.gemm(Float.self, serial, transB: true, m: rows, n: width, k: s.d, alpha: Double(scale),
-                                      a: qb, lda: s.d, b: kb + j0 * s.d, ldb: s.d, c: p, ldc: width)
+                            blockScores(p, qb, kb, rows: rows, keys: j0, width: width, s, scale, serial)
                             if streaming {   // P = exp(S − max) / sum with the row's final statistics
                                 ck_softmax_block_rows(p, rows, width, rowMax, unused, rescale)
                                 scaleRows(p, rows: rows, width: width, by: { Float(1 / rowSum[$0]) })

@@ -34,10 +34,10 @@ final class FuseAttentionTests: XCTestCase {
         case .givenTransposed: [kBatch, heads, d, m]
         }
         var inputs = [PassTest.input("q", [.symbol("batch"), .known(heads), .known(n), .known(d)]),
-                      PassTest.input("k", keysShape.map { .known($0) }),
+                      PassTest.input("k", [f.keysBatchOne ? .known(1) : .symbol("batch")] + keysShape.dropFirst().map { .known($0) }),
                       PassTest.input("v", [.symbol("batch"), .known(heads), .known(m), .known(dv)])]
         if f.keysBatchOne { inputs[0] = PassTest.input("q", [batch, heads, n, d]); inputs[2] = PassTest.input("v", [batch, heads, m, dv]) }
-        if f.scaleFed { inputs.append(PassTest.input("c", [])) }
+        if f.scaleFed { inputs.append(PassTest.input("c", [Int]())) }
         let b = GraphBuilder(graph: Graph(inputs: inputs))
         let c = Double(d)
         func factor(_ v: Double) -> String {
