@@ -15,7 +15,7 @@ final class AttentionKernelTests: XCTestCase {
     private var v: Tensor { NNTest.tensor(lead + [m, dv], seed: 3) }
     private var dO: Tensor { NNTest.tensor(lead + [n, dv], seed: 4) }
     /// (rows, keys) per block: the defaults (one pass), and blocks that split both N and M unevenly.
-    private let blockings = [(AttentionKernels.rowBlock, AttentionKernels.keyBlock), (16, 8), (5, 28)]
+    private let blockings: [(Int?, Int)] = [(nil, AttentionKernels.keyBlock), (16, 8), (5, 28)]
 
     /// The naive reference in Double: per batch item, the full score matrix.
     private func reference() throws -> (o: [Double], dQ: [Double], dK: [Double], dV: [Double]) {

@@ -13,9 +13,13 @@ import CKernels
 // N = 65536, M = 1024). Threads take fixed ranges of (batch, row block) items, and each row block is
 // computed the same way whichever thread takes it, so results are bit-identical run to run.
 enum AttentionKernels {
-    /// Query rows per block and keys per block (a block's scores: 64 × 1024 floats, 256 KB).
-    static let rowBlock = 64
+    /// Keys per block: longer rows stream.
     static let keyBlock = 1024
+
+    /// Query rows per block for rows of `keys` scores: a block of scores of about 1 MB (an L2's worth),
+    /// 64 to 1024 rows, so each sgemm is large enough to run at full speed (blocks of 64 rows over
+    /// 256 keys spent more in per-call overhead than the unfused MatMuls).
+    static func rowsPerBlock(keys: Int) -> Int { max(64, min(1024, (1 << 18) / max(1, keys))) }
 
     /// The sizes of one attention problem, checked against each other.
     struct Shape {
@@ -43,8 +47,9 @@ enum AttentionKernels {
     }
 
     static func forward(_ q: Tensor, _ k: Tensor, _ v: Tensor, scale: Float, label: String, context: ExecutionContext,
-                        rowBlock: Int = rowBlock, keyBlock: Int = keyBlock) throws -> Tensor {
+                        rowBlock requested: Int? = nil, keyBlock: Int = keyBlock) throws -> Tensor {
         let s = try Shape(q: q, k: k, v: v, label: label)
+        let rowBlock = requested ?? rowsPerBlock(keys: min(s.m, keyBlock))
         // No keys: the softmax row is empty and P·V a sum over nothing, as the unfused graph gives.
         if s.n * s.dv * s.m == 0 { return Tensor(zeros: .float, shape: s.outputShape) }
         let o = Tensor(uninitialized: .float, shape: s.outputShape)
@@ -109,8 +114,9 @@ enum AttentionKernels {
     /// Row blocks are split over the threads in fixed contiguous ranges; each range sums its own dK, dV
     /// and the ranges are added in order, so the result is bit-identical run to run.
     static func backward(_ dO: Tensor, _ q: Tensor, _ k: Tensor, _ v: Tensor, _ o: Tensor, scale: Float, label: String,
-                         context: ExecutionContext, rowBlock: Int = rowBlock, keyBlock: Int = keyBlock) throws -> [Tensor] {
+                         context: ExecutionContext, rowBlock requested: Int? = nil, keyBlock: Int = keyBlock) throws -> [Tensor] {
         let s = try Shape(q: q, k: k, v: v, label: label)
+        let rowBlock = requested ?? rowsPerBlock(keys: min(s.m, keyBlock))
         guard dO.shape == s.outputShape, o.shape == s.outputShape, dO.dataType == .float, o.dataType == .float else {
             throw SegFormerError.invalid("\(label): output \(o.shape) and its gradient \(dO.shape) must be float32 \(s.outputShape)")
         }
