@@ -76,6 +76,31 @@ void ck_gelu(const float *x, float *y, ptrdiff_t n) {
     }
 }
 
+// d[i] = exp(s[i] − shift) (0 below −87) for a row of n; returns the row's sum, taken in 16 float
+// lanes combined in double: precise for long rows and still vectorised. (d may be s.)
+static inline double exp_shifted(const float *s, float *d, ptrdiff_t n, float shift) {
+    float lanes[16] = {0};
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        for (int k = 0; k < 16; k++) {
+            float v = s[i + k] - shift;
+            float e = exp_poly(v);
+            e = v < -87.0f ? 0.0f : e;
+            d[i + k] = e;
+            lanes[k] += e;
+        }
+    }
+    double total = 0;
+    for (int k = 0; k < 16; k++) total += lanes[k];
+    for (; i < n; i++) {
+        float v = s[i] - shift;
+        float e = v < -87.0f ? 0.0f : exp_poly(v);
+        d[i] = e;
+        total += e;
+    }
+    return total;
+}
+
 MULTIVERSION
 void ck_softmax_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n, int take_log) {
     for (ptrdiff_t r = 0; r < rows; r++) {
@@ -92,26 +117,7 @@ void ck_softmax_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n, int 
             continue;
         }
         float shift = m == -INFINITY ? 0.0f : m;
-        // Sum in 16 float lanes, combined in double: precise for long rows and still vectorised.
-        float lanes[16] = {0};
-        ptrdiff_t i = 0;
-        for (; i + 16 <= n; i += 16) {
-            for (int k = 0; k < 16; k++) {
-                float v = s[i + k] - shift;
-                float e = exp_poly(v);
-                e = v < -87.0f ? 0.0f : e;
-                d[i + k] = e;
-                lanes[k] += e;
-            }
-        }
-        double total = 0;
-        for (int k = 0; k < 16; k++) total += lanes[k];
-        for (; i < n; i++) {
-            float v = s[i] - shift;
-            float e = v < -87.0f ? 0.0f : exp_poly(v);
-            d[i] = e;
-            total += e;
-        }
+        double total = exp_shifted(s, d, n, shift);
         if (take_log) {
             float ls = (float)log(total);
             for (ptrdiff_t k = 0; k < n; k++) d[k] = (s[k] - shift) - ls;
@@ -119,5 +125,26 @@ void ck_softmax_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n, int 
             float inv = (float)(1.0 / total);
             for (ptrdiff_t k = 0; k < n; k++) d[k] *= inv;
         }
+    }
+}
+
+MULTIVERSION
+void ck_softmax_block_rows(float *s, ptrdiff_t rows, ptrdiff_t n, float *max, double *sum, float *rescale) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        float *row = s + r * n;
+        float m = max[r];
+        int bad = 0;
+        for (ptrdiff_t i = 0; i < n; i++) {
+            m = row[i] > m ? row[i] : m;
+            bad |= (row[i] != row[i]) | (row[i] == INFINITY);
+        }
+        // As ck_softmax_rows: a row that is all -inf so far shifts by 0 (its exps are 0).
+        float shift = m == -INFINITY ? 0.0f : m;
+        float old = max[r] == -INFINITY ? -INFINITY : max[r] - shift;
+        float factor = old < -87.0f ? 0.0f : exp_poly(old);
+        double total = exp_shifted(row, row, n, shift);
+        max[r] = m;
+        rescale[r] = factor;
+        sum[r] = bad ? NAN : sum[r] * factor + total;
     }
 }

@@ -62,7 +62,8 @@ extension Bench {
 
     /// One training step per iteration (HF loss, forward + backward, AdamW) on a seeded random batch.
     func benchTraining(_ m: Model) throws {
-        let training = try TrainingSession(model: m, options: TrainingOptions(threads: sessionFlags.threads))
+        let training = try TrainingSession(model: m, options: TrainingOptions(threads: sessionFlags.threads,
+                                                                                   optimizingPasses: !sessionFlags.noOptimize))
         let (inputs, classes) = try BenchmarkInputs.randomBatch(for: training, batch: batch, height: height, width: width)
         let optimizer = AdamW()
         print("training step: pixel_values \(inputs.pixelValues.shape), labels \(inputs.labels.shape) over \(classes) classes, \(training.parameterNames.count) parameters, threads \(training.session.context.threads), gemm \(GEMMLibrary.current.rawValue)")

@@ -169,6 +169,10 @@ final class GradientCoverageTests: XCTestCase {
             Case(op: "LayerNormalization", domain: fusedDomain, inputs: [values([3, 4]), values([4], seed: 2), values([4], seed: 3)],
                  opset: 12, differentiable: [0, 1, 2]),
             Case(op: "Gelu", domain: fusedDomain, inputs: [values([2, 3], -3, 3)], opset: 12),
+            // The fused attention (Q [2, 5, 3], K [2, 4, 3], V [2, 4, 2]); AttentionGradientTests has the rest.
+            Case(op: "Attention", domain: fusedDomain, inputs: [values([2, 5, 3], -2, 2), values([2, 4, 3], -2, 2, seed: 2),
+                                                                values([2, 4, 2], seed: 3)],
+                 attributes: ["scale": .float(0.6)], differentiable: [0, 1, 2]),
             // Inference mode: mean and variance are constants.
             Case(op: "BatchNormalization", inputs: [values([2, 3, 2, 2]), values([3], seed: 2), values([3], seed: 3),
                                                     values([3], -0.3, 0.3, seed: 4), values([3], 0.6, 1, seed: 5)],

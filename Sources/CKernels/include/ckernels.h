@@ -9,6 +9,14 @@
 /// +inf or NaN give NaN (as PyTorch); a row of all -inf gives NaN for softmax, -inf for log.
 void ck_softmax_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n, int log);
 
+/// One step of an online (streaming) softmax over a block of `rows` rows of `n` scores (row stride n),
+/// for a softmax whose row is seen one block of columns at a time: each row's running maximum
+/// `max[r]` is raised to cover the block, the block becomes exp(s − max) (the exp of ck_softmax_rows),
+/// `sum[r]` is rescaled to the new maximum and the block's exps added, and `rescale[r]` receives
+/// exp(old max − new max), the factor for whatever the caller accumulated under the old maximum.
+/// A row holding +inf or NaN makes its sum NaN (the row's softmax is NaN, as ck_softmax_rows).
+void ck_softmax_block_rows(float *s, ptrdiff_t rows, ptrdiff_t n, float *max, double *sum, float *rescale);
+
 /// y[i] = erf(x[i]) (rational approximation evaluated in double; max abs error 7.6e-10).
 void ck_erf(const float *x, float *y, ptrdiff_t n);
 

@@ -4,6 +4,8 @@
 /// there. `scripts/check-op-names.py` keeps it that way.
 public enum OpType {
     public static let add = "Add"
+    /// Fused domain: softmax(scale · Q·Kᵀ) · V as one tiled kernel (written by the fuse-attention pass).
+    public static let attention = "Attention"
     public static let batchNormalization = "BatchNormalization"
     /// Training domain: BatchNormalization with PyTorch's running-statistics rule (training sessions).
     public static let batchNormTraining = "BatchNormTraining"
@@ -45,5 +47,6 @@ public enum OpType {
 
 /// The domain of the fused forms the canonicalising passes write when the model's opset predates the
 /// ONNX op (LayerNormalization came at opset 17, Gelu at 20): the same op, attributes and meaning,
-/// run by the runtime's own kernel for it. Internal: a model file never needs it.
+/// run by the runtime's own kernel for it; and of the runtime's own fused ops (Attention).
+/// Internal: a model file never needs it.
 public let fusedDomain = "ai.segformer.fused"

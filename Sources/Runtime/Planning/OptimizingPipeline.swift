@@ -6,13 +6,20 @@ import GraphIR
 /// Every pass reports what it changed (`segformer inspect --optimized` prints it).
 public enum OptimizingPipeline {
     /// The passes, in order. Canonicalise: LayerNorm and GELU written out in elementary ops (exports
-    /// at opsets before the ONNX op) become single nodes. Then the decode-head algebra: split a 1×1
-    /// conv over its Concat, move each part before its Resize, fold it into the MatMul that made its input.
-    /// Last, fusion: each float32 MatMul takes in the Transposes before it and the bias, residual and
-    /// Relu after it (inference graphs: training sessions run no optimizing passes).
-    public static let passes: [GraphPass] = [.fuseLayerNormalization, .fuseGelu,
+    /// at opsets before the ONNX op) become single nodes. Fuse: scaled dot-product attention becomes
+    /// one tiled node. Then the decode-head algebra: split a 1×1 conv over its Concat, move each part
+    /// before its Resize, fold it into the MatMul that made its input. Last, fusion: each float32 MatMul
+    /// takes in the Transposes before it and the bias, residual and Relu after it (inference graphs only:
+    /// `FusedMatMul` has no gradient rule, and training graphs run `trainingPasses`).
+    public static let passes: [GraphPass] = [.fuseLayerNormalization, .fuseGelu, .fuseAttention,
                                              .splitConvOverConcat, .convBeforeResize, .foldConvIntoMatMul,
                                              .fuseMatMulEpilogue]
+
+    /// The passes a training graph's forward part goes through: the rewrites into single nodes whose
+    /// gradient rules write the backward (attention, LayerNorm, GELU), which keep every parameter as
+    /// it is. (The decode-head algebra merges constant weights: in a training graph those are the
+    /// frozen ones, and its merged weights would have to be recomputed per step.)
+    public static let trainingPasses: [GraphPass] = [.fuseLayerNormalization, .fuseGelu, .fuseAttention]
 
     /// The op histograms around the pipeline and what each pass changed.
     public struct Report: Sendable, CustomStringConvertible {
@@ -45,6 +52,13 @@ public enum OptimizingPipeline {
             g = rewritten
         }
         return (g, Report(before: graph.opCounts, after: g.opCounts, passes: reports))
+    }
+
+    /// Runs `trainingPasses` over a training graph (parameters are graph inputs) as it stands: sorted,
+    /// identities removed and constants folded first, as `CompiledModel` prepares a graph for `run`.
+    public static func runOnTrainingGraph(_ graph: Graph, opset: Int) throws -> (graph: Graph, report: Report) {
+        let prepared = try foldConstants(Passes.removeIdentities(Passes.sorted(graph)), opset: opset)
+        return try run(prepared, opset: opset, passes: trainingPasses)
     }
 
     /// Folds every deterministic node whose inputs are constants (running its kernel once), then

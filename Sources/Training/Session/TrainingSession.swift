@@ -19,14 +19,20 @@ public struct TrainingOptions: Sendable {
     /// takes the loss's weight as an input (`lossWeightName`), because a process's share of the global loss
     /// must weight what flows back into those sums, not only its own gradients. nil: each process's own batch.
     public var batchNormProcesses: (any CrossProcessSum)?
+    /// Run `OptimizingPipeline.trainingPasses` over the forward graph before differentiating it
+    /// (fused attention, LayerNorm and GELU; their gradient rules write the backward); false trains
+    /// the graph node by node as exported (`bench --train --no-optimize`).
+    public var optimizingPasses = true
     public init(freezePatterns: [String] = [], ignoreIndex: Int = 255, untieMergedInitializers: Bool = true,
-                threads: Int? = nil, seed: UInt64 = 0, batchNormProcesses: (any CrossProcessSum)? = nil) {
+                threads: Int? = nil, seed: UInt64 = 0, optimizingPasses: Bool = true,
+                batchNormProcesses: (any CrossProcessSum)? = nil) {
         self.freezePatterns = freezePatterns
         self.ignoreIndex = ignoreIndex
         self.untieMergedInitializers = untieMergedInitializers
         self.threads = threads
         self.seed = seed
         self.batchNormProcesses = batchNormProcesses
+        self.optimizingPasses = optimizingPasses
     }
 }
 
@@ -93,6 +99,8 @@ public final class TrainingSession {
             graph.inputs.append(ValueInfo(name: name, type: TensorType(.float, known: t.shape)))
         }
         guard !names.isEmpty else { throw SegFormerError.invalid("no trainable float initializers (all frozen?)") }
+        // The parameters are graph inputs now, so no pass can fold or merge them.
+        if options.optimizingPasses { graph = try OptimizingPipeline.runOnTrainingGraph(graph, opset: model.opset).graph }
 
         var labels = "labels"
         while graph.inputs.contains(where: { $0.name == labels }) || graph.initializers[labels] != nil
@@ -121,8 +129,8 @@ public final class TrainingSession {
         self.ignoreIndex = options.ignoreIndex
         self.lossWeightName = lossWeight
         self.gradientGraph = gg
-        // The optimizing passes stay off: they would merge frozen weights and reorder sums, and the
-        // gradients must stay as PyTorch computes them.
+        // The forward graph went through the training passes above; the rest of the pipeline stays
+        // off here: the decode-head passes would merge frozen weights (constants) and reorder sums.
         self.session = try Session(model: Model(graph: gg.graph, opsetImports: model.opsetImports),
                                    options: SessionOptions(threads: options.threads, optimizingPasses: false))
         session.context.random = RandomStream(seed: options.seed)

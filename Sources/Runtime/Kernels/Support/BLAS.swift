@@ -20,6 +20,15 @@ enum BLAS {
         if Int(openblas_get_num_threads()) != n { openblas_set_num_threads(Int32(n)) }
     }
 
+    /// For a kernel that splits its work over its own threads (`parallelFor`) and calls `gemm` in each
+    /// chunk: sets OpenBLAS to one thread, here on the calling thread, and returns the context the
+    /// chunks pass to `gemm` (one thread, so no chunk changes the setting while another multiplies).
+    static func callsFromParallelChunks() -> ExecutionContext {
+        let serial = ExecutionContext.singleThreaded
+        useThreads(1)
+        return serial
+    }
+
     static func checkSizes(_ m: Int, _ n: Int, _ k: Int, _ lda: Int, _ ldb: Int, _ ldc: Int) throws {
         for v in [m, n, k, lda, ldb, ldc] where v > maxDimension || v < 0 {
             throw SegFormerError.unsupported("GEMM size \(m)×\(k)×\(n) exceeds the 32-bit BLAS interface")

@@ -1,0 +1,93 @@
+extension GraphPass {
+    /// Scaled dot-product attention written out in ONNX ops becomes one `Attention` node (internal
+    /// `fusedDomain`), whose tiled kernel never holds the N×M scores in full:
+    ///
+    ///     O = MatMul(Softmax(c · MatMul(c_q · Q, c_k · Kᵀ), last axis), V)
+    ///       = Attention(Q, K, V; scale = c · c_q · c_k)
+    ///
+    /// Why it is the same function: scalar factors commute with the matrix product, so every constant
+    /// scalar Mul (or Div) on the scores, on Q or on Kᵀ is one factor of the scores. Matched:
+    /// - the scale as Mul or Div by a one-element float constant (any of the three places, or none);
+    /// - Kᵀ as a Transpose of K (any permutation: K is then the same Transpose with its last two axes
+    ///   swapped back, or the Transpose's input when that undoes it) or as any tensor (K is then its
+    ///   Transpose over the last two axes);
+    /// - Softmax over the last axis (at opsets before 13, axis = rank − 1 coerces to the same rows),
+    ///   optionally followed by Casts to float (eager exports write two: to the softmax's dtype and back);
+    /// - Q, Kᵀ, V float tensors of one rank ≥ 2 whose leading (batch) dims are the same (so MatMul
+    ///   does not broadcast), and every intermediate read by the pattern alone.
+    /// Anything else (another softmax axis, a scale that is not a constant scalar, a shared score or
+    /// probability tensor, broadcasting batch dims) is left as it is.
+    public static let fuseAttention = overNodes("fuse-attention", of: OpType.matMul) { index, product, r in
+        guard product.inputs.count == 2, let attention = AttentionPattern(product, r) else { return }
+        r.replace(index)
+        let k = attention.keys(r)
+        r.add(OpType.attention, domain: fusedDomain, [attention.queries, k, product.inputs[1]],
+              attributes: ["scale": .float(Float(attention.scale))], writing: product.outputs[0])
+    }
+}
+
+/// The parts of Softmax(scale · Q·Kᵀ)·V found behind the final MatMul (whose first input is P).
+private struct AttentionPattern {
+    var queries: String
+    var keysTransposed: String
+    /// The Transpose producing `keysTransposed`, when the pattern consumes it.
+    var keysTranspose: Node?
+    var scale: Double
+
+    init?(_ product: Node, _ r: GraphRewriter) {
+        var probabilities = product.inputs[0]
+        let values = product.inputs[1]
+        while let cast = r.soleProducer(of: probabilities, OpType.cast) {
+            guard let to = try? cast.int("to"), to == Int(DataType.float.rawValue) else { return nil }
+            probabilities = cast.inputs[0]
+        }
+        guard let softmax = r.soleProducer(of: probabilities, OpType.softmax),
+              let scoreShape = r.shape(softmax.inputs[0]), scoreShape.count >= 2,
+              let axis = try? softmax.int("axis", default: r.context.opset >= 13 ? -1 : 1),
+              axis == -1 || axis == scoreShape.count - 1 else { return nil }
+        var scores = softmax.inputs[0], scale = 1.0
+        Self.peelScale(&scores, &scale, r)
+        guard let scoresProduct = r.soleProducer(of: scores, OpType.matMul), scoresProduct.inputs.count == 2 else { return nil }
+        var queries = scoresProduct.inputs[0], keysTransposed = scoresProduct.inputs[1]
+        Self.peelScale(&queries, &scale, r)
+        Self.peelScale(&keysTransposed, &scale, r)
+
+        // One rank, float, the same leading dims: the MatMuls are batched products without broadcasting.
+        let types = [queries, keysTransposed, values].map { r.context.types[$0] }
+        let shapes = types.compactMap { $0?.shape }
+        guard types.allSatisfy({ $0?.dataType == .float }), shapes.count == 3,
+              let rank = shapes.first?.count, rank >= 2, shapes.allSatisfy({ $0.count == rank }),
+              shapes.allSatisfy({ $0.dropLast(2) == shapes[0].dropLast(2) }), scale.isFinite else { return nil }
+        var transpose = r.soleProducer(of: keysTransposed, OpType.transpose)
+        if let perm = try? transpose?.ints("perm"), perm.count != rank { transpose = nil }
+        (self.queries, self.keysTransposed, self.keysTranspose, self.scale) = (queries, keysTransposed, transpose, scale)
+    }
+
+    /// Multiplies `scale` by the constant scalar that `value` is multiplied (or divided) by, and steps
+    /// back to the scaled tensor, when `value` is such a product read by the pattern alone.
+    private static func peelScale(_ value: inout String, _ scale: inout Double, _ r: GraphRewriter) {
+        if let mul = r.soleProducer(of: value, OpType.mul) {
+            for (x, c) in mul.operandOrders {
+                if let (factor, type) = r.scalar(c), type == .float { value = x; scale *= factor; return }
+            }
+        } else if let div = r.soleProducer(of: value, OpType.div), let (divisor, type) = r.scalar(div.input(1)),
+                  type == .float, divisor != 0 {
+            value = div.inputs[0]
+            scale /= divisor
+        }
+    }
+
+    /// K [B…, M, d]: Kᵀ's Transpose with its last two axes swapped back (none when that is the
+    /// identity), or a Transpose of Kᵀ over its last two axes.
+    func keys(_ r: GraphRewriter) -> String {
+        let rank = r.shape(keysTransposed)!.count
+        let swapLast: ([Int]) -> [Int] = { $0.dropLast(2) + [$0[rank - 1], $0[rank - 2]] }
+        guard let transpose = keysTranspose else {
+            return r.add(OpType.transpose, [keysTransposed], attributes: ["perm": .ints(swapLast(Array(0..<rank)))])
+        }
+        let perm = (try? transpose.ints("perm")) ?? Array((0..<rank).reversed())
+        let back = swapLast(perm)
+        if back == Array(0..<rank) { return transpose.inputs[0] }
+        return r.add(OpType.transpose, [transpose.inputs[0]], attributes: ["perm": .ints(back)])
+    }
+}

@@ -1,0 +1,58 @@
+import GraphIR
+
+// Attention (internal `fusedDomain`, written by GraphIR/Passes/FuseAttention.swift): scaled
+// dot-product attention as one node,
+//
+//     Attention(Q, K, V; scale) = Softmax(scale · Q·Kᵀ, last axis) · V
+//
+// Q [B…, N, d], K [B…, M, d], V [B…, M, dv] (the same leading dims, no broadcasting) → [B…, N, dv],
+// float32. The kernel (Kernels/AttentionKernels.swift) is tiled: the N×M scores never exist in full,
+// forward or backward.
+// AttentionGrad (training domain): (dO, Q, K, V, O) → (dQ, dK, dV), recomputing the probabilities
+// per tile from Q and K; O is the forward's output (for rowsum(dO ∘ O)).
+
+extension OpRegistry {
+    static let attentionOps: [OpSchema] = [
+        OpSchema(OpType.attention, domain: fusedDomain, inputs: 3...3,
+                 inferTypes: { ctx in
+                     guard let q = ctx.type(0) else { return [nil] }
+                     guard let qs = q.shape, let vs = ctx.type(2)?.shape, qs.count >= 2, let dv = vs.last else {
+                         return [TensorType(q.dataType, nil)]
+                     }
+                     return [TensorType(q.dataType, Array(qs.dropLast()) + [dv])]
+                 },
+                 makeKernel: { node, _ in
+                     let scale = try attentionScale(node), label = node.label
+                     return ClosureKernel { inputs, context in
+                         [try AttentionKernels.forward(try inputs.required(0), try inputs.required(1), try inputs.required(2),
+                                                       scale: scale, label: label, context: context)]
+                     }
+                 }).withGradient { ctx in
+                     let outs = ctx.builder.add("AttentionGrad", domain: trainingDomain,
+                                                [try ctx.gradient(), ctx.input(0), ctx.input(1), ctx.input(2), ctx.output(0)],
+                                                attributes: ["scale": .float(try attentionScale(ctx.node))], outputs: 3)
+                     return (0..<3).map { ctx.needs($0) ? outs[$0] : nil }
+                 },
+    ]
+
+    static let attentionGradOps: [OpSchema] = [
+        OpSchema("AttentionGrad", domain: trainingDomain, inputs: 5...5, outputs: 3...3,
+                 inferTypes: { ctx in [ctx.type(1), ctx.type(2), ctx.type(3)] },
+                 makeKernel: { node, _ in
+                     let scale = try attentionScale(node), label = node.label
+                     return ClosureKernel { inputs, context in
+                         try AttentionKernels.backward(try inputs.required(0), try inputs.required(1), try inputs.required(2),
+                                                       try inputs.required(3), try inputs.required(4),
+                                                       scale: scale, label: label, context: context)
+                     }
+                 }),
+    ]
+
+    /// The required, finite `scale` attribute.
+    private static func attentionScale(_ node: Node) throws -> Float {
+        guard let scale = try node.float("scale"), scale.isFinite else {
+            throw SegFormerError.invalid("\(node.label): needs a finite float attribute 'scale'")
+        }
+        return scale
+    }
+}
