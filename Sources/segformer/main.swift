@@ -45,13 +45,15 @@ func printErr(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8
 /// Whether stdout is a terminal (progress bars) or a pipe/file (plain lines).
 var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
 
-/// `--threads`, `--gemm` and `--max-memory`, taken by every command that runs a model.
+/// `--threads`, `--gemm`, `--max-memory` and `--max-work`, taken by every command that runs a model.
 struct ThreadOptions: ParsableArguments {
     @Option(help: "Intra-op threads (default: all cores).") var threads: Int?
     @Option(help: ArgumentHelp("Float32 GEMM library: onednn (the default when libdnnl.so.2 is installed) or openblas.", valueName: "library"))
     var gemm: GEMMLibrary?
     @Option(help: ArgumentHelp("Memory budget for a run, e.g. 4G or 512M (default: the available memory, at least 512M). A plan or image above it is an error naming what needs the memory.", valueName: "size"))
     var maxMemory: String?
+    @Option(help: ArgumentHelp("Work budget for a run in multiply-adds, e.g. 500G or 2T (default: none). A plan above it is an error naming the node that does the most.", valueName: "count"))
+    var maxWork: String?
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1, got \(threads)") }
@@ -62,6 +64,12 @@ struct ThreadOptions: ParsableArguments {
             // The budget is process-wide (the planner and image decoding read it); validation runs once,
             // before the command, so this is where the option takes effect.
             MemoryBudget.setLimit(bytes)
+        }
+        if let maxWork {
+            guard let count = parseQuantity(maxWork, base: 1000) else {
+                throw ValidationError("--max-work must be a positive count such as 500G, 2T or 1000000 (multiply-adds), got '\(maxWork)'")
+            }
+            WorkBudget.setLimit(Double(count))
         }
         // Process-wide like the budget (and like the libraries' own thread pools).
         if let gemm {

@@ -50,6 +50,9 @@ def parse_args():
     p.add_argument("--jobs", type=int, default=2, help="mutants run at once")
     p.add_argument("--timeout", type=float, default=30, help="seconds per run before it counts as a hang")
     p.add_argument("--max-memory", default="1G", help="the --max-memory given to the commands")
+    p.add_argument("--max-work", default="50G",
+                   help="the --max-work given to the commands (multiply-adds): a mutant may ask for a valid "
+                        "model that would compute for hours; with the budget it must say so instead of running")
     p.add_argument("--rss-limit", type=int, default=1536, help="MB of peak RSS above which a run is over budget")
     p.add_argument("--address-space", type=int, default=8192, help="MB of address space per run (ulimit -v)")
     p.add_argument("--out", default=None, help="folder for findings and scratch (default: a temporary folder)")
@@ -116,7 +119,7 @@ class Campaign:
         scratch = os.path.join(self.out, "scratch", str(n))
         shutil.rmtree(scratch, ignore_errors=True)
         os.makedirs(scratch)
-        budget = ["--max-memory", self.args.max_memory, "--threads", "1"]
+        budget = ["--max-memory", self.args.max_memory, "--max-work", self.args.max_work, "--threads", "1"]
         outdir = ["--overwrite"]
         if kind == "model":
             seed = rng.choice(self.models)
@@ -155,7 +158,8 @@ class Campaign:
             run = os.path.join(scratch, "run")
             shutil.copytree(self.checkpoint_run, run)
             what = "checkpoint: " + mutators.mutate_checkpoint(rng, os.path.join(run, "checkpoint"))
-            cmd = self.train_args(run) + ["--resume", "--max-steps", "3", "--max-memory", self.args.max_memory]
+            cmd = self.train_args(run) + ["--resume", "--max-steps", "3", "--max-memory", self.args.max_memory,
+                                           "--max-work", self.args.max_work]
         return kind, what, [self.args.binary] + cmd, scratch
 
     def execute(self, cmd, scratch):
@@ -244,8 +248,9 @@ class Campaign:
 
     def report(self, seconds):
         order = ["ok", "error", "bad-exit", "signal", "hang", "over-budget"]
-        print("\n%d mutants in %.0f s (seed %d, --max-memory %s, timeout %g s, RSS limit %d MB)" % (
-            sum(self.counts.values()), seconds, self.args.seed, self.args.max_memory, self.args.timeout, self.args.rss_limit))
+        print("\n%d mutants in %.0f s (seed %d, --max-memory %s, --max-work %s, timeout %g s, RSS limit %d MB)" % (
+            sum(self.counts.values()), seconds, self.args.seed, self.args.max_memory, self.args.max_work,
+            self.args.timeout, self.args.rss_limit))
         print("%-12s" % "kind" + "".join("%12s" % o for o in order))
         for kind, _ in self.kinds:
             print("%-12s" % kind + "".join("%12d" % self.by_kind[kind][o] for o in order))

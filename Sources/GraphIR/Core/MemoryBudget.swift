@@ -54,21 +54,26 @@ public enum MemoryBudget {
     }
 
     /// Parses a size such as `4G`, `512M`, `1.5GB`, `300000` (bytes); units are powers of 1024.
-    public static func parse(_ text: String) -> Int? {
-        let t = text.trimmingCharacters(in: .whitespaces).uppercased()
-        let units: [(String, Double)] = [("TB", 0x1p40), ("GB", 0x1p30), ("MB", 0x1p20), ("KB", 0x1p10),
-                                         ("T", 0x1p40), ("G", 0x1p30), ("M", 0x1p20), ("K", 0x1p10), ("B", 1)]
-        var number = Substring(t), scale = 1.0
-        for (suffix, s) in units where t.hasSuffix(suffix) {
-            number = t.dropLast(suffix.count)
-            scale = s
-            break
-        }
-        guard let v = Double(number.trimmingCharacters(in: .whitespaces)), v.isFinite, v > 0 else { return nil }
-        let bytes = v * scale
-        guard bytes >= 1, bytes < 0x1p62 else { return nil }
-        return Int(bytes)
+    public static func parse(_ text: String) -> Int? { parseQuantity(text, base: 1024, allowByteSuffix: true) }
+}
+
+/// A positive count with an optional K/M/G/T suffix (powers of `base`; `KB`… too when
+/// `allowByteSuffix`), e.g. `4G`, `1.5T`, `300000`; nil when malformed, not positive or ≥ 2⁶².
+/// `--max-memory` (base 1024) and `--max-work` (base 1000) read their values with it.
+public func parseQuantity(_ text: String, base: Double, allowByteSuffix: Bool = false) -> Int? {
+    let t = text.trimmingCharacters(in: .whitespaces).uppercased()
+    var units: [(String, Double)] = [("T", pow(base, 4)), ("G", pow(base, 3)), ("M", pow(base, 2)), ("K", base)]
+    if allowByteSuffix { units = units.map { ($0.0 + "B", $0.1) } + units + [("B", 1)] }
+    var number = Substring(t), scale = 1.0
+    for (suffix, s) in units where t.hasSuffix(suffix) {
+        number = t.dropLast(suffix.count)
+        scale = s
+        break
     }
+    guard let v = Double(number.trimmingCharacters(in: .whitespaces)), v.isFinite, v > 0 else { return nil }
+    let count = v * scale
+    guard count >= 1, count < 0x1p62 else { return nil }
+    return Int(count)
 }
 
 extension Tensor {

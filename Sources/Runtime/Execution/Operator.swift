@@ -59,6 +59,10 @@ public struct OpSchema: @unchecked Sendable {
     /// The symbolic-value rule of shape arithmetic: the contents of the (small, integer) output in
     /// terms of the inputs' symbolic contents, e.g. Shape(x) → x's dims, Concat → the parts joined.
     public private(set) var symbolicValue: ((TypeInferenceContext) throws -> [Dim]?)?
+    /// The multiply-adds a node does, from its input and output shapes (nil where unknown): carried
+    /// by the ops whose work grows faster than their outputs (contractions: MatMul, Gemm, Conv,
+    /// attention), summed by the planner for `WorkBudget` (`--max-work`).
+    public private(set) var work: WorkRule?
 
     public init(_ opType: String, domain: String = "", opsets: ClosedRange<Int> = 1...23,
                 inputs: ClosedRange<Int>, outputs: ClosedRange<Int> = 1...1, shapeInputs: Set<Int> = [],
@@ -97,6 +101,13 @@ extension OpSchema {
         return s
     }
 
+    /// The same schema with a work rule (`work`).
+    public func withWork(_ rule: @escaping WorkRule) -> OpSchema {
+        var s = self
+        s.work = rule
+        return s
+    }
+
     /// The same schema with a symbolic-value rule.
     public func withSymbolicValue(_ rule: @escaping (TypeInferenceContext) throws -> [Dim]?) -> OpSchema {
         var s = self
@@ -104,6 +115,10 @@ extension OpSchema {
         return s
     }
 }
+
+/// Multiply-adds of one node: (node, input shapes, output shapes) → count, nil where not estimable.
+/// Shapes are nil for absent inputs and values whose shape the plan does not know.
+public typealias WorkRule = (_ node: Node, _ inputs: [[Int]?], _ outputs: [[Int]?]) -> Double?
 
 /// A kernel written as a closure, for ops whose state is a few parsed attributes.
 public struct ClosureKernel: Kernel {

@@ -32,7 +32,7 @@ extension OpRegistry {
                                                 [try ctx.gradient(), ctx.input(0), ctx.input(1), ctx.input(2), ctx.output(0)],
                                                 attributes: ["scale": .float(try attentionScale(ctx.node))], outputs: 3)
                      return (0..<3).map { ctx.needs($0) ? outs[$0] : nil }
-                 },
+                 }.withWork(WorkRules.attention(backward: false)),
     ]
 
     static let attentionGradOps: [OpSchema] = [
@@ -45,7 +45,7 @@ extension OpRegistry {
                                                        try inputs.required(3), try inputs.required(4),
                                                        scale: scale, label: label, context: context)
                      }
-                 }),
+                 }).withWork(WorkRules.attention(backward: true)),
     ]
 
     /// The required, finite `scale` attribute.

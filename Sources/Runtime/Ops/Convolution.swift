@@ -18,11 +18,11 @@ extension OpRegistry {
         OpSchema(OpType.conv, opsets: 1...23, inputs: 2...3,
                  inferTypes: { try Convolution.inferConv($0) },
                  makeKernel: { node, _ in try Convolution.convKernel(node) })
-            .withGradient { try Convolution.convGradient($0) },
+            .withGradient { try Convolution.convGradient($0) }.withWork(WorkRules.convolution(transposed: false)),
         OpSchema("ConvTranspose", opsets: 1...23, inputs: 2...3,
                  inferTypes: { try Convolution.inferConvTranspose($0) },
                  makeKernel: { node, _ in try Convolution.convTransposeKernel(node) })
-            .withGradient { try Convolution.convTransposeGradient($0) },
+            .withGradient { try Convolution.convTransposeGradient($0) }.withWork(WorkRules.convolution(transposed: true)),
         // Training kernels (Conv's backward; see "MARK: gradient rules").
         OpSchema("ConvGradInput", domain: trainingDomain, inputs: 3...3, shapeInputs: [2],
                  inferTypes: { ctx in [LinearAlgebra.inferFromTarget(ctx, 2)] },

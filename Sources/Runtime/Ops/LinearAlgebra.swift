@@ -9,15 +9,15 @@ extension OpRegistry {
         OpSchema(OpType.matMul, opsets: 1...23, inputs: 2...2,
                  inferTypes: { try LinearAlgebra.inferMatMul($0) },
                  makeKernel: { node, _ in LinearAlgebra.matMulKernel(node) })
-            .withGradient { try LinearAlgebra.matMulGradient($0) },
+            .withGradient { try LinearAlgebra.matMulGradient($0) }.withWork(WorkRules.product),
         OpSchema("Gemm", opsets: 1...23, inputs: 2...3,
                  inferTypes: { try LinearAlgebra.inferGemm($0) },
                  makeKernel: { node, opset in try LinearAlgebra.gemmKernel(node, opset: opset) })
-            .withGradient { try LinearAlgebra.gemmGradient($0) },
+            .withGradient { try LinearAlgebra.gemmGradient($0) }.withWork(WorkRules.product),
         // The fuse-matmul-epilogue pass's op (inference graphs only, so no gradient rule).
         OpSchema(OpType.fusedMatMul, domain: fusedDomain, inputs: 2...4,
                  inferTypes: { try LinearAlgebra.inferFusedMatMul($0) },
-                 makeKernel: { node, _ in try LinearAlgebra.fusedMatMulKernel(node) }),
+                 makeKernel: { node, _ in try LinearAlgebra.fusedMatMulKernel(node) }).withWork(WorkRules.product),
         // Training kernels (see "MARK: gradients").
         OpSchema("MatMulTransposed", domain: trainingDomain, inputs: 2...3, shapeInputs: [2],
                  inferTypes: { ctx in [LinearAlgebra.inferFromTarget(ctx, 2)] },

@@ -167,6 +167,7 @@ public final class ExecutionPlan {
         }
         lines.append("\(steps.count) nodes to run, \(foldedNodeCount) folded, \(foldedValues.count) folded values kept")
         lines.append("activation peak: " + (peakActivationBytes.map { formatBytes($0) + " (upper bound)" } ?? "unknown (some shapes are only known at run time)"))
+        lines.append("work: about \(WorkBudget.format(estimatedWork.total)) multiply-adds (MatMul, Gemm, Conv, attention)")
         return lines.joined(separator: "\n")
     }
 }

@@ -87,6 +87,7 @@ public enum Planner {
         plan.steps = Liveness.withReleases(runSteps, slotCount: slotCount,
                                            keep: { outputSlots.contains($0) || known[$0] != nil })
         try plan.checkMemoryBudget()
+        try plan.checkWorkBudget()
         return plan
     }
 
