@@ -11,10 +11,12 @@
 
 // exp for float32: range reduction x = n·ln2 + r, |r| ≤ ln2/2, degree-6 polynomial, 2^n through the
 // exponent bits. Inputs are clamped to [-87, 88]; callers handle NaN themselves.
-static inline float exp_poly(float x) {
+static inline __attribute__((always_inline)) float exp_poly(float x) {
     x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
-    float n = __builtin_roundevenf(x * 1.44269504088896341f);
+    // Round to nearest even by adding and removing 1.5·2^23 (exact for |x·log2 e| < 2^22): plain
+    // arithmetic that vectorises on every level, where roundevenf is a libm call without SSE4.1.
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
@@ -31,7 +33,7 @@ static inline float exp_poly(float x) {
 }
 
 // erf(x) = x·P(u)/Q(u), u = x²/16, clamped at |x| = 4 where erf rounds to ±1 in float32.
-static inline double erf_rational(double x) {
+static inline __attribute__((always_inline)) double erf_rational(double x) {
     double c = x > 4.0 ? 4.0 : (x < -4.0 ? -4.0 : x);
     double u = c * c * 0.0625;
     double u2 = u * u, u4 = u2 * u2;
@@ -77,17 +79,23 @@ void ck_gelu(const float *x, float *y, ptrdiff_t n) {
 }
 
 // d[i] = exp(s[i] − shift) (0 below −87) for a row of n; returns the row's sum, taken in 16 float
-// lanes combined in double: precise for long rows and still vectorised. (d may be s.)
-static inline double exp_shifted(const float *s, float *d, ptrdiff_t n, float shift) {
+// lanes combined in double: precise for long rows and still vectorised. (d may be s.) Always inlined:
+// an out-of-line copy is compiled for the baseline level only, and every clone would call it.
+static inline __attribute__((always_inline)) double exp_shifted(const float *s, float *d, ptrdiff_t n, float shift) {
     float lanes[16] = {0};
     ptrdiff_t i = 0;
     for (; i + 16 <= n; i += 16) {
+        // The block's exps go to a local array first: with d == s (in place) a direct store could
+        // overwrite a later input as far as the compiler knows, and it would fall back to scalar code.
+        float e[16];
         for (int k = 0; k < 16; k++) {
             float v = s[i + k] - shift;
-            float e = exp_poly(v);
-            e = v < -87.0f ? 0.0f : e;
-            d[i + k] = e;
-            lanes[k] += e;
+            float x = exp_poly(v);
+            e[k] = v < -87.0f ? 0.0f : x;
+        }
+        for (int k = 0; k < 16; k++) {
+            d[i + k] = e[k];
+            lanes[k] += e[k];
         }
     }
     double total = 0;
@@ -101,17 +109,39 @@ static inline double exp_shifted(const float *s, float *d, ptrdiff_t n, float sh
     return total;
 }
 
+// A row's maximum, at least `start`, and whether it holds +inf or NaN (*bad), in 16 independent
+// lanes: a single running maximum is a serial chain the compiler will not reorder (NaN makes max
+// non-associative), and it ran scalar.
+static inline __attribute__((always_inline)) float row_max(const float *s, ptrdiff_t n, float start, int *bad) {
+    float lane[16];
+    int flag[16];
+    for (int k = 0; k < 16; k++) { lane[k] = start; flag[k] = 0; }
+    ptrdiff_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        for (int k = 0; k < 16; k++) {
+            float v = s[i + k];
+            lane[k] = v > lane[k] ? v : lane[k];
+            flag[k] |= (v != v) | (v == INFINITY);
+        }
+    }
+    float m = start;
+    int b = 0;
+    for (int k = 0; k < 16; k++) { m = lane[k] > m ? lane[k] : m; b |= flag[k]; }
+    for (; i < n; i++) {
+        m = s[i] > m ? s[i] : m;
+        b |= (s[i] != s[i]) | (s[i] == INFINITY);
+    }
+    *bad = b;
+    return m;
+}
+
 MULTIVERSION
 void ck_softmax_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n, int take_log) {
     for (ptrdiff_t r = 0; r < rows; r++) {
         const float *s = x + r * n;
         float *d = y + r * n;
-        float m = -INFINITY;
-        int bad = 0;
-        for (ptrdiff_t i = 0; i < n; i++) {
-            m = s[i] > m ? s[i] : m;
-            bad |= (s[i] != s[i]) | (s[i] == INFINITY);
-        }
+        int bad;
+        float m = row_max(s, n, -INFINITY, &bad);
         if (bad) {
             for (ptrdiff_t i = 0; i < n; i++) d[i] = NAN;
             continue;
@@ -132,12 +162,8 @@ MULTIVERSION
 void ck_softmax_block_rows(float *s, ptrdiff_t rows, ptrdiff_t n, float *max, double *sum, float *rescale) {
     for (ptrdiff_t r = 0; r < rows; r++) {
         float *row = s + r * n;
-        float m = max[r];
-        int bad = 0;
-        for (ptrdiff_t i = 0; i < n; i++) {
-            m = row[i] > m ? row[i] : m;
-            bad |= (row[i] != row[i]) | (row[i] == INFINITY);
-        }
+        int bad;
+        float m = row_max(row, n, max[r], &bad);
         // As ck_softmax_rows: a row that is all -inf so far shifts by 0 (its exps are 0).
         float shift = m == -INFINITY ? 0.0f : m;
         float old = max[r] == -INFINITY ? -INFINITY : max[r] - shift;

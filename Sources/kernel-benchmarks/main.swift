@@ -26,6 +26,7 @@ let suites: [Suite] = [
     Suite(name: "nn-grad", summary: "Conv and MatMul forward vs dX/dW/dB at batch 2", run: convMatMulGradients),
     Suite(name: "shape-ops", summary: "Transpose, Concat, Slice forward, GB/s", run: shapeOpsForward),
     Suite(name: "shape-grad", summary: "Concat, Transpose, Slice, Gather forward vs backward", run: shapeGradients),
+    Suite(name: "attention", summary: "fused Attention vs MatMul + Softmax + MatMul at b0's shapes", run: attentionForward),
     Suite(name: "builder", summary: "built b0 vs the imported export (needs ../shared/reference)", run: builtVersusExport),
 ]
 

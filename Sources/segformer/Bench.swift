@@ -18,7 +18,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed iterations.") var iterations: Int = 10
     @Option(help: "Untimed warm-up iterations.") var warmup: Int = 2
     @OptionGroup var sessionFlags: SessionFlags
-    @Flag(help: "Print time spent per op type over the timed runs.") var profile = false
+    @Flag(help: "Print time spent per op type, and the costliest nodes, over the timed runs.") var profile = false
     @Flag(help: "Time one training step instead (HF loss, forward + backward + AdamW) on random inputs and labels; also prints the activation peak of its plan and the largest values live there.") var train = false
 
     func run() throws {
@@ -118,6 +118,10 @@ extension Bench {
             let perRun = p.milliseconds / Double(iterations)
             let name = op.padding(toLength: max(op.count, 22), withPad: " ", startingAt: 0)
             print("  " + name + String(format: " %8.2f ms  %5.1f%%  %4d calls", perRun, 100 * p.milliseconds / max(total, 1e-9), p.calls / iterations))
+        }
+        print("costliest nodes (per run):")
+        for (label, p) in session.nodeProfile.sorted(by: { $0.value.milliseconds > $1.value.milliseconds }).prefix(25) {
+            print(String(format: "  %8.2f ms  ", p.milliseconds / Double(iterations)) + label)
         }
     }
 }

@@ -7,6 +7,7 @@
 
 /// Softmax (log_softmax when `log` != 0) over `rows` contiguous rows of `n` floats. Rows holding
 /// +inf or NaN give NaN (as PyTorch); a row of all -inf gives NaN for softmax, -inf for log.
+/// y may be x for softmax (not for log, which reads x after writing the exps).
 void ck_softmax_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n, int log);
 
 /// One step of an online (streaming) softmax over a block of `rows` rows of `n` scores (row stride n),

@@ -24,8 +24,10 @@ public final class Session {
     public var profiling = false
     /// Op type → (calls, total milliseconds), accumulated while `profiling` is on.
     public private(set) var profile: [String: (calls: Int, milliseconds: Double)] = [:]
-    /// Clears `profile`.
-    public func resetProfile() { profile = [:] }
+    /// Node label → (calls, total milliseconds), accumulated with `profile`: which nodes of a type cost.
+    public private(set) var nodeProfile: [String: (calls: Int, milliseconds: Double)] = [:]
+    /// Clears `profile` and `nodeProfile`.
+    public func resetProfile() { profile = [:]; nodeProfile = [:] }
 
     /// Compiles `model` for running: clean-up passes, one kernel per node, value slots. Plans are made
     /// later, one per binding of input shapes (on the first `run` with that binding).
@@ -119,8 +121,11 @@ public final class Session {
             if step.checksOutputSizes { try checkOutputSizes(step, node, inputs) }
             outputs = try step.kernel.run(inputs, context)
             if profiling {
+                let elapsed = Benchmark.now() - started
                 let previous = profile[node.opType] ?? (0, 0)
-                profile[node.opType] = (previous.calls + 1, previous.milliseconds + Benchmark.now() - started)
+                profile[node.opType] = (previous.calls + 1, previous.milliseconds + elapsed)
+                let byNode = nodeProfile[node.label] ?? (0, 0)
+                nodeProfile[node.label] = (byNode.calls + 1, byNode.milliseconds + elapsed)
             }
         } catch let e as SegFormerError {
             let shapes = inputs.map { $0.map { "\($0.dataType)\($0.shape)" } ?? "∅" }.joined(separator: ", ")

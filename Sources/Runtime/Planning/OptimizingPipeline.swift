@@ -6,23 +6,19 @@ import GraphIR
 /// Every pass reports what it changed (`segformer inspect --optimized` prints it).
 public enum OptimizingPipeline {
     /// The passes, in order. Canonicalise: LayerNorm and GELU written out in elementary ops (exports
-    /// at opsets before the ONNX op) become single nodes. Then the decode-head algebra: split a 1×1
-    /// conv over its Concat, move each part before its Resize, fold it into the MatMul that made its
-    /// input. Last, fusion: each float32 MatMul takes in the Transposes before it and the bias, residual
-    /// and Relu after it (inference graphs only: `FusedMatMul` has no gradient rule).
-    /// Attention stays unfused here: measured on b0 (2 threads, same run), the fused kernel is slower
-    /// than sgemm + Softmax + sgemm (op17 512²: 187–199 against 129–139 ms; opset-12 1024²: 1470–1567
-    /// against 940–1083 ms), and inference memory stays below onnxruntime's without it.
-    public static let passes: [GraphPass] = [.fuseLayerNormalization, .fuseGelu,
+    /// at opsets before the ONNX op) become single nodes. Fuse: scaled dot-product attention becomes
+    /// one tiled node. Then the decode-head algebra: split a 1×1 conv over its Concat, move each part
+    /// before its Resize, fold it into the MatMul that made its input. Last, fusion: each float32 MatMul
+    /// takes in the Transposes before it and the bias, residual and Relu after it (inference graphs only:
+    /// `FusedMatMul` has no gradient rule, and training graphs run `trainingPasses`).
+    public static let passes: [GraphPass] = [.fuseLayerNormalization, .fuseGelu, .fuseAttention,
                                              .splitConvOverConcat, .convBeforeResize, .foldConvIntoMatMul,
                                              .fuseMatMulEpilogue]
 
     /// The passes a training graph's forward part goes through: the rewrites into single nodes whose
     /// gradient rules write the backward (attention, LayerNorm, GELU), which keep every parameter as
     /// it is. (The decode-head algebra merges constant weights: in a training graph those are the
-    /// frozen ones, and its merged weights would have to be recomputed per step.) Attention is fused
-    /// here: its backward keeps no N×M matrix, and the b0 step (batch 2, 512²) took the same time
-    /// with these passes as without (1961 / 1960 ms) in 914 instead of 1155 MB.
+    /// frozen ones, and its merged weights would have to be recomputed per step.)
     public static let trainingPasses: [GraphPass] = [.fuseLayerNormalization, .fuseGelu, .fuseAttention]
 
     /// The op histograms around the pipeline and what each pass changed.
