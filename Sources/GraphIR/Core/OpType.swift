@@ -33,6 +33,9 @@ public enum OpType {
     public static let relu = "Relu"
     public static let reshape = "Reshape"
     public static let resize = "Resize"
+    /// Fused domain: Resize followed by an Add of a same-shaped value (and optionally a Relu), written by
+    /// the fuse-resize-add pass.
+    public static let resizeAdd = "ResizeAdd"
     public static let shape = "Shape"
     public static let slice = "Slice"
     public static let softmax = "Softmax"

@@ -99,6 +99,39 @@ enum ResizePlan {
         return (g.outShape, tables)
     }
 
+    /// (Resize(x) + addend) + bias, then Relu when `relu` (ResizeAdd, float32, NCHW bias per channel):
+    /// applied to each interpolated row while it is in cache, after the row is rounded as Resize rounds
+    /// it, so the result is the one of the separate Resize, Add, Add and Relu nodes.
+    static func run(_ x: Tensor, roi: Tensor?, scales: Tensor?, sizes: Tensor?, _ a: ResizeAttributes,
+                    label: String, context: ExecutionContext, adding addend: Tensor, bias: Tensor?, relu: Bool) throws -> Tensor {
+        guard x.dataType == .float, addend.dataType == .float, bias?.dataType ?? .float == .float else {
+            throw SegFormerError.unsupported("\(label): ResizeAdd of \(x.dataType) and \(addend.dataType) (float32 only)")
+        }
+        let (outShape, tables) = try plan(x.shape, roi: roi, scales: scales, sizes: sizes, a, label: label)
+        guard outShape == addend.shape else {
+            throw SegFormerError.invalid("\(label): the resized shape \(outShape) differs from the addend's \(addend.shape)")
+        }
+        if let bias, outShape.count != 4 || bias.count != outShape[1] {
+            throw SegFormerError.invalid("\(label): bias \(bias.shape) is not one value per channel of \(outShape)")
+        }
+        let epilogue = RowEpilogue(addend: addend.pointer(Float.self), bias: bias.map { UnsafePointer($0.pointer(Float.self)) },
+                                   channels: outShape.count > 1 ? outShape[1] : 1,
+                                   planeSize: outShape.suffix(2).reduce(1, *), relu: relu)
+        if a.mode != .nearest, !tables.isEmpty, x.count > 0, x.rank >= 2, tables.allSatisfy({ $0.axis >= x.rank - 2 }) {
+            return interpolateFloat(x, tables, extrapolation: Float(a.extrapolation), context, epilogue: epilogue)
+        }
+        // Other forms (identity, nearest, other axes): Resize, then the epilogue over the whole output.
+        let y = try run(x, roi: roi, scales: scales, sizes: sizes, a, label: label, context: context)
+        let out = Tensor(uninitialized: .float, shape: outShape)
+        let src = y.pointer(Float.self), dst = out.pointer(Float.self)
+        for i in 0..<out.count { dst[i] = src[i] }
+        let rowLength = epilogue.bias == nil ? max(out.count, 1) : max(epilogue.planeSize, 1)
+        for start in stride(from: 0, to: out.count, by: rowLength) {
+            epilogue.apply(dst + start, offset: start, count: min(rowLength, out.count - start))
+        }
+        return out
+    }
+
     static func run(_ x0: Tensor, roi roiT: Tensor?, scales: Tensor?, sizes: Tensor?, _ a: ResizeAttributes,
                     label: String, context: ExecutionContext) throws -> Tensor {
         let shape = x0.shape
@@ -333,8 +366,29 @@ enum ResizePlan {
 
     /// float32 linear / cubic. When only the last two axes change, both passes run per plane
     /// (vertical into a scratch block, then horizontal), in parallel over planes.
+    /// What ResizeAdd does to each finished output row (`count` elements at `offset` of an NCHW output
+    /// within one plane of `planeSize`): add the addend's row, then the channel's bias, then Relu.
+    struct RowEpilogue {
+        let addend: UnsafePointer<Float>
+        let bias: UnsafePointer<Float>?
+        let channels: Int, planeSize: Int
+        let relu: Bool
+
+        @inline(__always)
+        func apply(_ row: UnsafeMutablePointer<Float>, offset: Int, count: Int) {
+            let a = addend + offset
+            for j in 0..<count { row[j] += a[j] }
+            if let bias {
+                let b = bias[(offset / planeSize) % channels]
+                for j in 0..<count { row[j] += b }
+            }
+            // max(v, 0) as Relu computes it (NaN stays NaN).
+            if relu { for j in 0..<count where row[j] < 0 { row[j] = 0 } }
+        }
+    }
+
     static func interpolateFloat(_ x: Tensor, _ tables: [AxisTable], extrapolation: Float,
-                                 _ context: ExecutionContext) -> Tensor {
+                                 _ context: ExecutionContext, epilogue: RowEpilogue? = nil) -> Tensor {
         let rank = x.rank
         guard rank >= 2, tables.allSatisfy({ $0.axis >= rank - 2 }) else {
             var cur = x
@@ -373,13 +427,14 @@ enum ResizePlan {
                         let drow = d + y * outW
                         if let e = th.extrapolated, e[y] {
                             for j in 0..<outW { drow[j] = extrapolation }
-                            continue
+                        } else {
+                            interpolateRow(s, inW: inW, ih: ih.baseAddress! + y * nh, wh: wh.baseAddress! + y * nh, nh: nh,
+                                           iw: iw.baseAddress!, ww: ww.baseAddress!, nw: nw, outW: outW, tmp: tmp, out: drow)
+                            if let e = tw.extrapolated {
+                                for xo in 0..<outW where e[xo] { drow[xo] = extrapolation }
+                            }
                         }
-                        interpolateRow(s, inW: inW, ih: ih.baseAddress! + y * nh, wh: wh.baseAddress! + y * nh, nh: nh,
-                                       iw: iw.baseAddress!, ww: ww.baseAddress!, nw: nw, outW: outW, tmp: tmp, out: drow)
-                        if let e = tw.extrapolated {
-                            for xo in 0..<outW where e[xo] { drow[xo] = extrapolation }
-                        }
+                        epilogue?.apply(drow, offset: (p * outH + y) * outW, count: outW)
                     }
                 }
             }

@@ -51,6 +51,25 @@ extension OpRegistry {
                          return [try ResizePlan.run(x, roi: roi, scales: scales, sizes: sizes, attrs, label: label, context: context)]
                      }
                  }).withGradient(resizeGradient),
+        // The fuse-resize-add pass's op: (Resize(x, roi, scales, sizes) + addend) + bias, then an optional
+        // Relu (inference graphs only, so no gradient rule). The pass matched an addend of the resized
+        // shape and a constant per-channel bias ([C, 1, 1] or [1, C, 1, 1]).
+        OpSchema(OpType.resizeAdd, domain: fusedDomain, inputs: 2...6, shapeInputs: [1, 2, 3],
+                 inferTypes: { ctx in [ctx.type(4)] },
+                 makeKernel: { node, opset in
+                     let attrs = try ResizeAttributes(node, max(opset, 11))
+                     let label = node.label
+                     let activation = try node.string("activation", default: "")
+                     guard activation.isEmpty || activation == OpType.relu else {
+                         throw SegFormerError.invalid("\(label): ResizeAdd activation must be Relu or absent, got '\(activation)'")
+                     }
+                     return ClosureKernel { inputs, context in
+                         [try ResizePlan.run(try inputs.required(0), roi: inputs.optional(1), scales: inputs.optional(2),
+                                             sizes: inputs.optional(3), attrs, label: label, context: context,
+                                             adding: try inputs.required(4, "addend"), bias: inputs.optional(5),
+                                             relu: !activation.isEmpty)]
+                     }
+                 }),
         OpSchema("Upsample", opsets: 7...9, inputs: 1...2,
                  shapeInputs: [1],
                  makeKernel: { node, opset in

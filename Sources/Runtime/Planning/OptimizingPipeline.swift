@@ -9,11 +9,12 @@ public enum OptimizingPipeline {
     /// at opsets before the ONNX op) become single nodes. Fuse: scaled dot-product attention becomes
     /// one tiled node. Then the decode-head algebra: split a 1×1 conv over its Concat, move each part
     /// before its Resize, fold it into the MatMul that made its input. Last, fusion: each float32 MatMul
-    /// takes in the Transposes before it and the bias, residual and Relu after it (inference graphs only:
-    /// `FusedMatMul` has no gradient rule, and training graphs run `trainingPasses`).
+    /// takes in the Transposes before it and the bias, residual and Relu after it, and each Resize the
+    /// Add (and Relu) after it (inference graphs only: `FusedMatMul` and `ResizeAdd` have no gradient
+    /// rule, and training graphs run `trainingPasses`).
     public static let passes: [GraphPass] = [.fuseLayerNormalization, .fuseGelu, .fuseAttention,
                                              .splitConvOverConcat, .convBeforeResize, .foldConvIntoMatMul,
-                                             .fuseMatMulEpilogue]
+                                             .fuseMatMulEpilogue, .fuseResizeAdd]
 
     /// The passes a training graph's forward part goes through: the rewrites into single nodes whose
     /// gradient rules write the backward (attention, LayerNorm, GELU), which keep every parameter as
