@@ -1,22 +1,26 @@
 extension GraphPass {
     /// A float32 MatMul, the Transposes that feed it and the elementwise ops that follow it become one
     /// `FusedMatMul` (in `fusedDomain`), whose kernel adds the bias and the residual and applies the
-    /// Relu to each block of the product while it is still in cache, and reads transposed operands
-    /// in place:
+    /// Relu to each block of the product while it is still in cache, reads transposed operands in
+    /// place, and writes a transposed result directly (SegFormer transposes each linear's output to
+    /// NCHW before the decode head's resize and before each MixFFN's depthwise conv):
     ///
     ///     Relu((MatMul(Transpose(a), Transpose(b)) + bias) + residual)
     ///       = FusedMatMul(a, b, bias, residual; transA, transB, activation = Relu)
+    ///     Transpose(Relu(MatMul(Transpose(a), Transpose(b)) + bias))
+    ///       = FusedMatMul(a, b, bias; transA, transB, activation = Relu, transposeOutput)
     ///
     /// every part optional but the MatMul, and at least one present. Why it is the same function: a
     /// Transpose swapping the last two axes is what transA/transB mean for the GEMM of each batch;
     /// the epilogue performs the very float operations of the Add, Add and Relu nodes, in their order
-    /// (Add is commutative in IEEE arithmetic, so operand order does not matter). Matched only: both
+    /// (Add is commutative in IEEE arithmetic, so operand order does not matter); a Transpose after
+    /// them moves values without changing any, and (A·B)ᵀ = Bᵀ·Aᵀ is the same sums of the same
+    /// products (the GEMM may add them in another order: equal up to float rounding). Matched only: both
     /// operands of rank ≥ 2 (no 1-D promotion); a Transpose whose perm swaps exactly the last two axes;
     /// a bias that is a float constant of N elements along the last axis (N = the product's last dim,
     /// rank ≤ the product's, so it broadcasts without changing the shape); a residual whose inferred
     /// shape equals the product's; each intermediate read by the next op of the pattern alone.
-    /// Inference graphs only: `TrainingSession` runs no optimizing passes, and FusedMatMul has no
-    /// gradient rule.
+    /// Inference graphs only: FusedMatMul has no gradient rule (training runs `trainingPasses`).
     public static let fuseMatMulEpilogue = overNodes("fuse-matmul-epilogue", of: OpType.matMul) { index, matmul, r in
         guard let type = r.context.types[matmul.outputs[0]], type.dataType == .float, let shape = type.shape,
               let n = shape.last?.value,
@@ -51,6 +55,13 @@ extension GraphPass {
             attributes["activation"] = .string(OpType.relu)
             replaced.append(relu.index)
             output = relu.node.outputs[0]
+        }
+        // A Transpose of the result's last two axes: the GEMM writes Bᵀ·Aᵀ instead (a residual would
+        // have to be read transposed too, so not then).
+        if residual.isEmpty, let transpose = r.soleReader(of: output, OpType.transpose), swapsLastTwoAxes(transpose.node) {
+            attributes["transposeOutput"] = .int(1)
+            replaced.append(transpose.index)
+            output = transpose.node.outputs[0]
         }
         guard replaced.count > 1 || flags.contains(true) else { return }   // a plain MatMul stays a MatMul
         replaced.forEach(r.replace)

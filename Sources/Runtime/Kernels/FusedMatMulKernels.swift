@@ -3,6 +3,8 @@ import GraphIR
 // FusedMatMul (written by the fuse-matmul-epilogue pass, schema in Ops/LinearAlgebra.swift): a MatMul
 // whose operands may be read transposed (the last two axes swapped, as GEMM transpose flags: no copy)
 // and whose epilogue — bias, residual, Relu — runs on each block of the product while it is in cache.
+// With transposeOutput it writes the product with its last two axes swapped, computed as
+// (A·B)ᵀ = Bᵀ·Aᵀ per batch item (GEMM flags again), the bias then added per row.
 extension LinearAlgebra {
     /// The elementwise ops after the product, applied per row in the order of the nodes they replace:
     /// ((y + bias) + residual), then Relu — the same float operations, so the same bits.
@@ -29,6 +31,7 @@ extension LinearAlgebra {
     static func fusedMatMulKernel(_ node: Node) throws -> Kernel {
         let label = node.label
         let transA = try node.int("transA", default: 0) != 0, transB = try node.int("transB", default: 0) != 0
+        let transposeOutput = try node.int("transposeOutput", default: 0) != 0
         let activation = try node.string("activation", default: "")
         guard activation.isEmpty || activation == OpType.relu else {
             throw SegFormerError.invalid("\(label): FusedMatMul activation must be Relu or absent, got '\(activation)'")
@@ -51,6 +54,14 @@ extension LinearAlgebra {
             }
             let epilogue = Epilogue(bias: bias.map { UnsafePointer($0.pointer(Float.self)) },
                                     residual: residual.map { UnsafePointer($0.pointer(Float.self)) }, relu: !activation.isEmpty)
+            if transposeOutput {
+                guard residual == nil else {
+                    throw SegFormerError.invalid("\(label): FusedMatMul with transposeOutput takes no residual")
+                }
+                return [try withExtendedLifetime(bias) {
+                    try fusedMatMulTransposed(a, b, p, transA: transA, transB: transB, epilogue, context)
+                }]
+            }
             return [try withExtendedLifetime((bias, residual)) {
                 try fusedMatMul(a, b, p, transA: transA, transB: transB, epilogue, context)
             }]
@@ -85,6 +96,33 @@ extension LinearAlgebra {
         }
         if !epilogue.isEmpty {
             context.parallelFor(rows, minimumPerChunk: max(1, 4096 / n)) { epilogue.apply(pc, rows: $0..<$1, n: n) }
+        }
+        return out
+    }
+
+    /// The product with its last two axes swapped, [batch…, n, m]: per batch item Cᵀ = op(B)ᵀ·op(A)ᵀ, one
+    /// GEMM with the operands exchanged and their flags flipped, then the bias (one value per row of
+    /// Cᵀ) and Relu per row.
+    static func fusedMatMulTransposed(_ a: Tensor, _ b: Tensor, _ p: MatMulPlan, transA: Bool, transB: Bool,
+                                      _ epilogue: Epilogue, _ context: ExecutionContext) throws -> Tensor {
+        let out = Tensor(uninitialized: .float, shape: swappingLastTwo(p.outShape))
+        if out.count == 0 { return out }
+        let (m, k, n) = (p.m, p.k, p.n)
+        let pa = a.pointer(Float.self), pb = b.pointer(Float.self), pc = out.pointer(Float.self)
+        let lda = a.shape[a.rank - 1], ldb = b.shape[b.rank - 1]
+        try BLAS.checkSizes(n, m, k, lda, ldb, m)
+        let aSize = a.shape.suffix(2).reduce(1, *), bSize = b.shape.suffix(2).reduce(1, *)
+        for i in 0..<p.batch {
+            let (ai, bi) = p.foldIntoM ? (i, 0) : (p.aIndex[i], p.bIndex[i])
+            BLAS.gemm(Float.self, context, transA: !transB, transB: !transA, m: n, n: m, k: k,
+                      a: pb + bi * bSize, lda: ldb, b: pa + ai * aSize, ldb: lda, c: pc + i * n * m, ldc: m)
+        }
+        context.parallelFor(p.batch * n, minimumPerChunk: max(1, 4096 / max(m, 1))) { start, end in
+            for r in start..<end {
+                let row = pc + r * m
+                if let bias = epilogue.bias { let v = bias[r % n]; for j in 0..<m { row[j] += v } }
+                if epilogue.relu { for j in 0..<m { row[j] = ReluFn().f(row[j]) } }
+            }
         }
         return out
     }

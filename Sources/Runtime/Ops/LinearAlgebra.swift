@@ -44,7 +44,9 @@ extension LinearAlgebra {
             throw SegFormerError.invalid("\(label): FusedMatMul operands must have rank ≥ 2, got ranks \(sa.count) and \(sb.count)")
         }
         let transA = try ctx.node.int("transA", default: 0) != 0, transB = try ctx.node.int("transB", default: 0) != 0
-        return [TensorType(ta.dataType, try matMulShape(transA ? swappingLastTwo(sa) : sa, transB ? swappingLastTwo(sb) : sb, label))]
+        let product = try matMulShape(transA ? swappingLastTwo(sa) : sa, transB ? swappingLastTwo(sb) : sb, label)
+        let transposed = try ctx.node.int("transposeOutput", default: 0) != 0 && product.count >= 2
+        return [TensorType(ta.dataType, transposed ? swappingLastTwo(product) : product)]
     }
 
     static func swappingLastTwo<D>(_ shape: [D]) -> [D] {

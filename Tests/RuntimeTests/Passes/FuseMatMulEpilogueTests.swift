@@ -128,4 +128,38 @@ final class FuseMatMulEpilogueTests: XCTestCase {
             XCTAssertEqual(try PassTest.maxDifference(g, rewritten, feeds: feeds), 0, what)
         }
     }
+
+    /// Transpose(Relu(x·W + c)) over the last two axes: the kernel writes (x·W)ᵀ = Wᵀ·xᵀ directly, the
+    /// bias per row — SegFormer's linears before an NCHW consumer. With a residual the Transpose stays.
+    func testTransposedResultIsWrittenDirectly() throws {
+        func graph(residual: Bool) -> Graph {
+            let b = GraphBuilder(graph: Graph(inputs: [PassTest.input("x", [.symbol("batch"), .known(6), .known(32)]),
+                                                       PassTest.input("r", [.symbol("batch"), .known(6), .known(5)])]))
+            var y = b.add1("Add", [b.add1("MatMul", ["x", b.constant(NNTest.tensor([32, 5], seed: 2))]),
+                                   b.constant(NNTest.tensor([5], seed: 3))])
+            if residual { y = b.add1("Add", [y, "r"]) }
+            b.add("Transpose", [b.add1("Relu", [y])], attributes: ["perm": .ints([0, 2, 1])], writing: "y")
+            var g = b.graph
+            g.outputs = [PassTest.output("y")]
+            return g
+        }
+        let feeds = ["x": NNTest.tensor([2, 6, 32], seed: 50), "r": NNTest.tensor([2, 6, 5], seed: 51)]
+        let original = graph(residual: false)
+        let (rewritten, report) = try PassTest.optimize(original, [.fuseMatMulEpilogue])
+        XCTAssertEqual(rewritten.nodes.map(\.opName), [fusedName], "\(report)")
+        XCTAssertEqual(try rewritten.nodes[0].int("transposeOutput", default: 0), 1)
+        let y = try Session(model: Model(graph: rewritten, opsetImports: ["": 17]),
+                            options: SessionOptions(threads: 2)).run(feeds)["y"]!
+        let zero = Tensor(zeros: .float, shape: [2, 6, 5])
+        let product = try reference(feeds["x"]!, NNTest.tensor([32, 5], seed: 2), NNTest.tensor([5], seed: 3), zero)
+        var expected = [Double](repeating: 0, count: product.count)   // [2, 6, 5] → [2, 5, 6]
+        for i in 0..<2 { for r in 0..<6 { for c in 0..<5 { expected[(i * 5 + c) * 6 + r] = product[(i * 6 + r) * 5 + c] } } }
+        try NNTest.assertClose(y, expected, shape: [2, 5, 6], tolerance: 1e-5)
+        XCTAssertLessThanOrEqual(try PassTest.maxDifference(original, rewritten, feeds: feeds), 1e-5)
+
+        let withResidual = graph(residual: true)
+        let (kept, keptReport) = try PassTest.optimize(withResidual, [.fuseMatMulEpilogue])
+        XCTAssertEqual(kept.nodes.map(\.opName).sorted(), ["Transpose", fusedName], "\(keptReport)")
+        XCTAssertEqual(try PassTest.maxDifference(withResidual, kept, feeds: feeds), 0)
+    }
 }
