@@ -5,32 +5,64 @@
 // c classes of one pixel contiguous and padded to cp, so every pass below runs along the classes in
 // whole vectors, with no gather and no scatter (bilinear taps move whole pixels).
 
+typedef float v8f __attribute__((vector_size(32), aligned(4)));   // 8 floats, any float alignment
+
+// An 8×8 block transposed in registers (row j of the result is column j of the input).
+static inline __attribute__((always_inline)) void transpose8(v8f r[8]) {
+    v8f t[8], u[8];
+    for (int j = 0; j < 8; j += 2) {
+        t[j] = __builtin_shufflevector(r[j], r[j + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        t[j + 1] = __builtin_shufflevector(r[j], r[j + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int j = 0; j < 8; j += 4) {
+        u[j] = __builtin_shufflevector(t[j], t[j + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[j + 1] = __builtin_shufflevector(t[j], t[j + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        u[j + 2] = __builtin_shufflevector(t[j + 1], t[j + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+        u[j + 3] = __builtin_shufflevector(t[j + 1], t[j + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+    }
+    for (int j = 0; j < 4; j++) {
+        r[j] = __builtin_shufflevector(u[j], u[j + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        r[j + 4] = __builtin_shufflevector(u[j], u[j + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+}
+
 MULTIVERSION
 void ck_planes_to_channels_last(const float *src, ptrdiff_t plane, ptrdiff_t c, ptrdiff_t w, ptrdiff_t cp,
                                 float *dst) {
-    for (ptrdiff_t i0 = 0; i0 < w; i0 += 16) {
-        ptrdiff_t i1 = i0 + 16 < w ? i0 + 16 : w;
-        for (ptrdiff_t k = 0; k < c; k++) {
-            const float *s = src + k * plane;
-            for (ptrdiff_t i = i0; i < i1; i++) dst[i * cp + k] = s[i];
+    const ptrdiff_t c8 = c / 8 * 8, w8 = w / 8 * 8;
+    for (ptrdiff_t i0 = 0; i0 < w8; i0 += 8) {
+        for (ptrdiff_t k0 = 0; k0 < c8; k0 += 8) {
+            v8f r[8];
+            for (int j = 0; j < 8; j++) r[j] = *(const v8f *)(src + (k0 + j) * plane + i0);
+            transpose8(r);
+            for (int j = 0; j < 8; j++) *(v8f *)(dst + (i0 + j) * cp + k0) = r[j];
         }
-        for (ptrdiff_t i = i0; i < i1; i++)
-            for (ptrdiff_t k = c; k < cp; k++) dst[i * cp + k] = 0;
+    }
+    for (ptrdiff_t i = 0; i < w; i++) {
+        for (ptrdiff_t k = i < w8 ? c8 : 0; k < c; k++) dst[i * cp + k] = src[k * plane + i];
+        for (ptrdiff_t k = c; k < cp; k++) dst[i * cp + k] = 0;
     }
 }
 
 MULTIVERSION
 void ck_channels_last_to_planes(const float *src, ptrdiff_t c, ptrdiff_t w, ptrdiff_t cp, float *dst, ptrdiff_t plane,
                                 int accumulate) {
-    for (ptrdiff_t i0 = 0; i0 < w; i0 += 16) {
-        ptrdiff_t i1 = i0 + 16 < w ? i0 + 16 : w;
-        for (ptrdiff_t k = 0; k < c; k++) {
-            float *d = dst + k * plane;
-            if (accumulate) {
-                for (ptrdiff_t i = i0; i < i1; i++) d[i] += src[i * cp + k];
-            } else {
-                for (ptrdiff_t i = i0; i < i1; i++) d[i] = src[i * cp + k];
+    const ptrdiff_t c8 = c / 8 * 8, w8 = w / 8 * 8;
+    for (ptrdiff_t i0 = 0; i0 < w8; i0 += 8) {
+        for (ptrdiff_t k0 = 0; k0 < c8; k0 += 8) {
+            v8f r[8];
+            for (int j = 0; j < 8; j++) r[j] = *(const v8f *)(src + (i0 + j) * cp + k0);
+            transpose8(r);
+            for (int j = 0; j < 8; j++) {
+                v8f *d = (v8f *)(dst + (k0 + j) * plane + i0);
+                *d = accumulate ? *d + r[j] : r[j];
             }
+        }
+    }
+    for (ptrdiff_t i = 0; i < w; i++) {
+        for (ptrdiff_t k = i < w8 ? c8 : 0; k < c; k++) {
+            float *d = dst + k * plane + i;
+            *d = accumulate ? *d + src[i * cp + k] : src[i * cp + k];
         }
     }
 }
@@ -61,7 +93,10 @@ double ck_upsampled_cross_entropy_row(const float *const *source, const float *w
         }
     }
     if (back) memset(back, 0, (size_t)n * sizeof(float));
-    double loss = 0;
+    // Σ −log softmax = Σ (shift − logit) + log Π total: one log per row, not per pixel. Each total is
+    // in [1, cp] (the maximum's exp is 1), so the product is renormalised every 64 pixels.
+    double loss = 0, product = 1;
+    int exponent = 0, pending = 0;
     for (ptrdiff_t x = 0; x < out_w; x++) {
         const int32_t label = labels[x];
         if (label < 0) continue;   // ignored: no loss and a zero gradient
@@ -90,7 +125,14 @@ double ck_upsampled_cross_entropy_row(const float *const *source, const float *w
         const float logit = pixel[label];
         double total = exp_shifted(pixel, pixel, cp, shift);
         if (bad) total = NAN;
-        loss -= (double)logit - (double)shift - log(total);
+        loss += (double)shift - (double)logit;
+        product *= total;
+        if (++pending == 64) {
+            int e;
+            product = frexp(product, &e);
+            exponent += e;
+            pending = 0;
+        }
         if (!back) continue;
         // d loss / d upsampled = coefficient · (softmax − one-hot), sent back through the horizontal taps.
         const float scale = (float)(coefficient / total);
@@ -102,6 +144,7 @@ double ck_upsampled_cross_entropy_row(const float *const *source, const float *w
             for (ptrdiff_t k = 0; k < cp; k++) d[k] += wt * pixel[k];
         }
     }
+    loss += log(product) + exponent * 0.69314718055994530942;
     // ... and through the vertical taps.
     if (back && gradient) {
         for (ptrdiff_t j = 0; j < nh; j++) {
