@@ -57,4 +57,10 @@ func elementwiseGradients() throws {
     try timer.time("Pow fwd (x^2)") { _ = try timer.op("Pow", [x, two]) }
     try timer.time("PowGrad (x^2)") { _ = try timer.op("PowGrad", domain: tr, [dy, x, two]) }
     try timer.time("SumToShape [B,N,C]→[C]") { _ = try sumToShape(dy, [128], timer.context) }
+    // Training-mode dropout (the decode head's classifier dropout, [2,256,128,128] = 8M elements).
+    let features = try random([2, 256, 128, 128], seed: 5), dFeatures = try random([2, 256, 128, 128], seed: 6)
+    let dropout = [Tensor(scalar: Float(0.1)), Tensor(scalar: true)]
+    let mask = try timer.op("Dropout", [features] + dropout, outputCount: 2, opset: 13)[1]
+    try timer.time("Dropout training fwd [2,256,128,128]") { _ = try timer.op("Dropout", [features] + dropout, outputCount: 2, opset: 13) }
+    try timer.time("DropoutGrad [2,256,128,128]") { _ = try timer.op("DropoutGrad", domain: tr, [dFeatures, mask] + dropout) }
 }

@@ -32,7 +32,7 @@ func normOpsForward() throws {
     try timer.time("ReduceMax axis1 [2,150,128,128]") { _ = try timer.op("ReduceMax", [x5, ints([1])], opset: 18) }
 }
 
-/// Forward vs backward of LayerNorm, ReduceMean, Softmax, Resize and the loss at SegFormer-b0
+/// Forward vs backward of LayerNorm, ReduceMean, Softmax, Resize and the losses at SegFormer-b0
 /// training sizes (batch 2, 512×512), 1 thread.
 func normGradients() throws {
     let timer = Timer(.threadCPU, threads: 1, repeats: 3, nameWidth: 58)
@@ -77,5 +77,14 @@ func normGradients() throws {
     }
     try timer.time("SoftmaxCrossEntropyLossGrad [2,150,512,512]", repeats: 2) {
         _ = try timer.op("SoftmaxCrossEntropyLossGrad", domain: tr, [Tensor(scalar: Float(1)), scores, labels], ignore)
+    }
+    // HF's loss as the training step runs it: upsampling, cross-entropy and gradient in one kernel.
+    let logits = try random([2, 150, 128, 128], seed: 3)
+    let fused = linear.merging(ignore) { a, _ in a }.merging(["reduction": .string("mean")]) { a, _ in a }
+    try timer.time("UpsampledCrossEntropyLoss [2,150,128,128]→512", repeats: 2) {
+        _ = try timer.op(OpType.upsampledCrossEntropyLoss, domain: tr, [logits, labels], fused)
+    }
+    try timer.time("UpsampledCrossEntropyLoss + d/dlogits [2,150,128,128]→512", repeats: 2) {
+        _ = try timer.op(OpType.upsampledCrossEntropyLoss, domain: tr, [logits, labels], fused, outputCount: 2)
     }
 }

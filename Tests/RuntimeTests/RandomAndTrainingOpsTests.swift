@@ -43,6 +43,42 @@ final class RandomAndTrainingOpsTests: XCTestCase {
         XCTAssertEqual(sum / Double(a.count), 0.5, accuracy: 0.03, "mean of U[-2, 3)")
     }
 
+    /// Training-mode Dropout on float32 keeps element i exactly when its uniform from the stream — word
+    /// i % 4 of Philox block i / 4 (counter: block, run; key: the node's), top 24 bits — is ≥ ratio, at
+    /// any thread count, across chunk boundaries and a partial last block; kept elements are x·scale,
+    /// dropped ones x·0 (NaN stays NaN), and DropoutGrad applies the same mask.
+    func testDropoutMaskIsTheStreamsUniformsAtLeastTheRatio() throws {
+        let n = 2 * RandomStream.chunkElements + 4_099
+        let x = Tensor((0..<n).map { i in i == 7 ? Float.nan : Float(i % 13) - 6 }, shape: [n])
+        let dy = Tensor((0..<n).map { Float($0 % 7) + 0.5 }, shape: [n])
+        let stream = RandomStream(seed: 11, run: 3)
+        let key = stream.key(node: "out0")   // SingleOp names the outputs out0, out1
+        for ratio in [0.1, 0.25, 0.7] {
+            var reference = [Bool]()
+            for b in 0..<((n + 3) / 4) {
+                let words = Philox.block(counter: (UInt32(b), 0, 3, 0), key: key)
+                for lane in 0..<4 where reference.count < n { reference.append(Double(Philox.unitFloat(words[lane])) >= ratio) }
+            }
+            let scale = 1 / (1 - Float(ratio))
+            let training = [Tensor(scalar: Float(ratio)), Tensor(scalar: true)]
+            for threads in [1, 3] {
+                let context = ExecutionContext(threads: threads)
+                context.random = stream
+                let out = try SingleOp.run("Dropout", inputs: [x] + training, outputCount: 2, opset: 13, context: context)
+                let y = out[0].toArray(Float.self), mask = out[1].toArray(Bool.self)
+                XCTAssertEqual(mask, reference, "ratio \(ratio), \(threads) threads: mask")
+                XCTAssertTrue(y[7].isNaN)
+                let xv = x.toArray(Float.self), dyv = dy.toArray(Float.self)
+                let wrongY = (0..<n).filter { $0 != 7 && y[$0].bitPattern != (reference[$0] ? xv[$0] * scale : xv[$0] * 0).bitPattern }
+                XCTAssertEqual(wrongY, [], "ratio \(ratio), \(threads) threads: outputs")
+                let dx = try SingleOp.run("DropoutGrad", domain: trainingDomain, inputs: [dy, out[1]] + training,
+                                          context: context)[0].toArray(Float.self)
+                let wrongDx = (0..<n).filter { dx[$0] != (reference[$0] ? dyv[$0] * scale : 0) }
+                XCTAssertEqual(wrongDx, [], "ratio \(ratio), \(threads) threads: gradient")
+            }
+        }
+    }
+
     /// Training-mode BatchNormalization, one channel of 4 values {1, 2, 3, 6}: mean 3, biased variance
     /// 3.5, unbiased 14/3. ONNX's rule (conformance) moves running_var with 3.5, PyTorch's with 14/3.
     func testRunningVarianceRules() throws {

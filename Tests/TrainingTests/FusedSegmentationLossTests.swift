@@ -38,9 +38,9 @@ final class FusedSegmentationLossTests: XCTestCase {
 
     func testMatchesResizeThenCrossEntropy() throws {
         // (logits N×C×h×w, labels H×W): 4× like SegFormer with three bands, odd factors, downsampling,
-        // one axis unchanged
+        // one axis unchanged, and classes and width past whole 8×8 blocks (the kernel's transposes)
         let cases: [([Int], [Int])] = [([2, 5, 40, 6], [160, 24]), ([1, 7, 5, 3], [17, 13]), ([2, 3, 20, 12], [9, 7]),
-                                       ([1, 4, 6, 5], [6, 11])]
+                                       ([1, 4, 6, 5], [6, 11]), ([1, 19, 20, 21], [80, 84])]
         for (k, (shape, size)) in cases.enumerated() {
             let x = Self.logits(shape, seed: UInt64(k + 1))
             let y = Self.labels([shape[0]] + size, classes: shape[1], ignoredEvery: 5, seed: UInt64(k + 11))

@@ -4,6 +4,8 @@
 #ifndef CKERNELS_H
 #define CKERNELS_H
 #include <stddef.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 /// Softmax (log_softmax when `log` != 0) over `rows` contiguous rows of `n` floats. Rows holding
 /// +inf or NaN give NaN (as PyTorch); a row of all -inf gives NaN for softmax, -inf for log.
@@ -28,5 +30,38 @@ void ck_gelu(const float *x, float *y, ptrdiff_t n);
 
 /// y[i] = exp(x[i]) for float32 (about 1 ulp).
 void ck_exp(const float *x, float *y, ptrdiff_t n);
+
+/// The fused segmentation loss (UpsampledCrossEntropyLoss) works on channels-last rows: w pixels × cp
+/// floats, a pixel's c classes contiguous and padded to cp (a multiple of 16).
+/// One low-resolution row: dst[i·cp + k] = src[k·plane + i] (k < c, i < w); padding channels 0.
+void ck_planes_to_channels_last(const float *src, ptrdiff_t plane, ptrdiff_t c, ptrdiff_t w, ptrdiff_t cp, float *dst);
+/// The way back: dst[k·plane + i] = src[i·cp + k] (+= when `accumulate` != 0).
+void ck_channels_last_to_planes(const float *src, ptrdiff_t c, ptrdiff_t w, ptrdiff_t cp, float *dst, ptrdiff_t plane,
+                                int accumulate);
+
+/// One label row of the loss: the `nh` low-resolution rows `source` mixed with weights `wh`, then per
+/// output pixel x the `nw` horizontal taps (pixel indices `iw[x·nw…]`, weights `ww`) give its logits;
+/// returns Σ −log softmax(logits)[label] over the pixels whose `labels[x]` ≥ 0 (negative: ignored).
+/// With `back` (w·cp scratch) and `gradient` (nh rows, the taps' gradient rows, w·cp each), adds
+/// coefficient · (softmax − one-hot) sent back through both interpolations into `gradient[j]`.
+/// `mixed` is w·cp scratch, `pixel` cp.
+double ck_upsampled_cross_entropy_row(const float *const *source, const float *wh, ptrdiff_t nh,
+                                      ptrdiff_t w, ptrdiff_t c, ptrdiff_t cp,
+                                      const int32_t *iw, const float *ww, ptrdiff_t nw, ptrdiff_t out_w,
+                                      const int32_t *labels, double coefficient,
+                                      float *mixed, float *pixel, float *back, float *const *gradient);
+
+/// Philox4x32-10 (the Random123 constants) for the counters (b, b >> 32, r0, r1), b = first_block
+/// ..< first_block + blocks, key (k0, k1): out[4·i + lane] is word `lane` of block first_block + i.
+void ck_philox_words(uint64_t first_block, ptrdiff_t blocks, uint32_t k0, uint32_t k1, uint32_t r0, uint32_t r1,
+                     uint32_t *out);
+
+/// Training-mode dropout on float32. Keep mask from random words: element i is kept when its top 24
+/// bits (a uniform k·2⁻²⁴) are ≥ threshold.
+void ck_dropout_keep(const uint32_t *words, uint32_t threshold, bool *mask, ptrdiff_t n);
+/// y = x · scale where kept, x · 0 where dropped.
+void ck_dropout_forward(const float *x, const bool *mask, float scale, float *y, ptrdiff_t n);
+/// dx = dy · scale where kept, 0 where dropped.
+void ck_dropout_backward(const float *dy, const bool *mask, float scale, float *dx, ptrdiff_t n);
 
 #endif

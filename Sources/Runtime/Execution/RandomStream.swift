@@ -1,3 +1,4 @@
+import CKernels
 import GraphIR
 
 /// The random numbers of training-mode graphs (dropout masks, drop-path's RandomUniformLike):
@@ -34,34 +35,54 @@ public struct RandomStream: Sendable, Equatable {
     /// Fills `count` floats in [0, 1) for `node` in the current run: out[i] depends only on
     /// (seed, node, run, i), whatever the chunking.
     public func uniforms(node: String, count: Int, context: ExecutionContext, _ out: UnsafeMutablePointer<Float>) {
+        forEachChunk(node: node, count: count, context: context) { first, words, n in
+            for i in 0..<n { out[first + i] = Philox.unitFloat(words[i]) }
+        }
+    }
+
+    /// Element i of the stream is kept by dropout at `ratio` when its uniform (`uniforms`) is ≥ ratio:
+    /// mask[i] for i < count, with the same chunks.
+    func keepMask(node: String, count: Int, ratio: Double, context: ExecutionContext, _ mask: UnsafeMutablePointer<Bool>,
+                  then body: (_ first: Int, _ count: Int) -> Void = { _, _ in }) {
+        // u = k·2⁻²⁴ exactly, so u ≥ ratio ⇔ k ≥ ⌈ratio·2²⁴⌉ (both sides exact in Double).
+        let threshold = UInt32((ratio * 16_777_216).rounded(.up))
+        forEachChunk(node: node, count: count, context: context) { first, words, n in
+            ck_dropout_keep(words, threshold, mask + first, n)
+            body(first, n)
+        }
+    }
+
+    /// Elements per chunk of random words: 64 KB of words, whole Philox blocks.
+    static let chunkElements = 16_384
+
+    /// Calls `body(first, words, n)` for consecutive chunks of the stream's elements, in parallel:
+    /// words[j] is the random word of element first + j.
+    private func forEachChunk(node: String, count: Int, context: ExecutionContext,
+                              _ body: (Int, UnsafePointer<UInt32>, Int) -> Void) {
         let key = key(node: node)
         let r0 = UInt32(truncatingIfNeeded: run), r1 = UInt32(truncatingIfNeeded: run >> 32)
-        let blocks = (count + 3) / 4
-        context.parallelFor(blocks, minimumPerChunk: 4096) { start, end in
-            for b in start..<end {
-                let words = Philox.block(counter: (UInt32(truncatingIfNeeded: b), UInt32(truncatingIfNeeded: b >> 32), r0, r1),
-                                         key: key)
-                let base = b * 4
-                for lane in 0..<min(4, count - base) { out[base + lane] = Philox.unitFloat(words[lane]) }
+        let per = Self.chunkElements
+        context.parallelFor((count + per - 1) / per) { start, end in
+            let words = UnsafeMutablePointer<UInt32>.allocate(capacity: per)
+            defer { words.deallocate() }
+            for chunk in start..<end {
+                let first = chunk * per, n = min(per, count - first)
+                ck_philox_words(UInt64(first / 4), (n + 3) / 4, key.0, key.1, r0, r1, words)
+                body(first, words, n)
             }
         }
     }
 }
 
-/// Philox4x32 with 10 rounds (the Random123 constants).
+/// Philox4x32 with 10 rounds (the Random123 constants; computed in CKernels).
 enum Philox {
+    /// One block: the counter's words 0–1 are the block index, 2–3 the run (see ck_philox_words).
     static func block(counter c: (UInt32, UInt32, UInt32, UInt32), key k: (UInt32, UInt32)) -> SIMD4<UInt32> {
-        var (c0, c1, c2, c3) = c
-        var (k0, k1) = k
-        for _ in 0..<10 {
-            let p0 = UInt64(0xD251_1F53) &* UInt64(c0), p1 = UInt64(0xCD9E_8D57) &* UInt64(c2)
-            let hi0 = UInt32(truncatingIfNeeded: p0 >> 32), lo0 = UInt32(truncatingIfNeeded: p0)
-            let hi1 = UInt32(truncatingIfNeeded: p1 >> 32), lo1 = UInt32(truncatingIfNeeded: p1)
-            (c0, c1, c2, c3) = (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0)
-            k0 &+= 0x9E37_79B9
-            k1 &+= 0xBB67_AE85
+        var words = SIMD4<UInt32>()
+        withUnsafeMutableBytes(of: &words) {
+            ck_philox_words(UInt64(c.1) << 32 | UInt64(c.0), 1, k.0, k.1, c.2, c.3, $0.baseAddress!.assumingMemoryBound(to: UInt32.self))
         }
-        return SIMD4(c0, c1, c2, c3)
+        return words
     }
 
     /// The top 24 bits as a float in [0, 1) (every value exactly representable).

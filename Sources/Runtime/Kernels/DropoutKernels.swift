@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import GraphIR
 
@@ -11,25 +12,38 @@ enum DropoutKernels {
     static func forward(_ x: Tensor, ratio: Double, seed: Int?, stream: (context: ExecutionContext, key: String),
                         wantsMask: Bool, _ label: String) throws -> [Tensor] {
         let n = x.count
+        let y = Tensor(uninitialized: x.dataType, shape: x.shape)
+        if x.dataType == .float {
+            // float32: each chunk's mask is applied while it is in cache.
+            let s = x.pointer(Float.self), d = y.pointer(Float.self)
+            let scale = 1 / (1 - Float(ratio))
+            let mask: Tensor
+            if let seed {
+                mask = seededMask(seed: seed, ratio: ratio, shape: x.shape)
+                ck_dropout_forward(s, mask.pointer(Bool.self), scale, d, n)
+            } else {
+                mask = Tensor(uninitialized: .bool, shape: x.shape)
+                let m = mask.pointer(Bool.self)
+                stream.context.random.keepMask(node: stream.key, count: n, ratio: ratio, context: stream.context, m) { first, count in
+                    ck_dropout_forward(s + first, m + first, scale, d + first, count)
+                }
+            }
+            return wantsMask ? [y, mask] : [y]
+        }
         let mask: Tensor
         if let seed {
             mask = seededMask(seed: seed, ratio: ratio, shape: x.shape)
         } else {
             mask = Tensor(uninitialized: .bool, shape: x.shape)
-            let u = Tensor(uninitialized: .float, shape: x.shape)
-            let up = u.pointer(Float.self), m = mask.pointer(Bool.self)
-            stream.context.random.uniforms(node: stream.key, count: n, context: stream.context, up)
-            for i in 0..<n { m[i] = Double(up[i]) >= ratio }
+            stream.context.random.keepMask(node: stream.key, count: n, ratio: ratio, context: stream.context, mask.pointer(Bool.self))
         }
         let m = mask.pointer(Bool.self)
-        let y = Tensor(uninitialized: x.dataType, shape: x.shape)
         func apply<T: BinaryFloatingPoint>(_: T.Type) {
             let s = x.pointer(T.self), d = y.pointer(T.self)
             let scale = T(1) / (T(1) - T(Float(ratio)))
             for i in 0..<n { d[i] = m[i] ? s[i] * scale : s[i] * 0 }
         }
         switch x.dataType {
-        case .float: apply(Float.self)
         case .double:
             let s = x.pointer(Double.self), d = y.pointer(Double.self)
             let scale = 1 / (1 - ratio)
@@ -57,16 +71,24 @@ enum DropoutKernels {
     }
 
     /// dX = dY · mask / (1 − ratio), the scale computed in the tensor's precision as the forward does.
-    static func backward(_ dy: Tensor, mask: Tensor, ratio: Double, _ label: String) throws -> Tensor {
+    static func backward(_ dy: Tensor, mask: Tensor, ratio: Double, _ label: String, context: ExecutionContext) throws -> Tensor {
         let n = dy.count
         let m = mask.pointer(Bool.self)
         let out = Tensor(uninitialized: dy.dataType, shape: dy.shape)
+        if dy.dataType == .float {
+            let s = dy.pointer(Float.self), d = out.pointer(Float.self), scale = 1 / (1 - Float(ratio))
+            let per = RandomStream.chunkElements
+            context.parallelFor((n + per - 1) / per) { start, end in
+                let first = start * per
+                ck_dropout_backward(s + first, m + first, scale, d + first, min(n, end * per) - first)
+            }
+            return out
+        }
         func apply<T: BinaryFloatingPoint>(_: T.Type, _ scale: T) {
             let s = dy.pointer(T.self), d = out.pointer(T.self)
             for i in 0..<n { d[i] = m[i] ? s[i] * scale : 0 }
         }
         switch dy.dataType {
-        case .float: apply(Float.self, 1 / (1 - Float(ratio)))
         case .double: apply(Double.self, 1 / (1 - ratio))
         case .float16: apply(Float16.self, Float16(1) / (Float16(1) - Float16(Float(ratio))))
         case .bfloat16:

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import GraphIR
 
@@ -18,8 +19,8 @@ enum UpsampledCrossEntropy {
         }
     }
 
-    /// Low-resolution rows per task: a band recomputes about one label row per `upsampling factor`
-    /// of its own, so a 16-row band costs ~6 % extra at 4× upsampling.
+    /// Low-resolution rows per task: 2 images × 8 bands at SegFormer's 128² logits, an even split on
+    /// 2 threads; a band hands only its neighbour's first row back (`Task.spill`).
     static let bandRows = 16
 
     static func run(_ logits: Tensor, _ labels: Tensor, _ p: Params, gradient: Bool, label: String,
@@ -39,29 +40,40 @@ enum UpsampledCrossEntropy {
         let (idx, weight) = try CrossEntropy.targets(labels, nil, p.entropy, classes: c, label: label)
         var kept = 0.0
         for v in weight { kept += v }
-        let th = axisTable(axis: 2, h, outH, p.resize), tw = axisTable(axis: 3, w, outW, p.resize)
-        // (bands zero their own gradient rows; with no label pixels there are no bands to run)
+        // (bands write all their own gradient rows; with no label pixels there are no bands to run)
         let dLogits: Tensor? = !gradient ? nil : labels.count > 0 ? Tensor(uninitialized: .float, shape: logits.shape)
             : Tensor(zeros: .float, shape: logits.shape)
+        guard labels.count > 0 && (kept > 0 || dLogits != nil) else {
+            return [Tensor([Float(0)], shape: [])] + (dLogits.map { [$0] } ?? [])
+        }
+        let g = Geometry(c: c, h: h, w: w, outH: outH, outW: outW,
+                         th: axisTable(axis: 2, h, outH, p.resize), tw: axisTable(axis: 3, w, outW, p.resize))
         let bands = (h + bandRows - 1) / bandRows
-        var partial = [Double](repeating: 0, count: n * bands)
-        if labels.count > 0 && (kept > 0 || dLogits != nil) {
-            let geometry = Geometry(c: c, h: h, w: w, outH: outH, outW: outW, th: th, tw: tw)
-            let coefficient = kept > 0 ? 1 / kept : 0   // mean over kept pixels; 0 when none is kept
-            partial.withUnsafeMutableBufferPointer { partial in
-            idx.withUnsafeBufferPointer { idx in
-                context.parallelFor(n * bands) { a, b in
-                    let scratch = Scratch(geometry)
-                    defer { scratch.deallocate() }
-                    for task in a..<b {
-                        let image = task / bands, band = task % bands
-                        let rows = (band * bandRows)..<min(h, (band + 1) * bandRows)
-                        partial[task] = bandLoss(image: image, rows: rows, geometry, logits.pointer(Float.self),
-                                                 idx.baseAddress! + image * outH * outW, coefficient: coefficient,
-                                                 dLogits: dLogits?.pointer(Float.self), scratch)
-                    }
+        let tasks = (0..<(n * bands)).map { Task(image: $0 / bands, band: $0 % bands, g) }
+        let coefficient = kept > 0 ? 1 / kept : 0   // mean over kept pixels; 0 when none is kept
+        let scratchRows = tasks.map(\.span.count).max() ?? 0
+        var partial = [Double](repeating: 0, count: tasks.count)
+        var spills = [[Float]](repeating: [], count: tasks.count)
+        partial.withUnsafeMutableBufferPointer { partial in
+        spills.withUnsafeMutableBufferPointer { spills in
+        idx.withUnsafeBufferPointer { idx in
+            context.parallelFor(tasks.count) { a, b in
+                let scratch = Scratch(g, rows: scratchRows, gradient: dLogits != nil)
+                defer { scratch.deallocate() }
+                for t in a..<b {
+                    let task = tasks[t]
+                    partial[t] = task.run(g, logits.pointer(Float.self), idx.baseAddress! + task.image * outH * outW,
+                                          coefficient: coefficient, dLogits: dLogits?.pointer(Float.self), scratch)
+                    if dLogits != nil { spills[t] = task.spill(g, scratch) }
                 }
-            }}
+            }
+        }}}
+        // A band's gradient for its neighbours' rows, added after every band has written its own:
+        // the same order on any number of threads.
+        if let dLogits {
+            for (task, spill) in zip(tasks, spills) {
+                task.addSpill(spill, g, into: dLogits.pointer(Float.self))
+            }
         }
         var total = 0.0
         for v in partial { total += v }
@@ -72,6 +84,9 @@ enum UpsampledCrossEntropy {
     struct Geometry {
         let c: Int, h: Int, w: Int, outH: Int, outW: Int
         let th: AxisTable, tw: AxisTable
+        /// Floats per pixel in channels-last rows: the classes padded to whole 16-float vectors.
+        var cp: Int { (c + 15) / 16 * 16 }
+        var rowFloats: Int { w * cp }
     }
 
     /// Resize's tap table for one axis (an identity table where the size does not change, as Resize
@@ -85,25 +100,105 @@ enum UpsampledCrossEntropy {
                                 scale: Double(outLength) / Double(inLength), roi: nil, a)
     }
 
-    /// Per-task buffers: one label row's C×W tile and its per-pixel statistics, and the tap tables
-    /// as plain arrays for the hot loops.
+    /// One band of low-resolution rows of one image. It computes the label rows whose first vertical
+    /// tap lies in the band (so each label row exactly once), reading and writing the low-resolution
+    /// rows `span` (the band and whatever rows those label rows' taps reach).
+    struct Task {
+        let image: Int
+        let band: Range<Int>
+        let labelRows: [Int]
+        let span: Range<Int>
+
+        init(image: Int, band index: Int, _ g: Geometry) {
+            self.image = image
+            band = (index * bandRows)..<min(g.h, (index + 1) * bandRows)
+            let nh = g.th.taps
+            var labelRows = [Int]()
+            var span = band
+            for y in 0..<g.outH where band.contains(Int(g.th.index[y * nh])) {
+                labelRows.append(y)
+                for j in 0..<nh {
+                    let r = Int(g.th.index[y * nh + j])
+                    span = min(span.lowerBound, r)..<max(span.upperBound, r + 1)
+                }
+            }
+            self.labelRows = labelRows
+            self.span = span
+        }
+
+        /// The band's loss sum; writes the band's rows of `dLogits` and leaves the gradient of the
+        /// span's other rows in `s.gradient` for `spill`.
+        func run(_ g: Geometry, _ logits: UnsafePointer<Float>, _ labelIndex: UnsafePointer<Int32>, coefficient: Double,
+                 dLogits: UnsafeMutablePointer<Float>?, _ s: Scratch) -> Double {
+            let (c, w, cp, plane, rowFloats) = (g.c, g.w, g.cp, g.h * g.w, g.rowFloats)
+            let source = logits + image * c * plane
+            for r in span {
+                ck_planes_to_channels_last(source + r * w, plane, c, w, cp, s.source + (r - span.lowerBound) * rowFloats)
+            }
+            if dLogits != nil { s.gradient.update(repeating: 0, count: span.count * rowFloats) }
+            let nh = g.th.taps
+            var loss = 0.0
+            for y in labelRows {
+                for j in 0..<nh {
+                    let r = Int(s.ih[y * nh + j]) - span.lowerBound
+                    s.sourceRows[j] = UnsafePointer(s.source + r * rowFloats)
+                    s.gradientRows[j] = s.gradient + r * rowFloats
+                }
+                loss += ck_upsampled_cross_entropy_row(s.sourceRows, s.wh + y * nh, nh, w, c, cp,
+                                                       s.iw, s.ww, g.tw.taps, g.outW, labelIndex + y * g.outW, coefficient,
+                                                       s.mixed, s.pixel, dLogits == nil ? nil : s.back,
+                                                       dLogits == nil ? nil : s.gradientRows)
+            }
+            if let dLogits {
+                let target = dLogits + image * c * plane
+                for r in band {
+                    ck_channels_last_to_planes(s.gradient + (r - span.lowerBound) * rowFloats, c, w, cp, target + r * w, plane, 0)
+                }
+            }
+            return loss
+        }
+
+        /// The gradient rows of the span outside the band, in span order.
+        func spill(_ g: Geometry, _ s: Scratch) -> [Float] {
+            var out = [Float]()
+            for r in span where !band.contains(r) {
+                out.append(contentsOf: UnsafeBufferPointer(start: s.gradient + (r - span.lowerBound) * g.rowFloats, count: g.rowFloats))
+            }
+            return out
+        }
+
+        func addSpill(_ spill: [Float], _ g: Geometry, into dLogits: UnsafeMutablePointer<Float>) {
+            let plane = g.h * g.w
+            let target = dLogits + image * g.c * plane
+            spill.withUnsafeBufferPointer { spill in
+                for (k, r) in span.filter({ !band.contains($0) }).enumerated() {
+                    ck_channels_last_to_planes(spill.baseAddress! + k * g.rowFloats, g.c, g.w, g.cp, target + r * g.w, plane, 1)
+                }
+            }
+        }
+    }
+
+    /// Per-thread buffers: the span's channels-last logits and gradient rows, one label row's working
+    /// rows, and the tap tables as plain arrays for the C kernel.
     struct Scratch {
-        let tile: UnsafeMutablePointer<Float>       // C × outW: upsampled logits, then exps, then gradient
-        let labelLogit: UnsafeMutablePointer<Float> // outW
-        let maxv: UnsafeMutablePointer<Float>       // outW
-        let sum: UnsafeMutablePointer<Double>       // outW
-        let scale: UnsafeMutablePointer<Float>      // outW
-        let row: UnsafeMutablePointer<Float>        // w: one vertically mixed (or scattered) low-res row
+        let source: UnsafeMutablePointer<Float>     // rows × w × cp
+        let gradient: UnsafeMutablePointer<Float>   // rows × w × cp (when the gradient is asked for)
+        let mixed: UnsafeMutablePointer<Float>      // w × cp: the vertically mixed row
+        let back: UnsafeMutablePointer<Float>       // w × cp: a label row's gradient, horizontally sent back
+        let pixel: UnsafeMutablePointer<Float>      // cp
+        let sourceRows: UnsafeMutablePointer<UnsafePointer<Float>?>
+        let gradientRows: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>
         let ih: UnsafeMutablePointer<Int32>, wh: UnsafeMutablePointer<Float>   // outH × vertical taps
         let iw: UnsafeMutablePointer<Int32>, ww: UnsafeMutablePointer<Float>   // outW × horizontal taps
 
-        init(_ g: Geometry) {
-            tile = .allocate(capacity: max(1, g.c * g.outW))
-            labelLogit = .allocate(capacity: max(1, g.outW))
-            maxv = .allocate(capacity: max(1, g.outW))
-            sum = .allocate(capacity: max(1, g.outW))
-            scale = .allocate(capacity: max(1, g.outW))
-            row = .allocate(capacity: max(1, g.w))
+        init(_ g: Geometry, rows: Int, gradient wanted: Bool) {
+            source = .allocate(capacity: max(1, rows * g.rowFloats))
+            gradient = .allocate(capacity: wanted ? max(1, rows * g.rowFloats) : 1)
+            mixed = .allocate(capacity: max(1, g.rowFloats))
+            back = .allocate(capacity: max(1, g.rowFloats))
+            pixel = .allocate(capacity: max(1, g.cp))
+            sourceRows = .allocate(capacity: max(1, g.th.taps))
+            gradientRows = .allocate(capacity: max(1, g.th.taps))
             func copy<T>(_ a: [T]) -> UnsafeMutablePointer<T> {
                 let p = UnsafeMutablePointer<T>.allocate(capacity: max(1, a.count))
                 p.initialize(from: a, count: a.count)
@@ -114,76 +209,8 @@ enum UpsampledCrossEntropy {
         }
 
         func deallocate() {
-            for p in [tile, labelLogit, maxv, scale, row, wh, ww] { p.deallocate() }
-            sum.deallocate(); ih.deallocate(); iw.deallocate()
-        }
-    }
-
-    /// One band of low-resolution rows of one image: zeroes and fills its gradient rows from every label
-    /// row whose taps reach it (in label-row order), and returns the summed loss of the label rows whose
-    /// first tap lies in the band (each label row is counted by exactly one band).
-    static func bandLoss(image: Int, rows: Range<Int>, _ g: Geometry, _ logits: UnsafePointer<Float>,
-                         _ labelIndex: UnsafePointer<Int32>, coefficient: Double, dLogits: UnsafeMutablePointer<Float>?,
-                         _ s: Scratch) -> Double {
-        let (c, h, w, outW) = (g.c, g.h, g.w, g.outW)
-        let nh = g.th.taps, nw = g.tw.taps
-        let plane = h * w
-        let source = logits + image * c * plane
-        let target = dLogits.map { $0 + image * c * plane }
-        if let target {
-            for k in 0..<c { (target + k * plane + rows.lowerBound * w).update(repeating: 0, count: rows.count * w) }
-        }
-        let (iw, ww, row) = (s.iw, s.ww, s.row)
-        var loss = 0.0
-        for y in 0..<g.outH {
-            let taps = s.ih + y * nh
-            let counts = rows.contains(Int(taps[0]))
-            var reaches = counts
-            for j in 1..<max(nh, 1) where rows.contains(Int(taps[j])) { reaches = true }
-            guard counts || (target != nil && reaches) else { continue }
-            let labelsRow = labelIndex + y * outW
-            upsampleRow(y, g, source, s)
-            for x in 0..<outW {
-                let k = Int(labelsRow[x])
-                s.labelLogit[x] = k >= 0 ? s.tile[k * outW + x] : 0
-            }
-            // max and Σ exp over classes per pixel; the tile becomes exp(x − max)
-            NormOpsSupport.softmaxStatistics(s.tile, rows: c, rowStride: outW, lanes: outW, max: s.maxv, sum: s.sum,
-                                             exps: s.tile, expStride: outW)
-            if counts {
-                for x in 0..<outW where labelsRow[x] >= 0 {
-                    loss -= Double(s.labelLogit[x]) - Double(s.maxv[x]) - Foundation.log(s.sum[x])
-                }
-            }
-            guard let target else { continue }
-            // d loss / d upsampled = coefficient · (softmax − one-hot), 0 at ignored pixels
-            for x in 0..<outW { s.scale[x] = labelsRow[x] < 0 ? 0 : Float(coefficient / s.sum[x]) }
-            for k in 0..<c {
-                let t = s.tile + k * outW
-                for x in 0..<outW { t[x] *= s.scale[x] }
-            }
-            for x in 0..<outW where labelsRow[x] >= 0 { s.tile[Int(labelsRow[x]) * outW + x] -= Float(coefficient) }
-            // transpose of the interpolation: horizontal scatter into a low-res row, then vertical
-            // scatter into the band's own gradient rows
-            for k in 0..<c {
-                let t = s.tile + k * outW
-                row.update(repeating: 0, count: w)
-                ResizePlan.scatterRow(t, outW: outW, iw: iw, ww: ww, nw: nw, into: row)
-                for j in 0..<nh where rows.contains(Int(taps[j])) {
-                    let r = target + k * plane + Int(taps[j]) * w, wk = s.wh[y * nh + j]
-                    for i in 0..<w { r[i] += wk * row[i] }
-                }
-            }
-        }
-        return loss
-    }
-
-    /// Label row `y` of all classes into `s.tile` (C × outW), exactly as Resize computes it.
-    static func upsampleRow(_ y: Int, _ g: Geometry, _ source: UnsafePointer<Float>, _ s: Scratch) {
-        let nh = g.th.taps, plane = g.h * g.w
-        for k in 0..<g.c {
-            ResizePlan.interpolateRow(source + k * plane, inW: g.w, ih: s.ih + y * nh, wh: s.wh + y * nh, nh: nh,
-                                      iw: s.iw, ww: s.ww, nw: g.tw.taps, outW: g.outW, tmp: s.row, out: s.tile + k * g.outW)
+            for p in [source, gradient, mixed, back, pixel, wh, ww] { p.deallocate() }
+            sourceRows.deallocate(); gradientRows.deallocate(); ih.deallocate(); iw.deallocate()
         }
     }
 }

@@ -443,8 +443,7 @@ enum ResizePlan {
     }
 
     /// One output row of a float32 plane: the `nh` vertical taps (`ih`, `wh`, this row's) mix input rows
-    /// into `tmp`, then `nw` horizontal taps per output column (`iw`, `ww`) make `out`. Shared with the
-    /// fused segmentation loss, which must upsample exactly as Resize does.
+    /// into `tmp`, then `nw` horizontal taps per output column (`iw`, `ww`) make `out`.
     @inline(__always)
     static func interpolateRow(_ plane: UnsafePointer<Float>, inW: Int, ih: UnsafePointer<Int32>, wh: UnsafePointer<Float>, nh: Int,
                                iw: UnsafePointer<Int32>, ww: UnsafePointer<Float>, nw: Int, outW: Int,
@@ -476,8 +475,7 @@ enum ResizePlan {
     }
 
     /// The transpose of `interpolateRow`'s horizontal pass: each output column's value `v[xo]` is added
-    /// into the input columns it read, with their weights. Shared with the fused segmentation loss, whose
-    /// gradient must go back through the upsampling exactly as ResizeGrad does.
+    /// into the input columns it read, with their weights.
     @inline(__always)
     static func scatterRow(_ v: UnsafePointer<Float>, outW: Int, iw: UnsafePointer<Int32>, ww: UnsafePointer<Float>, nw: Int,
                            into row: UnsafeMutablePointer<Float>) {

@@ -14,12 +14,15 @@ import GraphIR
 // gradient rule scales it by the incoming loss gradient. With every pixel ignored the loss is 0 and the
 // gradient zero (SoftmaxCrossEntropyLoss would give 0/0 = NaN): such a batch teaches nothing.
 //
-// Same arithmetic as the two-op graph: the upsampled values are computed with Resize's own tap tables
-// and operation order, the softmax with the same helpers, and each low-resolution gradient row receives
-// its contributions in label-row order, as ResizeGrad adds them. Work is split into fixed bands of
-// low-resolution rows (never by thread count): a band owns its gradient rows and recomputes the label
-// rows it shares with the band above, so no two tasks write the same row and the result is the same for
-// every thread count. The loss is summed in Double per band, then over bands in order.
+// Resize's own tap tables (and ResizeGrad's transpose of them), but channels-last: the kernel (CKernels'
+// ck_upsampled_cross_entropy_row) transposes the low-resolution rows it reads so that a pixel's classes are
+// contiguous, and every pass (interpolation, log-softmax, gradient, its transpose) runs along them in
+// whole vectors, with no gather or scatter; values agree with the two-op graph up to float rounding.
+// Work is split into fixed bands of low-resolution rows (never by thread count): a band computes each
+// label row whose first vertical tap it holds, writes its own gradient rows, and hands the gradient of
+// rows beyond it (its neighbour's first row) to a sequential pass that adds them after every band is
+// done, so the result is the same for every thread count. The loss is summed in Double per band, then
+// over bands in order.
 
 extension OpRegistry {
     static let fusedSegmentationLossOps: [OpSchema] = [

@@ -378,7 +378,7 @@ extension OpRegistry {
         [ctx.type(0)]
     }, makeKernel: { node, _ in
         let seed = try node.int("seed")
-        return ClosureKernel { inputs, _ in
+        return ClosureKernel { inputs, context in
             let dy = try inputs.required(0)
             var ratio = 0.5
             if let r = inputs.optional(2) {
@@ -403,7 +403,7 @@ extension OpRegistry {
             } else {
                 throw SegFormerError.unsupported("\(node.label): gradient of training-mode Dropout without a mask output or seed")
             }
-            return [try DropoutKernels.backward(dy, mask: mask, ratio: ratio, node.label)]
+            return [try DropoutKernels.backward(dy, mask: mask, ratio: ratio, node.label, context: context)]
         }
     })
 }
