@@ -35,18 +35,93 @@ void ck_erf(const float *x, float *y, ptrdiff_t n) {
     }
 }
 
+// GELU's loops go over blocks this long: the tail check (below) rereads a block while it is in cache.
+#define GELU_BLOCK 256
+
 MULTIVERSION
-void ck_gelu(const float *x, float *y, ptrdiff_t n) {
-    for (ptrdiff_t i = 0; i < n; i++) {
-        double v = (double)x[i];
-        float g = (float)(0.5 * v * (1.0 + erf_rational(v * 0.7071067811865476)));
-        y[i] = x[i] != x[i] ? x[i] : g;
+void ck_gelu(const float *restrict x, float *restrict y, ptrdiff_t n) {
+    for (ptrdiff_t start = 0; start < n; start += GELU_BLOCK) {
+        const float *xs = x + start;
+        float *ys = y + start;
+        ptrdiff_t m = n - start < GELU_BLOCK ? n - start : GELU_BLOCK;
+        int tail = 0;
+        for (ptrdiff_t i = 0; i < m; i++) {
+            double v = (double)xs[i];
+            float g = (float)(0.5 * v * (1.0 + erf_rational(v * 0.7071067811865476)));
+            ys[i] = xs[i] != xs[i] ? xs[i] : g;
+            tail |= xs[i] < GELU_TAIL;
+        }
+        // Below x = -3, 1 + erf(x/√2) cancels (and erf_rational's clamp at -4 leaves 1.5e-8 where the
+        // true value vanishes: x = -1e10 gave -80.85). erfc has no cancellation; those rare inputs are
+        // redone apart, so the loop above stays vectorised.
+        if (tail) {
+            for (ptrdiff_t i = 0; i < m; i++) {
+                if (xs[i] < GELU_TAIL) ys[i] = (float)(0.5 * (double)xs[i] * erfc(-(double)xs[i] * 0.7071067811865476));
+            }
+        }
     }
-    // Below x = -3, 1 + erf(x/√2) cancels (and erf_rational's clamp at -4 leaves 1.5e-8 where the true
-    // value vanishes: x = -1e10 gave -80.85). erfc has no cancellation; a second pass keeps the loop
-    // above vectorised, and such inputs are rare.
-    for (ptrdiff_t i = 0; i < n; i++) {
-        if (x[i] < GELU_TAIL) y[i] = (float)(0.5 * (double)x[i] * erfc(-(double)x[i] * 0.7071067811865476));
+}
+
+// e^x in double for the Gaussian's exponent (x ≤ 0): x = n·ln2 + r with ln2 split in two (Cody–Waite,
+// n·LN2_HI exact), e^r by its degree-12 Taylor polynomial on |r| ≤ ln2/2 (truncation 2e-16), 2^n
+// through the exponent bits of the rounding constant. Below −708 (subnormal results) it gives 0;
+// NaN passes through.
+static inline __attribute__((always_inline)) double exp_nonpositive_f64(double x) {
+    double c = x < -708.0 ? -708.0 : x;
+    // Adding 1.5·2^52 rounds to an integer and leaves it in the low mantissa bits: no double → int64
+    // conversion, which has no vector form before AVX-512.
+    double t = c * 1.4426950408889634 + 6755399441055744.0;
+    double n = t - 6755399441055744.0;
+    double r = (c - n * 6.93147180369123816490e-01) - n * 1.90821492927058770002e-10;
+    double p = 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    int64_t bits;
+    memcpy(&bits, &t, sizeof bits);
+    bits = (bits - 0x4338000000000000LL + 1023) << 52;
+    double scale;
+    memcpy(&scale, &bits, sizeof scale);
+    double e = p * scale;
+    return x < -708.0 ? 0.0 : e;
+}
+
+// GELU's derivative Φ(x) + x·φ(x) in double, Φ through erf_rational (so not for the negative tail).
+static inline __attribute__((always_inline)) double gelu_slope(double x, double cdf) {
+    return cdf + x * (0.3989422804014327 * exp_nonpositive_f64(-0.5 * x * x));
+}
+
+MULTIVERSION
+void ck_gelu_grad(const float *restrict dy, const float *restrict x, float *restrict dx, ptrdiff_t n) {
+    for (ptrdiff_t start = 0; start < n; start += GELU_BLOCK) {
+        const float *xs = x + start, *gs = dy + start;
+        float *ds = dx + start;
+        ptrdiff_t m = n - start < GELU_BLOCK ? n - start : GELU_BLOCK;
+        int tail = 0;
+        for (ptrdiff_t i = 0; i < m; i++) {
+            double v = (double)xs[i];
+            double cdf = 0.5 * (1.0 + erf_rational(v * 0.7071067811865476));
+            ds[i] = (float)((double)gs[i] * gelu_slope(v, cdf));
+            tail |= xs[i] < GELU_TAIL;
+        }
+        // The negative tail as in ck_gelu: Φ(x) through erfc.
+        if (tail) {
+            for (ptrdiff_t i = 0; i < m; i++) {
+                if (xs[i] < GELU_TAIL) {
+                    double v = (double)xs[i];
+                    ds[i] = (float)((double)gs[i] * gelu_slope(v, 0.5 * erfc(-v * 0.7071067811865476)));
+                }
+            }
+        }
     }
 }
 

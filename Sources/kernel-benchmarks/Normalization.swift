@@ -32,7 +32,7 @@ func normOpsForward() throws {
     try timer.time("ReduceMax axis1 [2,150,128,128]") { _ = try timer.op("ReduceMax", [x5, ints([1])], opset: 18) }
 }
 
-/// Forward vs backward of LayerNorm, ReduceMean, Softmax, Resize and the losses at SegFormer-b0
+/// Forward vs backward of LayerNorm, ReduceMean, BatchNorm, Softmax, Resize and the losses at SegFormer-b0
 /// training sizes (batch 2, 512×512), 1 thread.
 func normGradients() throws {
     let timer = Timer(.threadCPU, threads: 1, repeats: 3, nameWidth: 58)
@@ -51,6 +51,18 @@ func normGradients() throws {
             _ = try timer.op("ReduceGrad", domain: tr, [g, ints(shape), lastAxis],
                              ["kind": .string("mean"), "axes_from_input": .int(1)])
         }
+    }
+    // The decode head's BatchNorm in training: batch 2, 256 channels at 128×128.
+    let bnShape = [2, 256, 128, 128]
+    let bx = try random(bnShape, seed: 1), bdy = try random(bnShape, seed: 2)
+    let bnScale = try random([256], seed: 3), bnBias = try random([256], seed: 4)
+    let runningMean = Tensor([Float](repeating: 0, count: 256), shape: [256])
+    let runningVariance = Tensor([Float](repeating: 1, count: 256), shape: [256])
+    try timer.time("BatchNormTraining fwd \(bnShape)") {
+        _ = try timer.op("BatchNormTraining", domain: tr, [bx, bnScale, bnBias, runningMean, runningVariance], outputCount: 3)
+    }
+    try timer.time("BatchNormTrainingGrad \(bnShape)") {
+        _ = try timer.op("BatchNormTrainingGrad", domain: tr, [bdy, bx, bnScale], outputCount: 3)
     }
     let attention = try random([2, 1, 16384, 256], seed: 1), dAttention = try random([2, 1, 16384, 256], seed: 2)
     let probabilities = try timer.op(OpType.softmax, [attention], opset: 13)[0]

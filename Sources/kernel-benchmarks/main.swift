@@ -20,7 +20,7 @@ let suites: [Suite] = [
     Suite(name: "elementwise", summary: "hot float32 elementwise kernels, 2M elements", run: elementwiseForward),
     Suite(name: "elementwise-grad", summary: "elementwise forward vs backward at the largest GELU input; Dropout", run: elementwiseGradients),
     Suite(name: "norm-ops", summary: "Softmax, reductions, LayerNorm, Resize, ArgMax forward", run: normOpsForward),
-    Suite(name: "norm-grad", summary: "LayerNorm, ReduceMean, Softmax, Resize, losses (fused HF loss): forward vs backward", run: normGradients),
+    Suite(name: "norm-grad", summary: "LayerNorm, ReduceMean, BatchNorm, Softmax, Resize, losses (fused HF loss): fwd vs bwd", run: normGradients),
     Suite(name: "conv-matmul", summary: "every b0 Conv and MatMul shape forward, GFLOP/s, raw sgemm ceiling", run: convMatMulForward),
     Suite(name: "gemm-libraries", summary: "sgemm per GEMM library at b0's skinny shapes; fused vs separate epilogue", run: gemmLibraries),
     Suite(name: "nn-grad", summary: "Conv and MatMul forward vs dX/dW/dB at batch 2", run: convMatMulGradients),

@@ -239,21 +239,6 @@ final class ElementwiseGradientTests: XCTestCase {
         }
     }
 
-    func testExpNonPositiveAccuracy() {
-        var worst: Float = 0
-        var x: Float = 0
-        while x > -87 {
-            let want = expf(x), got = expNonPositive(x)
-            worst = max(worst, abs(got - want) / want.ulp)
-            x -= 0.0137
-        }
-        XCTAssertLessThanOrEqual(worst, 2)
-        XCTAssertEqual(expNonPositive(0), 1)
-        XCTAssertEqual(expNonPositive(-100), 0)
-        XCTAssertEqual(expNonPositive(-.infinity), 0)
-        XCTAssertTrue(expNonPositive(.nan).isNaN)
-    }
-
     // MARK: - Clip
 
     func testClip() throws {

@@ -335,6 +335,33 @@ final class NormGradientTests: XCTestCase {
         }
     }
 
+    /// BatchNorm2d in training against PyTorch: the batch statistics, the output and the three gradients
+    /// (planes of 35 positions: the kernels' 16-wide blocks and their tail); for float64 too.
+    func testBatchNormTrainingMatchesPyTorch() throws {
+        let f = try XCTUnwrap(try cases()["batchnorm_training"])
+        let channels = try f.tensor("scale").count
+        let runningMean = Tensor([Float](repeating: 0, count: channels), shape: [channels])
+        let runningVariance = Tensor([Float](repeating: 1, count: channels), shape: [channels])
+        for wide in [false, true] {
+            func input(_ key: String) throws -> Tensor { wide ? Tensor(try f.tensor(key).doubles(), shape: try f.tensor(key).shape) : try f.tensor(key) }
+            let what = wide ? "float64" : "float32"
+            let forward = try SingleOp.run("BatchNormTraining", domain: trainingDomain,
+                                           inputs: [input("x"), input("scale"), input("bias"),
+                                                    wide ? Tensor(try runningMean.doubles(), shape: [channels]) : runningMean,
+                                                    wide ? Tensor(try runningVariance.doubles(), shape: [channels]) : runningVariance],
+                                           attributes: ["epsilon": .float(1e-5)], outputCount: 5, opset: 17)
+            try assertClose(forward[0], f.tensor("y"), rtol: 1e-5, atol: 1e-6, "\(what) y")
+            try assertClose(forward[3], f.tensor("mean"), rtol: 1e-6, atol: 1e-7, "\(what) batch mean")
+            try assertClose(forward[4], f.tensor("variance"), rtol: 1e-6, atol: 1e-7, "\(what) batch variance")
+            let grads = try SingleOp.run("BatchNormTrainingGrad", domain: trainingDomain,
+                                         inputs: [input("dy"), input("x"), input("scale")],
+                                         attributes: ["epsilon": .float(1e-5)], outputCount: 3, opset: 17)
+            try assertClose(grads[0], f.tensor("dx"), rtol: 1e-4, atol: 1e-5, "\(what) dx")
+            try assertClose(grads[1], f.tensor("dscale"), rtol: 1e-4, atol: 1e-5, "\(what) dscale")
+            try assertClose(grads[2], f.tensor("dbias"), rtol: 1e-5, atol: 1e-6, "\(what) dbias")
+        }
+    }
+
     // MARK: ../shared reference
 
     /// HF loss of the b0 training batch: must equal PyTorch's 5.014101 within 1e-5 relative.

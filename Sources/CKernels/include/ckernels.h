@@ -23,10 +23,14 @@ void ck_softmax_block_rows(float *s, ptrdiff_t rows, ptrdiff_t n, float *max, do
 /// y[i] = erf(x[i]) (rational approximation evaluated in double; max abs error 7.6e-10).
 void ck_erf(const float *x, float *y, ptrdiff_t n);
 
-/// y[i] = x/2 · (1 + erf(x/√2)) (exact GELU), evaluated in double.
+/// y[i] = x/2 · (1 + erf(x/√2)) (exact GELU), evaluated in double; y must not alias x.
 void ck_gelu(const float *x, float *y, ptrdiff_t n);
 /// Below this x, GELU is evaluated as x/2 · erfc(-x/√2) (no cancellation in the negative tail).
 #define GELU_TAIL (-3.0f)
+
+/// dx[i] = dy[i] · (Φ(x) + x·φ(x)) (GELU's derivative, exact form), evaluated in double (Φ through erfc
+/// below GELU_TAIL); dx must not alias dy or x.
+void ck_gelu_grad(const float *dy, const float *x, float *dx, ptrdiff_t n);
 
 /// y[i] = exp(x[i]) for float32 (about 1 ulp).
 void ck_exp(const float *x, float *y, ptrdiff_t n);
@@ -63,5 +67,20 @@ void ck_dropout_keep(const uint32_t *words, uint32_t threshold, bool *mask, ptrd
 void ck_dropout_forward(const float *x, const bool *mask, float scale, float *y, ptrdiff_t n);
 /// dx = dy · scale where kept, 0 where dropped.
 void ck_dropout_backward(const float *dy, const bool *mask, float scale, float *dx, ptrdiff_t n);
+
+/// Σ x[i] in double (BatchNorm's statistics, one plane at a time).
+double ck_sum_f64(const float *x, ptrdiff_t n);
+
+/// Σ (x[i] − mean)², the difference and the sum in double.
+double ck_squared_deviations_f64(const float *x, ptrdiff_t n, double mean);
+
+/// Σ dy[i] and Σ dy[i]·(x[i] − mean) (the product in float, the sums in double): the two sums of
+/// BatchNorm's backward for one plane.
+void ck_batch_norm_grad_sums(const float *x, const float *dy, ptrdiff_t n, float mean, double *sum_dy, double *sum_dy_xc);
+
+/// BatchNorm's dX on batch statistics for one plane, in double, rounded once:
+/// dx[i] = k·(dy[i] − mean_dy − (x[i] − mean)·inv_std·mean_dy_xhat). dx must not alias x or dy.
+void ck_batch_norm_grad_input(const float *x, const float *dy, float *dx, ptrdiff_t n,
+                              double k, double mean_dy, double mean, double inv_std, double mean_dy_xhat);
 
 #endif

@@ -455,6 +455,12 @@ func zip3Broadcast<F: TernaryFunction>(_ f: F, _ a: Tensor, _ b: Tensor, _ c: Te
 protocol FloatFn2 {
     func f(_ a: Float, _ b: Float) -> Float
     func d(_ a: Double, _ b: Double) -> Double
+    /// A whole-array float32 routine from CKernels for two operands of one shape (as FloatFn's).
+    var bulkFloat: ((UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void)? { get }
+}
+
+extension FloatFn2 {
+    var bulkFloat: ((UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void)? { nil }
 }
 struct On2Float<F: FloatFn2>: BinaryFunction { let fn: F; @inline(__always) func callAsFunction(_ a: Float, _ b: Float) -> Float { fn.f(a, b) } }
 struct On2Double<F: FloatFn2>: BinaryFunction { let fn: F; @inline(__always) func callAsFunction(_ a: Double, _ b: Double) -> Double { fn.d(a, b) } }
@@ -464,7 +470,14 @@ struct On2BFloat<F: FloatFn2>: BinaryFunction { let fn: F; @inline(__always) fun
 func floatBinary<F: FloatFn2>(_ fn: F, _ a: Tensor, _ b: Tensor, _ label: String, _ ctx: ExecutionContext) throws -> Tensor {
     try sameType(a, b, label)
     switch a.dataType {
-    case .float: return try zipBroadcast(On2Float(fn: fn), a, b, output: .float, ctx)
+    case .float:
+        if let bulk = fn.bulkFloat, a.shape == b.shape {
+            let y = Tensor(uninitialized: .float, shape: a.shape)
+            let pa = UnsafePointer(a.pointer(Float.self)), pb = UnsafePointer(b.pointer(Float.self)), py = y.pointer(Float.self)
+            ctx.parallelFor(y.count, minimumPerChunk: 1 << 15) { start, end in bulk(pa + start, pb + start, py + start, end - start) }
+            return y
+        }
+        return try zipBroadcast(On2Float(fn: fn), a, b, output: .float, ctx)
     case .double: return try zipBroadcast(On2Double(fn: fn), a, b, output: .double, ctx)
     case .float16: return try zipBroadcast(On2Half(fn: fn), a, b, output: .float16, ctx)
     case .bfloat16: return try zipBroadcast(On2BFloat(fn: fn), a, b, output: .bfloat16, ctx)

@@ -16,31 +16,7 @@ struct TanhGradFn: FloatFn2 {
     @inline(__always) func f(_ g: Float, _ y: Float) -> Float { g * (1 - y * y) }
     @inline(__always) func d(_ g: Double, _ y: Double) -> Double { g * (1 - y * y) }
 }
-/// e^x for x ≤ 0 without a libm call, so the gradient loops of Erf and Gelu vectorise: x = n·ln2 + r
-/// (Cody–Waite split), e^r by its degree-7 Taylor polynomial on |r| ≤ ln2/2 (truncation 5e-9), 2^n
-/// through the exponent bits. Within 2 ulp of expf; below −87 (where e^x is subnormal) it gives 0.
-@inline(__always)
-func expNonPositive(_ x: Float) -> Float {
-    let xc: Float = x >= -87 ? x : -87   // NaN → −87 here; restored below
-    // Adding 1.5·2²³ rounds to an integer and leaves it in the low mantissa bits (no trapping
-    // float→int conversion in the loop).
-    let t = xc * 1.4426950408889634 + 12582912
-    let n = t - 12582912
-    let r = (xc - n * 0.693145751953125) - n * 1.428606765330187e-06
-    var p: Float = 1.0 / 5040
-    p = p * r + 1.0 / 720
-    p = p * r + 1.0 / 120
-    p = p * r + 1.0 / 24
-    p = p * r + 1.0 / 6
-    p = p * r + 0.5
-    p = p * r + 1
-    p = p * r + 1
-    let scale = Float(bitPattern: (t.bitPattern &- 0x4B40_0000 &+ 127) << 23)
-    let e = p * scale
-    return x < -87 ? 0 : (x.isNaN ? x : e)
-}
-
-/// grad · 2/√π · e^(−x²). Uses libm's correctly rounded expf rather than `expNonPositive`: a 2-ulp
+/// grad · 2/√π · e^(−x²). Uses libm's correctly rounded expf rather than a polynomial: a 2-ulp
 /// exp shifts near-zero gradient elements enough that AdamW (which divides each element by its own
 /// size) drifts from PyTorch after a few steps.
 struct ErfGradFn: FloatFn2 {
@@ -53,12 +29,16 @@ struct SoftplusGradFn: FloatFn2 {
     @inline(__always) func f(_ g: Float, _ x: Float) -> Float { if x > 20 { return g }; let z = expf(x); return g * z / (z + 1) }
     @inline(__always) func d(_ g: Double, _ x: Double) -> Double { if x > 20 { return g }; let z = Foundation.exp(x); return g * z / (z + 1) }
 }
-/// grad · (Φ(x) + x·φ(x)), computed in double, rounded once.
+/// grad · (Φ(x) + x·φ(x)), computed in double, rounded once; float32 arrays go through ck_gelu_grad
+/// (the same formula with a double exp polynomial, vectorised).
 struct GeluGradFn: FloatFn2 {
+    var bulkFloat: ((UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void)? {
+        { ck_gelu_grad($0, $1, $2, $3) }
+    }
     @inline(__always) func f(_ g: Float, _ x: Float) -> Float { Float(d(Double(g), Double(x))) }
     @inline(__always) func d(_ g: Double, _ x: Double) -> Double {
         let cdf = x < Double(GELU_TAIL) ? 0.5 * Foundation.erfc(-x * 0.7071067811865476) : 0.5 * (1 + erfCore(x * 0.7071067811865476))
-        let pdf = 0.3989422804014327 * Double(expNonPositive(Float(-0.5 * x * x)))
+        let pdf = 0.3989422804014327 * Foundation.exp(-0.5 * x * x)
         return g * (cdf + x * pdf)
     }
 }

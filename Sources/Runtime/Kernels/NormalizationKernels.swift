@@ -125,7 +125,7 @@ enum Normalization {
         let (scale, bias, runMean, runVar) = (params[0], params[1], params[2], params[3])
         var mean = runMean, variance = runVar, count = Double(n * spatial)
         let x = x0.dataType == .double ? x0 : NormOpsSupport.widenToFloat(x0)
-        if training { (mean, variance, count) = try batchStatistics(x, label: label, across: processes) }
+        if training { (mean, variance, count) = try batchStatistics(x, label: label, across: processes, context: context) }
         let a = (0..<c).map { scale[$0] / (variance[$0] + epsilon).squareRoot() }
         func apply<T: BinaryFloatingPoint>(_: T.Type) -> Tensor {
             let y = Tensor(uninitialized: x.dataType, shape: shape)
@@ -394,16 +394,13 @@ extension Normalization {
         var dS = [Double](repeating: 0, count: c), dB = [Double](repeating: 0, count: c)
         func run<T: BinaryFloatingPoint>(_: T.Type) {
             let xs = x.pointer(T.self), gs = dy.pointer(T.self), ds = dx.pointer(T.self)
-            // per (n, c) plane: dX = dY·scale·inv, in the same pass as the plane sums
-            let sums = batchNormPlaneSums(xs, gs, mean: mean, n: n, c: c, spatial: spatial, context: context) { p in
+            // per (n, c) plane: dX = dY·scale·inv, in the same pass as the channel sums
+            let sums = batchNormChannelSums(xs, gs, mean: mean, n: n, c: c, spatial: spatial, context: context) { p in
                 let k = T(scale[p % c] * inv[p % c]), g = gs + p * spatial, d = ds + p * spatial
                 for i in 0..<spatial { d[i] = g[i] * k }
             }
-            for p in 0..<(n * c) {
-                let ch = p % c
-                dB[ch] += sums[2 * p]
-                dS[ch] += sums[2 * p + 1] * inv[ch]
-            }
+            dB = sums.dy
+            dS = (0..<c).map { sums.dyCentred[$0] * inv[$0] }
         }
         if wide == .double { run(Double.self) } else { run(Float.self) }
         func vec(_ v: [Double]) -> Tensor {
