@@ -4,10 +4,10 @@ import Runtime
 import Training
 import TestSupport
 
-/// The optimizing passes leave a training graph alone: the decode-head passes rewrite constant
-/// parameters only, and a training graph's are fed, not initializers; the canonicalising passes need
-/// the intermediates of a LayerNorm / GELU read by the pattern alone, and the backward pass reads them.
-/// (TrainingSession also turns the passes off, so frozen weights stay unmerged too.)
+/// The optimizing passes find nothing more in a gradient graph: its forward part went through the
+/// training passes (decode-head algebra included) before autodiff; the canonicalising passes need the
+/// intermediates of a LayerNorm / GELU read by the pattern alone, and the backward pass reads them.
+/// (TrainingSession compiles the gradient graph with the pipeline off anyway.)
 final class TrainingGraphPassesTests: XCTestCase {
     func testPassesFindNothingToRewriteInTheGradientGraph() throws {
         let model = try ONNXImporter.load(contentsOf: commonFixtures.path("tiny-segformer/model.op12.onnx"))

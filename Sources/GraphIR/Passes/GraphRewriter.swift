@@ -74,7 +74,8 @@ final class GraphRewriter {
     }
 
     /// A constant: an initializer a feed cannot replace. (Training graphs feed their parameters, so
-    /// patterns over constants never rewrite them.)
+    /// patterns that need a constant's value never rewrite them; patterns that only need a weight's
+    /// shape ask `knownShape`.)
     func constant(_ value: String?) -> Tensor? {
         guard let value, !feedable.contains(value) else { return nil }
         return graph.initializers[value]
@@ -97,6 +98,19 @@ final class GraphRewriter {
 
     /// The value's (possibly symbolic) shape, when its rank is known.
     func shape(_ value: String) -> [Dim]? { context.types[value]?.shape }
+
+    /// The value's shape when every dimension is known: a constant's, or a computed or fed tensor's (a
+    /// training graph's parameters) as type inference found it. nil for an initializer that a feed may
+    /// replace: the planner folds the nodes reading it with its default value, so a rewrite that moves
+    /// it into foldable nodes would ignore the feed; such a value stays where the graph has it.
+    func knownShape(_ value: String?) -> [Int]? {
+        guard let value else { return nil }
+        if let t = constant(value) { return t.shape }
+        if graph.initializers[value] != nil { return nil }
+        guard let dims = shape(value) else { return nil }
+        let known = dims.compactMap(\.value)
+        return known.count == dims.count ? known : nil
+    }
 
     /// The channel count (dim 1) of an NCHW value: from its inferred type or, where inference left it
     /// symbolic (a Reshape to a computed shape with a -1), from its source — through a Resize that
@@ -192,9 +206,11 @@ extension GraphPass {
     }
 }
 
-/// A 1×1 convolution that is a pure channel map: 2-D, group 1, stride 1, no padding, a constant weight
-/// [M, C, 1, 1], so `Conv(x, W)[n, m, h, w] = Σ_c W[m, c] · x[n, c, h, w]` (dilation is irrelevant for a
-/// 1×1 kernel).
+/// A 1×1 convolution that is a pure channel map: 2-D, group 1, stride 1, no padding, a weight of known
+/// shape [M, C, 1, 1], so `Conv(x, W)[n, m, h, w] = Σ_c W[m, c] · x[n, c, h, w]` (dilation is irrelevant
+/// for a 1×1 kernel). That is linear in x whatever W holds, so the rewrites over it hold for a constant
+/// weight (its merged forms fold once) and for a fed one alike: a training graph's parameters, whose
+/// merged forms the rewritten graph computes each run and through which autodiff reaches W itself.
 struct PointwiseConv {
     let node: Node
     let index: Int
@@ -207,16 +223,16 @@ struct PointwiseConv {
     init?(_ index: Int, in rewriter: GraphRewriter) {
         let node = rewriter.nodes[index]
         guard node.domain.isEmpty, node.opType == OpType.conv, node.inputs.count >= 2,
-              let w = rewriter.constant(node.input(1)), w.shape.count == 4, w.shape[2] == 1, w.shape[3] == 1,
+              let w = rewriter.knownShape(node.input(1)), w.count == 4, w[2] == 1, w[3] == 1,
               (try? node.int("group", default: 1)) == 1,
               ["NOTSET", "VALID"].contains((try? node.string("auto_pad", default: "NOTSET")) ?? ""),
               ((try? node.ints("strides")) ?? []).allSatisfy({ $0 == 1 }),
               ((try? node.ints("pads")) ?? []).allSatisfy({ $0 == 0 }) else { return nil }
-        if let b = node.input(2), rewriter.constant(b) == nil { return nil }
+        if let b = node.input(2), rewriter.knownShape(b) != [w[0]] { return nil }
         self.node = node
         self.index = index
-        outChannels = w.shape[0]
-        inChannels = w.shape[1]
+        outChannels = w[0]
+        inChannels = w[1]
     }
 }
 

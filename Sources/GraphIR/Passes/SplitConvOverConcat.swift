@@ -5,10 +5,11 @@ extension GraphPass {
     ///
     /// where W_i is the slice of W's input channels that meets a_i. Why: output channel m is
     /// Σ_c W[m, c]·x[c], and splitting the sum over c at the concatenation's boundaries gives one
-    /// term per part. The slices are written as Slice nodes of W (folded to constants when W is one);
-    /// the bias is added once, after the sum. Matches only a constant weight and a Concat nothing
-    /// else reads, with every part's channel count known (`GraphRewriter.channels(of:)`; each part's
-    /// convolution checks it at run time).
+    /// term per part. The slices are written as Slice nodes of W (folded to constants when W is one;
+    /// a training graph's fed W is sliced each step, and Slice's gradient rule takes each part's
+    /// gradient back to its columns of W); the bias is added once, after the sum. Matches a weight of
+    /// known shape and a Concat nothing else reads, with every part's channel count known
+    /// (`GraphRewriter.channels(of:)`; each part's convolution checks it at run time).
     ///
     /// On its own it trades one big convolution for n small ones and n−1 Adds; it exists so that each
     /// part's map can move further up its own branch (`convBeforeResize`, `foldConvIntoMatMul`).

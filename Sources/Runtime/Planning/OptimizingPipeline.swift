@@ -17,10 +17,13 @@ public enum OptimizingPipeline {
                                              .fuseMatMulEpilogue, .fuseResizeAdd]
 
     /// The passes a training graph's forward part goes through: the rewrites into single nodes whose
-    /// gradient rules write the backward (attention, LayerNorm, GELU), which keep every parameter as
-    /// it is. (The decode-head algebra merges constant weights: in a training graph those are the
-    /// frozen ones, and its merged weights would have to be recomputed per step.)
-    public static let trainingPasses: [GraphPass] = [.fuseLayerNormalization, .fuseGelu, .fuseAttention]
+    /// gradient rules write the backward (attention, LayerNorm, GELU), then the decode-head algebra.
+    /// Every parameter stays a graph input of its own: the decode-head passes write the merged weights
+    /// as nodes of the parameters (Slice, Reshape, Transpose, MatMul), computed each step — a few small
+    /// products — so autodiff sends the gradients back to the original tensors, and what is saved or
+    /// exported is the original graph with them.
+    public static let trainingPasses: [GraphPass] = [.fuseLayerNormalization, .fuseGelu, .fuseAttention,
+                                                     .splitConvOverConcat, .convBeforeResize, .foldConvIntoMatMul]
 
     /// The op histograms around the pipeline and what each pass changed.
     public struct Report: Sendable, CustomStringConvertible {

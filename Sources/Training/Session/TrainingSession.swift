@@ -20,8 +20,9 @@ public struct TrainingOptions: Sendable {
     /// must weight what flows back into those sums, not only its own gradients. nil: each process's own batch.
     public var batchNormProcesses: (any CrossProcessSum)?
     /// Run `OptimizingPipeline.trainingPasses` over the forward graph before differentiating it
-    /// (fused attention, LayerNorm and GELU; their gradient rules write the backward); false trains
-    /// the graph node by node as exported (`bench --train --no-optimize`).
+    /// (fused attention, LayerNorm and GELU, whose gradient rules write the backward; the decode-head
+    /// algebra, whose merged weights are nodes of the parameters); false trains the graph node by node
+    /// as exported (`bench --train --no-optimize`).
     public var optimizingPasses = true
     public init(freezePatterns: [String] = [], ignoreIndex: Int = 255, untieMergedInitializers: Bool = true,
                 threads: Int? = nil, seed: UInt64 = 0, optimizingPasses: Bool = true,
@@ -99,7 +100,8 @@ public final class TrainingSession {
             graph.inputs.append(ValueInfo(name: name, type: TensorType(.float, known: t.shape)))
         }
         guard !names.isEmpty else { throw SegFormerError.invalid("no trainable float initializers (all frozen?)") }
-        // The parameters are graph inputs now, so no pass can fold or merge them.
+        // The parameters are graph inputs now: no pass can fold them, and the decode-head passes
+        // merge them with nodes that run each step (the saved model is `forwardModel`, unrewritten).
         if options.optimizingPasses { graph = try OptimizingPipeline.runOnTrainingGraph(graph, opset: model.opset).graph }
 
         var labels = "labels"
@@ -129,8 +131,8 @@ public final class TrainingSession {
         self.ignoreIndex = options.ignoreIndex
         self.lossWeightName = lossWeight
         self.gradientGraph = gg
-        // The forward graph went through the training passes above; the rest of the pipeline stays
-        // off here: the decode-head passes would merge frozen weights (constants) and reorder sums.
+        // The forward graph went through the training passes above; the gradient graph is compiled as
+        // autodiff wrote it (fuse-matmul-epilogue is for inference graphs).
         self.session = try Session(model: Model(graph: gg.graph, opsetImports: model.opsetImports),
                                    options: SessionOptions(threads: options.threads, optimizingPasses: false))
         session.context.random = RandomStream(seed: options.seed)

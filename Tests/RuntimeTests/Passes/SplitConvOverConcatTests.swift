@@ -32,8 +32,26 @@ final class SplitConvOverConcatTests: XCTestCase {
         }
     }
 
-    func testFedWeightOrSharedConcatIsLeftAlone() throws {
-        for original in [graph(bias: true, weightIsInput: true), graph(bias: true, concatAlsoOutput: true)] {
+    /// A fed weight (a training graph's parameter: a graph input, no initializer) is sliced by nodes
+    /// that run with the graph: the rewritten graph computes what the original does with whatever W is fed.
+    func testFedWeightIsSlicedWhenTheGraphRuns() throws {
+        var original = graph(bias: true)
+        original.removeInitializer("W")
+        original.inputs.append(PassTest.input("W", [4, 5, 1, 1]))
+        let (rewritten, report) = try PassTest.optimize(original, [.splitConvOverConcat])
+        XCTAssertEqual(report.passes.map(\.description), ["split-conv-over-concat: -1 Concat, -1 Conv, +2 Add, +2 Conv, +2 Slice"])
+        XCTAssertEqual(rewritten.nodes.filter { $0.opType == "Slice" && $0.inputs[0] == "W" }.count, 2)
+        let fed = feeds.merging(["W": NNTest.tensor([4, 5, 1, 1], seed: 5)]) { $1 }
+        XCTAssertLessThanOrEqual(try PassTest.maxDifference(original, rewritten, feeds: fed), 1e-6)
+    }
+
+    /// Left alone: a Concat read elsewhere, a weight of unknown shape, and an initializer a feed may
+    /// replace (the planner folds what reads it with its default).
+    func testSharedConcatWeightOfUnknownShapeOrOverridableWeightIsLeftAlone() throws {
+        var unknownShape = graph(bias: false)
+        unknownShape.removeInitializer("W")
+        unknownShape.inputs.append(PassTest.input("W", [.known(4), .symbol("channels"), .known(1), .known(1)]))
+        for original in [graph(bias: true, concatAlsoOutput: true), unknownShape, graph(bias: true, weightIsInput: true)] {
             let (_, report) = try PassTest.optimize(original, [.splitConvOverConcat])
             XCTAssertFalse(report.passes[0].changedGraph, "\(report)")
         }
