@@ -63,8 +63,9 @@ void ck_erf(const float *x, float *y, ptrdiff_t n) {
     }
 }
 
-MULTIVERSION
-void ck_gelu(const float *x, float *y, ptrdiff_t n) {
+// y[i] = GELU(x[i]) for n floats. Always inlined: an out-of-line copy would be compiled for the
+// baseline level only, and every clone would call it.
+static inline __attribute__((always_inline)) void gelu_span(const float *x, float *y, ptrdiff_t n) {
     for (ptrdiff_t i = 0; i < n; i++) {
         double v = (double)x[i];
         float g = (float)(0.5 * v * (1.0 + erf_rational(v * 0.7071067811865476)));
@@ -75,6 +76,47 @@ void ck_gelu(const float *x, float *y, ptrdiff_t n) {
     // above vectorised, and such inputs are rare.
     for (ptrdiff_t i = 0; i < n; i++) {
         if (x[i] < GELU_TAIL) y[i] = (float)(0.5 * (double)x[i] * erfc(-(double)x[i] * 0.7071067811865476));
+    }
+}
+
+MULTIVERSION
+void ck_gelu(const float *x, float *y, ptrdiff_t n) { gelu_span(x, y, n); }
+
+// Channels per block of the depthwise kernel: 64 float accumulators stay in registers (4 × AVX-512).
+#define DW_BLOCK 64
+
+MULTIVERSION
+void ck_depthwise_tokens_rows(const float *x, const float *w, const float *bias, float *y,
+                              ptrdiff_t H, ptrdiff_t W, ptrdiff_t C, ptrdiff_t KH, ptrdiff_t KW,
+                              ptrdiff_t row_begin, ptrdiff_t row_end, int gelu) {
+    const ptrdiff_t ph = (KH - 1) / 2, pw = (KW - 1) / 2;
+    float acc[DW_BLOCK];
+    for (ptrdiff_t oh = row_begin; oh < row_end; oh++) {
+        // Kernel rows inside the image (zero padding: taps outside are skipped).
+        const ptrdiff_t kh0 = ph - oh > 0 ? ph - oh : 0;
+        const ptrdiff_t kh1 = H + ph - oh < KH ? H + ph - oh : KH;
+        for (ptrdiff_t ow = 0; ow < W; ow++) {
+            const ptrdiff_t kw0 = pw - ow > 0 ? pw - ow : 0;
+            const ptrdiff_t kw1 = W + pw - ow < KW ? W + pw - ow : KW;
+            float *out = y + (oh * W + ow) * C;
+            for (ptrdiff_t c0 = 0; c0 < C; c0 += DW_BLOCK) {
+                const ptrdiff_t m = C - c0 < DW_BLOCK ? C - c0 : DW_BLOCK;
+                for (ptrdiff_t c = 0; c < m; c++) acc[c] = bias ? bias[c0 + c] : 0.0f;
+                for (ptrdiff_t kh = kh0; kh < kh1; kh++) {
+                    const float *row = x + ((oh + kh - ph) * W + ow - pw) * C + c0;
+                    const float *taps = w + kh * KW * C + c0;
+                    for (ptrdiff_t kw = kw0; kw < kw1; kw++) {
+                        const float *xv = row + kw * C, *wv = taps + kw * C;
+                        for (ptrdiff_t c = 0; c < m; c++) acc[c] += wv[c] * xv[c];
+                    }
+                }
+                if (gelu) {
+                    gelu_span(acc, out + c0, m);   // from the local block: no aliasing, so vectorised
+                } else {
+                    for (ptrdiff_t c = 0; c < m; c++) out[c0 + c] = acc[c];
+                }
+            }
+        }
     }
 }
 

@@ -23,6 +23,12 @@ extension OpRegistry {
                  inferTypes: { try Convolution.inferConvTranspose($0) },
                  makeKernel: { node, _ in try Convolution.convTransposeKernel(node) })
             .withGradient { try Convolution.convTransposeGradient($0) }.withWork(WorkRules.convolution(transposed: true)),
+        // The fuse-token-depthwise-conv pass's op (Kernels/Convolution/TokenDepthwise.swift): inference
+        // graphs only, so no gradient rule. The output has the tokens' type.
+        OpSchema(OpType.tokenDepthwiseConv, domain: fusedDomain, inputs: 3...4,
+                 inferTypes: { ctx in [ctx.type(0)] },
+                 makeKernel: { node, opset in try Convolution.tokenDepthwiseKernel(node) })
+            .withWork(WorkRules.convolution(transposed: false)),
         // Training kernels (Conv's backward; see "MARK: gradient rules").
         OpSchema("ConvGradInput", domain: trainingDomain, inputs: 3...3, shapeInputs: [2],
                  inferTypes: { ctx in [LinearAlgebra.inferFromTarget(ctx, 2)] },

@@ -7,12 +7,13 @@ import GraphIR
 public enum OptimizingPipeline {
     /// The passes, in order. Canonicalise: LayerNorm and GELU written out in elementary ops (exports
     /// at opsets before the ONNX op) become single nodes. Fuse: scaled dot-product attention becomes
-    /// one tiled node. Then the decode-head algebra: split a 1×1 conv over its Concat, move each part
+    /// one tiled node; MixFFN's depthwise conv between its Transposes, with its GELU, one channels-last
+    /// node. Then the decode-head algebra: split a 1×1 conv over its Concat, move each part
     /// before its Resize, fold it into the MatMul that made its input. Last, fusion: each float32 MatMul
     /// takes in the Transposes before it and the bias, residual and Relu after it (inference graphs only:
-    /// `FusedMatMul` has no gradient rule, and training graphs run `trainingPasses`).
+    /// `FusedMatMul` and `TokenDepthwiseConv` have no gradient rule, and training graphs run `trainingPasses`).
     public static let passes: [GraphPass] = [.fuseLayerNormalization, .fuseGelu, .fuseAttention,
-                                             .splitConvOverConcat, .convBeforeResize, .foldConvIntoMatMul,
+                                             .fuseTokenDepthwiseConv, .splitConvOverConcat, .convBeforeResize, .foldConvIntoMatMul,
                                              .fuseMatMulEpilogue]
 
     /// The passes a training graph's forward part goes through: the rewrites into single nodes whose
