@@ -57,10 +57,11 @@ final class FuseTokenDepthwiseConvTests: XCTestCase {
         } else {
             b.add("Identity", [back], writing: "y")
         }
+        let convShape = f.convShapeAlsoOutput ? b.add1("Shape", [conv]) : nil
         var g = b.graph
         g.outputs = [PassTest.output("y")]
         if f.transposedAlsoOutput { g.outputs.append(PassTest.output(transposed)) }
-        if f.convShapeAlsoOutput { g.outputs.append(ValueInfo(name: b.add1("Shape", [conv]), type: TensorType(.int64, nil))) }
+        if let convShape { g.outputs.append(ValueInfo(name: convShape, type: TensorType(.int64, nil))) }
         return g
     }
 
@@ -95,7 +96,7 @@ final class FuseTokenDepthwiseConvTests: XCTestCase {
             let ops = rewritten.opCounts
             XCTAssertEqual(ops[fusedName], 1, "\(report)")
             for gone in ["Conv", "Transpose", "Gelu", fusedDomain + ".Gelu"] { XCTAssertNil(ops[gone], "\(gone): \(report)") }
-            XCTAssertEqual(rewritten.nodes.first { $0.opType == OpType.tokenDepthwiseConv }?.attributes["activation"], .string("Gelu"))
+            XCTAssertEqual(try rewritten.nodes.first { $0.opType == OpType.tokenDepthwiseConv }?.string("activation"), "Gelu")
             let feeds = feeds()
             let y = try Session(model: Model(graph: rewritten, opsetImports: ["": opset])).run(feeds)["y"]!
             try NNTest.assertClose(y, try reference(feeds["x"]!, height: 5, width: 7, kernel: (3, 3), gelu: true),
@@ -110,7 +111,7 @@ final class FuseTokenDepthwiseConvTests: XCTestCase {
         let original = graph(Form(kernel: (5, 3), flattenByShape: false, gelu: nil))
         let (rewritten, report) = try PassTest.optimize(original, [.fuseTokenDepthwiseConv])
         XCTAssertEqual(rewritten.opCounts[fusedName], 1, "\(report)")
-        XCTAssertNil(rewritten.nodes.first { $0.opType == OpType.tokenDepthwiseConv }?.attributes["activation"])
+        XCTAssertNil(try rewritten.nodes.first { $0.opType == OpType.tokenDepthwiseConv }?.string("activation"))
         for (height, width) in [(5, 7), (1, 9), (6, 1), (1, 1)] {
             let feeds = feeds(height: height, width: width)
             let y = try Session(model: Model(graph: rewritten, opsetImports: ["": 17])).run(feeds)["y"]!
