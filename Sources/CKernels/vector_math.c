@@ -120,6 +120,37 @@ void ck_depthwise_tokens_rows(const float *x, const float *w, const float *bias,
     }
 }
 
+MULTIVERSION
+void ck_depthwise_tokens_grad_weight_rows(const float *dy, const float *x, float *scratch, double *dw, double *db,
+                                          ptrdiff_t H, ptrdiff_t W, ptrdiff_t C, ptrdiff_t KH, ptrdiff_t KW,
+                                          ptrdiff_t row_begin, ptrdiff_t row_end) {
+    const ptrdiff_t ph = (KH - 1) / 2, pw = (KW - 1) / 2, taps = KH * KW;
+    float *sb = scratch + taps * C;
+    for (ptrdiff_t oh = row_begin; oh < row_end; oh++) {
+        for (ptrdiff_t i = 0; i < (taps + 1) * C; i++) scratch[i] = 0.0f;
+        const ptrdiff_t kh0 = ph - oh > 0 ? ph - oh : 0;
+        const ptrdiff_t kh1 = H + ph - oh < KH ? H + ph - oh : KH;
+        for (ptrdiff_t ow = 0; ow < W; ow++) {
+            const ptrdiff_t kw0 = pw - ow > 0 ? pw - ow : 0;
+            const ptrdiff_t kw1 = W + pw - ow < KW ? W + pw - ow : KW;
+            const float *g = dy + (oh * W + ow) * C;
+            for (ptrdiff_t c = 0; c < C; c++) sb[c] += g[c];
+            for (ptrdiff_t kh = kh0; kh < kh1; kh++) {
+                const float *row = x + ((oh + kh - ph) * W + ow - pw) * C;
+                for (ptrdiff_t kw = kw0; kw < kw1; kw++) {
+                    const float *xv = row + kw * C;
+                    float *s = scratch + (kh * KW + kw) * C;
+                    for (ptrdiff_t c = 0; c < C; c++) s[c] += g[c] * xv[c];
+                }
+            }
+        }
+        // Each row's partial sums go into double (as the NCHW depthwise dW): float sums carried over
+        // a whole image drift enough to flip the sign of near-zero gradients.
+        for (ptrdiff_t i = 0; i < taps * C; i++) dw[i] += (double)scratch[i];
+        for (ptrdiff_t c = 0; c < C; c++) db[c] += (double)sb[c];
+    }
+}
+
 // d[i] = exp(s[i] − shift) (0 below −87) for a row of n; returns the row's sum, taken in 16 float
 // lanes combined in double: precise for long rows and still vectorised. (d may be s.) Always inlined:
 // an out-of-line copy is compiled for the baseline level only, and every clone would call it.

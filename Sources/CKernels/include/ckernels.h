@@ -31,6 +31,13 @@ void ck_depthwise_tokens_rows(const float *x, const float *w, const float *bias,
                               ptrdiff_t H, ptrdiff_t W, ptrdiff_t C, ptrdiff_t KH, ptrdiff_t KW,
                               ptrdiff_t row_begin, ptrdiff_t row_end, int gelu);
 
+/// The weight and bias gradients of that convolution over its output rows [row_begin, row_end) of one
+/// image: dw[t·C + c] += Σ dy[oh, ow, c] · x[under tap t] and db[c] += Σ dy[oh, ow, c], each row
+/// summed in float (in `scratch`, (KH·KW + 1)·C floats), then added in double.
+void ck_depthwise_tokens_grad_weight_rows(const float *dy, const float *x, float *scratch, double *dw, double *db,
+                                          ptrdiff_t H, ptrdiff_t W, ptrdiff_t C, ptrdiff_t KH, ptrdiff_t KW,
+                                          ptrdiff_t row_begin, ptrdiff_t row_end);
+
 /// Below this x, GELU is evaluated as x/2 · erfc(-x/√2) (no cancellation in the negative tail).
 #define GELU_TAIL (-3.0f)
 

@@ -18,8 +18,9 @@ extension GraphPass {
     /// explicit pads (K − 1)/2 on every side (so the output keeps H × W); both Reshapes' inferred
     /// shapes starting with X's batch dim and C; each intermediate read by the next op alone (the
     /// conv's output may also be read by Shape nodes, which then read the conv's input: the same
-    /// shape); a Gelu reader with approximate = none (in ai.onnx or in `fusedDomain`). Inference
-    /// graphs only: TokenDepthwiseConv has no gradient rule.
+    /// shape); a Gelu reader with approximate = none (in ai.onnx or in `fusedDomain`). In the
+    /// inference pipeline (TokenDepthwiseConv's gradient rule exists, but `trainingPasses` leaves
+    /// this pass out for now: see OptimizingPipeline).
     public static let fuseTokenDepthwiseConv = overNodes("fuse-token-depthwise-conv", of: OpType.conv) { index, conv, r in
         guard conv.inputs.count >= 2,
               let nchw = r.soleProducer(of: conv.inputs[0], OpType.reshape),

@@ -11,7 +11,7 @@ public enum OptimizingPipeline {
     /// node. Then the decode-head algebra: split a 1×1 conv over its Concat, move each part
     /// before its Resize, fold it into the MatMul that made its input. Last, fusion: each float32 MatMul
     /// takes in the Transposes before it and the bias, residual and Relu after it (inference graphs only:
-    /// `FusedMatMul` and `TokenDepthwiseConv` have no gradient rule, and training graphs run `trainingPasses`).
+    /// `FusedMatMul` has no gradient rule, and training graphs run `trainingPasses`).
     public static let passes: [GraphPass] = [.fuseLayerNormalization, .fuseGelu, .fuseAttention,
                                              .fuseTokenDepthwiseConv, .splitConvOverConcat, .convBeforeResize, .foldConvIntoMatMul,
                                              .fuseMatMulEpilogue]
@@ -19,7 +19,9 @@ public enum OptimizingPipeline {
     /// The passes a training graph's forward part goes through: the rewrites into single nodes whose
     /// gradient rules write the backward (attention, LayerNorm, GELU), which keep every parameter as
     /// it is. (The decode-head algebra merges constant weights: in a training graph those are the
-    /// frozen ones, and its merged weights would have to be recomputed per step.)
+    /// frozen ones, and its merged weights would have to be recomputed per step. TokenDepthwiseConv
+    /// has a gradient rule, but with fuse-token-depthwise-conv here the b0 training reference's
+    /// parameters after 3 AdamW steps drift past their tolerance: not yet.)
     public static let trainingPasses: [GraphPass] = [.fuseLayerNormalization, .fuseGelu, .fuseAttention]
 
     /// The op histograms around the pipeline and what each pass changed.
