@@ -38,8 +38,9 @@ void ck_erf(const float *x, float *y, ptrdiff_t n) {
 // GELU's loops go over blocks this long: the tail check (below) rereads a block while it is in cache.
 #define GELU_BLOCK 256
 
-MULTIVERSION
-void ck_gelu(const float *restrict x, float *restrict y, ptrdiff_t n) {
+// y[i] = GELU(x[i]) for n floats (y must not alias x). Always inlined: an out-of-line copy would be
+// compiled for the baseline level only, and every clone would call it.
+static inline __attribute__((always_inline)) void gelu_span(const float *restrict x, float *restrict y, ptrdiff_t n) {
     for (ptrdiff_t start = 0; start < n; start += GELU_BLOCK) {
         const float *xs = x + start;
         float *ys = y + start;
@@ -59,6 +60,78 @@ void ck_gelu(const float *restrict x, float *restrict y, ptrdiff_t n) {
                 if (xs[i] < GELU_TAIL) ys[i] = (float)(0.5 * (double)xs[i] * erfc(-(double)xs[i] * 0.7071067811865476));
             }
         }
+    }
+}
+
+MULTIVERSION
+void ck_gelu(const float *restrict x, float *restrict y, ptrdiff_t n) { gelu_span(x, y, n); }
+
+// Channels per block of the depthwise kernel: 64 float accumulators stay in registers (4 × AVX-512).
+#define DW_BLOCK 64
+
+MULTIVERSION
+void ck_depthwise_tokens_rows(const float *x, const float *w, const float *bias, float *y,
+                              ptrdiff_t H, ptrdiff_t W, ptrdiff_t C, ptrdiff_t KH, ptrdiff_t KW,
+                              ptrdiff_t row_begin, ptrdiff_t row_end, int gelu) {
+    const ptrdiff_t ph = (KH - 1) / 2, pw = (KW - 1) / 2;
+    float acc[DW_BLOCK];
+    for (ptrdiff_t oh = row_begin; oh < row_end; oh++) {
+        // Kernel rows inside the image (zero padding: taps outside are skipped).
+        const ptrdiff_t kh0 = ph - oh > 0 ? ph - oh : 0;
+        const ptrdiff_t kh1 = H + ph - oh < KH ? H + ph - oh : KH;
+        for (ptrdiff_t ow = 0; ow < W; ow++) {
+            const ptrdiff_t kw0 = pw - ow > 0 ? pw - ow : 0;
+            const ptrdiff_t kw1 = W + pw - ow < KW ? W + pw - ow : KW;
+            float *out = y + (oh * W + ow) * C;
+            for (ptrdiff_t c0 = 0; c0 < C; c0 += DW_BLOCK) {
+                const ptrdiff_t m = C - c0 < DW_BLOCK ? C - c0 : DW_BLOCK;
+                for (ptrdiff_t c = 0; c < m; c++) acc[c] = bias ? bias[c0 + c] : 0.0f;
+                for (ptrdiff_t kh = kh0; kh < kh1; kh++) {
+                    const float *row = x + ((oh + kh - ph) * W + ow - pw) * C + c0;
+                    const float *taps = w + kh * KW * C + c0;
+                    for (ptrdiff_t kw = kw0; kw < kw1; kw++) {
+                        const float *xv = row + kw * C, *wv = taps + kw * C;
+                        for (ptrdiff_t c = 0; c < m; c++) acc[c] += wv[c] * xv[c];
+                    }
+                }
+                if (gelu) {
+                    gelu_span(acc, out + c0, m);   // from the local block: no aliasing, so vectorised
+                } else {
+                    for (ptrdiff_t c = 0; c < m; c++) out[c0 + c] = acc[c];
+                }
+            }
+        }
+    }
+}
+
+MULTIVERSION
+void ck_depthwise_tokens_grad_weight_rows(const float *dy, const float *x, float *scratch, double *dw, double *db,
+                                          ptrdiff_t H, ptrdiff_t W, ptrdiff_t C, ptrdiff_t KH, ptrdiff_t KW,
+                                          ptrdiff_t row_begin, ptrdiff_t row_end) {
+    const ptrdiff_t ph = (KH - 1) / 2, pw = (KW - 1) / 2, taps = KH * KW;
+    float *sb = scratch + taps * C;
+    for (ptrdiff_t oh = row_begin; oh < row_end; oh++) {
+        for (ptrdiff_t i = 0; i < (taps + 1) * C; i++) scratch[i] = 0.0f;
+        const ptrdiff_t kh0 = ph - oh > 0 ? ph - oh : 0;
+        const ptrdiff_t kh1 = H + ph - oh < KH ? H + ph - oh : KH;
+        for (ptrdiff_t ow = 0; ow < W; ow++) {
+            const ptrdiff_t kw0 = pw - ow > 0 ? pw - ow : 0;
+            const ptrdiff_t kw1 = W + pw - ow < KW ? W + pw - ow : KW;
+            const float *g = dy + (oh * W + ow) * C;
+            for (ptrdiff_t c = 0; c < C; c++) sb[c] += g[c];
+            for (ptrdiff_t kh = kh0; kh < kh1; kh++) {
+                const float *row = x + ((oh + kh - ph) * W + ow - pw) * C;
+                for (ptrdiff_t kw = kw0; kw < kw1; kw++) {
+                    const float *xv = row + kw * C;
+                    float *s = scratch + (kh * KW + kw) * C;
+                    for (ptrdiff_t c = 0; c < C; c++) s[c] += g[c] * xv[c];
+                }
+            }
+        }
+        // Each row's partial sums go into double (as the NCHW depthwise dW): float sums carried over
+        // a whole image drift enough to flip the sign of near-zero gradients.
+        for (ptrdiff_t i = 0; i < taps * C; i++) dw[i] += (double)scratch[i];
+        for (ptrdiff_t c = 0; c < C; c++) db[c] += (double)sb[c];
     }
 }
 

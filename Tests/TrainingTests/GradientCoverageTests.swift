@@ -173,6 +173,11 @@ final class GradientCoverageTests: XCTestCase {
             Case(op: "Attention", domain: fusedDomain, inputs: [values([2, 5, 3], -2, 2), values([2, 4, 3], -2, 2, seed: 2),
                                                                 values([2, 4, 2], seed: 3)],
                  attributes: ["scale": .float(0.6)], differentiable: [0, 1, 2]),
+            // MixFFN's depthwise conv over tokens [2, 3·4, 3] with its GELU; TokenDepthwiseConvGradientTests has the rest.
+            Case(op: OpType.tokenDepthwiseConv, domain: fusedDomain,
+                 inputs: [values([2, 12, 3]), values([3, 1, 3, 3], seed: 2), Tensor([2, 3, 3, 4].map { Int64($0) }, shape: [4]),
+                          values([3], seed: 3)],
+                 attributes: ["activation": .string(OpType.gelu)], differentiable: [0, 1, 3]),
             // Inference mode: mean and variance are constants.
             Case(op: "BatchNormalization", inputs: [values([2, 3, 2, 2]), values([3], seed: 2), values([3], seed: 3),
                                                     values([3], -0.3, 0.3, seed: 4), values([3], 0.6, 1, seed: 5)],

@@ -45,6 +45,9 @@ public enum OpType {
     public static let sum = "Sum"
     public static let sumToShape = "SumToShape"
     public static let transpose = "Transpose"
+    /// Fused domain: a depthwise convolution over channels-last tokens [B, H·W, C] with an optional
+    /// GELU after it, written by the fuse-token-depthwise-conv pass (MixFFN's 3×3 between its Transposes).
+    public static let tokenDepthwiseConv = "TokenDepthwiseConv"
     public static let upsampledCrossEntropyLoss = "UpsampledCrossEntropyLoss"
 }
 

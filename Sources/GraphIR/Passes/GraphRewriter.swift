@@ -34,12 +34,29 @@ final class GraphRewriter {
     /// pattern may then consume it whole.
     func soleProducer(of value: String, _ opType: String) -> Node? { producer(of: value, opType, readers: 1) }
 
-    /// The node reading `value` (with its index), if it is `opType` (ai.onnx) and the only reader, so a
-    /// pattern may take `value` into the node it writes.
-    func soleReader(of value: String, _ opType: String) -> (index: Int, node: Node)? {
+    /// The node reading `value` (with its index), if it is `opType` (in `domain`, ai.onnx by default)
+    /// and the only reader, so a pattern may take `value` into the node it writes.
+    func soleReader(of value: String, _ opType: String, domain: String = "") -> (index: Int, node: Node)? {
         guard let i = soleReaders[value], !replaced.contains(i) else { return nil }
         let node = graph.nodes[i]
-        return node.domain.isEmpty && node.opType == opType ? (i, node) : nil
+        return node.domain == domain && node.opType == opType ? (i, node) : nil
+    }
+
+    /// The node reading `value` (with its index), if it is `opType` and `value`'s other readers are
+    /// only plain Shape nodes (as `producerReadForShape` from the other side). A pattern taking `value`
+    /// into the node it writes must give those Shape nodes a new source (`rewireShapeReaders(_:to:)`).
+    func readerBesideShapes(of value: String, _ opType: String) -> (index: Int, node: Node, shapeReaders: [Int])? {
+        let readers = graph.nodes.indices.filter { graph.nodes[$0].inputs.contains(value) }
+        let shapes = readers.filter { isPlainShape(graph.nodes[$0], of: value) }
+        // Every use is a distinct reader (no node reads it twice, it is no graph output).
+        guard readers.count == shapes.count + 1, uses[value] == readers.count,
+              let i = readers.first(where: { !shapes.contains($0) }), !replaced.contains(i) else { return nil }
+        let node = graph.nodes[i]
+        return node.domain.isEmpty && node.opType == opType ? (i, node, shapes) : nil
+    }
+
+    private func isPlainShape(_ n: Node, of value: String) -> Bool {
+        n.domain.isEmpty && n.opType == OpType.shape && n.inputs == [value] && n.attributes.isEmpty
     }
 
     /// The node producing `value`, if it is `opType` and `value` has exactly `readers` readers: a
@@ -55,12 +72,17 @@ final class GraphRewriter {
     /// nodes (exporters read the shape of a value to compute a later Reshape or Resize target). A
     /// pattern consuming the value must then give those Shape nodes a new source (`rewireShapeReaders`).
     func producerReadForShape(of value: String, _ opType: String) -> (node: Node, shapeReaders: [Int])? {
-        let readers = graph.nodes.indices.filter { i in
-            let n = graph.nodes[i]
-            return n.domain.isEmpty && n.opType == OpType.shape && n.inputs == [value] && n.attributes.isEmpty
-                && !replaced.contains(i)
-        }
+        let readers = graph.nodes.indices.filter { isPlainShape(graph.nodes[$0], of: value) && !replaced.contains($0) }
         return producer(of: value, opType, readers: 1 + readers.count).map { ($0, readers) }
+    }
+
+    /// Replaces Shape nodes of a value that a rewrite removed by Shape nodes of `replacement`, a value
+    /// of the same shape.
+    func rewireShapeReaders(_ readers: [Int], to replacement: String) {
+        for i in readers {
+            replace(i)
+            add(OpType.shape, [replacement], writing: graph.nodes[i].outputs[0])
+        }
     }
 
     /// Replaces Shape nodes of an NCHW value that a rewrite removed by the shape of `replacement`, a

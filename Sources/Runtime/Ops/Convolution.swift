@@ -23,6 +23,12 @@ extension OpRegistry {
                  inferTypes: { try Convolution.inferConvTranspose($0) },
                  makeKernel: { node, _ in try Convolution.convTransposeKernel(node) })
             .withGradient { try Convolution.convTransposeGradient($0) }.withWork(WorkRules.convolution(transposed: true)),
+        // The fuse-token-depthwise-conv pass's op (Kernels/Convolution/TokenDepthwise.swift). The
+        // output has the tokens' type.
+        OpSchema(OpType.tokenDepthwiseConv, domain: fusedDomain, inputs: 3...4,
+                 inferTypes: { ctx in [ctx.type(0)] },
+                 makeKernel: { node, _ in try Convolution.tokenDepthwiseKernel(node) })
+            .withGradient { try Convolution.tokenDepthwiseGradient($0) }.withWork(WorkRules.convolution(transposed: false)),
         // Training kernels (Conv's backward; see "MARK: gradient rules").
         OpSchema("ConvGradInput", domain: trainingDomain, inputs: 3...3, shapeInputs: [2],
                  inferTypes: { ctx in [LinearAlgebra.inferFromTarget(ctx, 2)] },
@@ -30,6 +36,9 @@ extension OpRegistry {
         OpSchema("ConvGradWeight", domain: trainingDomain, inputs: 3...3, shapeInputs: [2],
                  inferTypes: { ctx in [LinearAlgebra.inferFromTarget(ctx, 2)] },
                  makeKernel: { node, _ in try Convolution.convGradKernel(node, weight: true) }),
+        OpSchema("TokenDepthwiseConvGrad", domain: trainingDomain, inputs: 4...4, outputs: 2...2,
+                 inferTypes: { ctx in [ctx.type(2), ctx.type(2).map { TensorType($0.dataType, $0.shape.map { [$0[0]] }) }] },
+                 makeKernel: { node, _ in try Convolution.tokenDepthwiseGradKernel(node) }),
         OpSchema("ConvGradBias", domain: trainingDomain, inputs: 1...1,
                  inferTypes: { ctx in
                      guard let t = ctx.type(0) else { return [nil] }
@@ -106,6 +115,35 @@ extension Convolution {
         }
         if node.inputs.count > 2, !node.inputs[2].isEmpty, ctx.needs(2) {
             result[2] = ctx.builder.add1("ConvGradBias", domain: trainingDomain, [dy], name: "ConvGradBias")
+        }
+        return result
+    }
+
+    /// TokenDepthwiseConv: with a GELU, the conv's own output U is recomputed (the forward keeps only
+    /// the GELU's) and dU = GeluGrad(dY, U); dX is the same conv of dU with the kernel rotated by 180°
+    /// (`adjoint`), dW and dB come from TokenDepthwiseConvGrad(dU, X, W, shape).
+    static func tokenDepthwiseGradient(_ ctx: GradientContext) throws -> [String?] {
+        let node = ctx.node, b = ctx.builder
+        var conv = node.attributes
+        conv["activation"] = nil
+        var du = try ctx.gradient()
+        if node.attributes["activation"] != nil {
+            let u = b.add1(OpType.tokenDepthwiseConv, domain: fusedDomain, node.inputs, attributes: conv, name: OpType.tokenDepthwiseConv)
+            du = b.add1("GeluGrad", domain: trainingDomain, [du, u], name: "GeluGrad")
+        }
+        var result: [String?] = [nil, nil, nil, nil]
+        if ctx.needs(0) {
+            var adjoint = conv
+            adjoint["adjoint"] = .int(1)
+            result[0] = b.add1(OpType.tokenDepthwiseConv, domain: fusedDomain, [du, ctx.input(1), ctx.input(2)],
+                               attributes: adjoint, name: "TokenDepthwiseConvGradInput")
+        }
+        let hasBias = node.input(3) != nil
+        if ctx.needs(1) || (hasBias && ctx.needs(3)) {
+            let grads = b.add("TokenDepthwiseConvGrad", domain: trainingDomain, [du, ctx.input(0), ctx.input(1), ctx.input(2)],
+                              attributes: conv.filter { $0.key == "allowzero" }, outputs: 2, name: "TokenDepthwiseConvGrad")
+            result[1] = ctx.needs(1) ? grads[0] : nil
+            result[3] = hasBias && ctx.needs(3) ? grads[1] : nil
         }
         return result
     }
