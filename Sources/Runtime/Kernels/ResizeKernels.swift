@@ -120,14 +120,21 @@ enum ResizePlan {
         if a.mode != .nearest, !tables.isEmpty, x.count > 0, x.rank >= 2, tables.allSatisfy({ $0.axis >= x.rank - 2 }) {
             return interpolateFloat(x, tables, extrapolation: Float(a.extrapolation), context, epilogue: epilogue)
         }
-        // Other forms (identity, nearest, other axes): Resize, then the epilogue over the whole output.
+        // Other forms (identity — SegFormer's stage-1 map, already at 1/4 —, nearest, other axes): Resize,
+        // then the epilogue, plane by plane over the threads.
         let y = try run(x, roi: roi, scales: scales, sizes: sizes, a, label: label, context: context)
         let out = Tensor(uninitialized: .float, shape: outShape)
         let src = y.pointer(Float.self), dst = out.pointer(Float.self)
-        for i in 0..<out.count { dst[i] = src[i] }
-        let rowLength = epilogue.bias == nil ? max(out.count, 1) : max(epilogue.planeSize, 1)
-        for start in stride(from: 0, to: out.count, by: rowLength) {
-            epilogue.apply(dst + start, offset: start, count: min(rowLength, out.count - start))
+        let plane = max(epilogue.planeSize, 1)
+        let planes = (out.count + plane - 1) / plane
+        withExtendedLifetime(y) {
+            context.parallelFor(planes, minimumPerChunk: max(1, 65536 / plane)) { first, end in
+                for p in first..<end {
+                    let start = p * plane, count = min(plane, out.count - start)
+                    (dst + start).update(from: src + start, count: count)
+                    epilogue.apply(dst + start, offset: start, count: count)
+                }
+            }
         }
         return out
     }
