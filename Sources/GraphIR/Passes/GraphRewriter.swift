@@ -55,12 +55,27 @@ final class GraphRewriter {
     /// nodes (exporters read the shape of a value to compute a later Reshape or Resize target). A
     /// pattern consuming the value must then give those Shape nodes a new source (`rewireShapeReaders`).
     func producerReadForShape(of value: String, _ opType: String) -> (node: Node, shapeReaders: [Int])? {
-        let readers = graph.nodes.indices.filter { i in
+        let readers = shapeReaders(of: value)
+        return producer(of: value, opType, readers: 1 + readers.count).map { ($0, readers) }
+    }
+
+    /// The node reading `value` (with its index), if it is `opType` and `value`'s other readers are
+    /// only plain Shape nodes, which a pattern taking `value` in must give a new source.
+    func readerBesideShapes(of value: String, _ opType: String) -> (index: Int, node: Node, shapeReaders: [Int])? {
+        let shapes = shapeReaders(of: value)
+        guard uses[value] == 1 + shapes.count,
+              let i = graph.nodes.indices.first(where: { !shapes.contains($0) && graph.nodes[$0].inputs.contains(value) }),
+              !replaced.contains(i), graph.nodes[i].domain.isEmpty, graph.nodes[i].opType == opType else { return nil }
+        return (i, graph.nodes[i], shapes)
+    }
+
+    /// The plain Shape nodes (no start/end) reading `value`.
+    private func shapeReaders(of value: String) -> [Int] {
+        graph.nodes.indices.filter { i in
             let n = graph.nodes[i]
             return n.domain.isEmpty && n.opType == OpType.shape && n.inputs == [value] && n.attributes.isEmpty
                 && !replaced.contains(i)
         }
-        return producer(of: value, opType, readers: 1 + readers.count).map { ($0, readers) }
     }
 
     /// Replaces Shape nodes of an NCHW value that a rewrite removed by the shape of `replacement`, a
@@ -113,6 +128,17 @@ final class GraphRewriter {
         case OpType.resize where source.count == 4 && source[1] == dims[1]: return channels(of: node.inputs[0])
         case OpType.reshape where source.count == 3 && source[0] == dims[0]: return source[1].value
         default: return nil
+        }
+    }
+
+    /// Replaces Shape nodes of a value that a rewrite removed by the shape of `replacement`, whose axes
+    /// are the removed value's in another order: Shape(removed)[i] = Shape(replacement)[perm[i]].
+    func rewireShapeReaders(_ readers: [Int], to replacement: String, permutation perm: [Int]) {
+        guard !readers.isEmpty else { return }
+        let shape = add(OpType.shape, [replacement]), order = int64s(perm)
+        for i in readers {
+            replace(i)
+            add(OpType.gather, [shape, order], attributes: ["axis": .int(0)], writing: graph.nodes[i].outputs[0])
         }
     }
 

@@ -31,6 +31,10 @@ final class FuseAttentionTests: XCTestCase {
         var queriesAlsoOutput = false  // the transposed Q also read by a graph output
         var outputPerm = [0, 2, 1, 3]    // the Transpose after the product
         var productAlsoOutput = false  // the product also read by a graph output
+        /// The opset-17 export's shape reads: the output goes through Reshape(product, target) before
+        /// the Transpose back, target computed from Shape(product), Shape(Q) and Shape(V) (transposed);
+        /// Shape(Q) is also an output, to check its replacement.
+        var shapeReads = false
     }
 
     private let (batch, heads, n, m, d, dv) = (2, 2, 9, 6, 4, 3)
@@ -88,7 +92,16 @@ final class FuseAttentionTests: XCTestCase {
         var p = b.add1("Softmax", [scores], attributes: f.softmaxAxis.map { ["axis": .int($0)] } ?? [:])
         let probabilities = p
         for _ in 0..<(f.cast ? 2 : 0) { p = b.add1("Cast", [p], attributes: ["to": .int(Int(DataType.float.rawValue))]) }
-        let product = b.add1("MatMul", [p, splitHeads("v")])
+        let values = splitHeads("v")
+        var product = b.add1("MatMul", [p, values])
+        var queriesShape: String?
+        if f.shapeReads {
+            queriesShape = b.add1("Shape", [transposedQueries])
+            let pick = { (shape: String, axes: [Int]) in b.add1("Gather", [shape, b.int64s(axes)], attributes: ["axis": .int(0)]) }
+            let target = b.add1("Concat", [pick(b.add1("Shape", [product]), [0, 1]), pick(queriesShape!, [2]),
+                                           pick(b.add1("Shape", [values]), [3])], attributes: ["axis": .int(0)])
+            product = b.add1("Reshape", [product, target])
+        }
         if f.headSplit { _ = transpose(product, f.outputPerm) }
         var g = b.graph
         g.nodes[g.nodes.count - 1].outputs = ["o"]
@@ -96,6 +109,7 @@ final class FuseAttentionTests: XCTestCase {
             + (f.probabilitiesAlsoOutput ? [PassTest.output(probabilities)] : [])
             + (f.queriesAlsoOutput ? [PassTest.output(transposedQueries)] : [])
             + (f.productAlsoOutput && f.headSplit ? [PassTest.output(product)] : [])
+            + (queriesShape.map { [ValueInfo(name: $0, type: TensorType(.int64, nil))] } ?? [])
         return g
     }
 
@@ -139,13 +153,15 @@ final class FuseAttentionTests: XCTestCase {
     func testHeadSplitsBecomeTheTokensFirstLayout() throws {
         let forms: [(String, Form)] = [
             ("opset 17 export (K₄ → Kᵀ in one Transpose)", Form(headSplit: true)),
+            ("opset 17 export with its shape reads and no-op Reshape", Form(headSplit: true, shapeReads: true)),
             ("opset 12 eager export (Kᵀ a second Transpose)",
              Form(scale: .mulScores, keys: .transposedLastTwo, cast: true, softmaxAxis: 3, opset: 12, headSplit: true)),
         ]
         for (what, form) in forms {
             let original = graph(form)
             let (rewritten, report) = try PassTest.optimize(original, [.fuseAttention], opset: form.opset)
-            XCTAssertEqual(rewritten.opCounts, [attention: 1], "\(what): \(report)")
+            // What is left besides the node: the replaced Shape read, Shape(Q₄) gathered in swapped order.
+            XCTAssertEqual(rewritten.opCounts, form.shapeReads ? [attention: 1, "Shape": 1, "Gather": 1] : [attention: 1], "\(what): \(report)")
             let node = try XCTUnwrap(rewritten.nodes.first { $0.opType == OpType.attention })
             XCTAssertEqual(try node.string(AttentionLayout.attribute), AttentionLayout.tokensFirst.rawValue, what)
             XCTAssertEqual(node.inputs, ["q", "k", "v"], what)
