@@ -2,7 +2,8 @@ import GraphIR
 import Runtime
 
 /// Scaled dot-product attention at b0's shapes (batch 1, inference): the fused, tiled Attention kernel
-/// against the unfused MatMul(Q, Kᵀ) → Softmax → MatMul(P, V) it replaces, 2 threads, wall clock.
+/// against the unfused MatMul(Q, Kᵀ) → Softmax → MatMul(P, V) it replaces, and in the tokens-first
+/// layout (heads strided, no Transposes around it), 2 threads, wall clock.
 func attentionForward() throws {
     let timer = Timer(.wall, threads: 2, repeats: 5, nameWidth: 44)
     let scale: [String: Attribute] = ["scale": .float(0.17677669)]
@@ -27,6 +28,12 @@ func attentionForward() throws {
         try timer.time("\(name)   PV") { _ = try timer.op(OpType.matMul, [p0, v]) }
         try timer.time("\(name) fused", detail: rate) {
             _ = try timer.op(OpType.attention, domain: fusedDomain, [q, k, v], scale)
+        }
+        // The same reading Q, K, V and writing O strided in the linear layers' [1, rows, heads, d].
+        let tokensFirst = scale.merging([AttentionLayout.attribute: .string(AttentionLayout.tokensFirst.rawValue)]) { $1 }
+        let qt = try random([1, n, heads, d], seed: 1), kt = try random([1, m, heads, d], seed: 2), vt = try random([1, m, heads, d], seed: 3)
+        try timer.time("\(name) fused, tokens-first", detail: rate) {
+            _ = try timer.op(OpType.attention, domain: fusedDomain, [qt, kt, vt], tokensFirst)
         }
         let one = Timer(.wall, threads: 1, repeats: 5, nameWidth: 44)
         try one.time("\(name) fused", detail: rate) {

@@ -5,7 +5,8 @@ import GraphIR
 
 /// The fused attention kernels against softmax(scale·Q·Kᵀ)·V and its gradients written out in Double,
 /// at sizes that are not multiples of the row and key blocks, in one pass over the keys and streaming
-/// (online softmax) over several key blocks; and bit-identical run to run at 1, 2 and 3 threads.
+/// (online softmax) over several key blocks, in both layouts (the tokens-first one reads and writes each
+/// head's rows strided); and bit-identical run to run at 1, 2 and 3 threads.
 final class AttentionKernelTests: XCTestCase {
     /// [2, 3] batch dims, N = 37 queries, M = 29 keys, d = 5, dv = 7.
     private let (lead, n, m, d, dv) = ([2, 3], 37, 29, 5, 7)
@@ -48,18 +49,35 @@ final class AttentionKernelTests: XCTestCase {
         return (o, dQ, dK, dV)
     }
 
+    /// Swaps axes 1 and 2 of a rank-4 tensor: [2, 3, rows, f] (batch 2, 3 heads) ↔ [2, rows, 3, f].
+    private func swapTokensAndHeads(_ t: Tensor) throws -> Tensor {
+        try SingleOp.run("Transpose", inputs: [t], attributes: ["perm": .ints([0, 2, 1, 3])])[0]
+    }
+
+    /// Forward and backward in `layout` on the test's tensors (the tokens-first ones made by swapping
+    /// tokens and heads), with the results swapped back to heads-first: [O, dQ, dK, dV].
+    private func run(_ layout: AttentionLayout, _ context: ExecutionContext, rowBlock: Int?, keyBlock: Int) throws -> [Tensor] {
+        let (toLayout, back): ((Tensor) throws -> Tensor, (Tensor) throws -> Tensor) =
+            layout == .tokensFirst ? (swapTokensAndHeads, swapTokensAndHeads) : ({ $0 }, { $0 })
+        let (q, k, v, dO) = (try toLayout(q), try toLayout(k), try toLayout(v), try toLayout(dO))
+        let o = try AttentionKernels.forward(q, k, v, scale: scale, layout: layout, label: "t", context: context,
+                                             rowBlock: rowBlock, keyBlock: keyBlock)
+        let grads = try AttentionKernels.backward(dO, q, k, v, o, scale: scale, layout: layout, label: "t", context: context,
+                                                  rowBlock: rowBlock, keyBlock: keyBlock)
+        return try ([o] + grads).map(back)
+    }
+
     func testForwardAndBackwardMatchTheNaiveReferenceAtOddSizes() throws {
         let expected = try reference()
-        for (rows, keys) in blockings {
-            for threads in [1, 2] {
-                let context = ExecutionContext(threads: threads)
-                let o = try AttentionKernels.forward(q, k, v, scale: scale, label: "t", context: context, rowBlock: rows, keyBlock: keys)
-                try NNTest.assertClose(o, expected.o, shape: lead + [n, dv], tolerance: 2e-6)
-                let grads = try AttentionKernels.backward(dO, q, k, v, o, scale: scale, label: "t", context: context,
-                                                          rowBlock: rows, keyBlock: keys)
-                try NNTest.assertClose(grads[0], expected.dQ, shape: lead + [n, d], tolerance: 1e-5)
-                try NNTest.assertClose(grads[1], expected.dK, shape: lead + [m, d], tolerance: 1e-5)
-                try NNTest.assertClose(grads[2], expected.dV, shape: lead + [m, dv], tolerance: 1e-5)
+        for layout in AttentionLayout.allCases {
+            for (rows, keys) in blockings {
+                for threads in [1, 2] {
+                    let r = try run(layout, ExecutionContext(threads: threads), rowBlock: rows, keyBlock: keys)
+                    try NNTest.assertClose(r[0], expected.o, shape: lead + [n, dv], tolerance: 2e-6)
+                    try NNTest.assertClose(r[1], expected.dQ, shape: lead + [n, d], tolerance: 1e-5)
+                    try NNTest.assertClose(r[2], expected.dK, shape: lead + [m, d], tolerance: 1e-5)
+                    try NNTest.assertClose(r[3], expected.dV, shape: lead + [m, dv], tolerance: 1e-5)
+                }
             }
         }
     }
@@ -87,29 +105,32 @@ final class AttentionKernelTests: XCTestCase {
     }
 
     func testBitIdenticalRunToRunAtOneTwoAndThreeThreads() throws {
-        for (rows, keys) in blockings {
-            var forwardAtOneThread: [Double]?
-            for threads in [1, 2, 3] {
-                let context = ExecutionContext(threads: threads)
-                func run() throws -> [[Double]] {
-                    let o = try AttentionKernels.forward(q, k, v, scale: scale, label: "t", context: context, rowBlock: rows, keyBlock: keys)
-                    let grads = try AttentionKernels.backward(dO, q, k, v, o, scale: scale, label: "t", context: context,
-                                                              rowBlock: rows, keyBlock: keys)
-                    return try ([o] + grads).map { try $0.doubles() }
+        for layout in AttentionLayout.allCases {
+            for (rows, keys) in blockings {
+                var forwardAtOneThread: [Double]?
+                for threads in [1, 2, 3] {
+                    let context = ExecutionContext(threads: threads)
+                    let results = { try self.run(layout, context, rowBlock: rows, keyBlock: keys).map { try $0.doubles() } }
+                    let first = try results()
+                    for _ in 0..<3 { XCTAssertEqual(try results(), first, "\(layout), \(threads) threads, blocks \(rows)×\(keys)") }
+                    // Each row block is computed alike whichever thread takes it: the forward does not
+                    // depend on the thread count at all.
+                    if let one = forwardAtOneThread { XCTAssertEqual(first[0], one, "\(layout), \(threads) threads") } else { forwardAtOneThread = first[0] }
                 }
-                let first = try run()
-                for _ in 0..<3 { XCTAssertEqual(try run(), first, "\(threads) threads, blocks \(rows)×\(keys)") }
-                // Each row block is computed alike whichever thread takes it: the forward does not
-                // depend on the thread count at all.
-                if let one = forwardAtOneThread { XCTAssertEqual(first[0], one, "\(threads) threads") } else { forwardAtOneThread = first[0] }
             }
         }
     }
 
-    func testMismatchedShapesAreOneErrorNamingTheNode() {
+    func testMismatchedShapesAreOneErrorNamingTheNode() throws {
         XCTAssertThrowsError(try AttentionKernels.forward(q, NNTest.tensor(lead + [m, d + 1], seed: 9), v, scale: 1,
                                                           label: "node 'attn'", context: .singleThreaded)) { error in
             XCTAssertTrue("\(error)".contains("node 'attn'"), "\(error)")
+        }
+        // Tokens-first: K with 2 heads where Q has 3.
+        XCTAssertThrowsError(try AttentionKernels.forward(try swapTokensAndHeads(q), NNTest.tensor([2, m, 2, d], seed: 9),
+                                                          try swapTokensAndHeads(v), scale: 1, layout: .tokensFirst,
+                                                          label: "node 'attn'", context: .singleThreaded)) { error in
+            XCTAssertTrue("\(error)".contains("node 'attn'") && "\(error)".contains("BSHD"), "\(error)")
         }
     }
 }

@@ -20,6 +20,7 @@ public enum OpType {
     /// Fused domain: MatMul with transpose flags and an epilogue (bias, residual, Relu), written by
     /// the fuse-matmul-epilogue pass.
     public static let fusedMatMul = "FusedMatMul"
+    public static let gather = "Gather"
     public static let gelu = "Gelu"
     public static let identity = "Identity"
     public static let layerNormalization = "LayerNormalization"

@@ -152,6 +152,17 @@ final class GraphRewriter {
         }
     }
 
+    /// Replaces Shape nodes of a value that a rewrite removed by the shape of `replacement`, whose axes
+    /// are the removed value's in another order: Shape(removed)[i] = Shape(replacement)[perm[i]].
+    func rewireShapeReaders(_ readers: [Int], to replacement: String, permutation perm: [Int]) {
+        guard !readers.isEmpty else { return }
+        let shape = add(OpType.shape, [replacement]), order = int64s(perm)
+        for i in readers {
+            replace(i)
+            add(OpType.gather, [shape, order], attributes: ["axis": .int(0)], writing: graph.nodes[i].outputs[0])
+        }
+    }
+
     /// Replaces the node at `index`: the caller adds nodes writing its outputs.
     func replace(_ index: Int) { replaced.insert(index) }
 

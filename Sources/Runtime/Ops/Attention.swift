@@ -6,7 +6,10 @@ import GraphIR
 //     Attention(Q, K, V; scale) = Softmax(scale · Q·Kᵀ, last axis) · V
 //
 // Q [B…, N, d], K [B…, M, d], V [B…, M, dv] (the same leading dims, no broadcasting) → [B…, N, dv],
-// float32. The kernel (Kernels/AttentionKernels.swift) is tiled: the N×M scores never exist in full,
+// float32. With `layout = "BSHD"` (`AttentionLayout.tokensFirst`) the heads come after the tokens:
+// Q [B…, N, h, d], K [B…, M, h, d], V [B…, M, h, dv] → [B…, N, h, dv], i.e. the op is
+// Transpose(Attention(Transpose(Q), Transpose(K), Transpose(V))) with Transpose swapping tokens and
+// heads — what an export writes around attention, without the copies. The kernel (Kernels/AttentionKernels.swift) is tiled: the N×M scores never exist in full,
 // forward or backward.
 // AttentionGrad (training domain): (dO, Q, K, V, O) → (dQ, dK, dV), recomputing the probabilities
 // per tile from Q and K; O is the forward's output (for rowsum(dO ∘ O)).
@@ -22,15 +25,18 @@ extension OpRegistry {
                      return [TensorType(q.dataType, Array(qs.dropLast()) + [dv])]
                  },
                  makeKernel: { node, _ in
-                     let scale = try attentionScale(node), label = node.label
+                     let (scale, layout, label) = (try attentionScale(node), try attentionLayout(node), node.label)
                      return ClosureKernel { inputs, context in
                          [try AttentionKernels.forward(try inputs.required(0), try inputs.required(1), try inputs.required(2),
-                                                       scale: scale, label: label, context: context)]
+                                                       scale: scale, layout: layout, label: label, context: context)]
                      }
                  }).withGradient { ctx in
+                     // The gradients in the forward's layout: dQ, dK, dV have Q's, K's and V's shapes.
                      let outs = ctx.builder.add("AttentionGrad", domain: trainingDomain,
                                                 [try ctx.gradient(), ctx.input(0), ctx.input(1), ctx.input(2), ctx.output(0)],
-                                                attributes: ["scale": .float(try attentionScale(ctx.node))], outputs: 3)
+                                                attributes: ["scale": .float(try attentionScale(ctx.node)),
+                                                             AttentionLayout.attribute: .string(try attentionLayout(ctx.node).rawValue)],
+                                                outputs: 3)
                      return (0..<3).map { ctx.needs($0) ? outs[$0] : nil }
                  }.withWork(WorkRules.attention(backward: false)),
     ]
@@ -39,11 +45,11 @@ extension OpRegistry {
         OpSchema("AttentionGrad", domain: trainingDomain, inputs: 5...5, outputs: 3...3,
                  inferTypes: { ctx in [ctx.type(1), ctx.type(2), ctx.type(3)] },
                  makeKernel: { node, _ in
-                     let scale = try attentionScale(node), label = node.label
+                     let (scale, layout, label) = (try attentionScale(node), try attentionLayout(node), node.label)
                      return ClosureKernel { inputs, context in
                          try AttentionKernels.backward(try inputs.required(0), try inputs.required(1), try inputs.required(2),
                                                        try inputs.required(3), try inputs.required(4),
-                                                       scale: scale, label: label, context: context)
+                                                       scale: scale, layout: layout, label: label, context: context)
                      }
                  }).withWork(WorkRules.attention(backward: true)),
     ]
@@ -54,5 +60,15 @@ extension OpRegistry {
             throw SegFormerError.invalid("\(node.label): needs a finite float attribute 'scale'")
         }
         return scale
+    }
+
+    /// The `layout` attribute: "BHSD" (the default) or "BSHD".
+    static func attentionLayout(_ node: Node) throws -> AttentionLayout {
+        let name = try node.string(AttentionLayout.attribute, default: AttentionLayout.headsFirst.rawValue)
+        guard let layout = AttentionLayout(rawValue: name) else {
+            throw SegFormerError.invalid("\(node.label): attribute '\(AttentionLayout.attribute)' is '\(name)', expected "
+                                         + AttentionLayout.allCases.map { "'\($0.rawValue)'" }.joined(separator: " or "))
+        }
+        return layout
     }
 }

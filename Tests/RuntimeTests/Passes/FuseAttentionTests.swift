@@ -22,6 +22,19 @@ final class FuseAttentionTests: XCTestCase {
         var scoresAlsoOutput = false
         var probabilitiesAlsoOutput = false
         var keysBatchOne = false      // K has batch 1 where Q has 2: MatMul broadcasts
+        /// The export's head split: Q, K, V arrive as [B, rows, heads, features] and are transposed to
+        /// [B, heads, rows, features] (K by the Transpose making Kᵀ, or by its own before one of the
+        /// last two axes); the output goes back through Transpose(0, 2, 1, 3).
+        var headSplit = false
+        // near misses of the tokens-first layout
+        var queriesPerm = [0, 2, 1, 3]   // the Transpose writing Q
+        var queriesAlsoOutput = false  // the transposed Q also read by a graph output
+        var outputPerm = [0, 2, 1, 3]    // the Transpose after the product
+        var productAlsoOutput = false  // the product also read by a graph output
+        /// The opset-17 export's shape reads: the output goes through Reshape(product, target) before
+        /// the Transpose back, target computed from Shape(product), Shape(Q) and Shape(V) (transposed);
+        /// Shape(Q) is also an output, to check its replacement.
+        var shapeReads = false
     }
 
     private let (batch, heads, n, m, d, dv) = (2, 2, 9, 6, 4, 3)
@@ -33,9 +46,19 @@ final class FuseAttentionTests: XCTestCase {
         case .transposedLastTwo: [kBatch, heads, m, d]
         case .givenTransposed: [kBatch, heads, d, m]
         }
-        var inputs = [PassTest.input("q", [.symbol("batch"), .known(heads), .known(n), .known(d)]),
-                      PassTest.input("k", [f.keysBatchOne ? .known(1) : .symbol("batch")] + keysShape.dropFirst().map { .known($0) }),
-                      PassTest.input("v", [.symbol("batch"), .known(heads), .known(m), .known(dv)])]
+        // With head splits, each input's shape is what its Transpose (`perm`) turns into [B, heads, rows, f].
+        func given(_ rows: Int, _ features: Int, _ perm: [Int] = [0, 2, 1, 3]) -> [Dim] {
+            var shape = [Dim](repeating: .symbol("batch"), count: 4)
+            if f.headSplit {
+                for (i, dim) in [Dim.symbol("batch"), .known(heads), .known(rows), .known(features)].enumerated() { shape[perm[i]] = dim }
+            } else {
+                shape = [.symbol("batch"), .known(heads), .known(rows), .known(features)]
+            }
+            return shape
+        }
+        let keysGiven: [Dim] = f.headSplit && f.keys == .transposedLastTwo ? given(m, d)
+            : [f.keysBatchOne ? .known(1) : .symbol("batch")] + keysShape.dropFirst().map { .known($0) }
+        var inputs = [PassTest.input("q", given(n, d, f.queriesPerm)), PassTest.input("k", keysGiven), PassTest.input("v", given(m, dv))]
         if f.keysBatchOne { inputs[0] = PassTest.input("q", [batch, heads, n, d]); inputs[2] = PassTest.input("v", [batch, heads, m, dv]) }
         if f.scaleFed { inputs.append(PassTest.input("c", [Int]())) }
         let b = GraphBuilder(graph: Graph(inputs: inputs))
@@ -45,12 +68,15 @@ final class FuseAttentionTests: XCTestCase {
             return b.constant(f.vectorScale ? Tensor([Float](repeating: Float(v), count: m), shape: [m]) : Tensor(scalar: Float(v)))
         }
         func mul(_ x: String, _ v: Double) -> String { b.add1("Mul", f.swapped ? [factor(v), x] : [x, factor(v)]) }
+        func transpose(_ x: String, _ perm: [Int]) -> String { b.add1("Transpose", [x], attributes: ["perm": .ints(perm)]) }
+        let splitHeads: (String) -> String = { f.headSplit ? transpose($0, [0, 2, 1, 3]) : $0 }
         var kT: String = switch f.keys {
-        case .headsLast: b.add1("Transpose", ["k"], attributes: ["perm": .ints([0, 2, 3, 1])])
-        case .transposedLastTwo: b.add1("Transpose", ["k"], attributes: ["perm": .ints([0, 1, 3, 2])])
+        case .headsLast: transpose("k", [0, 2, 3, 1])
+        case .transposedLastTwo: transpose(splitHeads("k"), [0, 1, 3, 2])
         case .givenTransposed: "k"
         }
-        var q = "q"
+        var q = f.headSplit ? transpose("q", f.queriesPerm) : "q"
+        let transposedQueries = q
         switch f.scale {
         case .splitOverQAndKeys: (q, kT) = (mul(q, pow(c, -0.25)), mul(kT, pow(c, -0.25)))
         case .onQueries: q = mul(q, pow(c, -0.5))
@@ -66,11 +92,24 @@ final class FuseAttentionTests: XCTestCase {
         var p = b.add1("Softmax", [scores], attributes: f.softmaxAxis.map { ["axis": .int($0)] } ?? [:])
         let probabilities = p
         for _ in 0..<(f.cast ? 2 : 0) { p = b.add1("Cast", [p], attributes: ["to": .int(Int(DataType.float.rawValue))]) }
-        _ = b.add1("MatMul", [p, "v"])
+        let values = splitHeads("v")
+        var product = b.add1("MatMul", [p, values])
+        var queriesShape: String?
+        if f.shapeReads {
+            queriesShape = b.add1("Shape", [transposedQueries])
+            let pick = { (shape: String, axes: [Int]) in b.add1("Gather", [shape, b.int64s(axes)], attributes: ["axis": .int(0)]) }
+            let target = b.add1("Concat", [pick(b.add1("Shape", [product]), [0, 1]), pick(queriesShape!, [2]),
+                                           pick(b.add1("Shape", [values]), [3])], attributes: ["axis": .int(0)])
+            product = b.add1("Reshape", [product, target])
+        }
+        if f.headSplit { _ = transpose(product, f.outputPerm) }
         var g = b.graph
         g.nodes[g.nodes.count - 1].outputs = ["o"]
         g.outputs = [PassTest.output("o")] + (f.scoresAlsoOutput ? [PassTest.output(rawScores)] : [])
             + (f.probabilitiesAlsoOutput ? [PassTest.output(probabilities)] : [])
+            + (f.queriesAlsoOutput ? [PassTest.output(transposedQueries)] : [])
+            + (f.productAlsoOutput && f.headSplit ? [PassTest.output(product)] : [])
+            + (queriesShape.map { [ValueInfo(name: $0, type: TensorType(.int64, nil))] } ?? [])
         return g
     }
 
@@ -105,6 +144,47 @@ final class FuseAttentionTests: XCTestCase {
             // K is the Transpose's input itself, or one Transpose (the export's, with the last two axes swapped back).
             XCTAssertLessThanOrEqual(counts["Transpose"] ?? 0, 1, what)
             XCTAssertEqual(counts.values.reduce(0, +), 1 + (counts["Transpose"] ?? 0), "\(what): \(counts)")
+            XCTAssertLessThanOrEqual(try PassTest.maxDifference(original, rewritten, feeds: feeds(form), opset: form.opset), 1e-6, what)
+        }
+    }
+
+    /// The exports' head splits (Reshape → Transpose(0, 2, 1, 3) on Q, K, V and back on the output)
+    /// are taken into the node: it reads and writes the tokens-first layout, no Transpose is left.
+    func testHeadSplitsBecomeTheTokensFirstLayout() throws {
+        let forms: [(String, Form)] = [
+            ("opset 17 export (K₄ → Kᵀ in one Transpose)", Form(headSplit: true)),
+            ("opset 17 export with its shape reads and no-op Reshape", Form(headSplit: true, shapeReads: true)),
+            ("opset 12 eager export (Kᵀ a second Transpose)",
+             Form(scale: .mulScores, keys: .transposedLastTwo, cast: true, softmaxAxis: 3, opset: 12, headSplit: true)),
+        ]
+        for (what, form) in forms {
+            let original = graph(form)
+            let (rewritten, report) = try PassTest.optimize(original, [.fuseAttention], opset: form.opset)
+            // What is left besides the node: the replaced Shape read, Shape(Q₄) gathered in swapped order.
+            XCTAssertEqual(rewritten.opCounts, form.shapeReads ? [attention: 1, "Shape": 1, "Gather": 1] : [attention: 1], "\(what): \(report)")
+            let node = try XCTUnwrap(rewritten.nodes.first { $0.opType == OpType.attention })
+            XCTAssertEqual(try node.string(AttentionLayout.attribute), AttentionLayout.tokensFirst.rawValue, what)
+            XCTAssertEqual(node.inputs, ["q", "k", "v"], what)
+            XCTAssertLessThanOrEqual(try PassTest.maxDifference(original, rewritten, feeds: feeds(form), opset: form.opset), 1e-6, what)
+        }
+    }
+
+    /// Transposes that are not exactly the head split, or whose tensors something else reads, stay:
+    /// the node is fused in the heads-first layout.
+    func testHeadSplitNearMissesKeepTheirTransposes() throws {
+        let nearMisses: [(String, Form)] = [
+            ("Q transposed over its last two axes", Form(headSplit: true, queriesPerm: [0, 1, 3, 2])),
+            ("transposed Q also an output", Form(headSplit: true, queriesAlsoOutput: true)),
+            ("output transposed another way", Form(headSplit: true, outputPerm: [0, 2, 3, 1])),
+            ("product also an output", Form(headSplit: true, productAlsoOutput: true)),
+        ]
+        for (what, form) in nearMisses {
+            let original = graph(form)
+            let (rewritten, report) = try PassTest.optimize(original, [.fuseAttention], opset: form.opset)
+            XCTAssertEqual(rewritten.opCounts[attention], 1, "\(what): \(report)")
+            XCTAssertGreaterThanOrEqual(rewritten.opCounts["Transpose"] ?? 0, 3, "\(what): \(report)")
+            let node = try XCTUnwrap(rewritten.nodes.first { $0.opType == OpType.attention })
+            XCTAssertNil(try node.string(AttentionLayout.attribute), what)
             XCTAssertLessThanOrEqual(try PassTest.maxDifference(original, rewritten, feeds: feeds(form), opset: form.opset), 1e-6, what)
         }
     }

@@ -26,15 +26,17 @@ enum WorkRules {
         }
     }
 
-    /// Attention over Q [.., N, d], K [.., M, d], V [.., M, dv]: Q·Kᵀ and P·V, N·M·(d + dv) per head;
-    /// its backward (inputs dO, Q, K, V, O) recomputes Q·Kᵀ and makes dV, dP, dQ, dK: N·M·(3d + 2dv).
+    /// Attention over Q [.., N, d], K [.., M, d], V [.., M, dv] (M before the heads axis in the
+    /// tokens-first layout): Q·Kᵀ and P·V, N·M·(d + dv) per head; its backward (inputs dO, Q, K, V, O)
+    /// recomputes Q·Kᵀ and makes dV, dP, dQ, dK: N·M·(3d + 2dv).
     static func attention(backward: Bool) -> WorkRule {
-        { _, inputs, _ in
+        { node, inputs, _ in
             let (q, k, v) = backward ? (1, 2, 3) : (0, 1, 2)
+            let keysAxisFromEnd = (try? OpRegistry.attentionLayout(node)) == .tokensFirst ? 3 : 2
             guard inputs.count > v, let qs = inputs[q], let ks = inputs[k], let vs = inputs[v],
-                  qs.count >= 2, ks.count >= 2, let d = qs.last, d > 0, let dv = vs.last,
+                  qs.count >= 2, ks.count >= keysAxisFromEnd, let d = qs.last, d > 0, let dv = vs.last,
                   let queries = elements(qs) else { return nil }
-            let m = Double(ks[ks.count - 2])
+            let m = Double(ks[ks.count - keysAxisFromEnd])
             let perPair = backward ? Double(3 * d + 2 * dv) : Double(d + dv)
             return queries / Double(d) * m * perPair
         }
