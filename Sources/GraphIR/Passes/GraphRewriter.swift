@@ -95,6 +95,17 @@ final class GraphRewriter {
         }
     }
 
+    /// Replaces Shape nodes of a value that a rewrite removed by the shape of `replacement`, whose axes
+    /// are the removed value's in another order: Shape(removed)[i] = Shape(replacement)[perm[i]].
+    func rewireShapeReaders(_ readers: [Int], to replacement: String, permutation perm: [Int]) {
+        guard !readers.isEmpty else { return }
+        let shape = add(OpType.shape, [replacement]), order = int64s(perm)
+        for i in readers {
+            replace(i)
+            add(OpType.gather, [shape, order], attributes: ["axis": .int(0)], writing: graph.nodes[i].outputs[0])
+        }
+    }
+
     /// A constant: an initializer a feed cannot replace. (Training graphs feed their parameters, so
     /// patterns that need a constant's value never rewrite them; patterns that only need a weight's
     /// shape ask `knownShape`.)
@@ -149,17 +160,6 @@ final class GraphRewriter {
         case OpType.resize where source.count == 4 && source[1] == dims[1]: return channels(of: node.inputs[0])
         case OpType.reshape where source.count == 3 && source[0] == dims[0]: return source[1].value
         default: return nil
-        }
-    }
-
-    /// Replaces Shape nodes of a value that a rewrite removed by the shape of `replacement`, whose axes
-    /// are the removed value's in another order: Shape(removed)[i] = Shape(replacement)[perm[i]].
-    func rewireShapeReaders(_ readers: [Int], to replacement: String, permutation perm: [Int]) {
-        guard !readers.isEmpty else { return }
-        let shape = add(OpType.shape, [replacement]), order = int64s(perm)
-        for i in readers {
-            replace(i)
-            add(OpType.gather, [shape, order], attributes: ["axis": .int(0)], writing: graph.nodes[i].outputs[0])
         }
     }
 

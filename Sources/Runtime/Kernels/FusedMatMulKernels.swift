@@ -22,6 +22,16 @@ extension LinearAlgebra {
                 if relu { for j in 0..<n { row[j] = ReluFn().f(row[j]) } }
             }
         }
+
+        /// The same epilogue on the transposed product Cᵀ (rows of `m`, `n` rows per batch item): the
+        /// bias is one value per row. (A residual is not allowed there.)
+        func applyTransposed(_ c: UnsafeMutablePointer<Float>, rows: Range<Int>, m: Int, n: Int) {
+            for r in rows {
+                let row = c + r * m
+                if let bias { let v = bias[r % n]; for j in 0..<m { row[j] += v } }
+                if relu { for j in 0..<m { row[j] = ReluFn().f(row[j]) } }
+            }
+        }
     }
 
     /// Output values per row block of a tall product (~256 KB of float32): the block is still in the
@@ -117,11 +127,9 @@ extension LinearAlgebra {
             BLAS.gemm(Float.self, context, transA: !transB, transB: !transA, m: n, n: m, k: k,
                       a: pb + bi * bSize, lda: ldb, b: pa + ai * aSize, ldb: lda, c: pc + i * n * m, ldc: m)
         }
-        context.parallelFor(p.batch * n, minimumPerChunk: max(1, 4096 / max(m, 1))) { start, end in
-            for r in start..<end {
-                let row = pc + r * m
-                if let bias = epilogue.bias { let v = bias[r % n]; for j in 0..<m { row[j] += v } }
-                if epilogue.relu { for j in 0..<m { row[j] = ReluFn().f(row[j]) } }
+        if !epilogue.isEmpty {
+            context.parallelFor(p.batch * n, minimumPerChunk: max(1, 4096 / max(m, 1))) {
+                epilogue.applyTransposed(pc, rows: $0..<$1, m: m, n: n)
             }
         }
         return out

@@ -122,7 +122,7 @@ enum ResizePlan {
         }
         // Other forms (identity — SegFormer's stage-1 map, already at 1/4 —, nearest, other axes): Resize,
         // then the epilogue, plane by plane over the threads.
-        let y = try run(x, roi: roi, scales: scales, sizes: sizes, a, label: label, context: context)
+        let y = try resize(x, to: outShape, tables, a, label: label, context: context)
         let out = Tensor(uninitialized: .float, shape: outShape)
         let src = y.pointer(Float.self), dst = out.pointer(Float.self)
         let plane = max(epilogue.planeSize, 1)
@@ -141,8 +141,14 @@ enum ResizePlan {
 
     static func run(_ x0: Tensor, roi roiT: Tensor?, scales: Tensor?, sizes: Tensor?, _ a: ResizeAttributes,
                     label: String, context: ExecutionContext) throws -> Tensor {
+        let (outShape, tables) = try plan(x0.shape, roi: roiT, scales: scales, sizes: sizes, a, label: label)
+        return try resize(x0, to: outShape, tables, a, label: label, context: context)
+    }
+
+    /// Resize with its plan made: `tables` for the axes that change, the output shape `outShape`.
+    private static func resize(_ x0: Tensor, to outShape: [Int], _ tables: [AxisTable], _ a: ResizeAttributes,
+                               label: String, context: ExecutionContext) throws -> Tensor {
         let shape = x0.shape
-        let (outShape, tables) = try plan(shape, roi: roiT, scales: scales, sizes: sizes, a, label: label)
         if tables.isEmpty || x0.count == 0 || Tensor.elementCount(outShape) == 0 {
             if tables.isEmpty { return x0 }
             return Tensor(uninitialized: x0.dataType, shape: outShape)
