@@ -11,9 +11,10 @@ import TestSupport
 final class TrainingGraphPassesTests: XCTestCase {
     func testPassesFindNothingToRewriteInTheGradientGraph() throws {
         let model = try ONNXImporter.load(contentsOf: commonFixtures.path("tiny-segformer/model.op12.onnx"))
-        // The same model for inference: every pass rewrites it (LayerNorm and GELU are decomposed at opset 12).
+        // The same model for inference: every pass rewrites it (LayerNorm and GELU are decomposed at
+        // opset 12) but fuse-resize-add, which finds no Resize that fuse-resize-sum left.
         let inference = try XCTUnwrap(CompiledModel(model: model).optimization)
-        XCTAssertTrue(inference.passes.allSatisfy(\.changedGraph), "\(inference)")
+        XCTAssertTrue(inference.passes.filter { $0.pass != "fuse-resize-add" }.allSatisfy(\.changedGraph), "\(inference)")
 
         let training = try TrainingSession(model: model)
         XCTAssertNil(training.session.compiled.optimization)

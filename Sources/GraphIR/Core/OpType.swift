@@ -37,6 +37,9 @@ public enum OpType {
     /// Fused domain: Resize followed by an Add of a same-shaped value (and optionally a Relu), written by
     /// the fuse-resize-add pass.
     public static let resizeAdd = "ResizeAdd"
+    /// Fused domain: a sum of resized channels-last (NHWC) images, then a per-channel bias and a Relu,
+    /// written by the fuse-resize-sum pass.
+    public static let resizeSum = "ResizeSum"
     public static let shape = "Shape"
     public static let slice = "Slice"
     public static let softmax = "Softmax"

@@ -3,9 +3,13 @@
 public struct PassContext: Sendable {
     public var types: [String: TensorType]
     public var opset: Int
-    public init(types: [String: TensorType], opset: Int) {
+    /// What type inference knows of small integer values (shape arithmetic): their numbers, or their
+    /// symbolic contents such as `[batch, -1, height, width]` for a computed Reshape target.
+    public var contents: [String: [Dim]]
+    public init(types: [String: TensorType], opset: Int, contents: [String: [Dim]] = [:]) {
         self.types = types
         self.opset = opset
+        self.contents = contents
     }
 
     /// Where a pass writes an ONNX op that opset `introduced` brought: in ai.onnx ("") when the model's

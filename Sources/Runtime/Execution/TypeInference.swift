@@ -17,6 +17,15 @@ public enum TypeInference {
         public var constants: [String: Tensor]
         /// Nodes whose rule failed or is missing, with the reason (inference continues past them).
         public var unknown: [(node: String, reason: String)]
+        /// The symbolic contents of shape tensors not known as numbers, e.g. `[batch, -1, height, width]`.
+        public var symbolic: [String: [Dim]] = [:]
+
+        /// The contents of a small 1-D integer value as dims: its numbers when known, else its symbolic
+        /// contents; nil when neither is known.
+        public func contents(of value: String) -> [Dim]? {
+            if let c = constants[value], c.dataType.isInteger, c.rank <= 1, let v = try? c.integers() { return v.map { .known($0) } }
+            return symbolic[value]
+        }
     }
 
     /// Infers the types of `graph`'s values. `inputTypes` overrides the declared type of graph inputs
@@ -90,7 +99,7 @@ public enum TypeInference {
             }
             if types[out] == nil { types[out] = type }
         }
-        return Result(types: types, constants: constants, unknown: unknown)
+        return Result(types: types, constants: constants, unknown: unknown, symbolic: symbolic)
     }
 
     /// Whether the shape rule gives some output more than `elements` elements (or a count that

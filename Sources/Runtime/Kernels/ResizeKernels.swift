@@ -395,8 +395,8 @@ enum ResizePlan {
                 let b = bias[(offset / planeSize) % channels]
                 for j in 0..<count { row[j] += b }
             }
-            // max(v, 0) as Relu computes it (NaN stays NaN).
-            if relu { for j in 0..<count where row[j] < 0 { row[j] = 0 } }
+            // Relu's select (NaN stays NaN) vectorises to a blend, where a conditional store would not.
+            if relu { for j in 0..<count { row[j] = ReluFn().f(row[j]) } }
         }
     }
 
@@ -409,12 +409,8 @@ enum ResizePlan {
             return cur
         }
         let inH = x.shape[rank - 2], inW = x.shape[rank - 1]
-        func identity(_ axis: Int, _ n: Int) -> AxisTable {
-            AxisTable(axis: axis, inLength: n, outLength: n, taps: 1, index: (0..<n).map { Int32($0) },
-                      weight: [Double](repeating: 1, count: n), extrapolated: nil)
-        }
-        let th = tables.first { $0.axis == rank - 2 } ?? identity(rank - 2, inH)
-        let tw = tables.first { $0.axis == rank - 1 } ?? identity(rank - 1, inW)
+        let th = tables.first { $0.axis == rank - 2 } ?? identityTable(axis: rank - 2, inH)
+        let tw = tables.first { $0.axis == rank - 1 } ?? identityTable(axis: rank - 1, inW)
         let outH = th.outLength, outW = tw.outLength
         var outShape = x.shape
         outShape[rank - 2] = outH
@@ -602,12 +598,8 @@ extension ResizePlan {
             return cur
         }
         let inH = xShape[rank - 2], inW = xShape[rank - 1]
-        func identity(_ axis: Int, _ n: Int) -> AxisTable {
-            AxisTable(axis: axis, inLength: n, outLength: n, taps: 1, index: (0..<n).map { Int32($0) },
-                      weight: [Double](repeating: 1, count: n), extrapolated: nil)
-        }
-        let th = tables.first { $0.axis == rank - 2 } ?? identity(rank - 2, inH)
-        let tw = tables.first { $0.axis == rank - 1 } ?? identity(rank - 1, inW)
+        let th = tables.first { $0.axis == rank - 2 } ?? identityTable(axis: rank - 2, inH)
+        let tw = tables.first { $0.axis == rank - 1 } ?? identityTable(axis: rank - 1, inW)
         let outH = th.outLength, outW = tw.outLength
         let out = Tensor(uninitialized: .float, shape: xShape)
         let planes = NormOpsSupport.product(xShape, 0..<(rank - 2))

@@ -70,6 +70,35 @@ extension OpRegistry {
                                              relu: !activation.isEmpty)]
                      }
                  }),
+        // The fuse-resize-sum pass's op: inputs (bias, then per term x, roi, scales, sizes), x an NHWC
+        // image resized as Resize resizes its NCHW view; the terms summed in order, then the bias and an
+        // optional Relu (inference graphs only, so no gradient rule). Output NHWC.
+        OpSchema(OpType.resizeSum, domain: fusedDomain, inputs: 2...(1 + 4 * resizeSumMaxTerms),
+                 shapeInputs: resizeSumShapeInputs,
+                 inferTypes: inferResizeSum,
+                 makeKernel: { node, opset in
+                     let attrs = try ResizeAttributes(node, max(opset, 11))
+                     let label = node.label
+                     let activation = try node.string("activation", default: "")
+                     guard activation.isEmpty || activation == OpType.relu else {
+                         throw SegFormerError.invalid("\(label): ResizeSum activation must be Relu or absent, got '\(activation)'")
+                     }
+                     guard try node.string("layout", default: "NHWC") == "NHWC" else {
+                         throw SegFormerError.unsupported("\(label): ResizeSum layout '\(try node.string("layout", default: ""))' (NHWC only)")
+                     }
+                     guard (node.inputs.count - 1) % 4 == 0 else {
+                         throw SegFormerError.invalid("\(label): ResizeSum takes a bias and 4 inputs per term, got \(node.inputs.count) inputs")
+                     }
+                     return ClosureKernel { inputs, context in
+                         var terms: [(x: Tensor, roi: Tensor?, scales: Tensor?, sizes: Tensor?)] = []
+                         for i in stride(from: 1, to: inputs.count, by: 4) {
+                             let x = try inputs.required(i, "term \(i / 4)")
+                             terms.append((x, inputs.optional(i + 1), inputs.optional(i + 2), inputs.optional(i + 3)))
+                         }
+                         return [try ResizePlan.resizeSum(terms, bias: inputs.optional(0), relu: !activation.isEmpty, attrs,
+                                                          label: label, context: context)]
+                     }
+                 }),
         OpSchema("Upsample", opsets: 7...9, inputs: 1...2,
                  shapeInputs: [1],
                  makeKernel: { node, opset in
@@ -87,6 +116,31 @@ extension OpRegistry {
                      }
                  }).withGradient(upsampleGradient),
     ]
+}
+
+/// ResizeSum's terms: a limit of the schema, far above the decode heads' four stages.
+private let resizeSumMaxTerms = 16
+/// Each term's roi, scales and sizes (after the bias at input 0 and the term's image).
+private let resizeSumShapeInputs: Set<Int> = Set((0..<resizeSumMaxTerms).flatMap { (t: Int) -> [Int] in [4 * t + 2, 4 * t + 3, 4 * t + 4] })
+
+/// ResizeSum's output type: the first resized term's, as Resize's rule gives it for the term's NCHW
+/// view, laid out NHWC.
+private func inferResizeSum(_ ctx: TypeInferenceContext) throws -> [TensorType?] {
+    let opset = max(ctx.opset, 11)
+    for i in stride(from: 1, to: ctx.inputTypes.count, by: 4) where ctx.type(i + 2) != nil || ctx.type(i + 3) != nil {
+        let resize = Node(name: ctx.node.name, opType: OpType.resize, inputs: Array(ctx.node.inputs[i..<min(i + 4, ctx.node.inputs.count)]),
+                          outputs: ["y"], attributes: ctx.node.attributes)
+        guard let rule = try OpRegistry.schema(for: resize, opset: opset).inferTypes,
+              let x = ctx.type(i), let s = x.shape, s.count == 4 else { return [nil] }
+        let view = TensorType(x.dataType, [s[0], s[3], s[1], s[2]])
+        let terms = Array((i + 1)...(i + 3))
+        let term = TypeInferenceContext(node: resize, opset: opset, inputTypes: [view] + terms.map { ctx.type($0) },
+                                        constantInputs: [nil] + terms.map { ctx.constant($0) },
+                                        symbolicInputs: [nil] + terms.map { $0 < ctx.symbolicInputs.count ? ctx.symbolicInputs[$0] : nil })
+        guard let out = try rule(term).first ?? nil, let o = out.shape, o.count == 4 else { return [nil] }
+        return [TensorType(out.dataType, [o[0], o[2], o[3], o[1]])]
+    }
+    return [nil]
 }
 
 enum ResizeMode: String { case nearest, linear, cubic }

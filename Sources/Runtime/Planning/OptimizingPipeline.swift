@@ -9,13 +9,15 @@ public enum OptimizingPipeline {
     /// at opsets before the ONNX op) become single nodes. Fuse: scaled dot-product attention becomes
     /// one tiled node; MixFFN's depthwise conv between its Transposes, with its GELU, one channels-last
     /// node. Then the decode-head algebra: split a 1×1 conv over its Concat, move each part
-    /// before its Resize, fold it into the MatMul that made its input. Last, fusion: each float32 MatMul
-    /// takes in the Transposes before it and the bias, residual and Relu after it, and each Resize the
-    /// Add (and Relu) after it (inference graphs only: `FusedMatMul` and `ResizeAdd` have no gradient
-    /// rule, and training graphs run `trainingPasses`).
+    /// before its Resize, fold it into the MatMul that made its input. Then the head goes channels-last:
+    /// the sum of resized stage maps becomes one `ResizeSum` over the tokens, and the 1×1 classifier on
+    /// its NHWC output a product over the pixels. Last, fusion: each float32 MatMul takes in the
+    /// Transposes before it and the bias, residual and Relu after it, and each remaining Resize the Add
+    /// (and Relu) after it (inference graphs only: `ResizeSum`, `FusedMatMul` and `ResizeAdd` have no
+    /// gradient rule, and training graphs run `trainingPasses`).
     public static let passes: [GraphPass] = [.fuseLayerNormalization, .fuseGelu, .fuseAttention,
                                              .fuseTokenDepthwiseConv, .splitConvOverConcat, .convBeforeResize, .foldConvIntoMatMul,
-                                             .fuseMatMulEpilogue, .fuseResizeAdd]
+                                             .fuseResizeSum, .pointwiseConvOverChannelsLast, .fuseMatMulEpilogue, .fuseResizeAdd]
 
     /// The passes a training graph's forward part goes through: the rewrites into single nodes whose
     /// gradient rules write the backward (attention, LayerNorm, GELU), then the decode-head algebra.
@@ -53,7 +55,12 @@ public enum OptimizingPipeline {
         var g = graph
         var reports: [PassReport] = []
         for pass in passes {
-            let context = PassContext(types: try TypeInference.infer(g, opset: opset).types, opset: opset)
+            let inferred = try TypeInference.infer(g, opset: opset)
+            var contents = inferred.symbolic
+            for (name, t) in inferred.constants where t.dataType.isInteger && t.rank <= 1 && t.count <= 8 {
+                contents[name] = inferred.contents(of: name)
+            }
+            let context = PassContext(types: inferred.types, opset: opset, contents: contents)
             let rewritten = try foldConstants(try pass.rewrite(g, context), opset: opset)
             reports.append(PassReport(pass: pass.name, before: g, after: rewritten))
             g = rewritten
