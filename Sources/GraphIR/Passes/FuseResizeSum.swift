@@ -54,7 +54,7 @@ extension GraphPass {
             output = relu.node.outputs[0]
         }
         replaced.forEach(r.replace)
-        var inputs = [bias]
+        var inputs = [bias, "", ""]   // the projection: `pointwiseConvOverChannelsLast` may add one
         for term in terms {
             let target = r.add(OpType.gather, [term.target, r.int64s([0, 2, 3, 1])], attributes: ["axis": .int(0)])
             let view = r.add(OpType.reshape, [term.tokens, target], attributes: term.reshapeAttributes)

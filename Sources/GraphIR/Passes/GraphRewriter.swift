@@ -32,7 +32,9 @@ final class GraphRewriter {
 
     /// The node producing `value`, if it is `opType` (ai.onnx) and `value` has no other reader: a
     /// pattern may then consume it whole.
-    func soleProducer(of value: String, _ opType: String) -> Node? { producer(of: value, opType, readers: 1) }
+    func soleProducer(of value: String, _ opType: String, domain: String = "") -> Node? {
+        producer(of: value, opType, readers: 1, domain: domain)
+    }
 
     /// The node reading `value` (with its index), if it is `opType` (in `domain`, ai.onnx by default)
     /// and the only reader, so a pattern may take `value` into the node it writes.
@@ -62,10 +64,15 @@ final class GraphRewriter {
     /// The node producing `value`, if it is `opType` and `value` has exactly `readers` readers: a
     /// pattern that is itself all of those readers may consume it whole (e.g. LayerNorm's centred
     /// input, read by its square and by the quotient).
-    func producer(of value: String, _ opType: String, readers: Int) -> Node? {
+    func producer(of value: String, _ opType: String, readers: Int, domain: String = "") -> Node? {
+        producerIndex(of: value, opType, readers: readers, domain: domain).map { graph.nodes[$0] }
+    }
+
+    /// The index of `producer(of:_:readers:domain:)`'s node, for a pattern that replaces it.
+    func producerIndex(of value: String, _ opType: String, readers: Int = 1, domain: String = "") -> Int? {
         guard uses[value] == readers, let i = producer[value], !replaced.contains(i) else { return nil }
         let node = graph.nodes[i]
-        return node.domain.isEmpty && node.opType == opType ? node : nil
+        return node.domain == domain && node.opType == opType ? i : nil
     }
 
     /// The node producing `value`, if it is `opType` and `value`'s other readers are only plain Shape

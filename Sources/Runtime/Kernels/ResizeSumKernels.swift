@@ -6,6 +6,8 @@ import GraphIR
 // is NHWC [B, H, W, C]. Each output row of every term is interpolated and added while it is in cache,
 // vectorised along the channels, with the very float operations of `ResizePlan.interpolateFloat` (the
 // NCHW kernel), so the result has the bits of the separate Resize, Add and Relu nodes.
+// With a projection (W [M, C], b [M]: a 1×1 convolution after it), each band of output rows goes
+// through it while in cache, written NCHW [B, M, H, W] as the convolution writes it: one GEMM per band.
 extension ResizePlan {
     /// One term: an NHWC image and its tap tables for H and W (nil: that axis keeps its size and, in
     /// `copies` mode, the term is read as it is).
@@ -16,8 +18,20 @@ extension ResizePlan {
         var isIdentity: Bool { rows == nil && columns == nil }
     }
 
+    /// A 1×1 convolution applied to the sum: `weight` [M, C] (any shape of M·C values, row m the
+    /// weights of output channel m) and an optional `bias` [M].
+    struct Projection {
+        let weight: Tensor
+        let bias: Tensor?
+    }
+
+    /// Output pixels per band that a projection's GEMM takes at once (~512 KB of float32 at C = 256,
+    /// within a core's L2); bands are fixed by the shape, not the thread count, so the bits are too.
+    static let projectionBandPixels = 512
+
     static func resizeSum(_ terms: [(x: Tensor, roi: Tensor?, scales: Tensor?, sizes: Tensor?)], bias: Tensor?, relu: Bool,
-                          _ a: ResizeAttributes, label: String, context: ExecutionContext) throws -> Tensor {
+                          projection: Projection? = nil, _ a: ResizeAttributes, label: String,
+                          context: ExecutionContext) throws -> Tensor {
         guard a.coordinateMode != .tfCropAndResize else {
             throw SegFormerError.unsupported("\(label): ResizeSum with coordinate_transformation_mode 'tf_crop_and_resize'")
         }
@@ -53,29 +67,76 @@ extension ResizePlan {
         if let bias, bias.dataType != .float || bias.count != channels {
             throw SegFormerError.invalid("\(label): ResizeSum bias \(bias.dataType) \(bias.shape) is not one float per channel of \(channels)")
         }
-        let out = Tensor(uninitialized: .float, shape: [batch, height, width, channels])
-        if out.count == 0 { return out }
-        let dst = out.pointer(Float.self)
         let biasValues = bias.map { UnsafePointer($0.pointer(Float.self)) }
         let widest = planned.map(\.width).max()! * channels
         let nearest = a.mode == .nearest
+        /// Output row `outRow` (of B·H) of the sum, bias and Relu into `d` (W·C floats).
+        func sumRow(_ outRow: Int, into d: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+            let (b, y) = (outRow / height, outRow % height)
+            for (i, term) in planned.enumerated() {
+                let rowLength = term.width * channels
+                let image = term.x.pointer(Float.self) + b * term.height * rowLength
+                let source = term.rows.map {
+                    interpolateRows(image, rowLength: rowLength, $0, y, nearest: nearest, into: scratch)
+                } ?? UnsafePointer(image + y * rowLength)
+                addColumns(source, term.columns, nearest: nearest, width: width, channels: channels, into: d, accumulate: i > 0)
+            }
+            finish(d, count: width * channels, channels: channels, bias: biasValues, relu: relu)
+        }
+        if let projection {
+            return try withExtendedLifetime((planned, bias)) {
+                try project(projection, batch: batch, height: height, width: width, channels: channels, widest: widest,
+                            label: label, context: context, sumRow)
+            }
+        }
+        let out = Tensor(uninitialized: .float, shape: [batch, height, width, channels])
+        if out.count == 0 { return out }
+        let dst = out.pointer(Float.self)
         withExtendedLifetime((planned, bias)) {
             context.parallelFor(batch * height, minimumPerChunk: max(1, 16384 / max(width * channels, 1))) { first, end in
                 let scratch = UnsafeMutablePointer<Float>.allocate(capacity: widest)
                 defer { scratch.deallocate() }
-                for outRow in first..<end {
-                    let (b, y) = (outRow / height, outRow % height)
-                    let d = dst + outRow * width * channels
-                    for (i, term) in planned.enumerated() {
-                        let rowLength = term.width * channels
-                        let image = term.x.pointer(Float.self) + b * term.height * rowLength
-                        let source = term.rows.map {
-                            interpolateRows(image, rowLength: rowLength, $0, y, nearest: nearest, into: scratch)
-                        } ?? UnsafePointer(image + y * rowLength)
-                        addColumns(source, term.columns, nearest: nearest, width: width, channels: channels,
-                                   into: d, accumulate: i > 0)
-                    }
-                    finish(d, count: width * channels, channels: channels, bias: biasValues, relu: relu)
+                for outRow in first..<end { sumRow(outRow, into: dst + outRow * width * channels, scratch: scratch) }
+            }
+        }
+        return out
+    }
+
+    /// The projection of the sum, NCHW [B, M, H, W]: per band of whole output rows, the rows of the sum
+    /// are made into a buffer and multiplied by Wᵀ in one single-threaded GEMM writing the band's
+    /// columns of every output channel, then the bias. Bands are split over the threads.
+    private static func project(_ p: Projection, batch: Int, height: Int, width: Int, channels: Int, widest: Int,
+                                label: String, context: ExecutionContext,
+                                _ sumRow: (Int, UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>) -> Void) throws -> Tensor {
+        guard p.weight.dataType == .float, p.weight.count % max(channels, 1) == 0, p.bias?.dataType ?? .float == .float else {
+            throw SegFormerError.invalid("\(label): ResizeSum projection \(p.weight.dataType) \(p.weight.shape) is not float32 [M, \(channels)]")
+        }
+        let m = p.weight.count / max(channels, 1)
+        if let bias = p.bias, bias.count != m {
+            throw SegFormerError.invalid("\(label): ResizeSum projection bias \(bias.shape) is not one value per output channel of \(m)")
+        }
+        let out = Tensor(uninitialized: .float, shape: [batch, m, height, width])
+        if out.count == 0 { return out }
+        let plane = height * width
+        try BLAS.checkSizes(m, plane, channels, channels, channels, plane)
+        let bandRows = max(1, min(height, projectionBandPixels / max(width, 1)))
+        let bandsPerImage = (height + bandRows - 1) / bandRows
+        let (w, dst) = (UnsafePointer(p.weight.pointer(Float.self)), out.pointer(Float.self))
+        let bias = p.bias.map { UnsafePointer($0.pointer(Float.self)) }
+        let serial = BLAS.callsFromParallelChunks()
+        withExtendedLifetime(p) {
+            context.parallelFor(batch * bandsPerImage) { first, end in
+                let rows = UnsafeMutablePointer<Float>.allocate(capacity: bandRows * width * channels)
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: widest)
+                defer { rows.deallocate(); scratch.deallocate() }
+                for band in first..<end {
+                    let (b, y0) = (band / bandsPerImage, (band % bandsPerImage) * bandRows)
+                    let count = min(bandRows, height - y0), pixels = count * width
+                    for r in 0..<count { sumRow(b * height + y0 + r, rows + r * width * channels, scratch) }
+                    let c = dst + b * m * plane + y0 * width
+                    BLAS.gemm(Float.self, serial, transB: true, m: m, n: pixels, k: channels, a: w, lda: channels,
+                              b: rows, ldb: channels, c: c, ldc: plane)
+                    if let bias { for o in 0..<m { let v = bias[o], row = c + o * plane; for j in 0..<pixels { row[j] += v } } }
                 }
             }
         }

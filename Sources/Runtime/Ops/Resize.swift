@@ -70,10 +70,12 @@ extension OpRegistry {
                                              relu: !activation.isEmpty)]
                      }
                  }),
-        // The fuse-resize-sum pass's op: inputs (bias, then per term x, roi, scales, sizes), x an NHWC
-        // image resized as Resize resizes its NCHW view; the terms summed in order, then the bias and an
-        // optional Relu (inference graphs only, so no gradient rule). Output NHWC.
-        OpSchema(OpType.resizeSum, domain: fusedDomain, inputs: 2...(1 + 4 * resizeSumMaxTerms),
+        // The fuse-resize-sum pass's op: inputs (bias, projection weight, projection bias, then per term
+        // x, roi, scales, sizes), x an NHWC image resized as Resize resizes its NCHW view; the terms
+        // summed in order, then the bias and an optional Relu (inference graphs only, so no gradient
+        // rule). Output NHWC, or with a projection (a 1×1 convolution's weight [M, C, 1, 1] or [M, C]
+        // and bias [M]) its result, NCHW [B, M, H, W].
+        OpSchema(OpType.resizeSum, domain: fusedDomain, inputs: 2...(resizeSumFirstTerm + 4 * resizeSumMaxTerms),
                  shapeInputs: resizeSumShapeInputs,
                  inferTypes: inferResizeSum,
                  makeKernel: { node, opset in
@@ -86,17 +88,18 @@ extension OpRegistry {
                      guard try node.string("layout", default: "NHWC") == "NHWC" else {
                          throw SegFormerError.unsupported("\(label): ResizeSum layout '\(try node.string("layout", default: ""))' (NHWC only)")
                      }
-                     guard (node.inputs.count - 1) % 4 == 0 else {
-                         throw SegFormerError.invalid("\(label): ResizeSum takes a bias and 4 inputs per term, got \(node.inputs.count) inputs")
+                     guard (node.inputs.count - resizeSumFirstTerm) % 4 == 0 else {
+                         throw SegFormerError.invalid("\(label): ResizeSum takes a bias, a projection and its bias, then 4 inputs per term; got \(node.inputs.count) inputs")
                      }
                      return ClosureKernel { inputs, context in
                          var terms: [(x: Tensor, roi: Tensor?, scales: Tensor?, sizes: Tensor?)] = []
-                         for i in stride(from: 1, to: inputs.count, by: 4) {
-                             let x = try inputs.required(i, "term \(i / 4)")
+                         for i in stride(from: resizeSumFirstTerm, to: inputs.count, by: 4) {
+                             let x = try inputs.required(i, "term \((i - resizeSumFirstTerm) / 4)")
                              terms.append((x, inputs.optional(i + 1), inputs.optional(i + 2), inputs.optional(i + 3)))
                          }
-                         return [try ResizePlan.resizeSum(terms, bias: inputs.optional(0), relu: !activation.isEmpty, attrs,
-                                                          label: label, context: context)]
+                         let projection = inputs.optional(1).map { ResizePlan.Projection(weight: $0, bias: inputs.optional(2)) }
+                         return [try ResizePlan.resizeSum(terms, bias: inputs.optional(0), relu: !activation.isEmpty,
+                                                          projection: projection, attrs, label: label, context: context)]
                      }
                  }),
         OpSchema("Upsample", opsets: 7...9, inputs: 1...2,
@@ -120,14 +123,19 @@ extension OpRegistry {
 
 /// ResizeSum's terms: a limit of the schema, far above the decode heads' four stages.
 private let resizeSumMaxTerms = 16
-/// Each term's roi, scales and sizes (after the bias at input 0 and the term's image).
-private let resizeSumShapeInputs: Set<Int> = Set((0..<resizeSumMaxTerms).flatMap { (t: Int) -> [Int] in [4 * t + 2, 4 * t + 3, 4 * t + 4] })
+/// The input of ResizeSum's first term (after the bias, the projection weight and its bias).
+let resizeSumFirstTerm = 3
+/// Each term's roi, scales and sizes (after the term's image).
+private let resizeSumShapeInputs: Set<Int> = Set((0..<resizeSumMaxTerms).flatMap { (t: Int) -> [Int] in
+    let x = resizeSumFirstTerm + 4 * t
+    return [x + 1, x + 2, x + 3]
+})
 
 /// ResizeSum's output type: the first resized term's, as Resize's rule gives it for the term's NCHW
-/// view, laid out NHWC.
+/// view, laid out NHWC — or, with a projection, NCHW with the projection's output channels.
 private func inferResizeSum(_ ctx: TypeInferenceContext) throws -> [TensorType?] {
     let opset = max(ctx.opset, 11)
-    for i in stride(from: 1, to: ctx.inputTypes.count, by: 4) where ctx.type(i + 2) != nil || ctx.type(i + 3) != nil {
+    for i in stride(from: resizeSumFirstTerm, to: ctx.inputTypes.count, by: 4) where ctx.type(i + 2) != nil || ctx.type(i + 3) != nil {
         let resize = Node(name: ctx.node.name, opType: OpType.resize, inputs: Array(ctx.node.inputs[i..<min(i + 4, ctx.node.inputs.count)]),
                           outputs: ["y"], attributes: ctx.node.attributes)
         guard let rule = try OpRegistry.schema(for: resize, opset: opset).inferTypes,
@@ -138,7 +146,9 @@ private func inferResizeSum(_ ctx: TypeInferenceContext) throws -> [TensorType?]
                                         constantInputs: [nil] + terms.map { ctx.constant($0) },
                                         symbolicInputs: [nil] + terms.map { $0 < ctx.symbolicInputs.count ? ctx.symbolicInputs[$0] : nil })
         guard let out = try rule(term).first ?? nil, let o = out.shape, o.count == 4 else { return [nil] }
-        return [TensorType(out.dataType, [o[0], o[2], o[3], o[1]])]
+        guard ctx.node.input(1) != nil else { return [TensorType(out.dataType, [o[0], o[2], o[3], o[1]])] }
+        guard let m = ctx.type(1)?.shape?.first else { return [TensorType(out.dataType, nil)] }
+        return [TensorType(out.dataType, [o[0], m, o[2], o[3]])]
     }
     return [nil]
 }

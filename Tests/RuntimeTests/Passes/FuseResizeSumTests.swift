@@ -83,15 +83,39 @@ final class FuseResizeSumTests: XCTestCase {
         }
     }
 
-    /// The classifier reads the channels-last sum as a token matrix: one transposed product, no copy.
-    func testClassifierAfterTheSumBecomesATransposedProduct() throws {
+    /// The classifier after the sum becomes its projection: each band of rows goes through the 1×1
+    /// convolution while in cache, written NCHW.
+    func testClassifierAfterTheSumBecomesItsProjection() throws {
         let original = graph(classifier: true)
         let (rewritten, report) = try PassTest.optimize(original, [.fuseResizeSum, .pointwiseConvOverChannelsLast, .fuseMatMulEpilogue])
-        XCTAssertEqual(fusedOps(rewritten), [fusedName, fusedDomain + "." + OpType.fusedMatMul], "\(report)")
-        let product = try XCTUnwrap(rewritten.nodes.first { $0.opType == OpType.fusedMatMul })
-        XCTAssertEqual(try product.int("transposeOutput", default: 0), 1)
+        XCTAssertEqual(fusedOps(rewritten), [fusedName], "\(report)")
         // The GEMM adds the same products in another order: equal up to float rounding.
         XCTAssertLessThan(try PassTest.maxDifference(original, rewritten, feeds: feeds), 1e-5)
+        for threads in [1, 2, 3] {
+            let a = try run(rewritten, threads: threads), b = try run(rewritten, threads: 2)
+            XCTAssertEqual(a, b, "threads \(threads): bands are fixed by the shape")
+        }
+    }
+
+    /// A 1×1 convolution of an NHWC tensor seen as NCHW (not a ResizeSum's): a transposed product.
+    func testPointwiseConvOfChannelsLastTensorBecomesATransposedProduct() throws {
+        let b = GraphBuilder(graph: Graph(inputs: [PassTest.input("x", [.symbol("batch"), .known(8), .known(10), .known(3)])]))
+        let nchw = b.add1("Transpose", ["x"], attributes: ["perm": .ints([0, 3, 1, 2])])
+        b.add("Conv", [nchw, b.constant(NNTest.tensor([4, 3, 1, 1], seed: 4)), b.constant(NNTest.tensor([4], seed: 5))], writing: "y")
+        var original = b.graph
+        original.outputs = [PassTest.output("y")]
+        let (rewritten, report) = try PassTest.optimize(original, [.pointwiseConvOverChannelsLast, .fuseMatMulEpilogue])
+        XCTAssertEqual(fusedOps(rewritten), [fusedDomain + "." + OpType.fusedMatMul], "\(report)")
+        let product = try XCTUnwrap(rewritten.nodes.first { $0.opType == OpType.fusedMatMul })
+        XCTAssertEqual(try product.int("transposeOutput", default: 0), 1)
+        XCTAssertLessThan(try PassTest.maxDifference(original, rewritten, feeds: ["x": NNTest.tensor([2, 8, 10, 3], seed: 9)]), 1e-5)
+    }
+
+    private func run(_ g: Graph, threads: Int) throws -> [UInt32] {
+        let session = try Session(model: Model(graph: g, opsetImports: ["": 17]),
+                                  options: SessionOptions(threads: threads, optimizingPasses: false))
+        let y = try session.run(feeds)["y"]!
+        return Array(UnsafeBufferPointer(start: y.pointer(Float.self), count: y.count)).map(\.bitPattern)
     }
 
     func testNearMissesAreLeftAlone() throws {
@@ -105,20 +129,14 @@ final class FuseResizeSumTests: XCTestCase {
     /// Output rows are split over the threads; each is computed the same way whichever thread takes it.
     func testSameBitsAtOneTwoAndThreeThreads() throws {
         let (rewritten, _) = try PassTest.optimize(graph(), [.fuseResizeSum])
-        var results: [[UInt32]] = []
-        for threads in [1, 2, 3, 2] {
-            let session = try Session(model: Model(graph: rewritten, opsetImports: ["": 17]),
-                                      options: SessionOptions(threads: threads, optimizingPasses: false))
-            let y = try session.run(feeds)["y"]!
-            results.append(Array(UnsafeBufferPointer(start: y.pointer(Float.self), count: y.count)).map(\.bitPattern))
-        }
+        let results = try [1, 2, 3, 2].map { try run(rewritten, threads: $0) }
         for r in results.dropFirst() { XCTAssertEqual(results[0], r) }
     }
 
     /// Terms that resize to different sizes are an error naming the node, not a wrong sum.
     func testTermsOfDifferentSizesAreAClearError() throws {
         let b = GraphBuilder(graph: Graph(inputs: [PassTest.input("a", [1, 4, 5, 3]), PassTest.input("c", [1, 2, 3, 3])]))
-        b.add(OpType.resizeSum, domain: fusedDomain, ["", "a", "", "", b.int64s([1, 3, 8, 10]), "c", "", "", b.int64s([1, 3, 8, 9])],
+        b.add(OpType.resizeSum, domain: fusedDomain, ["", "", "", "a", "", "", b.int64s([1, 3, 8, 10]), "c", "", "", b.int64s([1, 3, 8, 9])],
               attributes: ["mode": .string("linear"), "layout": .string("NHWC")], writing: "y")
         var g = b.graph
         g.outputs = [PassTest.output("y")]
