@@ -82,6 +82,23 @@ final class NormGradientTests: XCTestCase {
               differentiable: [0, 1, 2])
     }
 
+    /// LayerNormGrad's parameter sums are taken in fixed blocks of rows: the same bits at any thread
+    /// count (rows enough for several blocks per thread, a ragged last block, a row length off the
+    /// kernel's 16 lanes).
+    func testLayerNormGradSameBitsAtEveryThreadCount() throws {
+        let shape = [2, 1000 + 37, 40]
+        let dy = random(shape, seed: 21), x = random(shape, seed: 22, scale: 3, offset: 0.5), scale = random([40], seed: 23)
+        func run(_ threads: Int) throws -> [Tensor] {
+            try Normalization.layerNormGrad(dy, x, scale, axis: -1, epsilon: 1e-5, label: "t", context: ExecutionContext(threads: threads))
+        }
+        let one = try run(1)
+        for threads in [2, 3, 4] {
+            for (i, (a, b)) in zip(one, try run(threads)).enumerated() {
+                XCTAssertTrue(a.bitwiseEqual(b), "output \(i) at 1 and \(threads) threads: max diff \(maxAbsDifference(a, b))")
+            }
+        }
+    }
+
     func testBatchNormInferenceGradients() {
         let x = random([2, 3, 2, 2], seed: 14, scale: 2)
         let scale = random([3], seed: 15), bias = random([3], seed: 16), mean = random([3], seed: 17, scale: 0.3)

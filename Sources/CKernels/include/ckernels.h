@@ -40,6 +40,12 @@ void ck_depthwise_tokens_grad_weight_rows(const float *dy, const float *x, float
                                           ptrdiff_t H, ptrdiff_t W, ptrdiff_t C, ptrdiff_t KH, ptrdiff_t KW,
                                           ptrdiff_t row_begin, ptrdiff_t row_end);
 
+/// LayerNorm's backward over one row of n floats whose statistics are `mean`, `inv_std`: with
+/// x̂ = (x − mean)·inv_std (written to `xhat`) and g = dy·w, dx = inv_std·(g − mean(g) − x̂·mean(g·x̂)),
+/// and the row's share of the parameter gradients added: sum_dy_xhat += dy·x̂, sum_dy += dy.
+void ck_layer_norm_grad_row(const float *x, const float *dy, const float *w, float *dx, ptrdiff_t n,
+                            float mean, float inv_std, float *xhat, float *sum_dy_xhat, float *sum_dy);
+
 /// Below this x, GELU is evaluated as x/2 · erfc(-x/√2) (no cancellation in the negative tail).
 #define GELU_TAIL (-3.0f)
 

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import GraphIR
 
@@ -303,71 +304,80 @@ extension Normalization {
         return [NormOpsSupport.narrow(dx, to: x0.dataType), vec(dScale), vec(dBias)]
     }
 
+    /// Rows per block of LayerNormGrad's parameter sums: each block is summed in the element type,
+    /// then the blocks are added in double, in order — the same bits at any thread count.
+    static let layerNormGradBlockRows = 64
+
     static func layerNormGradRows<T: BinaryFloatingPoint>(_ x: UnsafeMutablePointer<T>, _ dy: UnsafeMutablePointer<T>,
                                                           _ dx: UnsafeMutablePointer<T>, _ rows: Int, _ n: Int, _ scale: [T],
                                                           _ eps: Double, _ dScale: inout [Double], _ dBias: inout [Double],
                                                           _ context: ExecutionContext) {
-        // Fixed chunking (independent of timing) so the parameter sums are deterministic.
-        let chunks = max(1, min(context.threads, rows * n / 16384))
-        let per = (rows + chunks - 1) / chunks
-        // per chunk: float partial sums over ≤ 64 rows, flushed into Double
-        var partial = [Double](repeating: 0, count: chunks * 2 * n)
+        let blockRows = layerNormGradBlockRows, blocks = (rows + blockRows - 1) / blockRows
+        // per block: Σ dY·x̂ then Σ dY, n each
+        var partial = [Double](repeating: 0, count: blocks * 2 * n)
         scale.withUnsafeBufferPointer { w in
         partial.withUnsafeMutableBufferPointer { part in
             let partBase = part.baseAddress!
-            context.parallelFor(chunks, minimumPerChunk: 1) { c0, c1 in
+            context.parallelFor(blocks, minimumPerChunk: max(1, 16384 / (blockRows * n))) { b0, b1 in
                 let xh = UnsafeMutablePointer<T>.allocate(capacity: n)
                 let accS = UnsafeMutablePointer<T>.allocate(capacity: n)
                 let accB = UnsafeMutablePointer<T>.allocate(capacity: n)
                 defer { xh.deallocate(); accS.deallocate(); accB.deallocate() }
-                for c in c0..<c1 {
-                    let dS = partBase + c * 2 * n, dB = dS + n
-                    for k in 0..<n { accS[k] = 0; accB[k] = 0 }
-                    var pending = 0
-                    let r1 = min(rows, (c + 1) * per)
-                    var r = c * per
-                    while r < r1 {
-                        let s = x + r * n, g = dy + r * n, d = dx + r * n
+                for block in b0..<b1 {
+                    accS.initialize(repeating: 0, count: n)
+                    accB.initialize(repeating: 0, count: n)
+                    for r in block * blockRows..<min(rows, (block + 1) * blockRows) {
+                        let s = x + r * n
                         // statistics exactly as the forward
                         let (mean, inv) = layerNormRowStatistics(s, n, eps)
-                        let m = T(mean), iv = T(inv)
-                        var sg0: T = 0, sg1: T = 0, sgx0: T = 0, sgx1: T = 0
-                        var i = 0
-                        while i + 2 <= n {
-                            let h0 = (s[i] - m) * iv, h1 = (s[i + 1] - m) * iv
-                            xh[i] = h0; xh[i + 1] = h1
-                            let g0 = g[i] * w[i], g1 = g[i + 1] * w[i + 1]
-                            sg0 += g0; sg1 += g1
-                            sgx0 += g0 * h0; sgx1 += g1 * h1
-                            i += 2
-                        }
-                        if i < n {
-                            let h = (s[i] - m) * iv
-                            xh[i] = h
-                            let gg = g[i] * w[i]
-                            sg0 += gg; sgx0 += gg * h
-                        }
-                        let mg = T(Double(sg0 + sg1) / Double(n)), mgx = T(Double(sgx0 + sgx1) / Double(n))
-                        for k in 0..<n {
-                            d[k] = iv * (g[k] * w[k] - mg - xh[k] * mgx)
-                            accS[k] += g[k] * xh[k]
-                            accB[k] += g[k]
-                        }
-                        pending += 1
-                        r += 1
-                        if pending == 64 || r == r1 {
-                            for k in 0..<n { dS[k] += Double(accS[k]); dB[k] += Double(accB[k]); accS[k] = 0; accB[k] = 0 }
-                            pending = 0
-                        }
+                        layerNormGradRow(s, dy + r * n, w.baseAddress!, dx + r * n, n, T(mean), T(inv), xh, accS, accB)
                     }
+                    let dS = partBase + block * 2 * n, dB = dS + n
+                    for k in 0..<n { dS[k] = Double(accS[k]); dB[k] = Double(accB[k]) }
                 }
             }
         }}
-        for c in 0..<chunks {
+        for block in 0..<blocks {
             for k in 0..<n {
-                dScale[k] += partial[c * 2 * n + k]
-                dBias[k] += partial[c * 2 * n + n + k]
+                dScale[k] += partial[block * 2 * n + k]
+                dBias[k] += partial[block * 2 * n + n + k]
             }
+        }
+    }
+
+    /// One row of LayerNormGrad (`ck_layer_norm_grad_row` in float32, which says what it computes).
+    @inline(__always)
+    static func layerNormGradRow<T: BinaryFloatingPoint>(_ s: UnsafeMutablePointer<T>, _ g: UnsafeMutablePointer<T>,
+                                                         _ w: UnsafePointer<T>, _ d: UnsafeMutablePointer<T>, _ n: Int,
+                                                         _ m: T, _ iv: T, _ xh: UnsafeMutablePointer<T>,
+                                                         _ accS: UnsafeMutablePointer<T>, _ accB: UnsafeMutablePointer<T>) {
+        if T.self == Float.self {
+            func f(_ p: UnsafeMutablePointer<T>) -> UnsafeMutablePointer<Float> { UnsafeMutableRawPointer(p).assumingMemoryBound(to: Float.self) }
+            ck_layer_norm_grad_row(f(s), f(g), UnsafeRawPointer(w).assumingMemoryBound(to: Float.self), f(d), n,
+                                   Float(m), Float(iv), f(xh), f(accS), f(accB))
+            return
+        }
+        var sg0: T = 0, sg1: T = 0, sgx0: T = 0, sgx1: T = 0
+        var i = 0
+        while i + 2 <= n {
+            let h0 = (s[i] - m) * iv, h1 = (s[i + 1] - m) * iv
+            xh[i] = h0; xh[i + 1] = h1
+            let g0 = g[i] * w[i], g1 = g[i + 1] * w[i + 1]
+            sg0 += g0; sg1 += g1
+            sgx0 += g0 * h0; sgx1 += g1 * h1
+            i += 2
+        }
+        if i < n {
+            let h = (s[i] - m) * iv
+            xh[i] = h
+            let gg = g[i] * w[i]
+            sg0 += gg; sgx0 += gg * h
+        }
+        let mg = T(Double(sg0 + sg1) / Double(n)), mgx = T(Double(sgx0 + sgx1) / Double(n))
+        for k in 0..<n {
+            d[k] = iv * (g[k] * w[k] - mg - xh[k] * mgx)
+            accS[k] += g[k] * xh[k]
+            accB[k] += g[k]
         }
     }
 
