@@ -82,7 +82,7 @@ void ck_depthwise_tokens_rows(const float *x, const float *w, const float *bias,
         for (ptrdiff_t ow = 0; ow < W; ow++) {
             const ptrdiff_t kw0 = pw - ow > 0 ? pw - ow : 0;
             const ptrdiff_t kw1 = W + pw - ow < KW ? W + pw - ow : KW;
-            float *out = y + (oh * W + ow) * C;
+            float *out = y + ((oh - row_begin) * W + ow) * C;
             for (ptrdiff_t c0 = 0; c0 < C; c0 += DW_BLOCK) {
                 const ptrdiff_t m = C - c0 < DW_BLOCK ? C - c0 : DW_BLOCK;
                 for (ptrdiff_t c = 0; c < m; c++) acc[c] = bias ? bias[c0 + c] : 0.0f;

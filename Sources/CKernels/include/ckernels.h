@@ -26,9 +26,10 @@ void ck_erf(const float *x, float *y, ptrdiff_t n);
 /// y[i] = x/2 · (1 + erf(x/√2)) (exact GELU), evaluated in double; y must not alias x.
 void ck_gelu(const float *x, float *y, ptrdiff_t n);
 /// Depthwise KH×KW convolution (KH, KW odd; stride 1; zero padding (K − 1)/2 on each side, so the
-/// output has the input's size) of one image in channels-last layout: x and y are [H, W, C], w is
-/// [KH·KW, C] (the taps row by row, each a vector of C channels), bias [C] or NULL. Computes the output
-/// rows [row_begin, row_end); with gelu != 0 each output is GELU(conv) as ck_gelu computes it.
+/// output has the input's size) of one image in channels-last layout: x is [H, W, C], w is [KH·KW, C]
+/// (the taps row by row, each a vector of C channels), bias [C] or NULL. Computes the output rows
+/// [row_begin, row_end) into y, which holds those rows ([row_end − row_begin, W, C]: the whole output
+/// from its first row, or a band buffer); with gelu != 0 each output is GELU(conv) as ck_gelu computes it.
 void ck_depthwise_tokens_rows(const float *x, const float *w, const float *bias, float *y,
                               ptrdiff_t H, ptrdiff_t W, ptrdiff_t C, ptrdiff_t KH, ptrdiff_t KW,
                               ptrdiff_t row_begin, ptrdiff_t row_end, int gelu);

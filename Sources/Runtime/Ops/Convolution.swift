@@ -24,9 +24,16 @@ extension OpRegistry {
                  makeKernel: { node, _ in try Convolution.convTransposeKernel(node) })
             .withGradient { try Convolution.convTransposeGradient($0) }.withWork(WorkRules.convolution(transposed: true)),
         // The fuse-token-depthwise-conv pass's op (Kernels/Convolution/TokenDepthwise.swift). The
-        // output has the tokens' type.
-        OpSchema(OpType.tokenDepthwiseConv, domain: fusedDomain, inputs: 3...4,
-                 inferTypes: { ctx in [ctx.type(0)] },
+        // output has the tokens' type; with a projection P [C, M] (inputs 4–6: P, its bias, a
+        // residual; fuse-mixffn-projection, inference only) the tokens' shape with M channels.
+        OpSchema(OpType.tokenDepthwiseConv, domain: fusedDomain, inputs: 3...7,
+                 inferTypes: { ctx in
+                     guard ctx.node.input(4) != nil else { return [ctx.type(0)] }
+                     guard let x = ctx.type(0), let s = x.shape, s.count == 3, let m = ctx.type(4)?.shape?.last else {
+                         return [ctx.type(0).map { TensorType($0.dataType, nil) }]
+                     }
+                     return [TensorType(x.dataType, [s[0], s[1], m])]
+                 },
                  makeKernel: { node, _ in try Convolution.tokenDepthwiseKernel(node) })
             .withGradient { try Convolution.tokenDepthwiseGradient($0) }.withWork(WorkRules.convolution(transposed: false)),
         // Training kernels (Conv's backward; see "MARK: gradient rules").
@@ -124,6 +131,9 @@ extension Convolution {
     /// (`adjoint`), dW and dB come from TokenDepthwiseConvGrad(dU, X, W, shape).
     static func tokenDepthwiseGradient(_ ctx: GradientContext) throws -> [String?] {
         let node = ctx.node, b = ctx.builder
+        guard node.input(4) == nil else {
+            throw SegFormerError.unsupported("\(node.label): TokenDepthwiseConv with a projection has no gradient rule (inference only)")
+        }
         var conv = node.attributes
         conv["activation"] = nil
         var du = try ctx.gradient()

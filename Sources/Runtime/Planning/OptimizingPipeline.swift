@@ -12,12 +12,14 @@ public enum OptimizingPipeline {
     /// before its Resize, fold it into the MatMul that made its input. Then the head goes channels-last:
     /// the sum of resized stage maps becomes one `ResizeSum` over the tokens, and the 1×1 classifier on
     /// its NHWC output a product over the pixels. Last, fusion: each float32 MatMul takes in the
-    /// Transposes before it and the bias, residual and Relu after it, and each remaining Resize the Add
-    /// (and Relu) after it (inference graphs only: `ResizeSum`, `FusedMatMul` and `ResizeAdd` have no
-    /// gradient rule, and training graphs run `trainingPasses`).
+    /// Transposes before it and the bias, residual and Relu after it (and a product of a MixFFN's
+    /// depthwise conv takes that conv in, band by band), and each remaining Resize the Add (and Relu)
+    /// after it (inference graphs only: `ResizeSum`, `FusedMatMul`, the projected `TokenDepthwiseConv`
+    /// and `ResizeAdd` have no gradient rule, and training graphs run `trainingPasses`).
     public static let passes: [GraphPass] = [.fuseLayerNormalization, .fuseGelu, .fuseAttention,
                                              .fuseTokenDepthwiseConv, .splitConvOverConcat, .convBeforeResize, .foldConvIntoMatMul,
-                                             .fuseResizeSum, .pointwiseConvOverChannelsLast, .fuseMatMulEpilogue, .fuseResizeAdd]
+                                             .fuseResizeSum, .pointwiseConvOverChannelsLast, .fuseMatMulEpilogue,
+                                             .fuseTokenDepthwiseProjection, .fuseResizeAdd]
 
     /// The passes a training graph's forward part goes through: the rewrites into single nodes whose
     /// gradient rules write the backward (attention, LayerNorm, GELU), then the decode-head algebra.

@@ -21,6 +21,7 @@ final class FuseTokenDepthwiseConvTests: XCTestCase {
         var gelu: (domain: String, approximate: String)? = (fusedDomain, "none")
         var transposedAlsoOutput = false
         var convShapeAlsoOutput = false
+        var projection = false         // then MixFFN's fc2: · P [C, 20] + c + residual input r
     }
 
     /// tokens [batch, N, C] and an image [batch, 1, h, w] whose spatial size is H × W (N = H·W, all
@@ -30,7 +31,8 @@ final class FuseTokenDepthwiseConvTests: XCTestCase {
         let (kh, kw) = f.kernel
         let b = GraphBuilder(graph: Graph(inputs: [
             PassTest.input("x", [.symbol("batch"), .symbol("tokens"), .known(f.channels)]),
-            PassTest.input("image", [.symbol("batch"), .known(1), .symbol("h"), .symbol("w")])]))
+            PassTest.input("image", [.symbol("batch"), .known(1), .symbol("h"), .symbol("w")])]
+            + (f.projection ? [PassTest.input("r", [.symbol("batch"), .symbol("tokens"), .known(20)])] : [])))
         func dim(_ value: String, _ axis: Int) -> String {
             let shape = b.add1("Shape", [value])
             return b.add1("Unsqueeze", [b.add1("Gather", [shape, b.constant(Tensor(scalar: Int64(axis)))]), b.int64s([0])])
@@ -52,7 +54,11 @@ final class FuseTokenDepthwiseConvTests: XCTestCase {
             merged = b.add1("Reshape", [conv, b.int64s([0, f.channels, -1])])
         }
         let back = b.add1("Transpose", [merged], attributes: ["perm": .ints(f.perm)])
-        if let gelu = f.gelu {
+        if f.projection, let gelu = f.gelu {
+            let hidden = b.add1("Gelu", domain: gelu.domain, [back], attributes: ["approximate": .string(gelu.approximate)])
+            let product = b.add1("MatMul", [hidden, b.constant(NNTest.tensor([f.channels, 20], seed: 5))])
+            b.add("Add", [b.add1("Add", [product, b.constant(NNTest.tensor([20], seed: 6))]), "r"], writing: "y")
+        } else if let gelu = f.gelu {
             b.add("Gelu", domain: gelu.domain, [back], attributes: ["approximate": .string(gelu.approximate)], writing: "y")
         } else {
             b.add("Identity", [back], writing: "y")
@@ -107,6 +113,29 @@ final class FuseTokenDepthwiseConvTests: XCTestCase {
 
     /// No GELU after it, a 5×3 kernel, a constant flatten shape with 0 and -1: still the depthwise conv
     /// over tokens; images of one row or column (every tap at an edge) too.
+    /// MixFFN's fc2 after the conv: the product, its bias and the residual go into the fused node,
+    /// computed band by band of rows; the same sums in a GEMM's order, and the same bits at any thread count.
+    func testNextProductIsTakenInBandByBand() throws {
+        let original = graph(Form(projection: true))
+        let (rewritten, report) = try PassTest.optimize(original, [.fuseTokenDepthwiseConv, .fuseMatMulEpilogue, .fuseTokenDepthwiseProjection])
+        XCTAssertEqual(rewritten.nodes.map(\.opName).filter { !["Shape", "Slice", "Concat", "Gather", "Unsqueeze"].contains($0) },
+                       [fusedName], "\(report)")
+        for (height, width) in [(5, 7), (40, 30)] {   // one band; several bands and a ragged last one
+            var f = feeds(height: height, width: width)
+            f["r"] = NNTest.tensor([2, height * width, 20], seed: 12)
+            XCTAssertLessThan(try PassTest.maxDifference(original, rewritten, feeds: f), 1e-4, "\(height)×\(width)")
+            var bits: [[UInt32]] = []
+            for threads in [1, 2, 3] {
+                let session = try Session(model: Model(graph: rewritten, opsetImports: ["": 17]),
+                                          options: SessionOptions(threads: threads, optimizingPasses: false))
+                let y = try session.run(f)["y"]!
+                bits.append(Array(UnsafeBufferPointer(start: y.pointer(Float.self), count: y.count)).map(\.bitPattern))
+            }
+            XCTAssertEqual(bits[0], bits[1])
+            XCTAssertEqual(bits[0], bits[2])
+        }
+    }
+
     func testOtherOddKernelsWithoutActivationAndThinImages() throws {
         let original = graph(Form(kernel: (5, 3), flattenByShape: false, gelu: nil))
         let (rewritten, report) = try PassTest.optimize(original, [.fuseTokenDepthwiseConv])

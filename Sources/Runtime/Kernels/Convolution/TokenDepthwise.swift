@@ -6,7 +6,9 @@ import GraphIR
 //
 //     TokenDepthwiseConv(X, W, shape, B; activation)
 //       = Transpose(Reshape(Conv(Reshape(Transpose(X), shape), W, B), [B, C, H·W]))   (then GELU)
+//     TokenDepthwiseConv(X, W, shape, B, P, c, R; activation) = TokenDepthwiseConv(X, W, shape, B)·P + c + R
 //
+// (the second form, inference only, takes in MixFFN's next linear layer: fuse-mixffn-projection).
 // X [B, N, C] tokens, channels last; `shape` the NCHW target [B, C, H, W] that the first Reshape
 // resolves against the transposed tokens [B, C, N]; W [C, 1, KH, KW] (KH, KW odd, one channel per
 // group, stride 1, zero padding (K − 1)/2: the output has the input's size); B [C] optional. The
@@ -29,6 +31,12 @@ extension Convolution {
             let (height, width) = try tokenGrid(x, w, try inputs.required(2, "shape"), allowZero: allowZero, label)
             if let bias, bias.dataType != .float || bias.shape != [x.shape[2]] {
                 throw SegFormerError.invalid("\(label): TokenDepthwiseConv bias must be float32 [\(x.shape[2])], got \(bias.dataType) \(bias.shape)")
+            }
+            if let weight = inputs.optional(4) {
+                guard !adjoint else { throw SegFormerError.invalid("\(label): TokenDepthwiseConv adjoint takes no projection") }
+                let projection = Projection(weight: weight, bias: inputs.optional(5), residual: inputs.optional(6))
+                return [try tokenDepthwiseProjected(x, w, bias, height: height, width: width, gelu: !activation.isEmpty,
+                                                    projection, label: label, context)]
             }
             return [withExtendedLifetime(bias) {
                 tokenDepthwise(x, w, bias, height: height, width: width, gelu: !activation.isEmpty, adjoint: adjoint, context)
@@ -58,18 +66,23 @@ extension Convolution {
         return (nchw[2], nchw[3])
     }
 
+    /// The taps channel-last: [KH·KW, C], so each tap is a vector of C weights (rotated by 180° for the adjoint).
+    private static func channelsLastTaps(_ w: Tensor, adjoint: Bool) -> [Float] {
+        let (c, taps) = (w.shape[0], w.shape[2] * w.shape[3])
+        return [Float](unsafeUninitializedCapacity: taps * c) { buf, count in
+            let pw = w.pointer(Float.self)
+            for ch in 0..<c { for t in 0..<taps { buf[t * c + ch] = pw[ch * taps + (adjoint ? taps - 1 - t : t)] } }
+            count = taps * c
+        }
+    }
+
     static func tokenDepthwise(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, height: Int, width: Int, gelu: Bool,
                                adjoint: Bool = false, _ context: ExecutionContext) -> Tensor {
         let out = Tensor(uninitialized: .float, shape: x.shape)
         let (n, c) = (x.shape[0], x.shape[2]), (kh, kw) = (w.shape[2], w.shape[3])
         if out.count == 0 { return out }
-        // The taps channel-last: [KH·KW, C], so each tap is a vector of C weights.
         let taps = kh * kw
-        let weights = [Float](unsafeUninitializedCapacity: taps * c) { buf, count in
-            let pw = w.pointer(Float.self)
-            for ch in 0..<c { for t in 0..<taps { buf[t * c + ch] = pw[ch * taps + (adjoint ? taps - 1 - t : t)] } }
-            count = taps * c
-        }
+        let weights = channelsLastTaps(w, adjoint: adjoint)
         let px = x.pointer(Float.self), py = out.pointer(Float.self), pb = bias.map { UnsafePointer($0.pointer(Float.self)) }
         let image = height * width * c
         weights.withUnsafeBufferPointer { pw in
@@ -79,9 +92,71 @@ extension Convolution {
                 while row < end {
                     let img = row / height, first = row % height
                     let last = min(height, first + (end - row))
-                    ck_depthwise_tokens_rows(px + img * image, pw.baseAddress!, pb, py + img * image,
+                    ck_depthwise_tokens_rows(px + img * image, pw.baseAddress!, pb, py + img * image + first * width * c,
                                              height, width, c, kh, kw, first, last, gelu ? 1 : 0)
                     row += last - first
+                }
+            }
+        }
+        return out
+    }
+
+    /// The linear layer after the convolution (MixFFN's fc2), taken in by fuse-mixffn-projection:
+    /// Y = conv(X)·P + bias + residual, P [C, M].
+    struct Projection {
+        let weight: Tensor
+        let bias: Tensor?
+        let residual: Tensor?
+    }
+
+    /// Output tokens per band of the projected form (whole rows; ~256 KB of conv output at C = 128):
+    /// fixed by the shape, not the thread count, so the bits are too.
+    static let projectionBandTokens = 512
+
+    /// The convolution (and GELU) followed by its projection, band by band of whole output rows: each
+    /// band's conv output goes to a buffer and through one single-threaded GEMM, then the bias and the
+    /// residual (`LinearAlgebra.Epilogue`, FusedMatMul's own) while it is in cache. The [B, N, C]
+    /// convolution output is never written.
+    static func tokenDepthwiseProjected(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, height: Int, width: Int, gelu: Bool,
+                                       _ p: Projection, label: String, _ context: ExecutionContext) throws -> Tensor {
+        let (n, tokens, c) = (x.shape[0], x.shape[1], x.shape[2])
+        guard p.weight.dataType == .float, p.weight.rank == 2, p.weight.shape[0] == c else {
+            throw SegFormerError.invalid("\(label): TokenDepthwiseConv projection must be float32 [\(c), M], got \(p.weight.dataType) \(p.weight.shape)")
+        }
+        let m = p.weight.shape[1]
+        if let b = p.bias, b.dataType != .float || b.count != m {
+            throw SegFormerError.invalid("\(label): TokenDepthwiseConv projection bias must be \(m) float32 values, got \(b.dataType) \(b.shape)")
+        }
+        if let r = p.residual, r.dataType != .float || r.shape != [n, tokens, m] {
+            throw SegFormerError.invalid("\(label): TokenDepthwiseConv residual must be float32 \([n, tokens, m]), got \(r.dataType) \(r.shape)")
+        }
+        let out = Tensor(uninitialized: .float, shape: [n, tokens, m])
+        if out.count == 0 { return out }
+        try BLAS.checkSizes(tokens, m, c, c, m, m)
+        let (kh, kw) = (w.shape[2], w.shape[3])
+        let weights = channelsLastTaps(w, adjoint: false)
+        let bandRows = max(1, min(height, projectionBandTokens / max(width, 1)))
+        let bandsPerImage = (height + bandRows - 1) / bandRows
+        let px = x.pointer(Float.self), py = out.pointer(Float.self), pp = UnsafePointer(p.weight.pointer(Float.self))
+        let pb = bias.map { UnsafePointer($0.pointer(Float.self)) }
+        let projectionBias = p.bias.map { UnsafePointer($0.pointer(Float.self)) }
+        let residual = p.residual.map { UnsafePointer($0.pointer(Float.self)) }
+        let serial = BLAS.callsFromParallelChunks()
+        withExtendedLifetime((p, bias)) {
+            weights.withUnsafeBufferPointer { pw in
+                context.parallelFor(n * bandsPerImage) { first, end in
+                    let band = UnsafeMutablePointer<Float>.allocate(capacity: bandRows * width * c)
+                    defer { band.deallocate() }
+                    for item in first..<end {
+                        let (img, y0) = (item / bandsPerImage, (item % bandsPerImage) * bandRows)
+                        let y1 = min(height, y0 + bandRows), pixels = (y1 - y0) * width
+                        ck_depthwise_tokens_rows(px + img * tokens * c, pw.baseAddress!, pb, band, height, width, c, kh, kw,
+                                                 y0, y1, gelu ? 1 : 0)
+                        let offset = (img * tokens + y0 * width) * m
+                        BLAS.gemm(Float.self, serial, m: pixels, n: m, k: c, a: band, lda: c, b: pp, ldb: m, c: py + offset, ldc: m)
+                        LinearAlgebra.Epilogue(bias: projectionBias, residual: residual.map { $0 + offset })
+                            .apply(py + offset, rows: 0..<pixels, n: m)
+                    }
                 }
             }
         }
