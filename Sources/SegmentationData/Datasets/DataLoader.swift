@@ -46,8 +46,8 @@ public struct SegmentationBatch: @unchecked Sendable {
 }
 
 /// Turns a dataset into batches: load → (reduce labels) → augmentation → `SegformerImageProcessor` →
-/// collate, with the next batch prepared on a background thread of lower priority while the current
-/// one trains (`BackgroundThread`: the step keeps its cores).
+/// collate, with the next `prefetchDepth` batches prepared on a background thread of the lowest priority
+/// while the current one trains (`BackgroundThread`: the step keeps its cores).
 ///
 /// Determinism: an epoch's order and the augmentation of each sample depend only on the epoch's RNG
 /// state and the sample's position in the order (each position has its own RNG stream), never on timing
@@ -69,6 +69,9 @@ public final class SegmentationDataLoader: @unchecked Sendable {
     public let augmentation: SegmentationAugmentation?
     public let processor: SegformerImageProcessor
     public let prefetch: Bool
+    /// How many batches are prepared ahead when `prefetch` is on (each holds one batch's tensors). More
+    /// than one lets the idle moments of several steps make a batch that takes longer than one step's.
+    public let prefetchDepth: Int
     /// In a data-parallel job: this process's part of every batch (see `DataShard`); nil: the whole batch.
     public let shard: DataShard?
 
@@ -78,13 +81,17 @@ public final class SegmentationDataLoader: @unchecked Sendable {
     private var planCache: EpochPlan?
     private let planLock = NSLock()
 
+    /// A batch being prepared ahead. The first of a chain knows its state; each later one starts where
+    /// its predecessor ended, which its job reads once the predecessor's job (run before it on the same
+    /// thread) is done. `state` and `result` are written by the job before `done` is signalled.
     private final class Pending: @unchecked Sendable {
-        let state: DataLoaderState
+        var state: DataLoaderState?
         let done = DispatchSemaphore(value: 0)
         var result: Result<(SegmentationBatch?, DataLoaderState), Error>?
-        init(state: DataLoaderState) { self.state = state }
+        init(state: DataLoaderState?) { self.state = state }
     }
-    private var pending: Pending?
+    /// The batches ahead, in order (only the caller's thread touches the array).
+    private var pending: [Pending] = []
     private let prefetcher = BackgroundThread(name: "segformer.dataloader.prefetch")
 
     /// - Parameters:
@@ -93,8 +100,12 @@ public final class SegmentationDataLoader: @unchecked Sendable {
     ///     `dropLast`, so that every batch is whole and every slice holds `batchSize / shard.count` samples.
     public init(dataset: SegmentationDataset, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false,
                 augmentation: SegmentationAugmentation? = nil, processor: SegformerImageProcessor = SegformerImageProcessor(),
-                processorResize: Bool? = nil, seed: UInt64 = 0, prefetch: Bool = true, shard: DataShard? = nil) throws {
+                processorResize: Bool? = nil, seed: UInt64 = 0, prefetch: Bool = true, prefetchDepth: Int = 2,
+                shard: DataShard? = nil) throws {
         guard batchSize > 0 else { throw SegFormerError.invalid("data loader: batch size \(batchSize) must be positive") }
+        guard (1...16).contains(prefetchDepth) else {
+            throw SegFormerError.invalid("data loader: prefetch depth \(prefetchDepth) must be in 1…16")
+        }
         if let shard {
             guard shard.count >= 1, shard.index >= 0, shard.index < shard.count, batchSize % shard.count == 0, dropLast else {
                 throw SegFormerError.invalid("data loader: shard \(shard.index) of \(shard.count) needs drop_last and a batch size (\(batchSize)) divisible by \(shard.count)")
@@ -120,6 +131,7 @@ public final class SegmentationDataLoader: @unchecked Sendable {
         p.doReduceLabels = false
         self.processor = p
         self.prefetch = prefetch
+        self.prefetchDepth = prefetchDepth
         self.shard = shard
         self.state = DataLoaderState(epoch: 0, position: 0, rngState: seed)
     }
@@ -144,34 +156,41 @@ public final class SegmentationDataLoader: @unchecked Sendable {
     }
 
     private func drainPending() {
-        if let p = pending { p.done.wait(); pending = nil }
+        for p in pending { p.done.wait() }
+        pending = []
     }
 
     /// The next batch, or nil at the end of an epoch (the state then moves to the next epoch, so the
     /// following call starts it).
     public func next() throws -> SegmentationBatch? {
         let current = state
-        let result: Result<(SegmentationBatch?, DataLoaderState), Error>
-        if let p = pending, p.state == current {
+        var prepared: Result<(SegmentationBatch?, DataLoaderState), Error>?
+        if !pending.isEmpty {
+            let p = pending.removeFirst()
             p.done.wait()
-            result = p.result!
-            pending = nil
-        } else {
-            drainPending()
-            result = Result { try self.makeBatch(at: current) }
+            if p.state == current { prepared = p.result } else { drainPending() }
         }
-        let (batch, nextState) = try result.get()
+        let (batch, nextState) = try (prepared ?? Result { try self.makeBatch(at: current) }).get()
         state = nextState
-        if prefetch { startPrefetch(nextState) }
+        if prefetch { fillPrefetch(from: nextState) }
         return batch
     }
 
-    private func startPrefetch(_ s: DataLoaderState) {
-        let p = Pending(state: s)
-        pending = p
-        prefetcher.async { [self] in
-            p.result = Result { try self.makeBatch(at: s) }
-            p.done.signal()
+    /// Queues batches until `prefetchDepth` are ahead; the first starts at `s` when none is queued.
+    private func fillPrefetch(from s: DataLoaderState) {
+        while pending.count < prefetchDepth {
+            let previous = pending.last
+            let p = Pending(state: previous == nil ? s : nil)
+            prefetcher.async { [self] in
+                if let previous {
+                    // After a failed batch the chain stops; `next()` then makes the batch itself.
+                    guard case .success(let made)? = previous.result else { p.done.signal(); return }
+                    p.state = made.1
+                }
+                p.result = Result { try self.makeBatch(at: p.state!) }
+                p.done.signal()
+            }
+            pending.append(p)
         }
     }
 
