@@ -86,9 +86,17 @@ public final class SegmentationDataLoader: @unchecked Sendable {
     /// thread) is done. `state` and `result` are written by the job before `done` is signalled.
     private final class Pending: @unchecked Sendable {
         var state: DataLoaderState?
+        let chain: Chain
         let done = DispatchSemaphore(value: 0)
         var result: Result<(SegmentationBatch?, DataLoaderState), Error>?
-        init(state: DataLoaderState?) { self.state = state }
+        init(state: DataLoaderState?, chain: Chain) { self.state = state; self.chain = chain }
+    }
+    /// Batches queued one after another; once abandoned, its jobs not yet started skip their work.
+    private final class Chain: @unchecked Sendable {
+        private let lock = NSLock()
+        private var isAbandoned = false
+        var abandoned: Bool { lock.lock(); defer { lock.unlock() }; return isAbandoned }
+        func abandon() { lock.lock(); isAbandoned = true; lock.unlock() }
     }
     /// The batches ahead, in order (only the caller's thread touches the array).
     private var pending: [Pending] = []
@@ -151,12 +159,13 @@ public final class SegmentationDataLoader: @unchecked Sendable {
         guard newState.epoch >= 0, newState.position >= 0, newState.position <= dataset.count else {
             throw SegFormerError.invalid("data loader: state \(newState) does not fit a dataset of \(dataset.count) samples")
         }
-        drainPending()
+        abandonPending()
         state = newState
     }
 
-    private func drainPending() {
-        for p in pending { p.done.wait() }
+    /// Drops the batches ahead without waiting for them (a job already running finishes unread).
+    private func abandonPending() {
+        for p in pending { p.chain.abandon() }
         pending = []
     }
 
@@ -166,9 +175,11 @@ public final class SegmentationDataLoader: @unchecked Sendable {
         let current = state
         var prepared: Result<(SegmentationBatch?, DataLoaderState), Error>?
         if !pending.isEmpty {
+            // The prefetch thread runs only on cores nothing else wants: on a busy machine the batch
+            // may not be ready. Then it is made here, at the caller's priority, while the step's
+            // threads wait for it anyway (as without prefetching), and the chain ahead is dropped.
             let p = pending.removeFirst()
-            p.done.wait()
-            if p.state == current { prepared = p.result } else { drainPending() }
+            if p.done.wait(timeout: .now()) == .success, p.state == current { prepared = p.result } else { abandonPending() }
         }
         let (batch, nextState) = try (prepared ?? Result { try self.makeBatch(at: current) }).get()
         state = nextState
@@ -178,10 +189,12 @@ public final class SegmentationDataLoader: @unchecked Sendable {
 
     /// Queues batches until `prefetchDepth` are ahead; the first starts at `s` when none is queued.
     private func fillPrefetch(from s: DataLoaderState) {
+        let chain = pending.last?.chain ?? Chain()
         while pending.count < prefetchDepth {
             let previous = pending.last
-            let p = Pending(state: previous == nil ? s : nil)
+            let p = Pending(state: previous == nil ? s : nil, chain: chain)
             prefetcher.async { [self] in
+                if chain.abandoned { p.done.signal(); return }
                 if let previous {
                     // After a failed batch the chain stops; `next()` then makes the batch itself.
                     guard case .success(let made)? = previous.result else { p.done.signal(); return }
