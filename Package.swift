@@ -54,7 +54,7 @@ let package = Package(
         ]),
         // Kernel timings (not tests; SegformerModels and Training for the built-versus-export suite):
         // `swift run -c release kernel-benchmarks [filter]`.
-        .executableTarget(name: "kernel-benchmarks", dependencies: ["GraphIR", "Runtime", "SegformerModels", "Training", "CBLAS"]),
+        .executableTarget(name: "kernel-benchmarks", dependencies: ["GraphIR", "Runtime", "SegmentationData", "SegformerModels", "Training", "CBLAS"]),
 
         // Finds the tests' fixtures (bundled, or ../shared when present), reads their JSON strictly, and holds
         // the fixtures and numeric helpers the tests of the modules above share (one SegFormer export serves

@@ -374,16 +374,20 @@ final class DataPipelineTests: XCTestCase {
     func testLoaderIsDeterministicAndResumes() throws {
         let t = try TempData()
         let ds = try SegmentationDataset(adeRoot: try t.ade(n: 5), split: .training)
-        func make(prefetch: Bool, seed: UInt64 = 11) throws -> SegmentationDataLoader {
+        func make(prefetch: Bool, depth: Int = 2, seed: UInt64 = 11) throws -> SegmentationDataLoader {
             try SegmentationDataLoader(dataset: ds, batchSize: 2, shuffle: true,
                                        augmentation: SegmentationAugmentation(cropSize: 12, scale: (40, 16)),
                                        processor: SegformerImageProcessor(height: 12, width: 12, doReduceLabels: true),
-                                       seed: seed, prefetch: prefetch)
+                                       seed: seed, prefetch: prefetch, prefetchDepth: depth)
         }
-        // Three epochs (3 batches + the end marker each).
+        // Three epochs (3 batches + the end marker each), however many batches are prepared ahead.
         let a = try batches(try make(prefetch: true), 12)
         let b = try batches(try make(prefetch: false), 12)
         for (x, y) in zip(a, b) { assertSame(x, y) }
+        for depth in [1, 5] {
+            for (x, y) in zip(try batches(try make(prefetch: true, depth: depth), 12), b) { assertSame(x, y) }
+        }
+        XCTAssertThrowsError(try make(prefetch: true, depth: 0))
         XCTAssertNil(a[3]); XCTAssertNil(a[7]); XCTAssertNil(a[11])
         // Every epoch visits every sample once; epochs are shuffled differently.
         let orders = [0, 4, 8].map { s in a[s..<(s + 3)].flatMap { $0!.indices } }

@@ -46,8 +46,8 @@ public struct SegmentationBatch: @unchecked Sendable {
 }
 
 /// Turns a dataset into batches: load → (reduce labels) → augmentation → `SegformerImageProcessor` →
-/// collate, with the next batch prepared on a background thread of lower priority while the current
-/// one trains (`BackgroundThread`: the step keeps its cores).
+/// collate, with the next `prefetchDepth` batches prepared on a background thread of the lowest priority
+/// while the current one trains (`BackgroundThread`: the step keeps its cores).
 ///
 /// Determinism: an epoch's order and the augmentation of each sample depend only on the epoch's RNG
 /// state and the sample's position in the order (each position has its own RNG stream), never on timing
@@ -69,6 +69,9 @@ public final class SegmentationDataLoader: @unchecked Sendable {
     public let augmentation: SegmentationAugmentation?
     public let processor: SegformerImageProcessor
     public let prefetch: Bool
+    /// How many batches are prepared ahead when `prefetch` is on (each holds one batch's tensors). More
+    /// than one lets the idle moments of several steps make a batch that takes longer than one step's.
+    public let prefetchDepth: Int
     /// In a data-parallel job: this process's part of every batch (see `DataShard`); nil: the whole batch.
     public let shard: DataShard?
 
@@ -78,13 +81,25 @@ public final class SegmentationDataLoader: @unchecked Sendable {
     private var planCache: EpochPlan?
     private let planLock = NSLock()
 
+    /// A batch being prepared ahead. The first of a chain knows its state; each later one starts where
+    /// its predecessor ended, which its job reads once the predecessor's job (run before it on the same
+    /// thread) is done. `state` and `result` are written by the job before `done` is signalled.
     private final class Pending: @unchecked Sendable {
-        let state: DataLoaderState
+        var state: DataLoaderState?
+        let chain: Chain
         let done = DispatchSemaphore(value: 0)
         var result: Result<(SegmentationBatch?, DataLoaderState), Error>?
-        init(state: DataLoaderState) { self.state = state }
+        init(state: DataLoaderState?, chain: Chain) { self.state = state; self.chain = chain }
     }
-    private var pending: Pending?
+    /// Batches queued one after another; once abandoned, its jobs not yet started skip their work.
+    private final class Chain: @unchecked Sendable {
+        private let lock = NSLock()
+        private var isAbandoned = false
+        var abandoned: Bool { lock.lock(); defer { lock.unlock() }; return isAbandoned }
+        func abandon() { lock.lock(); isAbandoned = true; lock.unlock() }
+    }
+    /// The batches ahead, in order (only the caller's thread touches the array).
+    private var pending: [Pending] = []
     private let prefetcher = BackgroundThread(name: "segformer.dataloader.prefetch")
 
     /// - Parameters:
@@ -93,8 +108,12 @@ public final class SegmentationDataLoader: @unchecked Sendable {
     ///     `dropLast`, so that every batch is whole and every slice holds `batchSize / shard.count` samples.
     public init(dataset: SegmentationDataset, batchSize: Int, shuffle: Bool = true, dropLast: Bool = false,
                 augmentation: SegmentationAugmentation? = nil, processor: SegformerImageProcessor = SegformerImageProcessor(),
-                processorResize: Bool? = nil, seed: UInt64 = 0, prefetch: Bool = true, shard: DataShard? = nil) throws {
+                processorResize: Bool? = nil, seed: UInt64 = 0, prefetch: Bool = true, prefetchDepth: Int = 2,
+                shard: DataShard? = nil) throws {
         guard batchSize > 0 else { throw SegFormerError.invalid("data loader: batch size \(batchSize) must be positive") }
+        guard (1...16).contains(prefetchDepth) else {
+            throw SegFormerError.invalid("data loader: prefetch depth \(prefetchDepth) must be in 1…16")
+        }
         if let shard {
             guard shard.count >= 1, shard.index >= 0, shard.index < shard.count, batchSize % shard.count == 0, dropLast else {
                 throw SegFormerError.invalid("data loader: shard \(shard.index) of \(shard.count) needs drop_last and a batch size (\(batchSize)) divisible by \(shard.count)")
@@ -120,6 +139,7 @@ public final class SegmentationDataLoader: @unchecked Sendable {
         p.doReduceLabels = false
         self.processor = p
         self.prefetch = prefetch
+        self.prefetchDepth = prefetchDepth
         self.shard = shard
         self.state = DataLoaderState(epoch: 0, position: 0, rngState: seed)
     }
@@ -139,39 +159,51 @@ public final class SegmentationDataLoader: @unchecked Sendable {
         guard newState.epoch >= 0, newState.position >= 0, newState.position <= dataset.count else {
             throw SegFormerError.invalid("data loader: state \(newState) does not fit a dataset of \(dataset.count) samples")
         }
-        drainPending()
+        abandonPending()
         state = newState
     }
 
-    private func drainPending() {
-        if let p = pending { p.done.wait(); pending = nil }
+    /// Drops the batches ahead without waiting for them (a job already running finishes unread).
+    private func abandonPending() {
+        for p in pending { p.chain.abandon() }
+        pending = []
     }
 
     /// The next batch, or nil at the end of an epoch (the state then moves to the next epoch, so the
     /// following call starts it).
     public func next() throws -> SegmentationBatch? {
         let current = state
-        let result: Result<(SegmentationBatch?, DataLoaderState), Error>
-        if let p = pending, p.state == current {
-            p.done.wait()
-            result = p.result!
-            pending = nil
-        } else {
-            drainPending()
-            result = Result { try self.makeBatch(at: current) }
+        var prepared: Result<(SegmentationBatch?, DataLoaderState), Error>?
+        if !pending.isEmpty {
+            // The prefetch thread runs only on cores nothing else wants: on a busy machine the batch
+            // may not be ready. Then it is made here, at the caller's priority, while the step's
+            // threads wait for it anyway (as without prefetching), and the chain ahead is dropped.
+            let p = pending.removeFirst()
+            if p.done.wait(timeout: .now()) == .success, p.state == current { prepared = p.result } else { abandonPending() }
         }
-        let (batch, nextState) = try result.get()
+        let (batch, nextState) = try (prepared ?? Result { try self.makeBatch(at: current) }).get()
         state = nextState
-        if prefetch { startPrefetch(nextState) }
+        if prefetch { fillPrefetch(from: nextState) }
         return batch
     }
 
-    private func startPrefetch(_ s: DataLoaderState) {
-        let p = Pending(state: s)
-        pending = p
-        prefetcher.async { [self] in
-            p.result = Result { try self.makeBatch(at: s) }
-            p.done.signal()
+    /// Queues batches until `prefetchDepth` are ahead; the first starts at `s` when none is queued.
+    private func fillPrefetch(from s: DataLoaderState) {
+        let chain = pending.last?.chain ?? Chain()
+        while pending.count < prefetchDepth {
+            let previous = pending.last
+            let p = Pending(state: previous == nil ? s : nil, chain: chain)
+            prefetcher.async { [self] in
+                if chain.abandoned { p.done.signal(); return }
+                if let previous {
+                    // After a failed batch the chain stops; `next()` then makes the batch itself.
+                    guard case .success(let made)? = previous.result else { p.done.signal(); return }
+                    p.state = made.1
+                }
+                p.result = Result { try self.makeBatch(at: p.state!) }
+                p.done.signal()
+            }
+            pending.append(p)
         }
     }
 

@@ -108,61 +108,106 @@ public struct ColorJitter: Codable, Equatable, Sendable {
         let f = Float(factor), g = Float(1 - factor)
         let n = image.width * image.height
         image.pixels.withUnsafeMutableBufferPointer { p in
+            if target == .grey {
+                for i in 0..<n {
+                    let o = g * grey(p, i)
+                    for ch in 0..<3 {
+                        let v = f * Float(p[3 * i + ch]) + o
+                        p[3 * i + ch] = UInt8(min(255, max(0, v)))
+                    }
+                }
+                return
+            }
+            // Brightness and contrast blend every sample with one constant: a function of the sample's
+            // value alone, so a 256-entry table of the same float expression gives the same bytes.
             var constant: Float = 0
             if target == .mean {
                 var sum = 0.0
                 for i in 0..<n { sum += Double(grey(p, i)) }
                 constant = Float(sum / Double(max(1, n)))
             }
-            for i in 0..<n {
-                let o = g * (target == .grey ? grey(p, i) : constant)
-                for ch in 0..<3 {
-                    let v = f * Float(p[3 * i + ch]) + o
-                    p[3 * i + ch] = UInt8(min(255, max(0, v)))
-                }
+            let o = g * constant
+            let table = (0..<256).map { x in UInt8(min(255, max(0, f * Float(x) + o))) }
+            table.withUnsafeBufferPointer { t in
+                for i in 0..<3 * n { p[i] = t[Int(p[i])] }
             }
         }
     }
 
+    /// torchvision's `adjust_hue`: RGB → HSV in float, hue shifted (modulo 1), back to RGB, truncated to
+    /// uint8. Eight pixels at a time (`shiftedHue`); the last group's missing lanes are computed on zeros
+    /// and dropped.
     static func shiftHue(_ image: inout Image, by shift: Double) {
         let hs = Float(shift)
         let n = image.width * image.height
         image.pixels.withUnsafeMutableBufferPointer { p in
-            for i in 0..<n {
-                let r = Float(p[3 * i]) / 255, g = Float(p[3 * i + 1]) / 255, b = Float(p[3 * i + 2]) / 255
-                let maxc = max(r, g, b), minc = min(r, g, b)
-                let eq = maxc == minc
-                let cr = maxc - minc
-                let s = cr / (eq ? 1 : maxc)
-                let d = eq ? 1 : cr
-                let rc = (maxc - r) / d, gc = (maxc - g) / d, bc = (maxc - b) / d
-                var h: Float
-                if maxc == r { h = bc - gc } else if maxc == g { h = 2 + rc - bc } else { h = 4 + gc - rc }
-                h = fmodf(h / 6 + 1, 1)
-                h = h + hs
-                h = h - floorf(h)     // Python-style remainder into [0, 1)
-                let v = maxc
-                let i6f = floorf(h * 6)
-                let fr = h * 6 - i6f
-                let pp = min(1, max(0, v * (1 - s)))
-                let q = min(1, max(0, v * (1 - s * fr)))
-                let t = min(1, max(0, v * (1 - s * (1 - fr))))
-                var k = Int(i6f) % 6
-                if k < 0 { k += 6 }
-                let (ro, go, bo): (Float, Float, Float)
-                switch k {
-                case 0: (ro, go, bo) = (v, t, pp)
-                case 1: (ro, go, bo) = (q, v, pp)
-                case 2: (ro, go, bo) = (pp, v, t)
-                case 3: (ro, go, bo) = (pp, q, v)
-                case 4: (ro, go, bo) = (t, pp, v)
-                default: (ro, go, bo) = (v, pp, q)
+            var i = 0
+            while i < n {
+                let lanes = min(8, n - i)
+                var r = SIMD8<Float>(), g = r, b = r
+                for l in 0..<lanes {
+                    r[l] = Float(p[3 * (i + l)]); g[l] = Float(p[3 * (i + l) + 1]); b[l] = Float(p[3 * (i + l) + 2])
                 }
-                p[3 * i] = UInt8(min(255, max(0, ro * 255)))
-                p[3 * i + 1] = UInt8(min(255, max(0, go * 255)))
-                p[3 * i + 2] = UInt8(min(255, max(0, bo * 255)))
+                let (ro, go, bo) = shiftedHue(r / 255, g / 255, b / 255, by: hs)
+                let (rb, gb, bb) = (eightBits(ro), eightBits(go), eightBits(bo))
+                for l in 0..<lanes {
+                    p[3 * (i + l)] = UInt8(rb[l]); p[3 * (i + l) + 1] = UInt8(gb[l]); p[3 * (i + l) + 2] = UInt8(bb[l])
+                }
+                i += lanes
             }
         }
+    }
+
+    /// A value in 0…1 as torchvision's uint8 conversion: × 255 and clamped here, truncated by `UInt8(_:)`.
+    @inline(__always)
+    static func eightBits(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        lanewiseMin(SIMD8(repeating: 255), lanewiseMax(SIMD8(repeating: 0), x * 255))
+    }
+
+    // The standard library's pointwiseMin/Max (and SIMD8<Int32>(_:rounding:)) are generic lane loops
+    // that are not inlined: they made this code slower than the scalar one. A compare and a select are
+    // vector instructions; for the values here (no NaN, no −0) they give the same lanes.
+    @inline(__always)
+    static func lanewiseMax(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a.replacing(with: b, where: a .< b) }
+    @inline(__always)
+    static func lanewiseMin(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> { a.replacing(with: b, where: b .< a) }
+
+    /// torchvision's `_rgb2hsv`, hue shift and `_hsv2rgb` on RGB values in 0…1, lane by lane in the same
+    /// float operations as its element-wise tensor code.
+    @inline(__always)
+    static func shiftedHue(_ r: SIMD8<Float>, _ g: SIMD8<Float>, _ b: SIMD8<Float>,
+                           by shift: Float) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+        let zero = SIMD8<Float>(repeating: 0), one = SIMD8<Float>(repeating: 1)
+        let maxc = lanewiseMax(lanewiseMax(r, g), b), minc = lanewiseMin(lanewiseMin(r, g), b)
+        let grey = maxc .== minc
+        let cr = maxc - minc
+        let s = cr / one.replacing(with: maxc, where: .!grey)
+        let d = cr.replacing(with: 1, where: grey)
+        let rc = (maxc - r) / d, gc = (maxc - g) / d, bc = (maxc - b) / d
+        // The first true of: max is red, max is green, else (blue).
+        var h = 4 + gc - rc
+        h.replace(with: 2 + rc - bc, where: maxc .== g)
+        h.replace(with: bc - gc, where: maxc .== r)
+        // fmod(h / 6 + 1, 1): the argument lies in [5/6, 11/6], where x − ⌊x⌋ is that remainder exactly.
+        h = h / 6 + 1
+        h = h - h.rounded(.down)
+        h = h + shift
+        h = h - h.rounded(.down)      // Python-style remainder into [0, 1] (1 when h is a hair below 0)
+        let v = maxc
+        let i6f = (h * 6).rounded(.down)
+        let fr = h * 6 - i6f
+        let p = lanewiseMin(one, lanewiseMax(zero, v * (1 - s)))
+        let q = lanewiseMin(one, lanewiseMax(zero, v * (1 - s * fr)))
+        let t = lanewiseMin(one, lanewiseMax(zero, v * (1 - s * (1 - fr))))
+        let k = i6f.replacing(with: i6f - 6, where: i6f .>= 6)   // ⌊6h⌋ mod 6
+        // Sector k: (v,t,p) (q,v,p) (p,v,t) (p,q,v) (t,p,v) (v,p,q).
+        var ro = v, go = p, bo = q    // k = 5
+        ro.replace(with: t, where: k .== 4); go.replace(with: p, where: k .== 4); bo.replace(with: v, where: k .== 4)
+        ro.replace(with: p, where: k .== 3); go.replace(with: q, where: k .== 3); bo.replace(with: v, where: k .== 3)
+        ro.replace(with: p, where: k .== 2); go.replace(with: v, where: k .== 2); bo.replace(with: t, where: k .== 2)
+        ro.replace(with: q, where: k .== 1); go.replace(with: v, where: k .== 1); bo.replace(with: p, where: k .== 1)
+        ro.replace(with: v, where: k .== 0); go.replace(with: t, where: k .== 0); bo.replace(with: p, where: k .== 0)
+        return (ro, go, bo)
     }
 }
 
@@ -233,35 +278,36 @@ public struct SegmentationAugmentation: Codable, Equatable, Sendable {
               image.width > 0, image.height > 0 else {
             throw SegFormerError.invalid("augmentation: need an RGB image and a 1-channel label of the same size, got \(image.width)x\(image.height)x\(image.channels) and \(label.width)x\(label.height)x\(label.channels)")
         }
-        var img = image, lab = label
-        // 1. Random resize.
+        // 1. Random resize: the size is drawn and the label resized (nearest, cheap) here; the image is
+        //    resized in step 2, only inside the crop. Same bytes as resizing it whole first: the crop box
+        //    is chosen from the RNG and the label alone, the image's resize draws nothing, and a crop of
+        //    the resize equals the resize of that region (`PILResample.resize(_:width:height:filter:keeping:)`).
+        var size = (width: image.width, height: image.height)
         if let r = ratioRange {
             let ratio = rng.uniform(r.lowerBound, r.upperBound)
             let long = Double(Int(Double(scaleLong) * ratio)), short = Double(Int(Double(scaleShort) * ratio))
-            let (w, h) = (Double(img.width), Double(img.height))
+            let (w, h) = (Double(image.width), Double(image.height))
             let f = min(max(long, short) / max(w, h), min(long, short) / min(w, h))
-            let nw = max(1, Int(w * f + 0.5)), nh = max(1, Int(h * f + 0.5))
-            if nw != img.width || nh != img.height {
-                img = try img.resized(width: nw, height: nh, filter: .bilinear)
-                lab = try lab.resized(width: nw, height: nh, filter: .nearest)
-            }
+            size = (max(1, Int(w * f + 0.5)), max(1, Int(h * f + 0.5)))
         }
+        var lab = try label.resized(width: size.width, height: size.height, filter: .nearest)
         // 2. Random crop with cat_max_ratio.
-        var box = randomBox(width: img.width, height: img.height, rng: &rng)
+        var box = randomBox(width: size.width, height: size.height, rng: &rng)
         if catMaxRatio < 1 {
             for _ in 0..<10 {
                 if classRatioAcceptable(lab, box) { break }
-                box = randomBox(width: img.width, height: img.height, rng: &rng)
+                box = randomBox(width: size.width, height: size.height, rng: &rng)
             }
         }
-        img = SegmentationAugmentation.crop(img, box)
-        lab = SegmentationAugmentation.crop(lab, box)
+        var img = try PILResample.resize(image, width: size.width, height: size.height, filter: .bilinear, keeping: box)
+        lab = lab.cropped(columns: box.x ..< box.x + box.width, rows: box.y ..< box.y + box.height)
         // 3. Flip.
         if flipProbability > 0, rng.nextDouble() < flipProbability {
             img = SegmentationAugmentation.flipped(img)
             lab = SegmentationAugmentation.flipped(lab)
         }
-        // 4. Photometric distortion.
+        // 4. Photometric distortion (on the crop, as the recipe orders it: the contrast blend's mean is
+        //    the crop's).
         if let jitter = colorJitter { try jitter.apply(&img, rng: &rng) }
         // 5. Pad.
         img = SegmentationAugmentation.padded(img, width: cropWidth, height: cropHeight, value: 0)
@@ -269,7 +315,7 @@ public struct SegmentationAugmentation: Codable, Equatable, Sendable {
         return (img, lab)
     }
 
-    typealias Box = (x: Int, y: Int, w: Int, h: Int)
+    typealias Box = (x: Int, y: Int, width: Int, height: Int)
 
     func randomBox(width: Int, height: Int, rng: inout SplitMix64) -> Box {
         let mh = max(height - cropHeight, 0), mw = max(width - cropWidth, 0)
@@ -281,9 +327,9 @@ public struct SegmentationAugmentation: Codable, Equatable, Sendable {
     func classRatioAcceptable(_ label: Image, _ b: Box) -> Bool {
         var counts = [Int](repeating: 0, count: 256)
         label.pixels.withUnsafeBufferPointer { p in
-            for y in b.y..<(b.y + b.h) {
+            for y in b.y..<(b.y + b.height) {
                 let row = y * label.width
-                for x in b.x..<(b.x + b.w) { counts[Int(p[row + x])] += 1 }
+                for x in b.x..<(b.x + b.width) { counts[Int(p[row + x])] += 1 }
             }
         }
         counts[Int(ignoreIndex)] = 0
@@ -291,21 +337,6 @@ public struct SegmentationAugmentation: Codable, Equatable, Sendable {
         let total = present.reduce(0, +)
         guard present.count > 1, total > 0 else { return false }
         return Double(present.max()!) / Double(total) < catMaxRatio
-    }
-
-    static func crop(_ image: Image, _ b: Box) -> Image {
-        if b.x == 0, b.y == 0, b.w == image.width, b.h == image.height { return image }
-        let c = image.channels
-        var out = [UInt8](repeating: 0, count: b.w * b.h * c)
-        image.pixels.withUnsafeBufferPointer { p in
-            out.withUnsafeMutableBufferPointer { o in
-                for y in 0..<b.h {
-                    let src = ((b.y + y) * image.width + b.x) * c
-                    (o.baseAddress! + y * b.w * c).update(from: p.baseAddress! + src, count: b.w * c)
-                }
-            }
-        }
-        return Image(width: b.w, height: b.h, channels: c, pixels: out)
     }
 
     static func flipped(_ image: Image) -> Image {

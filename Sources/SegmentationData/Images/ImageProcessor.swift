@@ -141,20 +141,24 @@ public struct SegformerImageProcessor: Sendable {
         var img = image.rgb()
         if doResize { img = try img.resized(width: width, height: height, filter: resample) }
         let plane = img.width * img.height
-        let mean = (0..<3).map { Float(imageMean[$0]) }
-        let std = (0..<3).map { Float(imageStd[$0]) }
         img.pixels.withUnsafeBufferPointer { px in
             for c in 0..<3 {
-                let m = mean[c], s = std[c]
+                // The value depends on the 8-bit sample alone: look it up in a table of the 256 results.
+                let table = (0...255).map { value(UInt8($0), channel: c) }
                 let o = out + c * plane
-                for i in 0..<plane {
-                    var v = Float(px[i * 3 + c])
-                    if doRescale { v = Float(Double(px[i * 3 + c]) * rescaleFactor) }
-                    if doNormalize { v = (v - m) / s }
-                    o[i] = v
+                table.withUnsafeBufferPointer { t in
+                    for i in 0..<plane { o[i] = t[Int(px[i * 3 + c])] }
                 }
             }
         }
+    }
+
+    /// One 8-bit sample of channel `c` rescaled and normalised, in HF's arithmetic.
+    func value(_ sample: UInt8, channel c: Int) -> Float {
+        var v = Float(sample)
+        if doRescale { v = Float(Double(sample) * rescaleFactor) }
+        if doNormalize { v = (v - Float(imageMean[c])) / Float(imageStd[c]) }
+        return v
     }
 
     /// Reduces and resizes one label mask; returns H × W class ids.

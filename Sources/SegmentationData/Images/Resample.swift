@@ -123,6 +123,16 @@ public enum PILResample: Int, Sendable, CaseIterable {
 
     /// Resizes an 8-bit image as PIL's `Image.resize((width, height), resample)` does.
     public static func resize(_ image: Image, width: Int, height: Int, filter: PILResample) throws -> Image {
+        try resize(image, width: width, height: height, filter: filter, keeping: (0, 0, width, height))
+    }
+
+    /// The part `region` (x, y, width, height, inside the output) of PIL's resize to `width`×`height`,
+    /// byte for byte what cropping the whole resize gives; only that part is computed. Every output
+    /// sample of a pass depends on its own window of the pass's input alone, so the second pass needs
+    /// the first pass's output only for the windows of the region's samples, and the first pass
+    /// computes just those (the same integer arithmetic, hence the same bytes).
+    static func resize(_ image: Image, width: Int, height: Int, filter: PILResample,
+                       keeping region: (x: Int, y: Int, width: Int, height: Int)) throws -> Image {
         guard width > 0, height > 0 else {
             throw SegFormerError.invalid("resize: target size \(width)x\(height) must be positive")
         }
@@ -132,43 +142,41 @@ public enum PILResample: Int, Sendable, CaseIterable {
         guard Double(width) * Double(height) * Double(image.channels) <= 1e9 else {
             throw SegFormerError.invalid("resize: target size \(width)x\(height) is too large")
         }
-        if width == image.width && height == image.height { return image }
-        if filter == .nearest { return nearest(image, width: width, height: height) }
+        guard region.width > 0, region.height > 0, region.x >= 0, region.y >= 0,
+              region.x + region.width <= width, region.y + region.height <= height else {
+            throw SegFormerError.invalid("resize: region \(region) is not inside the \(width)x\(height) output")
+        }
+        let columns = region.x ..< region.x + region.width, rows = region.y ..< region.y + region.height
+        if width == image.width && height == image.height { return image.cropped(columns: columns, rows: rows) }
+        if filter == .nearest { return nearest(image, width: width, height: height, columns: columns, rows: rows) }
 
         let needH = width != image.width
         let needV = height != image.height
+        let horizontal = needH ? coefficients(inSize: image.width, outSize: width, filter: filter).window(columns) : nil
+        let vertical = needV ? coefficients(inSize: image.height, outSize: height, filter: filter).window(rows) : nil
         // Pillow 13 picks the pass order: vertical first when the picture loses more rows than twice
         // the columns it loses (so the horizontal pass runs on fewer rows); otherwise horizontal first.
         let shrinkRows = image.height - height
-        let verticalFirst = needH && needV && shrinkRows > 0 && shrinkRows > 2 * (image.width - width)
-        if verticalFirst {
-            let v = coefficients(inSize: image.height, outSize: height, filter: filter)
-            let tmp = verticalPass(image, rowOffset: 0, height: height, coeffs: v)
-            let h = coefficients(inSize: image.width, outSize: width, filter: filter)
-            return horizontalPass(tmp, firstRow: 0, rows: height, width: width, coeffs: h)
+        if let h = horizontal, let v = vertical, shrinkRows > 0, shrinkRows > 2 * (image.width - width) {
+            // Only the columns the horizontal pass reads are resampled vertically.
+            let read = h.inputSpan
+            let tmp = verticalPass(image, columns: read, coeffs: v)
+            return horizontalPass(tmp, firstRow: 0, rows: tmp.height, coeffs: h.shifted(by: -read.lowerBound))
         }
-        var src = image
-        var vert = needV ? coefficients(inSize: image.height, outSize: height, filter: filter) : nil
-        if needH {
-            // Only the rows the vertical pass reads are resampled horizontally.
-            var firstRow = 0, rows = image.height
-            if var v = vert {
-                firstRow = v.bounds[0].start
-                rows = v.bounds[height - 1].start + v.bounds[height - 1].count - firstRow
-                for i in 0..<height { v.bounds[i].start -= firstRow }
-                vert = v
-            }
-            let h = coefficients(inSize: image.width, outSize: width, filter: filter)
-            src = horizontalPass(image, firstRow: firstRow, rows: rows, width: width, coeffs: h)
-        }
-        guard let v = vert else { return src }
-        return verticalPass(src, rowOffset: 0, height: height, coeffs: v)
+        // Horizontal first (when needed): over the rows the vertical pass reads, or the region's rows.
+        let readRows = vertical?.inputSpan ?? rows
+        let src = horizontal.map { horizontalPass(image, firstRow: readRows.lowerBound, rows: readRows.count, coeffs: $0) }
+            ?? image.cropped(columns: columns, rows: readRows)
+        guard let v = vertical else { return src }
+        return verticalPass(src, columns: 0..<src.width, coeffs: v.shifted(by: -readRows.lowerBound))
     }
 
-    /// Horizontal pass over `rows` rows starting at `firstRow`, rounding back to 8 bits.
-    static func horizontalPass(_ image: Image, firstRow: Int, rows: Int, width: Int, coeffs: Coefficients) -> Image {
-        let c = image.channels
+    /// Horizontal pass over `rows` rows starting at `firstRow`, one output column per window of
+    /// `coeffs`, rounding back to 8 bits.
+    static func horizontalPass(_ image: Image, firstRow: Int, rows: Int, coeffs: Coefficients) -> Image {
+        let c = image.channels, width = coeffs.bounds.count
         var out = [UInt8](repeating: 0, count: width * rows * c)
+        let half: Int32 = 1 << Int32(precisionBits - 1)
         image.pixels.withUnsafeBufferPointer { inp in
             coeffs.weights.withUnsafeBufferPointer { kk in
                 out.withUnsafeMutableBufferPointer { o in
@@ -179,8 +187,20 @@ public enum PILResample: Int, Sendable, CaseIterable {
                         for xx in 0..<width {
                             let (xmin, xn) = coeffs.bounds[xx]
                             let k = kk.baseAddress! + xx * ks
+                            if c == 3 {
+                                // RGB, the common case: the three channels in one sweep of the window.
+                                var r = half, g = half, b = half
+                                var p = inRow + xmin * 3
+                                for x in 0..<xn {
+                                    let w = k[x]
+                                    r &+= Int32(p[0]) &* w; g &+= Int32(p[1]) &* w; b &+= Int32(p[2]) &* w
+                                    p += 3
+                                }
+                                outRow[xx * 3] = clip8(r); outRow[xx * 3 + 1] = clip8(g); outRow[xx * 3 + 2] = clip8(b)
+                                continue
+                            }
                             for ch in 0..<c {
-                                var acc: Int32 = 1 << Int32(precisionBits - 1)
+                                var acc = half
                                 for x in 0..<xn {
                                     acc &+= Int32(inRow[(x + xmin) * c + ch]) &* k[x]
                                 }
@@ -194,36 +214,44 @@ public enum PILResample: Int, Sendable, CaseIterable {
         return Image(width: width, height: rows, channels: c, pixels: out)
     }
 
-    /// Vertical pass (window starts in `coeffs.bounds` are relative to `rowOffset`), rounding back to 8 bits.
-    static func verticalPass(_ image: Image, rowOffset: Int, height: Int, coeffs: Coefficients) -> Image {
-        let c = image.channels
-        var out = [UInt8](repeating: 0, count: image.width * height * c)
-        let rowLen = image.width * c
+    /// Vertical pass over the pixel columns `columns` of `image`, one output row per window of `coeffs`
+    /// (window starts are rows of `image`), rounding back to 8 bits. A row is accumulated as whole
+    /// input rows times one weight each (a loop the compiler vectorises); integer sums do not depend
+    /// on their order.
+    static func verticalPass(_ image: Image, columns: Range<Int>, coeffs: Coefficients) -> Image {
+        let c = image.channels, height = coeffs.bounds.count
+        let rowLen = columns.count * c, stride = image.width * c
+        var out = [UInt8](repeating: 0, count: rowLen * height)
+        var acc = [Int32](repeating: 0, count: rowLen)
+        let half: Int32 = 1 << Int32(precisionBits - 1)
         image.pixels.withUnsafeBufferPointer { inp in
             coeffs.weights.withUnsafeBufferPointer { kk in
                 out.withUnsafeMutableBufferPointer { o in
-                    let ks = coeffs.ksize
-                    for yy in 0..<height {
-                        let (ymin, yn) = coeffs.bounds[yy]
-                        let k = kk.baseAddress! + yy * ks
-                        let outRow = o.baseAddress! + yy * rowLen
-                        let base = inp.baseAddress! + (ymin + rowOffset) * rowLen
-                        for i in 0..<rowLen {
-                            var acc: Int32 = 1 << Int32(precisionBits - 1)
+                    acc.withUnsafeMutableBufferPointer { a in
+                        let ks = coeffs.ksize
+                        for yy in 0..<height {
+                            let (ymin, yn) = coeffs.bounds[yy]
+                            let k = kk.baseAddress! + yy * ks
+                            for i in 0..<rowLen { a[i] = half }
                             for y in 0..<yn {
-                                acc &+= Int32(base[y * rowLen + i]) &* k[y]
+                                let w = k[y]
+                                let row = inp.baseAddress! + (ymin + y) * stride + columns.lowerBound * c
+                                for i in 0..<rowLen { a[i] &+= Int32(row[i]) &* w }
                             }
-                            outRow[i] = clip8(acc)
+                            let outRow = o.baseAddress! + yy * rowLen
+                            for i in 0..<rowLen { outRow[i] = clip8(a[i]) }
                         }
                     }
                 }
             }
         }
-        return Image(width: image.width, height: height, channels: c, pixels: out)
+        return Image(width: columns.count, height: height, channels: c, pixels: out)
     }
 
-    /// PIL's NEAREST resize (an affine scale with nearest sampling).
-    static func nearest(_ image: Image, width: Int, height: Int) -> Image {
+    /// The part (`columns`, `rows`) of PIL's NEAREST resize to `width`×`height` (an affine scale with
+    /// nearest sampling). Positions still advance over every row and column before the part, as
+    /// Pillow's repeated additions do.
+    static func nearest(_ image: Image, width: Int, height: Int, columns: Range<Int>, rows: Range<Int>) -> Image {
         let c = image.channels
         let ax = Double(Float(image.width)) / Double(width)
         let ay = Double(Float(image.height)) / Double(height)
@@ -234,25 +262,46 @@ public enum PILResample: Int, Sendable, CaseIterable {
             xtab[x] = (xi >= 0 && xi < image.width) ? xi : -1
             xo += ax
         }
-        var out = [UInt8](repeating: 0, count: width * height * c)
+        let outWidth = columns.count
+        var out = [UInt8](repeating: 0, count: outWidth * rows.count * c)
         var yo = ay * 0.5
         image.pixels.withUnsafeBufferPointer { inp in
             out.withUnsafeMutableBufferPointer { o in
-                for y in 0..<height {
+                for y in 0..<rows.upperBound {
                     let yi = yo < 0 ? -1 : Int(yo)
                     yo += ay
-                    guard yi >= 0 && yi < image.height else { continue }  // Pillow fills 0 outside
+                    guard y >= rows.lowerBound, yi >= 0 && yi < image.height else { continue }  // Pillow fills 0 outside
                     let inRow = yi * image.width * c
-                    let outRow = y * width * c
-                    for x in 0..<width {
-                        let xi = xtab[x]
+                    let outRow = (y - rows.lowerBound) * outWidth * c
+                    for x in 0..<outWidth {
+                        let xi = xtab[x + columns.lowerBound]
                         guard xi >= 0 else { continue }
                         for ch in 0..<c { o[outRow + x * c + ch] = inp[inRow + xi * c + ch] }
                     }
                 }
             }
         }
-        return Image(width: width, height: height, channels: c, pixels: out)
+        return Image(width: outWidth, height: rows.count, channels: c, pixels: out)
+    }
+}
+
+extension PILResample.Coefficients {
+    /// The windows of the outputs `outputs` only.
+    func window(_ outputs: Range<Int>) -> Self {
+        Self(ksize: ksize, bounds: Array(bounds[outputs]),
+             weights: Array(weights[outputs.lowerBound * ksize ..< outputs.upperBound * ksize]))
+    }
+
+    /// The windows with their input positions moved by `offset` (for an input that starts elsewhere).
+    func shifted(by offset: Int) -> Self {
+        Self(ksize: ksize, bounds: bounds.map { ($0.start + offset, $0.count) }, weights: weights)
+    }
+
+    /// The input positions the windows read, first to last.
+    var inputSpan: Range<Int> {
+        let first = bounds.map(\.start).min() ?? 0
+        let end = bounds.map { $0.start + $0.count }.max() ?? first
+        return first ..< max(first, end)
     }
 }
 
@@ -260,6 +309,21 @@ extension Image {
     /// PIL-exact resize (see `PILResample`).
     public func resized(width: Int, height: Int, filter: PILResample = .bilinear) throws -> Image {
         try PILResample.resize(self, width: width, height: height, filter: filter)
+    }
+
+    /// The pixels of `columns` × `rows` (which lie inside the image).
+    func cropped(columns: Range<Int>, rows: Range<Int>) -> Image {
+        if columns == 0..<width, rows == 0..<height { return self }
+        let c = channels, rowLen = columns.count * c
+        var out = [UInt8](repeating: 0, count: rowLen * rows.count)
+        pixels.withUnsafeBufferPointer { p in
+            out.withUnsafeMutableBufferPointer { o in
+                for (i, y) in rows.enumerated() {
+                    (o.baseAddress! + i * rowLen).update(from: p.baseAddress! + (y * width + columns.lowerBound) * c, count: rowLen)
+                }
+            }
+        }
+        return Image(width: columns.count, height: rows.count, channels: c, pixels: out)
     }
 
     /// The same picture as 3-channel RGB (grey replicated, a 4th channel dropped), as PIL's convert("RGB").
