@@ -168,8 +168,8 @@ final class GraphRewriter {
 
     // MARK: writing nodes
 
-    func add(_ opType: String, _ inputs: [String], attributes: [String: Attribute] = [:]) -> String {
-        builder.add1(opType, inputs, attributes: attributes)
+    func add(_ opType: String, domain: String = "", _ inputs: [String], attributes: [String: Attribute] = [:]) -> String {
+        builder.add1(opType, domain: domain, inputs, attributes: attributes)
     }
 
     func add(_ opType: String, domain: String = "", _ inputs: [String], attributes: [String: Attribute] = [:],

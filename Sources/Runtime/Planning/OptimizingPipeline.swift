@@ -8,13 +8,14 @@ public enum OptimizingPipeline {
     /// The passes, in order. Canonicalise: LayerNorm and GELU written out in elementary ops (exports
     /// at opsets before the ONNX op) become single nodes. Fuse: scaled dot-product attention becomes
     /// one tiled node; MixFFN's depthwise conv between its Transposes, with its GELU, one channels-last
-    /// node. Then the decode-head algebra: split a 1×1 conv over its Concat, move each part
+    /// node; a conv whose output becomes tokens (patch embeddings, spatial reductions) writes them
+    /// channels-last itself. Then the decode-head algebra: split a 1×1 conv over its Concat, move each part
     /// before its Resize, fold it into the MatMul that made its input. Last, fusion: each float32 MatMul
     /// takes in the Transposes before it and the bias, residual and Relu after it, and each Resize the
     /// Add (and Relu) after it (inference graphs only: `FusedMatMul` and `ResizeAdd` have no gradient
     /// rule, and training graphs run `trainingPasses`).
     public static let passes: [GraphPass] = [.fuseLayerNormalization, .fuseGelu, .fuseAttention,
-                                             .fuseTokenDepthwiseConv, .splitConvOverConcat, .convBeforeResize, .foldConvIntoMatMul,
+                                             .fuseTokenDepthwiseConv, .fuseConvToTokens, .splitConvOverConcat, .convBeforeResize, .foldConvIntoMatMul,
                                              .fuseMatMulEpilogue, .fuseResizeAdd]
 
     /// The passes a training graph's forward part goes through: the rewrites into single nodes whose
