@@ -17,11 +17,12 @@ extension GraphPass {
     ///
     /// With one group, an input that is a channels-last image seen channels-first is read as it is
     /// (channels_last_input = 1, the weight transposed to [M, KH, KW, C], folded once):
-    ///  * Y [N, H, W, C] → Transpose(0, 3, 1, 2) (the patch embeddings of stages 2–4): Y;
+    ///  * Y [N, H, W, C] → Transpose(0, 3, 1, 2) (the patch embeddings of stages 2–4): Y, the
+    ///    Transpose left to its other readers if any (SegFormer's decode head reads each stage's image);
     ///  * tokens [N, L, C] → Transpose(0, 2, 1) → Reshape(shape) [N, C, H, W] (the spatial
     ///    reductions): Reshape(tokens, [shape₀, shape₂, shape₃, C]) — the same split of the L tokens
     ///    into H × W (a 0 or −1 in shape₀..₃ means what it meant: N and L sit at the same axes).
-    /// Those Transposes and Reshapes read by the conv alone. In the inference pipeline only:
+    /// (the spatial reductions' Transpose and Reshape read by the conv alone). In the inference pipeline only:
     /// `ChannelsLastConv` has no gradient rule.
     public static let fuseConvToTokens = overNodes("fuse-conv-to-tokens", of: OpType.conv) { index, conv, r in
         guard r.context.opset >= 5, conv.inputs.count >= 2, r.context.types[conv.inputs[0]]?.dataType == .float,
@@ -44,10 +45,10 @@ extension GraphPass {
     }
 
     /// The channels-last image [N, H, W, C] that `value` [N, C, H, W] is the channels-first view of,
-    /// when only that view reads it (see fuseConvToTokens).
+    /// (see fuseConvToTokens).
     private static func channelsLastImage(of value: String, _ r: GraphRewriter) -> String? {
         guard let planes = r.shape(value), planes.count == 4, let c = planes[1].value else { return nil }
-        if let transpose = r.soleProducer(of: value, OpType.transpose), (try? transpose.ints("perm")) == [0, 3, 1, 2] {
+        if let transpose = r.producer(of: value, OpType.transpose), (try? transpose.ints("perm")) == [0, 3, 1, 2] {
             return transpose.inputs[0]
         }
         guard let split = r.soleProducer(of: value, OpType.reshape), split.inputs.count == 2,

@@ -63,7 +63,13 @@ final class GraphRewriter {
     /// pattern that is itself all of those readers may consume it whole (e.g. LayerNorm's centred
     /// input, read by its square and by the quotient).
     func producer(of value: String, _ opType: String, readers: Int) -> Node? {
-        guard uses[value] == readers, let i = producer[value], !replaced.contains(i) else { return nil }
+        uses[value] == readers ? producer(of: value, opType) : nil
+    }
+
+    /// The node producing `value`, if it is `opType`, however many nodes read `value`: for a pattern
+    /// that reads the node's input in its place and leaves the node to its other readers.
+    func producer(of value: String, _ opType: String) -> Node? {
+        guard let i = producer[value], !replaced.contains(i) else { return nil }
         let node = graph.nodes[i]
         return node.domain.isEmpty && node.opType == opType ? node : nil
     }

@@ -11,6 +11,9 @@ import GraphIR
 //    followed by one GEMM per tile and group. Non-overlapping convs (kernel == stride, the
 //    spatial-reduction convs) take this path too: their im2col is a pure re-layout.
 //  * 1-D is run as 2-D with height 1; 3-D and higher use a generic N-D im2col.
+// ChannelsLastConv (fused domain) is Conv writing [N, spatial…, M]: the same paths with the GEMM's
+// transpose flags, or, with channels_last_input = 1, a transposed im2col of an [N, H, W, C] input
+// (ChannelsLastConv.swift).
 // float16/bfloat16 are computed in float32.
 
 extension OpRegistry {

@@ -171,6 +171,20 @@ final class FuseConvToTokensTests: XCTestCase {
                                expected.values, shape: expected.shape, tolerance: 1e-5)
     }
 
+    /// The channels-first image also read elsewhere (as SegFormer's decode head reads each stage's):
+    /// the conv reads the channels-last one all the same, the Transpose stays for that reader.
+    func testChannelsFirstImageAlsoReadElsewhereStays() throws {
+        let f = Form(source: .channelsLastImage)
+        var original = graph(f)
+        let image = original.nodes.first { $0.opType == OpType.transpose && $0.inputs == ["x"] }!.outputs[0]
+        original.outputs.append(PassTest.output(image))
+        let (rewritten, report) = try PassTest.optimize(original, [.fuseConvToTokens])
+        XCTAssertEqual(rewritten.opCounts[fusedName], 1, "\(report)")
+        XCTAssertEqual(rewritten.opCounts["Transpose"], 1, "\(report)")
+        XCTAssertEqual(try rewritten.nodes.first { $0.opType == OpType.channelsLastConv }?.int("channels_last_input"), 1)
+        XCTAssertLessThanOrEqual(try PassTest.maxDifference(original, rewritten, feeds: try feeds(f)), 1e-5)
+    }
+
     /// Near misses stay as they are: another perm, a Reshape that does not keep the channels.
     func testNearMissesAreLeftAlone() throws {
         for f in [Form(perm: [1, 0, 2]), Form(flattenByShape: false, flattenTarget: [0, 10, -1])] {
