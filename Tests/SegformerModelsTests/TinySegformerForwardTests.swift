@@ -33,10 +33,13 @@ final class TinySegformerForwardTests: XCTestCase {
             let report = try XCTUnwrap(optimized.compiled.optimization, file)
             let decodeHead: Set = ["split-conv-over-concat", "conv-before-resize", "fold-conv-into-matmul"]
             XCTAssertTrue(report.passes.filter { decodeHead.contains($0.pass) }.allSatisfy(\.changedGraph), "\(file): \(report)")
-            // The fuse conv is gone, and each MixFFN's depthwise conv became a TokenDepthwiseConv.
+            // The fuse conv is gone, each MixFFN's depthwise conv became a TokenDepthwiseConv.
             let depthwise = report.after[fusedDomain + "." + OpType.tokenDepthwiseConv] ?? 0
             XCTAssertGreaterThan(depthwise, 0, "\(file): \(report)")
-            XCTAssertEqual(report.after["Conv"], report.before["Conv"].map { $0 - 1 - depthwise }, "\(file): \(report)")
+            // The patch embeddings and spatial reductions write tokens as ChannelsLastConvs.
+            let channelsLast = report.after[fusedDomain + "." + OpType.channelsLastConv] ?? 0
+            XCTAssertGreaterThan(channelsLast, 0, "\(file): \(report)")
+            XCTAssertEqual(report.after["Conv"], report.before["Conv"].map { $0 - 1 - depthwise - channelsLast }, "\(file): \(report)")
             // Each attention's two MatMuls become one fused node; every other MatMul stays one
             // (the linears with their bias and residual as FusedMatMuls).
             let attentions = report.after[fusedDomain + ".Attention"] ?? 0
