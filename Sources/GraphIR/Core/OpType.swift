@@ -10,6 +10,9 @@ public enum OpType {
     /// Training domain: BatchNormalization with PyTorch's running-statistics rule (training sessions).
     public static let batchNormTraining = "BatchNormTraining"
     public static let cast = "Cast"
+    /// Fused domain: Conv (same inputs and attributes) writing its output channels last, [N, spatial…, M]
+    /// — written by the fuse-conv-to-tokens pass where the encoder turns a conv's output into tokens.
+    public static let channelsLastConv = "ChannelsLastConv"
     public static let concat = "Concat"
     public static let constantOfShape = "ConstantOfShape"
     public static let conv = "Conv"

@@ -68,6 +68,14 @@ final class GraphRewriter {
         producerIndex(of: value, opType, readers: readers, domain: domain).map { graph.nodes[$0] }
     }
 
+    /// The node producing `value`, if it is `opType`, however many nodes read `value`: for a pattern
+    /// that reads the node's input in its place and leaves the node to its other readers.
+    func producer(of value: String, _ opType: String) -> Node? {
+        guard let i = producer[value], !replaced.contains(i) else { return nil }
+        let node = graph.nodes[i]
+        return node.domain.isEmpty && node.opType == opType ? node : nil
+    }
+
     /// The index of `producer(of:_:readers:domain:)`'s node, for a pattern that replaces it.
     func producerIndex(of value: String, _ opType: String, readers: Int = 1, domain: String = "") -> Int? {
         guard uses[value] == readers, let i = producer[value], !replaced.contains(i) else { return nil }

@@ -11,6 +11,9 @@ import GraphIR
 //    followed by one GEMM per tile and group. Non-overlapping convs (kernel == stride, the
 //    spatial-reduction convs) take this path too: their im2col is a pure re-layout.
 //  * 1-D is run as 2-D with height 1; 3-D and higher use a generic N-D im2col.
+// ChannelsLastConv (fused domain) is Conv writing [N, spatial…, M]: the same paths with the GEMM's
+// transpose flags, or, with channels_last_input = 1, a transposed im2col of an [N, H, W, C] input
+// (ChannelsLastConv.swift).
 // float16/bfloat16 are computed in float32.
 
 extension OpRegistry {
@@ -36,6 +39,12 @@ extension OpRegistry {
                  },
                  makeKernel: { node, _ in try Convolution.tokenDepthwiseKernel(node) })
             .withGradient { try Convolution.tokenDepthwiseGradient($0) }.withWork(WorkRules.convolution(transposed: false)),
+        // The fuse-conv-to-tokens pass's op: Conv with the output channels last (Kernels/Convolution/
+        // ConvForward.swift). Inference only: no gradient rule.
+        OpSchema(OpType.channelsLastConv, domain: fusedDomain, inputs: 2...3,
+                 inferTypes: { try Convolution.inferChannelsLastConv($0) },
+                 makeKernel: { node, _ in try Convolution.channelsLastConvKernel(node) })
+            .withWork(WorkRules.convolution(transposed: false)),
         // Training kernels (Conv's backward; see "MARK: gradient rules").
         OpSchema("ConvGradInput", domain: trainingDomain, inputs: 3...3, shapeInputs: [2],
                  inferTypes: { ctx in [LinearAlgebra.inferFromTarget(ctx, 2)] },
@@ -74,6 +83,26 @@ extension Convolution {
         let m: Dim = ws?[0] ?? .symbol("\(label)_M")
         let spatial = try WindowGeometry.symbolicOutput(input: Array(xs.dropFirst(2)), kernel: kernel, attributes: attrs, label)
         return [TensorType(tx.dataType, [xs[0], m] + spatial)]
+    }
+
+    /// ChannelsLastConv: Conv's output with the channels last, [N, OH, OW, M]; with channels_last_input
+    /// = 1, X is [N, H, W, C] and W [M, KH, KW, C].
+    static func inferChannelsLastConv(_ ctx: TypeInferenceContext) throws -> [TensorType?] {
+        guard try ctx.node.int("channels_last_input", default: 0) != 0 else {
+            return try inferConv(ctx).map { t in t.map { t in TensorType(t.dataType, t.shape.map { [$0[0]] + $0.dropFirst(2) + [$0[1]] }) } }
+        }
+        guard let tx = ctx.type(0) else { return [nil] }
+        guard let xs = tx.shape else { return [TensorType(tx.dataType, nil)] }
+        let label = ctx.node.label
+        let ws = ctx.type(1)?.shape
+        guard xs.count == 4, ws == nil || ws!.count == 4 else {
+            throw SegFormerError.invalid("\(label): ChannelsLastConv needs X [N, H, W, C] and W [M, KH, KW, C], got \(tx) and \(ctx.type(1).map { "\($0)" } ?? "?")")
+        }
+        let attrs = try WindowAttributes(ctx.node)
+        let kernel: [Int?] = attrs.kernelShape ?? ws.map { [$0[1].value, $0[2].value] } ?? [nil, nil]
+        let m: Dim = ws?[0] ?? .symbol("\(label)_M")
+        let spatial = try WindowGeometry.symbolicOutput(input: [xs[1], xs[2]], kernel: kernel, attributes: attrs, label)
+        return [TensorType(tx.dataType, [xs[0]] + spatial + [m])]
     }
 
     static func inferConvTranspose(_ ctx: TypeInferenceContext) throws -> [TensorType?] {

@@ -8,17 +8,18 @@ public enum OptimizingPipeline {
     /// The passes, in order. Canonicalise: LayerNorm and GELU written out in elementary ops (exports
     /// at opsets before the ONNX op) become single nodes. Fuse: scaled dot-product attention becomes
     /// one tiled node; MixFFN's depthwise conv between its Transposes, with its GELU, one channels-last
-    /// node. Then the decode-head algebra: split a 1×1 conv over its Concat, move each part
-    /// before its Resize, fold it into the MatMul that made its input. Then the head goes channels-last:
-    /// the sum of resized stage maps becomes one `ResizeSum` over the tokens, and the 1×1 classifier on
-    /// its NHWC output a product over the pixels. Last, fusion: each float32 MatMul takes in the
+    /// node; a conv whose output becomes tokens (patch embeddings, spatial reductions) writes them
+    /// channels-last itself. Then the decode-head algebra: split a 1×1 conv over its Concat, move each
+    /// part before its Resize, fold it into the MatMul that made its input. Then the head goes
+    /// channels-last: the sum of resized stage maps becomes one `ResizeSum` over the tokens, which takes
+    /// the 1×1 classifier after it as its projection. Last, fusion: each float32 MatMul takes in the
     /// Transposes before it and the bias, residual and Relu after it (and a product of a MixFFN's
     /// depthwise conv takes that conv in, band by band), and each remaining Resize the Add (and Relu)
-    /// after it (inference graphs only: `ResizeSum`, `FusedMatMul`, the projected `TokenDepthwiseConv`
-    /// and `ResizeAdd` have no gradient rule, and training graphs run `trainingPasses`).
+    /// after it (inference graphs only: `ChannelsLastConv`, `ResizeSum`, `FusedMatMul`, the projected
+    /// `TokenDepthwiseConv` and `ResizeAdd` have no gradient rule, and training graphs run `trainingPasses`).
     public static let passes: [GraphPass] = [.fuseLayerNormalization, .fuseGelu, .fuseAttention,
-                                             .fuseTokenDepthwiseConv, .splitConvOverConcat, .convBeforeResize, .foldConvIntoMatMul,
-                                             .fuseResizeSum, .pointwiseConvOverChannelsLast, .fuseMatMulEpilogue,
+                                             .fuseTokenDepthwiseConv, .fuseConvToTokens, .splitConvOverConcat, .convBeforeResize,
+                                             .foldConvIntoMatMul, .fuseResizeSum, .pointwiseConvOverChannelsLast, .fuseMatMulEpilogue,
                                              .fuseTokenDepthwiseProjection, .fuseResizeAdd]
 
     /// The passes a training graph's forward part goes through: the rewrites into single nodes whose

@@ -43,10 +43,11 @@ final class OptimizingPipelineTests: XCTestCase {
         XCTAssertNil(optimized.opCounts["MatMul"], "\(report)")
         XCTAssertEqual(optimized.opCounts[fusedDomain + "." + OpType.fusedMatMul], 2, "each stage's product with its bias")
         XCTAssertEqual(report.passes.map(\.pass), ["fuse-layer-normalization", "fuse-gelu", "fuse-attention",
-                                                   "fuse-token-depthwise-conv", "split-conv-over-concat", "conv-before-resize", "fold-conv-into-matmul",
-                                                   "fuse-resize-sum", "pointwise-conv-over-channels-last", "fuse-matmul-epilogue",
-                                                   "fuse-token-depthwise-projection", "fuse-resize-add"])
-        XCTAssertEqual(report.passes.map(\.changedGraph), [false, false, false, false, true, true, true, true, false, true, false, false], "\(report)")
+                                                   "fuse-token-depthwise-conv", "fuse-conv-to-tokens", "split-conv-over-concat", "conv-before-resize",
+                                                   "fold-conv-into-matmul", "fuse-resize-sum", "pointwise-conv-over-channels-last",
+                                                   "fuse-matmul-epilogue", "fuse-token-depthwise-projection", "fuse-resize-add"])
+        XCTAssertEqual(report.passes.map(\.changedGraph), [false, false, false, false, false, true, true, true, true, false, true, false, false],
+                       "\(report)")
         XCTAssertNil(optimized.opCounts["Add"], "the resized parts summed by ResizeSum: \(report)")
         XCTAssertEqual(optimized.opCounts[fusedDomain + "." + OpType.resizeSum], 1, "\(report)")
         let feeds = ["x0": NNTest.tensor([2, 64, 3], seed: 50), "x1": NNTest.tensor([2, 16, 5], seed: 51)]

@@ -1,9 +1,14 @@
 import GraphIR
 
+/// Where a convolution writes its output channels: second, as ONNX's Conv does ([N, M, spatial…]), or
+/// last ([N, spatial…, M]) as `ChannelsLastConv` does — the tokens layout the encoder reads next.
+enum ConvOutputLayout { case channelsFirst, channelsLast }
+
 extension Convolution {
     // MARK: kernel
 
-    static func convKernel(_ node: Node, tiling: ConvTiling = .current) throws -> Kernel {
+    static func convKernel(_ node: Node, output layout: ConvOutputLayout = .channelsFirst,
+                           tiling: ConvTiling = .current) throws -> Kernel {
         let label = node.label
         let attrs = try WindowAttributes(node)
         let group = try node.int("group", default: 1)
@@ -11,12 +16,13 @@ extension Convolution {
         return ClosureKernel { inputs, context in
             let x = try inputs.required(0, "X"), w = try inputs.required(1, "W")
             let b = inputs.optional(2)
-            return [try conv(x, w, b, attrs, group, label, tiling, context)]
+            return [try conv(x, w, b, attrs, group, label, layout, tiling, context)]
         }
     }
 
     static func conv(_ x: Tensor, _ w: Tensor, _ b: Tensor?, _ attrs: WindowAttributes, _ group: Int,
-                     _ label: String, _ tiling: ConvTiling, _ context: ExecutionContext) throws -> Tensor {
+                     _ label: String, _ layout: ConvOutputLayout = .channelsFirst, _ tiling: ConvTiling,
+                     _ context: ExecutionContext) throws -> Tensor {
         guard x.dataType == w.dataType, b == nil || b!.dataType == x.dataType else {
             throw SegFormerError.invalid("\(label): Conv inputs have different types X \(x.dataType), W \(w.dataType)\(b.map { ", B \($0.dataType)" } ?? "")")
         }
@@ -39,8 +45,8 @@ extension Convolution {
             throw SegFormerError.invalid("\(label): Conv kernel_shape \(ks) differs from the weight's spatial shape \(w.shape)")
         }
         let geometry = try WindowGeometry(input: Array(x.shape.dropFirst(2)), kernel: kernel, attributes: attrs, label)
-        let s = ConvShape(n: n, c: c, m: m, group: group, geometry: geometry)
-        let outShape = [n, m] + geometry.output
+        let s = ConvShape(n: n, c: c, m: m, group: group, geometry: geometry, layout: layout)
+        let outShape = layout == .channelsFirst ? [n, m] + geometry.output : [n] + geometry.output + [m]
         switch x.dataType {
         case .float: return try run(Float.self, x, w, b, s, outShape, tiling, context)
         case .double: return try run(Double.self, x, w, b, s, outShape, tiling, context)
@@ -62,10 +68,10 @@ extension Convolution {
         let g = s.geometry
         if x.count == 0 || w.count == 0 {
             // No input channels (or no kernel taps): the output is just the bias.
-            fillBias(py, pb, n: s.n, m: s.m, spatial: g.output.reduce(1, *))
+            fillBias(py, pb, n: s.n, m: s.m, spatial: g.outputSpatial, layout: s.layout)
             return y
         }
-        if g.rank == 2 && s.cPerGroup == 1 {
+        if g.rank == 2 && s.cPerGroup == 1 && s.layout == .channelsFirst {
             depthwise2D(px, pw, pb, py, s, context)
             return y
         }
@@ -73,11 +79,21 @@ extension Convolution {
         return y
     }
 
-    static func fillBias<T: BinaryFloatingPoint>(_ py: UnsafeMutablePointer<T>, _ pb: UnsafePointer<T>?, n: Int, m: Int, spatial: Int) {
-        for i in 0..<(n * m) {
-            let v = pb?[i % m] ?? 0
-            let row = py + i * spatial
-            for j in 0..<spatial { row[j] = v }
+    /// Every output position of every image gets the bias (0 without one), in the output's layout.
+    static func fillBias<T: BinaryFloatingPoint>(_ py: UnsafeMutablePointer<T>, _ pb: UnsafePointer<T>?, n: Int, m: Int, spatial: Int,
+                                                 layout: ConvOutputLayout = .channelsFirst) {
+        switch layout {
+        case .channelsFirst:
+            for i in 0..<(n * m) {
+                let v = pb?[i % m] ?? 0
+                let row = py + i * spatial
+                for j in 0..<spatial { row[j] = v }
+            }
+        case .channelsLast:
+            for p in 0..<(n * spatial) {
+                let row = py + p * m
+                for j in 0..<m { row[j] = pb?[j] ?? 0 }
+            }
         }
     }
 
@@ -92,14 +108,25 @@ extension Convolution {
         let rows = cg * taps
         try BLAS.checkSizes(mg, outSpatial, rows, rows, outSpatial, outSpatial)
         // Bias first, so each GEMM accumulates onto it (beta 1).
-        if pb != nil { fillBias(py, pb, n: s.n, m: s.m, spatial: outSpatial) }
+        if pb != nil { fillBias(py, pb, n: s.n, m: s.m, spatial: outSpatial, layout: s.layout) }
         let beta: Double = pb == nil ? 0 : 1
+        // Yᵍ = Wᵍ·col per tile of output positions (channels first), or its transpose colᵀ·Wᵍᵀ written
+        // straight into the channels-last rows (the GEMM's transpose flags: no copy either way).
+        func multiply(_ col: UnsafePointer<T>, ldcol: Int, img: Int, grp: Int, p0: Int, p1: Int) {
+            let w = pw + grp * mg * rows
+            switch s.layout {
+            case .channelsFirst:
+                BLAS.gemm(T.self, context, m: mg, n: p1 - p0, k: rows, a: w, lda: rows, b: col, ldb: ldcol,
+                          beta: beta, c: py + (img * s.m + grp * mg) * outSpatial + p0, ldc: outSpatial)
+            case .channelsLast:
+                BLAS.gemm(T.self, context, transA: true, transB: true, m: p1 - p0, n: mg, k: rows, a: col, lda: ldcol,
+                          b: w, ldb: rows, beta: beta, c: py + (img * outSpatial + p0) * s.m + grp * mg, ldc: s.m)
+            }
+        }
         if g.isPointwise {
             // The input is its own column matrix: one GEMM per image and group.
             s.forEachTile(outSpatial) { img, grp, _, _ in
-                BLAS.gemm(T.self, context, m: mg, n: outSpatial, k: cg, a: pw + grp * mg * cg, lda: cg,
-                          b: px + (img * s.c + grp * cg) * inSpatial, ldb: inSpatial, beta: beta,
-                          c: py + (img * s.m + grp * mg) * outSpatial, ldc: outSpatial)
+                multiply(px + (img * s.c + grp * cg) * inSpatial, ldcol: inSpatial, img: img, grp: grp, p0: 0, p1: outSpatial)
             }
             return
         }
@@ -108,8 +135,7 @@ extension Convolution {
         let col = colTensor.pointer(T.self)
         s.forEachTile(tile) { img, grp, p0, p1 in
             im2colTile(px + (img * s.c + grp * cg) * inSpatial, col, g, channels: cg, p0: p0, p1: p1, context)
-            BLAS.gemm(T.self, context, m: mg, n: p1 - p0, k: rows, a: pw + grp * mg * rows, lda: rows, b: col, ldb: p1 - p0,
-                      beta: beta, c: py + (img * s.m + grp * mg) * outSpatial + p0, ldc: outSpatial)
+            multiply(col, ldcol: p1 - p0, img: img, grp: grp, p0: p0, p1: p1)
         }
     }
 }

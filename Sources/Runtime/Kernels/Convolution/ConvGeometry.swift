@@ -181,6 +181,8 @@ enum Convolution {
     struct ConvShape {
         var n: Int, c: Int, m: Int, group: Int
         var geometry: WindowGeometry
+        /// Where the forward writes the output channels (the backward kernels read channels first).
+        var layout: ConvOutputLayout = .channelsFirst
         var cPerGroup: Int { c / group }
         var mPerGroup: Int { m / group }
         /// The same convolution with a 1-D geometry seen as 2-D (height 1), which the kernels handle.
