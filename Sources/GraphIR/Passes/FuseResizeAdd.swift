@@ -24,10 +24,9 @@ extension GraphPass {
         var replaced = [index, add.index]
         // A per-channel constant added next (a folded BatchNorm's shift): [C, 1, 1] or [1, C, 1, 1] over NCHW.
         var bias = ""
-        if shape.count == 4, let channels = shape[1].value, let next = r.soleReader(of: output, OpType.add),
-           next.node.inputs.count == 2 {
+        if let next = r.soleReader(of: output, OpType.add), next.node.inputs.count == 2 {
             let other = next.node.inputs[0] == output ? next.node.inputs[1] : next.node.inputs[0]
-            if let t = r.constant(other), t.dataType == .float, t.shape == [channels, 1, 1] || t.shape == [1, channels, 1, 1] {
+            if r.isChannelBias(other, of: shape) {
                 bias = other
                 replaced.append(next.index)
                 output = next.node.outputs[0]

@@ -31,13 +31,13 @@ extension GraphPass {
         // The top of a chain only: an Add whose reader would extend the chain is left for that reader.
         if let next = r.soleReader(of: root.outputs[0], OpType.add),
            next.node.operandOrders.contains(where: { $0.0 == root.outputs[0] &&
-               (ResizeSumTerm($0.1, shape, r) != nil || isChannelBias($0.1, shape, r)) }) { return }
+               (ResizeSumTerm($0.1, shape, r) != nil || r.isChannelBias($0.1, of: shape)) }) { return }
         var output = root.outputs[0]
         var replaced = [index]
         var bias = ""
         var chain = root
         // The bias: a per-channel constant added last (split-conv-over-concat writes a conv's bias so).
-        for (rest, other) in root.operandOrders where bias.isEmpty && isChannelBias(other, shape, r) {
+        for (rest, other) in root.operandOrders where bias.isEmpty && r.isChannelBias(other, of: shape) {
             if let below = r.soleProducer(of: rest, OpType.add), below.inputs.count == 2 {
                 bias = other
                 chain = below
@@ -82,11 +82,6 @@ extension GraphPass {
         }
     }
 
-    /// Whether `value` is a float constant of one value per channel of an NCHW `shape`: [C, 1, 1] or [1, C, 1, 1].
-    private static func isChannelBias(_ value: String, _ shape: [Dim], _ r: GraphRewriter) -> Bool {
-        guard let c = shape[1].value, let t = r.constant(value), t.dataType == .float else { return false }
-        return t.shape == [c, 1, 1] || t.shape == [1, c, 1, 1]
-    }
 }
 
 /// One term of a ResizeSum chain: a token matrix laid out as an NCHW image, resized or not.

@@ -144,6 +144,13 @@ final class GraphRewriter {
         return type == .float ? v == Double(Float(expected)) : v == expected
     }
 
+    /// Whether `value` is a float constant of one value per channel of an NCHW `shape` — [C, 1, 1] or
+    /// [1, C, 1, 1] — as a folded BatchNorm's shift or a split conv's bias is added.
+    func isChannelBias(_ value: String, of shape: [Dim]) -> Bool {
+        guard shape.count == 4, let c = shape[1].value, let t = constant(value), t.dataType == .float else { return false }
+        return t.shape == [c, 1, 1] || t.shape == [1, c, 1, 1]
+    }
+
     /// The value's (possibly symbolic) shape, when its rank is known.
     func shape(_ value: String) -> [Dim]? { context.types[value]?.shape }
 

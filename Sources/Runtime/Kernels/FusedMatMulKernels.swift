@@ -42,10 +42,7 @@ extension LinearAlgebra {
         let label = node.label
         let transA = try node.int("transA", default: 0) != 0, transB = try node.int("transB", default: 0) != 0
         let transposeOutput = try node.int("transposeOutput", default: 0) != 0
-        let activation = try node.string("activation", default: "")
-        guard activation.isEmpty || activation == OpType.relu else {
-            throw SegFormerError.invalid("\(label): FusedMatMul activation must be Relu or absent, got '\(activation)'")
-        }
+        let relu = try node.appliesActivation(OpType.relu)
         return ClosureKernel { inputs, context in
             let a = try inputs.required(0, "A"), b = try inputs.required(1, "B")
             let bias = inputs.optional(2), residual = inputs.optional(3)
@@ -63,7 +60,7 @@ extension LinearAlgebra {
                 throw SegFormerError.invalid("\(label): FusedMatMul residual has shape \(residual.shape), the product has \(p.outShape)")
             }
             let epilogue = Epilogue(bias: bias.map { UnsafePointer($0.pointer(Float.self)) },
-                                    residual: residual.map { UnsafePointer($0.pointer(Float.self)) }, relu: !activation.isEmpty)
+                                    residual: residual.map { UnsafePointer($0.pointer(Float.self)) }, relu: relu)
             if transposeOutput {
                 guard residual == nil else {
                     throw SegFormerError.invalid("\(label): FusedMatMul with transposeOutput takes no residual")

@@ -26,7 +26,7 @@ extension ResizePlan {
     }
 
     /// Output pixels per band that a projection's GEMM takes at once (~512 KB of float32 at C = 256,
-    /// within a core's L2); bands are fixed by the shape, not the thread count, so the bits are too.
+    /// within a core's L2).
     static let projectionBandPixels = 512
 
     static func resizeSum(_ terms: [(x: Tensor, roi: Tensor?, scales: Tensor?, sizes: Tensor?)], bias: Tensor?, relu: Bool,
@@ -119,21 +119,20 @@ extension ResizePlan {
         if out.count == 0 { return out }
         let plane = height * width
         try BLAS.checkSizes(m, plane, channels, channels, channels, plane)
-        let bandRows = max(1, min(height, projectionBandPixels / max(width, 1)))
-        let bandsPerImage = (height + bandRows - 1) / bandRows
+        let bands = RowBands(images: batch, height: height, width: width, pixels: projectionBandPixels)
         let (w, dst) = (UnsafePointer(p.weight.pointer(Float.self)), out.pointer(Float.self))
         let bias = p.bias.map { UnsafePointer($0.pointer(Float.self)) }
         let serial = BLAS.callsFromParallelChunks()
         withExtendedLifetime(p) {
-            context.parallelFor(batch * bandsPerImage) { first, end in
-                let rows = UnsafeMutablePointer<Float>.allocate(capacity: bandRows * width * channels)
+            context.parallelFor(bands.count) { first, end in
+                let rows = UnsafeMutablePointer<Float>.allocate(capacity: bands.rowsPerBand * width * channels)
                 let scratch = UnsafeMutablePointer<Float>.allocate(capacity: widest)
                 defer { rows.deallocate(); scratch.deallocate() }
-                for band in first..<end {
-                    let (b, y0) = (band / bandsPerImage, (band % bandsPerImage) * bandRows)
-                    let count = min(bandRows, height - y0), pixels = count * width
-                    for r in 0..<count { sumRow(b * height + y0 + r, rows + r * width * channels, scratch) }
-                    let c = dst + b * m * plane + y0 * width
+                for i in first..<end {
+                    let (b, band) = bands.band(i)
+                    let pixels = band.count * width
+                    for (r, y) in band.enumerated() { sumRow(b * height + y, rows + r * width * channels, scratch) }
+                    let c = dst + b * m * plane + band.lowerBound * width
                     BLAS.gemm(Float.self, serial, transB: true, m: m, n: pixels, k: channels, a: w, lda: channels,
                               b: rows, ldb: channels, c: c, ldc: plane)
                     if let bias { for o in 0..<m { let v = bias[o], row = c + o * plane; for j in 0..<pixels { row[j] += v } } }

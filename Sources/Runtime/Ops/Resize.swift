@@ -59,15 +59,12 @@ extension OpRegistry {
                  makeKernel: { node, opset in
                      let attrs = try ResizeAttributes(node, max(opset, 11))
                      let label = node.label
-                     let activation = try node.string("activation", default: "")
-                     guard activation.isEmpty || activation == OpType.relu else {
-                         throw SegFormerError.invalid("\(label): ResizeAdd activation must be Relu or absent, got '\(activation)'")
-                     }
+                     let relu = try node.appliesActivation(OpType.relu)
                      return ClosureKernel { inputs, context in
                          [try ResizePlan.run(try inputs.required(0), roi: inputs.optional(1), scales: inputs.optional(2),
                                              sizes: inputs.optional(3), attrs, label: label, context: context,
                                              adding: try inputs.required(4, "addend"), bias: inputs.optional(5),
-                                             relu: !activation.isEmpty)]
+                                             relu: relu)]
                      }
                  }),
         // The fuse-resize-sum pass's op: inputs (bias, projection weight, projection bias, then per term
@@ -81,10 +78,7 @@ extension OpRegistry {
                  makeKernel: { node, opset in
                      let attrs = try ResizeAttributes(node, max(opset, 11))
                      let label = node.label
-                     let activation = try node.string("activation", default: "")
-                     guard activation.isEmpty || activation == OpType.relu else {
-                         throw SegFormerError.invalid("\(label): ResizeSum activation must be Relu or absent, got '\(activation)'")
-                     }
+                     let relu = try node.appliesActivation(OpType.relu)
                      guard try node.string("layout", default: "NHWC") == "NHWC" else {
                          throw SegFormerError.unsupported("\(label): ResizeSum layout '\(try node.string("layout", default: ""))' (NHWC only)")
                      }
@@ -98,7 +92,7 @@ extension OpRegistry {
                              terms.append((x, inputs.optional(i + 1), inputs.optional(i + 2), inputs.optional(i + 3)))
                          }
                          let projection = inputs.optional(1).map { ResizePlan.Projection(weight: $0, bias: inputs.optional(2)) }
-                         return [try ResizePlan.resizeSum(terms, bias: inputs.optional(0), relu: !activation.isEmpty,
+                         return [try ResizePlan.resizeSum(terms, bias: inputs.optional(0), relu: relu,
                                                           projection: projection, attrs, label: label, context: context)]
                      }
                  }),

@@ -21,10 +21,7 @@ import GraphIR
 extension Convolution {
     static func tokenDepthwiseKernel(_ node: Node) throws -> Kernel {
         let label = node.label
-        let activation = try node.string("activation", default: "")
-        guard activation.isEmpty || activation == OpType.gelu else {
-            throw SegFormerError.invalid("\(label): TokenDepthwiseConv activation must be Gelu or absent, got '\(activation)'")
-        }
+        let gelu = try node.appliesActivation(OpType.gelu)
         let allowZero = try node.int("allowzero", default: 0) != 0, adjoint = try node.int("adjoint", default: 0) != 0
         return ClosureKernel { inputs, context in
             let x = try inputs.required(0, "X"), w = try inputs.required(1, "W"), bias = inputs.optional(3)
@@ -35,11 +32,11 @@ extension Convolution {
             if let weight = inputs.optional(4) {
                 guard !adjoint else { throw SegFormerError.invalid("\(label): TokenDepthwiseConv adjoint takes no projection") }
                 let projection = Projection(weight: weight, bias: inputs.optional(5), residual: inputs.optional(6))
-                return [try tokenDepthwiseProjected(x, w, bias, height: height, width: width, gelu: !activation.isEmpty,
+                return [try tokenDepthwiseProjected(x, w, bias, height: height, width: width, gelu: gelu,
                                                     projection, label: label, context)]
             }
             return [withExtendedLifetime(bias) {
-                tokenDepthwise(x, w, bias, height: height, width: width, gelu: !activation.isEmpty, adjoint: adjoint, context)
+                tokenDepthwise(x, w, bias, height: height, width: width, gelu: gelu, adjoint: adjoint, context)
             }]
         }
     }
@@ -109,8 +106,7 @@ extension Convolution {
         let residual: Tensor?
     }
 
-    /// Output tokens per band of the projected form (whole rows; ~256 KB of conv output at C = 128):
-    /// fixed by the shape, not the thread count, so the bits are too.
+    /// Output tokens per band of the projected form (whole rows; ~256 KB of conv output at C = 128).
     static let projectionBandTokens = 512
 
     /// The convolution (and GELU) followed by its projection, band by band of whole output rows: each
@@ -135,8 +131,7 @@ extension Convolution {
         try BLAS.checkSizes(tokens, m, c, c, m, m)
         let (kh, kw) = (w.shape[2], w.shape[3])
         let weights = channelsLastTaps(w, adjoint: false)
-        let bandRows = max(1, min(height, projectionBandTokens / max(width, 1)))
-        let bandsPerImage = (height + bandRows - 1) / bandRows
+        let bands = RowBands(images: n, height: height, width: width, pixels: projectionBandTokens)
         let px = x.pointer(Float.self), py = out.pointer(Float.self), pp = UnsafePointer(p.weight.pointer(Float.self))
         let pb = bias.map { UnsafePointer($0.pointer(Float.self)) }
         let projectionBias = p.bias.map { UnsafePointer($0.pointer(Float.self)) }
@@ -144,16 +139,16 @@ extension Convolution {
         let serial = BLAS.callsFromParallelChunks()
         withExtendedLifetime((p, bias)) {
             weights.withUnsafeBufferPointer { pw in
-                context.parallelFor(n * bandsPerImage) { first, end in
-                    let band = UnsafeMutablePointer<Float>.allocate(capacity: bandRows * width * c)
-                    defer { band.deallocate() }
-                    for item in first..<end {
-                        let (img, y0) = (item / bandsPerImage, (item % bandsPerImage) * bandRows)
-                        let y1 = min(height, y0 + bandRows), pixels = (y1 - y0) * width
-                        ck_depthwise_tokens_rows(px + img * tokens * c, pw.baseAddress!, pb, band, height, width, c, kh, kw,
-                                                 y0, y1, gelu ? 1 : 0)
-                        let offset = (img * tokens + y0 * width) * m
-                        BLAS.gemm(Float.self, serial, m: pixels, n: m, k: c, a: band, lda: c, b: pp, ldb: m, c: py + offset, ldc: m)
+                context.parallelFor(bands.count) { first, end in
+                    let buffer = UnsafeMutablePointer<Float>.allocate(capacity: bands.rowsPerBand * width * c)
+                    defer { buffer.deallocate() }
+                    for i in first..<end {
+                        let (img, rows) = bands.band(i)
+                        let pixels = rows.count * width
+                        ck_depthwise_tokens_rows(px + img * tokens * c, pw.baseAddress!, pb, buffer, height, width, c, kh, kw,
+                                                 rows.lowerBound, rows.upperBound, gelu ? 1 : 0)
+                        let offset = (img * tokens + rows.lowerBound * width) * m
+                        BLAS.gemm(Float.self, serial, m: pixels, n: m, k: c, a: buffer, lda: c, b: pp, ldb: m, c: py + offset, ldc: m)
                         LinearAlgebra.Epilogue(bias: projectionBias, residual: residual.map { $0 + offset })
                             .apply(py + offset, rows: 0..<pixels, n: m)
                     }
