@@ -69,10 +69,20 @@ void ck_gelu(const float *restrict x, float *restrict y, ptrdiff_t n) { gelu_spa
 // Channels per block of the depthwise kernel: 64 float accumulators stay in registers (4 × AVX-512).
 #define DW_BLOCK 64
 
+// Each output is summed in the order of the NCHW depthwise kernel (Runtime/Kernels/Convolution/
+// Depthwise.swift), in float, with no fused multiply-add (FP_CONTRACT OFF; Swift never contracts):
+//  - a 3×3 window wholly inside the image: bias + ((r0 + r1) + r2), each kernel row r = (w0·x0 + w1·x1) + w2·x2;
+//  - a 3-wide window whose columns are inside but some kernel rows are not: the inside rows' r added to
+//    the bias one by one;
+//  - any other window: its inside taps added to the bias one by one, row by row.
+// So TokenDepthwiseConv gives exactly the bits of the Transpose → Conv → Transpose it replaces (the
+// adjoint, those of ConvGradInput), and a training graph keeps its forward pass bit for bit — results
+// that sit on a Relu kink stay on the side the unfused graph (and PyTorch's reference) puts them.
 MULTIVERSION
 void ck_depthwise_tokens_rows(const float *x, const float *w, const float *bias, float *y,
                               ptrdiff_t H, ptrdiff_t W, ptrdiff_t C, ptrdiff_t KH, ptrdiff_t KW,
                               ptrdiff_t row_begin, ptrdiff_t row_end, int gelu) {
+#pragma STDC FP_CONTRACT OFF
     const ptrdiff_t ph = (KH - 1) / 2, pw = (KW - 1) / 2;
     float acc[DW_BLOCK];
     for (ptrdiff_t oh = row_begin; oh < row_end; oh++) {
@@ -82,16 +92,34 @@ void ck_depthwise_tokens_rows(const float *x, const float *w, const float *bias,
         for (ptrdiff_t ow = 0; ow < W; ow++) {
             const ptrdiff_t kw0 = pw - ow > 0 ? pw - ow : 0;
             const ptrdiff_t kw1 = W + pw - ow < KW ? W + pw - ow : KW;
+            const int rowSums = KW == 3 && kw0 == 0 && kw1 == 3;
+            const int whole3x3 = rowSums && KH == 3 && kh0 == 0 && kh1 == 3;
             float *out = y + ((oh - row_begin) * W + ow) * C;
             for (ptrdiff_t c0 = 0; c0 < C; c0 += DW_BLOCK) {
                 const ptrdiff_t m = C - c0 < DW_BLOCK ? C - c0 : DW_BLOCK;
                 for (ptrdiff_t c = 0; c < m; c++) acc[c] = bias ? bias[c0 + c] : 0.0f;
-                for (ptrdiff_t kh = kh0; kh < kh1; kh++) {
-                    const float *row = x + ((oh + kh - ph) * W + ow - pw) * C + c0;
-                    const float *taps = w + kh * KW * C + c0;
-                    for (ptrdiff_t kw = kw0; kw < kw1; kw++) {
-                        const float *xv = row + kw * C, *wv = taps + kw * C;
-                        for (ptrdiff_t c = 0; c < m; c++) acc[c] += wv[c] * xv[c];
+                if (whole3x3) {
+                    const float *x0 = x + ((oh - 1) * W + ow - 1) * C + c0, *x1 = x0 + W * C, *x2 = x1 + W * C;
+                    const float *w0 = w + c0, *w1 = w0 + 3 * C, *w2 = w1 + 3 * C;
+                    for (ptrdiff_t c = 0; c < m; c++) {
+                        const float r0 = (w0[c] * x0[c] + w0[C + c] * x0[C + c]) + w0[2 * C + c] * x0[2 * C + c];
+                        const float r1 = (w1[c] * x1[c] + w1[C + c] * x1[C + c]) + w1[2 * C + c] * x1[2 * C + c];
+                        const float r2 = (w2[c] * x2[c] + w2[C + c] * x2[C + c]) + w2[2 * C + c] * x2[2 * C + c];
+                        acc[c] = acc[c] + ((r0 + r1) + r2);
+                    }
+                } else {
+                    for (ptrdiff_t kh = kh0; kh < kh1; kh++) {
+                        const float *row = x + ((oh + kh - ph) * W + ow - pw) * C + c0;
+                        const float *taps = w + kh * KW * C + c0;
+                        if (rowSums) {
+                            for (ptrdiff_t c = 0; c < m; c++)
+                                acc[c] = acc[c] + ((taps[c] * row[c] + taps[C + c] * row[C + c]) + taps[2 * C + c] * row[2 * C + c]);
+                            continue;
+                        }
+                        for (ptrdiff_t kw = kw0; kw < kw1; kw++) {
+                            const float *xv = row + kw * C, *wv = taps + kw * C;
+                            for (ptrdiff_t c = 0; c < m; c++) acc[c] = acc[c] + wv[c] * xv[c];
+                        }
                     }
                 }
                 if (gelu) {

@@ -31,7 +31,7 @@ final class TokenDepthwiseConvGradientTests: XCTestCase {
 
     /// x [2, H·W, C] → Transpose → Reshape [2, C, H, W] → depthwise Conv (w, b) → Reshape → Transpose →
     /// Gelu; loss Σ y·m. Differentiated before and after fuse-token-depthwise-conv (x, w, b fed as
-    /// parameters); the fused gradients are also the same bits at 1 and 2 threads.
+    /// parameters); dx has the same bits, and the fused gradients are the same bits at 1 and 2 threads.
     func testSameGradientsAsTheUnfusedGraph() throws {
         let (h, w, c) = (9, 7, 70)
         let b = GraphBuilder(graph: Graph(inputs: [
@@ -67,6 +67,8 @@ final class TokenDepthwiseConvGradientTests: XCTestCase {
             let worst = Double(zip(e, a).map { abs($0 - $1) }.max()!)
             XCTAssertLessThanOrEqual(worst, 1e-5 * max(1, scale), "d\(name): worst difference \(worst), largest \(scale)")
         }
+        // dX is the adjoint conv, summed in ConvGradInput's order: the same bits.
+        XCTAssertEqual(expected[0].map(\.bitPattern), actual[0].map(\.bitPattern), "dx of the fused and unfused graphs")
         let oneThread = try gradients(fused, threads: 1)
         for (name, (a, o)) in zip(["x", "w", "b"], zip(actual, oneThread)) {
             XCTAssertEqual(a.map(\.bitPattern), o.map(\.bitPattern), "d\(name) at 1 and 2 threads")

@@ -19,8 +19,7 @@ extension GraphPass {
     /// shapes starting with X's batch dim and C; each intermediate read by the next op alone (the
     /// conv's output may also be read by Shape nodes, which then read the conv's input: the same
     /// shape); a Gelu reader with approximate = none (in ai.onnx or in `fusedDomain`). In the
-    /// inference pipeline (TokenDepthwiseConv's gradient rule exists, but `trainingPasses` leaves
-    /// this pass out for now: see OptimizingPipeline).
+    /// inference and the training pipelines (the fused kernel gives the unfused graph's bits).
     public static let fuseTokenDepthwiseConv = overNodes("fuse-token-depthwise-conv", of: OpType.conv) { index, conv, r in
         guard conv.inputs.count >= 2,
               let nchw = r.soleProducer(of: conv.inputs[0], OpType.reshape),

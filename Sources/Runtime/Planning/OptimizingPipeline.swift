@@ -16,22 +16,24 @@ public enum OptimizingPipeline {
     /// Transposes before it and the bias, residual and Relu after it (and a product of a MixFFN's
     /// depthwise conv takes that conv in, band by band), and each remaining Resize the Add (and Relu)
     /// after it (inference graphs only: `ChannelsLastConv`, `ResizeSum`, `FusedMatMul`, the projected
-    /// `TokenDepthwiseConv` and `ResizeAdd` have no gradient rule, and training graphs run `trainingPasses`).
+    /// `TokenDepthwiseConv` and `ResizeAdd` have no gradient rule; training graphs run `trainingPasses`).
     public static let passes: [GraphPass] = [.fuseLayerNormalization, .fuseGelu, .fuseAttention,
                                              .fuseTokenDepthwiseConv, .fuseConvToTokens, .splitConvOverConcat, .convBeforeResize,
                                              .foldConvIntoMatMul, .fuseResizeSum, .pointwiseConvOverChannelsLast, .fuseMatMulEpilogue,
                                              .fuseTokenDepthwiseProjection, .fuseResizeAdd]
 
     /// The passes a training graph's forward part goes through: the rewrites into single nodes whose
-    /// gradient rules write the backward (attention, LayerNorm, GELU), then the decode-head algebra.
-    /// Every parameter stays a graph input of its own: the decode-head passes write the merged weights
-    /// as nodes of the parameters (Slice, Reshape, Transpose, MatMul), computed each step — a few small
-    /// products — so autodiff sends the gradients back to the original tensors, and what is saved or
-    /// exported is the original graph with them. (TokenDepthwiseConv has a gradient rule and gives the
-    /// unfused graph's gradients within float rounding, but not yet here: the b0 training reference's
-    /// 3-step AdamW check sits on a Relu kink — after step 1 one decode-head Relu input is 1.4e-6 from
-    /// zero, within the forward's rounding, and the fused rounding flips it; README says more.)
-    public static let trainingPasses: [GraphPass] = [.fuseLayerNormalization, .fuseGelu, .fuseAttention,
+    /// gradient rules write the backward (attention, LayerNorm, GELU, MixFFN's depthwise conv over the
+    /// tokens with its GELU, whose backward recomputes the GELU's input rather than keeping it), then
+    /// the decode-head algebra. Every parameter stays a graph input of its own: the decode-head passes
+    /// write the merged weights as nodes of the parameters (Slice, Reshape, Transpose, MatMul), computed
+    /// each step — a few small products — so autodiff sends the gradients back to the original tensors,
+    /// and what is saved or exported is the original graph with them.
+    /// A rewrite here must keep the forward pass's bits, not only its value: the b0 training reference's
+    /// 3-step AdamW check sits on a Relu kink (after step 1 one decode-head Relu input is 1.4e-6 from
+    /// zero, within the forward's rounding), so a fused kernel that rounds differently flips it.
+    /// TokenDepthwiseConv sums in the NCHW kernel's order for that reason (CKernels/vector_math.c).
+    public static let trainingPasses: [GraphPass] = [.fuseLayerNormalization, .fuseGelu, .fuseAttention, .fuseTokenDepthwiseConv,
                                                      .splitConvOverConcat, .convBeforeResize, .foldConvIntoMatMul]
 
     /// The op histograms around the pipeline and what each pass changed.

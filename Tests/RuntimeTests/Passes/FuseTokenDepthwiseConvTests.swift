@@ -149,6 +149,29 @@ final class FuseTokenDepthwiseConvTests: XCTestCase {
         }
     }
 
+    /// The fused kernel sums each output in the order of the NCHW depthwise kernel it replaces, with no
+    /// fused multiply-add, and its GELU is the Gelu kernel's: the same bits as the unfused graph, for
+    /// 3×3 windows inside the image, at its edges, and for other odd kernels, on images down to 1×1.
+    /// (Training relies on it: its forward pass keeps the unfused graph's bits.)
+    func testSameBitsAsTheUnfusedGraph() throws {
+        for (kernel, gelu) in [((3, 3), true), ((3, 3), false), ((5, 3), false), ((3, 5), true)] {
+            let original = graph(Form(kernel: kernel, gelu: gelu ? (fusedDomain, "none") : nil))
+            let (rewritten, report) = try PassTest.optimize(original, [.fuseTokenDepthwiseConv])
+            XCTAssertEqual(rewritten.opCounts[fusedName], 1, "\(report)")
+            for (height, width) in [(5, 7), (24, 20), (3, 3), (2, 2), (1, 9), (6, 1), (1, 1)] {
+                let f = feeds(height: height, width: width)
+                var bits: [[UInt32]] = []
+                for g in [original, rewritten] {
+                    let session = try Session(model: Model(graph: g, opsetImports: ["": 17]),
+                                              options: SessionOptions(threads: 2, optimizingPasses: false))
+                    let y = try session.run(f)["y"]!
+                    bits.append(Array(UnsafeBufferPointer(start: y.pointer(Float.self), count: y.count)).map(\.bitPattern))
+                }
+                XCTAssertEqual(bits[0], bits[1], "kernel \(kernel), GELU \(gelu), \(height)×\(width)")
+            }
+        }
+    }
+
     /// Rows are split over the threads in fixed chunks and every output is one thread's: the same bits at
     /// 1 and 2 threads and from run to run.
     func testBitIdenticalAcrossRunsAndThreadCounts() throws {
