@@ -483,25 +483,6 @@ enum ResizePlan {
         }
     }
 
-    /// The transpose of `interpolateRow`'s horizontal pass: each output column's value `v[xo]` is added
-    /// into the input columns it read, with their weights.
-    @inline(__always)
-    static func scatterRow(_ v: UnsafePointer<Float>, outW: Int, iw: UnsafePointer<Int32>, ww: UnsafePointer<Float>, nw: Int,
-                           into row: UnsafeMutablePointer<Float>) {
-        if nw == 2 {
-            for xo in 0..<outW {
-                let x = v[xo]
-                row[Int(iw[2 * xo])] += ww[2 * xo] * x
-                row[Int(iw[2 * xo + 1])] += ww[2 * xo + 1] * x
-            }
-        } else {
-            for xo in 0..<outW {
-                let x = v[xo]
-                for k in 0..<nw { row[Int(iw[xo * nw + k])] += ww[xo * nw + k] * x }
-            }
-        }
-    }
-
     /// Double → integer type: round half to even, clamp to the type's range.
     static func saturate(_ t: Tensor, to type: DataType) -> Tensor {
         let v = t.buffer(Double.self)
@@ -588,8 +569,13 @@ extension ResizePlan {
         return out
     }
 
-    /// float32: when only the last two axes change, per plane: horizontal scatter of each dY row into
-    /// a scratch row, then vertical scatter into dX (the transpose of the forward's two passes).
+    /// float32: when only the last two axes change, per plane: each dY row's horizontal transpose into a
+    /// scratch row, then the vertical one into dX rows (the transpose of the forward's two passes). The
+    /// horizontal pass is a gather (`ReadersTable`: each input column sums the columns that read it), so
+    /// no update waits on the previous one to the same element, as a scatter's would; it adds in the
+    /// scatter's order (ascending output column, then tap), so dX has the scatter's bits — and training
+    /// steps stay where they were (the b0 reference's AdamW check sits on a Relu kink: see
+    /// OptimizingPipeline.trainingPasses).
     static func scatterFloat(_ g: Tensor, _ xShape: [Int], _ tables: [AxisTable], _ context: ExecutionContext) -> Tensor {
         let rank = xShape.count
         guard rank >= 2, tables.allSatisfy({ $0.axis >= rank - 2 }) else {
@@ -604,16 +590,11 @@ extension ResizePlan {
         let out = Tensor(uninitialized: .float, shape: xShape)
         let planes = NormOpsSupport.product(xShape, 0..<(rank - 2))
         if out.count == 0 { return out }
+        let columns = ReadersTable(tw)
         let src = g.pointer(Float.self), dst = out.pointer(Float.self)
-        let whF = th.weight.map { Float($0) }, wwF = tw.weight.map { Float($0) }
-        let nh = th.taps, nw = tw.taps
-        // horizontal weights with extrapolated columns zeroed (they send nothing back)
-        var wwMasked = wwF
-        if let e = tw.extrapolated { for xo in 0..<outW where e[xo] { for k in 0..<nw { wwMasked[xo * nw + k] = 0 } } }
+        let whF = th.weight.map { Float($0) }, nh = th.taps
         th.index.withUnsafeBufferPointer { ih in
-        tw.index.withUnsafeBufferPointer { iw in
         whF.withUnsafeBufferPointer { wh in
-        wwMasked.withUnsafeBufferPointer { ww in
             let work = outH * (inW + outW)
             context.parallelFor(planes, minimumPerChunk: max(1, 65536 / max(work, 1))) { start, end in
                 let tmp = UnsafeMutablePointer<Float>.allocate(capacity: max(inW, 1))
@@ -624,8 +605,11 @@ extension ResizePlan {
                     for y in 0..<outH {
                         if let e = th.extrapolated, e[y] { continue }
                         let grow = s + y * outW
-                        for j in 0..<inW { tmp[j] = 0 }
-                        scatterRow(grow, outW: outW, iw: iw.baseAddress!, ww: ww.baseAddress!, nw: nw, into: tmp)
+                        for j in 0..<inW {
+                            var acc: Float = 0
+                            for e in columns.start[j]..<columns.start[j + 1] { acc += columns.weight[e] * grow[columns.output[e]] }
+                            tmp[j] = acc
+                        }
                         for k in 0..<nh {
                             let r = d + Int(ih[y * nh + k]) * inW, wk = wh[y * nh + k]
                             for j in 0..<inW { r[j] += wk * tmp[j] }
@@ -633,7 +617,36 @@ extension ResizePlan {
                     }
                 }
             }
-        }}}}
+        }}
         return out
+    }
+}
+
+/// An axis table turned around, the gather form of its transpose: for each input position, the output
+/// positions that read it (ascending, once per tap, taps in order) and the tap weights. Extrapolated
+/// outputs (tf_crop_and_resize outside the input) keep their reads with weight 0: they send nothing back.
+struct ReadersTable {
+    /// Input position i is read by outputs `output[start[i]..<start[i + 1]]`.
+    private(set) var start: [Int]
+    private(set) var output: [Int]
+    private(set) var weight: [Float]
+
+    init(_ t: AxisTable) {
+        var start = [Int](repeating: 0, count: t.inLength + 1)
+        for i in t.index { start[Int(i) + 1] += 1 }
+        for i in 0..<t.inLength { start[i + 1] += start[i] }
+        var next = Array(start.dropLast())
+        output = [Int](repeating: 0, count: t.index.count)
+        weight = [Float](repeating: 0, count: t.index.count)
+        for o in 0..<t.outLength {
+            let extrapolated = t.extrapolated?[o] ?? false
+            for k in 0..<t.taps {
+                let i = Int(t.index[o * t.taps + k])
+                output[next[i]] = o
+                weight[next[i]] = extrapolated ? 0 : Float(t.weight[o * t.taps + k])
+                next[i] += 1
+            }
+        }
+        self.start = start
     }
 }
