@@ -15,7 +15,7 @@ public enum OptimizingPipeline {
     /// the 1×1 classifier after it as its projection. Last, fusion: each float32 MatMul takes in the
     /// Transposes before it and the bias, residual and Relu after it (and a product of a MixFFN's
     /// depthwise conv takes that conv in, band by band), and each remaining Resize the Add (and Relu)
-    /// after it (inference graphs only: `ChannelsLastConv`, `ResizeSum`, `FusedMatMul`, the projected
+    /// after it (for inference graphs: `ChannelsLastConv`, `ResizeSum`, `FusedMatMul`, the projected
     /// `TokenDepthwiseConv` and `ResizeAdd` have no gradient rule; training graphs run `trainingPasses`
     /// before autodiff and `gradientGraphPasses` after it).
     public static let passes: [GraphPass] = [.fuseLayerNormalization, .fuseGelu, .fuseAttention,
