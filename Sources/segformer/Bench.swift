@@ -19,7 +19,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Untimed warm-up iterations.") var warmup: Int = 2
     @OptionGroup var sessionFlags: SessionFlags
     @Flag(help: "Print time spent per op type, and the costliest nodes, over the timed runs.") var profile = false
-    @Flag(help: "Time one training step instead (HF loss, forward + backward + AdamW) on random inputs and labels; also prints the activation peak of its plan and the largest values live there.") var train = false
+    @Flag(help: "Time one training step instead (HF loss, forward + backward + AdamW) on random inputs and labels; also prints what the gradient-graph passes changed, the activation peak of its plan and the largest values live there.") var train = false
 
     func run() throws {
         try reportingErrors {
