@@ -29,8 +29,9 @@ extension GraphPass {
     /// needs no gradient rule): the bias, residual and Relu after a MatMul, not the Transposes. The
     /// forward must keep its bits (the b0 training reference's AdamW check sits on a decode-head Relu
     /// kink), and that holds: the GEMM reads its operands as MatMul does and the epilogue performs the
-    /// nodes' own float operations, while reading a Transpose as a GEMM flag or writing Bᵀ·Aᵀ may change
-    /// the GEMM's rounding, so Transposes stay nodes. The backward reads the shape of each intermediate
+    /// nodes' own float operations (a tall product's row blocks included: TrainingGraphPassesTests
+    /// checks b0's step bit for bit at 1, 2 and 3 threads), while reading a Transpose as a GEMM flag or
+    /// writing Bᵀ·Aᵀ may change the GEMM's rounding, so Transposes stay nodes. The backward reads the shape of each intermediate
     /// (an Add's gradient is summed to its operands' shapes): those Shape nodes read the fused output
     /// instead, which has the same shape.
     public static let fuseMatMulBiasAndResidual = matMulEpilogue("fuse-matmul-bias-residual", gradientGraph: true)
@@ -41,7 +42,7 @@ extension GraphPass {
                   let n = shape.last?.value,
                   matmul.inputs.allSatisfy({ (r.shape($0)?.count ?? 0) >= 2 }) else { return }
             var operands = matmul.inputs, flags = [false, false]
-            for i in 0..<2 where !gradientGraph {
+            for i in 0..<2 where !gradientGraph {   // operand Transposes as GEMM flags: inference graphs only
                 if let transpose = r.soleProducer(of: operands[i], OpType.transpose), swapsLastTwoAxes(transpose) {
                     operands[i] = transpose.inputs[0]
                     flags[i] = true
