@@ -19,7 +19,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Untimed warm-up iterations.") var warmup: Int = 2
     @OptionGroup var sessionFlags: SessionFlags
     @Flag(help: "Print time spent per op type, and the costliest nodes, over the timed runs.") var profile = false
-    @Flag(help: "Time one training step instead (HF loss, forward + backward + AdamW) on random inputs and labels; also prints the activation peak of its plan and the largest values live there.") var train = false
+    @Flag(help: "Time one training step instead (HF loss, forward + backward + AdamW) on random inputs and labels; also prints what the gradient-graph passes changed, the activation peak of its plan and the largest values live there.") var train = false
 
     func run() throws {
         try reportingErrors {
@@ -32,11 +32,7 @@ struct Bench: ParsableCommand {
                 feeds[info.name] = value
                 print("input \(info.name): \(value.dataType) \(value.shape)")
             }
-            if let report = session.compiled.optimization {
-                print(report.passes.map(\.description).joined(separator: "\n"))
-            } else {
-                print("optimizing passes: off")
-            }
+            printPasses(session)
             print("threads \(session.context.threads), gemm \(GEMMLibrary.current.rawValue), warm-up \(warmup), iterations \(iterations)")
             let result = try Benchmark.measure(warmup: warmup, iterations: iterations, beforeTimed: {
                 session.profiling = profile
@@ -67,6 +63,7 @@ extension Bench {
         let (inputs, classes) = try BenchmarkInputs.randomBatch(for: training, batch: batch, height: height, width: width)
         let optimizer = AdamW()
         print("training step: pixel_values \(inputs.pixelValues.shape), labels \(inputs.labels.shape) over \(classes) classes, \(training.parameterNames.count) parameters, threads \(training.session.context.threads), gemm \(GEMMLibrary.current.rawValue)")
+        printPasses(training.session)   // the gradient graph's (the forward's ran before autodiff)
         var lastLoss: Float = 0
         var poolBeforeTimed = BufferPool.shared.statistics
         let result = try Benchmark.measure(warmup: warmup, iterations: iterations, beforeTimed: {
@@ -109,6 +106,15 @@ extension Bench {
         line("    AdamW moments", 2 * parameters * MemoryLayout<Float>.stride)
         line("outside the pool", resident - pool.peakHeldBytes,
              "  (code and libraries, the model as loaded and \(formatBytes(parameters * MemoryLayout<Float>.stride)) of parameters, OpenBLAS's buffers)")
+    }
+
+    /// What each optimizing pass changed in the session's graph, or that they were off.
+    func printPasses(_ session: Session) {
+        if let report = session.compiled.optimization {
+            print(report.passes.map(\.description).joined(separator: "\n"))
+        } else {
+            print("optimizing passes: off")
+        }
     }
 
     func printProfile(_ session: Session) {

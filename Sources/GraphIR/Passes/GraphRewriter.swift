@@ -57,6 +57,14 @@ final class GraphRewriter {
         return node.domain.isEmpty && node.opType == opType ? (i, node, shapes) : nil
     }
 
+    /// The next node of a pattern that takes `value` into the node it writes: `value`'s sole reader if
+    /// it is `opType`, or, with `besideShapes` (a gradient graph, whose backward reads the shapes of
+    /// forward values), its reader besides plain Shape nodes, which the caller must rewire
+    /// (`rewireShapeReaders`) to a value of the same shape.
+    func patternReader(of value: String, _ opType: String, besideShapes: Bool) -> (index: Int, node: Node, shapeReaders: [Int])? {
+        besideShapes ? readerBesideShapes(of: value, opType) : soleReader(of: value, opType).map { ($0.index, $0.node, []) }
+    }
+
     private func isPlainShape(_ n: Node, of value: String) -> Bool {
         n.domain.isEmpty && n.opType == OpType.shape && n.inputs == [value] && n.attributes.isEmpty
     }

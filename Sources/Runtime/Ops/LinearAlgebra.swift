@@ -14,7 +14,8 @@ extension OpRegistry {
                  inferTypes: { try LinearAlgebra.inferGemm($0) },
                  makeKernel: { node, opset in try LinearAlgebra.gemmKernel(node, opset: opset) })
             .withGradient { try LinearAlgebra.gemmGradient($0) }.withWork(WorkRules.product),
-        // The fuse-matmul-epilogue pass's op (inference graphs only, so no gradient rule).
+        // The fuse-matmul-epilogue pass's op (inference graphs, and training's gradient graph after
+        // autodiff: fuse-matmul-bias-residual; so no gradient rule).
         OpSchema(OpType.fusedMatMul, domain: fusedDomain, inputs: 2...4,
                  inferTypes: { try LinearAlgebra.inferFusedMatMul($0) },
                  makeKernel: { node, _ in try LinearAlgebra.fusedMatMulKernel(node) }).withWork(WorkRules.product),

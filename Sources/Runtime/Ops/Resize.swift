@@ -52,8 +52,9 @@ extension OpRegistry {
                      }
                  }).withGradient(resizeGradient),
         // The fuse-resize-add pass's op: (Resize(x, roi, scales, sizes) + addend) + bias, then an optional
-        // Relu (inference graphs only, so no gradient rule). The pass matched an addend of the resized
-        // shape and a constant per-channel bias ([C, 1, 1] or [1, C, 1, 1]).
+        // Relu (inference graphs, and a training session's gradient graph after autodiff, so no gradient
+        // rule). The pass matched an addend of the resized shape and a constant per-channel bias
+        // ([C, 1, 1] or [1, C, 1, 1]).
         OpSchema(OpType.resizeAdd, domain: fusedDomain, inputs: 2...6, shapeInputs: [1, 2, 3],
                  inferTypes: { ctx in [ctx.type(4)] },
                  makeKernel: { node, opset in

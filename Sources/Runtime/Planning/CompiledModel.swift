@@ -6,18 +6,23 @@ public struct SessionOptions: Sendable {
     public var threads: Int?
     /// Remove identities and fold constants before planning.
     public var optimize: Bool = true
-    /// Run the optimizing passes (`OptimizingPipeline`) after the clean-up; needs `optimize`.
-    /// Off for A/B comparisons (`segformer bench --no-optimize`) and for training graphs.
+    /// Run the optimizing passes (`passes`) after the clean-up; needs `optimize`.
+    /// Off for A/B comparisons (`segformer bench --no-optimize`).
     public var optimizingPasses: Bool = true
-    public init(threads: Int? = nil, optimize: Bool = true, optimizingPasses: Bool = true) {
+    /// Which passes: an inference graph's (`OptimizingPipeline.passes`) by default; a training session
+    /// gives its gradient graph `OptimizingPipeline.gradientGraphPasses`.
+    public var passes: [GraphPass] = OptimizingPipeline.passes
+    public init(threads: Int? = nil, optimize: Bool = true, optimizingPasses: Bool = true,
+                passes: [GraphPass] = OptimizingPipeline.passes) {
         self.threads = threads
         self.optimize = optimize
         self.optimizingPasses = optimizingPasses
+        self.passes = passes
     }
 }
 
 /// A model made ready to plan: the graph after the clean-up passes (identities removed, constants
-/// folded, dead nodes dropped) and the optimizing passes (`OptimizingPipeline`), topologically sorted, every node's kernel built (so an unsupported op
+/// folded, dead nodes dropped) and the optimizing passes (`OptimizingPipeline`, or the list given), topologically sorted, every node's kernel built (so an unsupported op
 /// or a bad attribute is reported before any run), and every value given a slot number.
 public struct CompiledModel {
     public let model: Model
@@ -37,7 +42,8 @@ public struct CompiledModel {
     /// may override; it is not here).
     let initializerSlots: [(slot: Int, value: Tensor)]
 
-    public init(model: Model, optimize: Bool = true, optimizingPasses: Bool = true) throws {
+    public init(model: Model, optimize: Bool = true, optimizingPasses: Bool = true,
+                passes: [GraphPass] = OptimizingPipeline.passes) throws {
         self.model = model
         let opset = model.opset
         var g = try Passes.sorted(model.graph)
@@ -45,7 +51,7 @@ public struct CompiledModel {
         var report: OptimizingPipeline.Report?
         if optimize {
             g = try OptimizingPipeline.foldConstants(Passes.removeIdentities(g), opset: opset)
-            if optimizingPasses { (g, report) = try OptimizingPipeline.run(g, opset: opset) }
+            if optimizingPasses { (g, report) = try OptimizingPipeline.run(g, opset: opset, passes: passes) }
         }
         optimization = report
         graph = g

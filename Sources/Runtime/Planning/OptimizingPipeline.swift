@@ -15,8 +15,9 @@ public enum OptimizingPipeline {
     /// the 1×1 classifier after it as its projection. Last, fusion: each float32 MatMul takes in the
     /// Transposes before it and the bias, residual and Relu after it (and a product of a MixFFN's
     /// depthwise conv takes that conv in, band by band), and each remaining Resize the Add (and Relu)
-    /// after it (inference graphs only: `ChannelsLastConv`, `ResizeSum`, `FusedMatMul`, the projected
-    /// `TokenDepthwiseConv` and `ResizeAdd` have no gradient rule; training graphs run `trainingPasses`).
+    /// after it (for inference graphs: `ChannelsLastConv`, `ResizeSum`, `FusedMatMul`, the projected
+    /// `TokenDepthwiseConv` and `ResizeAdd` have no gradient rule; training graphs run `trainingPasses`
+    /// before autodiff and `gradientGraphPasses` after it).
     public static let passes: [GraphPass] = [.fuseLayerNormalization, .fuseGelu, .fuseAttention,
                                              .fuseTokenDepthwiseConv, .fuseConvToTokens, .splitConvOverConcat, .convBeforeResize,
                                              .foldConvIntoMatMul, .fuseResizeSum, .pointwiseConvOverChannelsLast, .fuseMatMulEpilogue,
@@ -35,6 +36,15 @@ public enum OptimizingPipeline {
     /// TokenDepthwiseConv sums in the NCHW kernel's order for that reason (CKernels/vector_math.c).
     public static let trainingPasses: [GraphPass] = [.fuseLayerNormalization, .fuseGelu, .fuseAttention, .fuseTokenDepthwiseConv,
                                                      .splitConvOverConcat, .convBeforeResize, .foldConvIntoMatMul]
+
+    /// The passes a training session's gradient graph (forward + HF loss + backward, as autodiff wrote
+    /// it) goes through before it is compiled: nothing there is differentiated any more, so they may
+    /// write ops without gradient rules. The forward part keeps its bits (the b0 training reference's
+    /// AdamW check sits on a Relu kink, see `trainingPasses`): each float32 MatMul takes in its bias and
+    /// residual Adds (and Relu) as one `FusedMatMul` running MatMul's own GEMM and the Adds' own float
+    /// operations (Transposes stay nodes there), and each Resize the Add after it as one `ResizeAdd`
+    /// (the decode head's sum of resized maps), with the Resize's and the Add's own float operations.
+    public static let gradientGraphPasses: [GraphPass] = [.fuseMatMulBiasAndResidual, .fuseResizeAddInGradientGraph]
 
     /// The op histograms around the pipeline and what each pass changed.
     public struct Report: Sendable, CustomStringConvertible {

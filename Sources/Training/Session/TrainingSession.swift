@@ -21,8 +21,9 @@ public struct TrainingOptions: Sendable {
     public var batchNormProcesses: (any CrossProcessSum)?
     /// Run `OptimizingPipeline.trainingPasses` over the forward graph before differentiating it
     /// (fused attention, LayerNorm and GELU, whose gradient rules write the backward; the decode-head
-    /// algebra, whose merged weights are nodes of the parameters); false trains the graph node by node
-    /// as exported (`bench --train --no-optimize`).
+    /// algebra, whose merged weights are nodes of the parameters) and `gradientGraphPasses` over the
+    /// gradient graph after it (epilogue fusions); false trains the graph node by node as exported
+    /// (`bench --train --no-optimize`).
     public var optimizingPasses = true
     public init(freezePatterns: [String] = [], ignoreIndex: Int = 255, untieMergedInitializers: Bool = true,
                 threads: Int? = nil, seed: UInt64 = 0, optimizingPasses: Bool = true,
@@ -131,10 +132,11 @@ public final class TrainingSession {
         self.ignoreIndex = options.ignoreIndex
         self.lossWeightName = lossWeight
         self.gradientGraph = gg
-        // The forward graph went through the training passes above; the gradient graph is compiled as
-        // autodiff wrote it (fuse-matmul-epilogue is for inference graphs).
+        // The forward graph went through the training passes above; the gradient graph goes through
+        // the gradient-graph passes (`session.compiled.optimization` reports them).
         self.session = try Session(model: Model(graph: gg.graph, opsetImports: model.opsetImports),
-                                   options: SessionOptions(threads: options.threads, optimizingPasses: false))
+                                   options: SessionOptions(threads: options.threads, optimizingPasses: options.optimizingPasses,
+                                                           passes: OptimizingPipeline.gradientGraphPasses))
         session.context.random = RandomStream(seed: options.seed)
         session.context.crossProcessSum = options.batchNormProcesses
     }

@@ -162,4 +162,34 @@ final class FuseMatMulEpilogueTests: XCTestCase {
         XCTAssertEqual(kept.nodes.map(\.opName).sorted(), ["Transpose", fusedName], "\(keptReport)")
         XCTAssertEqual(try PassTest.maxDifference(withResidual, kept, feeds: feeds), 0)
     }
+    /// The gradient-graph form: the bias may be a fed parameter, the backward's Shape readers of the
+    /// intermediates read the fused output (the same shape), and Transposes stay nodes (the forward of
+    /// a training graph keeps its bits).
+    func testGradientGraphFormTakesParameterBiasesAndLeavesTransposes() throws {
+        let b = GraphBuilder(graph: Graph(inputs: [PassTest.input("x", [.symbol("batch"), .known(6), .known(32)]),
+                                                   PassTest.input("w", [32, 5]), PassTest.input("c", [5]),
+                                                   PassTest.input("r", [.symbol("batch"), .known(5), .known(6)])]))
+        let product = b.add1("MatMul", ["x", "w"])
+        let biased = b.add1("Add", [product, "c"])
+        let residual = b.add1("Add", [b.add1("Transpose", ["r"], attributes: ["perm": .ints([0, 2, 1])]), biased])
+        b.add("Shape", [product], writing: "product_shape")   // as an Add's gradient reads its operand's shape
+        b.add("Shape", [biased], writing: "biased_shape")
+        b.add("Transpose", [residual], attributes: ["perm": .ints([0, 2, 1])], writing: "y")
+        var original = b.graph
+        original.outputs = ["y", "product_shape", "biased_shape"].map(PassTest.output)
+        let (rewritten, report) = try PassTest.optimize(original, [.fuseMatMulBiasAndResidual])
+        XCTAssertEqual(report.passes.map(\.description),
+                       ["fuse-matmul-bias-residual: -2 Add, -1 MatMul, -2 Shape, +2 Shape, +1 \(fusedName)"])
+        let fused = try XCTUnwrap(rewritten.nodes.first { $0.opType == OpType.fusedMatMul })
+        XCTAssertEqual(fused.inputs.prefix(3), ["x", "w", "c"])
+        XCTAssertEqual(try fused.int("transA"), 0)
+        XCTAssertEqual(try fused.int("transposeOutput", default: 0), 0)
+        XCTAssertEqual(rewritten.nodes.filter { $0.opType == OpType.transpose }.count, 2)
+        let feeds = ["x": NNTest.tensor([2, 6, 32], seed: 60), "w": NNTest.tensor([32, 5], seed: 61),
+                     "c": NNTest.tensor([5], seed: 62), "r": NNTest.tensor([2, 5, 6], seed: 63)]
+        XCTAssertEqual(try PassTest.maxDifference(original, rewritten, feeds: feeds), 0)
+        // The inference form needs each intermediate read by the pattern alone.
+        let (inference, _) = try PassTest.optimize(original, [.fuseMatMulEpilogue])
+        XCTAssertFalse(inference.nodes.contains { $0.opType == OpType.fusedMatMul })
+    }
 }

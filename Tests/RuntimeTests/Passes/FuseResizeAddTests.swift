@@ -79,4 +79,21 @@ final class FuseResizeAddTests: XCTestCase {
         XCTAssertEqual(results[0], results[1])
         XCTAssertEqual(results[0], results[2])
     }
+    /// In a gradient graph the backward reads the shapes of the resized map and of the sum: the
+    /// gradient-graph form fuses anyway and gives those Shape nodes the fused output (the same shape);
+    /// the inference form leaves such a graph alone.
+    func testGradientGraphFormRewiresTheShapeReaders() throws {
+        var original = graph(biasShape: nil, relu: false)
+        let resized = try XCTUnwrap(original.nodes.first { $0.opType == OpType.resize }?.outputs[0])
+        let sum = try XCTUnwrap(original.nodes.first { $0.opType == OpType.add }?.outputs[0])
+        original.nodes.append(Node(name: "resized_shape", opType: OpType.shape, inputs: [resized], outputs: ["resized_shape"]))
+        original.nodes.append(Node(name: "sum_shape", opType: OpType.shape, inputs: [sum], outputs: ["sum_shape"]))
+        original.outputs += [PassTest.output("resized_shape"), PassTest.output("sum_shape")]
+        let (rewritten, report) = try PassTest.optimize(original, [.fuseResizeAddInGradientGraph])
+        XCTAssertEqual(report.passes.map(\.description),
+                       ["fuse-resize-add-in-gradient-graph: -1 Add, -1 Resize, -1 Shape, +1 Shape, +1 \(fusedName)"])
+        XCTAssertEqual(try PassTest.maxDifference(original, rewritten, feeds: feeds()), 0)
+        let (_, inference) = try PassTest.optimize(original, [.fuseResizeAdd])
+        XCTAssertFalse(inference.passes[0].changedGraph, "\(inference)")
+    }
 }
