@@ -69,7 +69,15 @@ public struct CompiledModel {
         var schemas: [OpSchema] = []
         for node in g.nodes {
             let schema = try OpRegistry.schema(for: node, opset: opset)
-            do { kernels.append(try schema.makeKernel(node, opset)) } catch let e as SegFormerError {
+            do {
+                let kernel = try schema.makeKernel(node, opset)
+                if let preparing = kernel as? ConstantPreparedKernel {
+                    // Initializers a feed cannot override are constants for every run.
+                    kernels.append(preparing.prepare(node.inputs.map { inputNames.contains($0) ? nil : g.initializers[$0] }))
+                } else {
+                    kernels.append(kernel)
+                }
+            } catch let e as SegFormerError {
                 throw e.prefixed(node.label)
             }
             schemas.append(schema)
