@@ -36,7 +36,8 @@ public final class Session {
     ///   implemented at the model's opset; `.invalid` when the graph is malformed (cycles, dangling values).
     public init(model: Model, options: SessionOptions = SessionOptions()) throws {
         context = ExecutionContext(threads: options.threads)
-        compiled = try CompiledModel(model: model, optimize: options.optimize, optimizingPasses: options.optimizingPasses)
+        compiled = try CompiledModel(model: model, optimize: options.optimize, optimizingPasses: options.optimizingPasses,
+                                     packWeights: options.packWeights)
     }
 
     /// Graph inputs the caller must feed, with their declared types (element type and shape, whose

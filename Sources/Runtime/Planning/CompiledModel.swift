@@ -9,10 +9,14 @@ public struct SessionOptions: Sendable {
     /// Run the optimizing passes (`OptimizingPipeline`) after the clean-up; needs `optimize`.
     /// Off for A/B comparisons (`segformer bench --no-optimize`) and for training graphs.
     public var optimizingPasses: Bool = true
-    public init(threads: Int? = nil, optimize: Bool = true, optimizingPasses: Bool = true) {
+    /// Let kernels prepare their constant inputs once (`ConstantPreparedKernel`: GEMM weights packed
+    /// for oneDNN). Off for A/B comparisons (`segformer bench --no-pack-weights`).
+    public var packWeights: Bool = true
+    public init(threads: Int? = nil, optimize: Bool = true, optimizingPasses: Bool = true, packWeights: Bool = true) {
         self.threads = threads
         self.optimize = optimize
         self.optimizingPasses = optimizingPasses
+        self.packWeights = packWeights
     }
 }
 
@@ -37,7 +41,7 @@ public struct CompiledModel {
     /// may override; it is not here).
     let initializerSlots: [(slot: Int, value: Tensor)]
 
-    public init(model: Model, optimize: Bool = true, optimizingPasses: Bool = true) throws {
+    public init(model: Model, optimize: Bool = true, optimizingPasses: Bool = true, packWeights: Bool = true) throws {
         self.model = model
         let opset = model.opset
         var g = try Passes.sorted(model.graph)
@@ -73,7 +77,8 @@ public struct CompiledModel {
                 let kernel = try schema.makeKernel(node, opset)
                 if let preparing = kernel as? ConstantPreparedKernel {
                     // Initializers a feed cannot override are constants for every run.
-                    kernels.append(preparing.prepare(node.inputs.map { inputNames.contains($0) ? nil : g.initializers[$0] }))
+                    let constants = node.inputs.map { packWeights && !inputNames.contains($0) ? g.initializers[$0] : nil }
+                    kernels.append(preparing.prepare(constants))
                 } else {
                     kernels.append(kernel)
                 }

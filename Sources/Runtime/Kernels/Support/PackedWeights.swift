@@ -46,6 +46,12 @@ final class PackedWeights: @unchecked Sendable {
         for pack in packs { pack.packed.deallocate() }
     }
 
+    /// The packed copies of B made so far (one per layout the primitives asked for).
+    var packedCopies: Int {
+        lock.lock(); defer { lock.unlock() }
+        return packs.count
+    }
+
     /// Whether a GEMM with these operands is a product by this weight.
     func multiplies(_ b: UnsafeRawPointer, transB: Bool, k: Int, n: Int, ldb: Int) -> Bool {
         b == UnsafeRawPointer(weights.pointer(Float.self)) && transB == self.transB && k == self.k && n == self.n && ldb == self.ldb
