@@ -17,8 +17,8 @@ typedef struct { int major, minor, patch; const char *hash; unsigned cpu_runtime
 
 enum {
     odnn_success = 0, odnn_f32 = 3, odnn_tag_any = 1, odnn_tag_ab = 3, odnn_cpu = 1, odnn_stream_default = 1,
-    odnn_query_impl_info_str = 8, odnn_query_weights_md = 131,
-    odnn_arg_src = 1, odnn_arg_dst = 17, odnn_arg_weights = 33, odnn_arg_from = 1, odnn_arg_to = 17,
+    odnn_query_impl_info_str = 8, odnn_query_weights_md = 131, odnn_query_scratchpad_md = 136, odnn_scratchpad_mode_user = 1,
+    odnn_arg_src = 1, odnn_arg_dst = 17, odnn_arg_weights = 33, odnn_arg_scratchpad = 80, odnn_arg_from = 1, odnn_arg_to = 17,
 };
 
 #if __has_include(<oneapi/dnnl/dnnl.h>)
@@ -29,9 +29,10 @@ _Static_assert(sizeof(matmul_desc_t) == sizeof(dnnl_matmul_desc_t), "dnnl_matmul
 _Static_assert(sizeof(exec_arg_t) == sizeof(dnnl_exec_arg_t) && sizeof(version_t) == sizeof(dnnl_version_t), "dnnl structs");
 _Static_assert(odnn_f32 == dnnl_f32 && odnn_tag_any == dnnl_format_tag_any && odnn_tag_ab == dnnl_ab, "dnnl enums");
 _Static_assert(odnn_cpu == dnnl_cpu && odnn_stream_default == dnnl_stream_default_flags, "dnnl enums");
-_Static_assert(odnn_query_impl_info_str == dnnl_query_impl_info_str && odnn_query_weights_md == dnnl_query_weights_md, "dnnl queries");
+_Static_assert(odnn_query_impl_info_str == dnnl_query_impl_info_str && odnn_query_weights_md == dnnl_query_weights_md
+               && odnn_query_scratchpad_md == dnnl_query_scratchpad_md && odnn_scratchpad_mode_user == dnnl_scratchpad_mode_user, "dnnl queries");
 _Static_assert(odnn_arg_src == DNNL_ARG_SRC && odnn_arg_dst == DNNL_ARG_DST && odnn_arg_weights == DNNL_ARG_WEIGHTS
-               && odnn_arg_from == DNNL_ARG_FROM && odnn_arg_to == DNNL_ARG_TO, "dnnl args");
+               && odnn_arg_scratchpad == DNNL_ARG_SCRATCHPAD && odnn_arg_from == DNNL_ARG_FROM && odnn_arg_to == DNNL_ARG_TO, "dnnl args");
 #endif
 #endif
 
@@ -59,6 +60,7 @@ static struct {
     status_t (*memory_destroy)(memory_t);
     status_t (*attr_create)(primitive_attr_t *);
     status_t (*attr_set_post_ops)(primitive_attr_t, post_ops_t);
+    status_t (*attr_set_scratchpad_mode)(primitive_attr_t, int);
     status_t (*attr_destroy)(primitive_attr_t);
     status_t (*post_ops_create)(post_ops_t *);
     status_t (*post_ops_append_sum)(post_ops_t, float);
@@ -68,7 +70,8 @@ static struct {
 
 struct odnn_matmul {
     primitive_t primitive;
-    memory_desc_t src, weights, dst;
+    memory_desc_t src, weights, dst, scratchpad;
+    size_t scratchpad_size;
     int64_t k, n;
 };
 
@@ -96,6 +99,7 @@ const char *odnn_bind(void *library) {
     BIND(memory_destroy, "dnnl_memory_destroy")
     BIND(attr_create, "dnnl_primitive_attr_create")
     BIND(attr_set_post_ops, "dnnl_primitive_attr_set_post_ops")
+    BIND(attr_set_scratchpad_mode, "dnnl_primitive_attr_set_scratchpad_mode")
     BIND(attr_destroy, "dnnl_primitive_attr_destroy")
     BIND(post_ops_create, "dnnl_post_ops_create")
     BIND(post_ops_append_sum, "dnnl_post_ops_append_sum")
@@ -109,13 +113,16 @@ const char *odnn_bind(void *library) {
     return 0;
 }
 
-// The attributes of a primitive that adds its product to C (a sum post-op: C = A·B + C), or none.
-static primitive_attr_t accumulating_attr(int accumulate) {
-    if (!accumulate) return 0;
+// The primitive's attributes: a scratchpad the caller passes (oneDNN's own is shared by all threads
+// unless the library was built for concurrent execution, and the same primitive runs on several
+// threads at once), and with `accumulate` a sum post-op (C = A·B + C).
+static primitive_attr_t make_attr(int accumulate) {
     primitive_attr_t attr = 0;
     post_ops_t ops = 0;
-    int ok = api.attr_create(&attr) == odnn_success && api.post_ops_create(&ops) == odnn_success
-          && api.post_ops_append_sum(ops, 1.0f) == odnn_success && api.attr_set_post_ops(attr, ops) == odnn_success;
+    int ok = api.attr_create(&attr) == odnn_success
+          && api.attr_set_scratchpad_mode(attr, odnn_scratchpad_mode_user) == odnn_success
+          && (!accumulate || (api.post_ops_create(&ops) == odnn_success && api.post_ops_append_sum(ops, 1.0f) == odnn_success
+                              && api.attr_set_post_ops(attr, ops) == odnn_success));
     if (ops) api.post_ops_destroy(ops);
     if (!ok && attr) { api.attr_destroy(attr); attr = 0; }
     return attr;
@@ -129,9 +136,9 @@ odnn_matmul *odnn_matmul_create(int64_t m, int64_t k, int64_t n, int trans_a, in
     dims_t dst = {m, n}, dst_strides = {ldc, 1};
     matmul_desc_t desc;
     primitive_desc_t pd = 0;
-    primitive_attr_t attr = accumulating_attr(accumulate);
+    primitive_attr_t attr = make_attr(accumulate);
     const char *impl = 0;
-    if ((accumulate && !attr)
+    if (!attr
         || api.md_init_by_strides(&r->src, 2, src, odnn_f32, src_strides) != odnn_success
         || api.md_init_by_tag(&r->weights, 2, weights, odnn_f32, odnn_tag_any) != odnn_success
         || api.md_init_by_strides(&r->dst, 2, dst, odnn_f32, dst_strides) != odnn_success
@@ -146,6 +153,8 @@ odnn_matmul *odnn_matmul_create(int64_t m, int64_t k, int64_t n, int trans_a, in
     }
     if (attr) api.attr_destroy(attr);
     r->weights = *api.pd_query_md(pd, odnn_query_weights_md, 0);   // the layout the primitive chose
+    r->scratchpad = *api.pd_query_md(pd, odnn_query_scratchpad_md, 0);
+    r->scratchpad_size = api.md_get_size(&r->scratchpad);
     r->k = k;
     r->n = n;
     status_t status = api.primitive_create(&r->primitive, pd);
@@ -177,7 +186,7 @@ static int execute(primitive_t primitive, int count, const int *args, const memo
                    void *const *buffers) {
     stream_t stream = thread_stream();
     if (!stream) return -1;
-    exec_arg_t exec[3];
+    exec_arg_t exec[4];
     int made = 0, status = 0;
     for (; made < count; made++) {
         exec[made].arg = args[made];
@@ -189,27 +198,49 @@ static int execute(primitive_t primitive, int count, const int *args, const memo
     return status;
 }
 
+// This thread's scratchpad, grown to `size` bytes (kept: the next product wants the same).
+static void *thread_scratchpad(size_t size) {
+    static _Thread_local void *buffer;
+    static _Thread_local size_t capacity;
+    if (size > capacity) {
+        free(buffer);
+        capacity = (size + 4095) / 4096 * 4096;
+        buffer = aligned_alloc(64, capacity);
+        if (!buffer) capacity = 0;
+    }
+    return buffer;
+}
+
 int odnn_matmul_pack(const odnn_matmul *matmul, const float *b, int64_t ldb, int trans_b, void *packed) {
     dims_t plain = {matmul->k, matmul->n}, strides = {trans_b ? 1 : ldb, trans_b ? ldb : 1};
-    memory_desc_t source;
+    memory_desc_t source, scratchpad;
     primitive_desc_t pd;
     primitive_t reorder;
-    if (api.md_init_by_strides(&source, 2, plain, odnn_f32, strides) != odnn_success) return -1;
-    if (api.reorder_pd_create(&pd, &source, api.engine, &matmul->weights, api.engine, 0) != odnn_success) return -1;
-    status_t status = api.primitive_create(&reorder, pd);
+    primitive_attr_t attr = make_attr(0);
+    if (!attr) return -1;
+    status_t status = api.md_init_by_strides(&source, 2, plain, odnn_f32, strides);
+    if (status == odnn_success) status = api.reorder_pd_create(&pd, &source, api.engine, &matmul->weights, api.engine, attr);
+    api.attr_destroy(attr);
+    if (status != odnn_success) return -1;
+    scratchpad = *api.pd_query_md(pd, odnn_query_scratchpad_md, 0);
+    size_t scratchpad_size = api.md_get_size(&scratchpad);
+    status = api.primitive_create(&reorder, pd);
     api.pd_destroy(pd);
     if (status != odnn_success) return -1;
-    const int args[2] = {odnn_arg_from, odnn_arg_to};
-    const memory_desc_t *descs[2] = {&source, &matmul->weights};
-    void *buffers[2] = {(void *)b, packed};
-    int result = execute(reorder, 2, args, descs, buffers);
+    void *scratch = scratchpad_size ? thread_scratchpad(scratchpad_size) : 0;
+    const int args[3] = {odnn_arg_from, odnn_arg_to, odnn_arg_scratchpad};
+    const memory_desc_t *descs[3] = {&source, &matmul->weights, &scratchpad};
+    void *buffers[3] = {(void *)b, packed, scratch};
+    int result = scratchpad_size && !scratch ? -1 : execute(reorder, scratchpad_size ? 3 : 2, args, descs, buffers);
     api.primitive_destroy(reorder);
     return result;
 }
 
 int odnn_matmul_run(const odnn_matmul *matmul, const float *a, const void *packed, float *c) {
-    const int args[3] = {odnn_arg_src, odnn_arg_weights, odnn_arg_dst};
-    const memory_desc_t *descs[3] = {&matmul->src, &matmul->weights, &matmul->dst};
-    void *buffers[3] = {(void *)a, (void *)packed, c};
-    return execute(matmul->primitive, 3, args, descs, buffers);
+    void *scratchpad = matmul->scratchpad_size ? thread_scratchpad(matmul->scratchpad_size) : 0;
+    if (matmul->scratchpad_size && !scratchpad) return -1;
+    const int args[4] = {odnn_arg_src, odnn_arg_weights, odnn_arg_dst, odnn_arg_scratchpad};
+    const memory_desc_t *descs[4] = {&matmul->src, &matmul->weights, &matmul->dst, &matmul->scratchpad};
+    void *buffers[4] = {(void *)a, (void *)packed, c, scratchpad};
+    return execute(matmul->primitive, matmul->scratchpad_size ? 4 : 3, args, descs, buffers);
 }

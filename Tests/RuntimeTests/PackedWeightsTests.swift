@@ -41,8 +41,9 @@ final class PackedWeightsTests: XCTestCase {
     }
 
     func testFusedMatMulWithAConstantWeightComputesTheProductWithTheSameBits() throws {
-        // Row blocks (4096 rows at 1 and 2 threads), one GEMM (3 threads; 300 rows), B read transposed.
-        for (m, k, n, transB) in [(4096, 64, 96, false), (300, 700, 200, true)] {
+        // Row blocks (4096 rows at 1 and 2 threads; 16 blocks of 256 rows run side by side on the
+        // threads with 256 columns), one GEMM (3 threads; 300 rows), B read transposed.
+        for (m, k, n, transB) in [(4096, 64, 96, false), (4096, 64, 256, false), (1024, 640, 160, false), (300, 700, 200, true)] {
             let a = NNTest.tensor([1, m, k], seed: 1), b = NNTest.tensor(transB ? [n, k] : [k, n], seed: 2)
             let (av, bv) = (try a.doubles(), try b.doubles())
             var expected = [Double](repeating: 0, count: m * n), magnitude = expected
