@@ -73,10 +73,10 @@ extension LinearAlgebra {
                 try fusedMatMul(a, b, p, transA: transA, transB: transB, packedB: packedB, epilogue, context)
             }]
         } }
-        // A constant B (a linear layer's weight) is packed once for oneDNN where that is faster: at 32
-        // input or output channels (stage 1) the packed primitive ran 1–6 % slower than sgemm, from 64
-        // on up to 8 % faster (kernel-benchmarks gemm-packing). The transposed product reads B as its
-        // GEMM's A, which is not packed.
+        // A constant B (a linear layer's weight) is packed once for oneDNN where that is faster: with 32
+        // input or output channels (stage 1) the packed primitive ran level with sgemm or slower, from 64
+        // on mostly faster, by up to 8 % (kernel-benchmarks gemm-packing). The transposed product reads
+        // B as its GEMM's A, which is not packed.
         return ConstantPreparedKernel(unprepared: kernel(packedB: nil)) { constants in
             guard !transposeOutput, constants.count > 1, let weight = constants[1], weight.rank == 2,
                   weight.shape.allSatisfy({ $0 >= 64 }) else { return kernel(packedB: nil) }
