@@ -31,11 +31,13 @@ let package = Package(
         // Release builds compile C with -O2 (vectorised; no libm calls in these loops, so errno is moot).
         .target(name: "CKernels",
                 linkerSettings: [.linkedLibrary("m")]),
+        // oneDNN's matmul primitive for GEMMs with packed weights, over the libdnnl the runtime dlopens.
+        .target(name: "COneDNN", linkerSettings: [.linkedLibrary("dl")]),
         .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
 
         // The product's modules.
         .target(name: "GraphIR", dependencies: ["CONNX"]),
-        .target(name: "Runtime", dependencies: ["GraphIR", "CBLAS", "CKernels"]),
+        .target(name: "Runtime", dependencies: ["GraphIR", "CBLAS", "CKernels", "COneDNN"]),
         // Images, the HF image processor, datasets, augmentation and masks: what a model is fed.
         .target(name: "SegmentationData", dependencies: ["GraphIR", "CImageCodecs"]),
         // SegFormer itself: the builder (HF initialisation), encoder loading, config.json, class count, and

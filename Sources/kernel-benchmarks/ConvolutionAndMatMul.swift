@@ -138,3 +138,46 @@ func convMatMulGradients() throws {
     }
     print(String(format: "total forward %.1f ms, backward %.1f ms", totalForward, totalBackward))
 }
+
+/// oneDNN GEMMs whose weight B is packed once (the kernels of a compiled model, `PackedWeights`) against
+/// the same kernels calling dnnl_sgemm, which packs B on every call: FusedMatMul at the encoder's
+/// linear layers (M × K × N; 512 × K × N is TokenDepthwiseConv's per-band fc2 product), then
+/// ChannelsLastConv's spatial reductions and patch embeddings 2–4, 1 and 2 threads, interleaved.
+func gemmPacking() throws {
+    guard GEMMLibrary.current == .oneDNN else {
+        print("oneDNN is not in use (\(GEMMLibrary.current.rawValue)): nothing to compare")
+        return
+    }
+    for threads in [1, 2] {
+        let timer = Timer(.wall, threads: threads, repeats: 20, nameWidth: 48)
+        for (m, k, n) in [(16384, 32, 32), (16384, 32, 128), (16384, 128, 32), (16384, 32, 256), (4096, 64, 64), (4096, 64, 256),
+                          (4096, 256, 64), (1024, 160, 160), (1024, 160, 640), (1024, 640, 160), (256, 256, 256),
+                          (256, 256, 1024), (256, 1024, 256), (512, 128, 32), (512, 256, 64), (512, 640, 160)] {
+            let a = try random([1, m, k], seed: 1), b = try random([k, n], seed: 2)
+            let plain = try SingleOp.preparedKernel(OpType.fusedMatMul, domain: fusedDomain, constants: [nil, nil])
+            let packed = try SingleOp.preparedKernel(OpType.fusedMatMul, domain: fusedDomain, constants: [nil, b])
+            for (name, kernel) in [("sgemm", plain), ("packed", packed)] {
+                try timer.time("\(name) FusedMatMul \(m)×\(k)×\(n)", detail: gflops(2.0 * Double(m * n * k))) {
+                    _ = try kernel.run([a, b], timer.context)
+                }
+            }
+        }
+        // (name, tokens side, C, M, kernel, stride, pad) on channels-last input [1, side, side, C].
+        let convs: [(String, Int, Int, Int, Int, Int, Int)] = [
+            ("spatial reduction 1", 128, 32, 32, 8, 8, 0), ("spatial reduction 2", 64, 64, 64, 4, 4, 0),
+            ("spatial reduction 3", 32, 160, 160, 2, 2, 0), ("patch embedding 2", 128, 32, 64, 3, 2, 1),
+            ("patch embedding 3", 64, 64, 160, 3, 2, 1), ("patch embedding 4", 32, 160, 256, 3, 2, 1)]
+        for (name, side, c, m, k, s, p) in convs {
+            let x = try random([1, side, side, c], seed: 1), w = try random([m, k, k, c], seed: 2), b = try random([m], seed: 3)
+            let attributes: [String: Attribute] = ["kernel_shape": .ints([k, k]), "strides": .ints([s, s]),
+                                                   "pads": .ints([p, p, p, p]), "channels_last_input": .int(1)]
+            let plain = try SingleOp.preparedKernel(OpType.channelsLastConv, domain: fusedDomain, constants: [nil, nil, nil],
+                                                    attributes: attributes)
+            let packed = try SingleOp.preparedKernel(OpType.channelsLastConv, domain: fusedDomain, constants: [nil, w, b],
+                                                     attributes: attributes)
+            for (label, kernel) in [("sgemm", plain), ("packed", packed)] {
+                try timer.time("\(label) ChannelsLastConv \(name)") { _ = try kernel.run([x, w, b], timer.context) }
+            }
+        }
+    }
+}

@@ -23,6 +23,7 @@ let suites: [Suite] = [
     Suite(name: "norm-grad", summary: "LayerNorm, ReduceMean, BatchNorm, Softmax, Resize, losses (fused HF loss): fwd vs bwd", run: normGradients),
     Suite(name: "conv-matmul", summary: "every b0 Conv and MatMul shape forward, GFLOP/s, raw sgemm ceiling", run: convMatMulForward),
     Suite(name: "gemm-libraries", summary: "sgemm per GEMM library at b0's skinny shapes; fused vs separate epilogue", run: gemmLibraries),
+    Suite(name: "gemm-packing", summary: "oneDNN with weights packed once vs dnnl_sgemm: FusedMatMul, ChannelsLastConv, 1-2 threads", run: gemmPacking),
     Suite(name: "nn-grad", summary: "Conv and MatMul forward vs dX/dW/dB at batch 2", run: convMatMulGradients),
     Suite(name: "shape-ops", summary: "Transpose, Concat, Slice forward, GB/s", run: shapeOpsForward),
     Suite(name: "shape-grad", summary: "Concat, Transpose, Slice, Gather forward vs backward", run: shapeGradients),

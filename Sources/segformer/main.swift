@@ -80,14 +80,18 @@ struct ThreadOptions: ParsableArguments {
 
 extension GEMMLibrary: ExpressibleByArgument {}
 
-/// `--threads` and `--no-optimize`: how the inference commands (`run`, `bench`, `test-model`) compile
-/// and run a model.
+/// `--threads`, `--no-optimize` and `--no-pack-weights`: how the inference commands (`run`, `bench`,
+/// `test-model`) compile and run a model.
 struct SessionFlags: ParsableArguments {
     @OptionGroup var threadOptions: ThreadOptions
     @Flag(help: "Skip the optimizing passes (constants are still folded), for A/B comparisons.") var noOptimize = false
+    @Flag(help: "Do not pack constant GEMM weights once for oneDNN (every product packs them, as dnnl_sgemm does), for A/B comparisons.")
+    var noPackWeights = false
 
     var threads: Int? { threadOptions.threads }
-    var sessionOptions: SessionOptions { SessionOptions(threads: threadOptions.threads, optimizingPasses: !noOptimize) }
+    var sessionOptions: SessionOptions {
+        SessionOptions(threads: threadOptions.threads, optimizingPasses: !noOptimize, packWeights: !noPackWeights)
+    }
 }
 
 SegFormerCommand.main()

@@ -127,6 +127,20 @@ public struct ClosureKernel: Kernel {
     public func run(_ inputs: [Tensor?], _ context: ExecutionContext) throws -> [Tensor] { try body(inputs, context) }
 }
 
+/// A kernel that does work on its constant inputs once, when the model is compiled (a GEMM packs its
+/// weight): `CompiledModel` calls `prepare` with the node's initializers (nil for the inputs that are
+/// computed or fed) and runs the kernel it returns. Where nothing is compiled (a single op, constant
+/// folding) `unprepared` runs, the same computation with nothing done ahead.
+public struct ConstantPreparedKernel: Kernel {
+    public let unprepared: Kernel
+    public let prepare: ([Tensor?]) -> Kernel
+    public init(unprepared: Kernel, prepare: @escaping ([Tensor?]) -> Kernel) {
+        self.unprepared = unprepared
+        self.prepare = prepare
+    }
+    public func run(_ inputs: [Tensor?], _ context: ExecutionContext) throws -> [Tensor] { try unprepared.run(inputs, context) }
+}
+
 extension Array where Element == Tensor? {
     /// The i-th input, which the schema says is required.
     @inline(__always)

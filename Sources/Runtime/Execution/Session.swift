@@ -37,7 +37,7 @@ public final class Session {
     public init(model: Model, options: SessionOptions = SessionOptions()) throws {
         context = ExecutionContext(threads: options.threads)
         compiled = try CompiledModel(model: model, optimize: options.optimize, optimizingPasses: options.optimizingPasses,
-                                     passes: options.passes)
+                                     passes: options.passes, packWeights: options.packWeights)
     }
 
     /// Graph inputs the caller must feed, with their declared types (element type and shape, whose

@@ -12,12 +12,16 @@ public struct SessionOptions: Sendable {
     /// Which passes: an inference graph's (`OptimizingPipeline.passes`) by default; a training session
     /// gives its gradient graph `OptimizingPipeline.gradientGraphPasses`.
     public var passes: [GraphPass] = OptimizingPipeline.passes
+    /// Let kernels prepare their constant inputs once (`ConstantPreparedKernel`: GEMM weights packed
+    /// for oneDNN). Off for A/B comparisons (`segformer bench --no-pack-weights`).
+    public var packWeights: Bool = true
     public init(threads: Int? = nil, optimize: Bool = true, optimizingPasses: Bool = true,
-                passes: [GraphPass] = OptimizingPipeline.passes) {
+                passes: [GraphPass] = OptimizingPipeline.passes, packWeights: Bool = true) {
         self.threads = threads
         self.optimize = optimize
         self.optimizingPasses = optimizingPasses
         self.passes = passes
+        self.packWeights = packWeights
     }
 }
 
@@ -43,7 +47,7 @@ public struct CompiledModel {
     let initializerSlots: [(slot: Int, value: Tensor)]
 
     public init(model: Model, optimize: Bool = true, optimizingPasses: Bool = true,
-                passes: [GraphPass] = OptimizingPipeline.passes) throws {
+                passes: [GraphPass] = OptimizingPipeline.passes, packWeights: Bool = true) throws {
         self.model = model
         let opset = model.opset
         var g = try Passes.sorted(model.graph)
@@ -75,7 +79,16 @@ public struct CompiledModel {
         var schemas: [OpSchema] = []
         for node in g.nodes {
             let schema = try OpRegistry.schema(for: node, opset: opset)
-            do { kernels.append(try schema.makeKernel(node, opset)) } catch let e as SegFormerError {
+            do {
+                let kernel = try schema.makeKernel(node, opset)
+                if let preparing = kernel as? ConstantPreparedKernel {
+                    // Initializers a feed cannot override are constants for every run.
+                    let constants = node.inputs.map { packWeights && !inputNames.contains($0) ? g.initializers[$0] : nil }
+                    kernels.append(preparing.prepare(constants))
+                } else {
+                    kernels.append(kernel)
+                }
+            } catch let e as SegFormerError {
                 throw e.prefixed(node.label)
             }
             schemas.append(schema)

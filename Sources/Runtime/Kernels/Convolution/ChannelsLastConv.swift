@@ -17,15 +17,23 @@ extension Convolution {
         guard try node.int("group", default: 1) == 1 else {
             throw SegFormerError.unsupported("\(label): ChannelsLastConv with channels_last_input = 1 takes one group")
         }
-        return ClosureKernel { inputs, context in
-            let x = try inputs.required(0, "X"), w = try inputs.required(1, "W")
-            let b = inputs.optional(2)
-            return [try channelsLastInputConv(x, w, b, attrs, label, tiling, context)]
+        func kernel(packedW: PackedWeights?) -> Kernel {
+            ClosureKernel { inputs, context in
+                let x = try inputs.required(0, "X"), w = try inputs.required(1, "W")
+                let b = inputs.optional(2)
+                return [try channelsLastInputConv(x, w, b, attrs, label, tiling, packedW: packedW, context)]
+            }
+        }
+        // A constant W [M, KH, KW, C] is the GEMM's Wᵀ operand, packed once for oneDNN.
+        return ConstantPreparedKernel(unprepared: kernel(packedW: nil)) { constants in
+            let w = constants.count > 1 ? constants[1] : nil
+            return kernel(packedW: w.flatMap { $0.rank == 4 ? PackedWeights($0, rows: $0.shape[0], transB: true) : nil })
         }
     }
 
     static func channelsLastInputConv(_ x: Tensor, _ w: Tensor, _ b: Tensor?, _ attrs: WindowAttributes, _ label: String,
-                                      _ tiling: ConvTiling, _ context: ExecutionContext) throws -> Tensor {
+                                      _ tiling: ConvTiling, packedW: PackedWeights? = nil,
+                                      _ context: ExecutionContext) throws -> Tensor {
         for t in [x, w] + (b.map { [$0] } ?? []) where t.dataType != .float {
             throw SegFormerError.unsupported("\(label): ChannelsLastConv of \(t.dataType) tensors (float32 only)")
         }
@@ -58,7 +66,7 @@ extension Convolution {
         s.forEachTile(tile) { img, _, p0, p1 in
             transposedColumns(px + img * g.inputSpatial * c, col, g, channels: c, p0: p0, p1: p1, context)
             BLAS.gemm(Float.self, context, transB: true, m: p1 - p0, n: m, k: rows, a: col, lda: rows, b: pw, ldb: rows,
-                      beta: beta, c: py + (img * outSpatial + p0) * m, ldc: m)
+                      beta: beta, c: py + (img * outSpatial + p0) * m, ldc: m, packedB: packedW)
         }
         return y
     }

@@ -8,6 +8,7 @@ import GraphIR
 /// Callers check their sizes against OpenBLAS's 32-bit ints with `checkSizes` first. The library
 /// threads inside each call: call it from the kernel's own thread, not from `parallelFor`
 /// (`sgemmInRowBlocks` is the way to spread single-threaded products over the threads).
+/// `packedB` is the weight B packed once (`PackedWeights`), which oneDNN then reads instead of B.
 enum BLAS {
     /// Largest dimension / leading dimension OpenBLAS's `blasint` (int32) can take.
     static let maxDimension = Int(Int32.max)
@@ -46,15 +47,20 @@ enum BLAS {
 
     // sgemm and dgemm below are one wrapper for two CBLAS entry points (cblas_sgemm / cblas_dgemm):
     // C has no generics, so the Float and Double versions stand side by side. sgemm alone may go to
-    // oneDNN, whose dnnl_sgemm is row-major with the same arguments.
+    // oneDNN, whose dnnl_sgemm is row-major with the same arguments, or its matmul primitive when B is
+    // a packed weight (alpha 1, beta 0 or 1: what the kernels that pack pass).
     private static func sgemm(threads: Int, transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
                       alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
                       b: UnsafePointer<Float>, ldb: Int,
-                      beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+                      beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, packedB: PackedWeights? = nil) {
         if m == 0 || n == 0 { return }
         if k == 0 || alpha == 0 { scale(c, m: m, n: n, ldc: ldc, beta: beta); return }
         if GEMMLibrary.current == .oneDNN, let dnnl = OneDNN.shared {
             if dnnl.maxThreads() != Int32(threads) { dnnl.setThreads(Int32(threads)) }
+            if let packedB, alpha == 1, beta == 0 || beta == 1, packedB.multiplies(b, transB: transB, k: k, n: n, ldb: ldb),
+               packedB.multiply(threads: threads, transA: transA, m: m, a: a, lda: lda, accumulate: beta == 1, c: c, ldc: ldc) {
+                return
+            }
             let status = dnnl.sgemm(transA ? 84 : 78, transB ? 84 : 78, Int64(m), Int64(n), Int64(k), alpha,   // 'T' / 'N'
                                     a, Int64(max(1, lda)), b, Int64(max(1, ldb)), beta, c, Int64(max(1, ldc)))
             // Only invalid arguments fail (the callers' sizes are checked); OpenBLAS then says which.
@@ -85,7 +91,8 @@ enum BLAS {
     /// output is the same at every thread count.
     static func sgemmInRowBlocks(_ context: ExecutionContext, m: Int, n: Int, k: Int, blockRows: Int,
                                  a: UnsafePointer<Float>, lda: Int, transB: Bool, b: UnsafePointer<Float>, ldb: Int,
-                                 c: UnsafeMutablePointer<Float>, ldc: Int, finish: (Range<Int>) -> Void) {
+                                 packedB: PackedWeights? = nil, c: UnsafeMutablePointer<Float>, ldc: Int,
+                                 finish: (Range<Int>) -> Void) {
         let blocks = (m + blockRows - 1) / blockRows
         // OpenBLAS's thread count is process-global: set it once here, not from every worker.
         if GEMMLibrary.current == .openBLAS { useThreads(1) }
@@ -93,7 +100,7 @@ enum BLAS {
             for block in first..<end {
                 let r0 = block * blockRows, r1 = min(m, r0 + blockRows)
                 sgemm(threads: 1, transB: transB, m: r1 - r0, n: n, k: k, a: a + r0 * lda, lda: lda, b: b, ldb: ldb,
-                      c: c + r0 * ldc, ldc: ldc)
+                      c: c + r0 * ldc, ldc: ldc, packedB: packedB)
                 finish(r0..<r1)
             }
         }
@@ -105,12 +112,12 @@ enum BLAS {
     static func gemm<T>(_: T.Type, _ context: ExecutionContext, transA: Bool = false, transB: Bool = false,
                         m: Int, n: Int, k: Int,
                         alpha: Double = 1, a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,
-                        beta: Double = 0, c: UnsafeMutablePointer<T>, ldc: Int) {
+                        beta: Double = 0, c: UnsafeMutablePointer<T>, ldc: Int, packedB: PackedWeights? = nil) {
         if T.self == Float.self {
             sgemm(threads: context.threads, transA: transA, transB: transB, m: m, n: n, k: k, alpha: Float(alpha),
                   a: UnsafeRawPointer(a).assumingMemoryBound(to: Float.self), lda: lda,
                   b: UnsafeRawPointer(b).assumingMemoryBound(to: Float.self), ldb: ldb, beta: Float(beta),
-                  c: UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self), ldc: ldc)
+                  c: UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self), ldc: ldc, packedB: packedB)
         } else if T.self == Double.self {
             dgemm(threads: context.threads, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
                   a: UnsafeRawPointer(a).assumingMemoryBound(to: Double.self), lda: lda,

@@ -1,3 +1,4 @@
+import COneDNN
 import Foundation
 import GraphIR
 
@@ -54,6 +55,8 @@ struct OneDNN {
     /// the calling thread's, so `BLAS.gemm` sets it to the caller's `ExecutionContext.threads`.
     let setThreads: SetThreads
     let maxThreads: GetThreads
+    /// Whether the matmul primitive's API bound too (`PackedWeights`; oneDNN 2.x), else sgemm alone.
+    let packsWeights: Bool
 
     nonisolated(unsafe) static var loadError: String?
     static let shared: OneDNN? = load()
@@ -71,6 +74,6 @@ struct OneDNN {
             return nil
         }
         return OneDNN(sgemm: unsafeBitCast(sgemm, to: SGEMM.self), setThreads: unsafeBitCast(set, to: SetThreads.self),
-                      maxThreads: unsafeBitCast(get, to: GetThreads.self))
+                      maxThreads: unsafeBitCast(get, to: GetThreads.self), packsWeights: odnn_bind(handle) == nil)
     }
 }
