@@ -103,7 +103,7 @@ enum Normalization {
     /// One row of LayerNormalization, y = (x − mean)·invStd·w + b (b all zeros when the node has no
     /// bias: adding them is what the kernel has always done), returning the row's statistics. The one
     /// implementation for the LayerNormalization kernel and the producers that normalise the rows they
-    /// finish (`RowNormalization`), so both give the same bits. `y` may be `x` (each element is read
+    /// finish (`RowLayerNorm`), so both give the same bits. `y` may be `x` (each element is read
     /// before it is written, after the statistics).
     @inline(__always)
     static func layerNormRow<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int,
