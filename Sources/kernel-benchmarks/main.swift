@@ -30,6 +30,7 @@ let suites: [Suite] = [
     Suite(name: "attention", summary: "fused Attention vs MatMul + Softmax + MatMul at b0's shapes", run: attentionForward),
     Suite(name: "conv-tokens", summary: "patch embeddings, spatial reductions: ChannelsLastConv vs Conv + Transposes", run: convTokensForward),
     Suite(name: "token-dwconv", summary: "MixFFN's depthwise 3×3 + GELU: fused channels-last vs Transposes + Conv + Gelu", run: tokenDepthwiseConvForward),
+    Suite(name: "layer-norm-fusion", summary: "LayerNorm after FusedMatMul / MixFFN's fc2: separate kernel vs carried by the producer", run: layerNormFusionForward),
     Suite(name: "augmentation", summary: "training augmentation of a 683×512 scene, its stages, the image processor", run: augmentationPipeline),
     Suite(name: "builder", summary: "built b0 vs the imported export (needs ../shared/reference)", run: builtVersusExport),
 ]

@@ -47,7 +47,13 @@ public final class GraphBuilder {
     /// pass removes the old one).
     public func add(_ opType: String, domain: String = "", _ inputs: [String], attributes: [String: Attribute] = [:],
                     writing output: String) {
-        graph.nodes.append(Node(name: freshName(opType), opType: opType, domain: domain, inputs: inputs, outputs: [output],
+        add(opType, domain: domain, inputs, attributes: attributes, writing: [output])
+    }
+
+    /// Adds a node writing existing value names ("" for an optional output nothing reads).
+    public func add(_ opType: String, domain: String = "", _ inputs: [String], attributes: [String: Attribute] = [:],
+                    writing outputs: [String]) {
+        graph.nodes.append(Node(name: freshName(opType), opType: opType, domain: domain, inputs: inputs, outputs: outputs,
                                 attributes: attributes))
     }
 

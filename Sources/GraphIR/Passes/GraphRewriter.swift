@@ -84,6 +84,9 @@ final class GraphRewriter {
         return node.domain.isEmpty && node.opType == opType ? node : nil
     }
 
+    /// How many times `value` is read (by nodes, and as a graph output).
+    func readCount(of value: String) -> Int { uses[value] ?? 0 }
+
     /// The index of `producer(of:_:readers:domain:)`'s node, for a pattern that replaces it.
     func producerIndex(of value: String, _ opType: String, readers: Int = 1, domain: String = "") -> Int? {
         guard uses[value] == readers, let i = producer[value], !replaced.contains(i) else { return nil }
@@ -205,6 +208,11 @@ final class GraphRewriter {
     func add(_ opType: String, domain: String = "", _ inputs: [String], attributes: [String: Attribute] = [:],
              writing output: String) {
         builder.add(opType, domain: domain, inputs, attributes: attributes, writing: output)
+    }
+
+    func add(_ opType: String, domain: String = "", _ inputs: [String], attributes: [String: Attribute] = [:],
+             writing outputs: [String]) {
+        builder.add(opType, domain: domain, inputs, attributes: attributes, writing: outputs)
     }
 
     func int64s(_ values: [Int]) -> String { builder.int64s(values, name: "shape") }

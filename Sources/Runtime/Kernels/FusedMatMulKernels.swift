@@ -4,15 +4,21 @@ import GraphIR
 // whose operands may be read transposed (the last two axes swapped, as GEMM transpose flags: no copy)
 // and whose epilogue — bias, residual, Relu — runs on each block of the product while it is in cache.
 // With transposeOutput it writes the product with its last two axes swapped, computed as
-// (A·B)ᵀ = Bᵀ·Aᵀ per batch item (GEMM flags again), the bias then added per row.
+// (A·B)ᵀ = Bᵀ·Aᵀ per batch item (GEMM flags again), the bias then added per row. Inputs 4–5, a
+// LayerNorm of the result as a second output (fuse-layer-norm-into-producer), each row normalised in
+// the epilogue.
 extension LinearAlgebra {
     /// The elementwise ops after the product, applied per row in the order of the nodes they replace:
-    /// ((y + bias) + residual), then Relu — the same float operations, so the same bits.
+    /// ((y + bias) + residual), then Relu — the same float operations, so the same bits — and then,
+    /// when the node carries one, the LayerNorm of the finished row into `normalized` (which may be
+    /// the product itself when nothing else reads it; fuse-layer-norm-into-producer).
     struct Epilogue {
         var bias: UnsafePointer<Float>?       // n values, broadcast over the rows
         var residual: UnsafePointer<Float>?   // the product's shape
         var relu = false
-        var isEmpty: Bool { bias == nil && residual == nil && !relu }
+        var layerNorm: Normalization.RowLayerNorm? = nil
+        var normalized: UnsafeMutablePointer<Float>? = nil   // the product's shape, with layerNorm
+        var isEmpty: Bool { bias == nil && residual == nil && !relu && layerNorm == nil }
 
         func apply(_ c: UnsafeMutablePointer<Float>, rows: Range<Int>, n: Int) {
             for i in rows {
@@ -20,6 +26,7 @@ extension LinearAlgebra {
                 if let bias { for j in 0..<n { row[j] += bias[j] } }
                 if let residual { let r = residual + i * n; for j in 0..<n { row[j] += r[j] } }
                 if relu { for j in 0..<n { row[j] = ReluFn().f(row[j]) } }
+                if let layerNorm, let normalized { layerNorm.apply(c, normalized, rows: i..<(i + 1)) }
             }
         }
 
@@ -43,6 +50,9 @@ extension LinearAlgebra {
         let transA = try node.int("transA", default: 0) != 0, transB = try node.int("transB", default: 0) != 0
         let transposeOutput = try node.int("transposeOutput", default: 0) != 0
         let relu = try node.appliesActivation(OpType.relu)
+        let epsilon = Double(try node.float(ProducerLayerNorm.epsilonAttribute, default: 1e-5))
+        let writesProduct = node.outputs.first?.isEmpty == false
+        let layerNormScale = ProducerLayerNorm.scaleIndex(of: OpType.fusedMatMul)!
         func kernel(packedB: PackedWeights?) -> Kernel { ClosureKernel { inputs, context in
             let a = try inputs.required(0, "A"), b = try inputs.required(1, "B")
             let bias = inputs.optional(2), residual = inputs.optional(3)
@@ -59,19 +69,26 @@ extension LinearAlgebra {
             if let residual, residual.shape != p.outShape {
                 throw SegFormerError.invalid("\(label): FusedMatMul residual has shape \(residual.shape), the product has \(p.outShape)")
             }
-            let epilogue = Epilogue(bias: bias.map { UnsafePointer($0.pointer(Float.self)) },
+            var epilogue = Epilogue(bias: bias.map { UnsafePointer($0.pointer(Float.self)) },
                                     residual: residual.map { UnsafePointer($0.pointer(Float.self)) }, relu: relu)
+            epilogue.layerNorm = try Normalization.RowLayerNorm(inputs, scaleIndex: layerNormScale, epsilon: epsilon,
+                                                                 rowLength: p.n, label: label)
             if transposeOutput {
-                guard residual == nil else {
-                    throw SegFormerError.invalid("\(label): FusedMatMul with transposeOutput takes no residual")
+                guard residual == nil, epilogue.layerNorm == nil else {
+                    throw SegFormerError.invalid("\(label): FusedMatMul with transposeOutput takes no residual and no LayerNorm")
                 }
                 return [try withExtendedLifetime(bias) {
                     try fusedMatMulTransposed(a, b, p, transA: transA, transB: transB, epilogue, context)
                 }]
             }
-            return [try withExtendedLifetime((bias, residual)) {
-                try fusedMatMul(a, b, p, transA: transA, transB: transB, packedB: packedB, epilogue, context)
-            }]
+            let out = Tensor(uninitialized: .float, shape: p.outShape)
+            // The LayerNorm's output, or the product itself normalised in place when nothing reads the product.
+            let normalized = epilogue.layerNorm == nil || !writesProduct ? out : Tensor(uninitialized: .float, shape: p.outShape)
+            epilogue.normalized = normalized.pointer(Float.self)
+            try withExtendedLifetime((bias, residual)) {
+                try fusedMatMul(a, b, p, transA: transA, transB: transB, packedB: packedB, epilogue, into: out, context)
+            }
+            return epilogue.layerNorm == nil ? [out] : [out, normalized]
         } }
         // A constant B (a linear layer's weight) is packed once for oneDNN where that is faster: with 32
         // input or output channels (stage 1) the packed primitive ran level with sgemm or slower, from 64
@@ -85,9 +102,8 @@ extension LinearAlgebra {
     }
 
     static func fusedMatMul(_ a: Tensor, _ b: Tensor, _ p: MatMulPlan, transA: Bool, transB: Bool, packedB: PackedWeights? = nil,
-                            _ epilogue: Epilogue, _ context: ExecutionContext) throws -> Tensor {
-        let out = Tensor(uninitialized: .float, shape: p.outShape)
-        if out.count == 0 { return out }
+                            _ epilogue: Epilogue, into out: Tensor, _ context: ExecutionContext) throws {
+        if out.count == 0 { return }
         let (m, k, n) = (p.m, p.k, p.n)
         let pa = a.pointer(Float.self), pb = b.pointer(Float.self), pc = out.pointer(Float.self)
         let lda = a.shape[a.rank - 1], ldb = b.shape[b.rank - 1]
@@ -98,7 +114,7 @@ extension LinearAlgebra {
         if stacked && rows >= 2 * context.threads * blockRows {
             BLAS.sgemmInRowBlocks(context, m: rows, n: n, k: k, blockRows: blockRows, a: pa, lda: lda, transB: transB,
                                   b: pb, ldb: ldb, packedB: packedB, c: pc, ldc: n) { epilogue.apply(pc, rows: $0, n: n) }
-            return out
+            return
         }
         if stacked {
             BLAS.gemm(Float.self, context, transB: transB, m: rows, n: n, k: k, a: pa, lda: lda, b: pb, ldb: ldb, c: pc, ldc: n,
@@ -114,7 +130,6 @@ extension LinearAlgebra {
         if !epilogue.isEmpty {
             context.parallelFor(rows, minimumPerChunk: max(1, 4096 / n)) { epilogue.apply(pc, rows: $0..<$1, n: n) }
         }
-        return out
     }
 
     /// The product with its last two axes swapped, [batch…, n, m]: per batch item Cᵀ = op(B)ᵀ·op(A)ᵀ, one

@@ -92,12 +92,66 @@ enum Normalization {
             b.withUnsafeBufferPointer { b in
                 context.parallelFor(rows, minimumPerChunk: max(1, 8192 / n)) { start, end in
                     for r in start..<end {
-                        let s = x + r * n, d = y + r * n
-                        let (mean, inv) = layerNormRowStatistics(s, n, eps)
+                        let (mean, inv) = layerNormRow(x + r * n, y + r * n, n, w.baseAddress!, b.baseAddress!, eps)
                         meanOut[r] = T(mean); invOut[r] = T(inv)
-                        let m = T(mean), iv = T(inv)
-                        for k in 0..<n { d[k] = (s[k] - m) * iv * w[k] + b[k] }
                     }
+                }
+            }
+        }
+    }
+
+    /// One row of LayerNormalization, y = (x − mean)·invStd·w + b (b all zeros when the node has no
+    /// bias: adding them is what the kernel has always done), returning the row's statistics. The one
+    /// implementation for the LayerNormalization kernel and the producers that normalise the rows they
+    /// finish (`RowLayerNorm`), so both give the same bits. `y` may be `x` (each element is read
+    /// before it is written, after the statistics).
+    @inline(__always)
+    static func layerNormRow<T: BinaryFloatingPoint>(_ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>, _ n: Int,
+                                                     _ w: UnsafePointer<T>, _ b: UnsafePointer<T>, _ eps: Double)
+        -> (mean: Double, inv: Double) {
+        let (mean, inv) = layerNormRowStatistics(x, n, eps)
+        let m = T(mean), iv = T(inv)
+        for k in 0..<n { y[k] = (x[k] - m) * iv * w[k] + b[k] }
+        return (mean, inv)
+    }
+
+    /// A LayerNormalization over the last axis that the producer of its input applies to each row it
+    /// finishes, while the row is in cache (fuse-layer-norm-into-producer: FusedMatMul and the projected
+    /// TokenDepthwiseConv carry it as `ProducerLayerNorm` says: Scale and an optional B of the row's
+    /// length, epsilon as an attribute, the LayerNorm as their second output). Rows go through
+    /// `layerNormRow` with the operands the LayerNormalization kernel would give it (float32 scale,
+    /// zeros for a missing bias, epsilon widened from the attribute's float), so the same bits.
+    struct RowLayerNorm {
+        let scale: [Float]
+        let bias: [Float]
+        let epsilon: Double
+
+        /// The LayerNorm of a node whose inputs `scaleIndex` and `scaleIndex + 1` are its Scale and B
+        /// (nil when the node carries none), for rows of `n` values.
+        init?(_ inputs: [Tensor?], scaleIndex: Int, epsilon: Double, rowLength n: Int, label: String) throws {
+            guard let scaleT = inputs.optional(scaleIndex) else {
+                if inputs.optional(scaleIndex + 1) != nil { throw SegFormerError.invalid("\(label): LayerNorm bias without a scale") }
+                return nil
+            }
+            let biasT = inputs.optional(scaleIndex + 1)
+            for (what, t) in [("scale", scaleT), ("bias", biasT)] {
+                if let t, t.dataType != .float || t.shape != [n] {
+                    throw SegFormerError.invalid("\(label): LayerNorm \(what) must be float32 [\(n)], got \(t.dataType) \(t.shape)")
+                }
+            }
+            scale = Array(UnsafeBufferPointer(start: scaleT.pointer(Float.self), count: n))
+            bias = biasT.map { Array(UnsafeBufferPointer(start: $0.pointer(Float.self), count: n)) } ?? [Float](repeating: 0, count: n)
+            self.epsilon = epsilon
+        }
+
+        /// Normalises `rows` of `source` (rows of the scale's length, one after the other) into the same
+        /// rows of `destination`, which may be `source`.
+        func apply(_ source: UnsafePointer<Float>, _ destination: UnsafeMutablePointer<Float>, rows: Range<Int>) {
+            let n = scale.count
+            guard n > 0 else { return }
+            scale.withUnsafeBufferPointer { w in
+                bias.withUnsafeBufferPointer { b in
+                    for r in rows { _ = layerNormRow(source + r * n, destination + r * n, n, w.baseAddress!, b.baseAddress!, epsilon) }
                 }
             }
         }

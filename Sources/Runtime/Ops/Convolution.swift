@@ -28,14 +28,15 @@ extension OpRegistry {
             .withGradient { try Convolution.convTransposeGradient($0) }.withWork(WorkRules.convolution(transposed: true)),
         // The fuse-token-depthwise-conv pass's op (Kernels/Convolution/TokenDepthwise.swift). The
         // output has the tokens' type; with a projection P [C, M] (inputs 4–6: P, its bias, a
-        // residual; fuse-mixffn-projection, inference only) the tokens' shape with M channels.
-        OpSchema(OpType.tokenDepthwiseConv, domain: fusedDomain, inputs: 3...7,
+        // residual; fuse-token-depthwise-projection, inference only) the tokens' shape with M channels,
+        // and with it a LayerNorm of that output (inputs 7–8, second output; fuse-layer-norm-into-producer).
+        OpSchema(OpType.tokenDepthwiseConv, domain: fusedDomain, inputs: 3...9, outputs: 1...2,
                  inferTypes: { ctx in
                      guard ctx.node.input(4) != nil else { return [ctx.type(0)] }
                      guard let x = ctx.type(0), let s = x.shape, s.count == 3, let m = ctx.type(4)?.shape?.last else {
-                         return [ctx.type(0).map { TensorType($0.dataType, nil) }]
+                         return ctx.withLayerNormOutput([ctx.type(0).map { TensorType($0.dataType, nil) }])
                      }
-                     return [TensorType(x.dataType, [s[0], s[1], m])]
+                     return ctx.withLayerNormOutput([TensorType(x.dataType, [s[0], s[1], m])])
                  },
                  makeKernel: { node, _ in try Convolution.tokenDepthwiseKernel(node) })
             .withGradient { try Convolution.tokenDepthwiseGradient($0) }.withWork(WorkRules.convolution(transposed: false)),

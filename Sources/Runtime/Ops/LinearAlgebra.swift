@@ -15,9 +15,11 @@ extension OpRegistry {
                  makeKernel: { node, opset in try LinearAlgebra.gemmKernel(node, opset: opset) })
             .withGradient { try LinearAlgebra.gemmGradient($0) }.withWork(WorkRules.product),
         // The fuse-matmul-epilogue pass's op (inference graphs, and training's gradient graph after
-        // autodiff: fuse-matmul-bias-residual; so no gradient rule).
-        OpSchema(OpType.fusedMatMul, domain: fusedDomain, inputs: 2...4,
-                 inferTypes: { try LinearAlgebra.inferFusedMatMul($0) },
+        // autodiff: fuse-matmul-bias-residual; so no gradient rule). Inputs 4–5
+        // (fuse-layer-norm-into-producer, inference only): a LayerNorm's Scale and B, whose output is
+        // the second output.
+        OpSchema(OpType.fusedMatMul, domain: fusedDomain, inputs: 2...6, outputs: 1...2,
+                 inferTypes: { ctx in ctx.withLayerNormOutput(try LinearAlgebra.inferFusedMatMul(ctx)) },
                  makeKernel: { node, _ in try LinearAlgebra.fusedMatMulKernel(node) }).withWork(WorkRules.product),
         // Training kernels (see "MARK: gradients").
         OpSchema("MatMulTransposed", domain: trainingDomain, inputs: 2...3, shapeInputs: [2],

@@ -14,14 +14,15 @@ public enum OptimizingPipeline {
     /// channels-last: the sum of resized stage maps becomes one `ResizeSum` over the tokens, which takes
     /// the 1×1 classifier after it as its projection. Last, fusion: each float32 MatMul takes in the
     /// Transposes before it and the bias, residual and Relu after it (and a product of a MixFFN's
-    /// depthwise conv takes that conv in, band by band), and each remaining Resize the Add (and Relu)
-    /// after it (for inference graphs: `ChannelsLastConv`, `ResizeSum`, `FusedMatMul`, the projected
-    /// `TokenDepthwiseConv` and `ResizeAdd` have no gradient rule; training graphs run `trainingPasses`
-    /// before autodiff and `gradientGraphPasses` after it).
+    /// depthwise conv takes that conv in, band by band), a LayerNorm of such a product's output becomes
+    /// its producer's second output, computed row by row in its epilogue, and each remaining Resize
+    /// takes the Add (and Relu) after it (for inference graphs: `ChannelsLastConv`, `ResizeSum`,
+    /// `FusedMatMul`, the projected `TokenDepthwiseConv` and `ResizeAdd` have no gradient rule;
+    /// training graphs run `trainingPasses` before autodiff and `gradientGraphPasses` after it).
     public static let passes: [GraphPass] = [.fuseLayerNormalization, .fuseGelu, .fuseAttention,
                                              .fuseTokenDepthwiseConv, .fuseConvToTokens, .splitConvOverConcat, .convBeforeResize,
                                              .foldConvIntoMatMul, .fuseResizeSum, .pointwiseConvOverChannelsLast, .fuseMatMulEpilogue,
-                                             .fuseTokenDepthwiseProjection, .fuseResizeAdd]
+                                             .fuseTokenDepthwiseProjection, .fuseLayerNormIntoProducer, .fuseResizeAdd]
 
     /// The passes a training graph's forward part goes through: the rewrites into single nodes whose
     /// gradient rules write the backward (attention, LayerNorm, GELU, MixFFN's depthwise conv over the

@@ -45,8 +45,9 @@ final class OptimizingPipelineTests: XCTestCase {
         XCTAssertEqual(report.passes.map(\.pass), ["fuse-layer-normalization", "fuse-gelu", "fuse-attention",
                                                    "fuse-token-depthwise-conv", "fuse-conv-to-tokens", "split-conv-over-concat", "conv-before-resize",
                                                    "fold-conv-into-matmul", "fuse-resize-sum", "pointwise-conv-over-channels-last",
-                                                   "fuse-matmul-epilogue", "fuse-token-depthwise-projection", "fuse-resize-add"])
-        XCTAssertEqual(report.passes.map(\.changedGraph), [false, false, false, false, false, true, true, true, true, false, true, false, false],
+                                                   "fuse-matmul-epilogue", "fuse-token-depthwise-projection",
+                                                   "fuse-layer-norm-into-producer", "fuse-resize-add"])
+        XCTAssertEqual(report.passes.map(\.changedGraph), [false, false, false, false, false, true, true, true, true, false, true, false, false, false],
                        "\(report)")
         XCTAssertNil(optimized.opCounts["Add"], "the resized parts summed by ResizeSum: \(report)")
         XCTAssertEqual(optimized.opCounts[fusedDomain + "." + OpType.resizeSum], 1, "\(report)")

@@ -8,7 +8,8 @@ import GraphIR
 //       = Transpose(Reshape(Conv(Reshape(Transpose(X), shape), W, B), [B, C, H·W]))   (then GELU)
 //     TokenDepthwiseConv(X, W, shape, B, P, c, R; activation) = TokenDepthwiseConv(X, W, shape, B)·P + c + R
 //
-// (the second form, inference only, takes in MixFFN's next linear layer: fuse-mixffn-projection).
+// (the second form, inference only, takes in MixFFN's next linear layer: fuse-token-depthwise-projection;
+// it may carry the LayerNorm of its result too, inputs 7–8, as a second output: fuse-layer-norm-into-producer).
 // X [B, N, C] tokens, channels last; `shape` the NCHW target [B, C, H, W] that the first Reshape
 // resolves against the transposed tokens [B, C, N]; W [C, 1, KH, KW] (KH, KW odd, one channel per
 // group, stride 1, zero padding (K − 1)/2: the output has the input's size); B [C] optional. The
@@ -23,6 +24,9 @@ extension Convolution {
         let label = node.label
         let gelu = try node.appliesActivation(OpType.gelu)
         let allowZero = try node.int("allowzero", default: 0) != 0, adjoint = try node.int("adjoint", default: 0) != 0
+        let epsilon = Double(try node.float(ProducerLayerNorm.epsilonAttribute, default: 1e-5))
+        let writesProjection = node.outputs.first?.isEmpty == false
+        let layerNormScale = ProducerLayerNorm.scaleIndex(of: OpType.tokenDepthwiseConv)!
         return ClosureKernel { inputs, context in
             let x = try inputs.required(0, "X"), w = try inputs.required(1, "W"), bias = inputs.optional(3)
             let (height, width) = try tokenGrid(x, w, try inputs.required(2, "shape"), allowZero: allowZero, label)
@@ -32,8 +36,13 @@ extension Convolution {
             if let weight = inputs.optional(4) {
                 guard !adjoint else { throw SegFormerError.invalid("\(label): TokenDepthwiseConv adjoint takes no projection") }
                 let projection = Projection(weight: weight, bias: inputs.optional(5), residual: inputs.optional(6))
-                return [try tokenDepthwiseProjected(x, w, bias, height: height, width: width, gelu: gelu,
-                                                    projection, label: label, context)]
+                let layerNorm = try Normalization.RowLayerNorm(inputs, scaleIndex: layerNormScale, epsilon: epsilon,
+                                                                rowLength: weight.shape.last ?? 0, label: label)
+                return try tokenDepthwiseProjected(x, w, bias, height: height, width: width, gelu: gelu, projection,
+                                                   layerNorm: layerNorm, inPlace: !writesProjection, label: label, context)
+            }
+            guard inputs.optional(layerNormScale) == nil else {
+                throw SegFormerError.invalid("\(label): TokenDepthwiseConv takes a LayerNorm only with its projection")
             }
             return [withExtendedLifetime(bias) {
                 tokenDepthwise(x, w, bias, height: height, width: width, gelu: gelu, adjoint: adjoint, context)
@@ -111,10 +120,12 @@ extension Convolution {
 
     /// The convolution (and GELU) followed by its projection, band by band of whole output rows: each
     /// band's conv output goes to a buffer and through one single-threaded GEMM, then the bias and the
-    /// residual (`LinearAlgebra.Epilogue`, FusedMatMul's own) while it is in cache. The [B, N, C]
-    /// convolution output is never written.
+    /// residual (`LinearAlgebra.Epilogue`, FusedMatMul's own) while it is in cache, and the LayerNorm
+    /// when the node carries one: its output second, or in place of the projection's with `inPlace`
+    /// (nothing else reads the projection). The [B, N, C] convolution output is never written.
     static func tokenDepthwiseProjected(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, height: Int, width: Int, gelu: Bool,
-                                       _ p: Projection, label: String, _ context: ExecutionContext) throws -> Tensor {
+                                       _ p: Projection, layerNorm: Normalization.RowLayerNorm? = nil, inPlace: Bool = false,
+                                       label: String, _ context: ExecutionContext) throws -> [Tensor] {
         let (n, tokens, c) = (x.shape[0], x.shape[1], x.shape[2])
         guard p.weight.dataType == .float, p.weight.rank == 2, p.weight.shape[0] == c else {
             throw SegFormerError.invalid("\(label): TokenDepthwiseConv projection must be float32 [\(c), M], got \(p.weight.dataType) \(p.weight.shape)")
@@ -127,12 +138,15 @@ extension Convolution {
             throw SegFormerError.invalid("\(label): TokenDepthwiseConv residual must be float32 \([n, tokens, m]), got \(r.dataType) \(r.shape)")
         }
         let out = Tensor(uninitialized: .float, shape: [n, tokens, m])
-        if out.count == 0 { return out }
+        let normalized = layerNorm == nil || inPlace ? out : Tensor(uninitialized: .float, shape: out.shape)
+        let outputs = layerNorm == nil ? [out] : [out, normalized]
+        if out.count == 0 { return outputs }
         try BLAS.checkSizes(tokens, m, c, c, m, m)
         let (kh, kw) = (w.shape[2], w.shape[3])
         let weights = channelsLastTaps(w, adjoint: false)
         let bands = RowBands(images: n, height: height, width: width, pixels: projectionBandTokens)
         let px = x.pointer(Float.self), py = out.pointer(Float.self), pp = UnsafePointer(p.weight.pointer(Float.self))
+        let pn = normalized.pointer(Float.self)
         let pb = bias.map { UnsafePointer($0.pointer(Float.self)) }
         let projectionBias = p.bias.map { UnsafePointer($0.pointer(Float.self)) }
         let residual = p.residual.map { UnsafePointer($0.pointer(Float.self)) }
@@ -149,13 +163,14 @@ extension Convolution {
                                                  rows.lowerBound, rows.upperBound, gelu ? 1 : 0)
                         let offset = (img * tokens + rows.lowerBound * width) * m
                         BLAS.gemm(Float.self, serial, m: pixels, n: m, k: c, a: buffer, lda: c, b: pp, ldb: m, c: py + offset, ldc: m)
-                        LinearAlgebra.Epilogue(bias: projectionBias, residual: residual.map { $0 + offset })
+                        LinearAlgebra.Epilogue(bias: projectionBias, residual: residual.map { $0 + offset },
+                                               layerNorm: layerNorm, normalized: pn + offset)
                             .apply(py + offset, rows: 0..<pixels, n: m)
                     }
                 }
             }
         }
-        return out
+        return outputs
     }
 
     /// The output rows per chunk of the weight gradient: a fixed cut, whatever the thread count.

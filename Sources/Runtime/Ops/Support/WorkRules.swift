@@ -8,10 +8,16 @@ enum WorkRules {
         shape.map { $0.reduce(1.0) { $0 * Double(max($1, 0)) } }
     }
 
+    /// The shape of the result an op computes: its first output's, or, when nothing reads that one, the
+    /// LayerNorm output a fused producer writes beside it (the same shape; fuse-layer-norm-into-producer).
+    static func result(_ outputs: [[Int]?]) -> [Int]? {
+        outputs.lazy.compactMap { $0 }.first
+    }
+
     /// A matrix product (MatMul, Gemm, FusedMatMul): each output element sums over A's inner axis,
     /// the last one, or the one before it when A is transposed.
     static func product(_ node: Node, _ inputs: [[Int]?], _ outputs: [[Int]?]) -> Double? {
-        guard let a = inputs.first ?? nil, !a.isEmpty, let out = elements(outputs.first ?? nil) else { return nil }
+        guard let a = inputs.first ?? nil, !a.isEmpty, let out = elements(result(outputs)) else { return nil }
         let transA = ((try? node.int("transA", default: 0)) ?? 0) != 0 && a.count >= 2
         return out * Double(transA ? a[a.count - 2] : a[a.count - 1])
     }
@@ -21,7 +27,7 @@ enum WorkRules {
     static func convolution(transposed: Bool) -> WorkRule {
         { _, inputs, outputs in
             guard inputs.count > 1, let w = inputs[1], w.count >= 2,
-                  let n = elements(transposed ? inputs[0] : outputs.first ?? nil) else { return nil }
+                  let n = elements(transposed ? inputs[0] : result(outputs)) else { return nil }
             return n * (elements(Array(w.dropFirst())) ?? 0)
         }
     }
