@@ -20,7 +20,8 @@ public struct TrainingOptions: Sendable {
     /// must weight what flows back into those sums, not only its own gradients. nil: each process's own batch.
     public var batchNormProcesses: (any CrossProcessSum)?
     /// Run `OptimizingPipeline.trainingPasses` over the forward graph before differentiating it
-    /// (fused attention, LayerNorm and GELU, whose gradient rules write the backward; the decode-head
+    /// (fused attention, LayerNorm, GELU and MixFFN's depthwise conv over the tokens, whose gradient
+    /// rules write the backward; the decode-head
     /// algebra, whose merged weights are nodes of the parameters) and `gradientGraphPasses` over the
     /// gradient graph after it (epilogue fusions); false trains the graph node by node as exported
     /// (`bench --train --no-optimize`).
