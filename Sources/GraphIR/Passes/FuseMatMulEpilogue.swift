@@ -31,9 +31,9 @@ extension GraphPass {
     /// kink), and that holds: the GEMM reads its operands as MatMul does and the epilogue performs the
     /// nodes' own float operations (a tall product's row blocks included: TrainingGraphPassesTests
     /// checks b0's step bit for bit at 1, 2 and 3 threads), while reading a Transpose as a GEMM flag or
-    /// writing Bᵀ·Aᵀ may change the GEMM's rounding, so Transposes stay nodes. The backward reads the shape of each intermediate
-    /// (an Add's gradient is summed to its operands' shapes): those Shape nodes read the fused output
-    /// instead, which has the same shape.
+    /// writing Bᵀ·Aᵀ may change the GEMM's rounding, so Transposes stay nodes. The backward reads the
+    /// shape of each intermediate (an Add's gradient is summed to its operands' shapes): those Shape
+    /// nodes read the fused output instead, which has the same shape.
     public static let fuseMatMulBiasAndResidual = matMulEpilogue("fuse-matmul-bias-residual", gradientGraph: true)
 
     private static func matMulEpilogue(_ name: String, gradientGraph: Bool) -> GraphPass {

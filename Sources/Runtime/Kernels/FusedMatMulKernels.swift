@@ -50,9 +50,7 @@ extension LinearAlgebra {
         let transA = try node.int("transA", default: 0) != 0, transB = try node.int("transB", default: 0) != 0
         let transposeOutput = try node.int("transposeOutput", default: 0) != 0
         let relu = try node.appliesActivation(OpType.relu)
-        let epsilon = Double(try node.float(ProducerLayerNorm.epsilonAttribute, default: 1e-5))
-        let writesProduct = node.outputs.first?.isEmpty == false
-        let layerNormScale = ProducerLayerNorm.scaleIndex(of: OpType.fusedMatMul)!
+        let carried = try Normalization.RowLayerNorm.Carrier(node)
         func kernel(packedB: PackedWeights?) -> Kernel { ClosureKernel { inputs, context in
             let a = try inputs.required(0, "A"), b = try inputs.required(1, "B")
             let bias = inputs.optional(2), residual = inputs.optional(3)
@@ -71,8 +69,7 @@ extension LinearAlgebra {
             }
             var epilogue = Epilogue(bias: bias.map { UnsafePointer($0.pointer(Float.self)) },
                                     residual: residual.map { UnsafePointer($0.pointer(Float.self)) }, relu: relu)
-            epilogue.layerNorm = try Normalization.RowLayerNorm(inputs, scaleIndex: layerNormScale, epsilon: epsilon,
-                                                                 rowLength: p.n, label: label)
+            epilogue.layerNorm = try carried.rows(inputs, length: p.n, label: label)
             if transposeOutput {
                 guard residual == nil, epilogue.layerNorm == nil else {
                     throw SegFormerError.invalid("\(label): FusedMatMul with transposeOutput takes no residual and no LayerNorm")
@@ -82,8 +79,7 @@ extension LinearAlgebra {
                 }]
             }
             let out = Tensor(uninitialized: .float, shape: p.outShape)
-            // The LayerNorm's output, or the product itself normalised in place when nothing reads the product.
-            let normalized = epilogue.layerNorm == nil || !writesProduct ? out : Tensor(uninitialized: .float, shape: p.outShape)
+            let normalized = epilogue.layerNorm == nil ? out : carried.destination(for: out)
             epilogue.normalized = normalized.pointer(Float.self)
             try withExtendedLifetime((bias, residual)) {
                 try fusedMatMul(a, b, p, transA: transA, transB: transB, packedB: packedB, epilogue, into: out, context)

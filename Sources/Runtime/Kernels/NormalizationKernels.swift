@@ -126,6 +126,34 @@ enum Normalization {
         let bias: [Float]
         let epsilon: Double
 
+        /// What a producer node says of the LayerNorm it may carry, read once when its kernel is made:
+        /// where the Scale is, the epsilon, and whether the product is an output of its own.
+        struct Carrier {
+            let scaleIndex: Int
+            let epsilon: Double
+            let keepsProduct: Bool
+
+            init(_ node: Node) throws {
+                guard let index = ProducerLayerNorm.scaleIndex(of: node.opType) else {
+                    throw SegFormerError.invalid("\(node.label): \(node.opType) carries no LayerNorm")
+                }
+                scaleIndex = index
+                epsilon = Double(try node.float(ProducerLayerNorm.epsilonAttribute, default: 1e-5))
+                keepsProduct = node.outputs.first?.isEmpty == false
+            }
+
+            /// The node's LayerNorm for rows of `n` values; nil when it carries none.
+            func rows(_ inputs: [Tensor?], length n: Int, label: String) throws -> RowLayerNorm? {
+                try RowLayerNorm(inputs, scaleIndex: scaleIndex, epsilon: epsilon, rowLength: n, label: label)
+            }
+
+            /// Where the normalised rows go: a new tensor beside the product, or the product itself
+            /// (normalised in place) when nothing else reads it.
+            func destination(for product: Tensor) -> Tensor {
+                keepsProduct ? Tensor(uninitialized: .float, shape: product.shape) : product
+            }
+        }
+
         /// The LayerNorm of a node whose inputs `scaleIndex` and `scaleIndex + 1` are its Scale and B
         /// (nil when the node carries none), for rows of `n` values.
         init?(_ inputs: [Tensor?], scaleIndex: Int, epsilon: Double, rowLength n: Int, label: String) throws {

@@ -81,10 +81,9 @@ public struct CompiledModel {
             let schema = try OpRegistry.schema(for: node, opset: opset)
             do {
                 let kernel = try schema.makeKernel(node, opset)
-                if let preparing = kernel as? ConstantPreparedKernel {
+                if packWeights, let preparing = kernel as? ConstantPreparedKernel {
                     // Initializers a feed cannot override are constants for every run.
-                    let constants = node.inputs.map { packWeights && !inputNames.contains($0) ? g.initializers[$0] : nil }
-                    kernels.append(preparing.prepare(constants))
+                    kernels.append(preparing.prepare(node.inputs.map { inputNames.contains($0) ? nil : g.initializers[$0] }))
                 } else {
                     kernels.append(kernel)
                 }

@@ -24,9 +24,7 @@ extension Convolution {
         let label = node.label
         let gelu = try node.appliesActivation(OpType.gelu)
         let allowZero = try node.int("allowzero", default: 0) != 0, adjoint = try node.int("adjoint", default: 0) != 0
-        let epsilon = Double(try node.float(ProducerLayerNorm.epsilonAttribute, default: 1e-5))
-        let writesProjection = node.outputs.first?.isEmpty == false
-        let layerNormScale = ProducerLayerNorm.scaleIndex(of: OpType.tokenDepthwiseConv)!
+        let carried = try Normalization.RowLayerNorm.Carrier(node)
         return ClosureKernel { inputs, context in
             let x = try inputs.required(0, "X"), w = try inputs.required(1, "W"), bias = inputs.optional(3)
             let (height, width) = try tokenGrid(x, w, try inputs.required(2, "shape"), allowZero: allowZero, label)
@@ -36,12 +34,11 @@ extension Convolution {
             if let weight = inputs.optional(4) {
                 guard !adjoint else { throw SegFormerError.invalid("\(label): TokenDepthwiseConv adjoint takes no projection") }
                 let projection = Projection(weight: weight, bias: inputs.optional(5), residual: inputs.optional(6))
-                let layerNorm = try Normalization.RowLayerNorm(inputs, scaleIndex: layerNormScale, epsilon: epsilon,
-                                                                rowLength: weight.shape.last ?? 0, label: label)
+                let layerNorm = try carried.rows(inputs, length: weight.shape.last ?? 0, label: label)
                 return try tokenDepthwiseProjected(x, w, bias, height: height, width: width, gelu: gelu, projection,
-                                                   layerNorm: layerNorm, inPlace: !writesProjection, label: label, context)
+                                                   layerNorm: layerNorm.map { ($0, carried) }, label: label, context)
             }
-            guard inputs.optional(layerNormScale) == nil else {
+            guard inputs.optional(carried.scaleIndex) == nil else {
                 throw SegFormerError.invalid("\(label): TokenDepthwiseConv takes a LayerNorm only with its projection")
             }
             return [withExtendedLifetime(bias) {
@@ -121,10 +118,11 @@ extension Convolution {
     /// The convolution (and GELU) followed by its projection, band by band of whole output rows: each
     /// band's conv output goes to a buffer and through one single-threaded GEMM, then the bias and the
     /// residual (`LinearAlgebra.Epilogue`, FusedMatMul's own) while it is in cache, and the LayerNorm
-    /// when the node carries one: its output second, or in place of the projection's with `inPlace`
-    /// (nothing else reads the projection). The [B, N, C] convolution output is never written.
+    /// when the node carries one: its output second, written where the carrier says (beside the
+    /// projection, or over it). The [B, N, C] convolution output is never written.
     static func tokenDepthwiseProjected(_ x: Tensor, _ w: Tensor, _ bias: Tensor?, height: Int, width: Int, gelu: Bool,
-                                       _ p: Projection, layerNorm: Normalization.RowLayerNorm? = nil, inPlace: Bool = false,
+                                       _ p: Projection,
+                                       layerNorm carried: (rows: Normalization.RowLayerNorm, carrier: Normalization.RowLayerNorm.Carrier)? = nil,
                                        label: String, _ context: ExecutionContext) throws -> [Tensor] {
         let (n, tokens, c) = (x.shape[0], x.shape[1], x.shape[2])
         guard p.weight.dataType == .float, p.weight.rank == 2, p.weight.shape[0] == c else {
@@ -138,8 +136,8 @@ extension Convolution {
             throw SegFormerError.invalid("\(label): TokenDepthwiseConv residual must be float32 \([n, tokens, m]), got \(r.dataType) \(r.shape)")
         }
         let out = Tensor(uninitialized: .float, shape: [n, tokens, m])
-        let normalized = layerNorm == nil || inPlace ? out : Tensor(uninitialized: .float, shape: out.shape)
-        let outputs = layerNorm == nil ? [out] : [out, normalized]
+        let normalized = carried?.carrier.destination(for: out) ?? out
+        let outputs = carried == nil ? [out] : [out, normalized]
         if out.count == 0 { return outputs }
         try BLAS.checkSizes(tokens, m, c, c, m, m)
         let (kh, kw) = (w.shape[2], w.shape[3])
@@ -164,7 +162,7 @@ extension Convolution {
                         let offset = (img * tokens + rows.lowerBound * width) * m
                         BLAS.gemm(Float.self, serial, m: pixels, n: m, k: c, a: buffer, lda: c, b: pp, ldb: m, c: py + offset, ldc: m)
                         LinearAlgebra.Epilogue(bias: projectionBias, residual: residual.map { $0 + offset },
-                                               layerNorm: layerNorm, normalized: pn + offset)
+                                               layerNorm: carried?.rows, normalized: pn + offset)
                             .apply(py + offset, rows: 0..<pixels, n: m)
                     }
                 }
